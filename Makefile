@@ -1,0 +1,41 @@
+# woe_anchor: PGXS build. `make` generates the extension script, `make install`
+# copies it with the control file, `make installcheck` runs the regression test.
+EXTENSION    = woe_anchor
+EXTVERSION   = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+PYTHON      ?= python3
+
+# Order matters: tables before the functions that name them, grants last.
+SQL_SOURCES  = sql/header.sql \
+               sql/tables/registry.sql sql/tables/cuts.sql sql/tables/map.sql \
+               sql/tables/scores.sql sql/tables/dump.sql \
+               sql/functions/loader.sql sql/functions/fit.sql \
+               sql/grants.sql
+# Dependency order: a module comes after every module it imports.
+PY_MODULES   = $(addprefix plpython/woe_anchor/, errors.py bands.py sqlgen.py woe.py \
+               source.py passes.py fit.py)
+
+DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql
+DATA         = $(filter-out $(DATA_built), $(wildcard extension/$(EXTENSION)--*--*.sql))
+REGRESS      = woe_anchor_smoke
+REGRESS_OPTS = --inputdir=tests/regress --outputdir=build/regress
+EXTRA_CLEAN  = build
+
+PG_CONFIG   ?= pg_config
+PGXS        := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+all: $(DATA_built)
+
+$(DATA_built): $(SQL_SOURCES) $(PY_MODULES) extension/build.py $(EXTENSION).control
+	$(PYTHON) extension/build.py $(EXTVERSION) $@ $(SQL_SOURCES) -- $(PY_MODULES)
+
+installcheck: | build/regress
+build/regress:
+	mkdir -p $@
+
+# The two commands of the README: the demo, and the whole test suite.
+.PHONY: demo test
+demo:
+	bash harness/run.sh demo
+test:
+	bash harness/run.sh test

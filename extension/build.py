@@ -1,0 +1,52 @@
+"""Generate extension/woe_anchor--<version>.sql from sql/ and plpython/woe_anchor/.
+
+Usage: python3 extension/build.py VERSION OUTPUT SQL_FILE... -- MODULE...
+SQL files are concatenated in the order given; the Python modules (in
+dependency order) are inlined into the loader function, so installing the
+extension needs nothing but its SQL script.
+"""
+import hashlib
+import re
+import sys
+from pathlib import Path
+
+PY_DOLLAR_TAG = "$woe_anchor_py$"
+
+
+def render(version, sql_files, modules):
+    sources = [(Path(m).stem, Path(m).read_text()) for m in modules]
+    for name, text in sources:
+        if PY_DOLLAR_TAG in text:
+            sys.exit(f"{name}: must not contain {PY_DOLLAR_TAG}")
+    digest = hashlib.sha256()
+    for name, text in sources:
+        digest.update(f"{name}\0{text}\0".encode())
+    package_key = f"woe_anchor/{version}"
+    load_package = (f"if {package_key!r} not in GD:\n"
+                    f"    plpy.execute('SELECT ml._woe_anchor_load()')\n"
+                    f"woe_anchor = GD[{package_key!r}]")
+    values = {
+        "@EXTVERSION@": repr(version),
+        "@PACKAGE_KEY@": repr(package_key),
+        "@PACKAGE_NAME@": repr("woe_anchor_" + re.sub(r"\W", "_", version)),
+        "@CODE_SHA256@": repr(digest.hexdigest()),
+        "@MODULES@": repr(tuple(sources)),
+        "@LOAD_PACKAGE@": load_package,
+    }
+    parts = []
+    for f in sql_files:
+        text = Path(f).read_text()
+        for k, v in values.items():
+            text = text.replace(k, v)
+        parts.append(f"-- source: {f}\n{text.rstrip()}\n")
+    return "\n".join(parts)
+
+
+def main(argv):
+    version, output, rest = argv[0], argv[1], argv[2:]
+    split = rest.index("--")
+    Path(output).write_text(render(version, rest[:split], rest[split + 1:]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,102 @@
+"""Find or set up a PostgreSQL server with plpython3u for the harness and the tests.
+
+WOE_ANCHOR_DSN, when set, names a server to use as is. Otherwise a private
+cluster (trust auth, 127.0.0.1 only) is created once under
+WOE_ANCHOR_PGDATA and started when it is not running.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 54329
+
+
+@dataclass(frozen=True)
+class Server:
+    dsn: str          # libpq connection string to the maintenance database
+    bindir: str       # where pg_config, pg_ctl, pg_dump of this major live
+    major: int
+
+    def dsn_for(self, dbname: str) -> str:
+        return f"{self.dsn} dbname={dbname}"
+
+    @property
+    def pg_config(self) -> str:
+        return os.path.join(self.bindir, "pg_config")
+
+
+def majors_with_plpython() -> list[int]:
+    """Installed PostgreSQL majors (newest first) whose plpython3 is installed."""
+    found = []
+    for lib in glob.glob("/usr/lib/postgresql/*/lib/plpython3.so"):
+        major = Path(lib).parent.parent.name
+        if major.isdigit() and int(major) >= 15:
+            found.append(int(major))
+    return sorted(found, reverse=True)
+
+
+def pick_major() -> int:
+    wanted = os.environ.get("WOE_ANCHOR_PG_MAJOR")
+    if wanted:
+        return int(wanted)
+    majors = majors_with_plpython()
+    if not majors:
+        raise SystemExit("no PostgreSQL >= 15 with plpython3 found: run `bash harness/run.sh` to install one")
+    return majors[0]
+
+
+def _as_postgres(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    """PostgreSQL refuses to run as root: drop to the postgres user when we are root."""
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def _owner_ids():
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        return pw.pw_uid, pw.pw_gid
+    return os.geteuid(), os.getegid()
+
+
+def ensure_local(major: int | None = None, port: int | None = None,
+                 extra_conf: dict | None = None) -> Server:
+    """Create (once) and start a private cluster; return how to reach it."""
+    major = major or pick_major()
+    port = port or int(os.environ.get("WOE_ANCHOR_PGPORT", DEFAULT_PORT))
+    bindir = f"/usr/lib/postgresql/{major}/bin"
+    pgdata = Path(os.environ.get("WOE_ANCHOR_PGDATA", f"/var/tmp/woe_anchor_pg/{major}"))
+    uid, gid = _owner_ids()
+    if not (pgdata / "PG_VERSION").exists():
+        pgdata.mkdir(parents=True, exist_ok=True)
+        for p in [pgdata, *pgdata.parents][:2]:
+            os.chown(p, uid, gid)
+        _as_postgres([f"{bindir}/initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust",
+                      "--encoding=UTF8", "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
+        conf = {"listen_addresses": "'127.0.0.1'", "port": str(port),
+                "unix_socket_directories": f"'{pgdata}'", "fsync": "on"}
+        conf.update(extra_conf or {})
+        with open(pgdata / "postgresql.auto.conf", "a") as f:
+            f.writelines(f"{k} = {v}\n" for k, v in conf.items())
+    status = subprocess.run([f"{bindir}/pg_ctl", "status", "-D", str(pgdata)],
+                            capture_output=True, text=True,
+                            user="postgres" if os.geteuid() == 0 else None)
+    if status.returncode != 0:
+        _as_postgres([f"{bindir}/pg_ctl", "start", "-w", "-D", str(pgdata),
+                      "-l", str(pgdata / "server.log")], stdout=subprocess.DEVNULL)
+    return Server(dsn=f"host=127.0.0.1 port={port} user=postgres", bindir=bindir, major=major)
+
+
+def from_env_or_local() -> Server:
+    """The server named by WOE_ANCHOR_DSN, else the private local cluster."""
+    dsn = os.environ.get("WOE_ANCHOR_DSN")
+    if dsn:
+        pg_config = shutil.which("pg_config") or ""
+        return Server(dsn=dsn, bindir=os.path.dirname(pg_config), major=pick_major())
+    return ensure_local()

@@ -1,0 +1,29 @@
+"""Errors the fit reports to the caller, with a SQLSTATE and a hint."""
+from __future__ import annotations
+
+# SQLSTATEs (PostgreSQL appendix A) used by the extension
+INVALID_PARAMETER_VALUE = "22023"
+NULL_VALUE_NOT_ALLOWED = "22004"
+UNDEFINED_COLUMN = "42703"
+DATATYPE_MISMATCH = "42804"
+UNDEFINED_TABLE = "42P01"
+DUPLICATE_OBJECT = "42710"
+UNIQUE_VIOLATION = "23505"
+NO_DATA_FOUND = "P0002"
+WRONG_OBJECT_TYPE = "42809"
+
+
+class FitError(Exception):
+    """A refusal the caller can act on; raised before anything is written."""
+
+    def __init__(self, sqlstate: str, message: str, hint: str | None = None,
+                 detail: str | None = None):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+        self.hint = hint
+        self.detail = detail
+
+    def raise_with(self, plpy):
+        """Re-raise as a PostgreSQL error (never a Python traceback)."""
+        plpy.error(self.message, detail=self.detail, hint=self.hint, sqlstate=self.sqlstate)

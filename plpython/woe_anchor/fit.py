@@ -1,0 +1,375 @@
+"""CALL ml.fit_woe_anchor: orchestrates the set-based passes and persists artifacts.
+
+Runs inside the caller's transaction: every write happens after all checks
+and all learning, and any error rolls everything back, so a failed fit
+leaves no row of its model key and the active model untouched.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+
+from . import bands, errors, passes, source, woe
+from .errors import FitError
+from .sqlgen import Compiler, quote_ident, quote_literal
+
+DSOLD_SMALL = (-0.15, -0.05, 0.05, 0.15)
+DSOLD_LARGE = (-2000.0, -500.0, 500.0, 2000.0)
+DSOLD_SMALL_SCALE_BELOW = 5.0
+MIN_ROWS_FOR_TERCILES = 50
+REGISTRY = "ml.woe_anchor_model_registry_v1"
+SCORES = "ml.woe_anchor_scores_v1"
+
+
+def check_params(p: dict) -> None:
+    """Refuse bad parameters before touching the source."""
+    def bad(msg, hint=None):
+        raise FitError(errors.INVALID_PARAMETER_VALUE, msg, hint=hint)
+
+    if p["n_folds"] is None or p["n_folds"] < 1:
+        bad(f"n_folds must be at least 1, got {p['n_folds']}", "Use n_folds => 1 or oof => false to skip OOF.")
+    if p["eps"] is None or not math.isfinite(p["eps"]) or p["eps"] <= 0:
+        bad(f"eps must be a finite number > 0, got {p['eps']}")
+    hl = p["half_life_days"]
+    if hl is not None and not math.isfinite(hl):
+        bad(f"half_life_days must be finite, got {hl}", "Pass NULL or a value <= 0 for no time decay.")
+    for name in ("slow_threshold_hours", "min_duration_hours"):
+        if p[name] is None or not math.isfinite(p[name]):
+            bad(f"{name} must be a finite number, got {p[name]}")
+    t = p["dsold_thresholds"]
+    if t is not None:
+        if len(t) != 4 or any(x is None or not math.isfinite(x) for x in t):
+            bad(f"dsold_thresholds must be 4 finite numbers, got {list(t)}")
+        if any(t[i] >= t[i + 1] for i in range(3)):
+            bad(f"dsold_thresholds must be strictly ascending, got {list(t)}")
+    key = p["model_key"]
+    if key is not None and (not 1 <= len(key) <= 128 or any(ord(ch) < 32 or ord(ch) == 127 for ch in key)):
+        bad("model_key must be 1 to 128 characters without control characters")
+
+
+def learned_dsold(given, abs_median):
+    """SPEC.md 5: the caller's thresholds, else a scale rule on median |delta|."""
+    if given is not None:
+        return tuple(float(x) for x in given), "given"
+    if abs_median is not None and abs_median < DSOLD_SMALL_SCALE_BELOW:
+        return DSOLD_SMALL, "learned_small_scale"
+    return DSOLD_LARGE, "learned_large_scale"
+
+
+def presentation_cuts(n: int, q) -> tuple[float, float]:
+    """SPEC.md 5: terciles with n >= 50, the median for fewer, (0, 0) for none."""
+    if n >= MIN_ROWS_FOR_TERCILES:
+        return float(q[0]), float(q[1])
+    if n >= 1:
+        return float(q[2]), float(q[2])
+    return 0.0, 0.0
+
+
+def collect_day_sums(rows, schema: bands.BandSchema) -> woe.DaySums:
+    """Turn the GROUPING SETS result of ``passes.sums_sql`` into per-day arrays.
+
+    Band and subset rows carry a packed key day * base + code; a NULL key is a
+    subset band outside its subset and is never learned from.
+    """
+    subsets = list(schema.subsets)
+    cols = [f"s_{i}" for i in range(len(subsets))] + [f"b_{i}" for i in range(len(schema.bands))]
+    base = passes.code_base(schema)
+    all_bits = (1 << len(cols)) - 1
+    by_col = {c: [] for c in cols}
+    day_rows = []
+    for r in rows:
+        if r["g"] == all_bits:
+            day_rows.append(r)
+            continue
+        col = cols[len(cols) - (all_bits ^ r["g"]).bit_length()]  # the one 0 bit
+        if r[col] is not None:
+            by_col[col].append(r)
+    days = np.array(sorted(r["day"] for r in day_rows), dtype=np.int64)
+    pos = {int(d): i for i, d in enumerate(days)}
+    n_days = len(days)
+
+    def per_day(rs, field):
+        out = np.zeros(n_days)
+        for r in rs:
+            out[pos[r["day"]]] = r[field]
+        return out
+
+    sums = woe.DaySums(days=days,
+                       n_rows=per_day(day_rows, "n_rows"), n_learned=per_day(day_rows, "n_learned"),
+                       sw=per_day(day_rows, "sw"), pos=per_day(day_rows, "sw_pos"),
+                       neg=per_day(day_rows, "sw_neg"))
+    for i, name in enumerate(subsets):
+        inside = [dict(r, day=r[f"s_{i}"] // base) for r in by_col[f"s_{i}"] if r[f"s_{i}"] % base == 1]
+        sums.subset_pos[name] = per_day(inside, "sw_pos")
+        sums.subset_neg[name] = per_day(inside, "sw_neg")
+    for i, band in enumerate(schema.bands):
+        shape = (n_days, len(band.labels))
+        sp, sn, cnt = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int64)
+        for r in by_col[f"b_{i}"]:
+            day, code = divmod(r[f"b_{i}"], base)
+            d = pos[day]
+            sp[d, code], sn[d, code], cnt[d, code] = r["sw_pos"], r["sw_neg"], r["n_learned"]
+        sums.band_pos[band.name], sums.band_neg[band.name], sums.band_n[band.name] = sp, sn, cnt
+    return sums
+
+
+class Phases:
+    """Wall-clock milliseconds per phase, recorded in the registry."""
+
+    def __init__(self):
+        self.ms = {}
+        self._t = time.monotonic()
+        self._start = self._t
+
+    def done(self, name):
+        now = time.monotonic()
+        self.ms[name] = round((now - self._t) * 1000.0, 3)
+        self._t = now
+
+    def total(self):
+        return round((time.monotonic() - self._start) * 1000.0, 3)
+
+
+def fit(plpy, version: str, code_sha256: str, **params) -> str:
+    """Entry point of the procedure; returns the model key."""
+    try:
+        return _fit(plpy, version, code_sha256, params)
+    except FitError as e:
+        e.raise_with(plpy)
+
+
+def _one(plpy, sql, types=(), args=()):
+    plan = plpy.prepare(sql, list(types))
+    rows = plpy.execute(plan, list(args))
+    return rows[0] if rows else None
+
+
+def _key_exists(plpy, key) -> bool:
+    return _one(plpy, f"SELECT EXISTS (SELECT FROM {REGISTRY} WHERE model_key = $1) AS e",
+                ["text"], [key])["e"]
+
+
+def _fit(plpy, version, code_sha256, p) -> str:
+    phases = Phases()
+    check_params(p)
+    schema = bands.SCHEMAS[1]
+    src = source.resolve(plpy, p["source"], schema)
+    if p["model_key"] is not None and not p["replace"] and _key_exists(plpy, p["model_key"]):
+        raise FitError(errors.DUPLICATE_OBJECT, f"model {p['model_key']!r} already exists",
+                       hint="Pass replace => true to replace it, or choose another model_key.")
+    cutoff = p["cutoff"]
+    if cutoff is None:
+        cutoff = _one(plpy, passes.cutoff_sql(src.qualified))["cutoff"]
+        if cutoff is None:
+            raise FitError(errors.NO_DATA_FOUND, f"source {src.qualified} has no sold rows",
+                           hint="TRAIN SOLD needs rows with sold_time set.")
+    base_args = [cutoff, p["slow_threshold_hours"], p["min_duration_hours"]]
+    phases.done("cutoff")
+
+    plain = Compiler(schema, src.reads)
+    subset = "has_assets"
+    stats = _one(plpy, passes.stats_sql(plain, src.qualified, bands.PRESENTATION_SCORE, subset),
+                 passes.PARAM_TYPES, base_args)
+    phases.done("stats")
+    if stats["n_train_sold"] == 0:
+        raise FitError(errors.NO_DATA_FOUND,
+                       f"TRAIN SOLD is empty: no row of {src.qualified} has sold_time <= {cutoff}",
+                       hint="Pass an earlier-ending cutoff or check sold_time.")
+    if stats["n_null_keys"]:
+        raise FitError(errors.NULL_VALUE_NOT_ALLOWED,
+                       f"{stats['n_null_keys']} TRAIN SOLD rows have a NULL generation, listing_id or t0",
+                       hint="Key columns must be NOT NULL; filter them out in a view.")
+    if stats["n_learned"] == 0:
+        raise FitError(errors.NO_DATA_FOUND,
+                       f"no TRAIN SOLD row has duration_hours >= {p['min_duration_hours']}: nothing to learn",
+                       hint="Lower min_duration_hours or check duration_hours.")
+    dsold, dsold_source = learned_dsold(p["dsold_thresholds"], stats["dsold_abs_median"])
+    c1, c2 = presentation_cuts(stats["n_present"], stats["present_q"])
+    learned = dict(zip(("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4"), dsold), c1=c1, c2=c2)
+    compiler = Compiler(schema, src.reads, learned)
+
+    plan = plpy.prepare(passes.sums_sql(compiler, src.qualified, schema, stats["ref_epoch"],
+                                        p["half_life_days"]), passes.PARAM_TYPES)
+    sums = collect_day_sums(plpy.execute(plan, base_args), schema)
+    phases.done("sums")
+    n_days = len(sums.days)
+    oof = bool(p["oof"]) and p["n_folds"] > 1
+    if oof and n_days < 2:
+        raise FitError(errors.INVALID_PARAMETER_VALUE,
+                       f"OOF needs at least 2 distinct t0 days in TRAIN SOLD, found {n_days}",
+                       hint="Pass oof => false (or n_folds => 1) to score in-sample.")
+    if int(sums.n_rows.sum()) != stats["n_train_sold"]:
+        _source_changed(src)
+    band_subsets = {band.name: band.subset for band in schema.bands}
+    final, folds, fold_of_day = woe.fit_all(sums, band_subsets, p["n_folds"], oof, p["eps"])
+    phases.done("woe")
+    plpy.notice(f"[woe] trained slow21 WOE anchor on TRAIN SOLD n={stats['n_train_sold']} "
+                f"(learned={stats['n_learned']}, days={n_days}, base_rate={final.base_rate:.6f})")
+
+    key = p["model_key"] or _default_key(plpy)
+    if not p["persist"]:
+        plpy.notice(f"[woe] persist => false: nothing written (model_key={key})")
+        return key
+
+    model_id = _one(plpy, "SELECT nextval('ml.woe_anchor_model_id_seq') AS id")["id"]
+    part = score_partition(model_id)
+    n_scored = _write_scores(plpy, schema, compiler, src, part, key, base_args, sums,
+                             final, folds, fold_of_day, oof, stats["n_train_sold"])
+    phases.done("scores")
+    plpy.notice(f"[woe] OOF scoring applied to TRAIN SOLD: folds={len(folds) if oof else 0} rows={n_scored}")
+
+    # short critical section: registry writes serialize, readers never wait
+    plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
+    phases.done("lock")
+    if _key_exists(plpy, key):
+        if not p["replace"]:
+            raise FitError(errors.DUPLICATE_OBJECT, f"model {key!r} already exists",
+                           hint="Pass replace => true to replace it, or choose another model_key.")
+        _drop_model(plpy, key)
+    registry = dict(
+        model_key=key, model_id=model_id, train_cutoff_ts=cutoff, half_life_days=p["half_life_days"],
+        eps=p["eps"], n_folds=p["n_folds"], band_schema_version=schema.version,
+        code_sha256=code_sha256, base_rate=final.base_rate, base_logit=final.base_logit,
+        dsold_t1=dsold[0], dsold_t2=dsold[1], dsold_t3=dsold[2], dsold_t4=dsold[3],
+        slow_threshold_hours=p["slow_threshold_hours"], min_duration_hours=p["min_duration_hours"],
+        oof=oof, weight_ref_ts=stats["ref_epoch"], dsold_source=dsold_source,
+        n_train_sold=stats["n_train_sold"], n_learned=stats["n_learned"],
+        n_learned_has_assets=stats["n_present"], n_days=n_days,
+        n_folds_with_rows=len(folds), n_scored_oof=n_scored if oof else 0,
+        source_relation=src.qualified, extension_version=version,
+        parameters=json.dumps({k: v for k, v in p.items() if k != "source"} | {"cutoff": str(cutoff)},
+                              default=str),
+    )
+    phases.done("registry")
+    registry["timings_ms"] = json.dumps(dict(phases.ms, total=phases.total()))
+    _insert_registry(plpy, registry)
+    _insert_fits(plpy, key, [final] + list(folds.values()), schema, c1, c2)
+    plpy.execute(f"ALTER TABLE {SCORES} ATTACH PARTITION {part} FOR VALUES IN ({quote_literal(key)})")
+    if p["activate"]:
+        _activate(plpy, key)
+    plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={bool(p['activate'])})")
+    plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
+    return key
+
+
+def score_partition(model_id: int) -> str:
+    """The model's partition of the scores table, named by its id (never by its key)."""
+    return "ml." + quote_ident(f"woe_anchor_scores_v1_m{int(model_id)}")
+
+
+def _source_changed(src):
+    raise FitError("40001", f"source {src.qualified} changed while the fit was reading it",
+                   hint="Run the CALL in a REPEATABLE READ transaction, or retry.")
+
+
+def _default_key(plpy) -> str:
+    """woe_anchor_v1_ + UTC YYYYMMDD_HH24MISS, with a suffix if that second is taken."""
+    base = _one(plpy, "SELECT 'woe_anchor_v1_' || to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+                      "'YYYYMMDD_HH24MISS') AS k")["k"]
+    key, n = base, 1
+    while _key_exists(plpy, key):
+        n += 1
+        key = f"{base}_{n}"
+    return key
+
+
+def _write_scores(plpy, schema, compiler, src, part, key, base_args, sums, final, folds,
+                  fold_of_day, oof, n_train_sold) -> int:
+    """Create the model's partition, fill it in one INSERT ... SELECT, index it."""
+    sizes = [len(band.labels) for band in schema.bands]
+    offsets = [int(x) for x in np.concatenate([[0], np.cumsum(sizes)[:-1]])]
+    stride = int(sum(sizes))
+    if oof:
+        n_fits = int(fold_of_day.max()) + 1
+        fits = [folds.get(k) for k in range(n_fits)]
+        fit_of_day = fold_of_day
+    else:
+        fits = [final]
+        fit_of_day = np.zeros(len(sums.days), dtype=np.int64)
+    day0 = int(sums.days[0])
+    lookup = [None] * (int(sums.days[-1]) - day0 + 1)
+    for d, f in zip(sums.days, fit_of_day):
+        lookup[int(d) - day0] = int(f)
+    base = [f.base_logit if f else 0.0 for f in fits]
+    flat = []
+    for f in fits:
+        for band in schema.bands:
+            flat.extend(float(x) for x in (f.woe[band.name] if f else np.zeros(len(band.labels))))
+
+    plpy.execute(f"CREATE TABLE {part} (LIKE {SCORES} INCLUDING DEFAULTS INCLUDING CONSTRAINTS, "
+                 f"CHECK (model_key = {quote_literal(key)}))")
+    sql = passes.score_sql(compiler, src.qualified, schema, part, offsets, stride, oof)
+    plan = plpy.prepare(sql, passes.PARAM_TYPES + ["text", "int", "int[]", "float8[]", "float8[]"])
+    try:
+        n = plpy.execute(plan, base_args + [key, day0, lookup, base, flat]).nrows()
+    except plpy.spiexceptions.NotNullViolation:
+        _source_changed(src)
+    if n != n_train_sold:
+        _source_changed(src)
+    try:
+        plpy.execute(f"ALTER TABLE {part} ADD PRIMARY KEY (model_key, generation, listing_id, t0)")
+    except plpy.spiexceptions.UniqueViolation:
+        raise FitError(errors.UNIQUE_VIOLATION,
+                       f"source {src.qualified} has duplicate (generation, listing_id, t0) keys among TRAIN SOLD rows",
+                       hint="Each listing snapshot must appear once; deduplicate in a view.")
+    return n
+
+
+def _insert_registry(plpy, r: dict):
+    cols = list(r)
+    types = {"model_id": "bigint", "train_cutoff_ts": "timestamptz", "weight_ref_ts": "float8",
+             "n_folds": "int", "band_schema_version": "int", "oof": "boolean",
+             "n_train_sold": "bigint", "n_learned": "bigint", "n_learned_has_assets": "bigint",
+             "n_days": "int", "n_folds_with_rows": "int", "n_scored_oof": "bigint",
+             "parameters": "jsonb", "timings_ms": "jsonb", "model_key": "text",
+             "code_sha256": "text", "dsold_source": "text", "source_relation": "text",
+             "extension_version": "text"}
+    values = [f"to_timestamp(${i + 1})" if c == "weight_ref_ts" else f"${i + 1}" for i, c in enumerate(cols)]
+    plan = plpy.prepare(f"INSERT INTO {REGISTRY} ({', '.join(cols)}) VALUES ({', '.join(values)})",
+                        [types.get(c, "float8") for c in cols])
+    plpy.execute(plan, [r[c] for c in cols])
+
+
+def _insert_fits(plpy, key, fits, schema, c1, c2):
+    """Cuts (one row per fit) and map rows (every seen band value per fit)."""
+    plan = plpy.prepare(
+        "INSERT INTO ml.woe_anchor_cuts_v1 (model_key, fold_id, c1, c2, base_rate, base_logit, n_learned) "
+        "SELECT $1, u.* FROM unnest($2::int[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], "
+        "$7::bigint[]) AS u", ["text", "int[]", "float8[]", "float8[]", "float8[]", "float8[]", "bigint[]"])
+    plpy.execute(plan, [key, [f.fold_id for f in fits], [c1] * len(fits), [c2] * len(fits),
+                        [f.base_rate for f in fits], [f.base_logit for f in fits],
+                        [f.n_learned for f in fits]])
+    cols = ([], [], [], [], [], [], [])
+    for f in fits:
+        for band in schema.bands:
+            for code, label in enumerate(band.labels):
+                n = int(f.n_rows[band.name][code])
+                if n:
+                    for out, v in zip(cols, (f.fold_id, band.name, label, float(f.woe[band.name][code]),
+                                             float(f.sum_pos[band.name][code]),
+                                             float(f.sum_neg[band.name][code]), n)):
+                        out.append(v)
+    plan = plpy.prepare(
+        "INSERT INTO ml.woe_anchor_map_v1 (model_key, fold_id, band_name, band_value, woe, sum_w_pos, "
+        "sum_w_neg, n_rows) SELECT $1, u.* FROM unnest($2::int[], $3::text[], $4::text[], $5::float8[], "
+        "$6::float8[], $7::float8[], $8::bigint[]) AS u",
+        ["text", "int[]", "text[]", "text[]", "float8[]", "float8[]", "float8[]", "bigint[]"])
+    plpy.execute(plan, [key, *cols])
+
+
+def _drop_model(plpy, key):
+    """Remove a model completely: its score partition first (instant), then its rows."""
+    row = _one(plpy, f"SELECT model_id FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])
+    if row:
+        part = score_partition(row["model_id"])
+        plpy.execute(f"DROP TABLE IF EXISTS {part}")
+        _one(plpy, f"DELETE FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])
+
+
+def _activate(plpy, key):
+    """Two statements: the unique partial index is checked row by row."""
+    _one(plpy, f"UPDATE {REGISTRY} SET is_active = false WHERE is_active AND model_key <> $1", ["text"], [key])
+    _one(plpy, f"UPDATE {REGISTRY} SET is_active = true WHERE model_key = $1", ["text"], [key])

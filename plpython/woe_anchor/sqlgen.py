@@ -1,0 +1,107 @@
+"""Compile band schemas to SQL expressions.
+
+Nothing from a schema or a caller reaches SQL as free text: column names go
+through ``quote_ident``, numbers through ``float_lit``, labels through
+``quote_literal``; operators and transforms come from fixed tables here.
+"""
+from __future__ import annotations
+
+import math
+
+from . import bands as b
+
+_TRANSFORM_SQL = {
+    "identity": "{x}",
+    "ln1p": "ln(1::float8 + {x})",
+    "one_minus": "(1::float8 - {x})",
+}
+
+
+def quote_ident(name: str) -> str:
+    """PostgreSQL identifier quoting (always quoted, so case and keywords are safe)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """Standard-conforming string literal (no backslash escapes)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def float_lit(x: float) -> str:
+    """An exact float8 literal: repr() round-trips, and infinities get their SQL names."""
+    x = float(x)
+    if math.isnan(x):
+        return "'NaN'::float8"
+    if math.isinf(x):
+        return "'Infinity'::float8" if x > 0 else "'-Infinity'::float8"
+    return f"'{x!r}'::float8"
+
+
+def column_read(column: str, is_boolean: bool, alias: str = "s") -> str:
+    """How a source column is read: float8, NaN as NULL, booleans as 0/1."""
+    ref = f"{alias}.{quote_ident(column)}"
+    if is_boolean:
+        return f"({ref})::int::float8"
+    return f"NULLIF(({ref})::float8, 'NaN'::float8)"
+
+
+class Compiler:
+    """Compiles one schema's inputs, subsets and bands against a source's column reads.
+
+    ``reads`` maps a column name to its read expression (``column_read``);
+    ``learned`` maps learned threshold names to their values for this model.
+    """
+
+    def __init__(self, schema: b.BandSchema, reads: dict[str, str],
+                 learned: dict[str, float] | None = None, alias: str = "s"):
+        self.schema = schema
+        self.reads = reads
+        self.learned = learned or {}
+        self.alias = alias
+
+    def input(self, inp: b.Input) -> str:
+        if isinstance(inp, b.Column):
+            return self.reads[inp.name]
+        if isinstance(inp, b.WeightedSum):
+            parts = [float_lit(inp.constant)] if inp.constant else []
+            for t in inp.terms:
+                x = f"COALESCE({self.reads[t.column]}, 0::float8)"
+                parts.append(f"{float_lit(t.coef)} * {_TRANSFORM_SQL[t.transform].format(x=x)}")
+            return "(" + " + ".join(parts) + ")"
+        if isinstance(inp, b.UtcYearOfT0):
+            year = f"date_part('year', ({self.alias}.t0 AT TIME ZONE 'UTC'))"
+            return f"({year} + {float_lit(inp.offset)})" if inp.offset else year
+        raise TypeError(f"unknown input {inp!r}")
+
+    def operand(self, operand: b.Operand) -> str:
+        if isinstance(operand, b.Learned):
+            return float_lit(self.learned[operand.name])
+        if isinstance(operand, (int, float)):
+            return float_lit(operand)
+        return self.input(operand)
+
+    def test(self, t: b.Test) -> str:
+        if t.op not in b.OPS:
+            raise ValueError(f"unknown operator {t.op!r}")
+        return f"{self.input(t.input)} {t.op} {self.operand(t.operand)}"
+
+    def subset(self, name: str) -> str:
+        """A boolean that is never NULL: does the row belong to the subset."""
+        return f"COALESCE({self.test(self.schema.subsets[name])}, false)"
+
+    def band(self, band: b.Band, as_label: bool = False) -> str:
+        """CASE expression giving the band's integer code (or its label text)."""
+        labels = band.labels
+
+        def out(label: str) -> str:
+            return quote_literal(label) if as_label else str(labels.index(label))
+
+        whens = []
+        if band.subset:
+            whens.append(f"WHEN NOT {self.subset(band.subset)} THEN NULL")
+        if band.null_label:
+            whens.append(f"WHEN {self.input(band.null_input)} IS NULL THEN {out(band.null_label)}")
+        for rule in band.rules:
+            cond = " AND ".join(f"({self.test(t)})" for t in rule.tests)
+            whens.append(f"WHEN {cond} THEN {out(rule.label)}")
+        return f"CASE {' '.join(whens)} ELSE {out(band.default)} END"

@@ -1,0 +1,106 @@
+"""WOE math on aggregated sums (SPEC.md sections 4, 6, 7): numpy in, numpy out.
+
+The database returns, per UTC day, the raw time-decay weight sums of every
+band value. Every fit (the final one and each fold's training complement) is a
+sum over a set of days, so all K+1 fits come from that one small table.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+P_CLAMP = 1e-12
+
+
+@dataclass
+class DaySums:
+    """Per-day sums of learned rows; arrays have one row per day (sorted)."""
+    days: np.ndarray            # int, UTC day numbers, ascending, every TRAIN SOLD day
+    n_rows: np.ndarray          # all TRAIN SOLD rows of the day (learned or not)
+    n_learned: np.ndarray       # learned rows
+    sw: np.ndarray              # sum of w_raw over learned rows
+    pos: np.ndarray             # sum of w_raw*y over learned rows
+    neg: np.ndarray             # sum of w_raw*(1-y) over learned rows
+    subset_pos: dict = field(default_factory=dict)   # subset name -> sum w_raw*y   (per day)
+    subset_neg: dict = field(default_factory=dict)   # subset name -> sum w_raw*(1-y)
+    band_pos: dict = field(default_factory=dict)     # band name -> (days, labels) sum w_raw*y
+    band_neg: dict = field(default_factory=dict)     # band name -> (days, labels) sum w_raw*(1-y)
+    band_n: dict = field(default_factory=dict)       # band name -> (days, labels) learned row count
+
+
+@dataclass
+class Fit:
+    """One fitted mapping: base rate and per-band WOE over the band's labels."""
+    fold_id: int | None
+    n_learned: int
+    base_rate: float
+    base_logit: float
+    woe: dict        # band name -> float array over labels (0 where unseen)
+    sum_pos: dict    # band name -> weighted S+ per label (normalised weights, no eps)
+    sum_neg: dict
+    n_rows: dict     # band name -> learned row count per label (0 = unseen)
+
+
+def fold_of_days(n_days: int, n_folds: int) -> np.ndarray:
+    """Day i of D sorted days goes to fold floor(i * K / D) (requirements 4.2)."""
+    i = np.arange(n_days, dtype=np.int64)
+    return (i * n_folds) // n_days
+
+
+def base_logit_of(p: float) -> float:
+    p = min(max(p, P_CLAMP), 1.0 - P_CLAMP)
+    return math.log(p / (1.0 - p))
+
+
+def _woe(s_pos, s_neg, t_pos, t_neg, eps):
+    if t_pos <= 0 or t_neg <= 0:
+        return np.zeros_like(s_pos)
+    return np.log(((s_pos + eps) / t_pos) / ((s_neg + eps) / t_neg))
+
+
+def fit_days(sums: DaySums, mask: np.ndarray, band_subsets: dict, eps: float,
+             fold_id: int | None) -> Fit:
+    """Fit section 6 on the learned rows of the days in ``mask``.
+
+    ``band_subsets`` maps each band to its row set: None for all learned rows,
+    else a subset name (e.g. 'has_assets') whose totals come from ``subset_pos``.
+    Weights are divided by their mean over the fit's learned rows (section 4).
+    """
+    n = int(sums.n_learned[mask].sum())
+    sw = float(sums.sw[mask].sum())
+    # an empty or fully underflowed fit has zero weights: T+ = T- = 0, every woe 0
+    scale = n / sw if n > 0 and sw > 0 else 0.0
+
+    def totals(subset):
+        pos = sums.pos if subset is None else sums.subset_pos[subset]
+        neg = sums.neg if subset is None else sums.subset_neg[subset]
+        return float(pos[mask].sum()) * scale, float(neg[mask].sum()) * scale
+
+    t_pos, t_neg = totals(None)
+    total = t_pos + t_neg
+    base_rate = t_pos / total if total > 0 else 0.5
+    woe, sp, sn, cnt = {}, {}, {}, {}
+    for band, subset in band_subsets.items():
+        b_pos, b_neg = totals(subset)
+        sp[band] = sums.band_pos[band][mask].sum(axis=0) * scale
+        sn[band] = sums.band_neg[band][mask].sum(axis=0) * scale
+        cnt[band] = sums.band_n[band][mask].sum(axis=0)
+        woe[band] = np.where(cnt[band] > 0, _woe(sp[band], sn[band], b_pos, b_neg, eps), 0.0)
+    return Fit(fold_id, n, base_rate, base_logit_of(base_rate), woe, sp, sn, cnt)
+
+
+def fit_all(sums: DaySums, band_subsets: dict, n_folds: int, oof: bool, eps: float):
+    """The final fit and, with OOF on, one fit per fold that has rows.
+
+    Returns (final, folds, fold_of_day) where folds is {fold_id: Fit}.
+    """
+    everything = np.ones(len(sums.days), dtype=bool)
+    final = fit_days(sums, everything, band_subsets, eps, None)
+    if not oof:
+        return final, {}, None
+    fold_of_day = fold_of_days(len(sums.days), n_folds)
+    folds = {int(k): fit_days(sums, fold_of_day != k, band_subsets, eps, int(k))
+             for k in np.unique(fold_of_day)}
+    return final, folds, fold_of_day

@@ -1,0 +1,47 @@
+-- The fit itself, in PL/Python: takes the source as an OID so name resolution is the caller's.
+CREATE FUNCTION ml._fit_woe_anchor(
+    source oid, cutoff timestamptz, n_folds int, half_life_days float8, eps float8,
+    slow_threshold_hours float8, min_duration_hours float8, dsold_thresholds float8[],
+    model_key text, activate boolean, oof boolean, persist boolean, replace boolean)
+RETURNS text
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+return woe_anchor.fit.fit(
+    plpy, woe_anchor.VERSION, woe_anchor.CODE_SHA256, source=source, cutoff=cutoff,
+    n_folds=n_folds, half_life_days=half_life_days, eps=eps,
+    slow_threshold_hours=slow_threshold_hours, min_duration_hours=min_duration_hours,
+    dsold_thresholds=dsold_thresholds, model_key=model_key, activate=activate, oof=oof,
+    persist=persist, replace=replace)
+$woe_anchor_py$;
+
+-- Public entry point: fits, scores out-of-fold and persists a model in the caller's transaction.
+CREATE PROCEDURE ml.fit_woe_anchor(
+    source regclass,
+    cutoff timestamptz DEFAULT NULL,
+    n_folds int DEFAULT 5,
+    half_life_days float8 DEFAULT 150,
+    eps float8 DEFAULT 0.5,
+    slow_threshold_hours float8 DEFAULT 504,
+    min_duration_hours float8 DEFAULT 48,
+    dsold_thresholds float8[] DEFAULT NULL,
+    INOUT model_key text DEFAULT NULL,
+    activate boolean DEFAULT true,
+    oof boolean DEFAULT true,
+    persist boolean DEFAULT true,
+    replace boolean DEFAULT false)
+LANGUAGE plpgsql SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    model_key := ml._fit_woe_anchor(source::oid, cutoff, n_folds, half_life_days, eps,
+        slow_threshold_hours, min_duration_hours, dsold_thresholds, model_key, activate, oof,
+        persist, replace);
+END
+$$;
+
+COMMENT ON FUNCTION ml._fit_woe_anchor(oid, timestamptz, int, float8, float8, float8, float8, float8[], text, boolean, boolean, boolean, boolean)
+    IS 'woe_anchor internal: the fit behind ml.fit_woe_anchor';
+COMMENT ON PROCEDURE ml.fit_woe_anchor(regclass, timestamptz, int, float8, float8, float8, float8, float8[], text, boolean, boolean, boolean, boolean)
+    IS 'Fit a slow21 WOE anchor on source: out-of-fold scores, final and per-fold maps, persisted in this transaction; returns model_key';

@@ -1,0 +1,5 @@
+-- pg_dump keeps the contents of these extension tables (models survive backup and restore).
+SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_model_registry_v1', '');
+SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_cuts_v1', '');
+SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_map_v1', '');
+SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_model_id_seq', '');

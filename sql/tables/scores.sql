@@ -1,0 +1,15 @@
+-- Row-level TRAIN SOLD scores, one list partition per model: written in bulk, dropped instantly.
+CREATE TABLE ml.woe_anchor_scores_v1 (
+    model_key   text NOT NULL REFERENCES ml.woe_anchor_model_registry_v1 (model_key) ON DELETE CASCADE,
+    generation  int NOT NULL,
+    listing_id  bigint NOT NULL,
+    t0          timestamptz NOT NULL,
+    fold_id     int CHECK (fold_id >= 0),
+    is_oof      boolean NOT NULL,
+    woe_logit   float8 NOT NULL,
+    woe_p       float8 NOT NULL,
+    PRIMARY KEY (model_key, generation, listing_id, t0)
+) PARTITION BY LIST (model_key);
+
+COMMENT ON TABLE ml.woe_anchor_scores_v1 IS
+    'woe_anchor: out-of-fold (or in-sample when OOF is off) scores of every TRAIN SOLD row, partitioned by model';
