@@ -1,0 +1,147 @@
+"""Properties of the fit that need no reference: leakage, determinism, atomicity, scan count."""
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+import artifacts
+import cases
+from conftest import fit
+
+
+@pytest.fixture
+def source(conn):
+    cases.load(conn, "prop_src", cases.make_rows(seed=11))
+    return "prop_src"
+
+
+def _artifacts(conn, key):
+    """Everything persisted for a model except what names or times it."""
+    reg = artifacts.registry(conn, key)
+    for k in ("model_key", "model_id", "created_at", "timings_ms", "is_active", "parameters"):
+        reg.pop(k)
+    return reg, artifacts.cuts(conn, key), artifacts.maps(conn, key), artifacts.scores(conn, key)
+
+
+def test_relabelling_fold_k_leaves_its_oof_scores_and_fold_map_unchanged(conn, source):
+    before = fit(conn, source, model_key="relabel_before")
+    fold0 = {k for k, v in artifacts.scores(conn, before).items() if v[0] == 0}
+    assert fold0, "fold 0 has rows"
+    # flip the labels of learned fold-0 rows, keep sold_time and features; a slow row turns
+    # fast only if its sale is not after the weight reference, which must not move
+    changed = conn.execute("""
+        UPDATE prop_src s SET
+            duration_hours = CASE WHEN s.duration_hours >= 504 OR s.final_status = 'older21days'
+                                  THEN 100 ELSE 600 END,
+            final_status = 'sold'
+        FROM ml.woe_anchor_scores_v1 sc, ml.woe_anchor_model_registry_v1 r
+        WHERE sc.model_key = %s AND r.model_key = sc.model_key AND sc.fold_id = 0
+          AND s.duration_hours >= 48 AND s.duration_hours <> 'NaN' AND s.sold_time <= r.weight_ref_ts
+          AND (sc.generation, sc.listing_id, sc.t0) = (s.generation, s.listing_id, s.t0)""", [before]).rowcount
+    assert changed > 10
+    after = fit(conn, source, model_key="relabel_after")
+    reg_b, reg_a = artifacts.registry(conn, before), artifacts.registry(conn, after)
+    assert reg_b["weight_ref_ts"] == reg_a["weight_ref_ts"], "precondition: fold 0 does not set the weight reference"
+    s_b, s_a = artifacts.scores(conn, before), artifacts.scores(conn, after)
+    assert {k: s_a[k] for k in fold0} == {k: s_b[k] for k in fold0}
+    m_b, m_a = artifacts.maps(conn, before), artifacts.maps(conn, after)
+    fold0_map = lambda m: {k: v for k, v in m.items() if k[0] == 0}  # noqa: E731
+    assert fold0_map(m_a) == fold0_map(m_b)
+    # the labels did change what every other fit learned
+    assert {k: v for k, v in m_a.items() if k[0] is None} != {k: v for k, v in m_b.items() if k[0] is None}
+    assert any(s_a[k] != s_b[k] for k in s_b if k not in fold0)
+
+
+def test_two_fits_of_the_same_data_are_identical(conn, source):
+    a = fit(conn, source, model_key="same_a", activate=False)
+    b = fit(conn, source, model_key="same_b", activate=False)
+    assert _artifacts(conn, a) == _artifacts(conn, b)
+
+
+def test_a_second_active_fit_leaves_exactly_one_active_model(conn, source):
+    first = fit(conn, source, model_key="active_1")
+    assert artifacts.active_keys(conn) == [first]
+    second = fit(conn, source, model_key="active_2")
+    assert artifacts.active_keys(conn) == [second]
+    inactive = fit(conn, source, model_key="active_3", activate=False)
+    assert artifacts.active_keys(conn) == [second]
+    assert artifacts.registry(conn, inactive)["is_active"] is False
+
+
+def test_schema_refuses_a_second_active_row(conn, source):
+    fit(conn, source, model_key="only_active")
+    other = fit(conn, source, model_key="would_be_second", activate=False)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("UPDATE ml.woe_anchor_model_registry_v1 SET is_active = true WHERE model_key = %s", [other])
+
+
+def test_log_lines_are_notices(conn, source):
+    key = fit(conn, source, model_key="logged")
+    lines = conn.notices
+    assert any(line.startswith("[woe] trained slow21 WOE anchor on TRAIN SOLD n=") for line in lines)
+    assert any(line.startswith("[woe] OOF scoring applied to TRAIN SOLD: folds=5 rows=") for line in lines)
+    assert f"[db] persisted WOE anchor artifacts v1: model_key={key} (active=True)" in lines
+    assert f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})" in lines
+
+
+def test_persist_false_writes_nothing(conn, source):
+    active = fit(conn, source, model_key="kept_active")
+    tables = "woe_anchor_model_registry_v1 woe_anchor_cuts_v1 woe_anchor_map_v1 woe_anchor_scores_v1".split()
+    count = lambda: [conn.execute(f"SELECT count(*) FROM ml.{t}").fetchone()[0] for t in tables]  # noqa: E731
+    before = count()
+    key = fit(conn, source, model_key="dry_run", persist=False)
+    assert key == "dry_run"
+    assert count() == before
+    assert artifacts.active_keys(conn) == [active]
+    assert any(line.startswith("[woe] trained slow21") for line in conn.notices)
+
+
+def test_replace_leaves_no_stale_rows_and_existing_key_needs_it(conn, source):
+    key = fit(conn, source, model_key="replaced", n_folds=5)
+    before = artifacts.rows_of(conn, key)
+    with pytest.raises(psycopg.errors.DuplicateObject) as err:
+        fit(conn, source, model_key=key, n_folds=2)
+    assert "replace" in err.value.diag.message_hint
+    assert artifacts.rows_of(conn, key) == before
+    fit(conn, source, model_key=key, n_folds=2, replace=True)
+    assert artifacts.cuts(conn, key).keys() == {None, 0, 1}
+    assert {k[0] for k in artifacts.maps(conn, key)} == {None, 0, 1}
+    assert {v[0] for v in artifacts.scores(conn, key).values()} == {0, 1}
+    parts = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'ml.woe_anchor_scores_v1'::regclass "
+                         "AND pg_get_expr((SELECT relpartbound FROM pg_class WHERE oid = inhrelid), inhrelid) "
+                         "LIKE '%%' || quote_literal(%s) || '%%'", [key]).fetchone()[0]
+    assert parts == 1
+
+
+def test_a_failed_fit_writes_nothing_and_keeps_the_active_model(conn, source):
+    active = fit(conn, source, model_key="survivor")
+    conn.execute("CREATE TEMP VIEW broken AS SELECT * FROM prop_src WHERE sold_time IS NULL")
+    with pytest.raises(psycopg.errors.NoDataFound):
+        fit(conn, "broken", model_key="never_written")
+    assert artifacts.rows_of(conn, "never_written") == dict.fromkeys(artifacts.rows_of(conn, active), 0)
+    assert artifacts.active_keys(conn) == [active]
+
+
+def test_deleting_a_registry_row_removes_every_artifact(conn, source):
+    key = fit(conn, source, model_key="deleted", activate=False)
+    assert all(artifacts.rows_of(conn, key).values())
+    conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s", [key])
+    assert not any(artifacts.rows_of(conn, key).values())
+
+
+def _seq_scans(conn, table):
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    return conn.execute("SELECT seq_scan FROM pg_stat_user_tables WHERE relid = %s::regclass", [table]).fetchone()[0]
+
+
+@pytest.mark.parametrize("cutoff", ["default", "given"])
+def test_source_is_read_a_constant_number_of_times_whatever_n_folds(conn, source, cutoff):
+    given = {} if cutoff == "default" else {"cutoff": cases.to_datetime(cases.START_US + 30 * cases.DAY_US)}
+    reads = {}
+    for n_folds in (2, 10, 20):
+        start = _seq_scans(conn, source)
+        fit(conn, source, model_key=f"scans_{cutoff}_{n_folds}", n_folds=n_folds, activate=False, **given)
+        reads[n_folds] = _seq_scans(conn, source) - start
+    assert len(set(reads.values())) == 1 and reads[2] > 0, reads
+    assert reads[2] <= (4 if cutoff == "default" else 3), reads
