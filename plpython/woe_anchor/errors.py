@@ -26,4 +26,5 @@ class FitError(Exception):
 
     def raise_with(self, plpy):
         """Re-raise as a PostgreSQL error (never a Python traceback)."""
-        plpy.error(self.message, detail=self.detail, hint=self.hint, sqlstate=self.sqlstate)
+        extra = {k: v for k, v in (("detail", self.detail), ("hint", self.hint)) if v is not None}
+        plpy.error(self.message, sqlstate=self.sqlstate, **extra)

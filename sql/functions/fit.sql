@@ -34,10 +34,26 @@ CREATE PROCEDURE ml.fit_woe_anchor(
 LANGUAGE plpgsql SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    state text; message text; detail text; hint text;
 BEGIN
     model_key := ml._fit_woe_anchor(source::oid, cutoff, n_folds, half_life_days, eps,
         slow_threshold_hours, min_duration_hours, dsold_thresholds, model_key, activate, oof,
         persist, replace);
+EXCEPTION WHEN OTHERS THEN
+    -- re-raise as a plain PostgreSQL error: same SQLSTATE, no Python type prefix or traceback
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+    message := regexp_replace(message, '^(plpy|spiexceptions)\.[A-Za-z]+: ', '');
+    -- RAISE prints empty DETAIL/HINT lines, so pass only those that exist
+    IF detail <> '' AND hint <> '' THEN
+        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message, DETAIL = detail, HINT = hint;
+    ELSIF hint <> '' THEN
+        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message, HINT = hint;
+    ELSIF detail <> '' THEN
+        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message, DETAIL = detail;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message;
 END
 $$;
 

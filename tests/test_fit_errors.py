@@ -1,0 +1,81 @@
+"""Bad input is refused with a specific SQLSTATE and a clear message, and nothing is written."""
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+import artifacts
+import cases
+from conftest import fit
+
+
+@pytest.fixture
+def good(conn):
+    cases.load(conn, "err_src", cases.make_rows(seed=21, n=600))
+    return "err_src"
+
+
+def _refused(conn, error, source, **params):
+    before = conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0]
+    with pytest.raises(error) as err:
+        fit(conn, source, **params)
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0] == before
+    message = err.value.diag.message_primary
+    assert "Traceback" not in str(err.value) and not message.startswith("plpy")
+    return err.value
+
+
+def test_missing_columns_are_all_named(conn, good):
+    conn.execute("CREATE TEMP VIEW keys_only AS SELECT generation, listing_id, t0, sold_time, "
+                 "duration_hours, final_status FROM err_src")
+    e = _refused(conn, psycopg.errors.UndefinedColumn, "keys_only")
+    assert "missing 22 required column(s)" in e.diag.message_primary
+    assert "delta_vs_sold_median_30d" in e.diag.message_primary and "receipt_present" in e.diag.message_primary
+
+
+def test_columns_of_the_wrong_type_are_named(conn, good):
+    conn.execute("CREATE TEMP TABLE wrong AS SELECT * FROM err_src")
+    conn.execute("ALTER TABLE wrong ALTER COLUMN t0 TYPE timestamp, ALTER COLUMN image_count TYPE text")
+    e = _refused(conn, psycopg.errors.DatatypeMismatch, "wrong")
+    assert "t0 is timestamp without time zone" in e.diag.message_primary
+    assert "image_count is text" in e.diag.message_primary
+
+
+def test_single_day_with_oof_is_refused_but_fits_without(conn, good):
+    conn.execute("CREATE TEMP TABLE one_day AS SELECT * FROM err_src")
+    conn.execute("UPDATE one_day SET t0 = timestamptz '2026-03-01 12:00+00' + (listing_id % 1000) * interval '1 second'")
+    e = _refused(conn, psycopg.errors.InvalidParameterValue, "one_day")
+    assert "at least 2 distinct t0 days" in e.diag.message_primary and "oof => false" in e.diag.message_hint
+    key = fit(conn, "one_day", oof=False, model_key="one_day_in_sample", activate=False)
+    assert {v[:2] for v in artifacts.scores(conn, key).values()} == {(None, False)}
+
+
+def test_duplicate_keys_are_refused(conn, good):
+    conn.execute("CREATE TEMP TABLE dup AS SELECT * FROM err_src UNION ALL (SELECT * FROM err_src "
+                 "WHERE sold_time IS NOT NULL LIMIT 1)")
+    e = _refused(conn, psycopg.errors.UniqueViolation, "dup", cutoff=cases.to_datetime(cases.START_US + 400 * cases.DAY_US))
+    assert "duplicate (generation, listing_id, t0)" in e.diag.message_primary
+
+
+def test_null_keys_are_refused(conn, good):
+    conn.execute("CREATE TEMP TABLE null_key AS SELECT * FROM err_src")
+    conn.execute("UPDATE null_key SET listing_id = NULL WHERE listing_id = (SELECT min(listing_id) FROM null_key "
+                 "WHERE sold_time IS NOT NULL)")
+    e = _refused(conn, psycopg.errors.NullValueNotAllowed, "null_key",
+                 cutoff=cases.to_datetime(cases.START_US + 400 * cases.DAY_US))
+    assert "NULL generation, listing_id or t0" in e.diag.message_primary
+
+
+def test_empty_train_sold_is_refused(conn, good):
+    e = _refused(conn, psycopg.errors.NoDataFound, good, cutoff=cases.to_datetime(cases.START_US - cases.DAY_US))
+    assert "TRAIN SOLD is empty" in e.diag.message_primary
+
+
+def test_own_tables_are_not_a_source(conn, good):
+    e = _refused(conn, psycopg.errors.InvalidParameterValue, "ml.woe_anchor_map_v1")
+    assert "own artifact tables" in e.diag.message_primary
+
+
+def test_null_source_is_refused(conn):
+    e = _refused(conn, psycopg.errors.NullValueNotAllowed, None)
+    assert "source must not be NULL" in e.diag.message_primary
