@@ -47,6 +47,12 @@ setup_postgres() {
         apt_install "postgresql-$major-cron" "postgresql-$major-pgtap" 2>/dev/null || log "pg_cron/pgTAP not available for $major"
     fi
     export WOE_ANCHOR_PG_MAJOR=${WOE_ANCHOR_PG_MAJOR:-$(ls -d /usr/lib/postgresql/*/lib/plpython3.so | sed 's#/usr/lib/postgresql/\([0-9]*\)/.*#\1#' | sort -rn | head -n1)}
+    # PGXS ships with the client package on Debian 12; elsewhere it may need the -dev package
+    local pg_config=/usr/lib/postgresql/$WOE_ANCHOR_PG_MAJOR/bin/pg_config
+    if [ ! -e "$("$pg_config" --pgxs 2>/dev/null)" ]; then
+        log "installing PGXS for PostgreSQL $WOE_ANCHOR_PG_MAJOR"
+        apt_install "postgresql-server-dev-$WOE_ANCHOR_PG_MAJOR"
+    fi
 }
 
 setup_venv() {
