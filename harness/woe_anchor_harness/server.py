@@ -55,7 +55,7 @@ def _as_postgres(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     """PostgreSQL refuses to run as root: drop to the postgres user when we are root."""
     if os.geteuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    return subprocess.run(cmd, check=True, **kw)
+    return subprocess.run(cmd, check=True, cwd="/", **kw)
 
 
 def _owner_ids():

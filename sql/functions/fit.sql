@@ -6,6 +6,8 @@ CREATE FUNCTION ml._fit_woe_anchor(
 RETURNS text
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+-- JIT compiles the wide banding expressions for seconds and never earns it back here
+SET jit = off
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
 return woe_anchor.fit.fit(
