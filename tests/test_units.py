@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from woe_anchor import bands, errors, fit, passes, sqlgen, woe
+from woe_anchor import bands, errors, fit, packs, passes, sqlgen, woe
 
 
 def test_fold_of_days_is_contiguous_and_balanced():
@@ -37,10 +37,14 @@ def test_band_sql_codes_follow_label_order():
     assert dsold.labels == ("dSold_missing", "dSold_cheap", "dSold_under", "dSold_fair", "dSold_over",
                             "dSold_overpriced")
     code_sql = comp.band(dsold)
-    assert code_sql.startswith("CASE WHEN NULLIF") and code_sql.endswith("ELSE 5 END")
-    assert "'-2.0'::float8" in code_sql
+    # a ladder reads its input once: one width_bucket over the (negated, for <=) thresholds
+    assert code_sql == ("coalesce((ARRAY[5, 4, 3, 2, 1]::int[])[width_bucket(-(NULLIF((s.\"delta_vs_sold_median_30d\")"
+                        "::float8, 'NaN'::float8)), ARRAY['-2.0'::float8, '-1.0'::float8, '1.0'::float8, "
+                        "'2.0'::float8]::float8[]) + 1], 0)")
     label_sql = comp.band(dsold, as_label=True)
-    assert "THEN 'dSold_cheap'" in label_sql
+    assert "'dSold_cheap'" in label_sql and label_sql.endswith("'dSold_missing')")
+    damage = bands.SCHEMA_1.bands[5]  # mixed >= and = rules stay a CASE
+    assert comp.band(damage).startswith("CASE WHEN NULLIF")
 
 
 def test_schema_1_reads_every_feature_column_of_the_spec():
@@ -55,11 +59,57 @@ def test_schema_1_reads_every_feature_column_of_the_spec():
     assert bands.SCHEMA_1.learned_names() == ("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4", "c1", "c2")
 
 
+def _statements():
+    reads = {c: sqlgen.column_read(c, False) for c in ("duration_hours",) + bands.SCHEMA_1.columns}
+    learned = dict(dsold_t1=-2.0, dsold_t2=-1.0, dsold_t3=1.0, dsold_t4=2.0, c1=0.1, c2=0.2)
+    return passes.Statements(sqlgen.Compiler(bands.SCHEMA_1, reads, learned), '"public"."src"',
+                             "'2026-01-01T00:00:00.000000+00'::timestamptz", 504.0, 48.0)
+
+
 def test_weight_expression_guards_underflow():
-    sql = passes.weight_sql("x", 1.0e9, 2.0)
-    assert "1075" in sql and "0.5::float8 ^" in sql
-    assert passes.weight_sql("x", 1.0e9, None) == "1::float8"
-    assert passes.weight_sql("x", 1.0e9, -1.0) == "1::float8"
+    sql = _statements().weight(1.0e9, 2.0)
+    assert "least(" in sql and "1074::float8" in sql and "0.5::float8 ^" in sql
+    assert _statements().weight(1.0e9, None) == "4611686018427387904::int8"
+    assert _statements().weight(1.0e9, -1.0) == "4611686018427387904::int8"
+
+
+def test_array_literals_are_exact():
+    assert passes.array_lit([0.1, -2.5, 1e-300], "float8") == "('{0.1,-2.5,1e-300}'::float8[])"
+    assert passes.array_lit([3, -1], "int") == "('{3,-1}'::int[])"
+
+
+def test_packs_cover_every_band_once_within_budget():
+    plan = packs.plan(bands.SCHEMA_1)
+    members = [i for p in plan for i in p.bands]
+    assert members == list(range(len(bands.SCHEMA_1.bands)))
+    assert all(p.size <= packs.COMBINATION_BUDGET for p in plan)
+    assert len(plan) <= 4
+
+
+def test_pack_combinations_decode_to_their_codes():
+    pack = packs.plan(bands.SCHEMA_1)[0]
+    rng = np.random.default_rng(0)
+    codes = [rng.integers(0, r, 100) for r in pack.radix]
+    combos = sum(c * m for c, m in zip(codes, pack.mult))
+    for got, want in zip(pack.codes(combos), codes):
+        assert (got == want).all()
+
+
+def test_pack_woe_table_sums_member_bands_and_ignores_null_slot():
+    pack = packs.Pack(bands=(0, 1), radix=(3, 2), mult=(1, 3))
+    woe_by_band = [np.array([0.5, -1.0]), np.array([2.0])]
+    table = packs.woe_table(pack, woe_by_band)
+    # combination = code0 + 3 * code1; slot 2 of band 0 and slot 1 of band 1 are NULL
+    assert table.tolist() == [2.5, 1.0, 2.0, 0.5, -1.0, 0.0]
+
+
+def test_statements_render_values_as_literals_only():
+    st = _statements()
+    fold = st.fold_of_row(["2026-02-01T00:00:00+00", "2026-03-01T00:00:00+00"])
+    assert fold == ("width_bucket(s.t0, ARRAY['2026-02-01T00:00:00+00'::timestamptz, "
+                    "'2026-03-01T00:00:00+00'::timestamptz])")
+    sql = st.sums(packs.plan(bands.SCHEMA_1), fold, 1.7e9, 150.0)
+    assert "$1" not in sql and "'2026-01-01T00:00:00.000000+00'::timestamptz" in sql and fold in sql
 
 
 def test_learned_thresholds_follow_the_spec_rules():
@@ -97,9 +147,8 @@ def test_good_parameters_pass():
 
 
 def test_woe_of_an_empty_fit_is_zero_with_base_rate_one_half():
-    sums = woe.DaySums(days=np.array([1, 2]), n_rows=np.array([3.0, 3.0]), n_learned=np.zeros(2),
-                       sw=np.zeros(2), pos=np.zeros(2), neg=np.zeros(2),
-                       band_pos={"b": np.zeros((2, 2))}, band_neg={"b": np.zeros((2, 2))},
-                       band_n={"b": np.zeros((2, 2), dtype=np.int64)})
-    f = woe.fit_days(sums, np.ones(2, dtype=bool), {"b": None}, 0.5, None)
+    sums = woe.FoldSums(n_rows=np.array([3.0, 3.0]), n_learned=np.zeros(2), pos=np.zeros(2), neg=np.zeros(2),
+                        band_pos={"b": np.zeros((2, 2))}, band_neg={"b": np.zeros((2, 2))},
+                        band_n={"b": np.zeros((2, 2), dtype=np.int64)})
+    f = woe.fit_folds(sums, np.ones(2, dtype=bool), {"b": None}, 0.5, None)
     assert f.base_rate == 0.5 and f.base_logit == 0.0 and not f.woe["b"].any()

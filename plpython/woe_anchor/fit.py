@@ -6,13 +6,14 @@ leaves no row of its model key and the active model untouched.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import time
 
 import numpy as np
 
-from . import bands, errors, passes, source, woe
+from . import bands, errors, packs, passes, source, woe
 from .errors import FitError
 from .sqlgen import Compiler, quote_ident, quote_literal
 
@@ -68,51 +69,47 @@ def presentation_cuts(n: int, q) -> tuple[float, float]:
     return 0.0, 0.0
 
 
-def collect_day_sums(rows, schema: bands.BandSchema) -> woe.DaySums:
-    """Turn the GROUPING SETS result of ``passes.sums_sql`` into per-day arrays.
+def collect_fold_sums(row, schema: bands.BandSchema, plan: list, n_blocks: int) -> woe.FoldSums:
+    """Decode the packed sums of ``Statements.sums`` into per-fold, per-band arrays.
 
-    Band and subset rows carry a packed key day * base + code; a NULL key is a
-    subset band outside its subset and is never learned from.
+    A key is (fold * size + combination) * 4 + 2y + learned. Fold totals come
+    from the first pack (every row is in exactly one of its combinations); a
+    subset's totals from one of its bands, whose NULL slot is the rows outside.
     """
-    subsets = list(schema.subsets)
-    cols = [f"s_{i}" for i in range(len(subsets))] + [f"b_{i}" for i in range(len(schema.bands))]
-    base = passes.code_base(schema)
-    all_bits = (1 << len(cols)) - 1
-    by_col = {c: [] for c in cols}
-    day_rows = []
-    for r in rows:
-        if r["g"] == all_bits:
-            day_rows.append(r)
-            continue
-        col = cols[len(cols) - (all_bits ^ r["g"]).bit_length()]  # the one 0 bit
-        if r[col] is not None:
-            by_col[col].append(r)
-    days = np.array(sorted(r["day"] for r in day_rows), dtype=np.int64)
-    pos = {int(d): i for i, d in enumerate(days)}
-    n_days = len(days)
+    n_packs = len(plan)
+    # GROUPING() has a 0 bit for the pack the row groups by, leftmost pack first
+    pack_of = n_packs - 1 - np.log2(((1 << n_packs) - 1) ^ np.asarray(row["grouping"], dtype=np.int64)).astype(np.int64)
+    key = np.asarray(row["key"], dtype=np.int64)
+    n = np.asarray(row["n"], dtype=np.float64)
+    sw = np.asarray(row["sw"], dtype=np.float64)
+    key, flags = np.divmod(key, 4)
+    learned, y = (flags & 1).astype(bool), (flags & 2).astype(bool)
+    pos, neg = np.where(learned & y, sw, 0.0), np.where(learned & ~y, sw, 0.0)
+    n_learned = np.where(learned, n, 0.0)
 
-    def per_day(rs, field):
-        out = np.zeros(n_days)
-        for r in rs:
-            out[pos[r["day"]]] = r[field]
+    def accumulate(shape, index, values):
+        out = np.zeros(shape)
+        np.add.at(out, index, values)
         return out
 
-    sums = woe.DaySums(days=days,
-                       n_rows=per_day(day_rows, "n_rows"), n_learned=per_day(day_rows, "n_learned"),
-                       sw=per_day(day_rows, "sw"), pos=per_day(day_rows, "sw_pos"),
-                       neg=per_day(day_rows, "sw_neg"))
-    for i, name in enumerate(subsets):
-        inside = [dict(r, day=r[f"s_{i}"] // base) for r in by_col[f"s_{i}"] if r[f"s_{i}"] % base == 1]
-        sums.subset_pos[name] = per_day(inside, "sw_pos")
-        sums.subset_neg[name] = per_day(inside, "sw_neg")
-    for i, band in enumerate(schema.bands):
-        shape = (n_days, len(band.labels))
-        sp, sn, cnt = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int64)
-        for r in by_col[f"b_{i}"]:
-            day, code = divmod(r[f"b_{i}"], base)
-            d = pos[day]
-            sp[d, code], sn[d, code], cnt[d, code] = r["sw_pos"], r["sw_neg"], r["n_learned"]
-        sums.band_pos[band.name], sums.band_neg[band.name], sums.band_n[band.name] = sp, sn, cnt
+    first = pack_of == 0
+    fold = key[first] // plan[0].size
+    sums = woe.FoldSums(n_rows=accumulate(n_blocks, fold, n[first]),
+                        n_learned=accumulate(n_blocks, fold, n_learned[first]),
+                        pos=accumulate(n_blocks, fold, pos[first]),
+                        neg=accumulate(n_blocks, fold, neg[first]))
+    for j, pack in enumerate(plan):
+        mine = pack_of == j
+        fold, combo = np.divmod(key[mine], pack.size)
+        for i, codes in zip(pack.bands, pack.codes(combo)):
+            band = schema.bands[i]
+            shape = (n_blocks, len(band.labels) + 1)  # + the NULL slot, dropped below
+            sums.band_pos[band.name] = accumulate(shape, (fold, codes), pos[mine])[:, :-1]
+            sums.band_neg[band.name] = accumulate(shape, (fold, codes), neg[mine])[:, :-1]
+            sums.band_n[band.name] = accumulate(shape, (fold, codes), n_learned[mine])[:, :-1].astype(np.int64)
+            if band.subset and band.subset not in sums.subset_pos:
+                sums.subset_pos[band.subset] = sums.band_pos[band.name].sum(axis=1)
+                sums.subset_neg[band.subset] = sums.band_neg[band.name].sum(axis=1)
     return sums
 
 
@@ -160,23 +157,18 @@ def _fit(plpy, version, code_sha256, p) -> str:
     if p["model_key"] is not None and not p["replace"] and _key_exists(plpy, p["model_key"]):
         raise FitError(errors.DUPLICATE_OBJECT, f"model {p['model_key']!r} already exists",
                        hint="Pass replace => true to replace it, or choose another model_key.")
-    cutoff = p["cutoff"]
-    if cutoff is None:
-        cutoff = _one(plpy, passes.cutoff_sql(src.qualified))["cutoff"]
-        if cutoff is None:
-            raise FitError(errors.NO_DATA_FOUND, f"source {src.qualified} has no sold rows",
-                           hint="TRAIN SOLD needs rows with sold_time set.")
-    base_args = [cutoff, p["slow_threshold_hours"], p["min_duration_hours"]]
+    cutoff = _cutoff_literal(plpy, src, p["cutoff"])
     phases.done("cutoff")
 
-    plain = Compiler(schema, src.reads)
-    subset = "has_assets"
-    stats = _one(plpy, passes.stats_sql(plain, src.qualified, bands.PRESENTATION_SCORE, subset),
-                 passes.PARAM_TYPES, base_args)
+    def statements(learned=None):
+        return passes.Statements(Compiler(schema, src.reads, learned), src.qualified, cutoff,
+                                 p["slow_threshold_hours"], p["min_duration_hours"])
+
+    stats = plpy.execute(statements().stats(bands.PRESENTATION_SCORE, "has_assets"))[0]
     phases.done("stats")
     if stats["n_train_sold"] == 0:
         raise FitError(errors.NO_DATA_FOUND,
-                       f"TRAIN SOLD is empty: no row of {src.qualified} has sold_time <= {cutoff}",
+                       f"TRAIN SOLD is empty: no row of {src.qualified} has sold_time <= {cutoff.split(chr(39))[1]}",
                        hint="Pass an earlier-ending cutoff or check sold_time.")
     if stats["n_null_keys"]:
         raise FitError(errors.NULL_VALUE_NOT_ALLOWED,
@@ -189,22 +181,27 @@ def _fit(plpy, version, code_sha256, p) -> str:
     dsold, dsold_source = learned_dsold(p["dsold_thresholds"], stats["dsold_abs_median"])
     c1, c2 = presentation_cuts(stats["n_present"], stats["present_q"])
     learned = dict(zip(("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4"), dsold), c1=c1, c2=c2)
-    compiler = Compiler(schema, src.reads, learned)
-
-    plan = plpy.prepare(passes.sums_sql(compiler, src.qualified, schema, stats["ref_epoch"],
-                                        p["half_life_days"]), passes.PARAM_TYPES)
-    sums = collect_day_sums(plpy.execute(plan, base_args), schema)
-    phases.done("sums")
-    n_days = len(sums.days)
+    days = sorted(stats["days"])
+    n_days = len(days)
     oof = bool(p["oof"]) and p["n_folds"] > 1
     if oof and n_days < 2:
         raise FitError(errors.INVALID_PARAMETER_VALUE,
                        f"OOF needs at least 2 distinct t0 days in TRAIN SOLD, found {n_days}",
                        hint="Pass oof => false (or n_folds => 1) to score in-sample.")
+    # a row's block: its fold with OOF on, block 0 (the final fit) without
+    fold_of_day = woe.fold_of_days(n_days, p["n_folds"]) if oof else np.zeros(n_days, dtype=np.int64)
+    n_blocks = p["n_folds"] if oof else 1
+    sql = statements(learned)
+    fold = sql.fold_of_row([_utc_midnight(days[i]) for i in range(1, n_days)
+                            for _ in range(int(fold_of_day[i] - fold_of_day[i - 1]))])
+    plan = packs.plan(schema)
+    sums = collect_fold_sums(plpy.execute(sql.sums(plan, fold, stats["ref_epoch"], p["half_life_days"]))[0],
+                             schema, plan, n_blocks)
+    phases.done("sums")
     if int(sums.n_rows.sum()) != stats["n_train_sold"]:
         _source_changed(src)
     band_subsets = {band.name: band.subset for band in schema.bands}
-    final, folds, fold_of_day = woe.fit_all(sums, band_subsets, p["n_folds"], oof, p["eps"])
+    final, folds = woe.fit_all(sums, band_subsets, p["eps"])
     phases.done("woe")
     plpy.notice(f"[woe] trained slow21 WOE anchor on TRAIN SOLD n={stats['n_train_sold']} "
                 f"(learned={stats['n_learned']}, days={n_days}, base_rate={final.base_rate:.6f})")
@@ -216,9 +213,8 @@ def _fit(plpy, version, code_sha256, p) -> str:
 
     model_id = _one(plpy, "SELECT nextval('ml.woe_anchor_model_id_seq') AS id")["id"]
     part = score_partition(model_id)
-    n_scored = _write_scores(plpy, schema, compiler, src, part, key, base_args, sums,
-                             final, folds, fold_of_day, oof, stats["n_train_sold"])
-    phases.done("scores")
+    n_scored = _write_scores(plpy, sql, plan, src, part, key, fold, final, folds, n_blocks, oof,
+                             stats["n_train_sold"], phases)
     plpy.notice(f"[woe] OOF scoring applied to TRAIN SOLD: folds={len(folds) if oof else 0} rows={n_scored}")
 
     # short critical section: registry writes serialize, readers never wait
@@ -228,9 +224,10 @@ def _fit(plpy, version, code_sha256, p) -> str:
         if not p["replace"]:
             raise FitError(errors.DUPLICATE_OBJECT, f"model {key!r} already exists",
                            hint="Pass replace => true to replace it, or choose another model_key.")
-        _drop_model(plpy, key)
+        _one(plpy, f"DELETE FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])  # trigger drops scores
     registry = dict(
-        model_key=key, model_id=model_id, train_cutoff_ts=cutoff, half_life_days=p["half_life_days"],
+        model_key=key, model_id=model_id, train_cutoff_ts=cutoff.split("'")[1],
+        half_life_days=p["half_life_days"],
         eps=p["eps"], n_folds=p["n_folds"], band_schema_version=schema.version,
         code_sha256=code_sha256, base_rate=final.base_rate, base_logit=final.base_logit,
         dsold_t1=dsold[0], dsold_t2=dsold[1], dsold_t3=dsold[2], dsold_t4=dsold[3],
@@ -240,8 +237,7 @@ def _fit(plpy, version, code_sha256, p) -> str:
         n_learned_has_assets=stats["n_present"], n_days=n_days,
         n_folds_with_rows=len(folds), n_scored_oof=n_scored if oof else 0,
         source_relation=src.qualified, extension_version=version,
-        parameters=json.dumps({k: v for k, v in p.items() if k != "source"} | {"cutoff": str(cutoff)},
-                              default=str),
+        parameters=json.dumps({k: v for k, v in p.items() if k != "source"}, default=str),
     )
     phases.done("registry")
     registry["timings_ms"] = json.dumps(dict(phases.ms, total=phases.total()))
@@ -253,6 +249,27 @@ def _fit(plpy, version, code_sha256, p) -> str:
     plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={bool(p['activate'])})")
     plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
     return key
+
+
+def _utc_midnight(day: int) -> str:
+    """ISO text of the UTC midnight that starts epoch day ``day``."""
+    return (datetime.datetime(1970, 1, 1) + datetime.timedelta(days=int(day))).strftime("%Y-%m-%dT00:00:00+00")
+
+
+def _cutoff_literal(plpy, src, given) -> str:
+    """The cutoff as an exact, DateStyle-proof timestamptz literal (default: SPEC.md 3)."""
+    iso = ("to_char(({c}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00'")
+    if given is None:
+        c = "max(s.sold_time) - interval '7 days'"
+        text = plpy.execute(f"SELECT {iso.format(c=c)} AS t FROM {src.qualified} AS s")[0]["t"]
+        if text is None:
+            raise FitError(errors.NO_DATA_FOUND, f"source {src.qualified} has no sold rows",
+                           hint="TRAIN SOLD needs rows with sold_time set.")
+    else:
+        text = _one(plpy, f"SELECT {iso.format(c='$1::timestamptz')} AS t", ["text"], [given])["t"]
+        if text is None:
+            raise FitError(errors.INVALID_PARAMETER_VALUE, f"cutoff must be a finite timestamp, got {given}")
+    return f"{quote_literal(text)}::timestamptz"
 
 
 def score_partition(model_id: int) -> str:
@@ -276,45 +293,35 @@ def _default_key(plpy) -> str:
     return key
 
 
-def _write_scores(plpy, schema, compiler, src, part, key, base_args, sums, final, folds,
-                  fold_of_day, oof, n_train_sold) -> int:
-    """Create the model's partition, fill it in one INSERT ... SELECT, index it."""
-    sizes = [len(band.labels) for band in schema.bands]
-    offsets = [int(x) for x in np.concatenate([[0], np.cumsum(sizes)[:-1]])]
-    stride = int(sum(sizes))
-    if oof:
-        n_fits = int(fold_of_day.max()) + 1
-        fits = [folds.get(k) for k in range(n_fits)]
-        fit_of_day = fold_of_day
-    else:
-        fits = [final]
-        fit_of_day = np.zeros(len(sums.days), dtype=np.int64)
-    day0 = int(sums.days[0])
-    lookup = [None] * (int(sums.days[-1]) - day0 + 1)
-    for d, f in zip(sums.days, fit_of_day):
-        lookup[int(d) - day0] = int(f)
+def _write_scores(plpy, sql, plan, src, part, key, fold, final, folds, n_blocks, oof,
+                  n_train_sold, phases) -> int:
+    """Create the model's partition in one CREATE TABLE AS, then index and constrain it."""
+    fits = [folds.get(k) for k in range(n_blocks)] if oof else [final]
+    tables = []
+    for pack in plan:
+        per_fit = [packs.woe_table(pack, [f.woe[b.name] if f else np.zeros(len(b.labels))
+                                          for b in sql.c.schema.bands]) for f in fits]
+        tables.append(np.concatenate(per_fit).tolist())
     base = [f.base_logit if f else 0.0 for f in fits]
-    flat = []
-    for f in fits:
-        for band in schema.bands:
-            flat.extend(float(x) for x in (f.woe[band.name] if f else np.zeros(len(band.labels))))
-
-    plpy.execute(f"CREATE TABLE {part} (LIKE {SCORES} INCLUDING DEFAULTS INCLUDING CONSTRAINTS, "
-                 f"CHECK (model_key = {quote_literal(key)}))")
-    sql = passes.score_sql(compiler, src.qualified, schema, part, offsets, stride, oof)
-    plan = plpy.prepare(sql, passes.PARAM_TYPES + ["text", "int", "int[]", "float8[]", "float8[]"])
-    try:
-        n = plpy.execute(plan, base_args + [key, day0, lookup, base, flat]).nrows()
-    except plpy.spiexceptions.NotNullViolation:
-        _source_changed(src)
+    n = plpy.execute(sql.scores(plan, part, key, fold, base, tables, oof)).nrows()
+    phases.done("scores_write")
     if n != n_train_sold:
         _source_changed(src)
     try:
-        plpy.execute(f"ALTER TABLE {part} ADD PRIMARY KEY (model_key, generation, listing_id, t0)")
+        # one ALTER, one scan: the key, and the constraints ATTACH PARTITION then trusts
+        plpy.execute(f"""ALTER TABLE {part}
+            ADD PRIMARY KEY (model_key, generation, listing_id, t0),
+            ADD CONSTRAINT woe_anchor_scores_v1_fold_id_check CHECK (fold_id >= 0),
+            ADD CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = {quote_literal(key)}),
+            ALTER COLUMN is_oof SET NOT NULL, ALTER COLUMN woe_logit SET NOT NULL,
+            ALTER COLUMN woe_p SET NOT NULL""")
     except plpy.spiexceptions.UniqueViolation:
         raise FitError(errors.UNIQUE_VIOLATION,
                        f"source {src.qualified} has duplicate (generation, listing_id, t0) keys among TRAIN SOLD rows",
                        hint="Each listing snapshot must appear once; deduplicate in a view.")
+    except plpy.spiexceptions.NotNullViolation:
+        _source_changed(src)
+    phases.done("scores_index")
     return n
 
 
@@ -358,15 +365,6 @@ def _insert_fits(plpy, key, fits, schema, c1, c2):
         "$6::float8[], $7::float8[], $8::bigint[]) AS u",
         ["text", "int[]", "text[]", "text[]", "float8[]", "float8[]", "float8[]", "bigint[]"])
     plpy.execute(plan, [key, *cols])
-
-
-def _drop_model(plpy, key):
-    """Remove a model completely: its score partition first (instant), then its rows."""
-    row = _one(plpy, f"SELECT model_id FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])
-    if row:
-        part = score_partition(row["model_id"])
-        plpy.execute(f"DROP TABLE IF EXISTS {part}")
-        _one(plpy, f"DELETE FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])
 
 
 def _activate(plpy, key):

@@ -90,12 +90,17 @@ class Compiler:
         return f"COALESCE({self.test(self.schema.subsets[name])}, false)"
 
     def band(self, band: b.Band, as_label: bool = False) -> str:
-        """CASE expression giving the band's integer code (or its label text)."""
+        """Expression giving the band's integer code (or its label text)."""
         labels = band.labels
 
         def out(label: str) -> str:
             return quote_literal(label) if as_label else str(labels.index(label))
 
+        ladder = self._ladder(band, out, as_label)
+        if ladder is not None:
+            if band.subset:
+                return f"CASE WHEN {self.subset(band.subset)} THEN {ladder} END"
+            return ladder
         whens = []
         if band.subset:
             whens.append(f"WHEN NOT {self.subset(band.subset)} THEN NULL")
@@ -105,3 +110,51 @@ class Compiler:
             cond = " AND ".join(f"({self.test(t)})" for t in rule.tests)
             whens.append(f"WHEN {cond} THEN {out(rule.label)}")
         return f"CASE {' '.join(whens)} ELSE {out(band.default)} END"
+
+    def _ladder(self, band: b.Band, out, as_label: bool) -> str | None:
+        """A one-input threshold ladder as one width_bucket lookup (its input read once).
+
+        width_bucket(x, t) counts the thresholds <= x. For rules ``x >= a_i``
+        (a descending) that count picks the label directly; ``x < c_i`` (c
+        ascending) likewise; ``<=`` and ``>`` count on -x against -t.
+        Returns None when the band is not such a ladder.
+        """
+        tests = [r.tests[0] for r in band.rules if len(r.tests) == 1]
+        if not tests or len(tests) != len(band.rules):
+            return None
+        ops = {t.op for t in tests}
+        if len(ops) != 1 or ops.pop() == "=" or len({t.input for t in tests}) != 1:
+            return None
+        if band.null_label and band.null_input != tests[0].input:
+            return None
+        op = tests[0].op
+        values = [float(self.learned[t.operand.name]) if isinstance(t.operand, b.Learned) else t.operand
+                  for t in tests]
+        if not all(isinstance(v, (int, float)) for v in values):
+            return None
+        x = self.input(tests[0].input)
+        rule_labels = [r.label for r in band.rules]
+        if op in (">=", ">"):
+            if any(values[i] < values[i + 1] for i in range(len(values) - 1)):
+                return None
+            # ascending thresholds a_k..a_1; count 0 -> default, count j -> label of a_(k-j+1)
+            order = list(reversed(range(len(values))))
+            picks = [band.default] + [rule_labels[i] for i in order]
+        else:
+            if any(values[i] > values[i + 1] for i in range(len(values) - 1)):
+                return None
+            order = list(range(len(values)))
+            picks = rule_labels + [band.default]
+        thresholds = [values[i] for i in order]
+        if op in ("<=", ">"):
+            # count on the negated axis turns strict into non-strict and back
+            x = f"-({x})"
+            thresholds = [-v for v in reversed(thresholds)]
+            picks = list(reversed(picks))
+        kind = "text" if as_label else "int"
+        lookup = "ARRAY[" + ", ".join(out(label) for label in picks) + f"]::{kind}[]"
+        edges = "ARRAY[" + ", ".join(float_lit(v) for v in thresholds) + "]::float8[]"
+        code = f"({lookup})[width_bucket({x}, {edges}) + 1]"
+        if band.null_label:
+            return f"coalesce({code}, {out(band.null_label)})"
+        return code

@@ -1,8 +1,9 @@
 """WOE math on aggregated sums (SPEC.md sections 4, 6, 7): numpy in, numpy out.
 
-The database returns, per UTC day, the raw time-decay weight sums of every
-band value. Every fit (the final one and each fold's training complement) is a
-sum over a set of days, so all K+1 fits come from that one small table.
+The database returns, per fold (a block of UTC days), the raw time-decay
+weight sums of every band value. Every fit, the final one and each fold's
+training complement, is a sum over a set of folds, so all K+1 fits come from
+that one small table.
 """
 from __future__ import annotations
 
@@ -15,19 +16,17 @@ P_CLAMP = 1e-12
 
 
 @dataclass
-class DaySums:
-    """Per-day sums of learned rows; arrays have one row per day (sorted)."""
-    days: np.ndarray            # int, UTC day numbers, ascending, every TRAIN SOLD day
-    n_rows: np.ndarray          # all TRAIN SOLD rows of the day (learned or not)
+class FoldSums:
+    """Sums of learned rows per fold; arrays have one row per fold 0..K-1 (one row without OOF)."""
+    n_rows: np.ndarray          # all TRAIN SOLD rows of the fold (learned or not)
     n_learned: np.ndarray       # learned rows
-    sw: np.ndarray              # sum of w_raw over learned rows
     pos: np.ndarray             # sum of w_raw*y over learned rows
     neg: np.ndarray             # sum of w_raw*(1-y) over learned rows
-    subset_pos: dict = field(default_factory=dict)   # subset name -> sum w_raw*y   (per day)
+    subset_pos: dict = field(default_factory=dict)   # subset name -> sum w_raw*y   (per fold)
     subset_neg: dict = field(default_factory=dict)   # subset name -> sum w_raw*(1-y)
-    band_pos: dict = field(default_factory=dict)     # band name -> (days, labels) sum w_raw*y
-    band_neg: dict = field(default_factory=dict)     # band name -> (days, labels) sum w_raw*(1-y)
-    band_n: dict = field(default_factory=dict)       # band name -> (days, labels) learned row count
+    band_pos: dict = field(default_factory=dict)     # band name -> (folds, labels) sum w_raw*y
+    band_neg: dict = field(default_factory=dict)     # band name -> (folds, labels) sum w_raw*(1-y)
+    band_n: dict = field(default_factory=dict)       # band name -> (folds, labels) learned row count
 
 
 @dataclass
@@ -60,16 +59,16 @@ def _woe(s_pos, s_neg, t_pos, t_neg, eps):
     return np.log(((s_pos + eps) / t_pos) / ((s_neg + eps) / t_neg))
 
 
-def fit_days(sums: DaySums, mask: np.ndarray, band_subsets: dict, eps: float,
-             fold_id: int | None) -> Fit:
-    """Fit section 6 on the learned rows of the days in ``mask``.
+def fit_folds(sums: FoldSums, mask: np.ndarray, band_subsets: dict, eps: float,
+              fold_id: int | None) -> Fit:
+    """Fit section 6 on the learned rows of the folds in ``mask``.
 
     ``band_subsets`` maps each band to its row set: None for all learned rows,
     else a subset name (e.g. 'has_assets') whose totals come from ``subset_pos``.
     Weights are divided by their mean over the fit's learned rows (section 4).
     """
     n = int(sums.n_learned[mask].sum())
-    sw = float(sums.sw[mask].sum())
+    sw = float(sums.pos[mask].sum() + sums.neg[mask].sum())
     # an empty or fully underflowed fit has zero weights: T+ = T- = 0, every woe 0
     scale = n / sw if n > 0 and sw > 0 else 0.0
 
@@ -91,16 +90,16 @@ def fit_days(sums: DaySums, mask: np.ndarray, band_subsets: dict, eps: float,
     return Fit(fold_id, n, base_rate, base_logit_of(base_rate), woe, sp, sn, cnt)
 
 
-def fit_all(sums: DaySums, band_subsets: dict, n_folds: int, oof: bool, eps: float):
-    """The final fit and, with OOF on, one fit per fold that has rows.
+def fit_all(sums: FoldSums, band_subsets: dict, eps: float):
+    """The final fit and one fit per fold that has rows (none without OOF).
 
-    Returns (final, folds, fold_of_day) where folds is {fold_id: Fit}.
+    Returns (final, folds) where folds is {fold_id: Fit}.
     """
-    everything = np.ones(len(sums.days), dtype=bool)
-    final = fit_days(sums, everything, band_subsets, eps, None)
-    if not oof:
-        return final, {}, None
-    fold_of_day = fold_of_days(len(sums.days), n_folds)
-    folds = {int(k): fit_days(sums, fold_of_day != k, band_subsets, eps, int(k))
-             for k in np.unique(fold_of_day)}
-    return final, folds, fold_of_day
+    n_blocks = len(sums.n_rows)
+    final = fit_folds(sums, np.ones(n_blocks, dtype=bool), band_subsets, eps, None)
+    if n_blocks == 1:
+        return final, {}
+    blocks = np.arange(n_blocks)
+    folds = {int(k): fit_folds(sums, blocks != k, band_subsets, eps, int(k))
+             for k in blocks if sums.n_rows[k] > 0}
+    return final, folds

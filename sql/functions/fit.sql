@@ -8,6 +8,8 @@ LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 -- JIT compiles the wide banding expressions for seconds and never earns it back here
 SET jit = off
+-- the few sorts and hash tables of a fit stay in memory up to this, whatever N is
+SET work_mem = '64MB'
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
 return woe_anchor.fit.fit(

@@ -1,6 +1,8 @@
 -- Row-level TRAIN SOLD scores, one list partition per model: written in bulk, dropped instantly.
+-- Tied to the registry by a trigger that drops a model's partition with its registry row
+-- (a foreign key would re-check every row at ATTACH and delete row by row).
 CREATE TABLE ml.woe_anchor_scores_v1 (
-    model_key   text NOT NULL REFERENCES ml.woe_anchor_model_registry_v1 (model_key) ON DELETE CASCADE,
+    model_key   text NOT NULL,
     generation  int NOT NULL,
     listing_id  bigint NOT NULL,
     t0          timestamptz NOT NULL,
