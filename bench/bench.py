@@ -1,0 +1,156 @@
+"""Benchmark: the fit against the write floor and against client-side trainers.
+
+    .venv/bin/python bench/bench.py [--sizes 100000,1000000,5000000] [--client-cap 1000000]
+
+For each size N it generates N listings inside the server. Then it measures, in one run:
+
+* the floor: CREATE TABLE AS of the TRAIN SOLD keys with placeholder score
+  columns, then ADD PRIMARY KEY (model_key, generation, listing_id, t0), in
+  one transaction;
+* CALL ml.fit_woe_anchor with 5 folds, and with 20 folds at 1M rows, while
+  a thread samples the backend's private memory (RssAnon in /proc/PID/status);
+* the trainer-style client and the best-effort client (bench/clients.py),
+  up to --client-cap rows.
+
+It prints ratios and writes bench/results.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "harness")]
+
+import clients  # noqa: E402
+from woe_anchor_harness import datagen, install, server  # noqa: E402
+
+FLOOR = """
+CREATE TABLE bench_floor AS
+SELECT 'woe_anchor_v1_20260101_000000'::text AS model_key, generation, listing_id, t0,
+       0::int AS fold_id, true AS is_oof, 0::float8 AS woe_logit, 0::float8 AS woe_p
+FROM {table} WHERE sold_time IS NOT NULL AND sold_time <= (SELECT max(sold_time) - interval '7 days' FROM {table});
+ALTER TABLE bench_floor ADD PRIMARY KEY (model_key, generation, listing_id, t0);
+"""
+
+
+class PeakMemory:
+    """Samples a backend's RssAnon (private resident memory) every 20 ms."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak_kb, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                for line in open(f"/proc/{self.pid}/status"):
+                    if line.startswith("RssAnon:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except OSError:
+                return
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def timed(fn):
+    start = time.monotonic()
+    result = fn()
+    return time.monotonic() - start, result
+
+
+def fit(conn, table, key, n_folds):
+    with PeakMemory(conn.info.backend_pid) as mem:
+        seconds, _ = timed(lambda: conn.execute(
+            "CALL ml.fit_woe_anchor(source => %s, model_key => %s, n_folds => %s, activate => false)",
+            [table, key, n_folds]))
+    return seconds, mem.peak_kb / 1024
+
+
+def floor(conn, table):
+    conn.execute("DROP TABLE IF EXISTS bench_floor")
+    with conn.transaction():
+        seconds, _ = timed(lambda: conn.execute(FLOOR.format(table=table)))
+    conn.execute("DROP TABLE bench_floor")
+    return seconds
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="100000,1000000,5000000")
+    ap.add_argument("--client-cap", type=int, default=1_000_000)
+    ap.add_argument("--out", default=str(HERE / "results.md"))
+    args = ap.parse_args(argv)
+    srv = server.from_env_or_local()
+    if "WOE_ANCHOR_DSN" not in os.environ:
+        install.make_install(srv)
+    dsn = install.fresh_database(srv, "woe_anchor_bench")
+    rows = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        version = conn.execute("SELECT version()").fetchone()[0].split(" on ")[0]
+        for n in [int(x) for x in args.sizes.split(",")]:
+            table = f"listings_{n}"
+            datagen.generate_listings(conn, table, rows=n)
+            conn.execute("CHECKPOINT")
+            r = {"n": n, "floor": floor(conn, table)}
+            r["fit"], r["mem_mb"] = fit(conn, table, f"bench_{n}", 5)
+            if n == 1_000_000:
+                r["fit20"], _ = fit(conn, table, f"bench_{n}_20", 20)
+            if n <= args.client_cap:
+                conn.execute("DROP TABLE IF EXISTS bench_trainer_scores")
+                r["trainer"], _ = timed(lambda: clients.trainer_style(dsn, table, f"trainer_{n}"))
+                r["best_effort"], _ = timed(lambda: clients.best_effort(dsn, table, f"best_{n}"))
+            rows.append(r)
+            print(_line(r), flush=True)
+            conn.execute(f"DROP TABLE {table}")
+    report = _report(rows, version)
+    Path(args.out).write_text(report)
+    print(report)
+
+
+def _line(r):
+    parts = [f"N={r['n']:>9,}", f"floor {r['floor']:.2f}s", f"fit {r['fit']:.2f}s",
+             f"fit/floor {r['fit'] / r['floor']:.2f}", f"peak backend RssAnon {r['mem_mb']:.0f} MiB"]
+    if "fit20" in r:
+        parts.append(f"20/5 folds {r['fit20'] / r['fit']:.2f}")
+    if "trainer" in r:
+        parts += [f"trainer {r['trainer']:.1f}s (x{r['trainer'] / r['fit']:.1f})",
+                  f"best-effort {r['best_effort']:.1f}s (x{r['best_effort'] / r['fit']:.2f})"]
+    return "  ".join(parts)
+
+
+def _report(rows, version):
+    out = [f"# Benchmark results\n\n{version}; {os.cpu_count()} cores; server defaults "
+           f"(the fit sets work_mem = 64MB and jit = off for itself).\n",
+           "| rows | floor s | fit s | fit / floor | peak backend MiB | 20 / 5 folds | trainer-style s | "
+           "trainer / fit | best-effort s | best-effort / fit |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append("| {n:,} | {floor:.2f} | {fit:.2f} | {ratio:.2f} | {mem:.0f} | {f20} | {tr} | {trr} | {be} | {ber} |".format(
+            n=r["n"], floor=r["floor"], fit=r["fit"], ratio=r["fit"] / r["floor"], mem=r["mem_mb"],
+            f20=f"{r['fit20'] / r['fit']:.2f}" if "fit20" in r else "",
+            tr=f"{r['trainer']:.1f}" if "trainer" in r else "", trr=f"{r['trainer'] / r['fit']:.1f}" if "trainer" in r else "",
+            be=f"{r['best_effort']:.1f}" if "best_effort" in r else "",
+            ber=f"{r['best_effort'] / r['fit']:.2f}" if "best_effort" in r else ""))
+    if len(rows) > 1:
+        by_n = {r["n"]: r for r in rows}
+        if 1_000_000 in by_n and 5_000_000 in by_n:
+            out.append(f"\n5M fit / 1M fit: {by_n[5_000_000]['fit'] / by_n[1_000_000]['fit']:.2f}")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    main()
