@@ -8,11 +8,12 @@ PYTHON      ?= python3
 SQL_SOURCES  = sql/header.sql \
                sql/tables/registry.sql sql/tables/cuts.sql sql/tables/map.sql \
                sql/tables/scores.sql sql/tables/dump.sql \
-               sql/functions/loader.sql sql/functions/drop_scores.sql sql/functions/fit.sql \
+               sql/functions/errors.sql sql/functions/loader.sql sql/functions/drop_scores.sql \
+               sql/functions/models.sql sql/functions/fit.sql sql/functions/inference.sql \
                sql/grants.sql
 # Dependency order: a module comes after every module it imports.
 PY_MODULES   = $(addprefix plpython/woe_anchor/, errors.py bands.py sqlgen.py woe.py \
-               packs.py source.py passes.py fit.py)
+               packs.py source.py passes.py fit.py inference.py)
 
 DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql
 DATA         = $(filter-out $(DATA_built), $(wildcard extension/$(EXTENSION)--*--*.sql))

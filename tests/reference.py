@@ -545,3 +545,19 @@ if __name__ == "__main__":
         print("single day with OOF ->", exc)
     fit_reference(one_day, cutoff=np.datetime64("2024-03-25T00:00:00", "us"), n_folds=1)
     print("self-check OK")
+
+
+def score_rows(rows, result):
+    """Score every row of ``rows`` with the final mapping of a ``fit_reference`` result (SPEC.md 6).
+
+    Returns {(generation, listing_id, t0 µs): logit}; only the model's stored
+    pieces are used: thresholds, cuts and the final fit's base logit and map.
+    """
+    c = {name: np.asarray(rows[name], dtype=np.float64) for name in FEATURE_COLUMNS}
+    t0 = np.asarray(rows["t0"]).astype("datetime64[us]")
+    ic = c["image_count"]
+    has_assets = ~np.isnan(ic) & (ic > 0)
+    bands = compute_bands(c, t0, has_assets, result["dsold_thresholds"], result["cuts"])
+    final = result["fits"][None]
+    return {(int(g), int(l), int(t.astype(np.int64))): _score_row(final, i, bands, has_assets)
+            for i, (g, l, t) in enumerate(zip(rows["generation"], rows["listing_id"], t0))}

@@ -11,6 +11,7 @@ DUPLICATE_OBJECT = "42710"
 UNIQUE_VIOLATION = "23505"
 NO_DATA_FOUND = "P0002"
 WRONG_OBJECT_TYPE = "42809"
+OBJECT_NOT_IN_PREREQUISITE_STATE = "55000"
 
 
 class FitError(Exception):
@@ -28,3 +29,11 @@ class FitError(Exception):
         """Re-raise as a PostgreSQL error (never a Python traceback)."""
         extra = {k: v for k, v in (("detail", self.detail), ("hint", self.hint)) if v is not None}
         plpy.error(self.message, sqlstate=self.sqlstate, **extra)
+
+
+def reported(plpy, fn, *args):
+    """Run ``fn``; a FitError becomes a PostgreSQL error with its SQLSTATE and hint."""
+    try:
+        return fn(*args)
+    except FitError as e:
+        e.raise_with(plpy)

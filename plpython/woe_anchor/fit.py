@@ -132,10 +132,7 @@ class Phases:
 
 def fit(plpy, version: str, code_sha256: str, **params) -> str:
     """Entry point of the procedure; returns the model key."""
-    try:
-        return _fit(plpy, version, code_sha256, params)
-    except FitError as e:
-        e.raise_with(plpy)
+    return errors.reported(plpy, _fit, plpy, version, code_sha256, params)
 
 
 def _one(plpy, sql, types=(), args=()):
@@ -224,7 +221,7 @@ def _fit(plpy, version, code_sha256, p) -> str:
         if not p["replace"]:
             raise FitError(errors.DUPLICATE_OBJECT, f"model {key!r} already exists",
                            hint="Pass replace => true to replace it, or choose another model_key.")
-        _one(plpy, f"DELETE FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])  # trigger drops scores
+        _one(plpy, "SELECT ml.woe_anchor_drop_model($1)", ["text"], [key])
     registry = dict(
         model_key=key, model_id=model_id, train_cutoff_ts=cutoff.split("'")[1],
         half_life_days=p["half_life_days"],
@@ -245,7 +242,7 @@ def _fit(plpy, version, code_sha256, p) -> str:
     _insert_fits(plpy, key, [final] + list(folds.values()), schema, c1, c2)
     plpy.execute(f"ALTER TABLE {SCORES} ATTACH PARTITION {part} FOR VALUES IN ({quote_literal(key)})")
     if p["activate"]:
-        _activate(plpy, key)
+        _one(plpy, "SELECT ml.woe_anchor_activate($1)", ["text"], [key])
     plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={bool(p['activate'])})")
     plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
     return key
@@ -365,9 +362,3 @@ def _insert_fits(plpy, key, fits, schema, c1, c2):
         "$6::float8[], $7::float8[], $8::bigint[]) AS u",
         ["text", "int[]", "text[]", "text[]", "float8[]", "float8[]", "float8[]", "bigint[]"])
     plpy.execute(plan, [key, *cols])
-
-
-def _activate(plpy, key):
-    """Two statements: the unique partial index is checked row by row."""
-    _one(plpy, f"UPDATE {REGISTRY} SET is_active = false WHERE is_active AND model_key <> $1", ["text"], [key])
-    _one(plpy, f"UPDATE {REGISTRY} SET is_active = true WHERE model_key = $1", ["text"], [key])

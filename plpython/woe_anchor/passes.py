@@ -95,10 +95,6 @@ FROM (SELECT {self.learned} AS learned, {DAY_SQL} AS day,
         edges = ", ".join(f"{quote_literal(t)}::timestamptz" for t in fold_starts)
         return f"width_bucket(s.t0, ARRAY[{edges}])"
 
-    def _combinations(self, packs: list[pk.Pack]) -> list[str]:
-        codes = [self.c.band(band) for band in self.c.schema.bands]
-        return [pk.combination_sql(p, codes) for p in packs]
-
     def sums(self, packs: list[pk.Pack], fold: str, ref_epoch: float,
              half_life_days: float | None) -> str:
         """Per pack, per key ((fold * size + combination) * 4 + 2y + learned): rows and Σw.
@@ -109,7 +105,7 @@ FROM (SELECT {self.learned} AS learned, {DAY_SQL} AS day,
         statistics it estimates small, so it hashes all sets in one pass. The
         result comes back as one row of arrays: no per-group Python objects.
         """
-        combos = self._combinations(packs)
+        combos = combinations_sql(self.c, packs)
         names = [f"k{i}" for i in range(len(packs))]
         w = self.weight(ref_epoch, half_life_days)
         keys = ", ".join(f"((r.fold * {p.size} + r.c{i}) * 4 + r.flags) AS {n}"
@@ -139,24 +135,47 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         ``fold`` gives a row's fit index; ``tables[j]`` is pack j's WOE sum per
         (fit, combination), flattened.
         """
-        combos = self._combinations(packs)
-        # workers band each row once (inside the OFFSET 0 fence); lookups are cheap column math
-        logit = " + ".join(
-            [f"{array_lit(base_logit, 'float8')}[r.f + 1]"]
-            + [f"{array_lit(t, 'float8')}[r.f * {p.size} + r.c{i} + 1]"
-               for i, (p, t) in enumerate(zip(packs, tables))])
+        rows = scored_rows_sql(self.c, self.qualified, packs, fold, base_logit, tables, self.where)
         return f"""
 CREATE TABLE {target} AS
 SELECT {quote_literal(model_key)}::text AS model_key, q.generation::int AS generation,
-       q.listing_id::bigint AS listing_id, q.t0, q.fold_id, {'true' if oof else 'false'} AS is_oof,
-       q.l AS woe_logit,
-       1::float8 / (1::float8 + exp(-least(greatest(q.l, -709::float8), 745::float8))) AS woe_p
-FROM (SELECT r.generation, r.listing_id, r.t0, {'r.f' if oof else 'NULL::int'} AS fold_id,
-             {logit} AS l
-      FROM (SELECT s.generation, s.listing_id, s.t0, ({fold})::int AS f,
-                   {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
-            FROM {self.qualified} AS s
-            WHERE {self.where}
-            OFFSET 0) AS r
-      OFFSET 0) AS q
+       q.listing_id::bigint AS listing_id, q.t0, {'q.f' if oof else 'NULL::int'} AS fold_id,
+       {'true' if oof else 'false'} AS is_oof, q.l AS woe_logit, {sigmoid_sql('q.l')} AS woe_p
+FROM ({rows}) AS q
+"""
+
+
+def combinations_sql(compiler: Compiler, packs: list[pk.Pack]) -> list[str]:
+    """Each pack's combination of a row's band codes, as SQL integers."""
+    codes = [compiler.band(band) for band in compiler.schema.bands]
+    return [pk.combination_sql(p, codes) for p in packs]
+
+
+def sigmoid_sql(logit: str) -> str:
+    """p = 1 / (1 + e^-logit) for any logit: the clamp keeps exp() clear of PostgreSQL's range errors."""
+    return f"1::float8 / (1::float8 + exp(-least(greatest({logit}, -709::float8), 745::float8)))"
+
+
+def scored_rows_sql(compiler: Compiler, qualified: str, packs: list[pk.Pack], fit: str,
+                    base_logit: list[float], tables: list[list[float]], where: str | None = None,
+                    extra: tuple[tuple[str, str], ...] = ()) -> str:
+    """SELECT generation, listing_id, t0, f (fit index), l (logit) of the source's rows.
+
+    Workers band each row once inside the OFFSET 0 fence; the logit is then a
+    few lookups: base_logit[f] plus, per pack, tables[j][f, combination].
+    ``extra`` carries more (expression, alias) columns of the row along.
+    """
+    combos = combinations_sql(compiler, packs)
+    logit = " + ".join(
+        [f"{array_lit(base_logit, 'float8')}[r.f + 1]"]
+        + [f"{array_lit(t, 'float8')}[r.f * {p.size} + r.c{i} + 1]"
+           for i, (p, t) in enumerate(zip(packs, tables))])
+    return f"""
+SELECT r.generation, r.listing_id, r.t0, r.f, {logit} AS l{''.join(f', r.{a}' for _, a in extra)}
+FROM (SELECT s.generation, s.listing_id, s.t0, ({fit})::int AS f,{''.join(f' {e} AS {a},' for e, a in extra)}
+             {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
+      FROM {qualified} AS s
+      {f'WHERE {where}' if where else ''}
+      OFFSET 0) AS r
+OFFSET 0
 """

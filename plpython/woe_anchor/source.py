@@ -8,6 +8,7 @@ from . import bands, errors, sqlgen
 NUMERIC_TYPES = ("smallint", "integer", "bigint", "real", "double precision", "numeric")
 INTEGER_TYPES = ("smallint", "integer", "bigint")
 TEXT_TYPES = ("text", "character varying", "character")
+KEY_COLUMNS = ("generation", "listing_id", "t0")
 # column -> accepted base types; feature columns are added per schema
 KEY_AND_LABEL_COLUMNS = {
     "generation": INTEGER_TYPES,
@@ -45,8 +46,9 @@ class Source:
     types: dict             # column -> base type name
 
 
-def expected_types(schema: bands.BandSchema) -> dict:
-    want = dict(KEY_AND_LABEL_COLUMNS)
+def expected_types(schema: bands.BandSchema, labels: bool = True) -> dict:
+    """Columns a fit (labels=True) or a scoring (labels=False) reads, with accepted types."""
+    want = {c: t for c, t in KEY_AND_LABEL_COLUMNS.items() if labels or c in KEY_COLUMNS}
     for col in schema.columns:
         want[col] = NUMERIC_TYPES + (("boolean",) if col in bands.BOOLEAN_OK else ())
     return want
@@ -68,7 +70,7 @@ def check_columns(have: dict, want: dict) -> None:
                               hint="Cast them in a view over your table.")
 
 
-def resolve(plpy, source_oid, schema: bands.BandSchema) -> Source:
+def resolve(plpy, source_oid, schema: bands.BandSchema, labels: bool = True) -> Source:
     if source_oid is None:
         raise errors.FitError(errors.NULL_VALUE_NOT_ALLOWED, "source must not be NULL",
                               hint="Pass a table or view, e.g. source => 'public.listings'.")
@@ -84,8 +86,8 @@ def resolve(plpy, source_oid, schema: bands.BandSchema) -> Source:
         raise errors.FitError(errors.INVALID_PARAMETER_VALUE,
                               f"source {row['qualified']} is one of woe_anchor's own artifact tables")
     have = dict(zip(row["names"], row["types"]))
-    want = expected_types(schema)
+    want = expected_types(schema, labels)
     check_columns(have, want)
-    numeric = ("duration_hours",) + schema.columns
+    numeric = (("duration_hours",) if labels else ()) + schema.columns
     reads = {c: sqlgen.column_read(c, have[c] == "boolean") for c in numeric}
     return Source(row["qualified"], reads, {c: have[c] for c in want})

@@ -53,7 +53,7 @@ class Compiler:
     """
 
     def __init__(self, schema: b.BandSchema, reads: dict[str, str],
-                 learned: dict[str, float] | None = None, alias: str = "s"):
+                 learned: dict[str, float | str] | None = None, alias: str = "s"):
         self.schema = schema
         self.reads = reads
         self.learned = learned or {}
@@ -75,7 +75,9 @@ class Compiler:
 
     def operand(self, operand: b.Operand) -> str:
         if isinstance(operand, b.Learned):
-            return float_lit(self.learned[operand.name])
+            value = self.learned[operand.name]
+            # a model's own number, or (in live views) the column that holds it
+            return value if isinstance(value, str) else float_lit(value)
         if isinstance(operand, (int, float)):
             return float_lit(operand)
         return self.input(operand)
@@ -128,10 +130,10 @@ class Compiler:
         if band.null_label and band.null_input != tests[0].input:
             return None
         op = tests[0].op
-        values = [float(self.learned[t.operand.name]) if isinstance(t.operand, b.Learned) else t.operand
+        values = [self.learned[t.operand.name] if isinstance(t.operand, b.Learned) else t.operand
                   for t in tests]
         if not all(isinstance(v, (int, float)) for v in values):
-            return None
+            return None  # thresholds read from columns (live views) stay a CASE
         x = self.input(tests[0].input)
         rule_labels = [r.label for r in band.rules]
         if op in (">=", ">"):

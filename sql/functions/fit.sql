@@ -45,19 +45,9 @@ BEGIN
         slow_threshold_hours, min_duration_hours, dsold_thresholds, model_key, activate, oof,
         persist, replace);
 EXCEPTION WHEN OTHERS THEN
-    -- re-raise as a plain PostgreSQL error: same SQLSTATE, no Python type prefix or traceback
     GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
                             detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-    message := regexp_replace(message, '^(plpy|spiexceptions)\.[A-Za-z]+: ', '');
-    -- RAISE prints empty DETAIL/HINT lines, so pass only those that exist
-    IF detail <> '' AND hint <> '' THEN
-        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message, DETAIL = detail, HINT = hint;
-    ELSIF hint <> '' THEN
-        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message, HINT = hint;
-    ELSIF detail <> '' THEN
-        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message, DETAIL = detail;
-    END IF;
-    RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message;
+    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);
 END
 $$;
 

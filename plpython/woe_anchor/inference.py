@@ -1,0 +1,161 @@
+"""Serve stored models: scoring SQL over any relation, live views, training features.
+
+Only a model's stored artifacts are used: its registry row (thresholds, base
+logit, cutoff), its final cuts row and its final map rows. Nothing is
+re-learned. The statements built here are plain set-based SQL; the PL/pgSQL
+wrappers in sql/functions/inference.sql run them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import bands, errors, packs, passes, source
+from .errors import FitError
+from .sqlgen import Compiler, quote_ident, quote_literal
+
+REGISTRY = "ml.woe_anchor_model_registry_v1"
+BANDS_VIEW = "ml.v_woe_anchor_bands_live_v1"
+SCORES_VIEW = "ml.woe_anchor_scores_live_v1"
+TRAIN_VIEW = "ml.woe_anchor_scores_live_train_v"
+SPLIT_CENSORED_HOURS = 504  # SPEC.md 3: censored_ge_21d is 21 days whatever the label threshold
+
+_MODEL_SQL = f"""
+SELECT r.model_key, r.model_id, r.band_schema_version, r.base_logit, r.dsold_t1, r.dsold_t2,
+       r.dsold_t3, r.dsold_t4, c.c1, c.c2, r.source_relation,
+       to_char(r.train_cutoff_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00' AS cutoff
+FROM {REGISTRY} r
+LEFT JOIN ml.woe_anchor_cuts_v1 c ON c.model_key = r.model_key AND c.fold_id IS NULL
+WHERE CASE WHEN $1::text IS NULL THEN r.is_active ELSE r.model_key = $1 END
+"""
+_MAP_SQL = """
+SELECT band_name, band_value, woe FROM ml.woe_anchor_map_v1 WHERE model_key = $1 AND fold_id IS NULL
+"""
+
+
+@dataclass
+class Model:
+    key: str
+    model_id: int
+    schema: bands.BandSchema
+    base_logit: float
+    learned: dict          # threshold name -> value (dsold_t1..t4, c1, c2)
+    woe: list              # per band of the schema: WOE per label, 0 where unseen
+    source_relation: str
+    cutoff: str            # ISO text, UTC
+
+
+def load_model(plpy, key: str | None) -> Model:
+    """The named model, or the active one; refuses a missing or incomplete model."""
+    rows = plpy.execute(plpy.prepare(_MODEL_SQL, ["text"]), [key])
+    if not rows:
+        what = f"model {key!r} does not exist" if key else "no model is active"
+        raise FitError(errors.NO_DATA_FOUND, what,
+                       hint="List models with ml.woe_anchor_models(); fit one with CALL ml.fit_woe_anchor(...).")
+    m = rows[0]
+    if m["c1"] is None:
+        raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                       f"model {m['model_key']!r} has no final cuts row")
+    schema = bands.SCHEMAS[m["band_schema_version"]]
+    stored = {(r["band_name"], r["band_value"]): r["woe"]
+              for r in plpy.execute(plpy.prepare(_MAP_SQL, ["text"]), [m["model_key"]])}
+    woe = [np.array([stored.get((band.name, label), 0.0) for label in band.labels])
+           for band in schema.bands]
+    learned = {name: m[name] for name in ("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4", "c1", "c2")}
+    return Model(m["model_key"], m["model_id"], schema, m["base_logit"], learned, woe,
+                 m["source_relation"], m["cutoff"])
+
+
+def _final_rows(compiler: Compiler, qualified: str, model: Model, extra=()) -> str:
+    """Every row of the relation scored with the model's final mapping (fit index 0)."""
+    plan = packs.plan(model.schema)
+    tables = [packs.woe_table(p, model.woe).tolist() for p in plan]
+    return passes.scored_rows_sql(compiler, qualified, plan, "0", [model.base_logit], tables, extra=extra)
+
+
+def score_sql(plpy, source_oid, key: str | None) -> str:
+    """The statement behind ml.woe_anchor_score(source, model_key)."""
+    model = load_model(plpy, key)
+    src = source.resolve(plpy, source_oid, model.schema, labels=False)
+    rows = _final_rows(Compiler(model.schema, src.reads, model.learned), src.qualified, model)
+    return (f"SELECT q.generation::int, q.listing_id::bigint, q.t0, {quote_literal(model.key)}::text, "
+            f"q.l, {passes.sigmoid_sql('q.l')} FROM ({rows}) AS q")
+
+
+def training_features_sql(plpy, key: str | None) -> str:
+    """Every row of the model's training source with its split and its anchor feature.
+
+    TRAIN SOLD rows carry their stored OOF score (requirements 4.2 step 3),
+    every other row the final mapping's score.
+    """
+    model = load_model(plpy, key)
+    oid = plpy.execute(plpy.prepare("SELECT to_regclass($1)::oid AS oid", ["text"]),
+                       [model.source_relation])[0]["oid"]
+    if oid is None:
+        raise FitError(errors.UNDEFINED_TABLE,
+                       f"training source {model.source_relation} of model {model.key!r} no longer exists")
+    src = source.resolve(plpy, oid, model.schema)
+    cutoff = f"{quote_literal(model.cutoff)}::timestamptz"
+    dur = src.reads["duration_hours"]
+    split = (f"CASE WHEN s.sold_time <= {cutoff} THEN 'train_sold' "
+             f"WHEN s.sold_time <= {cutoff} + interval '7 days' THEN 'eval_sold_last_7d' "
+             f"WHEN s.sold_time IS NULL AND {dur} >= {SPLIT_CENSORED_HOURS} THEN 'censored_ge_21d' "
+             f"ELSE 'other' END")
+    rows = _final_rows(Compiler(model.schema, src.reads, model.learned), src.qualified, model,
+                       extra=((split, "split"),))
+    return f"""
+SELECT q.generation::int, q.listing_id::bigint, q.t0, q.split, sc.fold_id,
+       coalesce(sc.is_oof, false), coalesce(sc.woe_logit, q.l),
+       coalesce(sc.woe_p, {passes.sigmoid_sql('q.l')})
+FROM ({rows}) AS q
+LEFT JOIN ml.woe_anchor_scores_v1 AS sc
+       ON sc.model_key = {quote_literal(model.key)} AND q.split = 'train_sold'
+      AND (sc.generation, sc.listing_id, sc.t0) = (q.generation::int, q.listing_id::bigint, q.t0)
+"""
+
+
+def create_views(plpy, source_oid) -> None:
+    """(Re)create the live views over the caller's source for the active model.
+
+    The views read the active model's thresholds and map rows at query time,
+    so activating another model changes what they return without recreating
+    them; only a new band schema needs a new call.
+    """
+    schema = bands.SCHEMAS[1]
+    src = source.resolve(plpy, source_oid, schema, labels=False)
+    learned = {name: f"m.{name}" for name in schema.learned_names()}
+    c = Compiler(schema, src.reads, learned)
+    band_cols = ",\n       ".join(f"{c.band(band, as_label=True)} AS {quote_ident(band.column)}"
+                                 for band in schema.bands)
+    plpy.execute(f"""
+CREATE OR REPLACE VIEW {BANDS_VIEW} AS
+SELECT s.generation::int AS generation, s.listing_id::bigint AS listing_id, s.t0, m.model_key, m.base_logit,
+       {band_cols},
+       {c.subset('has_assets')} AS has_assets,
+       CASE WHEN {c.subset('has_assets')} THEN {c.input(bands.PRESENTATION_SCORE)} END AS presentation_score
+FROM {src.qualified} AS s
+CROSS JOIN (SELECT r.model_key, r.base_logit, r.dsold_t1, r.dsold_t2, r.dsold_t3, r.dsold_t4, k.c1, k.c2
+            FROM {REGISTRY} AS r
+            JOIN ml.woe_anchor_cuts_v1 AS k ON k.model_key = r.model_key AND k.fold_id IS NULL
+            WHERE r.is_active) AS m""")
+    joins, terms = [], ["b.base_logit"]
+    for i, band in enumerate(schema.bands):
+        joins.append(f"LEFT JOIN ml.woe_anchor_map_v1 AS m{i} ON m{i}.model_key = b.model_key "
+                     f"AND m{i}.fold_id IS NULL AND m{i}.band_name = {quote_literal(band.name)} "
+                     f"AND m{i}.band_value = b.{quote_ident(band.column)}")
+        terms.append(f"coalesce(m{i}.woe, 0::float8)")
+    plpy.execute(f"""
+CREATE OR REPLACE VIEW {SCORES_VIEW} AS
+SELECT q.generation, q.listing_id, q.t0, q.model_key, q.woe_logit,
+       {passes.sigmoid_sql('q.woe_logit')} AS woe_anchor_p_slow21
+FROM (SELECT b.generation, b.listing_id, b.t0, b.model_key, {' + '.join(terms)} AS woe_logit
+      FROM {BANDS_VIEW} AS b
+      {chr(10).join('      ' + j for j in joins).strip()}) AS q""")
+    plpy.execute(f"""
+CREATE OR REPLACE VIEW {TRAIN_VIEW} AS
+SELECT * FROM {SCORES_VIEW} WHERE ml.woe_anchor_assert_ready()""")
+    for view, what in ((BANDS_VIEW, "band values of the active WOE anchor model"),
+                       (SCORES_VIEW, "active WOE anchor model scores, joined from the final map"),
+                       (TRAIN_VIEW, "active WOE anchor model scores; every query fails unless the model is ready")):
+        plpy.execute(f"COMMENT ON VIEW {view} IS {quote_literal(f'woe_anchor: {what} over {src.qualified}')}")

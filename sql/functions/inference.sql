@@ -1,0 +1,121 @@
+-- The rows ml.woe_anchor_score returns (a type, so the function may take a model_key argument too).
+CREATE TYPE ml.woe_anchor_score_row AS (
+    generation int, listing_id bigint, t0 timestamptz, model_key text,
+    woe_logit float8, woe_anchor_p_slow21 float8);
+
+-- Statement builders, in PL/Python: they read the model's artifacts and the source's columns.
+CREATE FUNCTION ml._woe_anchor_score_sql(source oid, model_key text) RETURNS text
+LANGUAGE plpython3u STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+return woe_anchor.errors.reported(plpy, woe_anchor.inference.score_sql, plpy, source, model_key)
+$woe_anchor_py$;
+
+CREATE FUNCTION ml._woe_anchor_training_features_sql(model_key text) RETURNS text
+LANGUAGE plpython3u STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+return woe_anchor.errors.reported(plpy, woe_anchor.inference.training_features_sql, plpy, model_key)
+$woe_anchor_py$;
+
+CREATE FUNCTION ml._woe_anchor_create_views(source oid) RETURNS void
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+woe_anchor.errors.reported(plpy, woe_anchor.inference.create_views, plpy, source)
+$woe_anchor_py$;
+
+-- Scores every row of any relation with the SPEC.md input columns, with a stored model
+-- (default: the active one) and nothing but its artifacts.
+CREATE FUNCTION ml.woe_anchor_score(source regclass, model_key text DEFAULT NULL)
+RETURNS SETOF ml.woe_anchor_score_row
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    state text; message text; detail text; hint text;
+BEGIN
+    RETURN QUERY EXECUTE ml._woe_anchor_score_sql(source::oid, model_key);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);
+END
+$$;
+
+-- The downstream trainer's feature: stored OOF scores on TRAIN SOLD rows, final-mapping scores elsewhere.
+CREATE FUNCTION ml.woe_anchor_training_features(model_key text DEFAULT NULL)
+RETURNS TABLE (generation int, listing_id bigint, t0 timestamptz, split text, fold_id int, is_oof boolean,
+               woe_anchor_logit_slow21 float8, woe_anchor_p_slow21 float8)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    state text; message text; detail text; hint text;
+BEGIN
+    RETURN QUERY EXECUTE ml._woe_anchor_training_features_sql(model_key);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);
+END
+$$;
+
+-- Creates or replaces the live views over the user's source (they follow the active model).
+CREATE FUNCTION ml.woe_anchor_create_views(source regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    state text; message text; detail text; hint text;
+BEGIN
+    PERFORM ml._woe_anchor_create_views(source::oid);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);
+END
+$$;
+
+-- The artifact assertions of the fail-closed view; true, or an error that says what is wrong.
+CREATE FUNCTION ml.woe_anchor_assert_ready()
+RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n_active int; key text; n_cuts int; n_map int; n_bands int;
+BEGIN
+    SELECT count(*), min(r.model_key) INTO n_active, key
+    FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.is_active;
+    IF n_active <> 1 THEN
+        RAISE EXCEPTION 'woe_anchor is not ready: % active models (need exactly 1)', n_active
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Activate a model with ml.woe_anchor_activate(model_key).';
+    END IF;
+    SELECT count(*) INTO n_cuts FROM ml.woe_anchor_cuts_v1 AS c WHERE c.model_key = key AND c.fold_id IS NULL;
+    SELECT count(*), count(DISTINCT m.band_name) INTO n_map, n_bands
+    FROM ml.woe_anchor_map_v1 AS m WHERE m.model_key = key AND m.fold_id IS NULL;
+    IF n_cuts <> 1 OR n_map = 0 OR n_bands < 7 THEN
+        RAISE EXCEPTION 'woe_anchor is not ready: active model % has % final cuts rows (need 1), % final map rows, % bands (need at least 7)',
+            quote_literal(key), n_cuts, n_map, n_bands
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Refit with CALL ml.fit_woe_anchor(..., replace => true) or activate another model.';
+    END IF;
+    RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION ml._woe_anchor_score_sql(oid, text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_score';
+COMMENT ON FUNCTION ml._woe_anchor_training_features_sql(text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_training_features';
+COMMENT ON FUNCTION ml._woe_anchor_create_views(oid) IS 'woe_anchor internal: creates the live views';
+COMMENT ON FUNCTION ml.woe_anchor_score(regclass, text) IS 'Score every row of source with a stored WOE anchor model (default: the active one)';
+COMMENT ON FUNCTION ml.woe_anchor_training_features(text) IS 'Rows of the model''s training source with split, fold and the WOE anchor feature (OOF on TRAIN SOLD)';
+COMMENT ON FUNCTION ml.woe_anchor_create_views(regclass) IS 'Create or replace the live band and score views over source for the active model';
+COMMENT ON FUNCTION ml.woe_anchor_assert_ready() IS 'Raise unless the active WOE anchor model passes the artifact assertions; else true';

@@ -1,0 +1,75 @@
+-- Makes one model the only active one; activations (and fits) serialize on the registry lock.
+CREATE FUNCTION ml.woe_anchor_activate(model_key text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
+    IF NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r
+                   WHERE r.model_key = woe_anchor_activate.model_key) THEN
+        RAISE EXCEPTION 'model % does not exist', quote_literal(woe_anchor_activate.model_key)
+            USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
+    END IF;
+    -- two statements: the one-active index is checked row by row
+    UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = false
+    WHERE r.is_active AND r.model_key <> woe_anchor_activate.model_key;
+    UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = true
+    WHERE r.model_key = woe_anchor_activate.model_key AND NOT r.is_active;
+END
+$$;
+
+-- Removes a model and all its artifacts (its score partition is dropped, not emptied).
+CREATE FUNCTION ml.woe_anchor_drop_model(model_key text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = woe_anchor_drop_model.model_key;
+    RETURN FOUND;
+END
+$$;
+
+-- Keeps the newest `keep` models and the active one; returns the keys it dropped.
+CREATE FUNCTION ml.woe_anchor_prune(keep int)
+RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF keep IS NULL OR keep < 0 THEN
+        RAISE EXCEPTION 'keep must be 0 or more, got %', keep USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
+    RETURN QUERY
+    DELETE FROM ml.woe_anchor_model_registry_v1 AS r
+    WHERE NOT r.is_active
+      AND r.model_key NOT IN (SELECT n.model_key FROM ml.woe_anchor_model_registry_v1 AS n
+                              ORDER BY n.created_at DESC, n.model_id DESC LIMIT keep)
+    RETURNING r.model_key;
+END
+$$;
+
+-- What is stored: one row per model with its size on disk.
+CREATE FUNCTION ml.woe_anchor_models()
+RETURNS TABLE (model_key text, is_active boolean, created_at timestamptz, train_cutoff_ts timestamptz,
+               n_folds int, n_train_sold bigint, base_rate float8, map_rows bigint, score_rows bigint,
+               scores_bytes bigint, source_relation text)
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.model_key, r.is_active, r.created_at, r.train_cutoff_ts, r.n_folds, r.n_train_sold, r.base_rate,
+           (SELECT count(*) FROM ml.woe_anchor_map_v1 AS m WHERE m.model_key = r.model_key),
+           (SELECT c.reltuples::bigint FROM pg_class AS c
+            WHERE c.oid = to_regclass(format('ml.%I', 'woe_anchor_scores_v1_m' || r.model_id))),
+           pg_total_relation_size(to_regclass(format('ml.%I', 'woe_anchor_scores_v1_m' || r.model_id))),
+           r.source_relation
+    FROM ml.woe_anchor_model_registry_v1 AS r
+    ORDER BY r.created_at DESC, r.model_id DESC
+$$;
+
+COMMENT ON FUNCTION ml.woe_anchor_activate(text) IS 'Make this WOE anchor model the only active one';
+COMMENT ON FUNCTION ml.woe_anchor_drop_model(text) IS 'Drop a WOE anchor model and all its artifacts; true if it existed';
+COMMENT ON FUNCTION ml.woe_anchor_prune(int) IS 'Drop all but the newest N WOE anchor models, never the active one';
+COMMENT ON FUNCTION ml.woe_anchor_models() IS 'Stored WOE anchor models, newest first, with their sizes';
