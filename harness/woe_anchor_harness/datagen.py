@@ -49,7 +49,7 @@ FROM (
       SELECT 1 + i % 4 AS generation,
              1000000 + i AS listing_id,
              {start}::timestamptz + (random() * {days}) * interval '1 day' AS t0,
-             {start}::timestamptz + ({days} + 30) * interval '1 day' AS observed_at,
+             {start}::timestamptz + ({days} + 2) * interval '1 day' AS observed_at,
              CASE WHEN random() < 0.06 THEN NULL
                   ELSE round(((random() + random() + random() - 1.5) * 0.5)::numeric, 4)::float8 END
                  AS delta_vs_sold_median_30d,

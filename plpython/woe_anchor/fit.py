@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from . import bands, errors, packs, passes, source, woe
+from . import bands, errors, packs, passes, quality, source, woe
 from .errors import FitError
 from .sqlgen import Compiler, quote_ident, quote_literal
 
@@ -210,9 +210,12 @@ def _fit(plpy, version, code_sha256, p) -> str:
 
     model_id = _one(plpy, "SELECT nextval('ml.woe_anchor_model_id_seq') AS id")["id"]
     part = score_partition(model_id)
-    n_scored = _write_scores(plpy, sql, plan, src, part, key, fold, final, folds, n_blocks, oof,
-                             stats["n_train_sold"], phases)
+    scoring = lookup_tables([folds.get(k) for k in range(n_blocks)] if oof else [final], plan, schema)
+    n_scored = _write_scores(plpy, sql, plan, src, part, key, fold, scoring, oof, stats["n_train_sold"], phases)
     plpy.notice(f"[woe] OOF scoring applied to TRAIN SOLD: folds={len(folds) if oof else 0} rows={n_scored}")
+    final_lookups = scoring if not oof else lookup_tables([final], plan, schema)
+    measured = _quality(plpy, sql.quality(plan, fold, scoring if oof else None, final_lookups))
+    phases.done("quality")
 
     # short critical section: registry writes serialize, readers never wait
     plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
@@ -236,6 +239,7 @@ def _fit(plpy, version, code_sha256, p) -> str:
         source_relation=src.qualified, extension_version=version,
         parameters=json.dumps({k: v for k, v in p.items() if k != "source"}, default=str),
     )
+    registry.update(measured, band_quality=json.dumps(quality.band_report(final, folds, band_subsets)))
     phases.done("registry")
     registry["timings_ms"] = json.dumps(dict(phases.ms, total=phases.total()))
     _insert_registry(plpy, registry)
@@ -269,6 +273,23 @@ def _cutoff_literal(plpy, src, given) -> str:
     return f"{quote_literal(text)}::timestamptz"
 
 
+def _quality(plpy, statement: str) -> dict:
+    """Registry columns of model quality from the grouped logits of ``Statements.quality``."""
+    row = plpy.execute(statement)[0]
+    grouping = np.asarray(row["grouping"] or [], dtype=np.int64)
+    logit = np.asarray([np.nan if v is None else v for v in row["logit"] or []], dtype=np.float64)
+    n_pos = np.asarray(row["n_pos"] or [], dtype=np.float64)
+    n_neg = np.asarray(row["n_neg"] or [], dtype=np.float64)
+    groups = {}
+    # GROUPING(oof, ins, ev): the set a row belongs to has its bit 0 (4, 2, 1 from the left)
+    for name, bit in (("oof", 4), ("insample", 2), ("eval", 1)):
+        mine = ((grouping & bit) == 0) & ~np.isnan(logit)
+        groups[name] = (logit[mine], n_pos[mine], n_neg[mine])
+    m = quality.metrics(groups)
+    return {k: m[k] for k in ("oof_auc", "oof_logloss", "insample_auc", "insample_logloss",
+                              "eval_auc", "eval_logloss")} | {"n_eval": m["eval_rows"]}
+
+
 def score_partition(model_id: int) -> str:
     """The model's partition of the scores table, named by its id (never by its key)."""
     return "ml." + quote_ident(f"woe_anchor_scores_v1_m{int(model_id)}")
@@ -290,17 +311,19 @@ def _default_key(plpy) -> str:
     return key
 
 
-def _write_scores(plpy, sql, plan, src, part, key, fold, final, folds, n_blocks, oof,
-                  n_train_sold, phases) -> int:
-    """Create the model's partition in one CREATE TABLE AS, then index and constrain it."""
-    fits = [folds.get(k) for k in range(n_blocks)] if oof else [final]
+def lookup_tables(fits: list, plan: list, schema: bands.BandSchema) -> tuple[list, list]:
+    """Base logit per fit and, per pack, the WOE sum per (fit, combination); None fits score 0."""
     tables = []
     for pack in plan:
         per_fit = [packs.woe_table(pack, [f.woe[b.name] if f else np.zeros(len(b.labels))
-                                          for b in sql.c.schema.bands]) for f in fits]
+                                          for b in schema.bands]) for f in fits]
         tables.append(np.concatenate(per_fit).tolist())
-    base = [f.base_logit if f else 0.0 for f in fits]
-    n = plpy.execute(sql.scores(plan, part, key, fold, base, tables, oof)).nrows()
+    return [f.base_logit if f else 0.0 for f in fits], tables
+
+
+def _write_scores(plpy, sql, plan, src, part, key, fold, lookups, oof, n_train_sold, phases) -> int:
+    """Create the model's partition in one CREATE TABLE AS, then index and constrain it."""
+    n = plpy.execute(sql.scores(plan, part, key, fold, *lookups, oof)).nrows()
     phases.done("scores_write")
     if n != n_train_sold:
         _source_changed(src)
@@ -330,7 +353,7 @@ def _insert_registry(plpy, r: dict):
              "n_days": "int", "n_folds_with_rows": "int", "n_scored_oof": "bigint",
              "parameters": "jsonb", "timings_ms": "jsonb", "model_key": "text",
              "code_sha256": "text", "dsold_source": "text", "source_relation": "text",
-             "extension_version": "text"}
+             "extension_version": "text", "n_eval": "bigint", "band_quality": "jsonb"}
     values = [f"to_timestamp(${i + 1})" if c == "weight_ref_ts" else f"${i + 1}" for i, c in enumerate(cols)]
     plan = plpy.prepare(f"INSERT INTO {REGISTRY} ({', '.join(cols)}) VALUES ({', '.join(values)})",
                         [types.get(c, "float8") for c in cols])

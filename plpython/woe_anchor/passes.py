@@ -43,6 +43,7 @@ class Statements:
         self.c = compiler
         self.qualified = qualified
         dur = compiler.reads["duration_hours"]
+        self.cutoff = cutoff_literal
         self.where = f"s.sold_time IS NOT NULL AND s.sold_time <= {cutoff_literal}"
         slow = float_lit(slow_threshold_hours)
         # SPEC.md 3: y = 1 iff duration >= threshold or final_status = 'older21days'
@@ -128,6 +129,33 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
       GROUP BY GROUPING SETS ({', '.join(f'(k.{n})' for n in names)})) AS g
 """
 
+    def quality(self, packs: list[pk.Pack], fold: str, oof: tuple | None, final: tuple) -> str:
+        """Distinct logits with their positive and negative row counts, for three scored sets.
+
+        GROUPING() bits, left to right: OOF on TRAIN SOLD (when ``oof``), the
+        final mapping in-sample on TRAIN SOLD, the final mapping on
+        eval_sold_last_7d. ``oof`` and ``final`` are (base_logit, tables).
+        """
+        combos = combinations_sql(self.c, packs)
+        oof_logit = logit_sql(packs, *oof) if oof else "NULL::float8"
+        final_logit = logit_sql(packs, *final, fit="0")
+        return f"""
+SELECT array_agg(g.grouping) AS grouping, array_agg(g.l) AS logit,
+       array_agg(g.n_pos) AS n_pos, array_agg(g.n_neg) AS n_neg
+FROM (SELECT GROUPING(k.oof, k.ins, k.ev) AS grouping, coalesce(k.oof, k.ins, k.ev) AS l,
+             count(*) FILTER (WHERE k.y) AS n_pos, count(*) FILTER (WHERE NOT k.y) AS n_neg
+      FROM (SELECT CASE WHEN r.train THEN {oof_logit} END AS oof,
+                   CASE WHEN r.train THEN {final_logit} END AS ins,
+                   CASE WHEN NOT r.train THEN {final_logit} END AS ev, r.y
+            FROM (SELECT s.sold_time <= {self.cutoff} AS train, {self.y} AS y, ({fold})::int AS f,
+                         {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
+                  FROM {self.qualified} AS s
+                  WHERE s.sold_time IS NOT NULL AND s.sold_time <= {self.cutoff} + interval '7 days'
+                  OFFSET 0) AS r
+            OFFSET 0) AS k
+      GROUP BY GROUPING SETS ((k.oof), (k.ins), (k.ev))) AS g
+"""
+
     def scores(self, packs: list[pk.Pack], target: str, model_key: str, fold: str,
                base_logit: list[float], tables: list[list[float]], oof: bool) -> str:
         """CREATE TABLE AS of every TRAIN SOLD row's score (parallel plans allowed).
@@ -151,6 +179,14 @@ def combinations_sql(compiler: Compiler, packs: list[pk.Pack]) -> list[str]:
     return [pk.combination_sql(p, codes) for p in packs]
 
 
+def logit_sql(packs: list[pk.Pack], base_logit: list[float], tables: list[list[float]],
+              fit: str = "r.f") -> str:
+    """base_logit[fit] + per pack tables[j][fit, r.c<j>]: a row's logit from its combinations."""
+    return " + ".join(
+        [f"{array_lit(base_logit, 'float8')}[{fit} + 1]"]
+        + [f"{array_lit(t, 'float8')}[{fit} * {p.size} + r.c{i} + 1]" for i, (p, t) in enumerate(zip(packs, tables))])
+
+
 def sigmoid_sql(logit: str) -> str:
     """p = 1 / (1 + e^-logit) for any logit: the clamp keeps exp() clear of PostgreSQL's range errors."""
     return f"1::float8 / (1::float8 + exp(-least(greatest({logit}, -709::float8), 745::float8)))"
@@ -166,12 +202,8 @@ def scored_rows_sql(compiler: Compiler, qualified: str, packs: list[pk.Pack], fi
     ``extra`` carries more (expression, alias) columns of the row along.
     """
     combos = combinations_sql(compiler, packs)
-    logit = " + ".join(
-        [f"{array_lit(base_logit, 'float8')}[r.f + 1]"]
-        + [f"{array_lit(t, 'float8')}[r.f * {p.size} + r.c{i} + 1]"
-           for i, (p, t) in enumerate(zip(packs, tables))])
     return f"""
-SELECT r.generation, r.listing_id, r.t0, r.f, {logit} AS l{''.join(f', r.{a}' for _, a in extra)}
+SELECT r.generation, r.listing_id, r.t0, r.f, {logit_sql(packs, base_logit, tables)} AS l{''.join(f', r.{a}' for _, a in extra)}
 FROM (SELECT s.generation, s.listing_id, s.t0, ({fit})::int AS f,{''.join(f' {e} AS {a},' for e, a in extra)}
              {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
       FROM {qualified} AS s

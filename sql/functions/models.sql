@@ -73,3 +73,27 @@ COMMENT ON FUNCTION ml.woe_anchor_activate(text) IS 'Make this WOE anchor model 
 COMMENT ON FUNCTION ml.woe_anchor_drop_model(text) IS 'Drop a WOE anchor model and all its artifacts; true if it existed';
 COMMENT ON FUNCTION ml.woe_anchor_prune(int) IS 'Drop all but the newest N WOE anchor models, never the active one';
 COMMENT ON FUNCTION ml.woe_anchor_models() IS 'Stored WOE anchor models, newest first, with their sizes';
+
+-- Quality recorded at fit time: AUC and log loss (OOF, in-sample, eval), then per band IV and fold stability.
+CREATE FUNCTION ml.woe_anchor_quality(model_key text DEFAULT NULL)
+RETURNS TABLE (metric text, band_name text, value float8)
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH m AS (
+        SELECT r.* FROM ml.woe_anchor_model_registry_v1 AS r
+        WHERE CASE WHEN woe_anchor_quality.model_key IS NULL THEN r.is_active
+                   ELSE r.model_key = woe_anchor_quality.model_key END)
+    SELECT v.metric, NULL::text, v.value
+    FROM m CROSS JOIN LATERAL (VALUES (1, 'oof_auc', m.oof_auc), (2, 'insample_auc', m.insample_auc),
+                                      (3, 'eval_auc', m.eval_auc), (4, 'oof_logloss', m.oof_logloss),
+                                      (5, 'insample_logloss', m.insample_logloss),
+                                      (6, 'eval_logloss', m.eval_logloss),
+                                      (7, 'n_eval', m.n_eval::float8)) AS v(ord, metric, value)
+    UNION ALL
+    SELECT s.key, b.key, (s.value #>> '{}')::float8
+    FROM m CROSS JOIN LATERAL jsonb_each(m.band_quality) AS b
+    CROSS JOIN LATERAL jsonb_each(b.value) AS s
+$$;
+
+COMMENT ON FUNCTION ml.woe_anchor_quality(text) IS 'Quality of a WOE anchor model (default: the active one) recorded at fit time';

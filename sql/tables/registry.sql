@@ -38,6 +38,15 @@ CREATE TABLE ml.woe_anchor_model_registry_v1 (
     extension_version     text NOT NULL,
     parameters            jsonb NOT NULL,
     timings_ms            jsonb NOT NULL,
+    -- quality at fit time: OOF vs in-sample AUC on TRAIN SOLD shows the leakage OOF avoids
+    oof_auc               float8,
+    oof_logloss           float8,
+    insample_auc          float8,
+    insample_logloss      float8,
+    eval_auc              float8,
+    eval_logloss          float8,
+    n_eval                bigint,
+    band_quality          jsonb,
     CHECK (dsold_t1 <= dsold_t2 AND dsold_t2 <= dsold_t3 AND dsold_t3 <= dsold_t4)
 );
 

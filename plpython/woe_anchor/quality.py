@@ -1,0 +1,76 @@
+"""Model quality from grouped scores: AUC and log loss, information value, fold stability.
+
+The database returns, per distinct logit, how many positive and negative rows
+have it; AUC (ties counted half) and log loss follow exactly from those counts.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import woe
+
+LOGLOSS_CLIP = 1e-15
+
+
+def auc(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | None:
+    """P(score of a positive > score of a negative) + 0.5 P(tie); None without both classes."""
+    order = np.argsort(logit, kind="stable")
+    pos, neg = n_pos[order].astype(np.float64), n_neg[order].astype(np.float64)
+    total_pos, total_neg = pos.sum(), neg.sum()
+    if total_pos == 0 or total_neg == 0:
+        return None
+    below = np.cumsum(neg) - neg  # negatives with a strictly lower score
+    return float((pos * (below + 0.5 * neg)).sum() / (total_pos * total_neg))
+
+
+def logloss(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | None:
+    n = n_pos.sum() + n_neg.sum()
+    if n == 0:
+        return None
+    with np.errstate(over="ignore"):
+        p = np.clip(1.0 / (1.0 + np.exp(-logit)), LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
+    return float(-(n_pos * np.log(p) + n_neg * np.log1p(-p)).sum() / n)
+
+
+def information_value(fit: woe.Fit, band: str, total_pos: float, total_neg: float) -> float:
+    """IV = sum over seen values of (S+/T+ - S-/T-) * woe, on the fit's own totals."""
+    seen = fit.n_rows[band] > 0
+    if total_pos <= 0 or total_neg <= 0:
+        return 0.0
+    share = fit.sum_pos[band] / total_pos - fit.sum_neg[band] / total_neg
+    return float((share * fit.woe[band])[seen].sum())
+
+
+def fold_stability(final: woe.Fit, folds: dict, band: str) -> dict:
+    """How much a band's WOE moves across the fold fits, weighted by the final row counts."""
+    if not folds:
+        return {"woe_fold_std": None, "woe_fold_max_abs_dev": None}
+    per_fold = np.array([f.woe[band] for f in folds.values()])
+    weights = final.n_rows[band].astype(np.float64)
+    if weights.sum() == 0:
+        return {"woe_fold_std": 0.0, "woe_fold_max_abs_dev": 0.0}
+    std = float((per_fold.std(axis=0) * weights).sum() / weights.sum())
+    dev = float(np.abs(per_fold - final.woe[band])[:, weights > 0].max())
+    return {"woe_fold_std": std, "woe_fold_max_abs_dev": dev}
+
+
+def band_report(final: woe.Fit, folds: dict, band_subsets: dict) -> dict:
+    """Per band: information value and fold stability (SPEC.md band names)."""
+    out = {}
+    for band, subset in band_subsets.items():
+        pos = sum(final.sum_pos[band])
+        neg = sum(final.sum_neg[band])
+        out[band] = {"iv": information_value(final, band, pos, neg), **fold_stability(final, folds, band)}
+    return out
+
+
+def metrics(groups: dict) -> dict:
+    """AUC and log loss per scored set ('oof', 'in_sample', 'eval') from grouped counts."""
+    out = {}
+    for name, (logit, n_pos, n_neg) in groups.items():
+        out[f"{name}_auc"] = auc(logit, n_pos, n_neg)
+        out[f"{name}_logloss"] = logloss(logit, n_pos, n_neg)
+        out[f"{name}_rows"] = int(n_pos.sum() + n_neg.sum())
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}

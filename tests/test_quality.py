@@ -1,0 +1,74 @@
+"""Model quality recorded at fit time equals a plain numpy computation on the same rows."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import artifacts
+import cases
+import reference
+from conftest import fit
+from woe_anchor_harness import datagen
+
+
+def pairwise_auc(scores, y):
+    """AUC by its definition: P(positive outscores negative) + half the ties."""
+    s, y = np.asarray(scores), np.asarray(y, dtype=bool)
+    diff = s[y][:, None] - s[~y][None, :]
+    return ((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size
+
+
+def log_loss(logits, y):
+    p = np.clip(1 / (1 + np.exp(-np.asarray(logits))), 1e-15, 1 - 1e-15)
+    y = np.asarray(y, dtype=float)
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+
+def test_recorded_quality_matches_numpy(conn):
+    rows = cases.make_rows(seed=41, n=2500)
+    cases.load(conn, "q_src", rows)
+    cut = cases.cutoff_at_a_sale(rows, 0.7)  # leaves a real eval window after the cutoff
+    key = fit(conn, "q_src", model_key="quality", replace=True, activate=False, cutoff=cases.to_datetime(cut))
+    ref_rows = cases.as_reference(rows)
+    ref = reference.fit_reference(ref_rows, cutoff=np.datetime64(cut, "us"))
+    reg = artifacts.registry(conn, key)
+    cutoff = int(ref["cutoff"].astype(np.int64))
+    sold = rows["sold_time"]
+    y = (rows["duration_hours"] >= 504) | (rows["final_status"] == "older21days")
+    keys = list(zip(rows["generation"].tolist(), rows["listing_id"].tolist(), rows["t0"].tolist()))
+    train = (sold >= 0) & (sold <= cutoff)
+    evaluation = (sold > cutoff) & (sold <= cutoff + 7 * cases.DAY_US)
+    assert evaluation.sum() > 20
+
+    stored = artifacts.scores(conn, key)
+    oof = [stored[keys[i]][2] for i in np.flatnonzero(train)]
+    final = reference.score_rows(ref_rows, ref)
+    insample = [final[keys[i]] for i in np.flatnonzero(train)]
+    on_eval = [final[keys[i]] for i in np.flatnonzero(evaluation)]
+    want = {"oof_auc": pairwise_auc(oof, y[train]), "insample_auc": pairwise_auc(insample, y[train]),
+            "eval_auc": pairwise_auc(on_eval, y[evaluation]), "oof_logloss": log_loss(oof, y[train]),
+            "insample_logloss": log_loss(insample, y[train]), "eval_logloss": log_loss(on_eval, y[evaluation])}
+    for name, value in want.items():
+        assert reg[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    assert reg["n_eval"] == evaluation.sum()
+
+    got = {(m, b): v for m, b, v in conn.execute("SELECT * FROM ml.woe_anchor_quality(%s)", [key]).fetchall()}
+    assert got[("oof_auc", None)] == reg["oof_auc"]
+    fmap = ref["fits"][None]["map"]
+    for band in reference.BAND_NAMES_GLOBAL + reference.BAND_NAMES_VISION:
+        entries = [v for (b, _), v in fmap.items() if b == band]
+        t_pos, t_neg = sum(e[1] for e in entries), sum(e[2] for e in entries)
+        iv = sum((e[1] / t_pos - e[2] / t_neg) * e[0] for e in entries)
+        assert got[("iv", band)] == pytest.approx(iv, rel=1e-9, abs=1e-12), band
+        fold_woe = np.array([[ref["fits"][k]["map"].get((band, value), (0.0,))[0] for (b, value) in fmap if b == band]
+                             for k in ref["fits"] if k is not None])
+        assert got[("woe_fold_max_abs_dev", band)] == pytest.approx(
+            np.abs(fold_woe - np.array([e[0] for e in entries])).max(), rel=1e-9, abs=1e-12)
+
+
+def test_oof_auc_is_below_in_sample_auc_on_demo_data(conn):
+    datagen.generate_listings(conn, "q_demo", rows=60_000, days=120)
+    key = fit(conn, "q_demo", model_key="quality_demo", replace=True, activate=False)
+    reg = artifacts.registry(conn, key)
+    assert 0.5 < reg["oof_auc"] < reg["insample_auc"] < 1
+    assert reg["eval_auc"] is not None and reg["oof_logloss"] > reg["insample_logloss"]
