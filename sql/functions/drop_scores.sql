@@ -27,3 +27,4 @@ CREATE TRIGGER woe_anchor_drop_scores_on_truncate
 
 COMMENT ON FUNCTION ml._woe_anchor_drop_scores() IS
     'woe_anchor internal: drops the score partitions of deleted or truncated registry rows';
+

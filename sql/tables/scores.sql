@@ -9,9 +9,11 @@ CREATE TABLE ml.woe_anchor_scores_v1 (
     fold_id     int CHECK (fold_id >= 0),
     is_oof      boolean NOT NULL,
     woe_logit   float8 NOT NULL,
-    woe_p       float8 NOT NULL,
-    PRIMARY KEY (model_key, generation, listing_id, t0)
+    woe_p       float8 NOT NULL
 ) PARTITION BY LIST (model_key);
+-- Each model's partition carries PRIMARY KEY (model_key, generation, listing_id, t0).
+-- The parent declares none: an index inherited from an extension table would be created
+-- twice when pg_dump's output is restored (once by ATTACH, once by the dumped constraint).
 
 COMMENT ON TABLE ml.woe_anchor_scores_v1 IS
     'woe_anchor: out-of-fold (or in-sample when OOF is off) scores of every TRAIN SOLD row, partitioned by model';

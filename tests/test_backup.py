@@ -1,0 +1,98 @@
+"""pg_dump / restore keeps every model, the active pointer and identical scores."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+import cases
+from conftest import fit
+from woe_anchor_harness import install
+
+ARTIFACT_QUERIES = {
+    "registry": "SELECT * FROM ml.woe_anchor_model_registry_v1 ORDER BY model_key",
+    "cuts": "SELECT * FROM ml.woe_anchor_cuts_v1 ORDER BY model_key, fold_id NULLS FIRST",
+    "map": "SELECT * FROM ml.woe_anchor_map_v1 ORDER BY model_key, fold_id NULLS FIRST, band_name, band_value",
+    "scores": "SELECT * FROM ml.woe_anchor_scores_v1 ORDER BY model_key, generation, listing_id, t0",
+    "partitions": "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), "
+                  "(SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
+                  "FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid "
+                  "WHERE h.inhparent = 'ml.woe_anchor_scores_v1'::regclass ORDER BY 1",
+    "score_fn": "SELECT * FROM ml.woe_anchor_score('bk_src') ORDER BY 1, 2, 3",
+    "score_fn_b": "SELECT * FROM ml.woe_anchor_score('bk_src', 'bk_replaced') ORDER BY 1, 2, 3",
+    "scores_view": "SELECT * FROM ml.woe_anchor_scores_live_v1 ORDER BY 1, 2, 3",
+    "train_view": "SELECT * FROM ml.woe_anchor_scores_live_train_v ORDER BY 1, 2, 3",
+    "bands_view": "SELECT * FROM ml.v_woe_anchor_bands_live_v1 ORDER BY 1, 2, 3",
+    "features": "SELECT * FROM ml.woe_anchor_training_features('bk_active') ORDER BY 1, 2, 3",
+    "sequence": "SELECT last_value FROM ml.woe_anchor_model_id_seq",
+}
+
+
+def snapshot(dsn):
+    with psycopg.connect(dsn) as conn:
+        return {name: conn.execute(q).fetchall() for name, q in ARTIFACT_QUERIES.items()}
+
+
+@pytest.fixture
+def source_db(server):
+    name = f"woe_anchor_backup_{os.getpid()}"
+    dsn = install.fresh_database(server, name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cases.load(conn, "bk_src", cases.make_rows(seed=51, n=1200))
+        fit(conn, "bk_src", model_key="bk_active")
+        fit(conn, "bk_src", model_key="bk_replaced", activate=False)
+        fit(conn, "bk_src", model_key="bk_replaced", activate=False, n_folds=3, replace=True)
+        fit(conn, "bk_src", model_key="bk_dropped", activate=False)
+        conn.execute("SELECT ml.woe_anchor_drop_model('bk_dropped')")
+        conn.execute("SELECT ml.woe_anchor_create_views('bk_src')")
+    yield name, dsn
+    install.drop_database(server, name)
+
+
+def _env(server):
+    info = conninfo_to_dict(server.dsn)
+    return dict(os.environ, PGHOST=info["host"], PGPORT=str(info["port"]), PGUSER=info["user"])
+
+
+@pytest.mark.parametrize("form", ["custom", "plain"])
+def test_dump_and_restore_keep_every_model(server, source_db, tmp_path, form):
+    name, dsn = source_db
+    before = snapshot(dsn)
+    assert len(before["registry"]) == 2 and len(before["partitions"]) == 2
+    assert all(p[2] == 1 for p in before["partitions"]), "each partition has its primary key"
+    target = f"{name}_restored"
+    restored = install.fresh_database(server, target, extension=False)
+    env, dump = _env(server), tmp_path / "woe.dump"
+    try:
+        if form == "custom":
+            subprocess.run([f"{server.bindir}/pg_dump", "-Fc", "-d", name, "-f", str(dump)], env=env, check=True)
+            subprocess.run([f"{server.bindir}/pg_restore", "--exit-on-error", "-d", target, str(dump)],
+                           env=env, check=True)
+        else:
+            subprocess.run([f"{server.bindir}/pg_dump", "-d", name, "-f", str(dump)], env=env, check=True)
+            subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target, "-f", str(dump)],
+                           env=env, check=True, capture_output=True)
+        assert snapshot(restored) == before
+        with psycopg.connect(restored, autocommit=True) as conn:  # the restored copy keeps fitting
+            assert fit(conn, "bk_src", model_key="bk_after_restore") == "bk_after_restore"
+    finally:
+        install.drop_database(server, target)
+
+
+def test_drop_extension_needs_cascade_with_views_and_takes_the_models_with_it(source_db):
+    """What README "Backup, restore and DROP EXTENSION" promises."""
+    _, dsn = source_db
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="v_woe_anchor_bands_live_v1"):
+            conn.execute("DROP EXTENSION woe_anchor")
+        conn.execute("DROP VIEW ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
+                     "ml.v_woe_anchor_bands_live_v1")
+        conn.execute("DROP EXTENSION woe_anchor")
+        left = conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "WHERE n.nspname = 'ml' AND c.relname LIKE 'woe_anchor%'").fetchone()[0]
+        assert left == 0, "registry, maps, cuts and every score partition are gone"
+        conn.execute("CREATE EXTENSION woe_anchor")
+        assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0] == 0
