@@ -25,6 +25,12 @@ def render(version, sql_files, modules):
     load_package = (f"if {package_key!r} not in GD:\n"
                     f"    plpy.execute('SELECT ml._woe_anchor_load()')\n"
                     f"woe_anchor = GD[{package_key!r}]")
+    # PL/pgSQL wrappers catch whatever the PL/Python layer raised and re-raise it plainly
+    error_variables = "state text; message text; detail text; hint text;"
+    reraise = ("EXCEPTION WHEN OTHERS THEN\n"
+               "    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,\n"
+               "                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;\n"
+               "    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);")
     values = {
         "@EXTVERSION@": repr(version),
         "@PACKAGE_KEY@": repr(package_key),
@@ -32,6 +38,8 @@ def render(version, sql_files, modules):
         "@CODE_SHA256@": repr(digest.hexdigest()),
         "@MODULES@": repr(tuple(sources)),
         "@LOAD_PACKAGE@": load_package,
+        "@ERROR_VARIABLES@": error_variables,
+        "@RERAISE_AS_PLAIN_ERROR@": reraise,
     }
     parts = []
     for f in sql_files:

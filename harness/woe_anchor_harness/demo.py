@@ -12,6 +12,8 @@ SELECT model_key, is_active, train_cutoff_ts, n_train_sold, n_learned, n_days,
        n_folds_with_rows, round(base_rate::numeric, 4) AS base_rate,
        round(base_logit::numeric, 4) AS base_logit,
        array[dsold_t1, dsold_t2, dsold_t3, dsold_t4] AS dsold_thresholds,
+       round(oof_auc::numeric, 4) AS oof_auc, round(insample_auc::numeric, 4) AS insample_auc,
+       round(eval_auc::numeric, 4) AS eval_auc, n_eval,
        (timings_ms ->> 'total')::float8 AS fit_ms
 FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s
 """

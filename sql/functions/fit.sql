@@ -39,15 +39,12 @@ LANGUAGE plpgsql SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    state text; message text; detail text; hint text;
+    @ERROR_VARIABLES@
 BEGIN
     model_key := ml._fit_woe_anchor(source::oid, cutoff, n_folds, half_life_days, eps,
         slow_threshold_hours, min_duration_hours, dsold_thresholds, model_key, activate, oof,
         persist, replace);
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);
+@RERAISE_AS_PLAIN_ERROR@
 END
 $$;
 

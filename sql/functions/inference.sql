@@ -37,13 +37,10 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    state text; message text; detail text; hint text;
+    @ERROR_VARIABLES@
 BEGIN
     RETURN QUERY EXECUTE ml._woe_anchor_score_sql(source::oid, model_key);
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);
+@RERAISE_AS_PLAIN_ERROR@
 END
 $$;
 
@@ -56,13 +53,10 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    state text; message text; detail text; hint text;
+    @ERROR_VARIABLES@
 BEGIN
     RETURN QUERY EXECUTE ml._woe_anchor_training_features_sql(model_key);
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);
+@RERAISE_AS_PLAIN_ERROR@
 END
 $$;
 
@@ -73,13 +67,10 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    state text; message text; detail text; hint text;
+    @ERROR_VARIABLES@
 BEGIN
     PERFORM ml._woe_anchor_create_views(source::oid);
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);
+@RERAISE_AS_PLAIN_ERROR@
 END
 $$;
 
