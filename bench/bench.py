@@ -10,7 +10,9 @@ For each size N it generates N listings inside the server. Then it measures, in 
 * CALL ml.fit_woe_anchor with 5 folds, and with 20 folds at 1M rows, while
   a thread samples the backend's private memory (RssAnon in /proc/PID/status);
 * the trainer-style client and the best-effort client (bench/clients.py),
-  up to --client-cap rows.
+  up to --client-cap rows;
+* at 1M rows, scoring every row through ml.woe_anchor_score against a plain
+  SELECT of the same rows joined to ten small lookup tables.
 
 It prints ratios and writes bench/results.md.
 """
@@ -80,6 +82,40 @@ def fit(conn, table, key, n_folds):
     return seconds, mem.peak_kb / 1024
 
 
+LOOKUPS = """
+DO $$ BEGIN FOR i IN 1..10 LOOP
+  EXECUTE format('DROP TABLE IF EXISTS bench_lookup_%s', i);
+  EXECUTE format('CREATE TABLE bench_lookup_%s (k int PRIMARY KEY, woe float8)', i);
+  EXECUTE format('INSERT INTO bench_lookup_%s SELECT g, g / 10.0 FROM generate_series(0, 9) g', i);
+  EXECUTE format('ANALYZE bench_lookup_%s', i);
+END LOOP; END $$
+"""
+# ten small-table joins on integer expressions of the listing, summed like a logit
+TEN_JOINS = """
+SELECT count(*), sum(l1.woe + l2.woe + l3.woe + l4.woe + l5.woe + l6.woe + l7.woe + l8.woe + l9.woe + l10.woe)
+FROM {table} s
+JOIN bench_lookup_1 l1 ON l1.k = s.listing_id % 10
+JOIN bench_lookup_2 l2 ON l2.k = s.review_count % 10
+JOIN bench_lookup_3 l3 ON l3.k = s.generation % 10
+JOIN bench_lookup_4 l4 ON l4.k = coalesce(s.image_count, 0) % 10
+JOIN bench_lookup_5 l5 ON l5.k = coalesce(s.member_since_year, 0) % 10
+JOIN bench_lookup_6 l6 ON l6.k = s.charger_bundle_level % 10
+JOIN bench_lookup_7 l7 ON l7.k = s.ai_ship_can % 10
+JOIN bench_lookup_8 l8 ON l8.k = s.ai_sale_mode_firm % 10
+JOIN bench_lookup_9 l9 ON l9.k = s.ai_sale_mode_bids % 10
+JOIN bench_lookup_10 l10 ON l10.k = s.ai_sale_mode_obo % 10
+"""
+
+
+def scoring(conn, table, key):
+    """Seconds to score every row with ml.woe_anchor_score, and for the ten-join SELECT."""
+    conn.execute(LOOKUPS)
+    fn, _ = timed(lambda: conn.execute("SELECT count(*), sum(woe_logit) FROM ml.woe_anchor_score(%s, %s)",
+                                       [table, key]).fetchone())
+    joins, _ = timed(lambda: conn.execute(TEN_JOINS.format(table=table)).fetchone())
+    return fn, joins
+
+
 def floor(conn, table):
     conn.execute("DROP TABLE IF EXISTS bench_floor")
     with conn.transaction():
@@ -109,6 +145,7 @@ def main(argv=None):
             r["fit"], r["mem_mb"] = fit(conn, table, f"bench_{n}", 5)
             if n == 1_000_000:
                 r["fit20"], _ = fit(conn, table, f"bench_{n}_20", 20)
+                r["score_fn"], r["score_joins"] = scoring(conn, table, f"bench_{n}")
             if n <= args.client_cap:
                 conn.execute("DROP TABLE IF EXISTS bench_trainer_scores")
                 r["trainer"], _ = timed(lambda: clients.trainer_style(dsn, table, f"trainer_{n}"))
@@ -126,6 +163,8 @@ def _line(r):
              f"fit/floor {r['fit'] / r['floor']:.2f}", f"peak backend RssAnon {r['mem_mb']:.0f} MiB"]
     if "fit20" in r:
         parts.append(f"20/5 folds {r['fit20'] / r['fit']:.2f}")
+    if "score_fn" in r:
+        parts.append(f"score fn {r['score_fn']:.2f}s vs ten joins {r['score_joins']:.2f}s")
     if "trainer" in r:
         parts += [f"trainer {r['trainer']:.1f}s (x{r['trainer'] / r['fit']:.1f})",
                   f"best-effort {r['best_effort']:.1f}s (x{r['best_effort'] / r['fit']:.2f})"]
@@ -145,10 +184,13 @@ def _report(rows, version):
             tr=f"{r['trainer']:.1f}" if "trainer" in r else "", trr=f"{r['trainer'] / r['fit']:.1f}" if "trainer" in r else "",
             be=f"{r['best_effort']:.1f}" if "best_effort" in r else "",
             ber=f"{r['best_effort'] / r['fit']:.2f}" if "best_effort" in r else ""))
-    if len(rows) > 1:
-        by_n = {r["n"]: r for r in rows}
-        if 1_000_000 in by_n and 5_000_000 in by_n:
-            out.append(f"\n5M fit / 1M fit: {by_n[5_000_000]['fit'] / by_n[1_000_000]['fit']:.2f}")
+    by_n = {r["n"]: r for r in rows}
+    if 1_000_000 in by_n and 5_000_000 in by_n:
+        out.append(f"\n5M fit / 1M fit: {by_n[5_000_000]['fit'] / by_n[1_000_000]['fit']:.2f}")
+    if "score_fn" in by_n.get(1_000_000, {}):
+        r = by_n[1_000_000]
+        out.append(f"\nScoring 1M rows: ml.woe_anchor_score {r['score_fn']:.2f} s; plain SELECT joined to ten "
+                   f"small lookup tables {r['score_joins']:.2f} s (ratio {r['score_fn'] / r['score_joins']:.2f}).")
     return "\n".join(out) + "\n"
 
 

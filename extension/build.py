@@ -21,7 +21,8 @@ def render(version, sql_files, modules):
     digest = hashlib.sha256()
     for name, text in sources:
         digest.update(f"{name}\0{text}\0".encode())
-    package_key = f"woe_anchor/{version}"
+    # keyed by the code's hash too: a session never keeps stale code after a reinstall
+    package_key = f"woe_anchor/{version}/{digest.hexdigest()[:16]}"
     load_package = (f"if {package_key!r} not in GD:\n"
                     f"    plpy.execute('SELECT ml._woe_anchor_load()')\n"
                     f"woe_anchor = GD[{package_key!r}]")

@@ -146,3 +146,49 @@ def test_source_is_read_a_constant_number_of_times_whatever_n_folds(conn, source
     assert len(set(reads.values())) == 1 and reads[2] > 0, reads
     # cutoff (default only), stats, sums, scores, quality
     assert reads[2] <= (5 if cutoff == "default" else 4), reads
+
+
+def test_a_fit_failing_after_its_writes_leaves_nothing(conn, source):
+    """A failure at the very end (here: writing the map rows) rolls back the partition too."""
+    active = fit(conn, source, model_key="late_survivor", replace=True)
+    partitions = "SELECT count(*) FROM pg_inherits WHERE inhparent = 'ml.woe_anchor_scores_v1'::regclass"
+    before = conn.execute(partitions).fetchone()[0]
+    conn.execute("CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                 "$$BEGIN RAISE EXCEPTION 'injected failure'; END$$")
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON ml.woe_anchor_map_v1 "
+                 "FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.refuse()")
+    try:
+        with pytest.raises(psycopg.errors.RaiseException, match="injected failure"):
+            fit(conn, source, model_key="late_failure")
+    finally:
+        conn.execute("DROP TRIGGER refuse ON ml.woe_anchor_map_v1")
+    assert conn.execute(partitions).fetchone()[0] == before
+    assert not any(artifacts.rows_of(conn, "late_failure").values())
+    assert artifacts.active_keys(conn) == [active]
+
+
+def test_replacing_the_active_model_keeps_it_active(conn, source):
+    key = fit(conn, source, model_key="kept_serving", replace=True)
+    fit(conn, source, model_key=key, replace=True, activate=False, n_folds=3)
+    assert artifacts.active_keys(conn) == [key]
+
+
+def test_keys_with_quotes_and_backslashes_survive_any_string_setting(conn, source):
+    key = "o'k\\\\x \"q\""
+    conn.execute("SET standard_conforming_strings = off")
+    try:
+        assert fit(conn, source, model_key=key, activate=False, replace=True) == key
+        stored = conn.execute("SELECT DISTINCT model_key FROM ml.woe_anchor_scores_v1 WHERE model_key = %s",
+                              [key]).fetchall()
+        assert stored == [(key,)]
+        n = conn.execute("SELECT count(*) FROM ml.woe_anchor_training_features(%s) WHERE is_oof",
+                         [key]).fetchone()[0]
+        assert n == artifacts.registry(conn, key)["n_train_sold"]
+    finally:
+        conn.execute("RESET standard_conforming_strings")
+
+
+def test_a_half_life_too_short_for_exact_sums_is_refused(conn, source):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="half_life_days"):
+        fit(conn, source, model_key="too_short", half_life_days=0.05)
+    assert artifacts.registry(conn, "too_short") is None

@@ -1,8 +1,6 @@
 """Every persisted value of a fit equals the independent numpy reference (tests/reference.py)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -66,6 +64,8 @@ SCENARIOS = {
                     slow_threshold_hours=400.0, min_duration_hours=24.0)),
     "twenty_folds_short_half_life": dict(data=dict(seed=6), tz="UTC", cutoff=None,
                                          params=dict(n_folds=20, half_life_days=3.0)),
+    "far_more_folds_than_days": dict(data=dict(seed=7, n=1500), tz="Europe/Berlin", cutoff=None,
+                                     params=dict(n_folds=100000)),
 }
 
 
@@ -102,4 +102,17 @@ def test_edge_cases_are_present():
     assert np.isinf(rows["battery_pct_effective"]).any()
     nok = cases.make_rows(seed=2, nok_scale=True)
     assert np.nanmedian(np.abs(nok["delta_vs_sold_median_30d"])) >= 5
-    assert math.isfinite(cases.cutoff_at_a_sale(rows))
+
+def test_default_cutoff_is_seven_utc_days_across_a_dst_change(conn):
+    """max(sold_time) - 7 days is 168 hours even where the session's clocks sprang forward."""
+    rows = cases.make_rows(seed=8, n=600, n_days=20)
+    latest = int(np.datetime64("2026-04-01T12:00:00", "us").astype(np.int64))  # Berlin moved on Mar 29
+    sold = rows["sold_time"]
+    sold[sold > latest] = latest - cases.HOUR_US
+    sold[np.flatnonzero(sold >= 0)[:2]] = [latest, latest - 167 * cases.HOUR_US - 30 * 60 * cases.US]
+    cases.load(conn, "dst_src", rows)
+    conn.execute("SET TimeZone = 'Europe/Berlin'")
+    key = fit(conn, "dst_src", model_key="dst", replace=True, activate=False)
+    ref = reference.fit_reference(cases.as_reference(rows))
+    assert ref["cutoff"] == np.datetime64(latest - 168 * cases.HOUR_US, "us")
+    assert_matches(conn, key, ref)

@@ -124,7 +124,8 @@ def test_learned_thresholds_follow_the_spec_rules():
 
 def _params(**over):
     p = dict(n_folds=5, eps=0.5, half_life_days=150.0, slow_threshold_hours=504.0,
-             min_duration_hours=48.0, dsold_thresholds=None, model_key=None)
+             min_duration_hours=48.0, dsold_thresholds=None, model_key=None, activate=True, oof=True,
+             persist=True, replace=False)
     p.update(over)
     return p
 
@@ -133,12 +134,24 @@ def _params(**over):
     dict(n_folds=0), dict(eps=0.0), dict(eps=-1.0), dict(eps=math.inf), dict(eps=math.nan),
     dict(half_life_days=math.inf), dict(half_life_days=math.nan), dict(dsold_thresholds=[1, 2, 3]),
     dict(dsold_thresholds=[1, 3, 2, 4]), dict(dsold_thresholds=[1, 2, 2, 4]), dict(model_key=""),
-    dict(model_key="a\nb"), dict(model_key="k" * 129), dict(slow_threshold_hours=math.nan),
+    dict(model_key="a\nb"), dict(model_key="a\x85b"), dict(model_key="k" * 129),
+    dict(slow_threshold_hours=math.nan),
 ])
 def test_bad_parameters_are_refused(bad):
     with pytest.raises(errors.FitError) as err:
         fit.check_params(_params(**bad))
     assert err.value.sqlstate == errors.INVALID_PARAMETER_VALUE
+
+
+@pytest.mark.parametrize("name", ["activate", "oof", "persist", "replace"])
+def test_null_switches_are_refused(name):
+    with pytest.raises(errors.FitError) as err:
+        fit.check_params(_params(**{name: None}))
+    assert err.value.sqlstate == errors.NULL_VALUE_NOT_ALLOWED
+
+
+def test_literals_survive_backslashes_and_quotes():
+    assert sqlgen.quote_literal("a\\'b") == "E'a\\\\''b'"
 
 
 def test_good_parameters_pass():

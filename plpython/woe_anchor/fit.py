@@ -10,6 +10,7 @@ import datetime
 import json
 import math
 import time
+import unicodedata
 
 import numpy as np
 
@@ -21,6 +22,9 @@ DSOLD_SMALL = (-0.15, -0.05, 0.05, 0.15)
 DSOLD_LARGE = (-2000.0, -500.0, 500.0, 2000.0)
 DSOLD_SMALL_SCALE_BELOW = 5.0
 MIN_ROWS_FOR_TERCILES = 50
+# weights are summed as integers of 2^-62 of the newest row's weight; a fit whose rows
+# average below this keeps fewer than ~38 bits per weight and would drift from float8
+MIN_MEAN_WEIGHT = 2.0 ** -24
 REGISTRY = "ml.woe_anchor_model_registry_v1"
 SCORES = "ml.woe_anchor_scores_v1"
 
@@ -47,8 +51,12 @@ def check_params(p: dict) -> None:
         if any(t[i] >= t[i + 1] for i in range(3)):
             bad(f"dsold_thresholds must be strictly ascending, got {list(t)}")
     key = p["model_key"]
-    if key is not None and (not 1 <= len(key) <= 128 or any(ord(ch) < 32 or ord(ch) == 127 for ch in key)):
+    if key is not None and (not 1 <= len(key) <= 128
+                            or any(unicodedata.category(ch) == "Cc" for ch in key)):
         bad("model_key must be 1 to 128 characters without control characters")
+    for name in ("activate", "oof", "persist", "replace"):
+        if p[name] is None:
+            raise FitError(errors.NULL_VALUE_NOT_ALLOWED, f"{name} must be true or false, not NULL")
 
 
 def learned_dsold(given, abs_median):
@@ -151,7 +159,7 @@ def _fit(plpy, version, code_sha256, p) -> str:
     check_params(p)
     schema = bands.SCHEMAS[1]
     src = source.resolve(plpy, p["source"], schema)
-    if p["model_key"] is not None and not p["replace"] and _key_exists(plpy, p["model_key"]):
+    if p["model_key"] is not None and p["persist"] and not p["replace"] and _key_exists(plpy, p["model_key"]):
         raise FitError(errors.DUPLICATE_OBJECT, f"model {p['model_key']!r} already exists",
                        hint="Pass replace => true to replace it, or choose another model_key.")
     cutoff = _cutoff_literal(plpy, src, p["cutoff"])
@@ -185,12 +193,14 @@ def _fit(plpy, version, code_sha256, p) -> str:
         raise FitError(errors.INVALID_PARAMETER_VALUE,
                        f"OOF needs at least 2 distinct t0 days in TRAIN SOLD, found {n_days}",
                        hint="Pass oof => false (or n_folds => 1) to score in-sample.")
-    # a row's block: its fold with OOF on, block 0 (the final fit) without
+    # a row's block: its fold with OOF on (numbered densely: with fewer days than folds some
+    # fold ids have no rows), block 0 (the final fit) without
     fold_of_day = woe.fold_of_days(n_days, p["n_folds"]) if oof else np.zeros(n_days, dtype=np.int64)
-    n_blocks = p["n_folds"] if oof else 1
+    fold_ids, block_of_day = np.unique(fold_of_day, return_inverse=True)
+    n_blocks = len(fold_ids)
     sql = statements(learned)
     fold = sql.fold_of_row([_utc_midnight(days[i]) for i in range(1, n_days)
-                            for _ in range(int(fold_of_day[i] - fold_of_day[i - 1]))])
+                            if block_of_day[i] != block_of_day[i - 1]])
     plan = packs.plan(schema)
     sums = collect_fold_sums(plpy.execute(sql.sums(plan, fold, stats["ref_epoch"], p["half_life_days"]))[0],
                              schema, plan, n_blocks)
@@ -198,11 +208,21 @@ def _fit(plpy, version, code_sha256, p) -> str:
     if int(sums.n_rows.sum()) != stats["n_train_sold"]:
         _source_changed(src)
     band_subsets = {band.name: band.subset for band in schema.bands}
-    final, folds = woe.fit_all(sums, band_subsets, p["eps"])
+    final, folds = woe.fit_all(sums, band_subsets, p["eps"], fold_ids.tolist() if oof else None)
+    for f in [final, *folds.values()]:
+        if f.n_learned and f.sum_w < f.n_learned * MIN_MEAN_WEIGHT:
+            which = "the final fit" if f.fold_id is None else f"fold {f.fold_id}'s training rows"
+            raise FitError(errors.INVALID_PARAMETER_VALUE,
+                           f"half_life_days => {p['half_life_days']} decays {which} to a mean weight of "
+                           f"{f.sum_w / f.n_learned:.3g} of the newest row's, below the exact range (2^-24)",
+                           hint="Use a longer half_life_days, fewer folds, or NULL for no decay.")
     phases.done("woe")
     plpy.notice(f"[woe] trained slow21 WOE anchor on TRAIN SOLD n={stats['n_train_sold']} "
                 f"(learned={stats['n_learned']}, days={n_days}, base_rate={final.base_rate:.6f})")
 
+    if p["model_key"] is None and p["persist"]:
+        # a generated key is chosen under the registry lock, so concurrent fits never share one
+        plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
     key = p["model_key"] or _default_key(plpy)
     if not p["persist"]:
         plpy.notice(f"[woe] persist => false: nothing written (model_key={key})")
@@ -210,9 +230,13 @@ def _fit(plpy, version, code_sha256, p) -> str:
 
     model_id = _one(plpy, "SELECT nextval('ml.woe_anchor_model_id_seq') AS id")["id"]
     part = score_partition(model_id)
-    scoring = lookup_tables([folds.get(k) for k in range(n_blocks)] if oof else [final], plan, schema)
-    n_scored = _write_scores(plpy, sql, plan, src, part, key, fold, scoring, oof, stats["n_train_sold"], phases)
-    plpy.notice(f"[woe] OOF scoring applied to TRAIN SOLD: folds={len(folds) if oof else 0} rows={n_scored}")
+    scoring = lookup_tables([folds[k] for k in fold_ids.tolist()] if oof else [final], plan, schema)
+    n_scored = _write_scores(plpy, sql, plan, src, part, key, fold, scoring,
+                             fold_ids.tolist() if oof else None, stats["n_train_sold"], phases)
+    if oof:
+        plpy.notice(f"[woe] OOF scoring applied to TRAIN SOLD: folds={len(folds)} rows={n_scored}")
+    else:
+        plpy.notice(f"[woe] in-sample scoring applied to TRAIN SOLD (OOF off): rows={n_scored}")
     final_lookups = scoring if not oof else lookup_tables([final], plan, schema)
     measured = _quality(plpy, sql.quality(plan, fold, scoring if oof else None, final_lookups))
     phases.done("quality")
@@ -220,11 +244,14 @@ def _fit(plpy, version, code_sha256, p) -> str:
     # short critical section: registry writes serialize, readers never wait
     plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
     phases.done("lock")
-    if _key_exists(plpy, key):
+    replaced = _one(plpy, f"SELECT is_active FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])
+    if replaced is not None:
         if not p["replace"]:
             raise FitError(errors.DUPLICATE_OBJECT, f"model {key!r} already exists",
                            hint="Pass replace => true to replace it, or choose another model_key.")
         _one(plpy, "SELECT ml.woe_anchor_drop_model($1)", ["text"], [key])
+    # replacing the active model keeps it active, so serving never loses its model
+    activate = p["activate"] or bool(replaced and replaced["is_active"])
     registry = dict(
         model_key=key, model_id=model_id, train_cutoff_ts=cutoff.split("'")[1],
         half_life_days=p["half_life_days"],
@@ -245,9 +272,9 @@ def _fit(plpy, version, code_sha256, p) -> str:
     _insert_registry(plpy, registry)
     _insert_fits(plpy, key, [final] + list(folds.values()), schema, c1, c2)
     plpy.execute(f"ALTER TABLE {SCORES} ATTACH PARTITION {part} FOR VALUES IN ({quote_literal(key)})")
-    if p["activate"]:
+    if activate:
         _one(plpy, "SELECT ml.woe_anchor_activate($1)", ["text"], [key])
-    plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={bool(p['activate'])})")
+    plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={activate})")
     plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
     return key
 
@@ -261,7 +288,7 @@ def _cutoff_literal(plpy, src, given) -> str:
     """The cutoff as an exact, DateStyle-proof timestamptz literal (default: SPEC.md 3)."""
     iso = ("to_char(({c}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00'")
     if given is None:
-        c = "max(s.sold_time) - interval '7 days'"
+        c = "max(s.sold_time) - interval '168 hours'"
         text = plpy.execute(f"SELECT {iso.format(c=c)} AS t FROM {src.qualified} AS s")[0]["t"]
         if text is None:
             raise FitError(errors.NO_DATA_FOUND, f"source {src.qualified} has no sold rows",
@@ -312,18 +339,17 @@ def _default_key(plpy) -> str:
 
 
 def lookup_tables(fits: list, plan: list, schema: bands.BandSchema) -> tuple[list, list]:
-    """Base logit per fit and, per pack, the WOE sum per (fit, combination); None fits score 0."""
+    """Base logit per fit and, per pack, the WOE sum per (fit, combination)."""
     tables = []
     for pack in plan:
-        per_fit = [packs.woe_table(pack, [f.woe[b.name] if f else np.zeros(len(b.labels))
-                                          for b in schema.bands]) for f in fits]
+        per_fit = [packs.woe_table(pack, [f.woe[b.name] for b in schema.bands]) for f in fits]
         tables.append(np.concatenate(per_fit).tolist())
-    return [f.base_logit if f else 0.0 for f in fits], tables
+    return [f.base_logit for f in fits], tables
 
 
-def _write_scores(plpy, sql, plan, src, part, key, fold, lookups, oof, n_train_sold, phases) -> int:
+def _write_scores(plpy, sql, plan, src, part, key, fold, lookups, fold_ids, n_train_sold, phases) -> int:
     """Create the model's partition in one CREATE TABLE AS, then index and constrain it."""
-    n = plpy.execute(sql.scores(plan, part, key, fold, *lookups, oof)).nrows()
+    n = plpy.execute(sql.scores(plan, part, key, fold, *lookups, fold_ids)).nrows()
     phases.done("scores_write")
     if n != n_train_sold:
         _source_changed(src)

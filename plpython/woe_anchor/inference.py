@@ -99,7 +99,7 @@ def training_features_sql(plpy, key: str | None) -> str:
     cutoff = f"{quote_literal(model.cutoff)}::timestamptz"
     dur = src.reads["duration_hours"]
     split = (f"CASE WHEN s.sold_time <= {cutoff} THEN 'train_sold' "
-             f"WHEN s.sold_time <= {cutoff} + interval '7 days' THEN 'eval_sold_last_7d' "
+             f"WHEN s.sold_time <= {cutoff} + interval '168 hours' THEN 'eval_sold_last_7d' "
              f"WHEN s.sold_time IS NULL AND {dur} >= {SPLIT_CENSORED_HOURS} THEN 'censored_ge_21d' "
              f"ELSE 'other' END")
     rows = _final_rows(Compiler(model.schema, src.reads, model.learned), src.qualified, model,

@@ -71,7 +71,7 @@ FROM (SELECT {self.learned} AS learned, {DAY_SQL} AS day,
              {self.label_ts} AS label_ts,
              {self.c.reads[b.DSOLD_INPUT]} AS dsold,
              {self.c.subset(subset)} AS in_subset,
-             {self.c.input(presentation)} AS present
+             NULLIF({self.c.input(presentation)}, 'NaN'::float8) AS present
       FROM {self.qualified} AS s
       WHERE {self.where}) AS r
 """
@@ -150,24 +150,27 @@ FROM (SELECT GROUPING(k.oof, k.ins, k.ev) AS grouping, coalesce(k.oof, k.ins, k.
             FROM (SELECT s.sold_time <= {self.cutoff} AS train, {self.y} AS y, ({fold})::int AS f,
                          {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
                   FROM {self.qualified} AS s
-                  WHERE s.sold_time IS NOT NULL AND s.sold_time <= {self.cutoff} + interval '7 days'
+                  WHERE s.sold_time IS NOT NULL AND s.sold_time <= {self.cutoff} + interval '168 hours'
                   OFFSET 0) AS r
             OFFSET 0) AS k
       GROUP BY GROUPING SETS ((k.oof), (k.ins), (k.ev))) AS g
 """
 
     def scores(self, packs: list[pk.Pack], target: str, model_key: str, fold: str,
-               base_logit: list[float], tables: list[list[float]], oof: bool) -> str:
+               base_logit: list[float], tables: list[list[float]], fold_ids: list[int] | None) -> str:
         """CREATE TABLE AS of every TRAIN SOLD row's score (parallel plans allowed).
 
-        ``fold`` gives a row's fit index; ``tables[j]`` is pack j's WOE sum per
-        (fit, combination), flattened.
+        ``fold`` gives a row's fit index, whose fold id is ``fold_ids[index]``
+        (None: OOF off); ``tables[j]`` is pack j's WOE sum per (fit,
+        combination), flattened.
         """
+        oof = fold_ids is not None
         rows = scored_rows_sql(self.c, self.qualified, packs, fold, base_logit, tables, self.where)
         return f"""
 CREATE TABLE {target} AS
 SELECT {quote_literal(model_key)}::text AS model_key, q.generation::int AS generation,
-       q.listing_id::bigint AS listing_id, q.t0, {'q.f' if oof else 'NULL::int'} AS fold_id,
+       q.listing_id::bigint AS listing_id, q.t0,
+       {f"{array_lit(fold_ids, 'int')}[q.f + 1]" if oof else 'NULL::int'} AS fold_id,
        {'true' if oof else 'false'} AS is_oof, q.l AS woe_logit, {sigmoid_sql('q.l')} AS woe_p
 FROM ({rows}) AS q
 """

@@ -23,7 +23,9 @@ def quote_ident(name: str) -> str:
 
 
 def quote_literal(text: str) -> str:
-    """Standard-conforming string literal (no backslash escapes)."""
+    """A string literal that reads the same whatever standard_conforming_strings is."""
+    if "\\" in text:
+        return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
     return "'" + text.replace("'", "''") + "'"
 
 

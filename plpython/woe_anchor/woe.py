@@ -34,6 +34,7 @@ class Fit:
     """One fitted mapping: base rate and per-band WOE over the band's labels."""
     fold_id: int | None
     n_learned: int
+    sum_w: float     # raw time-decay weights of the learned rows, before normalising
     base_rate: float
     base_logit: float
     woe: dict        # band name -> float array over labels (0 where unseen)
@@ -87,19 +88,19 @@ def fit_folds(sums: FoldSums, mask: np.ndarray, band_subsets: dict, eps: float,
         sn[band] = sums.band_neg[band][mask].sum(axis=0) * scale
         cnt[band] = sums.band_n[band][mask].sum(axis=0)
         woe[band] = np.where(cnt[band] > 0, _woe(sp[band], sn[band], b_pos, b_neg, eps), 0.0)
-    return Fit(fold_id, n, base_rate, base_logit_of(base_rate), woe, sp, sn, cnt)
+    return Fit(fold_id, n, sw, base_rate, base_logit_of(base_rate), woe, sp, sn, cnt)
 
 
-def fit_all(sums: FoldSums, band_subsets: dict, eps: float):
-    """The final fit and one fit per fold that has rows (none without OOF).
+def fit_all(sums: FoldSums, band_subsets: dict, eps: float, fold_ids: list | None):
+    """The final fit and, with OOF on, one fit per fold that has rows.
 
-    Returns (final, folds) where folds is {fold_id: Fit}.
+    Rows of ``sums`` are blocks: fold_ids[i] is block i's fold id (None: OOF off,
+    one block). Returns (final, folds) where folds is {fold_id: Fit}.
     """
     n_blocks = len(sums.n_rows)
     final = fit_folds(sums, np.ones(n_blocks, dtype=bool), band_subsets, eps, None)
-    if n_blocks == 1:
+    if fold_ids is None:
         return final, {}
     blocks = np.arange(n_blocks)
-    folds = {int(k): fit_folds(sums, blocks != k, band_subsets, eps, int(k))
-             for k in blocks if sums.n_rows[k] > 0}
+    folds = {int(f): fit_folds(sums, blocks != k, band_subsets, eps, int(f)) for k, f in enumerate(fold_ids)}
     return final, folds
