@@ -39,7 +39,6 @@ class UtcYearOfT0:
 
 
 Input = Union[Column, WeightedSum, UtcYearOfT0]
-TRANSFORMS = ("identity", "ln1p", "one_minus")
 
 # ---------------------------------------------------------------- rules
 

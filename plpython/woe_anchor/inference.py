@@ -22,7 +22,7 @@ TRAIN_VIEW = "ml.woe_anchor_scores_live_train_v"
 SPLIT_CENSORED_HOURS = 504  # SPEC.md 3: censored_ge_21d is 21 days whatever the label threshold
 
 _MODEL_SQL = f"""
-SELECT r.model_key, r.model_id, r.band_schema_version, r.base_logit, r.dsold_t1, r.dsold_t2,
+SELECT r.model_key, r.band_schema_version, r.base_logit, r.dsold_t1, r.dsold_t2,
        r.dsold_t3, r.dsold_t4, c.c1, c.c2, r.source_relation,
        to_char(r.train_cutoff_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00' AS cutoff
 FROM {REGISTRY} r
@@ -37,7 +37,6 @@ SELECT band_name, band_value, woe FROM ml.woe_anchor_map_v1 WHERE model_key = $1
 @dataclass
 class Model:
     key: str
-    model_id: int
     schema: bands.BandSchema
     base_logit: float
     learned: dict          # threshold name -> value (dsold_t1..t4, c1, c2)
@@ -63,7 +62,7 @@ def load_model(plpy, key: str | None) -> Model:
     woe = [np.array([stored.get((band.name, label), 0.0) for label in band.labels])
            for band in schema.bands]
     learned = {name: m[name] for name in ("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4", "c1", "c2")}
-    return Model(m["model_key"], m["model_id"], schema, m["base_logit"], learned, woe,
+    return Model(m["model_key"], schema, m["base_logit"], learned, woe,
                  m["source_relation"], m["cutoff"])
 
 

@@ -43,7 +43,6 @@ WHERE c.oid = $1
 class Source:
     qualified: str          # quoted schema.name, safe to splice into SQL
     reads: dict             # column -> read expression (float8, NaN as NULL)
-    types: dict             # column -> base type name
 
 
 def expected_types(schema: bands.BandSchema, labels: bool = True) -> dict:
@@ -90,4 +89,4 @@ def resolve(plpy, source_oid, schema: bands.BandSchema, labels: bool = True) -> 
     check_columns(have, want)
     numeric = (("duration_hours",) if labels else ()) + schema.columns
     reads = {c: sqlgen.column_read(c, have[c] == "boolean") for c in numeric}
-    return Source(row["qualified"], reads, {c: have[c] for c in want})
+    return Source(row["qualified"], reads)
