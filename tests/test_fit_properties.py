@@ -192,3 +192,16 @@ def test_a_half_life_too_short_for_exact_sums_is_refused(conn, source):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="half_life_days"):
         fit(conn, source, model_key="too_short", half_life_days=0.05)
     assert artifacts.registry(conn, "too_short") is None
+
+
+def test_a_stale_repeatable_read_snapshot_fails_cleanly_and_retryably(conn, dsn, source):
+    """A fit whose snapshot predates a concurrent commit of its key gets 40001, not a raw error."""
+    with psycopg.connect(dsn) as stale:
+        stale.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        stale.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1")  # takes the snapshot
+        fit(conn, source, model_key="raced", activate=False, replace=True)
+        with pytest.raises(psycopg.errors.SerializationFailure) as err:
+            fit(stale, source, model_key="raced", activate=False)
+        assert "LOCK TABLE" in err.value.diag.message_hint
+        stale.rollback()
+    assert artifacts.registry(conn, "raced")["n_train_sold"] > 0

@@ -269,11 +269,18 @@ def _fit(plpy, version, code_sha256, p) -> str:
     registry.update(measured, band_quality=json.dumps(quality.band_report(final, folds, band_subsets)))
     phases.done("registry")
     registry["timings_ms"] = json.dumps(dict(phases.ms, total=phases.total()))
-    _insert_registry(plpy, registry)
-    _insert_fits(plpy, key, [final] + list(folds.values()), schema, c1, c2)
-    plpy.execute(f"ALTER TABLE {SCORES} ATTACH PARTITION {part} FOR VALUES IN ({quote_literal(key)})")
-    if activate:
-        _one(plpy, "SELECT ml.woe_anchor_activate($1)", ["text"], [key])
+    try:
+        _insert_registry(plpy, registry)
+        _insert_fits(plpy, key, [final] + list(folds.values()), schema, c1, c2)
+        plpy.execute(f"ALTER TABLE {SCORES} ATTACH PARTITION {part} FOR VALUES IN ({quote_literal(key)})")
+        if activate:
+            _one(plpy, "SELECT ml.woe_anchor_activate($1)", ["text"], [key])
+    except plpy.spiexceptions.UniqueViolation:
+        # only a snapshot older than the registry lock (REPEATABLE READ) can miss a committed fit
+        raise FitError("40001", f"a concurrent fit committed model {key!r} or a new active model "
+                                "after this transaction's snapshot was taken",
+                       hint="Retry. Under REPEATABLE READ, first LOCK TABLE ml.woe_anchor_model_registry_v1 "
+                            "IN SHARE ROW EXCLUSIVE MODE.")
     plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={activate})")
     plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
     return key
