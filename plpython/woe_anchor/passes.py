@@ -104,9 +104,7 @@ FROM (SELECT {self.learned} AS learned, {DAY_SQL} AS day,
         OFFSET 0 fences keep the planner from copying them into every
         aggregate, and make every grouping set a plain column whose unknown
         statistics it estimates small, so it hashes all sets in one pass. The
-        result comes back as one row of arrays, in key order: no per-group
-        Python objects, and numpy adds the groups up in the same order on
-        every plan.
+        result comes back as one row of arrays: no per-group Python objects.
         """
         combos = combinations_sql(self.c, packs)
         names = [f"k{i}" for i in range(len(packs))]
@@ -114,10 +112,8 @@ FROM (SELECT {self.learned} AS learned, {DAY_SQL} AS day,
         keys = ", ".join(f"((r.fold * {p.size} + r.c{i}) * 4 + r.flags) AS {n}"
                          for i, (p, n) in enumerate(zip(packs, names)))
         return f"""
-SELECT array_agg(g.grouping ORDER BY g.grouping, g.key) AS grouping,
-       array_agg(g.key ORDER BY g.grouping, g.key) AS key,
-       array_agg(g.n ORDER BY g.grouping, g.key) AS n,
-       array_agg(g.sw ORDER BY g.grouping, g.key) AS sw
+SELECT array_agg(g.grouping) AS grouping, array_agg(g.key) AS key,
+       array_agg(g.n) AS n, array_agg(g.sw) AS sw
 FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
              coalesce({', '.join('k.' + n for n in names)}) AS key,
              count(*) AS n, coalesce(sum(k.w), 0)::float8 / {FIXED_POINT}::float8 AS sw
@@ -144,10 +140,8 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         oof_logit = logit_sql(packs, *oof) if oof else "NULL::float8"
         final_logit = logit_sql(packs, *final, fit="0")
         return f"""
-SELECT array_agg(g.grouping ORDER BY g.grouping, g.l) AS grouping,
-       array_agg(g.l ORDER BY g.grouping, g.l) AS logit,
-       array_agg(g.n_pos ORDER BY g.grouping, g.l) AS n_pos,
-       array_agg(g.n_neg ORDER BY g.grouping, g.l) AS n_neg
+SELECT array_agg(g.grouping) AS grouping, array_agg(g.l) AS logit,
+       array_agg(g.n_pos) AS n_pos, array_agg(g.n_neg) AS n_neg
 FROM (SELECT GROUPING(k.oof, k.ins, k.ev) AS grouping, coalesce(k.oof, k.ins, k.ev) AS l,
              count(*) FILTER (WHERE k.y) AS n_pos, count(*) FILTER (WHERE NOT k.y) AS n_neg
       FROM (SELECT CASE WHEN r.train THEN {oof_logit} END AS oof,
