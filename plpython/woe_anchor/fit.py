@@ -85,11 +85,15 @@ def collect_fold_sums(row, schema: bands.BandSchema, plan: list, n_blocks: int) 
     subset's totals from one of its bands, whose NULL slot is the rows outside.
     """
     n_packs = len(plan)
-    # GROUPING() has a 0 bit for the pack the row groups by, leftmost pack first
-    pack_of = n_packs - 1 - np.log2(((1 << n_packs) - 1) ^ np.asarray(row["grouping"], dtype=np.int64)).astype(np.int64)
+    grouping = np.asarray(row["grouping"], dtype=np.int64)
     key = np.asarray(row["key"], dtype=np.int64)
-    n = np.asarray(row["n"], dtype=np.float64)
-    sw = np.asarray(row["sw"], dtype=np.float64)
+    # the hash aggregate's output order varies with the plan: fix it, so sums add up identically
+    order = np.lexsort((key, grouping))
+    grouping, key = grouping[order], key[order]
+    n = np.asarray(row["n"], dtype=np.float64)[order]
+    sw = np.asarray(row["sw"], dtype=np.float64)[order]
+    # GROUPING() has a 0 bit for the pack the row groups by, leftmost pack first
+    pack_of = n_packs - 1 - np.log2(((1 << n_packs) - 1) ^ grouping).astype(np.int64)
     key, flags = np.divmod(key, 4)
     learned, y = (flags & 1).astype(bool), (flags & 2).astype(bool)
     pos, neg = np.where(learned & y, sw, 0.0), np.where(learned & ~y, sw, 0.0)

@@ -29,6 +29,9 @@ def logloss(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | 
     n = n_pos.sum() + n_neg.sum()
     if n == 0:
         return None
+    # summed in logit order, whatever order the database returned the groups in
+    order = np.argsort(logit, kind="stable")
+    logit, n_pos, n_neg = logit[order], n_pos[order], n_neg[order]
     with np.errstate(over="ignore"):
         p = np.clip(1.0 / (1.0 + np.exp(-logit)), LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
     return float(-(n_pos * np.log(p) + n_neg * np.log1p(-p)).sum() / n)
