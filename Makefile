@@ -10,6 +10,7 @@ SQL_SOURCES  = sql/header.sql \
                sql/tables/scores.sql sql/tables/dump.sql \
                sql/functions/errors.sql sql/functions/loader.sql sql/functions/drop_scores.sql \
                sql/functions/models.sql sql/functions/fit.sql sql/functions/inference.sql \
+               sql/functions/roles.sql \
                sql/grants.sql
 # Dependency order: a module comes after every module it imports.
 PY_MODULES   = $(addprefix plpython/woe_anchor/, errors.py bands.py sqlgen.py woe.py \

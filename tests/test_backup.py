@@ -92,7 +92,9 @@ def test_drop_extension_needs_cascade_with_views_and_takes_the_models_with_it(so
                      "ml.v_woe_anchor_bands_live_v1")
         conn.execute("DROP EXTENSION woe_anchor")
         left = conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                            "WHERE n.nspname = 'ml' AND c.relname LIKE 'woe_anchor%'").fetchone()[0]
+                            "WHERE n.nspname IN ('ml', 'woe_anchor_scores') AND c.relname LIKE 'woe_anchor%'"
+                            ).fetchone()[0]
         assert left == 0, "registry, maps, cuts and every score partition are gone"
+        assert conn.execute("SELECT to_regnamespace('woe_anchor_scores')").fetchone()[0] is None
         conn.execute("CREATE EXTENSION woe_anchor")
         assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0] == 0

@@ -67,3 +67,12 @@ def test_every_function_pins_search_path(conn):
     assert rows
     for name, config in rows:
         assert "search_path=pg_catalog, pg_temp" in (config or []), name
+
+
+def test_only_the_two_documented_functions_are_security_definer(conn):
+    rows = conn.execute("""
+        SELECT p.proname FROM pg_proc p
+        JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+        JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'woe_anchor'
+        WHERE p.prosecdef ORDER BY 1""").fetchall()
+    assert [r[0] for r in rows] == ["_woe_anchor_attach_scores", "_woe_anchor_drop_scores"]

@@ -26,7 +26,6 @@ MIN_ROWS_FOR_TERCILES = 50
 # average below this keeps fewer than ~38 bits per weight and would drift from float8
 MIN_MEAN_WEIGHT = 2.0 ** -24
 REGISTRY = "ml.woe_anchor_model_registry_v1"
-SCORES = "ml.woe_anchor_scores_v1"
 
 
 def check_params(p: dict) -> None:
@@ -276,7 +275,7 @@ def _fit(plpy, version, code_sha256, p) -> str:
     try:
         _insert_registry(plpy, registry)
         _insert_fits(plpy, key, [final] + list(folds.values()), schema, c1, c2)
-        plpy.execute(f"ALTER TABLE {SCORES} ATTACH PARTITION {part} FOR VALUES IN ({quote_literal(key)})")
+        _one(plpy, "SELECT ml._woe_anchor_attach_scores($1)", ["bigint"], [model_id])
         if activate:
             _one(plpy, "SELECT ml.woe_anchor_activate($1)", ["text"], [key])
     except plpy.spiexceptions.UniqueViolation:
@@ -330,7 +329,7 @@ def _quality(plpy, statement: str) -> dict:
 
 def score_partition(model_id: int) -> str:
     """The model's partition of the scores table, named by its id (never by its key)."""
-    return "ml." + quote_ident(f"woe_anchor_scores_v1_m{int(model_id)}")
+    return "woe_anchor_scores." + quote_ident(f"woe_anchor_scores_v1_m{int(model_id)}")
 
 
 def _source_changed(src):

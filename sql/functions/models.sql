@@ -62,7 +62,7 @@ AS $$
     SELECT r.model_key, r.is_active, r.created_at, r.train_cutoff_ts, r.n_folds, r.n_train_sold, r.base_rate,
            (SELECT count(*) FROM ml.woe_anchor_map_v1 AS m WHERE m.model_key = r.model_key),
            r.n_train_sold,  -- the partition holds exactly one row per TRAIN SOLD row
-           pg_total_relation_size(to_regclass(format('ml.%I', 'woe_anchor_scores_v1_m' || r.model_id))),
+           pg_total_relation_size(to_regclass(format('woe_anchor_scores.%I', 'woe_anchor_scores_v1_m' || r.model_id))),
            r.source_relation
     FROM ml.woe_anchor_model_registry_v1 AS r
     ORDER BY r.created_at DESC, r.model_id DESC

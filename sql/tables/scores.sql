@@ -1,3 +1,7 @@
+-- Score partitions live in a schema of their own: trainers get CREATE there, never on ml.
+CREATE SCHEMA woe_anchor_scores;
+COMMENT ON SCHEMA woe_anchor_scores IS 'woe_anchor: one score partition per model (woe_anchor_scores_v1_m<model_id>)';
+
 -- Row-level TRAIN SOLD scores, one list partition per model: written in bulk, dropped instantly.
 -- Tied to the registry by a trigger that drops a model's partition with its registry row
 -- (a foreign key would re-check every row at ATTACH and delete row by row).

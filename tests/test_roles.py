@@ -1,0 +1,70 @@
+"""The grant helper's two roles: a trainer fits from what it may read, a reader only reads and scores."""
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+
+import artifacts
+import cases
+from conftest import fit
+
+
+@pytest.fixture
+def roles(conn):
+    """A trainer and a reader role (NOLOGIN; the tests SET ROLE to them), dropped afterwards."""
+    suffix = os.getpid()
+    trainer, reader = f"woe_trainer_{suffix}", f"woe_reader_{suffix}"
+    for r in (trainer, reader):
+        conn.execute(f"DROP ROLE IF EXISTS {r}")
+        conn.execute(f"CREATE ROLE {r} NOLOGIN")
+    cases.load(conn, "roles_src", cases.make_rows(seed=71, n=800))
+    cases.load(conn, "roles_secret", cases.make_rows(seed=72, n=800))
+    conn.execute(f"GRANT SELECT ON roles_src TO {trainer}, {reader}")
+    conn.execute("SELECT ml.woe_anchor_grant(trainer => %s, reader => %s)", [trainer, reader])
+    yield trainer, reader
+    conn.execute("RESET ROLE")
+    for r in (trainer, reader):
+        conn.execute(f"DROP OWNED BY {r}")
+        conn.execute(f"DROP ROLE {r}")
+
+
+def test_a_trainer_fits_from_what_it_may_read_and_nothing_else(conn, roles):
+    trainer, _ = roles
+    conn.execute(f"SET ROLE {trainer}")
+    key = fit(conn, "roles_src", model_key="by_trainer", replace=True)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        fit(conn, "roles_secret", model_key="not_allowed")
+    conn.execute("RESET ROLE")
+    assert artifacts.registry(conn, key)["fitted_by"] == trainer
+    assert artifacts.active_keys(conn) == [key]
+    assert artifacts.registry(conn, "not_allowed") is None
+    assert conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = "
+                        "'woe_anchor_scores_v1_m' || %s", [artifacts.registry(conn, key)["model_id"]]).fetchone()[0] \
+        == trainer
+
+
+def test_a_trainer_manages_models_written_by_others(conn, roles):
+    trainer, _ = roles
+    other = fit(conn, "roles_src", model_key="by_superuser", activate=False, replace=True)
+    conn.execute(f"SET ROLE {trainer}")
+    assert conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [other]).fetchone()[0] is True
+    conn.execute("RESET ROLE")
+    assert not any(artifacts.rows_of(conn, other).values())
+
+
+def test_a_reader_scores_but_cannot_fit_or_write(conn, roles):
+    trainer, reader = roles
+    conn.execute(f"SET ROLE {trainer}")
+    key = fit(conn, "roles_src", model_key="for_reader", replace=True)
+    conn.execute(f"SET ROLE {reader}")
+    n = conn.execute("SELECT count(*) FROM ml.woe_anchor_score('roles_src', %s)", [key]).fetchone()[0]
+    assert n == 800
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_training_features(%s)", [key]).fetchone()[0] == 800
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        fit(conn, "roles_src", model_key="reader_fit")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
