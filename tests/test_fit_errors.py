@@ -86,3 +86,23 @@ def test_own_tables_are_not_a_source(conn, good):
 def test_null_source_is_refused(conn):
     e = _refused(conn, psycopg.errors.NullValueNotAllowed, None)
     assert "source must not be NULL" in e.diag.message_primary
+
+
+@pytest.mark.parametrize("params, error, words", [
+    (dict(n_folds=0), psycopg.errors.InvalidParameterValue, "n_folds must be at least 1"),
+    (dict(eps=0.0), psycopg.errors.InvalidParameterValue, "eps must be a finite number > 0"),
+    (dict(eps=float("nan")), psycopg.errors.InvalidParameterValue, "eps must be a finite number > 0"),
+    (dict(half_life_days=float("inf")), psycopg.errors.InvalidParameterValue, "half_life_days must be finite"),
+    (dict(dsold_thresholds=[1.0, 2.0, 3.0]), psycopg.errors.InvalidParameterValue, "4 finite numbers"),
+    (dict(dsold_thresholds=[1.0, 3.0, 2.0, 4.0]), psycopg.errors.InvalidParameterValue, "strictly ascending"),
+    (dict(oof=None), psycopg.errors.NullValueNotAllowed, "oof must be true or false"),
+    (dict(cutoff="infinity"), psycopg.errors.InvalidParameterValue, "cutoff must be a finite timestamp"),
+])
+def test_bad_parameters_are_refused_before_any_write(conn, good, params, error, words):
+    e = _refused(conn, error, good, **params)
+    assert words in e.diag.message_primary
+
+
+def test_a_missing_source_is_named(conn):
+    e = _refused(conn, psycopg.errors.UndefinedTable, "no_such_table")
+    assert "no_such_table" in e.diag.message_primary

@@ -1,0 +1,125 @@
+"""Fits interrupted at several points of their run leave nothing, and the active model keeps serving.
+
+Each interruption point is reached deterministically: another session holds a lock the fit
+needs at that point, the test waits until the fit is blocked on it, then cancels or
+terminates the fit's backend (or lets statement_timeout / lock_timeout fire).
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+import artifacts
+import cases
+from conftest import fit
+
+# lock taken by a blocker session -> where in the fit that blocks it
+POINTS = {
+    "source_read": "LOCK TABLE faults_src IN ACCESS EXCLUSIVE MODE",
+    "registry_lock": "LOCK TABLE ml.woe_anchor_model_registry_v1 IN EXCLUSIVE MODE",
+    "cuts_insert": "LOCK TABLE ml.woe_anchor_cuts_v1 IN ACCESS EXCLUSIVE MODE",
+    "map_insert": "LOCK TABLE ml.woe_anchor_map_v1 IN ACCESS EXCLUSIVE MODE",
+    "attach": "LOCK TABLE ml.woe_anchor_scores_v1 IN ACCESS EXCLUSIVE MODE",
+}
+STORED = """SELECT (SELECT count(*) FROM ml.woe_anchor_model_registry_v1),
+                   (SELECT count(*) FROM ml.woe_anchor_cuts_v1), (SELECT count(*) FROM ml.woe_anchor_map_v1),
+                   (SELECT count(*) FROM pg_class WHERE relname LIKE 'woe_anchor_scores_v1_m%%')"""
+
+
+@pytest.fixture
+def serving(conn):
+    cases.load(conn, "faults_src", cases.make_rows(seed=81, n=2000))
+    key = fit(conn, "faults_src", model_key="faults_active", replace=True)
+    return key
+
+
+def _blocked(conn, pid, timeout=30.0):
+    """Wait until backend ``pid`` waits on a heavyweight lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                        [pid]).fetchone()[0]:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _fit_in_background(dsn, settings=()):
+    """Start a fit on its own connection; returns (thread, result dict with 'pid' and 'error')."""
+    out, started = {}, threading.Event()
+
+    def run():
+        try:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                out["pid"] = c.info.backend_pid
+                for s in settings:
+                    c.execute(s)
+                started.set()
+                fit(c, "faults_src", model_key="faults_interrupted")
+        except Exception as e:
+            out["error"] = e
+        finally:
+            started.set()
+
+    t = threading.Thread(target=run)
+    t.start()
+    started.wait(10)
+    return t, out
+
+
+def _assert_untouched(conn, before, active):
+    assert conn.execute(STORED).fetchone() == before
+    assert not any(artifacts.rows_of(conn, "faults_interrupted").values())
+    assert artifacts.active_keys(conn) == [active]
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_score('faults_src')").fetchone()[0] == 2000
+
+
+@pytest.mark.parametrize("how", ["cancel", "terminate"])
+@pytest.mark.parametrize("point", list(POINTS))
+def test_interrupted_fit_leaves_nothing(conn, dsn, serving, point, how):
+    before = conn.execute(STORED).fetchone()
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute(POINTS[point])  # held until the blocker's transaction ends
+        thread, out = _fit_in_background(dsn)
+        assert _blocked(conn, out["pid"]), f"the fit never blocked at {point}"
+        conn.execute(f"SELECT pg_{how}_backend(%s)", [out["pid"]])
+        thread.join(30)
+        blocker.rollback()
+    expected = psycopg.errors.QueryCanceled if how == "cancel" else psycopg.OperationalError
+    assert isinstance(out.get("error"), expected), out
+    _assert_untouched(conn, before, serving)
+
+
+@pytest.mark.parametrize("setting", ["SET statement_timeout = '300ms'", "SET lock_timeout = '300ms'"])
+def test_timeouts_while_blocked_at_the_registry_leave_nothing(conn, dsn, serving, setting):
+    """A lock wait is visible in pg_stat_activity and bounded by lock_timeout / statement_timeout."""
+    before = conn.execute(STORED).fetchone()
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute(POINTS["registry_lock"])
+        thread, out = _fit_in_background(dsn, [setting])
+        thread.join(30)
+        blocker.rollback()
+    assert isinstance(out.get("error"), (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)), out
+    _assert_untouched(conn, before, serving)
+
+
+def test_readers_see_the_old_model_until_the_new_one_commits(conn, dsn, serving):
+    conn.execute("DROP VIEW IF EXISTS ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
+                 "ml.v_woe_anchor_bands_live_v1")
+    conn.execute("SELECT ml.woe_anchor_create_views('faults_src')")
+    view = "SELECT count(*), min(model_key), max(model_key) FROM ml.woe_anchor_scores_live_train_v"
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute(POINTS["attach"])  # the fit has written its registry, cuts and map rows by then
+        thread, out = _fit_in_background(dsn)
+        assert _blocked(conn, out["pid"])
+        with psycopg.connect(dsn, autocommit=True) as reader:
+            assert reader.execute(view).fetchone() == (2000, serving, serving)
+        blocker.rollback()
+        thread.join(60)
+    assert "error" not in out, out
+    assert conn.execute(view).fetchone() == (2000, "faults_interrupted", "faults_interrupted")
+    conn.execute("SELECT ml.woe_anchor_drop_model('faults_interrupted')")
+    conn.execute("SELECT ml.woe_anchor_activate(%s)", [serving])
