@@ -106,3 +106,13 @@ def test_bad_parameters_are_refused_before_any_write(conn, good, params, error, 
 def test_a_missing_source_is_named(conn):
     e = _refused(conn, psycopg.errors.UndefinedTable, "no_such_table")
     assert "no_such_table" in e.diag.message_primary
+
+
+@pytest.mark.parametrize("column, value", [("t0", "infinity"), ("sold_time", "-infinity")])
+def test_infinite_timestamps_are_refused(conn, good, column, value):
+    conn.execute("CREATE TEMP TABLE infinite AS SELECT * FROM err_src")
+    conn.execute(f"UPDATE infinite SET {column} = %s WHERE listing_id = (SELECT min(listing_id) FROM infinite "
+                 "WHERE sold_time IS NOT NULL)", [value])
+    conn.execute("UPDATE infinite SET sold_time = 'infinity' WHERE listing_id = (SELECT max(listing_id) FROM infinite)")
+    e = _refused(conn, psycopg.errors.DatetimeFieldOverflow, "infinite")
+    assert "infinite t0 or sold_time" in e.diag.message_primary

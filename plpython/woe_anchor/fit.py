@@ -182,6 +182,10 @@ def _fit(plpy, version, code_sha256, p) -> str:
         raise FitError(errors.NULL_VALUE_NOT_ALLOWED,
                        f"{stats['n_null_keys']} TRAIN SOLD rows have a NULL generation, listing_id or t0",
                        hint="Key columns must be NOT NULL; filter them out in a view.")
+    if stats["n_infinite"]:
+        raise FitError(errors.DATETIME_FIELD_OVERFLOW,
+                       f"{stats['n_infinite']} TRAIN SOLD rows have an infinite t0 or sold_time",
+                       hint="Timestamps must be finite; filter or fix those rows in a view.")
     if stats["n_learned"] == 0:
         raise FitError(errors.NO_DATA_FOUND,
                        f"no TRAIN SOLD row has duration_hours >= {p['min_duration_hours']}: nothing to learn",
@@ -298,7 +302,7 @@ def _cutoff_literal(plpy, src, given) -> str:
     """The cutoff as an exact, DateStyle-proof timestamptz literal (default: SPEC.md 3)."""
     iso = ("to_char(({c}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00'")
     if given is None:
-        c = "max(s.sold_time) - interval '168 hours'"
+        c = "max(s.sold_time) FILTER (WHERE isfinite(s.sold_time)) - interval '168 hours'"
         text = plpy.execute(f"SELECT {iso.format(c=c)} AS t FROM {src.qualified} AS s")[0]["t"]
         if text is None:
             raise FitError(errors.NO_DATA_FOUND, f"source {src.qualified} has no sold rows",

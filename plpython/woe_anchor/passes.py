@@ -59,6 +59,7 @@ class Statements:
 SELECT count(*) AS n_train_sold,
        count(*) FILTER (WHERE r.learned) AS n_learned,
        count(*) FILTER (WHERE r.null_key) AS n_null_keys,
+       count(*) FILTER (WHERE r.infinite) AS n_infinite,
        array_agg(DISTINCT r.day) AS days,
        max(r.label_ts) FILTER (WHERE r.learned) AS ref_epoch,
        percentile_cont(0.5::float8) WITHIN GROUP (ORDER BY abs(r.dsold))
@@ -66,7 +67,9 @@ SELECT count(*) AS n_train_sold,
        count(r.present) FILTER (WHERE r.learned AND r.in_subset) AS n_present,
        percentile_cont(ARRAY[1::float8 / 3, 2::float8 / 3, 0.5::float8])
            WITHIN GROUP (ORDER BY r.present) FILTER (WHERE r.learned AND r.in_subset) AS present_q
-FROM (SELECT {self.learned} AS learned, {DAY_SQL} AS day,
+FROM (SELECT {self.learned} AS learned,
+             CASE WHEN isfinite(s.t0) THEN {DAY_SQL} END AS day,
+             NOT (isfinite(s.t0) AND isfinite(s.sold_time)) AS infinite,
              (s.generation IS NULL OR s.listing_id IS NULL OR s.t0 IS NULL) AS null_key,
              {self.label_ts} AS label_ts,
              {self.c.reads[b.DSOLD_INPUT]} AS dsold,
