@@ -57,16 +57,21 @@ def test_hostile_objects_in_the_search_path_change_nothing(conn, hostile_src):
     conn.execute("CREATE OPERATOR hostile.= (LEFTARG = text, RIGHTARG = text, FUNCTION = hostile.always)")
     conn.execute("CREATE TABLE hostile.woe_anchor_model_registry_v1 (model_key text, is_active boolean)")
     conn.execute("CREATE TABLE hostile.woe_anchor_map_v1 (model_key text)")
+    conn.execute("CREATE TABLE public.woe_anchor_model_registry_v1 (model_key text, is_active boolean)")
+    conn.execute("CREATE TABLE public.woe_anchor_cuts_v1 (model_key text)")
     conn.execute("SET search_path = hostile, public")
     try:
         key = fit(conn, "public.hostile_src", model_key="o'hostile\"; DROP TABLE x; --", activate=False)
-        assert conn.execute("SELECT count(*) FROM hostile.woe_anchor_model_registry_v1").fetchone()[0] == 0
+        for fake in ("hostile.woe_anchor_model_registry_v1", "public.woe_anchor_model_registry_v1",
+                     "public.woe_anchor_cuts_v1"):
+            assert conn.execute(f"SELECT count(*) FROM {fake}").fetchone()[0] == 0, fake
         got = _artifacts(conn, key)
         scored = conn.execute("SELECT count(*), sum(woe_logit) FROM ml.woe_anchor_score('public.hostile_src', %s)",
                               [key]).fetchone()
     finally:
         conn.execute("RESET search_path")
         conn.execute("DROP SCHEMA hostile CASCADE")
+        conn.execute("DROP TABLE public.woe_anchor_model_registry_v1, public.woe_anchor_cuts_v1")
     assert got == clean
     want = conn.execute("SELECT count(*), sum(woe_logit) FROM ml.woe_anchor_score('hostile_src', 'clean')").fetchone()
     assert scored[0] == want[0] and abs(scored[1] - want[1]) < 1e-9
