@@ -16,7 +16,7 @@ import numpy as np
 
 from . import bands, errors, packs, passes, quality, source, woe
 from .errors import FitError
-from .sqlgen import Compiler, quote_ident, quote_literal
+from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
 
 DSOLD_SMALL = (-0.15, -0.05, 0.05, 0.15)
 DSOLD_LARGE = (-2000.0, -500.0, 500.0, 2000.0)
@@ -152,6 +152,11 @@ def _one(plpy, sql, types=(), args=()):
     return rows[0] if rows else None
 
 
+def _exists(key) -> FitError:
+    return FitError(errors.DUPLICATE_OBJECT, f"model {key!r} already exists",
+                    hint="Pass replace => true to replace it, or choose another model_key.")
+
+
 def _key_exists(plpy, key) -> bool:
     return _one(plpy, f"SELECT EXISTS (SELECT FROM {REGISTRY} WHERE model_key = $1) AS e",
                 ["text"], [key])["e"]
@@ -163,8 +168,7 @@ def _fit(plpy, version, code_sha256, p) -> str:
     schema = bands.SCHEMAS[1]
     src = source.resolve(plpy, p["source"], schema)
     if p["model_key"] is not None and p["persist"] and not p["replace"] and _key_exists(plpy, p["model_key"]):
-        raise FitError(errors.DUPLICATE_OBJECT, f"model {p['model_key']!r} already exists",
-                       hint="Pass replace => true to replace it, or choose another model_key.")
+        raise _exists(p["model_key"])
     cutoff = _cutoff_literal(plpy, src, p["cutoff"])
     phases.done("cutoff")
 
@@ -254,8 +258,7 @@ def _fit(plpy, version, code_sha256, p) -> str:
     replaced = _one(plpy, f"SELECT is_active FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])
     if replaced is not None:
         if not p["replace"]:
-            raise FitError(errors.DUPLICATE_OBJECT, f"model {key!r} already exists",
-                           hint="Pass replace => true to replace it, or choose another model_key.")
+            raise _exists(key)
         _one(plpy, "SELECT ml.woe_anchor_drop_model($1)", ["text"], [key])
     # replacing the active model keeps it active, so serving never loses its model
     activate = p["activate"] or bool(replaced and replaced["is_active"])
@@ -300,15 +303,14 @@ def _utc_midnight(day: int) -> str:
 
 def _cutoff_literal(plpy, src, given) -> str:
     """The cutoff as an exact, DateStyle-proof timestamptz literal (default: SPEC.md 3)."""
-    iso = ("to_char(({c}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00'")
     if given is None:
         c = "max(s.sold_time) FILTER (WHERE isfinite(s.sold_time)) - interval '168 hours'"
-        text = plpy.execute(f"SELECT {iso.format(c=c)} AS t FROM {src.qualified} AS s")[0]["t"]
+        text = plpy.execute(f"SELECT {utc_iso_sql(c)} AS t FROM {src.qualified} AS s")[0]["t"]
         if text is None:
             raise FitError(errors.NO_DATA_FOUND, f"source {src.qualified} has no sold rows",
                            hint="TRAIN SOLD needs rows with sold_time set.")
     else:
-        text = _one(plpy, f"SELECT {iso.format(c='$1::timestamptz')} AS t", ["text"], [given])["t"]
+        text = _one(plpy, f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"], [given])["t"]
         if text is None:
             raise FitError(errors.INVALID_PARAMETER_VALUE, f"cutoff must be a finite timestamp, got {given}")
     return f"{quote_literal(text)}::timestamptz"

@@ -13,9 +13,9 @@ import numpy as np
 
 from . import bands, errors, packs, passes, source
 from .errors import FitError
-from .sqlgen import Compiler, quote_ident, quote_literal
+from .fit import REGISTRY
+from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
 
-REGISTRY = "ml.woe_anchor_model_registry_v1"
 BANDS_VIEW = "ml.v_woe_anchor_bands_live_v1"
 SCORES_VIEW = "ml.woe_anchor_scores_live_v1"
 TRAIN_VIEW = "ml.woe_anchor_scores_live_train_v"
@@ -24,7 +24,7 @@ SPLIT_CENSORED_HOURS = 504  # SPEC.md 3: censored_ge_21d is 21 days whatever the
 _MODEL_SQL = f"""
 SELECT r.model_key, r.band_schema_version, r.base_logit, r.dsold_t1, r.dsold_t2,
        r.dsold_t3, r.dsold_t4, c.c1, c.c2, r.source_relation,
-       to_char(r.train_cutoff_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00' AS cutoff
+       {utc_iso_sql('r.train_cutoff_ts')} AS cutoff
 FROM {REGISTRY} r
 LEFT JOIN ml.woe_anchor_cuts_v1 c ON c.model_key = r.model_key AND c.fold_id IS NULL
 WHERE CASE WHEN $1::text IS NULL THEN r.is_active ELSE r.model_key = $1 END

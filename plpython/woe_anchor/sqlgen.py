@@ -39,6 +39,11 @@ def float_lit(x: float) -> str:
     return f"'{x!r}'::float8"
 
 
+def utc_iso_sql(timestamptz: str) -> str:
+    """SQL text of an exact ISO 8601 UTC rendering of a timestamptz (NULL when infinite)."""
+    return f"to_char(({timestamptz}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00'"
+
+
 def column_read(column: str, is_boolean: bool, alias: str = "s") -> str:
     """How a source column is read: float8, NaN as NULL, booleans as 0/1."""
     ref = f"{alias}.{quote_ident(column)}"
