@@ -37,3 +37,20 @@ def rows_of(conn, key):
 def active_keys(conn):
     return [r[0] for r in conn.execute(
         "SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE is_active ORDER BY 1").fetchall()]
+
+
+def comparable(conn, key):
+    """Everything persisted for a model except what names or times it."""
+    reg = registry(conn, key)
+    for k in ("model_key", "model_id", "created_at", "timings_ms", "is_active", "parameters"):
+        reg.pop(k)
+    return reg, cuts(conn, key), maps(conn, key), scores(conn, key)
+
+
+def stored_counts(conn):
+    """Rows of every artifact table, attached score partitions, and score tables anywhere."""
+    return conn.execute("""
+        SELECT (SELECT count(*) FROM ml.woe_anchor_model_registry_v1),
+               (SELECT count(*) FROM ml.woe_anchor_cuts_v1), (SELECT count(*) FROM ml.woe_anchor_map_v1),
+               (SELECT count(*) FROM pg_inherits WHERE inhparent = 'ml.woe_anchor_scores_v1'::regclass),
+               (SELECT count(*) FROM pg_class WHERE relname LIKE 'woe_anchor_scores_v1_m%')""").fetchone()

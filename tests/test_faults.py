@@ -24,9 +24,6 @@ POINTS = {
     "map_insert": "LOCK TABLE ml.woe_anchor_map_v1 IN ACCESS EXCLUSIVE MODE",
     "attach": "LOCK TABLE ml.woe_anchor_scores_v1 IN ACCESS EXCLUSIVE MODE",
 }
-STORED = """SELECT (SELECT count(*) FROM ml.woe_anchor_model_registry_v1),
-                   (SELECT count(*) FROM ml.woe_anchor_cuts_v1), (SELECT count(*) FROM ml.woe_anchor_map_v1),
-                   (SELECT count(*) FROM pg_class WHERE relname LIKE 'woe_anchor_scores_v1_m%%')"""
 
 
 @pytest.fixture
@@ -71,7 +68,7 @@ def _fit_in_background(dsn, settings=()):
 
 
 def _assert_untouched(conn, before, active):
-    assert conn.execute(STORED).fetchone() == before
+    assert artifacts.stored_counts(conn) == before
     assert not any(artifacts.rows_of(conn, "faults_interrupted").values())
     assert artifacts.active_keys(conn) == [active]
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_score('faults_src')").fetchone()[0] == 2000
@@ -80,7 +77,7 @@ def _assert_untouched(conn, before, active):
 @pytest.mark.parametrize("how", ["cancel", "terminate"])
 @pytest.mark.parametrize("point", list(POINTS))
 def test_interrupted_fit_leaves_nothing(conn, dsn, serving, point, how):
-    before = conn.execute(STORED).fetchone()
+    before = artifacts.stored_counts(conn)
     with psycopg.connect(dsn) as blocker:
         blocker.execute(POINTS[point])  # held until the blocker's transaction ends
         thread, out = _fit_in_background(dsn)
@@ -96,7 +93,7 @@ def test_interrupted_fit_leaves_nothing(conn, dsn, serving, point, how):
 @pytest.mark.parametrize("setting", ["SET statement_timeout = '300ms'", "SET lock_timeout = '300ms'"])
 def test_timeouts_while_blocked_at_the_registry_leave_nothing(conn, dsn, serving, setting):
     """A lock wait is visible in pg_stat_activity and bounded by lock_timeout / statement_timeout."""
-    before = conn.execute(STORED).fetchone()
+    before = artifacts.stored_counts(conn)
     with psycopg.connect(dsn) as blocker:
         blocker.execute(POINTS["registry_lock"])
         thread, out = _fit_in_background(dsn, [setting])

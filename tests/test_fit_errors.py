@@ -15,18 +15,12 @@ def good(conn):
     return "err_src"
 
 
-STORED = """SELECT (SELECT count(*) FROM ml.woe_anchor_model_registry_v1),
-                   (SELECT count(*) FROM ml.woe_anchor_map_v1),
-                   (SELECT count(*) FROM pg_inherits WHERE inhparent = 'ml.woe_anchor_scores_v1'::regclass),
-                   (SELECT count(*) FROM pg_class WHERE relname LIKE 'woe_anchor_scores_v1_m%%')"""
-
-
 def _refused(conn, error, source, **params):
     """The fit fails with ``error``; no registry, map or score partition row or table is left."""
-    before = conn.execute(STORED).fetchone()
+    before = artifacts.stored_counts(conn)
     with pytest.raises(error) as err:
         fit(conn, source, **params)
-    assert conn.execute(STORED).fetchone() == before
+    assert artifacts.stored_counts(conn) == before
     message = err.value.diag.message_primary
     assert "Traceback" not in str(err.value) and not message.startswith("plpy")
     return err.value

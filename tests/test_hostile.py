@@ -21,13 +21,6 @@ SETTINGS = {
 }
 
 
-def _artifacts(conn, key):
-    reg = artifacts.registry(conn, key)
-    for k in ("model_key", "model_id", "created_at", "timings_ms", "is_active", "parameters"):
-        reg.pop(k)
-    return reg, artifacts.cuts(conn, key), artifacts.maps(conn, key), artifacts.scores(conn, key)
-
-
 @pytest.fixture
 def hostile_src(conn):
     cases.load(conn, "hostile_src", cases.make_rows(seed=91, n=2500))
@@ -41,14 +34,14 @@ def test_session_settings_change_no_artifact(conn, hostile_src):
             conn.execute(s)
         key = fit(conn, hostile_src, model_key=f"settings_{name}", activate=False, replace=True)
         conn.execute("RESET ALL")  # read back in the client's usual settings
-        results[name] = _artifacts(conn, key)
+        results[name] = artifacts.comparable(conn, key)
     first = results.pop("plain")
     for name, got in results.items():
         assert got == first, name
 
 
 def test_hostile_objects_in_the_search_path_change_nothing(conn, hostile_src):
-    clean = _artifacts(conn, fit(conn, hostile_src, model_key="clean", activate=False, replace=True))
+    clean = artifacts.comparable(conn, fit(conn, hostile_src, model_key="clean", activate=False, replace=True))
     conn.execute("DROP SCHEMA IF EXISTS hostile CASCADE")
     conn.execute("CREATE SCHEMA hostile")
     conn.execute("CREATE FUNCTION hostile.ln(float8) RETURNS float8 LANGUAGE sql AS 'SELECT 0::float8'")
@@ -65,7 +58,7 @@ def test_hostile_objects_in_the_search_path_change_nothing(conn, hostile_src):
         for fake in ("hostile.woe_anchor_model_registry_v1", "public.woe_anchor_model_registry_v1",
                      "public.woe_anchor_cuts_v1"):
             assert conn.execute(f"SELECT count(*) FROM {fake}").fetchone()[0] == 0, fake
-        got = _artifacts(conn, key)
+        got = artifacts.comparable(conn, key)
         scored = conn.execute("SELECT count(*), sum(woe_logit) FROM ml.woe_anchor_score('public.hostile_src', %s)",
                               [key]).fetchone()
     finally:
