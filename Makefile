@@ -6,15 +6,15 @@ PYTHON      ?= python3
 
 # Order matters: tables before the functions that name them, grants last.
 SQL_SOURCES  = sql/header.sql \
-               sql/tables/registry.sql sql/tables/cuts.sql sql/tables/map.sql \
+               sql/tables/band_schemas.sql sql/tables/registry.sql sql/tables/cuts.sql sql/tables/map.sql \
                sql/tables/scores.sql sql/tables/dump.sql \
                sql/functions/errors.sql sql/functions/loader.sql sql/functions/drop_scores.sql \
-               sql/functions/models.sql sql/functions/fit.sql sql/functions/inference.sql \
+               sql/functions/band_schemas.sql sql/functions/models.sql sql/functions/fit.sql sql/functions/inference.sql \
                sql/functions/roles.sql \
                sql/grants.sql
 # Dependency order: a module comes after every module it imports.
 PY_MODULES   = $(addprefix plpython/woe_anchor/, errors.py bands.py sqlgen.py woe.py \
-               packs.py source.py passes.py quality.py fit.py inference.py)
+               packs.py source.py schemas.py passes.py quality.py fit.py inference.py)
 
 DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql
 DATA         = $(filter-out $(DATA_built), $(wildcard extension/$(EXTENSION)--*--*.sql))

@@ -6,11 +6,38 @@ dependency order) are inlined into the loader function, so installing the
 extension needs nothing but its SQL script.
 """
 import hashlib
+import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
 
 PY_DOLLAR_TAG = "$woe_anchor_py$"
+
+
+def sql_text(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def built_in_schemas(bands_module):
+    """INSERTs of the schemas that ship with the extension, from their one definition in bands.py."""
+    spec = importlib.util.spec_from_file_location("woe_anchor_bands", bands_module)
+    bands = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bands  # dataclasses resolve their module by name
+    spec.loader.exec_module(bands)
+    out = []
+    for schema in bands.BUILT_IN.values():
+        head, rows = bands.schema_to_rows(schema)
+        out.append("INSERT INTO ml.woe_anchor_band_schemas (version, description, subsets, learned) VALUES "
+                   f"({head['version']}, {sql_text(head['description'])}, {sql_text(json.dumps(head['subsets']))}, "
+                   f"{sql_text(json.dumps(head['learned']))});")
+        values = ",\n".join(
+            f"    ({schema.version}, {r['position']}, {sql_text(r['band_name'])}, {sql_text(r['column_name'])}, "
+            f"{'NULL' if r['subset'] is None else sql_text(r['subset'])}, {sql_text(json.dumps(r['rule']))})"
+            for r in rows)
+        out.append("INSERT INTO ml.woe_anchor_bands (schema_version, position, band_name, column_name, subset, rule) "
+                   f"VALUES\n{values};")
+    return "\n".join(out)
 
 
 def render(version, sql_files, modules):
@@ -41,6 +68,7 @@ def render(version, sql_files, modules):
         "@LOAD_PACKAGE@": load_package,
         "@ERROR_VARIABLES@": error_variables,
         "@RERAISE_AS_PLAIN_ERROR@": reraise,
+        "@BUILT_IN_SCHEMAS@": built_in_schemas(next(m for m in modules if Path(m).name == "bands.py")),
     }
     parts = []
     for f in sql_files:

@@ -30,6 +30,7 @@ COLUMN_TYPES = {
     "image_count": "int", "caption_share": "float8", "stock_photo_share": "float8",
     "photo_quality_avg": "float8", "bg_clean_avg": "real", "dmg_band_hq_struct": "float8",
     "charger_bundle_level": "int", "box_present": "boolean", "receipt_present": "boolean",
+    "watcher_count": "numeric",  # read only by the band-schema tests' schema 2
 }
 INTEGER_TYPES = ("int", "bigint", "smallint")
 # in these columns a missing value is stored as NaN (which must read as NULL); elsewhere as NULL
@@ -104,6 +105,7 @@ def make_rows(n: int = 3000, n_days: int = 40, seed: int = 1, nok_scale: bool = 
     status[older] = "older21days"
     status[rng.random(n) < 0.03] = None
     rows.update(sold_time=sold_time, duration_hours=duration_hours, final_status=status)
+    rows["watcher_count"] = maybe_null(rng.choice([0, 1, 2, 3, 5, 9, 10, 25], n), 0.1)
     return rows
 
 
@@ -167,3 +169,31 @@ def as_reference(rows: dict) -> dict:
                 a = a.astype(np.float32).astype(np.float64)
         out[c] = a
     return out
+
+
+# ---- band schema 2 of issue #8: schema 1 without sale and bat, plus generation and watchers
+
+SCHEMA_2_DROPPED = ("sale", "bat")
+_WATCH_RULE = ('{"kind": "ladder", "input": {"column": "watcher_count"}, "null": "watch_missing", '
+               '"steps": [{"op": "<", "value": 3, "label": "watch_lo"}, '
+               '{"op": "<", "value": 10, "label": "watch_mid"}], "else": "watch_hi"}')
+
+
+def define_schema_2(conn, version: int, min_weight: float) -> dict:
+    """Create schema ``version`` the way a user would (copy, delete, insert); returns the reference variant."""
+    conn.execute("SELECT ml.woe_anchor_copy_band_schema(1, %s, 'schema 1 minus sale and bat, plus generation "
+                 "and watchers')", [version])
+    conn.execute("DELETE FROM ml.woe_anchor_bands WHERE schema_version = %s AND band_name = ANY(%s)",
+                 [version, list(SCHEMA_2_DROPPED)])
+    conn.execute("INSERT INTO ml.woe_anchor_bands (schema_version, position, band_name, column_name, rule) VALUES "
+                 "(%(v)s, 11, 'gen', 'gen_band', jsonb_build_object('kind', 'category', 'column', 'generation', "
+                 "'min_weight', %(w)s::float8)), (%(v)s, 12, 'watch', 'watch_band', %(watch)s::jsonb)",
+                 dict(v=version, w=min_weight, watch=_WATCH_RULE))
+    return {"drop": SCHEMA_2_DROPPED, "min_weight": min_weight}
+
+
+def skew_generations(rows: dict, seed: int) -> dict:
+    """Generations 1..4 with 4 (and 3) rare, so a category floor has values to fold."""
+    rng = np.random.default_rng(seed)
+    rows["generation"] = rng.choice([1, 2, 3, 4], len(rows["t0"]), p=[0.5, 0.38, 0.09, 0.03]).astype(np.int64)
+    return rows

@@ -22,6 +22,50 @@ FEATURE_COLUMNS = (
     "dmg_band_hq_struct", "charger_bundle_level", "box_present", "receipt_present",
 )
 
+# Issue #8's schema 2 for the band-schema tests: schema 1 without two bands, plus a category
+# band on generation and a ladder on a new numeric column. ``variant`` describes it.
+WATCHERS = "watcher_count"
+WATCH_STEPS = ((3.0, "watch_lo"), (10.0, "watch_mid"))   # x < 3, x < 10, else watch_hi
+OTHER, NULL_VALUE = "__other__", "__null__"
+
+
+def band_set(variant):
+    """(global band names, vision band names, {category band: min_weight}) of a variant."""
+    if variant is None:
+        return BAND_NAMES_GLOBAL, BAND_NAMES_VISION, {}
+    keep = tuple(n for n in BAND_NAMES_GLOBAL if n not in variant["drop"])
+    return keep + ("gen", "watch"), BAND_NAMES_VISION, {"gen": variant["min_weight"]}
+
+
+def _watch_band(x):
+    if np.isnan(x):
+        return "watch_missing"
+    for threshold, label in WATCH_STEPS:
+        if x < threshold:
+            return label
+    return "watch_hi"
+
+
+def add_variant_bands(out, rows_generation, watchers):
+    """Schema 2's extra bands: generation as its text value, watcher_count as a ladder."""
+    out["gen"] = np.array([None if g is None else str(int(g)) for g in rows_generation], dtype=object)
+    out["watch"] = np.array([_watch_band(x) for x in watchers], dtype=object)
+
+
+def category_labels(vals, ws, min_weight):
+    """Per row, its value if the value's weight in this fit is at least min_weight, else OTHER.
+
+    ``ws`` are the fit's normalised weights of these rows; NULL is its own value.
+    Returns (labels, the kept values).
+    """
+    weight = {}
+    for v, w in zip(vals, ws):
+        if v is not None:
+            weight[v] = weight.get(v, 0.0) + w
+    kept = {v for v, total in weight.items() if total >= min_weight}
+    return np.array([NULL_VALUE if v is None else v if v in kept else OTHER for v in vals], dtype=object), kept
+
+
 US_PER_S = 1e6
 SECONDS_PER_DAY = 86400.0
 SEVEN_DAYS = np.timedelta64(7 * 24 * 3600 * 1_000_000, "us")
@@ -225,7 +269,7 @@ def compute_bands(c, t0, has_assets, thresholds, cuts):
 # one fit and scoring (SPEC.md sections 4 and 6)
 # --------------------------------------------------------------------------------------
 
-def _fit_one(learned_idx, w_raw, y, bands, has_assets, eps):
+def _fit_one(learned_idx, w_raw, y, bands, has_assets, eps, variant=None):
     """One WOE fit on the given learned rows (SPEC.md section 6).
 
     Weights are w_raw divided by their mean over these learned rows (section 4).
@@ -241,18 +285,21 @@ def _fit_one(learned_idx, w_raw, y, bands, has_assets, eps):
     yl = y[learned_idx].astype(np.float64)
     ha = has_assets[learned_idx]
 
-    fit_map = {}
+    fit_map, kept = {}, {}
     base_tp = base_tn = 0.0
-    for names, row_mask in ((BAND_NAMES_GLOBAL, np.ones(n_learned, dtype=bool)),
-                            (BAND_NAMES_VISION, ha)):
+    names_global, names_vision, categories = band_set(variant)
+    for names, row_mask in ((names_global, np.ones(n_learned, dtype=bool)),
+                            (names_vision, ha)):
         ws, ys = w[row_mask], yl[row_mask]
         t_pos = float(np.sum(ws * ys))
         t_neg = float(np.sum(ws * (1.0 - ys)))
-        if names is BAND_NAMES_GLOBAL:
+        if names is names_global:
             base_tp, base_tn = t_pos, t_neg
         degenerate = t_pos <= 0 or t_neg <= 0
         for name in names:
             vals = bands[name][learned_idx][row_mask]
+            if name in categories:
+                vals, kept[name] = category_labels(vals, ws, categories[name])
             for value in sorted(set(vals)):
                 m = vals == value
                 s_pos = float(np.sum(ws[m] * ys[m]))
@@ -269,15 +316,19 @@ def _fit_one(learned_idx, w_raw, y, bands, has_assets, eps):
     p = min(max(base_rate, 1e-12), 1.0 - 1e-12)
     base_logit = math.log(p / (1.0 - p))
     return {"base_rate": base_rate, "base_logit": base_logit, "n_learned": n_learned,
-            "map": fit_map}
+            "map": fit_map, "kept": kept, "variant": variant}
 
 
 def _score_row(fit, i, bands, has_assets):
     """logit = base_logit + sum of woe of the row's bands; unseen values add 0 (SPEC.md section 6)."""
     logit = fit["base_logit"]
-    names = BAND_NAMES_GLOBAL + (BAND_NAMES_VISION if has_assets[i] else ())
+    names_global, names_vision, categories = band_set(fit["variant"])
+    names = names_global + (names_vision if has_assets[i] else ())
     for name in names:
-        entry = fit["map"].get((name, bands[name][i]))
+        value = bands[name][i]
+        if name in categories:
+            value = NULL_VALUE if value is None else value if value in fit["kept"][name] else OTHER
+        entry = fit["map"].get((name, value))
         if entry is not None:
             logit += entry[0]
     return logit
@@ -289,7 +340,7 @@ def _score_row(fit, i, bands, has_assets):
 
 def fit_reference(rows, *, cutoff=None, n_folds=5, half_life_days=150.0, eps=0.5,
                   slow_threshold_hours=504.0, min_duration_hours=48.0,
-                  dsold_thresholds=None, oof=True) -> dict:
+                  dsold_thresholds=None, oof=True, variant=None) -> dict:
     """Reference for ml.fit_woe_anchor's computation (SPEC.md sections 3-7; no persistence).
 
     rows: dict of equal-length numpy arrays, one per SPEC.md section 2 column
@@ -299,6 +350,7 @@ def fit_reference(rows, *, cutoff=None, n_folds=5, half_life_days=150.0, eps=0.5
     Returns {"cutoff", "ref_epoch_s", "dsold_thresholds", "cuts", "n_train_sold",
     "n_learned", "n_days", "fits", "scores"}; see the module's caller brief.
     Raises ValueError for an empty TRAIN SOLD set, or fewer than 2 distinct days with OOF on.
+    ``variant`` (None: schema 1) is {"drop": band names, "min_weight": floor} for schema 2.
     """
     # ---- inputs (section 2) ----
     generation = np.asarray(rows["generation"]).astype(np.int64)
@@ -375,9 +427,11 @@ def fit_reference(rows, *, cutoff=None, n_folds=5, half_life_days=150.0, eps=0.5
         cuts = (0.0, 0.0)
 
     bands = compute_bands(c, t0, has_assets, thresholds, cuts)
+    if variant is not None:
+        add_variant_bands(bands, gen, np.asarray(rows[WATCHERS], dtype=np.float64)[train])
 
     # ---- final fit (sections 6, 7) ----
-    fits = {None: _fit_one(final_idx, w_raw, y, bands, has_assets, eps)}
+    fits = {None: _fit_one(final_idx, w_raw, y, bands, has_assets, eps, variant)}
 
     # ---- day-blocked folds (section 7) ----
     t0_day = t0.astype("datetime64[D]")
@@ -395,7 +449,7 @@ def fit_reference(rows, *, cutoff=None, n_folds=5, half_life_days=150.0, eps=0.5
         for k in sorted(set(fold_of_row.tolist())):
             in_fold = fold_of_row == k
             train_idx = np.flatnonzero(~in_fold & learned)
-            fit_k = _fit_one(train_idx, w_raw, y, bands, has_assets, eps)
+            fit_k = _fit_one(train_idx, w_raw, y, bands, has_assets, eps, variant)
             fits[k] = fit_k
             for i in np.flatnonzero(in_fold):
                 logit = _score_row(fit_k, i, bands, has_assets)
@@ -559,5 +613,7 @@ def score_rows(rows, result):
     has_assets = ~np.isnan(ic) & (ic > 0)
     bands = compute_bands(c, t0, has_assets, result["dsold_thresholds"], result["cuts"])
     final = result["fits"][None]
+    if final["variant"] is not None:
+        add_variant_bands(bands, rows["generation"], np.asarray(rows[WATCHERS], dtype=np.float64))
     return {(int(g), int(l), int(t.astype(np.int64))): _score_row(final, i, bands, has_assets)
             for i, (g, l, t) in enumerate(zip(rows["generation"], rows["listing_id"], t0))}

@@ -28,6 +28,11 @@ ARTIFACT_QUERIES = {
     "bands_view": "SELECT * FROM ml.v_woe_anchor_bands_live_v1 ORDER BY 1, 2, 3",
     "features": "SELECT * FROM ml.woe_anchor_training_features('bk_active') ORDER BY 1, 2, 3",
     "sequence": "SELECT last_value FROM ml.woe_anchor_model_id_seq",
+    # schema 1 comes from CREATE EXTENSION (its own created_at); the others from the dump
+    "band_schemas": "SELECT version, description, created_by, subsets, learned, "
+                    "CASE WHEN version <> 1 THEN created_at END FROM ml.woe_anchor_band_schemas ORDER BY version",
+    "bands": "SELECT * FROM ml.woe_anchor_bands ORDER BY schema_version, position",
+    "score_fn_schema_2": "SELECT * FROM ml.woe_anchor_score('bk_src', 'bk_schema_2') ORDER BY 1, 2, 3",
 }
 
 
@@ -46,6 +51,8 @@ def source_db(server):
         fit(conn, "bk_src", model_key="bk_replaced", activate=False)
         fit(conn, "bk_src", model_key="bk_replaced", activate=False, n_folds=3, replace=True)
         fit(conn, "bk_src", model_key="bk_dropped", activate=False)
+        cases.define_schema_2(conn, 2, 50.0)  # a user schema, used by a model: restored before its guard bites
+        fit(conn, "bk_src", model_key="bk_schema_2", activate=False, band_schema_version=2)
         conn.execute("SELECT ml.woe_anchor_drop_model('bk_dropped')")
         conn.execute("SELECT ml.woe_anchor_create_views('bk_src')")
     yield name, dsn
@@ -61,7 +68,8 @@ def _env(server):
 def test_dump_and_restore_keep_every_model(server, source_db, tmp_path, form):
     name, dsn = source_db
     before = snapshot(dsn)
-    assert len(before["registry"]) == 2 and len(before["partitions"]) == 2
+    assert len(before["registry"]) == 3 and len(before["partitions"]) == 3
+    assert [v[0] for v in before["band_schemas"]] == [1, 2]
     assert all(p[2] == 1 for p in before["partitions"]), "each partition has its primary key"
     target = f"{name}_restored"
     restored = install.fresh_database(server, target, extension=False)

@@ -68,3 +68,24 @@ def test_a_reader_scores_but_cannot_fit_or_write(conn, roles):
         conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
+
+
+def test_a_trainer_writes_band_schemas_and_a_reader_only_reads_them(conn, roles):
+    trainer, reader = roles
+    conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE band_schema_version = 7")
+    conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version = 7")
+    conn.execute(f"SET ROLE {trainer}")
+    conn.execute("SELECT ml.woe_anchor_copy_band_schema(1, 7)")
+    conn.execute("DELETE FROM ml.woe_anchor_bands WHERE schema_version = 7 AND band_name = 'sale'")
+    key = fit(conn, "roles_src", model_key="trainer_schema_7", band_schema_version=7, replace=True, activate=False)
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+        conn.execute("DELETE FROM ml.woe_anchor_bands WHERE schema_version = 7 AND band_name = 'bat'")
+    conn.execute(f"SET ROLE {reader}")
+    assert conn.execute("SELECT ml.woe_anchor_band_schema(7) -> 'bands' @> '[{\"band_name\": \"bat\"}]'"
+                        ).fetchone()[0]
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_band_schema_problems(7, 'roles_src')").fetchone()[0] == 0
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT ml.woe_anchor_copy_band_schema(7, 70)")
+    conn.execute("RESET ROLE")
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+    conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version = 7")

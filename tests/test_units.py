@@ -1,6 +1,8 @@
 """The in-database Python package, imported directly: no server needed."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 
 import numpy as np
@@ -112,14 +114,104 @@ def test_statements_render_values_as_literals_only():
     assert "$1" not in sql and "'2026-01-01T00:00:00.000000+00'::timestamptz" in sql and fold in sql
 
 
+def _stats(scale=None, n=0, q=None):
+    return {"scale_0": scale, "n_1": n, "q_1": q}
+
+
 def test_learned_thresholds_follow_the_spec_rules():
-    assert fit.learned_dsold(None, 0.1) == (fit.DSOLD_SMALL, "learned_small_scale")
-    assert fit.learned_dsold(None, 5.0) == (fit.DSOLD_LARGE, "learned_large_scale")
-    assert fit.learned_dsold(None, None) == (fit.DSOLD_LARGE, "learned_large_scale")
-    assert fit.learned_dsold([1, 2, 3, 4], 0.1) == ((1.0, 2.0, 3.0, 4.0), "given")
-    assert fit.presentation_cuts(50, [1.0, 2.0, 1.5]) == (1.0, 2.0)
-    assert fit.presentation_cuts(49, [1.0, 2.0, 1.5]) == (1.5, 1.5)
-    assert fit.presentation_cuts(0, None) == (0.0, 0.0)
+    learn = fit.learn_thresholds
+    small, large = (-0.15, -0.05, 0.05, 0.15), (-2000.0, -500.0, 500.0, 2000.0)
+    dsold = ("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4")
+
+    def pick(learned, names):
+        return tuple(learned[k] for k in names)
+
+    got, how = learn(bands.SCHEMA_1, _stats(0.1), None)
+    assert (pick(got, dsold), how) == (small, "learned_small_scale")
+    got, how = learn(bands.SCHEMA_1, _stats(5.0), None)
+    assert (pick(got, dsold), how) == (large, "learned_large_scale")
+    got, how = learn(bands.SCHEMA_1, _stats(None), None)
+    assert (pick(got, dsold), how) == (large, "learned_large_scale")
+    got, how = learn(bands.SCHEMA_1, _stats(0.1), [1, 2, 3, 4])
+    assert (pick(got, dsold), how) == ((1.0, 2.0, 3.0, 4.0), "given")
+    assert pick(learn(bands.SCHEMA_1, _stats(n=50, q=[1.0, 2.0, 1.5]), None)[0], ("c1", "c2")) == (1.0, 2.0)
+    assert pick(learn(bands.SCHEMA_1, _stats(n=49, q=[1.0, 2.0, 1.5]), None)[0], ("c1", "c2")) == (1.5, 1.5)
+    assert pick(learn(bands.SCHEMA_1, _stats(n=0, q=None), None)[0], ("c1", "c2")) == (0.0, 0.0)
+
+
+def test_schema_1_round_trips_through_its_rows():
+    head, rows = bands.schema_to_rows(bands.SCHEMA_1)
+    parsed, problems = bands.schema_from_rows(json.loads(json.dumps(head)), json.loads(json.dumps(rows)))
+    assert problems == [] and parsed == bands.SCHEMA_1
+
+
+def _rows_with(rule, name="extra", column="extra_band", subset=None):
+    head, rows = bands.schema_to_rows(bands.SCHEMA_1)
+    rows.append({"position": 99, "band_name": name, "column_name": column, "subset": subset, "rule": rule})
+    return head, rows
+
+
+@pytest.mark.parametrize("rule, subset, expected", [
+    ({"kind": "ladder", "input": {"column": "x"}, "steps": [{"op": "<", "value": 2, "label": "a"},
+                                                           {"op": "<", "value": 1, "label": "b"}], "else": "c"},
+     None, "strictly ascending"),
+    ({"kind": "ladder", "input": {"column": "x"}, "steps": [{"op": ">=", "value": 1, "label": "a"},
+                                                           {"op": ">=", "value": 1, "label": "b"}], "else": "c"},
+     None, "strictly descending"),
+    ({"kind": "ladder", "input": {"column": "x"}, "steps": [{"op": "~", "value": 1, "label": "a"}], "else": "c"},
+     None, "operator '~'"),
+    ({"kind": "ladder", "input": {"column": "x"}, "steps": [{"op": "<", "value": {"learned": "zz"},
+                                                            "label": "a"}], "else": "c"}, None, "unknown learned"),
+    ({"kind": "ladder", "input": {"sql": "1; DROP TABLE t"}, "steps": [], "else": "c"}, None, "an input is"),
+    ({"kind": "flags", "choices": [{"label": "a", "columns": ["duration_hours"]}], "else": "c"},
+     None, "leak the target"),
+    ({"kind": "category", "column": "generation", "min_weight": -1}, None, "min_weight"),
+    ({"kind": "category", "column": "generation", "min_weight": 1}, "nowhere", "unknown subset"),
+    ({"kind": "rules", "rules": [{"label": "__other__", "all": [
+        {"input": {"column": "x"}, "op": ">", "value": 1}]}], "else": "c"}, None, "reserved"),
+    ({"kind": "lambda", "else": "c"}, None, "kind 'lambda'"),
+    ({"kind": "ladder", "input": {"column": "x"}, "steps": [{"op": "<", "value": 1, "label": "a\x00b"}],
+      "else": "c"}, None, "must be 1 to 200 of"),
+    ({"kind": "ladder", "input": {"column": "x"}, "steps": [{"op": "<", "value": 1, "label": "a'); DROP TABLE t; --"}],
+      "else": "c"}, None, "must be 1 to 200 of"),
+    ({"kind": "category", "column": 'x"; DROP TABLE t; --', "min_weight": 1}, None, "plain SQL identifier"),
+])
+def test_schema_problems_are_reported(rule, subset, expected):
+    schema, problems = bands.schema_from_rows(*_rows_with(rule, subset=subset))
+    assert schema is None
+    assert any(expected in p for _, p in problems), problems
+
+
+@pytest.mark.parametrize("name, column, expected", [
+    ("dsold", "x_band", "duplicate band name"),
+    ("x", "dsold_band", "duplicate output column"),
+    ('x"; drop', "x_band", "lower-case identifier"),
+    ("x", "t0", "clashes with a key column"),
+])
+def test_band_names_are_checked(name, column, expected):
+    rule = {"kind": "category", "column": "generation", "min_weight": 1}
+    _, problems = bands.schema_from_rows(*_rows_with(rule, name=name, column=column))
+    assert any(expected in p for _, p in problems), problems
+
+
+def test_category_sql_codes_values_then_other_then_null():
+    band = bands.category("gen", "gen_band", "generation", 10.0)
+    schema = dataclasses.replace(bands.SCHEMA_1, bands=(band,)).resolve({"gen": ("1", "it's")})
+    comp = sqlgen.Compiler(schema, {}, {})
+    assert schema.bands[0].labels == ("1", "it's", bands.OTHER, bands.NULL_VALUE)
+    assert comp.band(schema.bands[0]) == (
+        "coalesce(array_position(ARRAY['1', 'it''s']::text[], (s.\"generation\")::text) - 1, "
+        "CASE WHEN (s.\"generation\")::text IS NULL THEN 3 ELSE 2 END)")
+
+
+def test_rare_category_values_fold_into_other():
+    sp, sn = np.array([5.0, 0.5, 0.0, 1.0, 2.0]), np.array([5.0, 1.0, 0.0, 1.0, 0.0])
+    cnt = np.array([10, 2, 0, 2, 1])
+    rare = woe.fold_rare_values(sp, sn, cnt, 2.0)
+    # value 1 weighs 1.5 < 2 and value 2 is unseen: both join OTHER (index 3); NULL (4) stays
+    assert rare.tolist() == [False, True, True, False, False]
+    assert sp.tolist() == [5.0, 0.0, 0.0, 1.5, 2.0] and sn.tolist() == [5.0, 0.0, 0.0, 2.0, 0.0]
+    assert cnt.tolist() == [10, 0, 0, 4, 1]
 
 
 def _params(**over):

@@ -14,18 +14,16 @@ import unicodedata
 
 import numpy as np
 
-from . import bands, errors, packs, passes, quality, source, woe
+from . import bands, errors, packs, passes, quality, schemas, source, woe
 from .errors import FitError
 from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
 
-DSOLD_SMALL = (-0.15, -0.05, 0.05, 0.15)
-DSOLD_LARGE = (-2000.0, -500.0, 500.0, 2000.0)
-DSOLD_SMALL_SCALE_BELOW = 5.0
-MIN_ROWS_FOR_TERCILES = 50
 # weights are summed as integers of 2^-62 of the newest row's weight; a fit whose rows
 # average below this keeps fewer than ~38 bits per weight and would drift from float8
 MIN_MEAN_WEIGHT = 2.0 ** -24
 REGISTRY = "ml.woe_anchor_model_registry_v1"
+# SPEC.md 8 registry columns, filled when the schema learns thresholds of these names
+DSOLD_COLUMNS = ("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4")
 
 
 def check_params(p: dict) -> None:
@@ -58,22 +56,37 @@ def check_params(p: dict) -> None:
             raise FitError(errors.NULL_VALUE_NOT_ALLOWED, f"{name} must be true or false, not NULL")
 
 
-def learned_dsold(given, abs_median):
-    """SPEC.md 5: the caller's thresholds, else a scale rule on median |delta|."""
-    if given is not None:
-        return tuple(float(x) for x in given), "given"
-    if abs_median is not None and abs_median < DSOLD_SMALL_SCALE_BELOW:
-        return DSOLD_SMALL, "learned_small_scale"
-    return DSOLD_LARGE, "learned_large_scale"
+def learn_thresholds(schema: bands.BandSchema, stats: dict, given) -> tuple[dict, str | None]:
+    """SPEC.md 5 for any schema: each learned rule's values from the stats pass.
+
+    Returns ({name: value}, how the dsold_thresholds rule was set, or None
+    when the schema has none). ``given`` is the dsold_thresholds parameter.
+    """
+    learned, dsold_source = {}, None
+    for i, rule in enumerate(schema.learning):
+        if isinstance(rule, bands.ScaleRule):
+            if rule.parameter and given is not None:
+                values, how = tuple(float(x) for x in given), "given"
+            elif stats[f"scale_{i}"] is not None and stats[f"scale_{i}"] < rule.below:
+                values, how = rule.small, "learned_small_scale"
+            else:
+                values, how = rule.large, "learned_large_scale"
+            if rule.parameter:
+                dsold_source = how
+        else:
+            n, q = stats[f"n_{i}"], stats[f"q_{i}"]
+            if n >= rule.min_rows:
+                values = q[:-1]
+            else:
+                values = [q[-1] if n >= 1 else rule.empty] * len(rule.names)
+        learned.update(zip(rule.names, (float(v) for v in values)))
+    return learned, dsold_source
 
 
-def presentation_cuts(n: int, q) -> tuple[float, float]:
-    """SPEC.md 5: terciles with n >= 50, the median for fewer, (0, 0) for none."""
-    if n >= MIN_ROWS_FOR_TERCILES:
-        return float(q[0]), float(q[1])
-    if n >= 1:
-        return float(q[2]), float(q[2])
-    return 0.0, 0.0
+def category_values(schema: bands.BandSchema, stats: dict) -> dict:
+    """Each category band's distinct learned values, in code-point order (its codes)."""
+    return {band.name: sorted(v for v in stats[f"values_{j}"] or () if v not in bands.RESERVED_LABELS)
+            for j, band in enumerate(schema.bands) if band.category is not None}
 
 
 def collect_fold_sums(row, schema: bands.BandSchema, plan: list, n_blocks: int) -> woe.FoldSums:
@@ -165,7 +178,11 @@ def _key_exists(plpy, key) -> bool:
 def _fit(plpy, version, code_sha256, p) -> str:
     phases = Phases()
     check_params(p)
-    schema = bands.SCHEMAS[1]
+    schema_doc, schema = schemas.load(plpy, p["band_schema_version"])
+    if p["dsold_thresholds"] is not None and not any(
+            isinstance(r, bands.ScaleRule) and r.parameter for r in schema.learning):
+        raise FitError(errors.INVALID_PARAMETER_VALUE,
+                       f"band schema {schema.version} has no thresholds that dsold_thresholds sets")
     src = source.resolve(plpy, p["source"], schema)
     if p["model_key"] is not None and p["persist"] and not p["replace"] and _key_exists(plpy, p["model_key"]):
         raise _exists(p["model_key"])
@@ -176,7 +193,7 @@ def _fit(plpy, version, code_sha256, p) -> str:
         return passes.Statements(Compiler(schema, src.reads, learned), src.qualified, cutoff,
                                  p["slow_threshold_hours"], p["min_duration_hours"])
 
-    stats = plpy.execute(statements().stats(bands.PRESENTATION_SCORE, "has_assets"))[0]
+    stats = plpy.execute(statements().stats())[0]
     phases.done("stats")
     if stats["n_train_sold"] == 0:
         raise FitError(errors.NO_DATA_FOUND,
@@ -194,9 +211,8 @@ def _fit(plpy, version, code_sha256, p) -> str:
         raise FitError(errors.NO_DATA_FOUND,
                        f"no TRAIN SOLD row has duration_hours >= {p['min_duration_hours']}: nothing to learn",
                        hint="Lower min_duration_hours or check duration_hours.")
-    dsold, dsold_source = learned_dsold(p["dsold_thresholds"], stats["dsold_abs_median"])
-    c1, c2 = presentation_cuts(stats["n_present"], stats["present_q"])
-    learned = dict(zip(("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4"), dsold), c1=c1, c2=c2)
+    learned, dsold_source = learn_thresholds(schema, stats, p["dsold_thresholds"])
+    schema = schema.resolve(category_values(schema, stats))
     days = sorted(stats["days"])
     n_days = len(days)
     oof = bool(p["oof"]) and p["n_folds"] > 1
@@ -219,7 +235,8 @@ def _fit(plpy, version, code_sha256, p) -> str:
     if int(sums.n_rows.sum()) != stats["n_train_sold"]:
         _source_changed(src)
     band_subsets = {band.name: band.subset for band in schema.bands}
-    final, folds = woe.fit_all(sums, band_subsets, p["eps"], fold_ids.tolist() if oof else None)
+    floors = {band.name: band.category.min_weight for band in schema.bands if band.category}
+    final, folds = woe.fit_all(sums, band_subsets, p["eps"], fold_ids.tolist() if oof else None, floors)
     for f in [final, *folds.values()]:
         if f.n_learned and f.sum_w < f.n_learned * MIN_MEAN_WEIGHT:
             which = "the final fit" if f.fold_id is None else f"fold {f.fold_id}'s training rows"
@@ -265,13 +282,13 @@ def _fit(plpy, version, code_sha256, p) -> str:
     registry = dict(
         model_key=key, model_id=model_id, train_cutoff_ts=cutoff.split("'")[1],
         half_life_days=p["half_life_days"],
-        eps=p["eps"], n_folds=p["n_folds"], band_schema_version=schema.version,
+        eps=p["eps"], n_folds=p["n_folds"], band_schema_version=schema.version, band_schema=schema_doc,
         code_sha256=code_sha256, base_rate=final.base_rate, base_logit=final.base_logit,
-        dsold_t1=dsold[0], dsold_t2=dsold[1], dsold_t3=dsold[2], dsold_t4=dsold[3],
+        **{name: learned.get(name) for name in DSOLD_COLUMNS},
         slow_threshold_hours=p["slow_threshold_hours"], min_duration_hours=p["min_duration_hours"],
         oof=oof, weight_ref_ts=stats["ref_epoch"], dsold_source=dsold_source,
         n_train_sold=stats["n_train_sold"], n_learned=stats["n_learned"],
-        n_learned_has_assets=stats["n_present"], n_days=n_days,
+        n_learned_has_assets=_subset_learned(final, schema, "has_assets"), n_days=n_days,
         n_folds_with_rows=len(folds), n_scored_oof=n_scored if oof else 0,
         source_relation=src.qualified, extension_version=version,
         parameters=json.dumps({k: v for k, v in p.items() if k != "source"}, default=str),
@@ -281,7 +298,7 @@ def _fit(plpy, version, code_sha256, p) -> str:
     registry["timings_ms"] = json.dumps(dict(phases.ms, total=phases.total()))
     try:
         _insert_registry(plpy, registry)
-        _insert_fits(plpy, key, [final] + list(folds.values()), schema, c1, c2)
+        _insert_fits(plpy, key, [final] + list(folds.values()), schema, learned)
         _one(plpy, "SELECT ml._woe_anchor_attach_scores($1)", ["bigint"], [model_id])
         if activate:
             _one(plpy, "SELECT ml.woe_anchor_activate($1)", ["text"], [key])
@@ -294,6 +311,18 @@ def _fit(plpy, version, code_sha256, p) -> str:
     plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={activate})")
     plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
     return key
+
+
+def thresholds_json(learned: dict) -> str:
+    """Learned thresholds as JSON that reads back exactly: shortest round-trip numbers, infinities as text."""
+    return json.dumps({k: v if math.isfinite(v) else str(v).replace("inf", "Infinity")
+                       for k, v in learned.items()})
+
+
+def _subset_learned(final: woe.Fit, schema: bands.BandSchema, subset: str) -> int | None:
+    """Learned rows of the final fit inside ``subset`` (None when no band uses it)."""
+    band = next((b for b in schema.bands if b.subset == subset), None)
+    return None if band is None else int(final.n_rows[band.name].sum())
 
 
 def _utc_midnight(day: int) -> str:
@@ -394,7 +423,7 @@ def _insert_registry(plpy, r: dict):
              "n_train_sold": "bigint", "n_learned": "bigint", "n_learned_has_assets": "bigint",
              "n_days": "int", "n_folds_with_rows": "int", "n_scored_oof": "bigint",
              "parameters": "jsonb", "timings_ms": "jsonb", "model_key": "text",
-             "code_sha256": "text", "dsold_source": "text", "source_relation": "text",
+             "code_sha256": "text", "dsold_source": "text", "band_schema": "jsonb", "source_relation": "text",
              "extension_version": "text", "n_eval": "bigint", "band_quality": "jsonb"}
     values = [f"to_timestamp(${i + 1})" if c == "weight_ref_ts" else f"${i + 1}" for i, c in enumerate(cols)]
     plan = plpy.prepare(f"INSERT INTO {REGISTRY} ({', '.join(cols)}) VALUES ({', '.join(values)})",
@@ -402,15 +431,17 @@ def _insert_registry(plpy, r: dict):
     plpy.execute(plan, [r[c] for c in cols])
 
 
-def _insert_fits(plpy, key, fits, schema, c1, c2):
-    """Cuts (one row per fit) and map rows (every seen band value per fit)."""
+def _insert_fits(plpy, key, fits, schema, learned):
+    """Cuts (one row per fit: the learned thresholds, shared) and map rows (every stored band value per fit)."""
     plan = plpy.prepare(
-        "INSERT INTO ml.woe_anchor_cuts_v1 (model_key, fold_id, c1, c2, base_rate, base_logit, n_learned) "
-        "SELECT $1, u.* FROM unnest($2::int[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], "
-        "$7::bigint[]) AS u", ["text", "int[]", "float8[]", "float8[]", "float8[]", "float8[]", "bigint[]"])
-    plpy.execute(plan, [key, [f.fold_id for f in fits], [c1] * len(fits), [c2] * len(fits),
-                        [f.base_rate for f in fits], [f.base_logit for f in fits],
-                        [f.n_learned for f in fits]])
+        "INSERT INTO ml.woe_anchor_cuts_v1 (model_key, fold_id, c1, c2, thresholds, base_rate, base_logit, "
+        "n_learned) SELECT $1, u.fold_id, $2, $3, $4, u.base_rate, u.base_logit, u.n_learned "
+        "FROM unnest($5::int[], $6::float8[], $7::float8[], $8::bigint[]) AS u (fold_id, base_rate, "
+        "base_logit, n_learned)",
+        ["text", "float8", "float8", "jsonb", "int[]", "float8[]", "float8[]", "bigint[]"])
+    plpy.execute(plan, [key, learned.get("c1"), learned.get("c2"), thresholds_json(learned),
+                        [f.fold_id for f in fits], [f.base_rate for f in fits],
+                        [f.base_logit for f in fits], [f.n_learned for f in fits]])
     cols = ([], [], [], [], [], [], [])
     for f in fits:
         for band in schema.bands:

@@ -7,11 +7,12 @@ wrappers in sql/functions/inference.sql run them.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import bands, errors, packs, passes, source
+from . import bands, errors, packs, passes, schemas, source
 from .errors import FitError
 from .fit import REGISTRY
 from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
@@ -19,12 +20,12 @@ from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
 BANDS_VIEW = "ml.v_woe_anchor_bands_live_v1"
 SCORES_VIEW = "ml.woe_anchor_scores_live_v1"
 TRAIN_VIEW = "ml.woe_anchor_scores_live_train_v"
+VIEW_KEYS = ("generation", "listing_id", "t0", "model_key", "base_logit")  # the bands view's first columns
 SPLIT_CENSORED_HOURS = 504  # SPEC.md 3: censored_ge_21d is 21 days whatever the label threshold
 
 _MODEL_SQL = f"""
-SELECT r.model_key, r.band_schema_version, r.base_logit, r.dsold_t1, r.dsold_t2,
-       r.dsold_t3, r.dsold_t4, c.c1, c.c2, r.source_relation,
-       {utc_iso_sql('r.train_cutoff_ts')} AS cutoff
+SELECT r.model_key, r.band_schema::text AS band_schema, r.base_logit, c.thresholds::text AS thresholds,
+       r.source_relation, {utc_iso_sql('r.train_cutoff_ts')} AS cutoff
 FROM {REGISTRY} r
 LEFT JOIN ml.woe_anchor_cuts_v1 c ON c.model_key = r.model_key AND c.fold_id IS NULL
 WHERE CASE WHEN $1::text IS NULL THEN r.is_active ELSE r.model_key = $1 END
@@ -39,7 +40,7 @@ class Model:
     key: str
     schema: bands.BandSchema
     base_logit: float
-    learned: dict          # threshold name -> value (dsold_t1..t4, c1, c2)
+    learned: dict          # threshold name -> value (schema 1: dsold_t1..t4, c1, c2)
     woe: list              # per band of the schema: WOE per label, 0 where unseen
     source_relation: str
     cutoff: str            # ISO text, UTC
@@ -53,15 +54,23 @@ def load_model(plpy, key: str | None) -> Model:
         raise FitError(errors.NO_DATA_FOUND, what,
                        hint="List models with ml.woe_anchor_models(); fit one with CALL ml.fit_woe_anchor(...).")
     m = rows[0]
-    if m["c1"] is None:
+    if m["thresholds"] is None:
         raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                        f"model {m['model_key']!r} has no final cuts row")
-    schema = bands.SCHEMAS[m["band_schema_version"]]
     stored = {(r["band_name"], r["band_value"]): r["woe"]
               for r in plpy.execute(plpy.prepare(_MAP_SQL, ["text"]), [m["model_key"]])}
+    # the schema as the fit read it: editing or dropping schema rows never changes a model
+    schema, problems = schemas.parse(m["band_schema"])
+    if problems:
+        raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                       f"model {m['model_key']!r} records an unreadable band schema: {problems[0][1]}")
+    # a category band keeps exactly the values its final map stores (everything else is OTHER)
+    schema = schema.resolve({band.name: sorted(v for (name, v) in stored if name == band.name
+                                               and v not in bands.RESERVED_LABELS)
+                             for band in schema.bands if band.category is not None})
     woe = [np.array([stored.get((band.name, label), 0.0) for label in band.labels])
            for band in schema.bands]
-    learned = {name: m[name] for name in ("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4", "c1", "c2")}
+    learned = {name: float(v) for name, v in json.loads(m["thresholds"]).items()}
     return Model(m["model_key"], schema, m["base_logit"], learned, woe,
                  m["source_relation"], m["cutoff"])
 
@@ -114,30 +123,41 @@ LEFT JOIN ml.woe_anchor_scores_v1 AS sc
 """
 
 
-def create_views(plpy, source_oid) -> None:
-    """(Re)create the live views over the caller's source for the active model.
+def create_views(plpy, source_oid, version) -> None:
+    """(Re)create the live views over the caller's source for band schema ``version``.
 
     The views read the active model's thresholds and map rows at query time,
-    so activating another model changes what they return without recreating
-    them; only a new band schema needs a new call.
+    so activating another model of the same schema changes what they return
+    without recreating them. They score the active model only while its
+    schema is ``version`` (default: the active model's); the train view fails
+    otherwise. A model of another schema needs another call.
     """
-    schema = bands.SCHEMAS[1]
+    if version is None:
+        active = plpy.execute(f"SELECT band_schema_version AS v FROM {REGISTRY} WHERE is_active")
+        version = active[0]["v"] if active else 1
+    _, schema = schemas.load(plpy, version)
     src = source.resolve(plpy, source_oid, schema, labels=False)
-    learned = {name: f"m.{name}" for name in schema.learned_names()}
-    c = Compiler(schema, src.reads, learned)
-    band_cols = ",\n       ".join(f"{c.band(band, as_label=True)} AS {quote_ident(band.column)}"
-                                 for band in schema.bands)
+    c = Compiler(schema, src.reads, live="m")
+    columns = [(c.band(band, as_label=True), band.column) for band in schema.bands]
+    columns += [(c.subset(name), name) for name in schema.subsets]
+    for band in schema.bands:
+        # a ladder over a weighted sum also shows the sum (schema 1: presentation_score)
+        if band.kind == "ladder" and isinstance(band.rules[0].tests[0].input, bands.WeightedSum):
+            score = c.input(band.rules[0].tests[0].input)
+            if band.subset:
+                score = f"CASE WHEN {c.subset(band.subset)} THEN {score} END"
+            columns.append((score, band.column.removesuffix("_band") + "_score"))
+    _drop_views_of_another_shape(plpy, list(VIEW_KEYS) + [name for _, name in columns])
+    column_sql = ",\n       ".join(f"{expr} AS {quote_ident(name)}" for expr, name in columns)
     plpy.execute(f"""
 CREATE OR REPLACE VIEW {BANDS_VIEW} AS
 SELECT s.generation::int AS generation, s.listing_id::bigint AS listing_id, s.t0, m.model_key, m.base_logit,
-       {band_cols},
-       {c.subset('has_assets')} AS has_assets,
-       CASE WHEN {c.subset('has_assets')} THEN {c.input(bands.PRESENTATION_SCORE)} END AS presentation_score
+       {column_sql}
 FROM {src.qualified} AS s
-CROSS JOIN (SELECT r.model_key, r.base_logit, r.dsold_t1, r.dsold_t2, r.dsold_t3, r.dsold_t4, k.c1, k.c2
+CROSS JOIN (SELECT r.model_key, r.base_logit, k.thresholds
             FROM {REGISTRY} AS r
             JOIN ml.woe_anchor_cuts_v1 AS k ON k.model_key = r.model_key AND k.fold_id IS NULL
-            WHERE r.is_active) AS m""")
+            WHERE r.is_active AND r.band_schema_version = {int(version)}) AS m""")
     joins, terms = [], ["b.base_logit"]
     for i, band in enumerate(schema.bands):
         joins.append(f"LEFT JOIN ml.woe_anchor_map_v1 AS m{i} ON m{i}.model_key = b.model_key "
@@ -153,8 +173,22 @@ FROM (SELECT b.generation, b.listing_id, b.t0, b.model_key, {' + '.join(terms)} 
       {chr(10).join('      ' + j for j in joins).strip()}) AS q""")
     plpy.execute(f"""
 CREATE OR REPLACE VIEW {TRAIN_VIEW} AS
-SELECT * FROM {SCORES_VIEW} WHERE ml.woe_anchor_assert_ready()""")
+SELECT * FROM {SCORES_VIEW} WHERE ml.woe_anchor_assert_ready({int(version)})""")
     for view, what in ((BANDS_VIEW, "band values of the active WOE anchor model"),
                        (SCORES_VIEW, "active WOE anchor model scores, joined from the final map"),
                        (TRAIN_VIEW, "active WOE anchor model scores; every query fails unless the model is ready")):
-        plpy.execute(f"COMMENT ON VIEW {view} IS {quote_literal(f'woe_anchor: {what} over {src.qualified}')}")
+        comment = f"woe_anchor: {what} over {src.qualified}, band schema {int(version)}"
+        plpy.execute(f"COMMENT ON VIEW {view} IS {quote_literal(comment)}")
+
+
+def _drop_views_of_another_shape(plpy, wanted: list[str]) -> None:
+    """CREATE OR REPLACE keeps grants but cannot change columns: views of another schema go first.
+
+    No CASCADE: a view of the user's that depends on ours makes this fail loudly.
+    """
+    old = plpy.execute(f"""
+SELECT array_agg(a.attname::text ORDER BY a.attnum) AS names
+FROM pg_catalog.pg_attribute AS a
+WHERE a.attrelid = to_regclass({quote_literal(BANDS_VIEW)}) AND a.attnum > 0 AND NOT a.attisdropped""")[0]["names"]
+    if old is not None and old != wanted:
+        plpy.execute(f"DROP VIEW IF EXISTS {TRAIN_VIEW}, {SCORES_VIEW}, {BANDS_VIEW}")

@@ -53,28 +53,49 @@ class Statements:
         self.label_ts = (f"CASE WHEN {self.y} THEN date_part('epoch', s.t0) + {slow} * 3600::float8 "
                          f"ELSE date_part('epoch', s.sold_time) END")
 
-    def stats(self, presentation: b.Input, subset: str) -> str:
-        """Counts, ref and threshold inputs over TRAIN SOLD (one read of the source)."""
+    def stats(self) -> str:
+        """Counts, ref, learned-threshold inputs and category values over TRAIN SOLD (one read).
+
+        Per learned rule i: ``scale_i`` (median |input|) or ``n_i`` and ``q_i``
+        (its probs, then the median); per category band j: ``values_j``, the
+        distinct non-NULL values of its learned rows.
+        """
+        schema = self.c.schema
+        learned = "r.learned"
+        inner, outer = [], []
+        for i, rule in enumerate(schema.learning):
+            x = self.c.input(rule.input)
+            # a column read is NaN-free already; a sum of infinities can still make NaN
+            inner.append(f"{x if isinstance(rule.input, b.Column) else f'NULLIF({x}, {chr(39)}NaN{chr(39)}::float8)'} AS x{i}")
+            if isinstance(rule, b.ScaleRule):
+                outer.append(f"percentile_cont(0.5::float8) WITHIN GROUP (ORDER BY abs(r.x{i})) "
+                             f"FILTER (WHERE {learned}) AS scale_{i}")
+            else:
+                where = learned + (f" AND r.in_{rule.subset}" if rule.subset else "")
+                probs = array_lit(list(rule.probs) + [0.5], "float8")
+                outer.append(f"count(r.x{i}) FILTER (WHERE {where}) AS n_{i}")
+                outer.append(f"percentile_cont({probs}) WITHIN GROUP (ORDER BY r.x{i}) "
+                             f"FILTER (WHERE {where}) AS q_{i}")
+        for j, band in enumerate(schema.bands):
+            if band.category is not None:
+                inner.append(f"{self.c.category_read(band)} AS v{j}")
+                where = learned + (f" AND r.in_{band.subset}" if band.subset else "")
+                outer.append(f"array_agg(DISTINCT r.v{j}) FILTER (WHERE {where} AND r.v{j} IS NOT NULL) AS values_{j}")
+        used = {r.subset for r in schema.learning if isinstance(r, b.QuantileRule) and r.subset}
+        used |= {band.subset for band in schema.bands if band.category is not None and band.subset}
+        inner += [f"{self.c.subset(name)} AS in_{name}" for name in sorted(used)]
         return f"""
 SELECT count(*) AS n_train_sold,
        count(*) FILTER (WHERE r.learned) AS n_learned,
        count(*) FILTER (WHERE r.null_key) AS n_null_keys,
        count(*) FILTER (WHERE r.infinite) AS n_infinite,
        array_agg(DISTINCT r.day) AS days,
-       max(r.label_ts) FILTER (WHERE r.learned) AS ref_epoch,
-       percentile_cont(0.5::float8) WITHIN GROUP (ORDER BY abs(r.dsold))
-           FILTER (WHERE r.learned) AS dsold_abs_median,
-       count(r.present) FILTER (WHERE r.learned AND r.in_subset) AS n_present,
-       percentile_cont(ARRAY[1::float8 / 3, 2::float8 / 3, 0.5::float8])
-           WITHIN GROUP (ORDER BY r.present) FILTER (WHERE r.learned AND r.in_subset) AS present_q
+       max(r.label_ts) FILTER (WHERE r.learned) AS ref_epoch{''.join(f',{chr(10)}       {o}' for o in outer)}
 FROM (SELECT {self.learned} AS learned,
              CASE WHEN isfinite(s.t0) THEN {DAY_SQL} END AS day,
              NOT (isfinite(s.t0) AND isfinite(s.sold_time)) AS infinite,
              (s.generation IS NULL OR s.listing_id IS NULL OR s.t0 IS NULL) AS null_key,
-             {self.label_ts} AS label_ts,
-             {self.c.reads[b.DSOLD_INPUT]} AS dsold,
-             {self.c.subset(subset)} AS in_subset,
-             NULLIF({self.c.input(presentation)}, 'NaN'::float8) AS present
+             {self.label_ts} AS label_ts{''.join(f',{chr(10)}             {x}' for x in inner)}
       FROM {self.qualified} AS s
       WHERE {self.where}) AS r
 """

@@ -48,8 +48,16 @@ class Source:
 def expected_types(schema: bands.BandSchema, labels: bool = True) -> dict:
     """Columns a fit (labels=True) or a scoring (labels=False) reads, with accepted types."""
     want = {c: t for c, t in KEY_AND_LABEL_COLUMNS.items() if labels or c in KEY_COLUMNS}
+
+    def need(col, types):
+        # a column read two ways (a key, a number, a category) must suit all of them
+        want[col] = tuple(t for t in want[col] if t in types) if col in want else types
+
+    boolean_ok = schema.boolean_ok
     for col in schema.columns:
-        want[col] = NUMERIC_TYPES + (("boolean",) if col in bands.BOOLEAN_OK else ())
+        need(col, NUMERIC_TYPES + (("boolean",) if col in boolean_ok else ()))
+    for col in schema.category_columns:
+        need(col, INTEGER_TYPES + TEXT_TYPES)
     return want
 
 
@@ -61,7 +69,7 @@ def check_columns(have: dict, want: dict) -> None:
             errors.UNDEFINED_COLUMN,
             f"source is missing {len(missing)} required column(s): {', '.join(missing)}",
             hint="Expose them under these names, e.g. through a view over your table.")
-    wrong = [f"{c} is {have[c]} (expected {' or '.join(want[c])})"
+    wrong = [f"{c} is {have[c]} (expected {' or '.join(want[c]) or 'a type no use of it shares'})"
              for c in want if have[c] not in want[c]]
     if wrong:
         raise errors.FitError(errors.DATATYPE_MISMATCH,

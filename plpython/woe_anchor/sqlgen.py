@@ -56,15 +56,18 @@ class Compiler:
     """Compiles one schema's inputs, subsets and bands against a source's column reads.
 
     ``reads`` maps a column name to its read expression (``column_read``);
-    ``learned`` maps learned threshold names to their values for this model.
+    ``learned`` maps learned threshold names to this model's values. A *live*
+    compiler (``live`` = the SQL alias of a row with the model's ``model_key``
+    and ``thresholds``) reads both from the stored artifacts at query time.
     """
 
     def __init__(self, schema: b.BandSchema, reads: dict[str, str],
-                 learned: dict[str, float | str] | None = None, alias: str = "s"):
+                 learned: dict[str, float] | None = None, alias: str = "s", live: str | None = None):
         self.schema = schema
         self.reads = reads
         self.learned = learned or {}
         self.alias = alias
+        self.live = live
 
     def input(self, inp: b.Input) -> str:
         if isinstance(inp, b.Column):
@@ -80,14 +83,17 @@ class Compiler:
             return f"({year} + {float_lit(inp.offset)})" if inp.offset else year
         raise TypeError(f"unknown input {inp!r}")
 
-    def operand(self, operand: b.Operand) -> str:
+    def value(self, operand: b.Operand) -> float | None:
+        """A threshold's number, or None when only the query knows it (live, or an input)."""
         if isinstance(operand, b.Learned):
-            value = self.learned[operand.name]
-            # a model's own number, or (in live views) the column that holds it
-            return value if isinstance(value, str) else float_lit(value)
-        if isinstance(operand, (int, float)):
-            return float_lit(operand)
-        return self.input(operand)
+            return None if self.live else self.learned[operand.name]
+        return operand if isinstance(operand, (int, float)) else None
+
+    def operand(self, operand: b.Operand) -> str:
+        if isinstance(operand, b.Learned) and self.live:
+            return f"({self.live}.thresholds ->> {quote_literal(operand.name)})::float8"
+        value = self.value(operand)
+        return self.input(operand) if value is None else float_lit(value)
 
     def test(self, t: b.Test) -> str:
         if t.op not in b.OPS:
@@ -100,6 +106,9 @@ class Compiler:
 
     def band(self, band: b.Band, as_label: bool = False) -> str:
         """Expression giving the band's integer code (or its label text)."""
+        if band.category is not None:
+            code = self._category(band, as_label)
+            return f"CASE WHEN {self.subset(band.subset)} THEN {code} END" if band.subset else code
         labels = band.labels
 
         def out(label: str) -> str:
@@ -137,10 +146,9 @@ class Compiler:
         if band.null_label and band.null_input != tests[0].input:
             return None
         op = tests[0].op
-        values = [self.learned[t.operand.name] if isinstance(t.operand, b.Learned) else t.operand
-                  for t in tests]
-        if not all(isinstance(v, (int, float)) for v in values):
-            return None  # thresholds read from columns (live views) stay a CASE
+        values = [self.value(t.operand) for t in tests]
+        if any(v is None for v in values):
+            return None  # thresholds known only at query time (live views) stay a CASE
         x = self.input(tests[0].input)
         rule_labels = [r.label for r in band.rules]
         if op in (">=", ">"):
@@ -167,3 +175,28 @@ class Compiler:
         if band.null_label:
             return f"coalesce({code}, {out(band.null_label)})"
         return code
+
+    def category_read(self, band: b.Band) -> str:
+        """A category band's raw value as text (integer columns print canonically)."""
+        return f"({self.alias}.{quote_ident(band.category.column)})::text"
+
+    def _category(self, band: b.Band, as_label: bool) -> str:
+        """The value's code among the model's kept values, else OTHER (NULL_VALUE for NULL).
+
+        A live compiler asks the model's final map whether the value was kept.
+        """
+        x = self.category_read(band)
+        other, null = quote_literal(b.OTHER), quote_literal(b.NULL_VALUE)
+        if self.live:
+            kept = (f"EXISTS (SELECT FROM ml.woe_anchor_map_v1 AS v WHERE v.model_key = {self.live}.model_key "
+                    f"AND v.fold_id IS NULL AND v.band_name = {quote_literal(band.name)} "
+                    f"AND v.band_value = {x} AND v.band_value NOT IN ({other}, {null}))")
+            return f"CASE WHEN {x} IS NULL THEN {null} WHEN {kept} THEN {x} ELSE {other} END"
+        n = len(band.values)
+        if as_label:
+            vocab = "ARRAY[" + ", ".join(quote_literal(v) for v in band.values) + "]::text[]"
+            return f"CASE WHEN {x} IS NULL THEN {null} WHEN {x} = ANY ({vocab}) THEN {x} ELSE {other} END"
+        if not n:
+            return f"CASE WHEN {x} IS NULL THEN {n + 1} ELSE {n} END"
+        vocab = "ARRAY[" + ", ".join(quote_literal(v) for v in band.values) + "]::text[]"
+        return f"coalesce(array_position({vocab}, {x}) - 1, CASE WHEN {x} IS NULL THEN {n + 1} ELSE {n} END)"

@@ -60,14 +60,33 @@ def _woe(s_pos, s_neg, t_pos, t_neg, eps):
     return np.log(((s_pos + eps) / t_pos) / ((s_neg + eps) / t_neg))
 
 
+def fold_rare_values(sp: np.ndarray, sn: np.ndarray, cnt: np.ndarray, min_weight: float) -> np.ndarray:
+    """A category band's values rarer than ``min_weight`` in this fit join OTHER, in place.
+
+    Labels are (values..., OTHER, NULL_VALUE); a value's weighted count is its
+    normalised weight sum, and an unseen value counts as rare whatever the floor.
+    Returns the mask of folded values.
+    """
+    other = len(sp) - 2
+    rare = np.zeros(len(sp), dtype=bool)
+    rare[:other] = ((sp[:other] + sn[:other]) < min_weight) | (cnt[:other] == 0)
+    for a in (sp, sn, cnt):
+        a[other] += a[rare].sum()
+        a[rare] = 0
+    return rare
+
+
 def fit_folds(sums: FoldSums, mask: np.ndarray, band_subsets: dict, eps: float,
-              fold_id: int | None) -> Fit:
+              fold_id: int | None, floors: dict | None = None) -> Fit:
     """Fit section 6 on the learned rows of the folds in ``mask``.
 
     ``band_subsets`` maps each band to its row set: None for all learned rows,
     else a subset name (e.g. 'has_assets') whose totals come from ``subset_pos``.
     Weights are divided by their mean over the fit's learned rows (section 4).
+    ``floors`` maps category bands to their min_weight: their rare values are
+    stored nowhere and score as OTHER.
     """
+    floors = floors or {}
     n = int(sums.n_learned[mask].sum())
     sw = float(sums.pos[mask].sum() + sums.neg[mask].sum())
     # an empty or fully underflowed fit has zero weights: T+ = T- = 0, every woe 0
@@ -87,20 +106,24 @@ def fit_folds(sums: FoldSums, mask: np.ndarray, band_subsets: dict, eps: float,
         sp[band] = sums.band_pos[band][mask].sum(axis=0) * scale
         sn[band] = sums.band_neg[band][mask].sum(axis=0) * scale
         cnt[band] = sums.band_n[band][mask].sum(axis=0)
+        rare = fold_rare_values(sp[band], sn[band], cnt[band], floors[band]) if band in floors else None
         woe[band] = np.where(cnt[band] > 0, _woe(sp[band], sn[band], b_pos, b_neg, eps), 0.0)
+        if rare is not None:
+            woe[band][rare] = woe[band][-2]
     return Fit(fold_id, n, sw, base_rate, base_logit_of(base_rate), woe, sp, sn, cnt)
 
 
-def fit_all(sums: FoldSums, band_subsets: dict, eps: float, fold_ids: list | None):
+def fit_all(sums: FoldSums, band_subsets: dict, eps: float, fold_ids: list | None, floors: dict | None = None):
     """The final fit and, with OOF on, one fit per fold that has rows.
 
     Rows of ``sums`` are blocks: fold_ids[i] is block i's fold id (None: OOF off,
     one block). Returns (final, folds) where folds is {fold_id: Fit}.
     """
     n_blocks = len(sums.n_rows)
-    final = fit_folds(sums, np.ones(n_blocks, dtype=bool), band_subsets, eps, None)
+    final = fit_folds(sums, np.ones(n_blocks, dtype=bool), band_subsets, eps, None, floors)
     if fold_ids is None:
         return final, {}
     blocks = np.arange(n_blocks)
-    folds = {int(f): fit_folds(sums, blocks != k, band_subsets, eps, int(f)) for k, f in enumerate(fold_ids)}
+    folds = {int(f): fit_folds(sums, blocks != k, band_subsets, eps, int(f), floors)
+             for k, f in enumerate(fold_ids)}
     return final, folds

@@ -20,12 +20,12 @@ AS $woe_anchor_py$
 return woe_anchor.errors.reported(plpy, woe_anchor.inference.training_features_sql, plpy, model_key)
 $woe_anchor_py$;
 
-CREATE FUNCTION ml._woe_anchor_create_views(source oid) RETURNS void
+CREATE FUNCTION ml._woe_anchor_create_views(source oid, band_schema_version int) RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
-woe_anchor.errors.reported(plpy, woe_anchor.inference.create_views, plpy, source)
+woe_anchor.errors.reported(plpy, woe_anchor.inference.create_views, plpy, source, band_schema_version)
 $woe_anchor_py$;
 
 -- Scores every row of any relation with the SPEC.md input columns, with a stored model
@@ -61,7 +61,7 @@ END
 $$;
 
 -- Creates or replaces the live views over the user's source (they follow the active model).
-CREATE FUNCTION ml.woe_anchor_create_views(source regclass)
+CREATE FUNCTION ml.woe_anchor_create_views(source regclass, band_schema_version int DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -69,33 +69,43 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    PERFORM ml._woe_anchor_create_views(source::oid);
+    PERFORM ml._woe_anchor_create_views(source::oid, band_schema_version);
 @RERAISE_AS_PLAIN_ERROR@
 END
 $$;
 
 -- The artifact assertions of the fail-closed view; true, or an error that says what is wrong.
-CREATE FUNCTION ml.woe_anchor_assert_ready()
+CREATE FUNCTION ml.woe_anchor_assert_ready(band_schema_version int DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    n_active int; key text; n_cuts int; n_map int; n_bands int;
+    n_active int; key text; version int; n_cuts int; n_map int; n_bands int; n_global int;
 BEGIN
-    SELECT count(*), min(r.model_key) INTO n_active, key
+    SELECT count(*), min(r.model_key), min(r.band_schema_version) INTO n_active, key, version
     FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.is_active;
     IF n_active <> 1 THEN
         RAISE EXCEPTION 'woe_anchor is not ready: % active models (need exactly 1)', n_active
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Activate a model with ml.woe_anchor_activate(model_key).';
     END IF;
+    IF version <> woe_anchor_assert_ready.band_schema_version THEN
+        RAISE EXCEPTION 'woe_anchor is not ready: active model % has band schema %, these views were made for %',
+            quote_literal(key), version, woe_anchor_assert_ready.band_schema_version
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Recreate the views: SELECT ml.woe_anchor_create_views(<source>, %s);', version);
+    END IF;
     SELECT count(*) INTO n_cuts FROM ml.woe_anchor_cuts_v1 AS c WHERE c.model_key = key AND c.fold_id IS NULL;
     SELECT count(*), count(DISTINCT m.band_name) INTO n_map, n_bands
     FROM ml.woe_anchor_map_v1 AS m WHERE m.model_key = key AND m.fold_id IS NULL;
-    IF n_cuts <> 1 OR n_map = 0 OR n_bands < 7 THEN
-        RAISE EXCEPTION 'woe_anchor is not ready: active model % has % final cuts rows (need 1), % final map rows, % bands (need at least 7)',
-            quote_literal(key), n_cuts, n_map, n_bands
+    -- every learned row has a value of each band outside subsets: each has final map rows
+    SELECT count(*) INTO n_global
+    FROM ml.woe_anchor_model_registry_v1 AS r, jsonb_array_elements(r.band_schema -> 'bands') AS b
+    WHERE r.model_key = key AND jsonb_typeof(b.value -> 'subset') = 'null';
+    IF n_cuts <> 1 OR n_map = 0 OR n_bands < n_global THEN
+        RAISE EXCEPTION 'woe_anchor is not ready: active model % has % final cuts rows (need 1), % final map rows, % bands (need at least %)',
+            quote_literal(key), n_cuts, n_map, n_bands, n_global
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Refit with CALL ml.fit_woe_anchor(..., replace => true) or activate another model.';
     END IF;
@@ -105,8 +115,8 @@ $$;
 
 COMMENT ON FUNCTION ml._woe_anchor_score_sql(oid, text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_score';
 COMMENT ON FUNCTION ml._woe_anchor_training_features_sql(text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_training_features';
-COMMENT ON FUNCTION ml._woe_anchor_create_views(oid) IS 'woe_anchor internal: creates the live views';
+COMMENT ON FUNCTION ml._woe_anchor_create_views(oid, int) IS 'woe_anchor internal: creates the live views';
 COMMENT ON FUNCTION ml.woe_anchor_score(regclass, text) IS 'Score every row of source with a stored WOE anchor model (default: the active one)';
 COMMENT ON FUNCTION ml.woe_anchor_training_features(text) IS 'Rows of the model''s training source with split, fold and the WOE anchor feature (OOF on TRAIN SOLD)';
-COMMENT ON FUNCTION ml.woe_anchor_create_views(regclass) IS 'Create or replace the live band and score views over source for the active model';
-COMMENT ON FUNCTION ml.woe_anchor_assert_ready() IS 'Raise unless the active WOE anchor model passes the artifact assertions; else true';
+COMMENT ON FUNCTION ml.woe_anchor_create_views(regclass, int) IS 'Create or replace the live band and score views over source for a band schema (default: the active model''s)';
+COMMENT ON FUNCTION ml.woe_anchor_assert_ready(int) IS 'Raise unless the active WOE anchor model (of this band schema, when given) passes the artifact assertions; else true';

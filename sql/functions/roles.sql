@@ -12,14 +12,18 @@ DECLARE
     view regclass;
     reading text[] := ARRAY['_woe_anchor_load', '_woe_anchor_reraise', 'woe_anchor_score', '_woe_anchor_score_sql',
                             'woe_anchor_training_features', '_woe_anchor_training_features_sql',
-                            'woe_anchor_quality', 'woe_anchor_models', 'woe_anchor_assert_ready'];
+                            'woe_anchor_quality', 'woe_anchor_models', 'woe_anchor_assert_ready',
+                            'woe_anchor_band_schema', 'woe_anchor_band_schema_problems',
+                            '_woe_anchor_band_schema_problems'];
     training text[] := ARRAY['fit_woe_anchor', '_fit_woe_anchor', '_woe_anchor_attach_scores', 'woe_anchor_activate',
-                             'woe_anchor_drop_model', 'woe_anchor_prune'];
+                             'woe_anchor_drop_model', 'woe_anchor_prune', 'woe_anchor_copy_band_schema',
+                             '_woe_anchor_band_schema_guard'];
 BEGIN
     FOREACH who IN ARRAY array_remove(ARRAY[trainer, reader], NULL) LOOP
         EXECUTE format('GRANT USAGE ON SCHEMA ml TO %s', who);
         EXECUTE format('GRANT SELECT ON ml.woe_anchor_model_registry_v1, ml.woe_anchor_cuts_v1, '
-                       'ml.woe_anchor_map_v1, ml.woe_anchor_scores_v1 TO %s', who);
+                       'ml.woe_anchor_map_v1, ml.woe_anchor_scores_v1, ml.woe_anchor_band_schemas, '
+                       'ml.woe_anchor_bands TO %s', who);
         FOR routine IN SELECT p.oid FROM pg_proc AS p
                        WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = ANY (reading) LOOP
             EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO %s', routine, who);
@@ -32,7 +36,7 @@ BEGIN
     END LOOP;
     IF trainer IS NOT NULL THEN
         EXECUTE format('GRANT INSERT, UPDATE, DELETE ON ml.woe_anchor_model_registry_v1, ml.woe_anchor_cuts_v1, '
-                       'ml.woe_anchor_map_v1 TO %s', trainer);
+                       'ml.woe_anchor_map_v1, ml.woe_anchor_band_schemas, ml.woe_anchor_bands TO %s', trainer);
         EXECUTE format('GRANT USAGE, UPDATE ON SEQUENCE ml.woe_anchor_model_id_seq TO %s', trainer);
         EXECUTE format('GRANT USAGE, CREATE ON SCHEMA woe_anchor_scores TO %s', trainer);
         FOR routine IN SELECT p.oid FROM pg_proc AS p

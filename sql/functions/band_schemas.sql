@@ -1,0 +1,117 @@
+-- A band schema as one JSON document: the schema row and its bands in position order.
+-- The fit reads schemas through this and stores the document with the model.
+CREATE FUNCTION ml.woe_anchor_band_schema(version int)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT jsonb_build_object(
+           'version', s.version, 'description', s.description, 'subsets', s.subsets, 'learned', s.learned,
+           'bands', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                  'position', b.position, 'band_name', b.band_name, 'column_name', b.column_name,
+                                  'subset', b.subset, 'rule', b.rule) ORDER BY b.position, b.band_name)
+                              FROM ml.woe_anchor_bands AS b WHERE b.schema_version = s.version), '[]'::jsonb))
+FROM ml.woe_anchor_band_schemas AS s
+WHERE s.version = woe_anchor_band_schema.version
+$$;
+
+-- Keeps every model scorable with the schema it was fitted with: schema 1 never changes, and a
+-- schema a model uses only takes back rows that model recorded (what a restore re-inserts).
+CREATE FUNCTION ml._woe_anchor_band_schema_guard()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    version int;
+    used text;
+BEGIN
+    FOR version IN SELECT DISTINCT v FROM unnest(ARRAY[
+            CASE WHEN TG_OP <> 'INSERT' THEN (to_jsonb(OLD) ->> TG_ARGV[0])::int END,
+            CASE WHEN TG_OP <> 'DELETE' THEN (to_jsonb(NEW) ->> TG_ARGV[0])::int END]) AS v
+        WHERE v IS NOT NULL LOOP
+        IF version = 1 THEN
+            RAISE EXCEPTION 'band schema 1 ships with woe_anchor and cannot be changed'
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Copy it and edit the copy: SELECT ml.woe_anchor_copy_band_schema(1, 2);';
+        END IF;
+        IF TG_OP = 'INSERT' AND TG_TABLE_NAME = 'woe_anchor_band_schemas' THEN
+            CONTINUE;  -- a new schema: no model can use it yet
+        END IF;
+        SELECT string_agg(quote_literal(r.model_key), ', ' ORDER BY r.model_key) INTO used
+        FROM ml.woe_anchor_model_registry_v1 AS r
+        WHERE r.band_schema_version = version
+          AND NOT (TG_OP = 'INSERT' AND EXISTS (
+                   SELECT FROM jsonb_array_elements(r.band_schema -> 'bands') AS e
+                   WHERE e.value = to_jsonb(NEW) - TG_ARGV[0]));
+        IF used IS NOT NULL THEN
+            RAISE EXCEPTION 'band schema % is used by model(s) %: it cannot change', version, used
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = format('Copy it and edit the copy: SELECT ml.woe_anchor_copy_band_schema(%s, <new version>);',
+                                    version);
+        END IF;
+    END LOOP;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+CREATE TRIGGER woe_anchor_band_schemas_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON ml.woe_anchor_band_schemas
+    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_band_schema_guard('version');
+CREATE TRIGGER woe_anchor_bands_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON ml.woe_anchor_bands
+    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_band_schema_guard('schema_version');
+
+-- A new schema that starts as a copy of another (then edit its rows in ml.woe_anchor_bands).
+CREATE FUNCTION ml.woe_anchor_copy_band_schema(from_version int, to_version int, description text DEFAULT NULL)
+RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM ml.woe_anchor_band_schemas AS s WHERE s.version = from_version) THEN
+        RAISE EXCEPTION 'band schema % does not exist', from_version USING ERRCODE = 'undefined_object';
+    END IF;
+    INSERT INTO ml.woe_anchor_band_schemas (version, description, subsets, learned)
+    SELECT to_version, coalesce(woe_anchor_copy_band_schema.description,
+                                format('copy of band schema %s', from_version)), s.subsets, s.learned
+    FROM ml.woe_anchor_band_schemas AS s WHERE s.version = from_version;
+    INSERT INTO ml.woe_anchor_bands (schema_version, position, band_name, column_name, subset, rule)
+    SELECT to_version, b.position, b.band_name, b.column_name, b.subset, b.rule
+    FROM ml.woe_anchor_bands AS b WHERE b.schema_version = from_version;
+    RETURN to_version;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'band schema % already exists', to_version
+        USING ERRCODE = 'duplicate_object', HINT = 'Choose another version number.';
+END
+$$;
+
+CREATE FUNCTION ml._woe_anchor_band_schema_problems(version int, source oid)
+RETURNS TABLE (band_name text, problem text)
+LANGUAGE plpython3u STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+return woe_anchor.errors.reported(plpy, woe_anchor.schemas.problems, plpy, version, source)
+$woe_anchor_py$;
+
+-- Everything wrong with a schema (and, given a source, with that source for it), before any fit.
+CREATE FUNCTION ml.woe_anchor_band_schema_problems(version int, source regclass DEFAULT NULL)
+RETURNS TABLE (band_name text, problem text)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    @ERROR_VARIABLES@
+BEGIN
+    RETURN QUERY SELECT * FROM ml._woe_anchor_band_schema_problems(version, source::oid);
+@RERAISE_AS_PLAIN_ERROR@
+END
+$$;
+
+COMMENT ON FUNCTION ml.woe_anchor_band_schema(int) IS 'A band schema as one JSON document (schema row and bands)';
+COMMENT ON FUNCTION ml._woe_anchor_band_schema_guard() IS 'woe_anchor internal: keeps built-in and used band schemas unchanged';
+COMMENT ON FUNCTION ml.woe_anchor_copy_band_schema(int, int, text) IS 'Create band schema to_version as a copy of from_version';
+COMMENT ON FUNCTION ml._woe_anchor_band_schema_problems(int, oid) IS 'woe_anchor internal: the problems behind ml.woe_anchor_band_schema_problems';
+COMMENT ON FUNCTION ml.woe_anchor_band_schema_problems(int, regclass) IS
+    'Problems of a band schema (unknown columns, bad rules, unsorted thresholds, duplicates); no rows = fit-ready';
