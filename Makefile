@@ -14,7 +14,7 @@ SQL_SOURCES  = sql/header.sql \
                sql/grants.sql
 # Dependency order: a module comes after every module it imports.
 PY_MODULES   = $(addprefix plpython/woe_anchor/, errors.py bands.py sqlgen.py woe.py \
-               packs.py source.py schemas.py passes.py quality.py fit.py inference.py)
+               packs.py source.py schemas.py passes.py sharded.py quality.py fit.py inference.py)
 
 DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql
 DATA         = $(filter-out $(DATA_built), $(wildcard extension/$(EXTENSION)--*--*.sql))

@@ -68,8 +68,9 @@ def render(version, sql_files, modules):
         "@LOAD_PACKAGE@": load_package,
         "@ERROR_VARIABLES@": error_variables,
         "@RERAISE_AS_PLAIN_ERROR@": reraise,
-        "@BUILT_IN_SCHEMAS@": built_in_schemas(next(m for m in modules if Path(m).name == "bands.py")),
     }
+    if any("@BUILT_IN_SCHEMAS@" in Path(f).read_text() for f in sql_files):
+        values["@BUILT_IN_SCHEMAS@"] = built_in_schemas(next(m for m in modules if Path(m).name == "bands.py"))
     parts = []
     for f in sql_files:
         text = Path(f).read_text()

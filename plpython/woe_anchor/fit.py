@@ -14,7 +14,7 @@ import unicodedata
 
 import numpy as np
 
-from . import bands, errors, packs, passes, quality, schemas, source, woe
+from . import bands, errors, packs, passes, quality, schemas, sharded, source, woe
 from .errors import FitError
 from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
 
@@ -186,14 +186,25 @@ def _fit(plpy, version, code_sha256, p) -> str:
     src = source.resolve(plpy, p["source"], schema)
     if p["model_key"] is not None and p["persist"] and not p["replace"] and _key_exists(plpy, p["model_key"]):
         raise _exists(p["model_key"])
-    cutoff = _cutoff_literal(plpy, src, p["cutoff"])
+    shards = sharded.open_fanout(plpy, src)
+    try:
+        return _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, shards)
+    finally:
+        if shards:
+            shards.close()
+
+
+def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, shards) -> str:
+    """The fit once its parameters, schema and source are checked; ``shards`` fans out a sharded source."""
+    cutoff = _cutoff_literal(plpy, src, p["cutoff"], shards)
     phases.done("cutoff")
 
     def statements(learned=None):
         return passes.Statements(Compiler(schema, src.reads, learned), src.qualified, cutoff,
                                  p["slow_threshold_hours"], p["min_duration_hours"])
 
-    stats = plpy.execute(statements().stats())[0]
+    stats = shards.stats(statements()) if shards else plpy.execute(statements().stats())[0]
+    stats_values = shards.values_returned if shards else 0
     phases.done("stats")
     if stats["n_train_sold"] == 0:
         raise FitError(errors.NO_DATA_FOUND,
@@ -229,8 +240,14 @@ def _fit(plpy, version, code_sha256, p) -> str:
     fold = sql.fold_of_row([_utc_midnight(days[i]) for i in range(1, n_days)
                             if block_of_day[i] != block_of_day[i - 1]])
     plan = packs.plan(schema)
-    sums = collect_fold_sums(plpy.execute(sql.sums(plan, fold, stats["ref_epoch"], p["half_life_days"]))[0],
-                             schema, plan, n_blocks)
+    if shards:
+        grouped = shards.sums(sql, plan, fold, stats["ref_epoch"], p["half_life_days"])
+        plpy.notice(f"[shards] {sum(1 for leaf in src.leaves if leaf.server)} of {len(src.leaves)} leaves "
+                    f"aggregated on their shards: the sums returned {shards.values_returned - stats_values} values "
+                    f"and the statistics {stats_values}, for {stats['n_train_sold']} TRAIN SOLD rows")
+    else:
+        grouped = plpy.execute(sql.sums(plan, fold, stats["ref_epoch"], p["half_life_days"]))[0]
+    sums = collect_fold_sums(grouped, schema, plan, n_blocks)
     phases.done("sums")
     if int(sums.n_rows.sum()) != stats["n_train_sold"]:
         _source_changed(src)
@@ -330,11 +347,14 @@ def _utc_midnight(day: int) -> str:
     return (datetime.datetime(1970, 1, 1) + datetime.timedelta(days=int(day))).strftime("%Y-%m-%dT00:00:00+00")
 
 
-def _cutoff_literal(plpy, src, given) -> str:
+def _cutoff_literal(plpy, src, given, shards) -> str:
     """The cutoff as an exact, DateStyle-proof timestamptz literal (default: SPEC.md 3)."""
     if given is None:
-        c = "max(s.sold_time) FILTER (WHERE isfinite(s.sold_time)) - interval '168 hours'"
-        text = plpy.execute(f"SELECT {utc_iso_sql(c)} AS t FROM {src.qualified} AS s")[0]["t"]
+        if shards:
+            text = shards.cutoff()
+        else:
+            c = "max(s.sold_time) FILTER (WHERE isfinite(s.sold_time)) - interval '168 hours'"
+            text = plpy.execute(f"SELECT {utc_iso_sql(c)} AS t FROM {src.qualified} AS s")[0]["t"]
         if text is None:
             raise FitError(errors.NO_DATA_FOUND, f"source {src.qualified} has no sold rows",
                            hint="TRAIN SOLD needs rows with sold_time set.")

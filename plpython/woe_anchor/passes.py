@@ -13,6 +13,8 @@ statements with parallel plans, so both cores band the rows.
 """
 from __future__ import annotations
 
+import copy
+
 from . import bands as b
 from . import packs as pk
 from .sqlgen import Compiler, float_lit, quote_literal
@@ -53,20 +55,25 @@ class Statements:
         self.label_ts = (f"CASE WHEN {self.y} THEN date_part('epoch', s.t0) + {slow} * 3600::float8 "
                          f"ELSE date_part('epoch', s.sold_time) END")
 
-    def stats(self) -> str:
+    def over(self, relation: str) -> "Statements":
+        """The same statements over another relation (a shard's table, or a local partition)."""
+        twin = copy.copy(self)
+        twin.qualified = relation
+        return twin
+
+    def stats(self, percentiles: bool = True) -> str:
         """Counts, ref, learned-threshold inputs and category values over TRAIN SOLD (one read).
 
         Per learned rule i: ``scale_i`` (median |input|) or ``n_i`` and ``q_i``
         (its probs, then the median); per category band j: ``values_j``, the
-        distinct non-NULL values of its learned rows.
+        distinct non-NULL values of its learned rows. Without ``percentiles``
+        (one shard's part of a sharded fit) the learned rules are left out.
         """
         schema = self.c.schema
         learned = "r.learned"
         inner, outer = [], []
-        for i, rule in enumerate(schema.learning):
-            x = self.c.input(rule.input)
-            # a column read is NaN-free already; a sum of infinities can still make NaN
-            inner.append(f"{x if isinstance(rule.input, b.Column) else f'NULLIF({x}, {chr(39)}NaN{chr(39)}::float8)'} AS x{i}")
+        for i, rule in enumerate(schema.learning if percentiles else ()):
+            inner.append(f"{self.c.input(rule.input)} AS x{i}")
             if isinstance(rule, b.ScaleRule):
                 outer.append(f"percentile_cont(0.5::float8) WITHIN GROUP (ORDER BY abs(r.x{i})) "
                              f"FILTER (WHERE {learned}) AS scale_{i}")
@@ -81,7 +88,7 @@ class Statements:
                 inner.append(f"{self.c.category_read(band)} AS v{j}")
                 where = learned + (f" AND r.in_{band.subset}" if band.subset else "")
                 outer.append(f"array_agg(DISTINCT r.v{j}) FILTER (WHERE {where} AND r.v{j} IS NOT NULL) AS values_{j}")
-        used = {r.subset for r in schema.learning if isinstance(r, b.QuantileRule) and r.subset}
+        used = {r.subset for r in schema.learning if percentiles and isinstance(r, b.QuantileRule) and r.subset}
         used |= {band.subset for band in schema.bands if band.category is not None and band.subset}
         inner += [f"{self.c.subset(name)} AS in_{name}" for name in sorted(used)]
         return f"""
@@ -121,29 +128,34 @@ FROM (SELECT {self.learned} AS learned,
         return f"width_bucket(s.t0, ARRAY[{edges}])"
 
     def sums(self, packs: list[pk.Pack], fold: str, ref_epoch: float,
-             half_life_days: float | None) -> str:
+             half_life_days: float | None, exact: bool = False) -> str:
         """Per pack, per key ((fold * size + combination) * 4 + 2y + learned): rows and Σw.
+
+        Rows not learned from have key fold * size * 4: only their count matters.
 
         Each row's expressions are computed once, in parallel workers: the
         OFFSET 0 fences keep the planner from copying them into every
         aggregate, and make every grouping set a plain column whose unknown
         statistics it estimates small, so it hashes all sets in one pass. The
         result comes back as one row of arrays: no per-group Python objects.
+        ``exact`` returns the weight sums as the exact numeric integers (of
+        2^-62), for a sharded fit to add up across shards.
         """
         combos = combinations_sql(self.c, packs)
         names = [f"k{i}" for i in range(len(packs))]
         w = self.weight(ref_epoch, half_life_days)
-        keys = ", ".join(f"((r.fold * {p.size} + r.c{i}) * 4 + r.flags) AS {n}"
+        # rows not learned from only count towards their fold: one group per fold, not per combination
+        keys = ", ".join(f"((r.fold * {p.size} + CASE WHEN r.flags > 0 THEN r.c{i} ELSE 0 END) * 4 + r.flags) AS {n}"
                          for i, (p, n) in enumerate(zip(packs, names)))
         return f"""
 SELECT array_agg(g.grouping) AS grouping, array_agg(g.key) AS key,
        array_agg(g.n) AS n, array_agg(g.sw) AS sw
 FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
              coalesce({', '.join('k.' + n for n in names)}) AS key,
-             count(*) AS n, coalesce(sum(k.w), 0)::float8 / {FIXED_POINT}::float8 AS sw
+             count(*) AS n, {'coalesce(sum(k.w), 0)' if exact else f'coalesce(sum(k.w), 0)::float8 / {FIXED_POINT}::float8'} AS sw
       FROM (SELECT {keys}, r.w
             FROM (SELECT ({fold})::bigint AS fold,
-                         ({self.y})::int * 2 + ({self.learned})::int AS flags,
+                         CASE WHEN {self.learned} THEN ({self.y})::int * 2 + 1 ELSE 0 END AS flags,
                          CASE WHEN {self.learned} THEN {w} END AS w,
                          {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
                   FROM {self.qualified} AS s

@@ -39,10 +39,18 @@ WHERE c.oid = $1
 """
 
 
+@dataclass(frozen=True)
+class Leaf:
+    """Where some of a source's rows live: a local table, or a table on a postgres_fdw server."""
+    relation: str            # what `FROM ... AS s` reads there (quoted; renamed columns mapped back)
+    server: str | None       # the foreign server of a foreign leaf (None: local)
+
+
 @dataclass
 class Source:
     qualified: str          # quoted schema.name, safe to splice into SQL
     reads: dict             # column -> read expression (float8, NaN as NULL)
+    leaves: tuple = ()      # set when rows live on postgres_fdw servers (see ``sharded``)
 
 
 def expected_types(schema: bands.BandSchema, labels: bool = True) -> dict:
@@ -97,4 +105,42 @@ def resolve(plpy, source_oid, schema: bands.BandSchema, labels: bool = True) -> 
     check_columns(have, want)
     numeric = (("duration_hours",) if labels else ()) + schema.columns
     reads = {c: sqlgen.column_read(c, have[c] == "boolean") for c in numeric}
-    return Source(row["qualified"], reads)
+    leaves = _leaves(plpy, source_oid) if row["relkind"] in ("p", "f") else ()
+    return Source(row["qualified"], reads, leaves if any(leaf.server for leaf in leaves) else ())
+
+
+# Leaf tables of a partitioned source (or a foreign table itself), with how their server names them.
+_LEAVES_SQL = """
+SELECT format('%I.%I', n.nspname, c.relname) AS local_name, s.srvname::text AS server,
+       format('%I.%I', coalesce(o.schema_name, n.nspname), coalesce(o.table_name, c.relname)) AS remote_name,
+       (SELECT array_agg(format('%I AS %I', coalesce(
+                   (SELECT v.option_value FROM pg_catalog.pg_options_to_table(a.attfdwoptions) AS v
+                    WHERE v.option_name = 'column_name'), a.attname), a.attname) ORDER BY a.attnum)
+        FROM pg_catalog.pg_attribute AS a
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+       EXISTS (SELECT FROM pg_catalog.pg_attribute AS a, pg_catalog.pg_options_to_table(a.attfdwoptions) AS v
+               WHERE a.attrelid = c.oid AND v.option_name = 'column_name') AS renamed
+FROM (SELECT t.relid FROM pg_catalog.pg_partition_tree($1) AS t WHERE t.isleaf
+      UNION SELECT $1 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree($1))) AS l
+JOIN pg_catalog.pg_class AS c ON c.oid = l.relid
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_foreign_table AS f ON f.ftrelid = c.oid
+LEFT JOIN pg_catalog.pg_foreign_server AS s ON s.oid = f.ftserver
+LEFT JOIN LATERAL (SELECT max(v.option_value) FILTER (WHERE v.option_name = 'schema_name') AS schema_name,
+                          max(v.option_value) FILTER (WHERE v.option_name = 'table_name') AS table_name
+                   FROM pg_catalog.pg_options_to_table(f.ftoptions) AS v) AS o ON true
+ORDER BY 1
+"""
+
+
+def _leaves(plpy, source_oid) -> tuple:
+    """Each leaf of the source; a foreign leaf is read on its server under the server's names."""
+    out = []
+    for r in plpy.execute(plpy.prepare(_LEAVES_SQL, ["oid"]), [source_oid]):
+        if r["server"] is None:
+            out.append(Leaf(r["local_name"], None))
+        elif r["renamed"]:
+            out.append(Leaf(f"(SELECT {', '.join(r['columns'])} FROM {r['remote_name']})", r["server"]))
+        else:
+            out.append(Leaf(r["remote_name"], r["server"]))
+    return tuple(out)

@@ -77,7 +77,8 @@ class Compiler:
             for t in inp.terms:
                 x = f"COALESCE({self.reads[t.column]}, 0::float8)"
                 parts.append(f"{float_lit(t.coef)} * {_TRANSFORM_SQL[t.transform].format(x=x)}")
-            return "(" + " + ".join(parts) + ")"
+            # infinities of opposite sign sum to NaN: read it as NULL, as a NaN column reads
+            return "NULLIF((" + " + ".join(parts) + "), 'NaN'::float8)"
         if isinstance(inp, b.UtcYearOfT0):
             year = f"date_part('year', ({self.alias}.t0 AT TIME ZONE 'UTC'))"
             return f"({year} + {float_lit(inp.offset)})" if inp.offset else year
@@ -172,9 +173,8 @@ class Compiler:
         lookup = "ARRAY[" + ", ".join(out(label) for label in picks) + f"]::{kind}[]"
         edges = "ARRAY[" + ", ".join(float_lit(v) for v in thresholds) + "]::float8[]"
         code = f"({lookup})[width_bucket({x}, {edges}) + 1]"
-        if band.null_label:
-            return f"coalesce({code}, {out(band.null_label)})"
-        return code
+        # width_bucket of NULL is NULL: the null label, else (a NULL satisfies no test) the default
+        return f"coalesce({code}, {out(band.null_label or band.default)})"
 
     def category_read(self, band: b.Band) -> str:
         """A category band's raw value as text (integer columns print canonically)."""

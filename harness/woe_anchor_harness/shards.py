@@ -1,0 +1,127 @@
+"""Throwaway shard servers on loopback ports, and a source sharded across them with postgres_fdw.
+
+``Shards`` initdb's and starts N small clusters (trust auth, 127.0.0.1 only)
+and stops and removes them on exit. ``shard_table`` turns a coordinator
+table into a LIST-partitioned table whose partitions are foreign tables on
+the shards (or local tables), with postgres_fdw servers and user mappings.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from . import server as servers
+
+ROOT = Path("/var/tmp/woe_anchor_shards")
+
+
+class Shards:
+    """``with Shards(2, base_port=54341) as shards:`` gives shards.dsns, one per running cluster."""
+
+    def __init__(self, n: int, base_port: int, major: int | None = None):
+        self.major = major or servers.pick_major()
+        self.ports = [base_port + i for i in range(n)]
+        self.bindir = f"/usr/lib/postgresql/{self.major}/bin"
+        self.dsns: list[str] = []
+
+    def _pgdata(self, port: int) -> Path:
+        return ROOT / str(port)
+
+    def __enter__(self) -> "Shards":
+        uid, gid = servers._owner_ids()
+        for port in self.ports:
+            pgdata = self._pgdata(port)
+            self._stop(port)
+            shutil.rmtree(pgdata, ignore_errors=True)
+            pgdata.mkdir(parents=True)
+            for p in (pgdata, ROOT):
+                shutil.chown(p, uid, gid)
+            servers._as_postgres([f"{self.bindir}/initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust",
+                                  "--encoding=UTF8", "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
+            with open(pgdata / "postgresql.auto.conf", "a") as f:
+                f.write(f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{pgdata}'\n"
+                        "shared_buffers = '128MB'\nfsync = off\n")
+            servers._as_postgres([f"{self.bindir}/pg_ctl", "start", "-w", "-D", str(pgdata),
+                                  "-l", str(pgdata / "server.log")], stdout=subprocess.DEVNULL)
+            self.dsns.append(f"host=127.0.0.1 port={port} user=postgres dbname=postgres")
+        return self
+
+    def _stop(self, port: int) -> None:
+        pgdata = self._pgdata(port)
+        if (pgdata / "postmaster.pid").exists():
+            subprocess.run(["runuser", "-u", "postgres", "--", f"{self.bindir}/pg_ctl", "stop", "-m", "immediate",
+                            "-D", str(pgdata)], cwd="/", capture_output=True)
+
+    def __exit__(self, *exc) -> None:
+        for port in self.ports:
+            self._stop(port)
+            shutil.rmtree(self._pgdata(port), ignore_errors=True)
+
+
+def shard_table(conn, name: str, columns_sql: str, placement: dict, batch_size: int = 10000) -> None:
+    """Create ``name`` PARTITION BY LIST (generation) on the coordinator ``conn``.
+
+    ``placement`` maps a shard DSN (or None for a local partition) to the
+    generations it holds; each shard must already have a table ``name`` with
+    ``columns_sql``. Foreign partitions go through one postgres_fdw server per
+    shard; dblink on the coordinator lets the fit aggregate on the shards.
+    """
+    conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")
+    conn.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    conn.execute(sql.SQL("CREATE TABLE {} ({}) PARTITION BY LIST (generation)").format(
+        sql.Identifier(name), sql.SQL(columns_sql)))
+    for i, (dsn, generations) in enumerate(placement.items()):
+        part = sql.Identifier(f"{name}_p{i}")
+        values = sql.SQL(", ").join(map(sql.Literal, generations))
+        if dsn is None:
+            conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES IN ({})").format(
+                part, sql.Identifier(name), values))
+            continue
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+        srv = sql.Identifier(f"shard_{info['port']}")
+        conn.execute(sql.SQL("DROP SERVER IF EXISTS {} CASCADE").format(srv))
+        conn.execute(sql.SQL("CREATE SERVER {} FOREIGN DATA WRAPPER postgres_fdw OPTIONS "
+                             "(host {}, port {}, dbname {}, batch_size {}, fetch_size '10000')").format(
+            srv, sql.Literal(info["host"]), sql.Literal(str(info["port"])), sql.Literal(info["dbname"]),
+            sql.Literal(str(batch_size))))
+        conn.execute(sql.SQL("CREATE USER MAPPING FOR CURRENT_USER SERVER {} OPTIONS (user {})").format(
+            srv, sql.Literal(info["user"])))
+        conn.execute(sql.SQL("CREATE FOREIGN TABLE {} PARTITION OF {} FOR VALUES IN ({}) SERVER {} "
+                             "OPTIONS (table_name {})").format(
+            part, sql.Identifier(name), values, srv, sql.Literal(name)))
+
+
+def generate_sharded(conn, name: str, rows: int, placement: dict, local_copy: str | None = None) -> None:
+    """Synthetic listings (``datagen``) sharded by generation as ``placement`` says.
+
+    Every server generates the same rows from the same seed and keeps only its
+    generations, so nothing is copied between servers; ``local_copy`` names an
+    unsharded table of all the rows on the coordinator, for comparisons.
+    """
+    from . import datagen
+
+    full = local_copy or f"{name}_all"
+    datagen.generate_listings(conn, full, rows=rows)
+    columns = conn.execute(sql.SQL("SELECT string_agg(format('%I %s', attname, format_type(atttypid, atttypmod)), "
+                                   "', ' ORDER BY attnum) FROM pg_attribute WHERE attrelid = {}::regclass "
+                                   "AND attnum > 0 AND NOT attisdropped").format(sql.Literal(full))).fetchone()[0]
+    for dsn, generations in placement.items():
+        if dsn is None:
+            continue
+        with psycopg.connect(dsn, autocommit=True) as shard:
+            datagen.generate_listings(shard, name, rows=rows)
+            shard.execute(sql.SQL("DELETE FROM {} WHERE NOT generation = ANY({})").format(
+                sql.Identifier(name), sql.Literal(list(generations))))
+            shard.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(name)))
+    shard_table(conn, name, columns, placement)
+    for i, (dsn, generations) in enumerate(placement.items()):
+        if dsn is None:
+            conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE generation = ANY({})").format(
+                sql.Identifier(f"{name}_p{i}"), sql.Identifier(full), sql.Literal(list(generations))))
+    if local_copy is None:
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(full)))

@@ -1,0 +1,219 @@
+"""A fit over a source whose rows live on postgres_fdw servers: each shard aggregates its own rows.
+
+PostgreSQL 15 decides by cost whether to push an aggregate down to a foreign
+partition, and for the fit's grouped keys (expressions over t0 and the band
+inputs) it estimates about one group per row, so it pulls the rows instead.
+The fit therefore sends its aggregate statements to every shard itself,
+through dblink and the foreign server's user mapping, all shards at once,
+and adds up what comes back: counts and exact integer weight sums, so the
+result is bit-identical to the same rows in one table. Percentiles, which do
+not add up, are found by exact distributed selection: per-shard histograms
+over a narrowing value range until the range holding a rank is small enough
+to fetch. Scores are still written on the coordinator (rows travel once, for
+the scores and once for the quality figures).
+"""
+from __future__ import annotations
+
+import math
+import os
+from decimal import Decimal
+
+import numpy as np
+
+from . import bands as b
+from .errors import FitError
+from .passes import FIXED_POINT, Statements, array_lit
+from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
+
+REMOTE_SETTINGS = "SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET jit = off"
+CUTOFF_OF_LATEST = "max(u.m::timestamptz) - interval '168 hours'"  # SPEC.md 3, as the local fit has it
+BUCKETS = 1024          # histogram buckets per narrowing round
+FETCH_AT_MOST = 4096    # a value range with this few rows left is fetched and sorted
+MAX_ROUNDS = 6
+
+
+def dblink_schema(plpy) -> str | None:
+    """The quoted schema of the dblink extension, or None when it is not installed."""
+    row = plpy.execute("SELECT n.nspname::text AS s FROM pg_catalog.pg_extension AS e "
+                       "JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace WHERE e.extname = 'dblink'")
+    return quote_ident(row[0]["s"]) if row else None
+
+
+def open_fanout(plpy, src) -> "Fanout | None":
+    """A fan-out over the source's shards; None for a local source, or (with a notice) without dblink."""
+    if not src.leaves:
+        return None
+    schema = dblink_schema(plpy)
+    if schema is None:
+        plpy.notice(f"[shards] {src.qualified} has rows on postgres_fdw servers, but dblink is not installed: "
+                    "the rows travel to this server (CREATE EXTENSION dblink to aggregate them on the shards)")
+        return None
+    return Fanout(plpy, src.leaves, schema)
+
+
+class Fanout:
+    """Runs one statement per leaf of a source: on its shard through dblink, all shards at once."""
+
+    def __init__(self, plpy, leaves: tuple, dblink: str):
+        self.plpy, self.leaves, self.dblink = plpy, leaves, dblink
+        self.values_returned = 0  # array elements and rows that came back from shards
+        self.names = {}
+        for i, leaf in enumerate(leaves):
+            if leaf.server is not None:
+                name = quote_literal(f"woe_anchor_{os.getpid()}_{i}")
+                self.names[i] = name
+                plpy.execute(f"SELECT {dblink}.dblink_connect({name}, {quote_literal(leaf.server)})")
+                # the coordinator's exactness, whatever the shard's defaults are
+                plpy.execute(f"SELECT {dblink}.dblink_exec({name}, {quote_literal(REMOTE_SETTINGS)})")
+
+    def close(self) -> None:
+        for name in self.names.values():
+            try:
+                self.plpy.execute(f"SELECT {self.dblink}.dblink_cancel_query({name}) "
+                                  f"WHERE {self.dblink}.dblink_is_busy({name}) = 1")
+                self.plpy.execute(f"SELECT {self.dblink}.dblink_disconnect({name})")
+            except Exception:  # noqa: BLE001 - closing after an error: the first error is what the caller sees
+                pass
+        self.names = {}
+
+    def run(self, statement, columns: str) -> list[dict]:
+        """``statement(relation)`` on every leaf; ``columns`` types its result, e.g. '(n bigint, w numeric)'."""
+        for i, name in self.names.items():
+            sql = statement(self.leaves[i].relation)
+            self.plpy.debug(f"[shards] {self.leaves[i].server}: {sql}")
+            self.plpy.execute(f"SELECT {self.dblink}.dblink_send_query({name}, {quote_literal(sql)})")
+        rows = []
+        for i, leaf in enumerate(self.leaves):
+            if leaf.server is None:
+                rows += list(self.plpy.execute(statement(leaf.relation)))
+        for name in self.names.values():
+            got = list(self.plpy.execute(f"SELECT * FROM {self.dblink}.dblink_get_result({name}) AS t{columns}"))
+            # a sent query's results end with an empty one; reading it frees the connection
+            self.plpy.execute(f"SELECT * FROM {self.dblink}.dblink_get_result({name}) AS t{columns}")
+            self.values_returned += sum(max([len(v) for v in r.values() if isinstance(v, list)] or [1]) for r in got)
+            rows += got
+        return rows
+
+    # ---------------------------------------------------------------- the fit's passes
+
+    def cutoff(self) -> str | None:
+        """max(finite sold_time) - 168 hours, as the exact ISO text the fit uses (None: no sale)."""
+        rows = self.run(lambda rel: f"SELECT {utc_iso_sql('max(s.sold_time) FILTER (WHERE isfinite(s.sold_time))')} "
+                                    f"AS m FROM {rel} AS s", "(m text)")
+        latest = [r["m"] for r in rows if r["m"] is not None]
+        plan = self.plpy.prepare(f"SELECT {utc_iso_sql(CUTOFF_OF_LATEST)} AS t FROM unnest($1::text[]) AS u (m)",
+                                 ["text[]"])
+        return self.plpy.execute(plan, [latest])[0]["t"]
+
+    def stats(self, st: Statements) -> dict:
+        """What ``Statements.stats`` returns over all leaves together."""
+        schema = st.c.schema
+        cats = [j for j, band in enumerate(schema.bands) if band.category is not None]
+        columns = ("(n_train_sold bigint, n_learned bigint, n_null_keys bigint, n_infinite bigint, days int[], "
+                   "ref_epoch float8" + "".join(f", values_{j} text[]" for j in cats) + ")")
+        parts = self.run(lambda rel: st.over(rel).stats(percentiles=False), columns)
+        out = {k: sum(int(p[k] or 0) for p in parts) for k in ("n_train_sold", "n_learned", "n_null_keys", "n_infinite")}
+        out["days"] = sorted({d for p in parts for d in (p["days"] or ()) if d is not None}) or None
+        out["ref_epoch"] = max((p["ref_epoch"] for p in parts if p["ref_epoch"] is not None), default=None)
+        for j in cats:
+            out[f"values_{j}"] = sorted({v for p in parts for v in (p[f"values_{j}"] or ())})
+        for i, rule in enumerate(schema.learning):
+            x = st.c.input(rule.input)
+            if isinstance(rule, b.ScaleRule):
+                n, at = self._selector(st, f"abs({x})", st.learned)
+                out[f"scale_{i}"] = percentile_cont(n, 0.5, at) if n else None
+            else:
+                where = st.learned + (f" AND {st.c.subset(rule.subset)}" if rule.subset else "")
+                n, at = self._selector(st, x, where)
+                out[f"n_{i}"] = n
+                out[f"q_{i}"] = [percentile_cont(n, p, at) for p in (*rule.probs, 0.5)] if n else None
+        return out
+
+    def sums(self, st: Statements, packs: list, fold: str, ref_epoch: float, half_life_days) -> dict:
+        """``Statements.sums`` over all leaves: groups added up, weights as exact integers first."""
+        parts = self.run(lambda rel: st.over(rel).sums(packs, fold, ref_epoch, half_life_days, exact=True),
+                         "(grouping int[], key bigint[], n bigint[], sw numeric[])")
+        total: dict = {}
+        for p in parts:
+            for g, k, n, w in zip(p["grouping"] or (), p["key"] or (), p["n"] or (), p["sw"] or ()):
+                n0, w0 = total.get((g, k), (0, 0))
+                total[(g, k)] = (n0 + int(n), w0 + int(Decimal(w)))
+        fixed = float(FIXED_POINT)
+        keys = sorted(total)
+        return {"grouping": [g for g, _ in keys], "key": [k for _, k in keys],
+                "n": [total[k][0] for k in keys], "sw": [float(total[k][1]) / fixed for k in keys]}
+
+    def _selector(self, st: Statements, x: str, where: str):
+        """(count of non-NULL x over TRAIN SOLD rows matching ``where``, rank -> value of the sorted x)."""
+        where = f"{where} AND {x} IS NOT NULL"
+        finite = f"{x} > '-Infinity'::float8 AND {x} < 'Infinity'::float8"
+        parts = self.run(lambda rel: f"SELECT count(*) AS n, count(*) FILTER (WHERE {x} = '-Infinity'::float8) AS neg, "
+                                     f"count(*) FILTER (WHERE {x} = 'Infinity'::float8) AS pos, "
+                                     f"min({x}) FILTER (WHERE {finite}) AS lo, max({x}) FILTER (WHERE {finite}) AS hi "
+                                     f"FROM {rel} AS s WHERE {st.where} AND {where}",
+                         "(n bigint, neg bigint, pos bigint, lo float8, hi float8)")
+        n, neg, pos = (sum(int(p[k] or 0) for p in parts) for k in ("n", "neg", "pos"))
+        lows = [p["lo"] for p in parts if p["lo"] is not None]
+        highs = [p["hi"] for p in parts if p["hi"] is not None]
+        fetched: list[tuple[int, np.ndarray]] = []  # (rank of the first value, sorted values of a range)
+
+        def between(lo, hi, hi_closed):
+            return f"{x} >= {float_lit(lo)} AND {x} {'<=' if hi_closed else '<'} {float_lit(hi)}"
+
+        def at(rank: int) -> float:
+            if rank < neg:
+                return -math.inf
+            if rank >= n - pos:
+                return math.inf
+            for first, values in fetched:
+                if first <= rank < first + len(values):
+                    return float(values[rank - first])
+            lo, hi, hi_closed, below, count = min(lows), max(highs), True, neg, n - neg - pos
+            for _ in range(MAX_ROUNDS):
+                edges = np.unique(np.linspace(lo, hi, BUCKETS + 1)[1:-1])
+                edges = edges[(edges > lo) & (edges < hi)]
+                if count <= FETCH_AT_MOST or not len(edges):
+                    break
+                bucket_sql = f"width_bucket({x}, {array_lit(edges, 'float8')})"
+                rows = self.run(lambda rel: f"SELECT array_agg(g.b ORDER BY g.b) AS b, array_agg(g.c ORDER BY g.b) AS c "
+                                            f"FROM (SELECT {bucket_sql} AS b, count(*) AS c FROM {rel} AS s "
+                                            f"WHERE {st.where} AND {where} AND {between(lo, hi, hi_closed)} "
+                                            f"GROUP BY 1) AS g", "(b int[], c bigint[])")
+                counts = np.zeros(len(edges) + 1, dtype=np.int64)
+                for r in rows:
+                    np.add.at(counts, np.asarray(r["b"] or [], dtype=np.int64), np.asarray(r["c"] or [], dtype=np.int64))
+                starts = below + np.concatenate(([0], np.cumsum(counts)[:-1]))
+                bucket = int(np.searchsorted(starts + counts, rank, side="right"))
+                if bucket > len(edges) or counts[bucket] == 0:
+                    _changed(st)
+                below, count = int(starts[bucket]), int(counts[bucket])
+                lo, hi, hi_closed = (float(edges[bucket - 1]) if bucket > 0 else lo,
+                                     float(edges[bucket]) if bucket < len(edges) else hi,
+                                     hi_closed and bucket == len(edges))
+            if lo == hi:
+                return lo
+            rows = self.run(lambda rel: f"SELECT array_agg({x}) AS v FROM {rel} AS s "
+                                        f"WHERE {st.where} AND {where} AND {between(lo, hi, hi_closed)}",
+                            "(v float8[])")
+            values = np.sort(np.concatenate([np.asarray(r["v"] or [], dtype=np.float64) for r in rows]))
+            if not below <= rank < below + len(values):
+                _changed(st)
+            fetched.append((below, values))
+            return float(values[rank - below])
+
+        return n, at
+
+
+def percentile_cont(n: int, p: float, at) -> float:
+    """PostgreSQL's percentile_cont over n sorted values, ``at(rank)`` giving each: the same float steps."""
+    pos = p * (n - 1)
+    first, second = math.floor(pos), math.ceil(pos)
+    lo = at(first)
+    if first == second:
+        return lo
+    return lo + (pos - first) * (at(second) - lo)
+
+
+def _changed(st: Statements):
+    raise FitError("40001", f"source {st.qualified} changed while the fit was reading it",
+                   hint="Stop writes to the shards during the fit, or retry.")

@@ -1,0 +1,120 @@
+"""Sharded sources (issue #9): two extra PostgreSQL clusters on loopback, rows sharded by generation.
+
+A LIST-partitioned source whose partitions are postgres_fdw foreign tables on
+the shards (and one local table) fits exactly like the same rows in one
+table, while the fit's aggregation runs on the shards.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import psycopg
+import pytest
+
+import artifacts
+import cases
+import reference
+from conftest import fit
+from test_fit_reference import assert_matches
+from woe_anchor_harness import shards as sharding
+
+SHARD_PORTS = 54341  # and the next one
+VOLUME_ROWS = 400_000
+COLUMNS = ", ".join(f"{c} {t}" for c, t in cases.COLUMN_TYPES.items())
+
+
+@pytest.fixture(scope="module")
+def shards():
+    with sharding.Shards(2, base_port=SHARD_PORTS) as s:
+        yield s.dsns
+
+
+def _comparable(conn, key):
+    reg, cuts, maps, scores = artifacts.comparable(conn, key)
+    reg.pop("source_relation")
+    return reg, cuts, maps, scores
+
+
+@pytest.fixture(scope="module")
+def sharded_cases(dsn, shards):
+    """tests/cases.py rows: generation 1 on shard A, 2 on shard B, 3 in a local partition."""
+    rows = cases.make_rows(seed=91)
+    placement = {shards[0]: [1], shards[1]: [2], None: [3]}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for shard, generations in placement.items():
+            part = {k: v[np.isin(rows["generation"], generations)] for k, v in rows.items()}
+            if shard is not None:
+                with psycopg.connect(shard, autocommit=True) as s:
+                    cases.load(s, "sh_src", part)
+        sharding.shard_table(conn, "sh_src", COLUMNS, placement)
+        cases.load(conn, "sh_local3", {k: v[rows["generation"] == 3] for k, v in rows.items()})
+        conn.execute("INSERT INTO sh_src_p2 SELECT * FROM sh_local3")
+        cases.load(conn, "sh_flat", rows)
+    return rows
+
+
+def test_a_sharded_fit_equals_the_reference_and_the_one_table_fit(conn, sharded_cases):
+    conn.execute("SET client_min_messages = notice")
+    key = fit(conn, "sh_src", model_key="sharded_cases", replace=True, activate=False)
+    assert any(n.startswith("[shards] 2 of 3 leaves aggregated on their shards") for n in conn.notices)
+    assert_matches(conn, key, reference.fit_reference(cases.as_reference(sharded_cases)))
+    flat = fit(conn, "sh_flat", model_key="flat_cases", replace=True, activate=False)
+    assert _comparable(conn, key) == _comparable(conn, flat), "bit-identical artifacts"
+
+
+def test_scoring_and_views_work_over_a_sharded_live_source(conn, sharded_cases):
+    key = fit(conn, "sh_flat", model_key="flat_for_scoring", replace=True)
+    query = "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_score(%s, %s) ORDER BY 1, 2, 3"
+    assert conn.execute(query, ["sh_src", key]).fetchall() == conn.execute(query, ["sh_flat", key]).fetchall()
+    conn.execute("DROP VIEW IF EXISTS ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
+                 "ml.v_woe_anchor_bands_live_v1")
+    conn.execute("SELECT ml.woe_anchor_create_views('sh_src')")
+    live = conn.execute("SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_scores_live_train_v "
+                        "ORDER BY 1, 2, 3").fetchall()
+    direct = conn.execute(query, ["sh_src", key]).fetchall()
+    assert len(live) == len(direct) == len(sharded_cases["t0"])
+    assert all(a[:3] == b[:3] and abs(a[3] - b[3]) <= 1e-9 * max(1.0, abs(b[3])) for a, b in zip(live, direct))
+    conn.execute("DROP VIEW ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
+                 "ml.v_woe_anchor_bands_live_v1")
+
+
+def test_without_dblink_rows_travel_and_the_result_is_the_same(conn, sharded_cases):
+    conn.execute("DROP EXTENSION dblink")
+    try:
+        key = fit(conn, "sh_src", model_key="sharded_no_dblink", replace=True, activate=False)
+    finally:
+        conn.execute("CREATE EXTENSION dblink")
+    assert any("dblink is not installed" in n for n in conn.notices)
+    flat = fit(conn, "sh_flat", model_key="flat_cases", replace=True, activate=False)
+    assert _comparable(conn, key) == _comparable(conn, flat)
+
+
+def test_the_aggregation_runs_on_the_shards_and_returns_few_values(conn, shards):
+    """600k generated listings: generations 1-2 on shard A, 3 on shard B, 4 local."""
+    sharding.generate_sharded(conn, "vol_src", VOLUME_ROWS, {shards[0]: [1, 2], shards[1]: [3], None: [4]},
+                              local_copy="vol_flat")
+    conn.execute("SET client_min_messages = debug2")  # plpy.debug is DEBUG2
+    try:
+        key = fit(conn, "vol_src", model_key="sharded_volume", replace=True, activate=False)
+    finally:
+        conn.execute("SET client_min_messages = notice")
+    summary = next(n for n in conn.notices if n.startswith("[shards]") and "sums returned" in n)
+    sums_values, stats_values = map(int, re.search(r"sums returned (\d+) values and the statistics (\d+)",
+                                                   summary).groups())
+    print(f"\n{summary}; source rows {VOLUME_ROWS}")
+    assert sums_values <= 0.05 * VOLUME_ROWS
+    assert sums_values + stats_values <= 0.10 * VOLUME_ROWS
+    # the statement a shard ran: its own plan groups the rows there
+    sent = [n for n in conn.notices if n.startswith("[shards] shard_") and "GROUPING SETS" in n]
+    assert sent, "the sums statement was sent to the shards"
+    server, statement = re.match(r"\[shards\] shard_(\d+): (.*)", sent[0], re.S).groups()
+    shard = next(d for d in shards if f"port={server}" in d)
+    with psycopg.connect(shard) as s:
+        plan = "\n".join(r[0] for r in s.execute("EXPLAIN (VERBOSE) " + statement).fetchall())
+    assert re.search(r"(Mixed|Hash|Group)Aggregate", plan) and re.search(r"(Hash|Group) Key", plan)
+    assert "Seq Scan on public.vol_src" in plan
+    flat = fit(conn, "vol_flat", model_key="flat_volume", replace=True, activate=False)
+    assert _comparable(conn, key) == _comparable(conn, flat)
+    for k in (key, flat):
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [k])
