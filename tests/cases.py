@@ -31,6 +31,7 @@ COLUMN_TYPES = {
     "photo_quality_avg": "float8", "bg_clean_avg": "real", "dmg_band_hq_struct": "float8",
     "charger_bundle_level": "int", "box_present": "boolean", "receipt_present": "boolean",
     "watcher_count": "numeric",  # read only by the band-schema tests' schema 2
+    "region": "text",            # read only by the band-schema tests' category band on text
 }
 INTEGER_TYPES = ("int", "bigint", "smallint")
 # in these columns a missing value is stored as NaN (which must read as NULL); elsewhere as NULL
@@ -106,6 +107,9 @@ def make_rows(n: int = 3000, n_days: int = 40, seed: int = 1, nok_scale: bool = 
     status[rng.random(n) < 0.03] = None
     rows.update(sold_time=sold_time, duration_hours=duration_hours, final_status=status)
     rows["watcher_count"] = maybe_null(rng.choice([0, 1, 2, 3, 5, 9, 10, 25], n), 0.1)
+    # NULL, a value spelled like the reserved label, a rare one and common ones
+    rows["region"] = rng.choice(np.array([None, "__other__", "north", "south", "east", "west's"], dtype=object),
+                                n, p=[0.1, 0.02, 0.4, 0.3, 0.17, 0.01])
     return rows
 
 
@@ -123,7 +127,7 @@ def _sql_value(column: str, v):
     kind = COLUMN_TYPES[column]
     if column in ("t0", "sold_time"):
         return None if v < 0 else to_datetime(v)
-    if column == "final_status":
+    if kind == "text":
         return v
     if isinstance(v, float) and np.isnan(v):
         if column not in NAN_COLUMNS:
@@ -159,7 +163,7 @@ def as_reference(rows: dict) -> dict:
         a = rows[c]
         if c in ("t0", "sold_time"):
             a = np.where(a < 0, np.iinfo(np.int64).min, a).astype("datetime64[us]")
-        elif c == "final_status":
+        elif COLUMN_TYPES[c] == "text":
             a = np.asarray(a, dtype=object)
         elif c in ("generation", "listing_id"):
             a = np.asarray(a, dtype=np.int64)

@@ -109,7 +109,7 @@ def test_a_used_schema_and_schema_1_are_immutable_and_copies_are_editable(conn, 
         "DELETE FROM ml.woe_anchor_band_schemas WHERE version = 1",
         "UPDATE ml.woe_anchor_bands SET position = 99 WHERE schema_version = 1 AND band_name = 'acc'",
     ]
-    for sql in edits:
+    for sql in edits + ["TRUNCATE ml.woe_anchor_bands", "TRUNCATE ml.woe_anchor_band_schemas CASCADE"]:
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="cannot"):
             conn.execute(sql)
     # what a restore does when the registry comes back first: re-inserting a recorded row is fine
@@ -181,3 +181,53 @@ def test_unknown_schema_and_foreign_parameters_are_refused(conn, schema_2):
                         "WHERE model_key = %s AND fold_id IS NULL", [key]).fetchone()[0]
     conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
     conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version = 8")
+
+
+EDGE_BANDS = [
+    # a category on a text column, inside a subset, with NULLs and a value spelled like the reserved label
+    ("region", "region_band", "has_assets", {"kind": "category", "column": "region", "min_weight": 25}),
+    # a <= ladder over a weighted sum without a null label, on learned thresholds
+    ("mix", "mix_band", None, {"kind": "ladder", "input": {"sum": [{"coef": 1, "column": "caption_share"},
+                                                                   {"coef": 1, "column": "stock_photo_share"}]},
+                               "steps": [{"op": "<=", "value": {"learned": "c1"}, "label": "mix_lo"},
+                                         {"op": "<=", "value": {"learned": "c2"}, "label": "mix_mid"}],
+                               "else": "mix_hi"}),
+    # a > ladder on a column without a null label
+    ("over", "over_band", None, {"kind": "ladder", "input": {"column": "delta_vs_sold_median_30d"},
+                                 "steps": [{"op": ">", "value": 0.1, "label": "over_hi"},
+                                           {"op": ">", "value": 0.0, "label": "over_mid"}], "else": "over_lo"}),
+]
+
+
+def test_fitted_scoring_and_live_views_agree_on_edge_values(conn):
+    """NULL, NaN and infinite inputs band the same in the compiled scoring and in the live views."""
+    conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE band_schema_version = 4")
+    conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version = 4")
+    conn.execute("SELECT ml.woe_anchor_copy_band_schema(1, 4)")
+    for i, (name, column, subset, rule) in enumerate(EDGE_BANDS):
+        conn.execute("INSERT INTO ml.woe_anchor_bands VALUES (4, %s, %s, %s, %s, %s)",
+                     [20 + i, name, column, subset, psycopg.types.json.Jsonb(rule)])
+    rows = cases.make_rows(seed=87)
+    cases.load(conn, "edge_train", rows)
+    live = {k: v.copy() for k, v in rows.items()}
+    live["caption_share"][:40] = np.inf
+    live["stock_photo_share"][:20] = -np.inf          # inf + -inf: NaN, read as NULL
+    live["delta_vs_sold_median_30d"][40:60] = np.nan
+    live["region"][60:80] = "never_seen"
+    cases.load(conn, "edge_live", live)
+    key = fit(conn, "edge_train", model_key="edge_model", band_schema_version=4, replace=True)
+    stored = {r[0] for r in conn.execute("SELECT DISTINCT band_value FROM ml.woe_anchor_map_v1 "
+                                         "WHERE model_key = %s AND band_name = 'region'", [key]).fetchall()}
+    assert "__null__" in stored and "west's" not in stored, "NULL is its own value; the rare value is folded"
+    conn.execute("DROP VIEW IF EXISTS ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
+                 "ml.v_woe_anchor_bands_live_v1")
+    conn.execute("SELECT ml.woe_anchor_create_views('edge_live')")
+    compiled = _logits(conn, "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_score('edge_live')")
+    views = _logits(conn, "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_scores_live_train_v")
+    _assert_close(views, compiled)
+    labels = dict(conn.execute("SELECT mix_band, count(*) FROM ml.v_woe_anchor_bands_live_v1 "
+                               "WHERE listing_id = ANY(%s) GROUP BY 1", [live["listing_id"][:20].tolist()]).fetchall())
+    assert labels == {"mix_hi": 20}, "a NaN sum satisfies no test: the default label"
+    conn.execute("DROP VIEW ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
+                 "ml.v_woe_anchor_bands_live_v1")
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])

@@ -182,6 +182,19 @@ def test_schema_problems_are_reported(rule, subset, expected):
     assert any(expected in p for _, p in problems), problems
 
 
+def test_schema_level_problems_are_reported():
+    head, rows = bands.schema_to_rows(bands.SCHEMA_1)
+    head["subsets"]["late"] = {"input": {"column": "x"}, "op": ">", "value": {"learned": "c1"}}
+    head["subsets"]["presentation_score"] = {"input": {"column": "x"}, "op": ">", "value": 0}
+    head["learned"][1]["probs"] = [0.6, 0.3]
+    rows[1]["rule"]["rules"][0]["all"][2]["value"] = {"t0_utc_year": -2.5}
+    _, problems = bands.schema_from_rows(head, rows)
+    text = " | ".join(p for _, p in problems)
+    for expected in ("uses learned threshold 'c1'", "two columns named 'presentation_score'",
+                     "probs must be strictly ascending", "whole number of years"):
+        assert expected in text, text
+
+
 @pytest.mark.parametrize("name, column, expected", [
     ("dsold", "x_band", "duplicate band name"),
     ("x", "dsold_band", "duplicate output column"),

@@ -392,7 +392,10 @@ def input_from_json(doc, where) -> Input:
     if "column" in doc:
         return Column(_column(doc["column"], where))
     if "t0_utc_year" in doc:
-        return UtcYearOfT0(int(_number(doc, "t0_utc_year", where)))
+        offset = _number(doc, "t0_utc_year", where)
+        if offset != int(offset):
+            raise SchemaError(f"{where}: t0_utc_year must be a whole number of years")
+        return UtcYearOfT0(int(offset))
     terms = []
     for term in _list(doc, "sum", where):
         transform = term.get("transform", "identity") if isinstance(term, dict) else None
@@ -582,6 +585,15 @@ def check(schema: BandSchema) -> list[tuple[str | None, str]]:
     problems: list[tuple[str | None, str]] = []
     if not schema.bands:
         problems.append((None, "the schema has no bands"))
+    for name, test in schema.subsets.items():
+        # a subset feeds the learned thresholds (quantiles over it): it cannot depend on them
+        if isinstance(test.operand, Learned):
+            problems.append((None, f"subset {name!r} uses learned threshold {test.operand.name!r}; "
+                                   "subsets may compare with numbers and inputs only"))
+    views = list(KEY_OUTPUTS) + view_columns(schema)
+    for dup in sorted({v[:63] for v in views if [w[:63] for w in views].count(v[:63]) > 1}):
+        problems.append((None, f"the live views would have two columns named {dup!r} "
+                               "(band output columns, subset names and <column>_score must differ)"))
     for attr, what in (("name", "band name"), ("column", "output column name")):
         values = [getattr(b, attr) for b in schema.bands]
         for dup in sorted({v for v in values if values.count(v) > 1}):
@@ -605,6 +617,8 @@ def check(schema: BandSchema) -> list[tuple[str | None, str]]:
                 problems.append((None, f"{where}: {len(rule.probs)} probs for {len(rule.names)} names"))
             if any(not 0 <= p <= 1 for p in rule.probs):
                 problems.append((None, f"{where}: probs must lie in [0, 1]"))
+            elif any(a >= b for a, b in zip(rule.probs, rule.probs[1:])):
+                problems.append((None, f"{where}: probs must be strictly ascending"))
             if rule.min_rows < 1:
                 problems.append((None, f"{where}: min_rows must be at least 1"))
             if rule.subset is not None and rule.subset not in schema.subsets:
@@ -622,6 +636,13 @@ def check(schema: BandSchema) -> list[tuple[str | None, str]]:
         if band.kind == "ladder":
             problems += [(band.name, p) for p in _ladder_order(band)]
     return problems
+
+
+def view_columns(schema: BandSchema) -> list[str]:
+    """The live bands view's columns after its keys: band outputs, subsets, weighted-sum scores."""
+    scores = [b.column.removesuffix("_band") + "_score" for b in schema.bands
+              if b.kind == "ladder" and isinstance(b.rules[0].tests[0].input, WeightedSum)]
+    return [b.column for b in schema.bands] + list(schema.subsets) + scores
 
 
 def _ladder_order(band: Band) -> list[str]:

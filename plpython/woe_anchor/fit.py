@@ -22,6 +22,8 @@ from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
 # average below this keeps fewer than ~38 bits per weight and would drift from float8
 MIN_MEAN_WEIGHT = 2.0 ** -24
 REGISTRY = "ml.woe_anchor_model_registry_v1"
+# a category band's learned values are looked up row by row in an array: keep it small
+MAX_CATEGORY_VALUES = 10_000
 # SPEC.md 8 registry columns, filled when the schema learns thresholds of these names
 DSOLD_COLUMNS = ("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4")
 
@@ -178,7 +180,7 @@ def _key_exists(plpy, key) -> bool:
 def _fit(plpy, version, code_sha256, p) -> str:
     phases = Phases()
     check_params(p)
-    schema_doc, schema = schemas.load(plpy, p["band_schema_version"])
+    schema_doc, schema = schemas.load(plpy, p["band_schema_version"], lock=p["persist"])
     if p["dsold_thresholds"] is not None and not any(
             isinstance(r, bands.ScaleRule) and r.parameter for r in schema.learning):
         raise FitError(errors.INVALID_PARAMETER_VALUE,
@@ -223,7 +225,14 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
                        f"no TRAIN SOLD row has duration_hours >= {p['min_duration_hours']}: nothing to learn",
                        hint="Lower min_duration_hours or check duration_hours.")
     learned, dsold_source = learn_thresholds(schema, stats, p["dsold_thresholds"])
-    schema = schema.resolve(category_values(schema, stats))
+    values = category_values(schema, stats)
+    for name, kept in values.items():
+        if len(kept) > MAX_CATEGORY_VALUES:
+            raise FitError(errors.INVALID_PARAMETER_VALUE,
+                           f"category band {name!r} has {len(kept)} distinct values among the learned rows, "
+                           f"more than {MAX_CATEGORY_VALUES}",
+                           hint="Band the column coarser in a view, or use a ladder.")
+    schema = schema.resolve(values)
     days = sorted(stats["days"])
     n_days = len(days)
     oof = bool(p["oof"]) and p["n_folds"] > 1

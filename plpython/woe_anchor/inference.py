@@ -20,7 +20,6 @@ from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
 BANDS_VIEW = "ml.v_woe_anchor_bands_live_v1"
 SCORES_VIEW = "ml.woe_anchor_scores_live_v1"
 TRAIN_VIEW = "ml.woe_anchor_scores_live_train_v"
-VIEW_KEYS = ("generation", "listing_id", "t0", "model_key", "base_logit")  # the bands view's first columns
 SPLIT_CENSORED_HOURS = 504  # SPEC.md 3: censored_ge_21d is 21 days whatever the label threshold
 
 _MODEL_SQL = f"""
@@ -138,16 +137,15 @@ def create_views(plpy, source_oid, version) -> None:
     _, schema = schemas.load(plpy, version)
     src = source.resolve(plpy, source_oid, schema, labels=False)
     c = Compiler(schema, src.reads, live="m")
-    columns = [(c.band(band, as_label=True), band.column) for band in schema.bands]
-    columns += [(c.subset(name), name) for name in schema.subsets]
+    exprs = [c.band(band, as_label=True) for band in schema.bands]
+    exprs += [c.subset(name) for name in schema.subsets]
     for band in schema.bands:
         # a ladder over a weighted sum also shows the sum (schema 1: presentation_score)
         if band.kind == "ladder" and isinstance(band.rules[0].tests[0].input, bands.WeightedSum):
             score = c.input(band.rules[0].tests[0].input)
-            if band.subset:
-                score = f"CASE WHEN {c.subset(band.subset)} THEN {score} END"
-            columns.append((score, band.column.removesuffix("_band") + "_score"))
-    _drop_views_of_another_shape(plpy, list(VIEW_KEYS) + [name for _, name in columns])
+            exprs.append(f"CASE WHEN {c.subset(band.subset)} THEN {score} END" if band.subset else score)
+    columns = list(zip(exprs, bands.view_columns(schema)))
+    _drop_views_of_another_shape(plpy, list(bands.KEY_OUTPUTS) + [name for _, name in columns])
     column_sql = ",\n       ".join(f"{expr} AS {quote_ident(name)}" for expr, name in columns)
     plpy.execute(f"""
 CREATE OR REPLACE VIEW {BANDS_VIEW} AS

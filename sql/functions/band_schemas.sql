@@ -23,14 +23,18 @@ LANGUAGE plpgsql SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    version int;
+    target int;
     used text;
 BEGIN
-    FOR version IN SELECT DISTINCT v FROM unnest(ARRAY[
+    IF TG_OP = 'TRUNCATE' THEN
+        RAISE EXCEPTION 'band schemas cannot be truncated: schema 1 ships with woe_anchor and models use theirs'
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Delete the rows of unused schemas instead.';
+    END IF;
+    FOR target IN SELECT DISTINCT v FROM unnest(ARRAY[
             CASE WHEN TG_OP <> 'INSERT' THEN (to_jsonb(OLD) ->> TG_ARGV[0])::int END,
             CASE WHEN TG_OP <> 'DELETE' THEN (to_jsonb(NEW) ->> TG_ARGV[0])::int END]) AS v
         WHERE v IS NOT NULL LOOP
-        IF version = 1 THEN
+        IF target = 1 THEN
             RAISE EXCEPTION 'band schema 1 ships with woe_anchor and cannot be changed'
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'Copy it and edit the copy: SELECT ml.woe_anchor_copy_band_schema(1, 2);';
@@ -38,17 +42,19 @@ BEGIN
         IF TG_OP = 'INSERT' AND TG_TABLE_NAME = 'woe_anchor_band_schemas' THEN
             CONTINUE;  -- a new schema: no model can use it yet
         END IF;
+        -- waits for a fit that is reading this schema (it holds FOR SHARE) and then sees its model
+        PERFORM FROM ml.woe_anchor_band_schemas AS s WHERE s.version = target FOR UPDATE;
         SELECT string_agg(quote_literal(r.model_key), ', ' ORDER BY r.model_key) INTO used
         FROM ml.woe_anchor_model_registry_v1 AS r
-        WHERE r.band_schema_version = version
+        WHERE r.band_schema_version = target
           AND NOT (TG_OP = 'INSERT' AND EXISTS (
                    SELECT FROM jsonb_array_elements(r.band_schema -> 'bands') AS e
                    WHERE e.value = to_jsonb(NEW) - TG_ARGV[0]));
         IF used IS NOT NULL THEN
-            RAISE EXCEPTION 'band schema % is used by model(s) %: it cannot change', version, used
+            RAISE EXCEPTION 'band schema % is used by model(s) %: it cannot change', target, used
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = format('Copy it and edit the copy: SELECT ml.woe_anchor_copy_band_schema(%s, <new version>);',
-                                    version);
+                                    target);
         END IF;
     END LOOP;
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
@@ -61,6 +67,12 @@ CREATE TRIGGER woe_anchor_band_schemas_guard
 CREATE TRIGGER woe_anchor_bands_guard
     BEFORE INSERT OR UPDATE OR DELETE ON ml.woe_anchor_bands
     FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_band_schema_guard('schema_version');
+CREATE TRIGGER woe_anchor_band_schemas_no_truncate
+    BEFORE TRUNCATE ON ml.woe_anchor_band_schemas
+    FOR EACH STATEMENT EXECUTE FUNCTION ml._woe_anchor_band_schema_guard('version');
+CREATE TRIGGER woe_anchor_bands_no_truncate
+    BEFORE TRUNCATE ON ml.woe_anchor_bands
+    FOR EACH STATEMENT EXECUTE FUNCTION ml._woe_anchor_band_schema_guard('schema_version');
 
 -- A new schema that starts as a copy of another (then edit its rows in ml.woe_anchor_bands).
 CREATE FUNCTION ml.woe_anchor_copy_band_schema(from_version int, to_version int, description text DEFAULT NULL)
