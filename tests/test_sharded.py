@@ -118,3 +118,27 @@ def test_the_aggregation_runs_on_the_shards_and_returns_few_values(conn, shards)
     assert _comparable(conn, key) == _comparable(conn, flat)
     for k in (key, flat):
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [k])
+
+
+def test_scores_can_be_written_next_to_the_rows(conn, shards, sharded_cases):
+    """scores_on_shards: each shard writes its rows' scores; the model's partition points at them."""
+    flat = fit(conn, "sh_flat", model_key="flat_cases", replace=True, activate=False)
+    key = fit(conn, "sh_src", model_key="scores_on_shards", replace=True, activate=False, scores_on_shards=True)
+    assert artifacts.scores(conn, key) == artifacts.scores(conn, flat), "the same scores, read through the shards"
+    remote = [(d, conn.execute("SELECT model_id FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
+                               [key]).fetchone()[0]) for d in shards]
+    for shard, model_id in remote:
+        with psycopg.connect(shard) as s:
+            kinds = s.execute("SELECT count(*), bool_and(EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid "
+                              "AND i.indisprimary)) FROM pg_class c WHERE c.relnamespace = "
+                              "'woe_anchor_scores'::regnamespace AND c.relname LIKE %s AND c.relkind = 'r'",
+                              [f"woe_anchor_scores_v1_m{model_id}_p%"]).fetchone()
+        assert kinds == (1, True), "one scores table with its primary key on each shard"
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="scores_on_shards"):
+        fit(conn, "sh_flat", model_key="not_sharded", scores_on_shards=True)
+    assert conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key]).fetchone()[0]
+    for shard, model_id in remote:
+        with psycopg.connect(shard) as s:
+            left = s.execute("SELECT count(*) FROM pg_class WHERE relname LIKE %s",
+                             [f"woe_anchor_scores_v1_m{model_id}_p%"]).fetchone()[0]
+        assert left == 0, "dropping the model drops its shard tables"

@@ -230,7 +230,7 @@ def test_rare_category_values_fold_into_other():
 def _params(**over):
     p = dict(n_folds=5, eps=0.5, half_life_days=150.0, slow_threshold_hours=504.0,
              min_duration_hours=48.0, dsold_thresholds=None, model_key=None, activate=True, oof=True,
-             persist=True, replace=False)
+             persist=True, replace=False, scores_on_shards=False)
     p.update(over)
     return p
 
@@ -248,7 +248,7 @@ def test_bad_parameters_are_refused(bad):
     assert err.value.sqlstate == errors.INVALID_PARAMETER_VALUE
 
 
-@pytest.mark.parametrize("name", ["activate", "oof", "persist", "replace"])
+@pytest.mark.parametrize("name", ["activate", "oof", "persist", "replace", "scores_on_shards"])
 def test_null_switches_are_refused(name):
     with pytest.raises(errors.FitError) as err:
         fit.check_params(_params(**{name: None}))

@@ -84,12 +84,12 @@ def shard_table(conn, name: str, columns_sql: str, placement: dict, batch_size: 
             continue
         info = psycopg.conninfo.conninfo_to_dict(dsn)
         srv = sql.Identifier(f"shard_{info['port']}")
-        conn.execute(sql.SQL("DROP SERVER IF EXISTS {} CASCADE").format(srv))
-        conn.execute(sql.SQL("CREATE SERVER {} FOREIGN DATA WRAPPER postgres_fdw OPTIONS "
+        # one server per shard, shared by every table sharded on it
+        conn.execute(sql.SQL("CREATE SERVER IF NOT EXISTS {} FOREIGN DATA WRAPPER postgres_fdw OPTIONS "
                              "(host {}, port {}, dbname {}, batch_size {}, fetch_size '10000')").format(
             srv, sql.Literal(info["host"]), sql.Literal(str(info["port"])), sql.Literal(info["dbname"]),
             sql.Literal(str(batch_size))))
-        conn.execute(sql.SQL("CREATE USER MAPPING FOR CURRENT_USER SERVER {} OPTIONS (user {})").format(
+        conn.execute(sql.SQL("CREATE USER MAPPING IF NOT EXISTS FOR CURRENT_USER SERVER {} OPTIONS (user {})").format(
             srv, sql.Literal(info["user"])))
         conn.execute(sql.SQL("CREATE FOREIGN TABLE {} PARTITION OF {} FOR VALUES IN ({}) SERVER {} "
                              "OPTIONS (table_name {})").format(

@@ -53,7 +53,7 @@ def check_params(p: dict) -> None:
     if key is not None and (not 1 <= len(key) <= 128
                             or any(unicodedata.category(ch) == "Cc" for ch in key)):
         bad("model_key must be 1 to 128 characters without control characters")
-    for name in ("activate", "oof", "persist", "replace"):
+    for name in ("activate", "oof", "persist", "replace", "scores_on_shards"):
         if p[name] is None:
             raise FitError(errors.NULL_VALUE_NOT_ALLOWED, f"{name} must be true or false, not NULL")
 
@@ -285,14 +285,22 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
     model_id = _one(plpy, "SELECT nextval('ml.woe_anchor_model_id_seq') AS id")["id"]
     part = score_partition(model_id)
     scoring = lookup_tables([folds[k] for k in fold_ids.tolist()] if oof else [final], plan, schema)
-    n_scored = _write_scores(plpy, sql, plan, src, part, key, fold, scoring,
-                             fold_ids.tolist() if oof else None, stats["n_train_sold"], phases)
+    if p["scores_on_shards"]:
+        n_scored = _write_scores_on_shards(plpy, sql, plan, src, shards, model_id, key, fold, scoring,
+                                           fold_ids.tolist() if oof else None, stats["n_train_sold"], phases)
+    else:
+        n_scored = _write_scores(plpy, sql, plan, src, part, key, fold, scoring,
+                                 fold_ids.tolist() if oof else None, stats["n_train_sold"], phases)
     if oof:
         plpy.notice(f"[woe] OOF scoring applied to TRAIN SOLD: folds={len(folds)} rows={n_scored}")
     else:
         plpy.notice(f"[woe] in-sample scoring applied to TRAIN SOLD (OOF off): rows={n_scored}")
     final_lookups = scoring if not oof else lookup_tables([final], plan, schema)
-    measured = _quality(plpy, sql.quality(plan, fold, scoring if oof else None, final_lookups))
+    if shards:
+        grouped = shards.quality(sql, plan, fold, scoring if oof else None, final_lookups)
+    else:
+        grouped = plpy.execute(sql.quality(plan, fold, scoring if oof else None, final_lookups))[0]
+    measured = _quality(grouped)
     phases.done("quality")
 
     # short critical section: registry writes serialize, readers never wait
@@ -334,6 +342,8 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
                                 "after this transaction's snapshot was taken",
                        hint="Retry. Under REPEATABLE READ, first LOCK TABLE ml.woe_anchor_model_registry_v1 "
                             "IN SHARE ROW EXCLUSIVE MODE.")
+    if shards:
+        shards.succeeded = True  # the shard tables now belong to the model (ml.woe_anchor_drop_model drops them)
     plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={activate})")
     plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
     return key
@@ -374,9 +384,8 @@ def _cutoff_literal(plpy, src, given, shards) -> str:
     return f"{quote_literal(text)}::timestamptz"
 
 
-def _quality(plpy, statement: str) -> dict:
+def _quality(row: dict) -> dict:
     """Registry columns of model quality from the grouped logits of ``Statements.quality``."""
-    row = plpy.execute(statement)[0]
     grouping = np.asarray(row["grouping"] or [], dtype=np.int64)
     logit = np.asarray([np.nan if v is None else v for v in row["logit"] or []], dtype=np.float64)
     n_pos = np.asarray(row["n_pos"] or [], dtype=np.float64)
@@ -428,20 +437,36 @@ def _write_scores(plpy, sql, plan, src, part, key, fold, lookups, fold_ids, n_tr
     if n != n_train_sold:
         _source_changed(src)
     try:
-        # one ALTER, one scan: the key, and the constraints ATTACH PARTITION then trusts
-        plpy.execute(f"""ALTER TABLE {part}
-            ADD PRIMARY KEY (model_key, generation, listing_id, t0),
-            ADD CONSTRAINT woe_anchor_scores_v1_fold_id_check CHECK (fold_id >= 0),
-            ADD CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = {quote_literal(key)}),
-            ALTER COLUMN is_oof SET NOT NULL, ALTER COLUMN woe_logit SET NOT NULL,
-            ALTER COLUMN woe_p SET NOT NULL""")
+        plpy.execute(passes.constrain_scores_sql(part, key))
     except plpy.spiexceptions.UniqueViolation:
-        raise FitError(errors.UNIQUE_VIOLATION,
-                       f"source {src.qualified} has duplicate (generation, listing_id, t0) keys among TRAIN SOLD rows",
-                       hint="Each listing snapshot must appear once; deduplicate in a view.")
+        _duplicate_keys(src)
     except plpy.spiexceptions.NotNullViolation:
         _source_changed(src)
     phases.done("scores_index")
+    return n
+
+
+def _duplicate_keys(src):
+    raise FitError(errors.UNIQUE_VIOLATION,
+                   f"source {src.qualified} has duplicate (generation, listing_id, t0) keys among TRAIN SOLD rows",
+                   hint="Each listing snapshot must appear once; deduplicate in a view.")
+
+
+def _write_scores_on_shards(plpy, sql, plan, src, shards, model_id, key, fold, lookups, fold_ids,
+                            n_train_sold, phases) -> int:
+    """The model's partition as a partitioned table whose partitions live next to the source's rows."""
+    if shards is None or src.partition_def is None:
+        raise FitError(errors.INVALID_PARAMETER_VALUE,
+                       f"scores_on_shards => true needs a source partitioned over postgres_fdw servers "
+                       f"(with dblink installed); {src.qualified} is not one",
+                       hint="Pass scores_on_shards => false to write the scores here.")
+    try:
+        n = shards.write_scores(sql, plan, score_partition(model_id), f"woe_anchor_scores_v1_m{int(model_id)}",
+                                key, fold, lookups, fold_ids, src.partition_def, phases)
+    except plpy.spiexceptions.UniqueViolation:
+        _duplicate_keys(src)
+    if n != n_train_sold:
+        _source_changed(src)
     return n
 
 

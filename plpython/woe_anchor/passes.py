@@ -212,6 +212,15 @@ FROM ({rows}) AS q
 """
 
 
+def constrain_scores_sql(table: str, model_key: str) -> str:
+    """One ALTER, one scan: the score key, and the constraints ATTACH PARTITION then trusts."""
+    return f"""ALTER TABLE {table}
+    ADD PRIMARY KEY (model_key, generation, listing_id, t0),
+    ADD CONSTRAINT woe_anchor_scores_v1_fold_id_check CHECK (fold_id >= 0),
+    ADD CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = {quote_literal(model_key)}),
+    ALTER COLUMN is_oof SET NOT NULL, ALTER COLUMN woe_logit SET NOT NULL, ALTER COLUMN woe_p SET NOT NULL"""
+
+
 def combinations_sql(compiler: Compiler, packs: list[pk.Pack]) -> list[str]:
     """Each pack's combination of a row's band codes, as SQL integers."""
     codes = [compiler.band(band) for band in compiler.schema.bands]

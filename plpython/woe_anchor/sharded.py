@@ -9,8 +9,9 @@ and adds up what comes back: counts and exact integer weight sums, so the
 result is bit-identical to the same rows in one table. Percentiles, which do
 not add up, are found by exact distributed selection: per-shard histograms
 over a narrowing value range until the range holding a rank is small enough
-to fetch. Scores are still written on the coordinator (rows travel once, for
-the scores and once for the quality figures).
+to fetch. The quality figures come back as grouped logits. Scores are
+written on the coordinator (their rows travel once) unless scores_on_shards
+writes them on the shards.
 """
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ import numpy as np
 
 from . import bands as b
 from .errors import FitError
-from .passes import FIXED_POINT, Statements, array_lit
+from .passes import FIXED_POINT, Statements, array_lit, constrain_scores_sql
 from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
 
 REMOTE_SETTINGS = "SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET jit = off"
 CUTOFF_OF_LATEST = "max(u.m::timestamptz) - interval '168 hours'"  # SPEC.md 3, as the local fit has it
+SPI_OK_SELECT = 5       # plpy result status of a query (others are commands)
 BUCKETS = 1024          # histogram buckets per narrowing round
 FETCH_AT_MOST = 4096    # a value range with this few rows left is fetched and sorted
 MAX_ROUNDS = 6
@@ -57,6 +59,8 @@ class Fanout:
     def __init__(self, plpy, leaves: tuple, dblink: str):
         self.plpy, self.leaves, self.dblink = plpy, leaves, dblink
         self.values_returned = 0  # array elements and rows that came back from shards
+        self.remote_tables = []   # (connection, table) written on shards, dropped unless the fit succeeds
+        self.succeeded = False
         self.names = {}
         for i, leaf in enumerate(leaves):
             if leaf.server is not None:
@@ -67,6 +71,14 @@ class Fanout:
                 plpy.execute(f"SELECT {dblink}.dblink_exec({name}, {quote_literal(REMOTE_SETTINGS)})")
 
     def close(self) -> None:
+        for name, table in self.remote_tables if not self.succeeded else ():
+            try:
+                self.plpy.execute(f"SELECT {self.dblink}.dblink_cancel_query({name}) "
+                                  f"WHERE {self.dblink}.dblink_is_busy({name}) = 1")
+                self.plpy.execute(f"SELECT {self.dblink}.dblink_exec({name}, "
+                                  f"{quote_literal('DROP TABLE IF EXISTS ' + table)})")
+            except Exception:  # noqa: BLE001 - cleaning up after an error: the first error is what counts
+                pass
         for name in self.names.values():
             try:
                 self.plpy.execute(f"SELECT {self.dblink}.dblink_cancel_query({name}) "
@@ -78,14 +90,18 @@ class Fanout:
 
     def run(self, statement, columns: str) -> list[dict]:
         """``statement(relation)`` on every leaf; ``columns`` types its result, e.g. '(n bigint, w numeric)'."""
+        return self.run_each([statement(leaf.relation) for leaf in self.leaves], columns)
+
+    def run_each(self, statements: list, columns: str) -> list[dict]:
+        """statements[i] on leaf i: sent to every shard first, so they all work at once."""
         for i, name in self.names.items():
-            sql = statement(self.leaves[i].relation)
-            self.plpy.debug(f"[shards] {self.leaves[i].server}: {sql}")
-            self.plpy.execute(f"SELECT {self.dblink}.dblink_send_query({name}, {quote_literal(sql)})")
+            self.plpy.debug(f"[shards] {self.leaves[i].server}: {statements[i]}")
+            self.plpy.execute(f"SELECT {self.dblink}.dblink_send_query({name}, {quote_literal(statements[i])})")
         rows = []
         for i, leaf in enumerate(self.leaves):
             if leaf.server is None:
-                rows += list(self.plpy.execute(statement(leaf.relation)))
+                result = self.plpy.execute(statements[i])
+                rows += list(result) if result.status() == SPI_OK_SELECT else [{"status": f"SELECT {result.nrows()}"}]
         for name in self.names.values():
             got = list(self.plpy.execute(f"SELECT * FROM {self.dblink}.dblink_get_result({name}) AS t{columns}"))
             # a sent query's results end with an empty one; reading it frees the connection
@@ -142,6 +158,56 @@ class Fanout:
         keys = sorted(total)
         return {"grouping": [g for g, _ in keys], "key": [k for _, k in keys],
                 "n": [total[k][0] for k in keys], "sw": [float(total[k][1]) / fixed for k in keys]}
+
+    def quality(self, st: Statements, packs: list, fold: str, oof, final) -> dict:
+        """``Statements.quality`` over all leaves: each shard groups its logits, equal logits add up."""
+        parts = self.run(lambda rel: st.over(rel).quality(packs, fold, oof, final),
+                         "(grouping int[], logit float8[], n_pos bigint[], n_neg bigint[])")
+        total: dict = {}
+        for p in parts:
+            for g, logit, pos, neg in zip(p["grouping"] or (), p["logit"] or (), p["n_pos"] or (), p["n_neg"] or ()):
+                key = (g, None if logit is None else float(logit))
+                pos0, neg0 = total.get(key, (0, 0))
+                total[key] = (pos0 + int(pos), neg0 + int(neg))
+        keys = list(total)
+        return {"grouping": [g for g, _ in keys], "logit": [v for _, v in keys],
+                "n_pos": [total[k][0] for k in keys], "n_neg": [total[k][1] for k in keys]}
+
+    def write_scores(self, st: Statements, packs: list, parent: str, name: str, key: str, fold: str,
+                     lookups, fold_ids, partition_def: str, phases) -> int:
+        """Scores written next to the rows they score; returns how many.
+
+        Each shard runs a CREATE TABLE AS of its own rows' scores and builds its
+        primary key, all shards at once; the coordinator's model partition is a
+        partitioned table (partitioned like the source) of foreign tables
+        pointing at them. Nothing but the statements crosses the network.
+        """
+        local = [f"woe_anchor_scores.{quote_ident(f'{name}_p{i}')}" for i in range(len(self.leaves))]
+        for i, leaf_name in self.names.items():
+            self.plpy.execute(f"SELECT {self.dblink}.dblink_exec({leaf_name}, "
+                              f"'CREATE SCHEMA IF NOT EXISTS woe_anchor_scores')")
+            self.remote_tables.append((leaf_name, local[i]))
+        created = self.run_each([st.over(leaf.relation).scores(packs, local[i], key, fold, *lookups, fold_ids)
+                                 for i, leaf in enumerate(self.leaves)], "(status text)")
+        n = sum(int(r["status"].split()[-1]) for r in created)
+        phases.done("scores_write")
+        self.run_each([constrain_scores_sql(t, key) for t in local], "(status text)")
+        phases.done("scores_index")
+        self.plpy.execute(f"""CREATE TABLE {parent} (
+            model_key text NOT NULL CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = {quote_literal(key)}),
+            generation int NOT NULL, listing_id bigint NOT NULL, t0 timestamptz NOT NULL,
+            fold_id int CONSTRAINT woe_anchor_scores_v1_fold_id_check CHECK (fold_id >= 0),
+            is_oof boolean NOT NULL, woe_logit float8 NOT NULL, woe_p float8 NOT NULL)
+            PARTITION BY {partition_def}""")
+        for i, leaf in enumerate(self.leaves):
+            if leaf.server is None:
+                self.plpy.execute(f"ALTER TABLE {parent} ATTACH PARTITION {local[i]} {leaf.bound}")
+            else:
+                remote = quote_literal(f"{name}_p{i}")
+                self.plpy.execute(f"CREATE FOREIGN TABLE {local[i]} PARTITION OF {parent} {leaf.bound} "
+                                  f"SERVER {quote_ident(leaf.server)} "
+                                  f"OPTIONS (schema_name 'woe_anchor_scores', table_name {remote})")
+        return n
 
     def _selector(self, st: Statements, x: str, where: str):
         """(count of non-NULL x over TRAIN SOLD rows matching ``where``, rank -> value of the sorted x)."""

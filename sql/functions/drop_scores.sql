@@ -30,7 +30,8 @@ CREATE TRIGGER woe_anchor_drop_scores_on_truncate
 -- Attaches a fit's finished score table as its model's partition.
 -- SECURITY DEFINER: ATTACH PARTITION needs ownership of ml.woe_anchor_scores_v1, which a
 -- trainer role does not have. It attaches only woe_anchor_scores.woe_anchor_scores_v1_m<id>
--- of a registry row, as a plain table that is not yet a partition, under that row's key.
+-- of a registry row, as a table (plain, or partitioned for scores on shards) that is not yet
+-- a partition, under that row's key.
 CREATE FUNCTION ml._woe_anchor_attach_scores(model_id bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -42,7 +43,7 @@ BEGIN
     SELECT r.model_key INTO key FROM ml.woe_anchor_model_registry_v1 AS r
     WHERE r.model_id = _woe_anchor_attach_scores.model_id;
     SELECT c.oid::regclass INTO part FROM pg_class AS c
-    WHERE c.relnamespace = 'woe_anchor_scores'::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
+    WHERE c.relnamespace = 'woe_anchor_scores'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
       AND c.relname = 'woe_anchor_scores_v1_m' || _woe_anchor_attach_scores.model_id;
     IF key IS NULL OR part IS NULL THEN
         RAISE EXCEPTION 'no unattached score table for model id %', _woe_anchor_attach_scores.model_id
@@ -56,3 +57,42 @@ COMMENT ON FUNCTION ml._woe_anchor_drop_scores() IS
     'woe_anchor internal: drops the score partitions of deleted or truncated registry rows';
 COMMENT ON FUNCTION ml._woe_anchor_attach_scores(bigint) IS
     'woe_anchor internal: attaches a fit''s score table as its model''s partition';
+
+-- Scores written next to a sharded source's rows (scores_on_shards) live in tables on the
+-- shards; dropping the model drops those too, through dblink and the caller's user mapping
+-- (SECURITY INVOKER: on the shards it acts with the caller's rights). A remote DROP is not
+-- part of this transaction: it happens even if the caller then rolls back.
+CREATE FUNCTION ml._woe_anchor_drop_shard_scores(model_key text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dblink text;
+    server text;
+    remote text;
+BEGIN
+    SELECT quote_ident(n.nspname) INTO dblink FROM pg_extension AS e
+    JOIN pg_namespace AS n ON n.oid = e.extnamespace WHERE e.extname = 'dblink';
+    FOR server, remote IN
+        SELECT s.srvname, format('%I.%I', o.schema_name, o.table_name)
+        FROM ml.woe_anchor_model_registry_v1 AS r
+        JOIN pg_class AS p ON p.relnamespace = 'woe_anchor_scores'::regnamespace
+                          AND p.relname = 'woe_anchor_scores_v1_m' || r.model_id
+        JOIN pg_inherits AS i ON i.inhparent = p.oid
+        JOIN pg_foreign_table AS f ON f.ftrelid = i.inhrelid
+        JOIN pg_foreign_server AS s ON s.oid = f.ftserver
+        CROSS JOIN LATERAL (SELECT max(v.option_value) FILTER (WHERE v.option_name = 'schema_name') AS schema_name,
+                                   max(v.option_value) FILTER (WHERE v.option_name = 'table_name') AS table_name
+                            FROM pg_options_to_table(f.ftoptions) AS v) AS o
+        WHERE r.model_key = _woe_anchor_drop_shard_scores.model_key LOOP
+        IF dblink IS NULL THEN
+            RAISE WARNING 'dblink is not installed: table % on server % stays', remote, server;
+            CONTINUE;
+        END IF;
+        EXECUTE format('SELECT %s.dblink_exec(%L, %L)', dblink, server, format('DROP TABLE IF EXISTS %s', remote));
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION ml._woe_anchor_drop_shard_scores(text) IS
+    'woe_anchor internal: drops the shard tables of a model whose scores were written on shards';

@@ -3,7 +3,7 @@ CREATE FUNCTION ml._fit_woe_anchor(
     source oid, cutoff timestamptz, n_folds int, half_life_days float8, eps float8,
     slow_threshold_hours float8, min_duration_hours float8, dsold_thresholds float8[],
     model_key text, activate boolean, oof boolean, persist boolean, replace boolean,
-    band_schema_version int)
+    band_schema_version int, scores_on_shards boolean)
 RETURNS text
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -22,7 +22,8 @@ return woe_anchor.fit.fit(
     n_folds=n_folds, half_life_days=half_life_days, eps=eps,
     slow_threshold_hours=slow_threshold_hours, min_duration_hours=min_duration_hours,
     dsold_thresholds=dsold_thresholds, model_key=model_key, activate=activate, oof=oof,
-    persist=persist, replace=replace, band_schema_version=band_schema_version)
+    persist=persist, replace=replace, band_schema_version=band_schema_version,
+    scores_on_shards=scores_on_shards)
 $woe_anchor_py$;
 
 -- Public entry point: fits, scores out-of-fold and persists a model in the caller's transaction.
@@ -40,7 +41,8 @@ CREATE PROCEDURE ml.fit_woe_anchor(
     oof boolean DEFAULT true,
     persist boolean DEFAULT true,
     replace boolean DEFAULT false,
-    band_schema_version int DEFAULT 1)
+    band_schema_version int DEFAULT 1,
+    scores_on_shards boolean DEFAULT false)
 LANGUAGE plpgsql SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -49,12 +51,12 @@ DECLARE
 BEGIN
     model_key := ml._fit_woe_anchor(source::oid, cutoff, n_folds, half_life_days, eps,
         slow_threshold_hours, min_duration_hours, dsold_thresholds, model_key, activate, oof,
-        persist, replace, band_schema_version);
+        persist, replace, band_schema_version, scores_on_shards);
 @RERAISE_AS_PLAIN_ERROR@
 END
 $$;
 
-COMMENT ON FUNCTION ml._fit_woe_anchor(oid, timestamptz, int, float8, float8, float8, float8, float8[], text, boolean, boolean, boolean, boolean, int)
+COMMENT ON FUNCTION ml._fit_woe_anchor(oid, timestamptz, int, float8, float8, float8, float8, float8[], text, boolean, boolean, boolean, boolean, int, boolean)
     IS 'woe_anchor internal: the fit behind ml.fit_woe_anchor';
-COMMENT ON PROCEDURE ml.fit_woe_anchor(regclass, timestamptz, int, float8, float8, float8, float8, float8[], text, boolean, boolean, boolean, boolean, int)
+COMMENT ON PROCEDURE ml.fit_woe_anchor(regclass, timestamptz, int, float8, float8, float8, float8, float8[], text, boolean, boolean, boolean, boolean, int, boolean)
     IS 'Fit a slow21 WOE anchor on source: out-of-fold scores, final and per-fold maps, persisted in this transaction; returns model_key';

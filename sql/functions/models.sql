@@ -26,6 +26,7 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM ml._woe_anchor_drop_shard_scores(woe_anchor_drop_model.model_key);
     DELETE FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = woe_anchor_drop_model.model_key;
     RETURN FOUND;
 END
@@ -42,6 +43,11 @@ BEGIN
         RAISE EXCEPTION 'keep must be 0 or more, got %', keep USING ERRCODE = 'invalid_parameter_value';
     END IF;
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM ml._woe_anchor_drop_shard_scores(r.model_key)
+    FROM ml.woe_anchor_model_registry_v1 AS r
+    WHERE NOT r.is_active
+      AND r.model_key NOT IN (SELECT n.model_key FROM ml.woe_anchor_model_registry_v1 AS n
+                              ORDER BY n.created_at DESC, n.model_id DESC LIMIT keep);
     RETURN QUERY
     DELETE FROM ml.woe_anchor_model_registry_v1 AS r
     WHERE NOT r.is_active
