@@ -9,7 +9,7 @@ SQL_SOURCES  = sql/header.sql \
                sql/tables/band_schemas.sql sql/tables/registry.sql sql/tables/cuts.sql sql/tables/map.sql \
                sql/tables/scores.sql sql/tables/dump.sql \
                sql/functions/errors.sql sql/functions/loader.sql sql/functions/drop_scores.sql \
-               sql/functions/band_schemas.sql sql/functions/models.sql sql/functions/fit.sql sql/functions/inference.sql \
+               sql/functions/band_schemas.sql sql/functions/models.sql sql/functions/fit.sql sql/functions/schedule.sql sql/functions/inference.sql \
                sql/functions/roles.sql \
                sql/grants.sql
 # Dependency order: a module comes after every module it imports.

@@ -87,10 +87,28 @@ def ensure_local(major: int | None = None, port: int | None = None,
     status = subprocess.run([f"{bindir}/pg_ctl", "status", "-D", str(pgdata)],
                             capture_output=True, text=True,
                             user="postgres" if os.geteuid() == 0 else None)
-    if status.returncode != 0:
+    if _preload_pg_cron(pgdata, major) and status.returncode == 0:
+        _as_postgres([f"{bindir}/pg_ctl", "restart", "-w", "-m", "fast", "-D", str(pgdata),
+                      "-l", str(pgdata / "server.log")], stdout=subprocess.DEVNULL)
+    elif status.returncode != 0:
         _as_postgres([f"{bindir}/pg_ctl", "start", "-w", "-D", str(pgdata),
                       "-l", str(pgdata / "server.log")], stdout=subprocess.DEVNULL)
     return Server(dsn=f"host=127.0.0.1 port={port} user=postgres", bindir=bindir, major=major)
+
+
+def _preload_pg_cron(pgdata: Path, major: int) -> bool:
+    """Preload pg_cron when it is installed (scheduled fits); True when the setting was just added.
+
+    Jobs run in background workers: the private cluster has no passwords for
+    pg_cron's own connections.
+    """
+    conf = pgdata / "postgresql.auto.conf"
+    if not Path(f"/usr/lib/postgresql/{major}/lib/pg_cron.so").exists() or "pg_cron" in conf.read_text():
+        return False
+    with open(conf, "a") as f:
+        f.write("shared_preload_libraries = 'pg_cron'\ncron.use_background_workers = on\n"
+                "cron.database_name = 'postgres'\nmax_worker_processes = 16\n")
+    return True
 
 
 def from_env_or_local() -> Server:

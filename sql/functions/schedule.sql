@@ -1,0 +1,104 @@
+-- Runs one pg_cron statement in pg_cron's database (cron.database_name). pg_cron is looked up
+-- here, at call time: CREATE EXTENSION woe_anchor never needs it. From another database the
+-- statement goes through dblink, to this server, as the calling role.
+CREATE FUNCTION ml._woe_anchor_cron(statement text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cron_db text := current_setting('cron.database_name', true);
+    dblink text;
+    socket text := btrim(split_part(current_setting('unix_socket_directories'), ',', 1));
+    conninfo text;
+    result text;
+BEGIN
+    IF cron_db IS NULL THEN
+        RAISE EXCEPTION 'pg_cron is not loaded on this server'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add pg_cron to shared_preload_libraries, restart, and CREATE EXTENSION pg_cron in cron.database_name.';
+    END IF;
+    IF cron_db = current_database() THEN
+        IF to_regnamespace('cron') IS NULL THEN
+            RAISE EXCEPTION 'pg_cron is loaded but not created in database %', cron_db
+                USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'CREATE EXTENSION pg_cron;';
+        END IF;
+        EXECUTE statement INTO result;
+        RETURN result;
+    END IF;
+    SELECT quote_ident(n.nspname) INTO dblink FROM pg_extension AS e
+    JOIN pg_namespace AS n ON n.oid = e.extnamespace WHERE e.extname = 'dblink';
+    IF dblink IS NULL THEN
+        RAISE EXCEPTION 'pg_cron lives in database %, not in %: scheduling from here needs dblink', cron_db,
+            current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'CREATE EXTENSION dblink here, or call this function in database ' || cron_db || '.';
+    END IF;
+    -- libpq values in single quotes, backslash-escaped
+    SELECT string_agg(k || '=''' || replace(replace(v, '\', '\\'), '''', '\''') || '''', ' ')
+    INTO conninfo
+    FROM (VALUES ('dbname', cron_db), ('user', current_user::text), ('port', current_setting('port')),
+                 ('host', CASE WHEN socket = '' THEN 'localhost' ELSE socket END)) AS c (k, v);
+    EXECUTE format('SELECT t.r FROM %s.dblink(%L, %L) AS t (r text)', dblink, conninfo, statement) INTO result;
+    RETURN result;
+END
+$$;
+
+-- Schedules a fit with pg_cron under a job name (scheduling the same name again replaces the job).
+-- The cutoff is not frozen: each run takes the default rule on the data of that moment. A run
+-- that fails leaves the active model as it was and its error in cron.job_run_details.
+CREATE FUNCTION ml.schedule_woe_anchor_fit(
+    job_name text,
+    schedule text,
+    source regclass,
+    n_folds int DEFAULT 5,
+    half_life_days float8 DEFAULT 150,
+    eps float8 DEFAULT 0.5,
+    slow_threshold_hours float8 DEFAULT 504,
+    min_duration_hours float8 DEFAULT 48,
+    dsold_thresholds float8[] DEFAULT NULL,
+    activate boolean DEFAULT true,
+    band_schema_version int DEFAULT 1)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+-- parameters are written into the job's command as text: exactly
+SET extra_float_digits = 3
+AS $$
+DECLARE
+    relation text;
+    command text;
+BEGIN
+    IF job_name IS NULL OR schedule IS NULL OR source IS NULL THEN
+        RAISE EXCEPTION 'job_name, schedule and source must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT format('%I.%I', n.nspname, c.relname) INTO relation
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE c.oid = source;
+    command := format('CALL ml.fit_woe_anchor(source => %L::regclass, n_folds => %L::int, '
+                      'half_life_days => %L::float8, eps => %L::float8, slow_threshold_hours => %L::float8, '
+                      'min_duration_hours => %L::float8, dsold_thresholds => %L::float8[], activate => %L::boolean, '
+                      'band_schema_version => %L::int)',
+                      relation, n_folds, half_life_days, eps, slow_threshold_hours, min_duration_hours,
+                      dsold_thresholds, activate, band_schema_version);
+    RETURN ml._woe_anchor_cron(format('SELECT cron.schedule_in_database(%L, %L, %L, %L)::text',
+                                      job_name, schedule, command, current_database()))::bigint;
+END
+$$;
+
+-- Removes a scheduled fit of the calling role; false when there was none (so it can be re-run).
+CREATE FUNCTION ml.unschedule_woe_anchor_fit(job_name text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN ml._woe_anchor_cron(format(
+        'SELECT CASE WHEN EXISTS (SELECT FROM cron.job AS j WHERE j.jobname = %L AND j.username = current_user) '
+        'THEN cron.unschedule(%L)::text ELSE %L END', job_name, job_name, 'false'))::boolean;
+END
+$$;
+
+COMMENT ON FUNCTION ml._woe_anchor_cron(text) IS 'woe_anchor internal: runs a pg_cron statement in cron.database_name';
+COMMENT ON FUNCTION ml.schedule_woe_anchor_fit(text, text, regclass, int, float8, float8, float8, float8, float8[], boolean, int) IS
+    'Schedule CALL ml.fit_woe_anchor with pg_cron (idempotent by job name); returns the pg_cron job id';
+COMMENT ON FUNCTION ml.unschedule_woe_anchor_fit(text) IS 'Remove a scheduled woe_anchor fit; false when there was none';

@@ -1,0 +1,82 @@
+"""Scheduled fits with a real pg_cron (issue #6, item 1): jobs run in background workers.
+
+pg_cron lives in the cluster's `postgres` database; the fits run in the test
+database, so scheduling goes through dblink, as it does for a user whose
+models live outside cron.database_name. pg_cron 1.4 runs jobs on the
+minute, so this waits up to about a minute and a half.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import psycopg
+import pytest
+
+import artifacts
+import cases
+from conftest import fit
+
+
+@pytest.fixture
+def cron(conn, server):
+    if conn.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0] is None:
+        pytest.skip("pg_cron is not preloaded on this server (harness/run.sh installs and preloads it)")
+    cron_db = conn.execute("SELECT current_setting('cron.database_name')").fetchone()[0]
+    with psycopg.connect(server.dsn_for(cron_db), autocommit=True) as c:
+        c.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+        names = [f"woe_ok_{os.getpid()}", f"woe_bad_{os.getpid()}"]
+        yield c, names
+        for name in names:
+            conn.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [name])
+
+
+def _finished_runs(cron_conn, job_ids):
+    return cron_conn.execute("SELECT jobid, status, return_message FROM cron.job_run_details "
+                             "WHERE jobid = ANY(%s) AND status IN ('succeeded', 'failed')", [job_ids]).fetchall()
+
+
+def test_a_scheduled_fit_runs_and_a_failing_one_changes_nothing(conn, cron):
+    cron_conn, (ok_name, bad_name) = cron
+    rows = cases.make_rows(seed=95, n=1500)
+    cases.load(conn, "sched_src", rows)
+    conn.execute("CREATE OR REPLACE VIEW sched_unsold AS SELECT * FROM sched_src WHERE sold_time IS NULL")
+    before = fit(conn, "sched_src", model_key="sched_before", replace=True)
+    ok = conn.execute("SELECT ml.schedule_woe_anchor_fit(%s, '* * * * *', 'sched_src', n_folds => 3)",
+                      [ok_name]).fetchone()[0]
+    again = conn.execute("SELECT ml.schedule_woe_anchor_fit(%s, '* * * * *', 'sched_src', n_folds => 3)",
+                         [ok_name]).fetchone()[0]
+    assert again == ok and cron_conn.execute("SELECT count(*) FROM cron.job WHERE jobname = %s",
+                                             [ok_name]).fetchone()[0] == 1, "scheduling is idempotent by name"
+    bad = conn.execute("SELECT ml.schedule_woe_anchor_fit(%s, '* * * * *', 'sched_unsold')",
+                       [bad_name]).fetchone()[0]
+    assert bad != ok
+    # rows that arrive after scheduling move the cutoff of the scheduled run: it is not frozen
+    later = int(rows["sold_time"].max()) + 3 * cases.DAY_US
+    conn.execute("INSERT INTO sched_src SELECT generation, listing_id + 10000000, t0 + interval '3 days', "
+                 "sold_time + interval '3 days', duration_hours, final_status, delta_vs_sold_median_30d, "
+                 "condition_score, damage_severity_ai, battery_pct_effective, seller_rating, review_count, "
+                 "member_since_year, ai_ship_can, ai_ship_pickup, ai_pickup_only_bin, ai_sale_mode_firm, "
+                 "ai_sale_mode_bids, ai_sale_mode_obo, image_count, caption_share, stock_photo_share, "
+                 "photo_quality_avg, bg_clean_avg, dmg_band_hq_struct, charger_bundle_level, box_present, "
+                 "receipt_present, watcher_count, region FROM sched_src WHERE sold_time = "
+                 "(SELECT max(sold_time) FROM sched_src)")
+    deadline = time.monotonic() + 150
+    while len({r[0] for r in _finished_runs(cron_conn, [ok, bad])}) < 2 and time.monotonic() < deadline:
+        time.sleep(2)
+    runs = {jobid: (status, message) for jobid, status, message in _finished_runs(cron_conn, [ok, bad])}
+    assert set(runs) == {ok, bad}, f"both jobs ran within the deadline: {runs}"
+    assert runs[ok][0] == "succeeded", runs[ok]
+    assert runs[bad][0] == "failed" and "no sold rows" in runs[bad][1], runs[bad]
+    scheduled = conn.execute("SELECT model_key, train_cutoff_ts FROM ml.woe_anchor_model_registry_v1 "
+                             "WHERE source_relation = 'public.sched_src' AND model_key <> %s", [before]).fetchall()
+    assert len(scheduled) >= 1
+    key, cutoff = scheduled[0]
+    assert artifacts.active_keys(conn) in ([key], [k for k, _ in scheduled][-1:]), "the scheduled fit is active"
+    assert cases.to_datetime(later) - cutoff == np.timedelta64(7, "D").astype("timedelta64[us]").item()
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1 "
+                        "WHERE source_relation = 'public.sched_unsold'").fetchone()[0] == 0
+    assert conn.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [ok_name]).fetchone()[0] is True
+    assert conn.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [ok_name]).fetchone()[0] is False
