@@ -20,7 +20,7 @@ DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql
 DATA         = $(filter-out $(DATA_built), $(wildcard extension/$(EXTENSION)--*--*.sql))
 REGRESS      = woe_anchor_smoke
 REGRESS_OPTS = --inputdir=tests/regress --outputdir=build/regress
-EXTRA_CLEAN  = build
+EXTRA_CLEAN  = build META.json $(DIST)
 
 PG_CONFIG   ?= pg_config
 PGXS        := $(shell $(PG_CONFIG) --pgxs)
@@ -34,6 +34,17 @@ $(DATA_built): $(SQL_SOURCES) $(PY_MODULES) extension/build.py $(EXTENSION).cont
 installcheck: | build/regress
 build/regress:
 	mkdir -p $@
+
+# PGXN: META.json carries the control file's version; `make dist` zips the tracked sources
+# (the extension script is built from them by `make` on the installing machine).
+DIST = woe_anchor-$(EXTVERSION).zip
+META.json: META.json.in woe_anchor.control
+	sed 's/@VERSION@/$(EXTVERSION)/g' $< > $@
+
+.PHONY: dist
+dist: META.json
+	rm -f $(DIST)
+	$(PYTHON) extension/dist.py $(DIST) woe_anchor-$(EXTVERSION) META.json
 
 # The two commands of the README: the demo, and the whole test suite.
 .PHONY: demo test
