@@ -132,7 +132,7 @@ def test_scores_can_be_written_next_to_the_rows(conn, shards, sharded_cases):
             kinds = s.execute("SELECT count(*), bool_and(EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid "
                               "AND i.indisprimary)) FROM pg_class c WHERE c.relnamespace = "
                               "'woe_anchor_scores'::regnamespace AND c.relname LIKE %s AND c.relkind = 'r'",
-                              [f"woe_anchor_scores_v1_m{model_id}_p%"]).fetchone()
+                              [f"woe_anchor_scores_v1_m{model_id}\\_%"]).fetchone()
         assert kinds == (1, True), "one scores table with its primary key on each shard"
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="scores_on_shards"):
         fit(conn, "sh_flat", model_key="not_sharded", scores_on_shards=True)
@@ -140,5 +140,33 @@ def test_scores_can_be_written_next_to_the_rows(conn, shards, sharded_cases):
     for shard, model_id in remote:
         with psycopg.connect(shard) as s:
             left = s.execute("SELECT count(*) FROM pg_class WHERE relname LIKE %s",
-                             [f"woe_anchor_scores_v1_m{model_id}_p%"]).fetchone()[0]
+                             [f"woe_anchor_scores_v1_m{model_id}\\_%"]).fetchone()[0]
         assert left == 0, "dropping the model drops its shard tables"
+
+
+def test_a_failing_fit_leaves_no_shard_tables_and_a_replace_keeps_the_old_ones_until_it_succeeds(conn, shards,
+                                                                                                 sharded_cases):
+    def shard_tables():
+        out = 0
+        for d in shards:
+            with psycopg.connect(d) as s:
+                out += s.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'woe\\_anchor\\_scores\\_v1\\_m%' "
+                                 "AND relkind = 'r'").fetchone()[0]
+        return out
+
+    kept = fit(conn, "sh_src", model_key="on_shards_kept", replace=True, activate=False, scores_on_shards=True)
+    before = shard_tables()
+    conn.execute("CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                 "$$BEGIN RAISE EXCEPTION 'injected failure'; END$$")
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON ml.woe_anchor_map_v1 "
+                 "FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.refuse()")
+    try:
+        for key, replace in (("on_shards_failed", False), (kept, True)):
+            with pytest.raises(psycopg.errors.RaiseException, match="injected failure"):
+                fit(conn, "sh_src", model_key=key, replace=replace, activate=False, scores_on_shards=True)
+    finally:
+        conn.execute("DROP TRIGGER refuse ON ml.woe_anchor_map_v1")
+    assert shard_tables() == before, "the shards rolled their writes back; the kept model's tables remain"
+    assert artifacts.scores(conn, kept), "the kept model's scores still read through its shard tables"
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [kept])
+    assert shard_tables() == before - 2

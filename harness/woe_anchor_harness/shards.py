@@ -32,6 +32,14 @@ class Shards:
         return ROOT / str(port)
 
     def __enter__(self) -> "Shards":
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
         uid, gid = servers._owner_ids()
         for port in self.ports:
             pgdata = self._pgdata(port)
@@ -48,7 +56,6 @@ class Shards:
             servers._as_postgres([f"{self.bindir}/pg_ctl", "start", "-w", "-D", str(pgdata),
                                   "-l", str(pgdata / "server.log")], stdout=subprocess.DEVNULL)
             self.dsns.append(f"host=127.0.0.1 port={port} user=postgres dbname=postgres")
-        return self
 
     def _stop(self, port: int) -> None:
         pgdata = self._pgdata(port)

@@ -307,10 +307,14 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
     plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
     phases.done("lock")
     replaced = _one(plpy, f"SELECT is_active FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])
+    old_shard_tables = []
     if replaced is not None:
         if not p["replace"]:
             raise _exists(key)
-        _one(plpy, "SELECT ml.woe_anchor_drop_model($1)", ["text"], [key])
+        # the old model's shard tables go only once the new model is written: a failure keeps them
+        old_shard_tables = list(plpy.execute(plpy.prepare(
+            "SELECT server, remote FROM ml._woe_anchor_shard_score_tables($1)", ["text"]), [key]))
+        plpy.execute(plpy.prepare(f"DELETE FROM {REGISTRY} WHERE model_key = $1", ["text"]), [key])
     # replacing the active model keeps it active, so serving never loses its model
     activate = p["activate"] or bool(replaced and replaced["is_active"])
     registry = dict(
@@ -344,6 +348,9 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
                             "IN SHARE ROW EXCLUSIVE MODE.")
     if shards:
         shards.succeeded = True  # the shard tables now belong to the model (ml.woe_anchor_drop_model drops them)
+    drop = plpy.prepare("SELECT ml._woe_anchor_drop_shard_table($1, $2)", ["text", "text"])
+    for old in old_shard_tables:
+        plpy.execute(drop, [old["server"], old["remote"]])
     plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={activate})")
     plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
     return key

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import uuid
 from decimal import Decimal
 
 import numpy as np
@@ -26,7 +27,10 @@ from .errors import FitError
 from .passes import FIXED_POINT, Statements, array_lit, constrain_scores_sql
 from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
 
-REMOTE_SETTINGS = "SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET jit = off"
+# exact floats, the fit's time settings, only built-in names, and one snapshot per shard for the whole
+# fit: its writes (scores_on_shards) commit when the fit succeeds and roll back when it does not
+REMOTE_SETTINGS = ("SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET jit = off; "
+                   "SET search_path = pg_catalog, pg_temp; BEGIN ISOLATION LEVEL REPEATABLE READ")
 CUTOFF_OF_LATEST = "max(u.m::timestamptz) - interval '168 hours'"  # SPEC.md 3, as the local fit has it
 SPI_OK_SELECT = 5       # plpy result status of a query (others are commands)
 BUCKETS = 1024          # histogram buckets per narrowing round
@@ -59,30 +63,27 @@ class Fanout:
     def __init__(self, plpy, leaves: tuple, dblink: str):
         self.plpy, self.leaves, self.dblink = plpy, leaves, dblink
         self.values_returned = 0  # array elements and rows that came back from shards
-        self.remote_tables = []   # (connection, table) written on shards, dropped unless the fit succeeds
-        self.succeeded = False
+        self.succeeded = False    # set by the fit once its artifacts are written: shards then commit
         self.names = {}
-        for i, leaf in enumerate(leaves):
-            if leaf.server is not None:
-                name = quote_literal(f"woe_anchor_{os.getpid()}_{i}")
-                self.names[i] = name
-                plpy.execute(f"SELECT {dblink}.dblink_connect({name}, {quote_literal(leaf.server)})")
-                # the coordinator's exactness, whatever the shard's defaults are
-                plpy.execute(f"SELECT {dblink}.dblink_exec({name}, {quote_literal(REMOTE_SETTINGS)})")
+        try:
+            for i, leaf in enumerate(leaves):
+                if leaf.server is not None:
+                    name = quote_literal(f"woe_anchor_{os.getpid()}_{i}")
+                    plpy.execute(f"SELECT {dblink}.dblink_connect({name}, {quote_literal(leaf.server)})")
+                    self.names[i] = name
+                    plpy.execute(f"SELECT {dblink}.dblink_exec({name}, {quote_literal(REMOTE_SETTINGS)})")
+        except Exception:
+            self.close()
+            raise
 
     def close(self) -> None:
-        for name, table in self.remote_tables if not self.succeeded else ():
-            try:
-                self.plpy.execute(f"SELECT {self.dblink}.dblink_cancel_query({name}) "
-                                  f"WHERE {self.dblink}.dblink_is_busy({name}) = 1")
-                self.plpy.execute(f"SELECT {self.dblink}.dblink_exec({name}, "
-                                  f"{quote_literal('DROP TABLE IF EXISTS ' + table)})")
-            except Exception:  # noqa: BLE001 - cleaning up after an error: the first error is what counts
-                pass
+        """End every shard's transaction (COMMIT after a successful fit, else ROLLBACK) and disconnect."""
+        end = "COMMIT" if self.succeeded else "ROLLBACK"
         for name in self.names.values():
             try:
                 self.plpy.execute(f"SELECT {self.dblink}.dblink_cancel_query({name}) "
                                   f"WHERE {self.dblink}.dblink_is_busy({name}) = 1")
+                self.plpy.execute(f"SELECT {self.dblink}.dblink_exec({name}, {quote_literal(end)}, false)")
                 self.plpy.execute(f"SELECT {self.dblink}.dblink_disconnect({name})")
             except Exception:  # noqa: BLE001 - closing after an error: the first error is what the caller sees
                 pass
@@ -183,15 +184,18 @@ class Fanout:
         pointing at them. Nothing but the statements crosses the network.
         """
         local = [f"woe_anchor_scores.{quote_ident(f'{name}_p{i}')}" for i in range(len(self.leaves))]
-        for i, leaf_name in self.names.items():
+        # a shard may serve other coordinators (or a restored copy of this one): names of its own
+        remote = [f"{name}_{uuid.uuid4().hex[:12]}_p{i}" for i in range(len(self.leaves))]
+        where = [f"woe_anchor_scores.{quote_ident(remote[i])}" if leaf.server else local[i]
+                 for i, leaf in enumerate(self.leaves)]
+        for leaf_name in self.names.values():
             self.plpy.execute(f"SELECT {self.dblink}.dblink_exec({leaf_name}, "
                               f"'CREATE SCHEMA IF NOT EXISTS woe_anchor_scores')")
-            self.remote_tables.append((leaf_name, local[i]))
-        created = self.run_each([st.over(leaf.relation).scores(packs, local[i], key, fold, *lookups, fold_ids)
+        created = self.run_each([st.over(leaf.relation).scores(packs, where[i], key, fold, *lookups, fold_ids)
                                  for i, leaf in enumerate(self.leaves)], "(status text)")
         n = sum(int(r["status"].split()[-1]) for r in created)
         phases.done("scores_write")
-        self.run_each([constrain_scores_sql(t, key) for t in local], "(status text)")
+        self.run_each([constrain_scores_sql(t, key) for t in where], "(status text)")
         phases.done("scores_index")
         self.plpy.execute(f"""CREATE TABLE {parent} (
             model_key text NOT NULL CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = {quote_literal(key)}),
@@ -203,10 +207,9 @@ class Fanout:
             if leaf.server is None:
                 self.plpy.execute(f"ALTER TABLE {parent} ATTACH PARTITION {local[i]} {leaf.bound}")
             else:
-                remote = quote_literal(f"{name}_p{i}")
                 self.plpy.execute(f"CREATE FOREIGN TABLE {local[i]} PARTITION OF {parent} {leaf.bound} "
                                   f"SERVER {quote_ident(leaf.server)} "
-                                  f"OPTIONS (schema_name 'woe_anchor_scores', table_name {remote})")
+                                  f"OPTIONS (schema_name 'woe_anchor_scores', table_name {quote_literal(remote[i])})")
         return n
 
     def _selector(self, st: Statements, x: str, where: str):
@@ -223,8 +226,8 @@ class Fanout:
         highs = [p["hi"] for p in parts if p["hi"] is not None]
         fetched: list[tuple[int, np.ndarray]] = []  # (rank of the first value, sorted values of a range)
 
-        def between(lo, hi, hi_closed):
-            return f"{x} >= {float_lit(lo)} AND {x} {'<=' if hi_closed else '<'} {float_lit(hi)}"
+        def between(lo, hi):
+            return f"{x} >= {float_lit(lo)} AND {x} <= {float_lit(hi)}"
 
         def at(rank: int) -> float:
             if rank < neg:
@@ -234,32 +237,39 @@ class Fanout:
             for first, values in fetched:
                 if first <= rank < first + len(values):
                     return float(values[rank - first])
-            lo, hi, hi_closed, below, count = min(lows), max(highs), True, neg, n - neg - pos
+            lo, hi, below, count = min(lows), max(highs), neg, n - neg - pos
             for _ in range(MAX_ROUNDS):
-                edges = np.unique(np.linspace(lo, hi, BUCKETS + 1)[1:-1])
+                if lo == hi:
+                    return lo  # every value left is this one
+                # halves first: hi - lo may overflow for values near the float8 limits
+                edges = np.unique(2.0 * np.linspace(lo / 2.0, hi / 2.0, BUCKETS + 1)[1:-1])
                 edges = edges[(edges > lo) & (edges < hi)]
                 if count <= FETCH_AT_MOST or not len(edges):
                     break
                 bucket_sql = f"width_bucket({x}, {array_lit(edges, 'float8')})"
-                rows = self.run(lambda rel: f"SELECT array_agg(g.b ORDER BY g.b) AS b, array_agg(g.c ORDER BY g.b) AS c "
-                                            f"FROM (SELECT {bucket_sql} AS b, count(*) AS c FROM {rel} AS s "
-                                            f"WHERE {st.where} AND {where} AND {between(lo, hi, hi_closed)} "
-                                            f"GROUP BY 1) AS g", "(b int[], c bigint[])")
+                rows = self.run(lambda rel: f"SELECT array_agg(g.b) AS b, array_agg(g.c) AS c, array_agg(g.lo) AS lo, "
+                                            f"array_agg(g.hi) AS hi FROM (SELECT {bucket_sql} AS b, count(*) AS c, "
+                                            f"min({x}) AS lo, max({x}) AS hi FROM {rel} AS s "
+                                            f"WHERE {st.where} AND {where} AND {between(lo, hi)} GROUP BY 1) AS g",
+                                "(b int[], c bigint[], lo float8[], hi float8[])")
                 counts = np.zeros(len(edges) + 1, dtype=np.int64)
+                mins = np.full(len(edges) + 1, np.inf)
+                maxs = np.full(len(edges) + 1, -np.inf)
                 for r in rows:
-                    np.add.at(counts, np.asarray(r["b"] or [], dtype=np.int64), np.asarray(r["c"] or [], dtype=np.int64))
+                    b = np.asarray(r["b"] or [], dtype=np.int64)
+                    np.add.at(counts, b, np.asarray(r["c"] or [], dtype=np.int64))
+                    np.minimum.at(mins, b, np.asarray(r["lo"] or [], dtype=np.float64))
+                    np.maximum.at(maxs, b, np.asarray(r["hi"] or [], dtype=np.float64))
                 starts = below + np.concatenate(([0], np.cumsum(counts)[:-1]))
                 bucket = int(np.searchsorted(starts + counts, rank, side="right"))
                 if bucket > len(edges) or counts[bucket] == 0:
                     _changed(st)
-                below, count = int(starts[bucket]), int(counts[bucket])
-                lo, hi, hi_closed = (float(edges[bucket - 1]) if bucket > 0 else lo,
-                                     float(edges[bucket]) if bucket < len(edges) else hi,
-                                     hi_closed and bucket == len(edges))
+                # the bucket's own smallest and largest values bound what is left (ties end the search)
+                below, count, lo, hi = int(starts[bucket]), int(counts[bucket]), float(mins[bucket]), float(maxs[bucket])
             if lo == hi:
                 return lo
             rows = self.run(lambda rel: f"SELECT array_agg({x}) AS v FROM {rel} AS s "
-                                        f"WHERE {st.where} AND {where} AND {between(lo, hi, hi_closed)}",
+                                        f"WHERE {st.where} AND {where} AND {between(lo, hi)}",
                             "(v float8[])")
             values = np.sort(np.concatenate([np.asarray(r["v"] or [], dtype=np.float64) for r in rows]))
             if not below <= rank < below + len(values):

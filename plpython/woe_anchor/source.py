@@ -121,6 +121,7 @@ def resolve(plpy, source_oid, schema: bands.BandSchema, labels: bool = True) -> 
 # Leaf tables of a partitioned source (or a foreign table itself), with how their server names them.
 _LEAVES_SQL = """
 SELECT format('%I.%I', n.nspname, c.relname) AS local_name, s.srvname::text AS server,
+       w.fdwname::text AS wrapper, c.relrowsecurity AS rls,
        CASE WHEN (SELECT i.inhparent FROM pg_catalog.pg_inherits AS i WHERE i.inhrelid = c.oid) = $1
             THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) END AS bound,
        format('%I.%I', coalesce(o.schema_name, n.nspname), coalesce(o.table_name, c.relname)) AS remote_name,
@@ -137,6 +138,7 @@ JOIN pg_catalog.pg_class AS c ON c.oid = l.relid
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_foreign_table AS f ON f.ftrelid = c.oid
 LEFT JOIN pg_catalog.pg_foreign_server AS s ON s.oid = f.ftserver
+LEFT JOIN pg_catalog.pg_foreign_data_wrapper AS w ON w.oid = s.srvfdw
 LEFT JOIN LATERAL (SELECT max(v.option_value) FILTER (WHERE v.option_name = 'schema_name') AS schema_name,
                           max(v.option_value) FILTER (WHERE v.option_name = 'table_name') AS table_name
                    FROM pg_catalog.pg_options_to_table(f.ftoptions) AS v) AS o ON true
@@ -155,10 +157,25 @@ WHERE pt.partrelid = $1
 """
 
 
+_GUARDED_SQL = """
+SELECT c.relrowsecurity OR NOT pg_catalog.has_table_privilege(c.oid, 'SELECT') AS guarded
+FROM pg_catalog.pg_class AS c WHERE c.oid = $1
+"""
+
+
 def _leaves(plpy, source_oid) -> tuple:
-    """Each leaf of the source; a foreign leaf is read on its server under the server's names."""
+    """Each leaf of the source; a foreign leaf is read on its server under the server's names.
+
+    Empty (so the rows are read through the source itself) unless every foreign leaf is
+    postgres_fdw's and nothing asks PostgreSQL to filter rows for this role: the caller
+    must be able to read the source, and no row-level security may apply to it or a leaf.
+    """
+    rows = plpy.execute(plpy.prepare(_LEAVES_SQL, ["oid"]), [source_oid])
+    guarded = plpy.execute(plpy.prepare(_GUARDED_SQL, ["oid"]), [source_oid])[0]["guarded"]
+    if guarded or any(r["rls"] or (r["server"] and r["wrapper"] != "postgres_fdw") for r in rows):
+        return ()
     out = []
-    for r in plpy.execute(plpy.prepare(_LEAVES_SQL, ["oid"]), [source_oid]):
+    for r in rows:
         if r["server"] is None:
             out.append(Leaf(r["local_name"], None, r["bound"]))
         elif r["renamed"]:

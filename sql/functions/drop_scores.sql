@@ -59,40 +59,57 @@ COMMENT ON FUNCTION ml._woe_anchor_attach_scores(bigint) IS
     'woe_anchor internal: attaches a fit''s score table as its model''s partition';
 
 -- Scores written next to a sharded source's rows (scores_on_shards) live in tables on the
--- shards; dropping the model drops those too, through dblink and the caller's user mapping
--- (SECURITY INVOKER: on the shards it acts with the caller's rights). A remote DROP is not
--- part of this transaction: it happens even if the caller then rolls back.
-CREATE FUNCTION ml._woe_anchor_drop_shard_scores(model_key text) RETURNS void
+-- shards. These find and drop them, through dblink and the caller's user mapping (SECURITY
+-- INVOKER: on a shard they act with the caller's rights). A remote DROP is not part of this
+-- transaction; a shard that refuses or is down leaves its table, with a warning.
+CREATE FUNCTION ml._woe_anchor_shard_score_tables(model_key text)
+RETURNS TABLE (server text, remote text)
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT s.srvname::text, format('%I.%I', o.schema_name, o.table_name)
+FROM ml.woe_anchor_model_registry_v1 AS r
+JOIN pg_class AS p ON p.relnamespace = 'woe_anchor_scores'::regnamespace
+                  AND p.relname = 'woe_anchor_scores_v1_m' || r.model_id
+JOIN pg_inherits AS i ON i.inhparent = p.oid
+JOIN pg_foreign_table AS f ON f.ftrelid = i.inhrelid
+JOIN pg_foreign_server AS s ON s.oid = f.ftserver
+CROSS JOIN LATERAL (SELECT max(v.option_value) FILTER (WHERE v.option_name = 'schema_name') AS schema_name,
+                           max(v.option_value) FILTER (WHERE v.option_name = 'table_name') AS table_name
+                    FROM pg_options_to_table(f.ftoptions) AS v) AS o
+WHERE r.model_key = _woe_anchor_shard_score_tables.model_key
+$$;
+
+CREATE FUNCTION ml._woe_anchor_drop_shard_table(server text, remote text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     dblink text;
-    server text;
-    remote text;
 BEGIN
     SELECT quote_ident(n.nspname) INTO dblink FROM pg_extension AS e
     JOIN pg_namespace AS n ON n.oid = e.extnamespace WHERE e.extname = 'dblink';
-    FOR server, remote IN
-        SELECT s.srvname, format('%I.%I', o.schema_name, o.table_name)
-        FROM ml.woe_anchor_model_registry_v1 AS r
-        JOIN pg_class AS p ON p.relnamespace = 'woe_anchor_scores'::regnamespace
-                          AND p.relname = 'woe_anchor_scores_v1_m' || r.model_id
-        JOIN pg_inherits AS i ON i.inhparent = p.oid
-        JOIN pg_foreign_table AS f ON f.ftrelid = i.inhrelid
-        JOIN pg_foreign_server AS s ON s.oid = f.ftserver
-        CROSS JOIN LATERAL (SELECT max(v.option_value) FILTER (WHERE v.option_name = 'schema_name') AS schema_name,
-                                   max(v.option_value) FILTER (WHERE v.option_name = 'table_name') AS table_name
-                            FROM pg_options_to_table(f.ftoptions) AS v) AS o
-        WHERE r.model_key = _woe_anchor_drop_shard_scores.model_key LOOP
-        IF dblink IS NULL THEN
-            RAISE WARNING 'dblink is not installed: table % on server % stays', remote, server;
-            CONTINUE;
-        END IF;
-        EXECUTE format('SELECT %s.dblink_exec(%L, %L)', dblink, server, format('DROP TABLE IF EXISTS %s', remote));
-    END LOOP;
+    IF dblink IS NULL THEN
+        RAISE WARNING 'dblink is not installed: table % on server % stays', remote, server;
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT %s.dblink_exec(%L, %L)', dblink, server, format('DROP TABLE IF EXISTS %s', remote));
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'could not drop table % on server %: %', remote, server, SQLERRM;
 END
 $$;
 
+CREATE FUNCTION ml._woe_anchor_drop_shard_scores(model_key text) RETURNS void
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT ml._woe_anchor_drop_shard_table(t.server, t.remote)
+FROM ml._woe_anchor_shard_score_tables(_woe_anchor_drop_shard_scores.model_key) AS t
+$$;
+
+COMMENT ON FUNCTION ml._woe_anchor_shard_score_tables(text) IS
+    'woe_anchor internal: the shard tables that hold a model''s scores (scores_on_shards)';
+COMMENT ON FUNCTION ml._woe_anchor_drop_shard_table(text, text) IS
+    'woe_anchor internal: drops one shard table through dblink, warning instead of failing';
 COMMENT ON FUNCTION ml._woe_anchor_drop_shard_scores(text) IS
     'woe_anchor internal: drops the shard tables of a model whose scores were written on shards';

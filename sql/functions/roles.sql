@@ -17,7 +17,8 @@ DECLARE
                             '_woe_anchor_band_schema_problems'];
     training text[] := ARRAY['fit_woe_anchor', '_fit_woe_anchor', '_woe_anchor_attach_scores', 'woe_anchor_activate',
                              'woe_anchor_drop_model', 'woe_anchor_prune', 'woe_anchor_copy_band_schema',
-                             '_woe_anchor_drop_shard_scores', 'schedule_woe_anchor_fit', 'unschedule_woe_anchor_fit',
+                             '_woe_anchor_drop_shard_scores', '_woe_anchor_shard_score_tables',
+                             '_woe_anchor_drop_shard_table', 'schedule_woe_anchor_fit', 'unschedule_woe_anchor_fit',
                              '_woe_anchor_cron',
                              '_woe_anchor_band_schema_guard'];
 BEGIN
