@@ -114,6 +114,11 @@ def test_the_aggregation_runs_on_the_shards_and_returns_few_values(conn, shards)
         plan = "\n".join(r[0] for r in s.execute("EXPLAIN (VERBOSE) " + statement).fetchall())
     assert re.search(r"(Mixed|Hash|Group)Aggregate", plan) and re.search(r"(Hash|Group) Key", plan)
     assert "Seq Scan on public.vol_src" in plan
+    # and on the coordinator, EXPLAIN (VERBOSE) of the fan-out shows the remote SQL with its grouping
+    local_plan = "\n".join(r[0] for r in conn.execute(
+        "EXPLAIN (VERBOSE) SELECT * FROM dblink(%s, %s) AS t (grouping int[], key bigint[], n bigint[], sw numeric[])",
+        [f"shard_{server}", statement]).fetchall())
+    assert "Function Call: dblink(" in local_plan and "GROUP BY GROUPING SETS" in local_plan
     flat = fit(conn, "vol_flat", model_key="flat_volume", replace=True, activate=False)
     assert _comparable(conn, key) == _comparable(conn, flat)
     for k in (key, flat):
