@@ -5,18 +5,21 @@ EXTVERSION   = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION
 PYTHON      ?= python3
 
 # Order matters: tables before the functions that name them, grants last.
-SQL_SOURCES  = sql/header.sql \
-               sql/tables/band_schemas.sql sql/tables/registry.sql sql/tables/cuts.sql sql/tables/map.sql \
-               sql/tables/scores.sql sql/tables/dump.sql \
-               sql/functions/errors.sql sql/functions/loader.sql sql/functions/drop_scores.sql \
-               sql/functions/band_schemas.sql sql/functions/models.sql sql/functions/fit.sql sql/functions/schedule.sql sql/functions/inference.sql \
-               sql/functions/roles.sql \
-               sql/grants.sql
+TABLE_SOURCES    = sql/tables/band_schemas.sql sql/tables/registry.sql sql/tables/cuts.sql \
+                   sql/tables/map.sql sql/tables/scores.sql sql/tables/types.sql sql/tables/dump.sql
+FUNCTION_SOURCES = sql/functions/errors.sql sql/functions/loader.sql sql/functions/drop_scores.sql \
+                   sql/functions/band_schemas.sql sql/functions/models.sql sql/functions/fit.sql \
+                   sql/functions/schedule.sql sql/functions/inference.sql sql/functions/roles.sql \
+                   sql/grants.sql
+SQL_SOURCES  = sql/header.sql $(TABLE_SOURCES) $(FUNCTION_SOURCES)
+# Upgrades to this version: the frozen table migration, then every routine re-created in place.
+MIGRATIONS   = $(wildcard sql/migrations/*--$(EXTVERSION).sql)
+UPGRADES     = $(patsubst sql/migrations/%.sql,extension/woe_anchor--%.sql,$(MIGRATIONS))
 # Dependency order: a module comes after every module it imports.
 PY_MODULES   = $(addprefix plpython/woe_anchor/, errors.py bands.py sqlgen.py woe.py \
                packs.py source.py schemas.py passes.py sharded.py quality.py fit.py inference.py)
 
-DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql
+DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql $(UPGRADES)
 DATA         = $(filter-out $(DATA_built), $(wildcard extension/$(EXTENSION)--*--*.sql))
 REGRESS      = woe_anchor_smoke
 REGRESS_OPTS = --inputdir=tests/regress --outputdir=build/regress
@@ -28,8 +31,11 @@ include $(PGXS)
 
 all: $(DATA_built)
 
-$(DATA_built): $(SQL_SOURCES) $(PY_MODULES) extension/build.py $(EXTENSION).control
+extension/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(PY_MODULES) extension/build.py $(EXTENSION).control
 	$(PYTHON) extension/build.py $(EXTVERSION) $@ $(SQL_SOURCES) -- $(PY_MODULES)
+
+extension/$(EXTENSION)--%--$(EXTVERSION).sql: sql/migrations/%--$(EXTVERSION).sql $(FUNCTION_SOURCES) $(PY_MODULES) extension/build.py
+	$(PYTHON) extension/build.py $(EXTVERSION) $@ sql/header.sql $< $(FUNCTION_SOURCES) -- $(PY_MODULES)
 
 installcheck: | build/regress
 build/regress:
@@ -52,3 +58,7 @@ demo:
 	bash harness/run.sh demo
 test:
 	bash harness/run.sh test
+
+# `make -s print-VAR` shows a variable (the upgrade test reads the source lists this way).
+print-%:
+	@echo $($*)

@@ -40,7 +40,16 @@ def built_in_schemas(bands_module):
     return "\n".join(out)
 
 
-def render(version, sql_files, modules):
+# An upgrade script re-creates every routine and trigger in place; tables change only through
+# the frozen migration it starts with (sql/migrations/<from>--<to>.sql).
+REPLACEABLE = re.compile(r"^CREATE (FUNCTION|PROCEDURE|TRIGGER) ", re.M)
+
+
+def is_upgrade(output):
+    return re.search(r"--[^-/]+--[^/]+\.sql$", output) is not None
+
+
+def render(version, sql_files, modules, upgrade=False):
     sources = [(Path(m).stem, Path(m).read_text()) for m in modules]
     for name, text in sources:
         if PY_DOLLAR_TAG in text:
@@ -76,6 +85,10 @@ def render(version, sql_files, modules):
         text = Path(f).read_text()
         for k, v in values.items():
             text = text.replace(k, v)
+        if upgrade:
+            text = text.replace('"CREATE EXTENSION woe_anchor CASCADE"', '"ALTER EXTENSION woe_anchor UPDATE"')
+            if "/functions/" in f or f.endswith("grants.sql"):
+                text = REPLACEABLE.sub(lambda m: f"CREATE OR REPLACE {m.group(1)} ", text)
         parts.append(f"-- source: {f}\n{text.rstrip()}\n")
     return "\n".join(parts)
 
@@ -83,7 +96,7 @@ def render(version, sql_files, modules):
 def main(argv):
     version, output, rest = argv[0], argv[1], argv[2:]
     split = rest.index("--")
-    Path(output).write_text(render(version, rest[:split], rest[split + 1:]))
+    Path(output).write_text(render(version, rest[:split], rest[split + 1:], upgrade=is_upgrade(output)))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Write the PGXN release zip: every file git tracks, plus the given built files, under one directory.
+"""Write the PGXN release zip: the source files (tracked, or new and not ignored) and the built ones given.
 
 Usage: python3 extension/dist.py OUTPUT.zip PREFIX EXTRA_FILE...
 """
@@ -8,7 +8,7 @@ import zipfile
 
 
 def main(output, prefix, extra):
-    tracked = subprocess.run(["git", "ls-files", "-z"], check=True, capture_output=True, text=True).stdout
+    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], check=True, capture_output=True, text=True).stdout
     files = sorted({f for f in tracked.split("\0") if f} | set(extra))
     with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as z:
         for f in files:

@@ -1,8 +1,3 @@
--- The rows ml.woe_anchor_score returns (a type, so the function may take a model_key argument too).
-CREATE TYPE ml.woe_anchor_score_row AS (
-    generation int, listing_id bigint, t0 timestamptz, model_key text,
-    woe_logit float8, woe_anchor_p_slow21 float8);
-
 -- Statement builders, in PL/Python: they read the model's artifacts and the source's columns.
 CREATE FUNCTION ml._woe_anchor_score_sql(source oid, model_key text) RETURNS text
 LANGUAGE plpython3u STABLE SECURITY INVOKER
