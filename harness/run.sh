@@ -65,6 +65,11 @@ setup_venv() {
             >"$VENV/pip.log" 2>&1 || { cat "$VENV/pip.log" >&2; exit 1; }
         cp "$REPO/requirements-dev.txt" "$VENV/.requirements-dev.txt"
     fi
+    # the woe-anchor command (harness/pyproject.toml), editable: it follows the checkout
+    if [ ! -x "$VENV/bin/woe-anchor" ]; then
+        "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO/harness" \
+            >>"$VENV/pip.log" 2>&1 || { cat "$VENV/pip.log" >&2; exit 1; }
+    fi
 }
 
 cmd=${1:-}
