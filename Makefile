@@ -9,7 +9,7 @@ TABLE_SOURCES    = sql/tables/band_schemas.sql sql/tables/registry.sql sql/table
                    sql/tables/map.sql sql/tables/scores.sql sql/tables/types.sql sql/tables/dump.sql
 FUNCTION_SOURCES = sql/functions/errors.sql sql/functions/loader.sql sql/functions/drop_scores.sql \
                    sql/functions/band_schemas.sql sql/functions/models.sql sql/functions/fit.sql \
-                   sql/functions/schedule.sql sql/functions/inference.sql sql/functions/roles.sql \
+                   sql/functions/schedule.sql sql/functions/import.sql sql/functions/inference.sql sql/functions/roles.sql \
                    sql/grants.sql
 SQL_SOURCES  = sql/header.sql $(TABLE_SOURCES) $(FUNCTION_SOURCES)
 # Upgrades to this version: the frozen table migration, then every routine re-created in place.

@@ -1,4 +1,4 @@
-"""The woe-anchor command (issue #6, item 6), run as a real process against the test database."""
+"""The woe-anchor command (issue #6, items 5 and 6), run as a real process against real databases."""
 from __future__ import annotations
 
 import os
@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 import cases
+from conftest import fit
+from woe_anchor_harness import install
 
 
 def _cli(dsn, *args):
@@ -40,3 +43,66 @@ def test_fit_list_activate_and_drop_from_the_command_line(conn, dsn):
     assert bad.returncode == 2 and "no_such_table" in bad.stderr and "Traceback" not in bad.stderr
     assert _cli(dsn, "drop", "cli_model").returncode == 0
     assert _cli(dsn, "drop", "cli_model").returncode == 1
+
+
+TRAINER_DDL = """
+CREATE SCHEMA ml;
+CREATE TABLE ml.woe_anchor_model_registry_v1 (
+    model_key text PRIMARY KEY, train_cutoff_ts timestamptz NOT NULL, half_life_days float8, eps float8 NOT NULL,
+    n_folds int NOT NULL, band_schema_version int NOT NULL, code_sha256 text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(), is_active boolean NOT NULL DEFAULT false,
+    base_rate float8, base_logit float8, dsold_t1 float8, dsold_t2 float8, dsold_t3 float8, dsold_t4 float8);
+CREATE TABLE ml.woe_anchor_cuts_v1 (model_key text REFERENCES ml.woe_anchor_model_registry_v1, fold_id int,
+    c1 float8, c2 float8);
+CREATE TABLE ml.woe_anchor_map_v1 (model_key text REFERENCES ml.woe_anchor_model_registry_v1, fold_id int,
+    band_name text, band_value text, woe float8, sum_w_pos float8, sum_w_neg float8);
+CREATE TABLE ml.woe_anchor_scores_v1 (model_key text, generation int, listing_id bigint, t0 timestamptz,
+    fold_id int, is_oof boolean, woe_logit float8, woe_p float8, PRIMARY KEY (model_key, generation, listing_id, t0));
+"""
+COPIES = {
+    "woe_anchor_model_registry_v1": "model_key, train_cutoff_ts, half_life_days, eps, n_folds, band_schema_version, "
+                                    "code_sha256, created_at, is_active, base_rate, base_logit, dsold_t1, dsold_t2, "
+                                    "dsold_t3, dsold_t4",
+    "woe_anchor_cuts_v1": "model_key, fold_id, c1, c2",
+    "woe_anchor_map_v1": "model_key, fold_id, band_name, band_value, woe, sum_w_pos, sum_w_neg",
+    "woe_anchor_scores_v1": "model_key, generation, listing_id, t0, fold_id, is_oof, woe_logit, woe_p",
+}
+
+
+def test_migrate_adopts_the_trainers_tables(conn, server):
+    """A trainer database (its tables hold this extension's models, SPEC.md columns only) migrates intact."""
+    rows = cases.make_rows(seed=98, n=900)
+    cases.load(conn, "mig_src", rows)
+    old = fit(conn, "mig_src", model_key="trainer_old", n_folds=3, replace=True, activate=False)
+    new = fit(conn, "mig_src", model_key="trainer_new", replace=True)
+    name = f"woe_anchor_trainer_{os.getpid()}"
+    trainer_dsn = install.fresh_database(server, name, extension=False)
+    try:
+        with psycopg.connect(trainer_dsn, autocommit=True) as t:
+            t.execute(TRAINER_DDL)
+            cases.load(t, "mig_src", rows)
+            for table, cols in COPIES.items():
+                data = conn.execute(f"SELECT {cols} FROM ml.{table} WHERE model_key IN (%s, %s)", [old, new]).fetchall()
+                with t.cursor().copy(f"COPY ml.{table} ({cols}) FROM STDIN") as copy:
+                    for r in data:
+                        copy.write_row(r)
+        done = _cli(trainer_dsn, "migrate")
+        assert done.returncode == 0, done.stderr
+        assert "imported 2 models" in done.stdout and "active: trainer_new" in done.stdout
+        score = "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_score('mig_src', %s) ORDER BY 1, 2, 3"
+        stored = "SELECT generation, listing_id, t0, fold_id, is_oof, woe_logit FROM ml.woe_anchor_scores_v1 " \
+                 "WHERE model_key = %s ORDER BY 1, 2, 3"
+        cuts = "SELECT fold_id, base_rate, n_learned FROM ml.woe_anchor_cuts_v1 WHERE model_key = %s ORDER BY 1"
+        with psycopg.connect(trainer_dsn) as t:
+            for key in (old, new):
+                assert t.execute(score, [key]).fetchall() == conn.execute(score, [key]).fetchall()
+                assert t.execute(stored, [key]).fetchall() == conn.execute(stored, [key]).fetchall()
+                got, want = t.execute(cuts, [key]).fetchall(), conn.execute(cuts, [key]).fetchall()
+                assert [(f, n) for f, _, n in got] == [(f, n) for f, _, n in want]
+                assert all(abs(a[1] - b[1]) <= 1e-12 for a, b in zip(got, want)), "base rates from the map's sums"
+            assert t.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE is_active").fetchall() \
+                == [(new,)]
+            assert t.execute("SELECT count(*) FROM woe_anchor_trainer.woe_anchor_scores_v1").fetchone()[0] > 0
+            assert t.execute("SELECT ml.woe_anchor_assert_ready()").fetchone()[0]
+    finally:
+        install.drop_database(server, name)

@@ -1,4 +1,4 @@
-"""woe-anchor: the command line of the extension (set up, install, fit, list, activate, drop, schedule).
+"""woe-anchor: the command line of the extension (set up, install, fit, list, activate, drop, schedule, migrate).
 
 Every command talks to a real server: --dsn (or WOE_ANCHOR_DSN), else the
 harness's private local cluster and the database named by --db.
@@ -104,6 +104,23 @@ def cmd_unschedule(args):
     print(f"unscheduled: {args.job_name}" if gone else f"no job {args.job_name}")
 
 
+TRAINER_TABLES = ("woe_anchor_model_registry_v1", "woe_anchor_cuts_v1", "woe_anchor_map_v1", "woe_anchor_scores_v1")
+
+
+def cmd_migrate(args):
+    """Move the trainer's ml tables aside, create the extension, import them: one transaction."""
+    ident = psycopg.sql.Identifier
+    with psycopg.connect(_dsn(args)) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(ident(args.legacy_schema)))
+        for table in TRAINER_TABLES:
+            conn.execute(psycopg.sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(ident("ml", table),
+                                                                              ident(args.legacy_schema)))
+        conn.execute("CREATE EXTENSION woe_anchor CASCADE")
+        keys = [r[0] for r in conn.execute("SELECT * FROM ml.woe_anchor_import_trainer(%s)", [args.legacy_schema])]
+        active = conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE is_active").fetchone()
+    print(f"imported {len(keys)} models from {args.legacy_schema}; active: {active[0] if active else 'none'}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="woe-anchor", description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", help="libpq connection string (default: WOE_ANCHOR_DSN, else the local cluster)")
@@ -132,6 +149,10 @@ def main(argv=None) -> int:
     s.add_argument("source")
     s.add_argument("--n-folds", type=int, default=5)
     s.set_defaults(run=cmd_schedule)
+    m = sub.add_parser("migrate", help="adopt the Python trainer's ml.woe_anchor_*_v1 tables (one transaction)")
+    m.add_argument("--legacy-schema", default="woe_anchor_trainer",
+                   help="where the trainer's tables are moved and kept (default woe_anchor_trainer)")
+    m.set_defaults(run=cmd_migrate)
     u = sub.add_parser("unschedule", help="remove a scheduled fit")
     u.add_argument("job_name")
     u.set_defaults(run=cmd_unschedule)

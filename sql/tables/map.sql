@@ -7,7 +7,7 @@ CREATE TABLE ml.woe_anchor_map_v1 (
     woe         float8 NOT NULL,
     sum_w_pos   float8 NOT NULL,
     sum_w_neg   float8 NOT NULL,
-    n_rows      bigint NOT NULL,
+    n_rows      bigint,  -- learned rows with this value (NULL for models imported from the trainer)
     UNIQUE NULLS NOT DISTINCT (model_key, fold_id, band_name, band_value)
 );
 
