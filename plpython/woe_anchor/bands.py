@@ -638,11 +638,15 @@ def check(schema: BandSchema) -> list[tuple[str | None, str]]:
     return problems
 
 
+def scored_sums(schema: BandSchema) -> list[tuple[Band, str]]:
+    """Ladders over a weighted sum, whose sum the live views show too, with that column's name."""
+    return [(b, b.column.removesuffix("_band") + "_score") for b in schema.bands
+            if b.kind == "ladder" and isinstance(b.rules[0].tests[0].input, WeightedSum)]
+
+
 def view_columns(schema: BandSchema) -> list[str]:
     """The live bands view's columns after its keys: band outputs, subsets, weighted-sum scores."""
-    scores = [b.column.removesuffix("_band") + "_score" for b in schema.bands
-              if b.kind == "ladder" and isinstance(b.rules[0].tests[0].input, WeightedSum)]
-    return [b.column for b in schema.bands] + list(schema.subsets) + scores
+    return [b.column for b in schema.bands] + list(schema.subsets) + [name for _, name in scored_sums(schema)]
 
 
 def _ladder_order(band: Band) -> list[str]:

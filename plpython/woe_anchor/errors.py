@@ -33,6 +33,11 @@ class FitError(Exception):
         plpy.error(self.message, sqlstate=self.sqlstate, **extra)
 
 
+def source_changed(qualified: str, hint: str = "Run the CALL in a REPEATABLE READ transaction, or retry."):
+    """The refusal of a fit whose source changed between its statements (counts disagree)."""
+    raise FitError("40001", f"source {qualified} changed while the fit was reading it", hint=hint)
+
+
 def reported(plpy, fn, *args):
     """Run ``fn``; a FitError becomes a PostgreSQL error with its SQLSTATE and hint."""
     try:

@@ -259,7 +259,7 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
     sums = collect_fold_sums(grouped, schema, plan, n_blocks)
     phases.done("sums")
     if int(sums.n_rows.sum()) != stats["n_train_sold"]:
-        _source_changed(src)
+        errors.source_changed(src.qualified)
     band_subsets = {band.name: band.subset for band in schema.bands}
     floors = {band.name: band.category.min_weight for band in schema.bands if band.category}
     final, folds = woe.fit_all(sums, band_subsets, p["eps"], fold_ids.tolist() if oof else None, floors)
@@ -412,11 +412,6 @@ def score_partition(model_id: int) -> str:
     return "woe_anchor_scores." + quote_ident(f"woe_anchor_scores_v1_m{int(model_id)}")
 
 
-def _source_changed(src):
-    raise FitError("40001", f"source {src.qualified} changed while the fit was reading it",
-                   hint="Run the CALL in a REPEATABLE READ transaction, or retry.")
-
-
 def _default_key(plpy) -> str:
     """woe_anchor_v1_ + UTC YYYYMMDD_HH24MISS, with a suffix if that second is taken."""
     base = _one(plpy, "SELECT 'woe_anchor_v1_' || to_char(clock_timestamp() AT TIME ZONE 'UTC', "
@@ -442,13 +437,13 @@ def _write_scores(plpy, sql, plan, src, part, key, fold, lookups, fold_ids, n_tr
     n = plpy.execute(sql.scores(plan, part, key, fold, *lookups, fold_ids)).nrows()
     phases.done("scores_write")
     if n != n_train_sold:
-        _source_changed(src)
+        errors.source_changed(src.qualified)
     try:
         plpy.execute(passes.constrain_scores_sql(part, key))
     except plpy.spiexceptions.UniqueViolation:
         _duplicate_keys(src)
     except plpy.spiexceptions.NotNullViolation:
-        _source_changed(src)
+        errors.source_changed(src.qualified)
     phases.done("scores_index")
     return n
 
@@ -473,7 +468,7 @@ def _write_scores_on_shards(plpy, sql, plan, src, shards, model_id, key, fold, l
     except plpy.spiexceptions.UniqueViolation:
         _duplicate_keys(src)
     if n != n_train_sold:
-        _source_changed(src)
+        errors.source_changed(src.qualified)
     return n
 
 

@@ -139,11 +139,10 @@ def create_views(plpy, source_oid, version) -> None:
     c = Compiler(schema, src.reads, live="m")
     exprs = [c.band(band, as_label=True) for band in schema.bands]
     exprs += [c.subset(name) for name in schema.subsets]
-    for band in schema.bands:
+    for band, _ in bands.scored_sums(schema):
         # a ladder over a weighted sum also shows the sum (schema 1: presentation_score)
-        if band.kind == "ladder" and isinstance(band.rules[0].tests[0].input, bands.WeightedSum):
-            score = c.input(band.rules[0].tests[0].input)
-            exprs.append(f"CASE WHEN {c.subset(band.subset)} THEN {score} END" if band.subset else score)
+        score = c.input(band.rules[0].tests[0].input)
+        exprs.append(f"CASE WHEN {c.subset(band.subset)} THEN {score} END" if band.subset else score)
     columns = list(zip(exprs, bands.view_columns(schema)))
     _drop_views_of_another_shape(plpy, list(bands.KEY_OUTPUTS) + [name for _, name in columns])
     column_sql = ",\n       ".join(f"{expr} AS {quote_ident(name)}" for expr, name in columns)

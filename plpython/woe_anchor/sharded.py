@@ -23,7 +23,7 @@ from decimal import Decimal
 import numpy as np
 
 from . import bands as b
-from .errors import FitError
+from . import errors
 from .passes import FIXED_POINT, Statements, array_lit, constrain_scores_sql
 from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
 
@@ -33,6 +33,7 @@ REMOTE_SETTINGS = ("SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET DateSt
                    "SET search_path = pg_catalog, pg_temp; BEGIN ISOLATION LEVEL REPEATABLE READ")
 CUTOFF_OF_LATEST = "max(u.m::timestamptz) - interval '168 hours'"  # SPEC.md 3, as the local fit has it
 SPI_OK_SELECT = 5       # plpy result status of a query (others are commands)
+SHARDS_CHANGED = "Stop writes to the shards during the fit, or retry."
 BUCKETS = 1024          # histogram buckets per narrowing round
 FETCH_AT_MOST = 4096    # a value range with this few rows left is fetched and sorted
 MAX_ROUNDS = 6
@@ -40,9 +41,7 @@ MAX_ROUNDS = 6
 
 def dblink_schema(plpy) -> str | None:
     """The quoted schema of the dblink extension, or None when it is not installed."""
-    row = plpy.execute("SELECT n.nspname::text AS s FROM pg_catalog.pg_extension AS e "
-                       "JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace WHERE e.extname = 'dblink'")
-    return quote_ident(row[0]["s"]) if row else None
+    return plpy.execute("SELECT ml._woe_anchor_dblink() AS s")[0]["s"]
 
 
 def open_fanout(plpy, src) -> "Fanout | None":
@@ -150,29 +149,15 @@ class Fanout:
         """``Statements.sums`` over all leaves: groups added up, weights as exact integers first."""
         parts = self.run(lambda rel: st.over(rel).sums(packs, fold, ref_epoch, half_life_days, exact=True),
                          "(grouping int[], key bigint[], n bigint[], sw numeric[])")
-        total: dict = {}
-        for p in parts:
-            for g, k, n, w in zip(p["grouping"] or (), p["key"] or (), p["n"] or (), p["sw"] or ()):
-                n0, w0 = total.get((g, k), (0, 0))
-                total[(g, k)] = (n0 + int(n), w0 + int(Decimal(w)))
-        fixed = float(FIXED_POINT)
-        keys = sorted(total)
-        return {"grouping": [g for g, _ in keys], "key": [k for _, k in keys],
-                "n": [total[k][0] for k in keys], "sw": [float(total[k][1]) / fixed for k in keys]}
+        out = add_up(parts, ("grouping", "key"), ("n", "sw"))
+        out["sw"] = [float(w) / float(FIXED_POINT) for w in out["sw"]]
+        return out
 
     def quality(self, st: Statements, packs: list, fold: str, oof, final) -> dict:
         """``Statements.quality`` over all leaves: each shard groups its logits, equal logits add up."""
         parts = self.run(lambda rel: st.over(rel).quality(packs, fold, oof, final),
                          "(grouping int[], logit float8[], n_pos bigint[], n_neg bigint[])")
-        total: dict = {}
-        for p in parts:
-            for g, logit, pos, neg in zip(p["grouping"] or (), p["logit"] or (), p["n_pos"] or (), p["n_neg"] or ()):
-                key = (g, None if logit is None else float(logit))
-                pos0, neg0 = total.get(key, (0, 0))
-                total[key] = (pos0 + int(pos), neg0 + int(neg))
-        keys = list(total)
-        return {"grouping": [g for g, _ in keys], "logit": [v for _, v in keys],
-                "n_pos": [total[k][0] for k in keys], "n_neg": [total[k][1] for k in keys]}
+        return add_up(parts, ("grouping", "logit"), ("n_pos", "n_neg"))
 
     def write_scores(self, st: Statements, packs: list, parent: str, name: str, key: str, fold: str,
                      lookups, fold_ids, partition_def: str, phases) -> int:
@@ -197,11 +182,9 @@ class Fanout:
         phases.done("scores_write")
         self.run_each([constrain_scores_sql(t, key) for t in where], "(status text)")
         phases.done("scores_index")
-        self.plpy.execute(f"""CREATE TABLE {parent} (
-            model_key text NOT NULL CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = {quote_literal(key)}),
-            generation int NOT NULL, listing_id bigint NOT NULL, t0 timestamptz NOT NULL,
-            fold_id int CONSTRAINT woe_anchor_scores_v1_fold_id_check CHECK (fold_id >= 0),
-            is_oof boolean NOT NULL, woe_logit float8 NOT NULL, woe_p float8 NOT NULL)
+        # the scores table's own columns and checks, plus the model's key: what ATTACH PARTITION trusts
+        self.plpy.execute(f"""CREATE TABLE {parent} (LIKE ml.woe_anchor_scores_v1 INCLUDING CONSTRAINTS,
+            CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = {quote_literal(key)}))
             PARTITION BY {partition_def}""")
         for i, leaf in enumerate(self.leaves):
             if leaf.server is None:
@@ -263,7 +246,7 @@ class Fanout:
                 starts = below + np.concatenate(([0], np.cumsum(counts)[:-1]))
                 bucket = int(np.searchsorted(starts + counts, rank, side="right"))
                 if bucket > len(edges) or counts[bucket] == 0:
-                    _changed(st)
+                    errors.source_changed(st.qualified, SHARDS_CHANGED)
                 # the bucket's own smallest and largest values bound what is left (ties end the search)
                 below, count, lo, hi = int(starts[bucket]), int(counts[bucket]), float(mins[bucket]), float(maxs[bucket])
             if lo == hi:
@@ -273,11 +256,23 @@ class Fanout:
                             "(v float8[])")
             values = np.sort(np.concatenate([np.asarray(r["v"] or [], dtype=np.float64) for r in rows]))
             if not below <= rank < below + len(values):
-                _changed(st)
+                errors.source_changed(st.qualified, SHARDS_CHANGED)
             fetched.append((below, values))
             return float(values[rank - below])
 
         return n, at
+
+
+def add_up(parts: list, keys: tuple, counts: tuple) -> dict:
+    """Per-leaf rows of parallel arrays merged into one: the ``counts`` (exact integers) of equal keys added."""
+    total: dict = {}
+    for p in parts:
+        for row in zip(*(p[c] or () for c in keys + counts)):
+            key, values = row[:len(keys)], row[len(keys):]
+            total[key] = [a + int(Decimal(v)) for a, v in zip(total.get(key, [0] * len(counts)), values)]
+    ordered = sorted(total, key=lambda k: tuple((v is None, v) for v in k))
+    return {c: [k[i] for k in ordered] for i, c in enumerate(keys)} | \
+        {c: [total[k][i] for k in ordered] for i, c in enumerate(counts)}
 
 
 def percentile_cont(n: int, p: float, at) -> float:
@@ -288,8 +283,3 @@ def percentile_cont(n: int, p: float, at) -> float:
     if first == second:
         return lo
     return lo + (pos - first) * (at(second) - lo)
-
-
-def _changed(st: Statements):
-    raise FitError("40001", f"source {st.qualified} changed while the fit was reading it",
-                   hint="Stop writes to the shards during the fit, or retry.")

@@ -62,6 +62,16 @@ COMMENT ON FUNCTION ml._woe_anchor_attach_scores(bigint) IS
 -- shards. These find and drop them, through dblink and the caller's user mapping (SECURITY
 -- INVOKER: on a shard they act with the caller's rights). A remote DROP is not part of this
 -- transaction; a shard that refuses or is down leaves its table, with a warning.
+-- The quoted schema of the dblink extension, NULL when it is not installed: sharded fits,
+-- shard-table drops and cross-database scheduling look it up when they need it.
+CREATE FUNCTION ml._woe_anchor_dblink() RETURNS text
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT quote_ident(n.nspname) FROM pg_extension AS e
+JOIN pg_namespace AS n ON n.oid = e.extnamespace WHERE e.extname = 'dblink'
+$$;
+
 CREATE FUNCTION ml._woe_anchor_shard_score_tables(model_key text)
 RETURNS TABLE (server text, remote text)
 LANGUAGE sql STABLE SECURITY INVOKER
@@ -85,10 +95,8 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    dblink text;
+    dblink text := ml._woe_anchor_dblink();
 BEGIN
-    SELECT quote_ident(n.nspname) INTO dblink FROM pg_extension AS e
-    JOIN pg_namespace AS n ON n.oid = e.extnamespace WHERE e.extname = 'dblink';
     IF dblink IS NULL THEN
         RAISE WARNING 'dblink is not installed: table % on server % stays', remote, server;
         RETURN;
@@ -107,6 +115,7 @@ SELECT ml._woe_anchor_drop_shard_table(t.server, t.remote)
 FROM ml._woe_anchor_shard_score_tables(_woe_anchor_drop_shard_scores.model_key) AS t
 $$;
 
+COMMENT ON FUNCTION ml._woe_anchor_dblink() IS 'woe_anchor internal: the quoted schema of dblink, if installed';
 COMMENT ON FUNCTION ml._woe_anchor_shard_score_tables(text) IS
     'woe_anchor internal: the shard tables that hold a model''s scores (scores_on_shards)';
 COMMENT ON FUNCTION ml._woe_anchor_drop_shard_table(text, text) IS

@@ -1,3 +1,12 @@
+-- The key and constraints of a model's score table, as a fit adds them (passes.constrain_scores_sql).
+CREATE FUNCTION ml._woe_anchor_constrain_scores_sql(score_table text, model_key text) RETURNS text
+LANGUAGE plpython3u STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+return woe_anchor.passes.constrain_scores_sql(score_table, model_key)
+$woe_anchor_py$;
+
 -- Adopts the models of the Python trainer, whose tables (SPEC.md section 8 columns) were moved
 -- out of the way into legacy_schema before CREATE EXTENSION (README, "Migrating from the
 -- Python trainer"). Keys, maps, cuts, scores and the active pointer are kept; what the trainer
@@ -62,13 +71,7 @@ BEGIN
                        'listing_id::bigint AS listing_id, t0, fold_id::int AS fold_id, is_oof, '
                        'woe_logit::float8 AS woe_logit, woe_p::float8 AS woe_p '
                        'FROM %s.woe_anchor_scores_v1 WHERE model_key = %L', part, legacy, m.model_key);
-        EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (model_key, generation, listing_id, t0), '
-                       'ADD CONSTRAINT woe_anchor_scores_v1_fold_id_check CHECK (fold_id >= 0), '
-                       'ADD CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = %L), '
-                       'ALTER COLUMN model_key SET NOT NULL, ALTER COLUMN generation SET NOT NULL, '
-                       'ALTER COLUMN listing_id SET NOT NULL, ALTER COLUMN t0 SET NOT NULL, '
-                       'ALTER COLUMN is_oof SET NOT NULL, ALTER COLUMN woe_logit SET NOT NULL, '
-                       'ALTER COLUMN woe_p SET NOT NULL', part, m.model_key);
+        EXECUTE ml._woe_anchor_constrain_scores_sql(part, m.model_key);
         PERFORM ml._woe_anchor_attach_scores(new_id);
         IF m.is_active THEN
             active := m.model_key;
@@ -81,5 +84,7 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION ml._woe_anchor_constrain_scores_sql(text, text) IS
+    'woe_anchor internal: the ALTER TABLE that keys and constrains a model''s score table';
 COMMENT ON FUNCTION ml.woe_anchor_import_trainer(name) IS
     'Import the Python trainer''s models (tables moved to legacy_schema) with their keys, artifacts and active pointer';

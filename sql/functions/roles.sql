@@ -19,7 +19,7 @@ DECLARE
                              'woe_anchor_drop_model', 'woe_anchor_prune', 'woe_anchor_copy_band_schema',
                              '_woe_anchor_drop_shard_scores', '_woe_anchor_shard_score_tables',
                              '_woe_anchor_drop_shard_table', 'schedule_woe_anchor_fit', 'unschedule_woe_anchor_fit',
-                             '_woe_anchor_cron',
+                             '_woe_anchor_cron', '_woe_anchor_dblink',
                              '_woe_anchor_band_schema_guard'];
 BEGIN
     FOREACH who IN ARRAY array_remove(ARRAY[trainer, reader], NULL) LOOP

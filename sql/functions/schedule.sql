@@ -26,8 +26,7 @@ BEGIN
         EXECUTE statement INTO result;
         RETURN result;
     END IF;
-    SELECT quote_ident(n.nspname) INTO dblink FROM pg_extension AS e
-    JOIN pg_namespace AS n ON n.oid = e.extnamespace WHERE e.extname = 'dblink';
+    dblink := ml._woe_anchor_dblink();
     IF dblink IS NULL THEN
         RAISE EXCEPTION 'pg_cron lives in database %, not in %: scheduling from here needs dblink', cron_db,
             current_database()
