@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import uuid
-from decimal import Decimal
 
 import numpy as np
 
@@ -269,10 +268,10 @@ def add_up(parts: list, keys: tuple, counts: tuple) -> dict:
     for p in parts:
         for row in zip(*(p[c] or () for c in keys + counts)):
             key, values = row[:len(keys)], row[len(keys):]
-            total[key] = [a + int(Decimal(v)) for a, v in zip(total.get(key, [0] * len(counts)), values)]
-    ordered = sorted(total, key=lambda k: tuple((v is None, v) for v in k))
-    return {c: [k[i] for k in ordered] for i, c in enumerate(keys)} | \
-        {c: [total[k][i] for k in ordered] for i, c in enumerate(counts)}
+            total[key] = [a + int(v) for a, v in zip(total.get(key, [0] * len(counts)), values)]
+    # callers order the groups themselves (by key, by logit): no sort here, it is a hot loop
+    return {c: [k[i] for k in total] for i, c in enumerate(keys)} | \
+        {c: [v[i] for v in total.values()] for i, c in enumerate(counts)}
 
 
 def percentile_cont(n: int, p: float, at) -> float:
