@@ -72,6 +72,14 @@ setup_venv() {
     fi
 }
 
+# the report test renders in a real headless browser: Debian's chromium
+setup_chromium() {
+    command -v chromium >/dev/null && return
+    [ "$(id -u)" = 0 ] || { log "run as root to install chromium (the report test needs it)"; exit 1; }
+    log "installing chromium for the report test"
+    apt_install chromium fonts-dejavu-core
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -80,6 +88,7 @@ case "$cmd" in
 esac
 if [ -z "${WOE_ANCHOR_DSN:-}" ]; then setup_postgres; fi
 setup_venv
+if [ "$cmd" = test ]; then setup_chromium; fi
 export PYTHONPATH="$REPO/harness:$REPO/plpython${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$cmd" = demo ]; then
     exec "$VENV/bin/python" -m woe_anchor_harness demo "$@"

@@ -1,7 +1,10 @@
 """Fixtures: a real PostgreSQL server with plpython3u, the extension installed, a throwaway database.
 
-WOE_ANCHOR_DSN names a server to use as is (the extension must already be installed
-there); otherwise the harness's private local cluster, created and started on demand.
+Which server: WOE_ANCHOR_DSN names one to use as is (the extension must already
+be installed there); else, when a container engine answers, a container of
+docker/Dockerfile started by testcontainers; else the harness's private local
+cluster, created and started on demand. Tests marked ``local_server`` need
+this machine's own server files and are skipped against a container.
 """
 from __future__ import annotations
 
@@ -15,19 +18,32 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "harness"), str(REPO / "plpython"), str(REPO / "tests")]
 
-from woe_anchor_harness import install, server as servers  # noqa: E402
+from woe_anchor_harness import containers, install, server as servers  # noqa: E402
+
+IN_CONTAINER = "WOE_ANCHOR_DSN" not in os.environ and containers.engine_answers()
 
 
-def _local_server():
-    srv = servers.from_env_or_local()
-    if "WOE_ANCHOR_DSN" not in os.environ:
-        install.make_install(srv)
-    return srv
+def pytest_configure(config):
+    config.addinivalue_line("markers", "local_server: needs this machine's PostgreSQL installation (pg_config, "
+                                       "its share directory or throwaway clusters), not a container's")
+
+
+def pytest_runtest_setup(item):
+    if IN_CONTAINER and item.get_closest_marker("local_server"):
+        pytest.skip("needs a local PostgreSQL installation; the tests run against a container")
 
 
 @pytest.fixture(scope="session")
 def server():
-    return _local_server()
+    if "WOE_ANCHOR_DSN" in os.environ:
+        yield servers.from_env_or_local()
+    elif IN_CONTAINER:
+        with containers.running(int(os.environ.get("WOE_ANCHOR_PG_MAJOR", "15"))) as srv:
+            yield srv
+    else:
+        srv = servers.ensure_local()
+        install.make_install(srv)
+        yield srv
 
 
 @pytest.fixture(scope="session")

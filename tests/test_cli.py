@@ -69,7 +69,7 @@ COPIES = {
 }
 
 
-def test_migrate_adopts_the_trainers_tables(conn, server):
+def test_migrate_adopts_the_trainers_tables(conn, server, tmp_path):
     """A trainer database (its tables hold this extension's models, SPEC.md columns only) migrates intact."""
     rows = cases.make_rows(seed=98, n=900)
     cases.load(conn, "mig_src", rows)
@@ -104,5 +104,12 @@ def test_migrate_adopts_the_trainers_tables(conn, server):
                 == [(new,)]
             assert t.execute("SELECT count(*) FROM woe_anchor_trainer.woe_anchor_scores_v1").fetchone()[0] > 0
             assert t.execute("SELECT ml.woe_anchor_assert_ready()").fetchone()[0]
+        # an imported model has no score bins nor row counts; its report still shows its WOE maps
+        page = _cli(trainer_dsn, "report", new, "-o", os.path.join(tmp_path, "imported.html"))
+        assert page.returncode == 0, page.stderr
+        html = open(os.path.join(tmp_path, "imported.html"), encoding="utf-8").read()
+        with psycopg.connect(trainer_dsn) as t:
+            n_bands = t.execute("SELECT count(DISTINCT band_name) FROM ml.woe_anchor_model_bands(%s)", [new]).fetchone()[0]
+        assert "records no score bins" in html and html.count("<h3>") == n_bands > 0
     finally:
         install.drop_database(server, name)

@@ -12,6 +12,7 @@ from conftest import REPO
 from woe_anchor_harness import install
 
 
+@pytest.mark.local_server
 def test_make_installcheck_passes(server):
     info = conninfo_to_dict(server.dsn)
     env = dict(os.environ, PGHOST=info.get("host", ""), PGPORT=str(info.get("port", "")),

@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from conftest import REPO
 from woe_anchor_harness import install
@@ -54,6 +55,7 @@ def test_meta_json_follows_the_pgxn_spec_and_the_control_file(tmp_path):
         assert f"woe_anchor-{version}/{needed}" in names
 
 
+@pytest.mark.local_server
 def test_pgxnclient_installs_the_release_zip(server, tmp_path):
     release = _dist(tmp_path)
     pgxn = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "pgxn"

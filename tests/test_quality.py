@@ -52,6 +52,9 @@ def test_recorded_quality_matches_numpy(conn):
         assert reg[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
     assert reg["n_eval"] == evaluation.sum()
 
+    assert_score_bins(reg["score_bins"], {"oof": (oof, y[train]), "insample": (insample, y[train]),
+                                          "eval": (on_eval, y[evaluation])})
+
     got = {(m, b): v for m, b, v in conn.execute("SELECT * FROM ml.woe_anchor_quality(%s)", [key]).fetchall()}
     assert got[("oof_auc", None)] == reg["oof_auc"]
     fmap = ref["fits"][None]["map"]
@@ -64,6 +67,21 @@ def test_recorded_quality_matches_numpy(conn):
                              for k in ref["fits"] if k is not None])
         assert got[("woe_fold_max_abs_dev", band)] == pytest.approx(
             np.abs(fold_woe - np.array([e[0] for e in entries])).max(), rel=1e-9, abs=1e-12)
+
+
+def assert_score_bins(stored, scored: dict, n_bins: int = 40):
+    """The stored bins are numpy's 40-bin histogram of each set's logits over their joint range."""
+    every = np.concatenate([np.asarray(logits) for logits, _ in scored.values()])
+    edges = np.linspace(every.min(), every.max(), n_bins + 1)
+    np.testing.assert_allclose(stored["edges"], edges, rtol=0, atol=1e-9)
+    for name, (logits, y) in scored.items():
+        logits = np.asarray(logits)
+        pos = np.histogram(logits[y], bins=edges)[0]
+        neg = np.histogram(logits[~y], bins=edges)[0]
+        p_sum = np.histogram(logits, bins=edges, weights=1 / (1 + np.exp(-logits)))[0]
+        assert stored[name]["n_pos"] == pos.tolist(), name
+        assert stored[name]["n_neg"] == neg.tolist(), name
+        np.testing.assert_allclose(stored[name]["sum_p"], p_sum, rtol=1e-9, atol=1e-12)
 
 
 def test_oof_auc_is_below_in_sample_auc_on_demo_data(conn):

@@ -19,6 +19,8 @@ from conftest import fit
 from test_fit_reference import assert_matches
 from woe_anchor_harness import shards as sharding
 
+pytestmark = pytest.mark.local_server  # throwaway shard clusters on this machine
+
 SHARD_PORTS = 54341  # and the next one
 VOLUME_ROWS = 400_000
 COLUMNS = ", ".join(f"{c} {t}" for c, t in cases.COLUMN_TYPES.items())

@@ -22,6 +22,8 @@ import cases
 from conftest import REPO, fit
 from woe_anchor_harness import install
 
+pytestmark = pytest.mark.local_server  # installs a synthetic version into this machine's share directory
+
 TARGET = "0.1.0-upgradetest"
 MIGRATION = """-- a synthetic migration: one new column, with a comment
 ALTER TABLE ml.woe_anchor_model_registry_v1 ADD COLUMN upgrade_probe text;

@@ -1,4 +1,4 @@
-"""woe-anchor: the command line of the extension (set up, install, fit, list, activate, drop, schedule, migrate).
+"""woe-anchor: the command line of the extension (set up, install, fit, list, activate, drop, schedule, migrate, report).
 
 Every command talks to a real server: --dsn (or WOE_ANCHOR_DSN), else the
 harness's private local cluster and the database named by --db.
@@ -12,7 +12,7 @@ import time
 
 import psycopg
 
-from . import install, server
+from . import install, report, server
 
 DEFAULT_DB = "woe_anchor_demo"
 
@@ -104,6 +104,17 @@ def cmd_unschedule(args):
     print(f"unscheduled: {args.job_name}" if gone else f"no job {args.job_name}")
 
 
+def cmd_report(args):
+    path = args.output or f"woe_anchor_report_{''.join(c if c.isalnum() or c in '-_' else '_' for c in args.model_key)}.html"
+    with _connect(args) as conn:
+        try:
+            report.write(conn, args.model_key, path)
+        except report.ReportError as e:
+            print(f"woe-anchor: {e}", file=sys.stderr)
+            return 1
+    print(path)
+
+
 TRAINER_TABLES = ("woe_anchor_model_registry_v1", "woe_anchor_cuts_v1", "woe_anchor_map_v1", "woe_anchor_scores_v1")
 
 
@@ -153,6 +164,10 @@ def main(argv=None) -> int:
     m.add_argument("--legacy-schema", default="woe_anchor_trainer",
                    help="where the trainer's tables are moved and kept (default woe_anchor_trainer)")
     m.set_defaults(run=cmd_migrate)
+    r = sub.add_parser("report", help="write one self-contained HTML page with a model's plots")
+    r.add_argument("model_key")
+    r.add_argument("-o", "--output", help="file to write (default woe_anchor_report_<model_key>.html)")
+    r.set_defaults(run=cmd_report)
     u = sub.add_parser("unschedule", help="remove a scheduled fit")
     u.add_argument("job_name")
     u.set_defaults(run=cmd_unschedule)

@@ -403,8 +403,10 @@ def _quality(row: dict) -> dict:
         mine = ((grouping & bit) == 0) & ~np.isnan(logit)
         groups[name] = (logit[mine], n_pos[mine], n_neg[mine])
     m = quality.metrics(groups)
-    return {k: m[k] for k in ("oof_auc", "oof_logloss", "insample_auc", "insample_logloss",
-                              "eval_auc", "eval_logloss")} | {"n_eval": m["eval_rows"]}
+    bins = quality.score_bins(groups)
+    return ({k: m[k] for k in ("oof_auc", "oof_logloss", "insample_auc", "insample_logloss",
+                               "eval_auc", "eval_logloss")}
+            | {"n_eval": m["eval_rows"], "score_bins": bins and json.dumps(bins)})
 
 
 def score_partition(model_id: int) -> str:
@@ -480,7 +482,8 @@ def _insert_registry(plpy, r: dict):
              "n_days": "int", "n_folds_with_rows": "int", "n_scored_oof": "bigint",
              "parameters": "jsonb", "timings_ms": "jsonb", "model_key": "text",
              "code_sha256": "text", "dsold_source": "text", "band_schema": "jsonb", "source_relation": "text",
-             "extension_version": "text", "n_eval": "bigint", "band_quality": "jsonb"}
+             "extension_version": "text", "n_eval": "bigint", "band_quality": "jsonb",
+             "score_bins": "jsonb"}
     values = [f"to_timestamp(${i + 1})" if c == "weight_ref_ts" else f"${i + 1}" for i, c in enumerate(cols)]
     plan = plpy.prepare(f"INSERT INTO {REGISTRY} ({', '.join(cols)}) VALUES ({', '.join(values)})",
                         [types.get(c, "float8") for c in cols])

@@ -74,6 +74,13 @@ def load_model(plpy, key: str | None) -> Model:
                  m["source_relation"], m["cutoff"])
 
 
+def model_bands(plpy, key: str | None) -> list[tuple]:
+    """(band position, band, view column, subset, value position, value) of a model, in code order."""
+    model = load_model(plpy, key)
+    return [(i, band.name, band.column, band.subset, j, label)
+            for i, band in enumerate(model.schema.bands) for j, label in enumerate(band.labels)]
+
+
 def _final_rows(compiler: Compiler, qualified: str, model: Model, extra=()) -> str:
     """Every row of the relation scored with the model's final mapping (fit index 0)."""
     plan = packs.plan(model.schema)

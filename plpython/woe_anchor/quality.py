@@ -12,6 +12,7 @@ import numpy as np
 from . import woe
 
 LOGLOSS_CLIP = 1e-15
+SCORE_BINS = 40
 
 
 def auc(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | None:
@@ -35,6 +36,32 @@ def logloss(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | 
     with np.errstate(over="ignore"):
         p = np.clip(1.0 / (1.0 + np.exp(-logit)), LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
     return float(-(n_pos * np.log(p) + n_neg * np.log1p(-p)).sum() / n)
+
+
+def score_bins(groups: dict, n_bins: int = SCORE_BINS) -> dict | None:
+    """Rows per equal-width logit bin of each scored set, on one shared range.
+
+    ``{"edges": [n_bins + 1 logits], set: {"n_pos", "n_neg", "sum_p"}}``: the
+    calibration (mean p against the observed rate per bin) and the score
+    distribution of a model, small enough to keep with it. None without rows.
+    """
+    every = np.concatenate([g[0] for g in groups.values()])
+    if every.size == 0:
+        return None
+    lo, hi = float(every.min()), float(every.max())
+    width = (hi - lo) / n_bins or 1.0
+    out = {"edges": [lo + i * width for i in range(n_bins)] + [hi if hi > lo else lo + width]}
+    for name, (logit, n_pos, n_neg) in groups.items():
+        # summed in logit order: the same groups give the same bits in any database order
+        order = np.argsort(logit, kind="stable")
+        logit, n_pos, n_neg = logit[order], n_pos[order], n_neg[order]
+        at = np.clip(np.floor((logit - lo) / width).astype(np.int64), 0, n_bins - 1)
+        with np.errstate(over="ignore"):
+            p = 1.0 / (1.0 + np.exp(-logit))
+        out[name] = {"n_pos": np.bincount(at, n_pos, n_bins).astype(np.int64).tolist(),
+                     "n_neg": np.bincount(at, n_neg, n_bins).astype(np.int64).tolist(),
+                     "sum_p": np.bincount(at, (n_pos + n_neg) * p, n_bins).tolist()}
+    return out
 
 
 def information_value(fit: woe.Fit, band: str, total_pos: float, total_neg: float) -> float:

@@ -55,6 +55,30 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION ml._woe_anchor_model_bands(model_key text)
+RETURNS TABLE (band_position int, band_name text, column_name text, subset text, value_position int, band_value text)
+LANGUAGE plpython3u STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+return woe_anchor.errors.reported(plpy, woe_anchor.inference.model_bands, plpy, model_key)
+$woe_anchor_py$;
+
+-- The bands of a model (default: the active one) and every value each can take, in the order
+-- of its schema: ladders low to high, a category's kept values, then __other__ and __null__.
+CREATE FUNCTION ml.woe_anchor_model_bands(model_key text DEFAULT NULL)
+RETURNS TABLE (band_position int, band_name text, column_name text, subset text, value_position int, band_value text)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    @ERROR_VARIABLES@
+BEGIN
+    RETURN QUERY SELECT * FROM ml._woe_anchor_model_bands(model_key);
+@RERAISE_AS_PLAIN_ERROR@
+END
+$$;
+
 -- Creates or replaces the live views over the user's source (they follow the active model).
 CREATE FUNCTION ml.woe_anchor_create_views(source regclass, band_schema_version int DEFAULT NULL)
 RETURNS void
@@ -115,3 +139,5 @@ COMMENT ON FUNCTION ml.woe_anchor_score(regclass, text) IS 'Score every row of s
 COMMENT ON FUNCTION ml.woe_anchor_training_features(text) IS 'Rows of the model''s training source with split, fold and the WOE anchor feature (OOF on TRAIN SOLD)';
 COMMENT ON FUNCTION ml.woe_anchor_create_views(regclass, int) IS 'Create or replace the live band and score views over source for a band schema (default: the active model''s)';
 COMMENT ON FUNCTION ml.woe_anchor_assert_ready(int) IS 'Raise unless the active WOE anchor model (of this band schema, when given) passes the artifact assertions; else true';
+COMMENT ON FUNCTION ml._woe_anchor_model_bands(text) IS 'woe_anchor internal: the rows behind ml.woe_anchor_model_bands';
+COMMENT ON FUNCTION ml.woe_anchor_model_bands(text) IS 'Bands of a WOE anchor model (default: the active one) and their values in schema order';

@@ -14,7 +14,7 @@ DECLARE
                             'woe_anchor_training_features', '_woe_anchor_training_features_sql',
                             'woe_anchor_quality', 'woe_anchor_models', 'woe_anchor_assert_ready',
                             'woe_anchor_band_schema', 'woe_anchor_band_schema_problems',
-                            '_woe_anchor_band_schema_problems'];
+                            '_woe_anchor_band_schema_problems', 'woe_anchor_model_bands', '_woe_anchor_model_bands'];
     training text[] := ARRAY['fit_woe_anchor', '_fit_woe_anchor', '_woe_anchor_attach_scores', 'woe_anchor_activate',
                              'woe_anchor_drop_model', 'woe_anchor_prune', 'woe_anchor_copy_band_schema',
                              '_woe_anchor_drop_shard_scores', '_woe_anchor_shard_score_tables',

@@ -50,6 +50,8 @@ CREATE TABLE ml.woe_anchor_model_registry_v1 (
     eval_logloss          float8,
     n_eval                bigint,
     band_quality          jsonb,
+    -- rows per equal-width logit bin of each scored set: calibration and score distribution
+    score_bins            jsonb,
     CHECK (dsold_t1 <= dsold_t2 AND dsold_t2 <= dsold_t3 AND dsold_t3 <= dsold_t4)
 );
 

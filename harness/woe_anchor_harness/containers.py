@@ -1,0 +1,67 @@
+"""The test server as a container of docker/Dockerfile (testcontainers), when an engine answers.
+
+Where no container engine runs (these development machines: ``docker`` is a
+client only), ``engine_answers`` is False within seconds and the harness
+uses its private local cluster instead.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+from pathlib import Path
+
+import psycopg
+
+from .server import Server
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "woe_anchor"  # a throwaway container's superuser, reachable from this host only
+
+
+@functools.lru_cache(maxsize=1)
+def engine_answers(timeout: float = 3.0) -> bool:
+    """True when a Docker-compatible engine answers a ping (WOE_ANCHOR_CONTAINERS=0 turns this off)."""
+    if os.environ.get("WOE_ANCHOR_CONTAINERS", "1") == "0":
+        return False
+    try:
+        import docker
+        return bool(docker.from_env(timeout=timeout).ping())
+    except Exception:  # no socket, no permission, no daemon: all mean "no engine"
+        return False
+
+
+@contextlib.contextmanager
+def running(major: int, ready_timeout: float = 180.0):
+    """Build the image for ``major``, run it, yield a Server for it; the container goes afterwards."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.image import DockerImage
+
+    image = DockerImage(path=str(REPO), dockerfile_path="docker/Dockerfile", tag=f"woe_anchor:{major}-test",
+                        buildargs={"PG_MAJOR": str(major)}).build()
+    container = DockerContainer(str(image)).with_env("POSTGRES_PASSWORD", PASSWORD).with_exposed_ports(5432)
+    container.start()
+    try:
+        host = container.get_container_host_ip()
+        dsn = f"host={host} port={container.get_exposed_port(5432)} user=postgres password={PASSWORD}"
+        _wait_ready(dsn, ready_timeout)
+        local_bin = f"/usr/lib/postgresql/{major}/bin"
+        yield Server(dsn=dsn, bindir=local_bin, major=major, local=False)
+    finally:
+        container.stop()
+
+
+def _wait_ready(dsn: str, timeout: float) -> None:
+    """Until the entrypoint's init scripts are done: woe_anchor exists in the postgres database."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(f"{dsn} dbname=postgres", connect_timeout=3) as conn:
+                if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'woe_anchor'").fetchone():
+                    return
+        except psycopg.OperationalError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the woe_anchor container did not become ready in {timeout:.0f} s")
+        time.sleep(1)

@@ -1,0 +1,145 @@
+"""One self-contained HTML page about a stored model, from its artifacts alone.
+
+Nothing is re-scored: the registry row (quality, score bins), the schema's
+band values (``ml.woe_anchor_model_bands``) and the final and per-fold map
+rows hold everything the page shows.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from . import plots
+from .plots import esc, fmt
+
+REGISTRY_SQL = "SELECT * FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s"
+BANDS_SQL = """
+SELECT b.band_position, b.band_name, b.subset, b.band_value, m.woe, m.n_rows,
+       coalesce(f.folds, '{}') AS folds
+FROM ml.woe_anchor_model_bands(%(key)s) AS b
+LEFT JOIN ml.woe_anchor_map_v1 AS m
+       ON m.model_key = %(key)s AND m.fold_id IS NULL AND m.band_name = b.band_name AND m.band_value = b.band_value
+LEFT JOIN LATERAL (SELECT array_agg(x.woe ORDER BY x.fold_id) AS folds FROM ml.woe_anchor_map_v1 AS x
+                   WHERE x.model_key = %(key)s AND x.fold_id IS NOT NULL
+                     AND x.band_name = b.band_name AND x.band_value = b.band_value) AS f ON true
+ORDER BY b.band_position, b.value_position
+"""
+SETS = (("oof", "OOF (train)"), ("insample", "in-sample (train)"), ("eval", "eval, 7 days after cutoff"))
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1100px;
+       color: #111; background: #fff; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #ddd; }
+h3 { font-size: 15px; margin: 18px 0 4px; } .muted { color: #555; }
+table { border-collapse: collapse; font-size: 13px; } td, th { padding: 3px 10px; text-align: left; }
+th { background: #f3f4f6; } tr:nth-child(even) td { background: #fafafa; } td.num { text-align: right; }
+.row { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
+"""
+
+
+class ReportError(Exception):
+    pass
+
+
+def fetch(conn, key: str) -> dict:
+    """The model's registry row and its bands with final WOE, learned rows and per-fold WOE."""
+    cur = conn.execute(REGISTRY_SQL, [key])
+    row = cur.fetchone()
+    if row is None:
+        raise ReportError(f"no model {key!r}")
+    registry = dict(zip([d.name for d in cur.description], row))
+    bands: dict[str, dict] = {}
+    for position, name, subset, value, woe, n_rows, folds in conn.execute(BANDS_SQL, {"key": key}):
+        band = bands.setdefault(name, {"name": name, "subset": subset, "values": []})
+        band["values"].append({"value": value, "woe": woe, "n_rows": n_rows, "folds": list(folds)})
+    return {"registry": registry, "bands": list(bands.values())}
+
+
+def calibration_points(bins: dict, name: str) -> list[tuple[float, float, int]]:
+    """(mean predicted p, observed rate, rows) of every non-empty score bin of one set."""
+    s = bins[name]
+    return [(p / (a + b), a / (a + b), a + b) for a, b, p in zip(s["n_pos"], s["n_neg"], s["sum_p"]) if a + b]
+
+
+def render(data: dict, generated_at: datetime | None = None) -> str:
+    r = data["registry"]
+    generated_at = generated_at or datetime.now(timezone.utc)
+    parts = [f"<h1>WOE anchor model {esc(r['model_key'])}</h1>",
+             f"<p class='muted'>{'active' if r['is_active'] else 'not active'} · fitted "
+             f"{esc(r['created_at'])} from {esc(r['source_relation'])} · report written "
+             f"{esc(generated_at.strftime('%Y-%m-%d %H:%M UTC'))}</p>",
+             _summary(r), "<h2>Quality</h2>", _quality(r), _score_sections(r),
+             "<h2>Bands</h2>", _band_table(r, data["bands"])]
+    for band in data["bands"]:
+        where = f" (on subset {esc(band['subset'])})" if band["subset"] else ""
+        parts.append(f"<h3>{esc(band['name'])}{where}</h3>")
+        parts.append(plots.band_woe(band["name"], band["values"], f"WOE per value of band {band['name']}"))
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>woe_anchor report: {esc(r['model_key'])}</title><style>{CSS}</style></head>"
+            f"<body>{''.join(parts)}</body></html>")
+
+
+def _summary(r: dict) -> str:
+    items = [("train cutoff", r["train_cutoff_ts"]), ("TRAIN SOLD rows", f"{r['n_train_sold']:,}"),
+             ("learned rows", f"{r['n_learned']:,}"), ("days / folds with rows", f"{r['n_days']} / {r['n_folds_with_rows']}"),
+             ("out-of-fold", "yes" if r["oof"] else "no (in-sample scores)"),
+             ("base rate / base logit", f"{fmt(r['base_rate'], 4)} / {fmt(r['base_logit'], 4)}"),
+             ("band schema", r["band_schema_version"]), ("half-life (days)", r["half_life_days"]),
+             ("fit time", f"{r['timings_ms'].get('total', 0) / 1000:.2f} s" if r.get("timings_ms") else "n/a"),
+             ("extension / code", f"{r['extension_version']} / {str(r['code_sha256'])[:12]}")]
+    cells = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in items)
+    return f"<table>{cells}</table>"
+
+
+def _quality(r: dict) -> str:
+    aucs = [("OOF", r["oof_auc"]), ("in-sample", r["insample_auc"]), ("eval", r["eval_auc"])]
+    chart = plots.metric_bars(aucs, "AUC: OOF vs in-sample on TRAIN SOLD, and on the eval window")
+    head = "<tr><th>set</th><th>AUC</th><th>log loss</th><th>rows</th></tr>"
+    rows = [("OOF", r["oof_auc"], r["oof_logloss"], r["n_scored_oof"]),
+            ("in-sample", r["insample_auc"], r["insample_logloss"], r["n_train_sold"]),
+            ("eval", r["eval_auc"], r["eval_logloss"], r["n_eval"])]
+    cells = "".join(f"<tr><td>{name}</td><td class='num'>{fmt(auc, 4)}</td><td class='num'>{fmt(ll, 4)}</td>"
+                    f"<td class='num'>{'n/a' if n is None else f'{n:,}'}</td></tr>" for name, auc, ll, n in rows)
+    gap = ("" if r["oof_auc"] is None or r["insample_auc"] is None else
+           f"<p>In-sample AUC exceeds OOF AUC by {r['insample_auc'] - r['oof_auc']:.4f}: the optimism "
+           "that scoring rows with a mapping learned from their own labels would add.</p>")
+    return f"<div class='row'>{chart}<div><table>{head}{cells}</table>{gap}</div></div>"
+
+
+def _score_sections(r: dict) -> str:
+    bins = r.get("score_bins")
+    if not bins:
+        return "<p class='muted'>This model records no score bins (imported from the Python trainer).</p>"
+    curves = [(label, color, calibration_points(bins, name))
+              for (name, label), color in zip((SETS[0], SETS[2]), (plots.POSITIVE, plots.NEGATIVE))
+              if any(bins[name]["n_pos"]) or any(bins[name]["n_neg"])]
+    scored = "oof" if any(bins["oof"]["n_pos"]) or any(bins["oof"]["n_neg"]) else "insample"
+    hist = plots.histogram(bins["edges"], [("slow21", plots.POSITIVE, bins[scored]["n_pos"]),
+                                           ("not slow21", plots.NEGATIVE, bins[scored]["n_neg"])],
+                           f"Distribution of the {scored} scores", f"{scored} logit (40 equal-width bins)")
+    return ("<h2>Calibration and score distribution</h2><div class='row'>"
+            f"{plots.calibration(curves, 'Calibration of the predicted p(slow21)')}{hist}</div>")
+
+
+def _band_table(r: dict, bands: list[dict]) -> str:
+    quality = r.get("band_quality") or {}
+    head = ("<tr><th>band</th><th>subset</th><th>values</th><th>information value</th>"
+            "<th>fold WOE std (row-weighted)</th><th>max |fold − final| WOE</th></tr>")
+    cells = []
+    for band in bands:
+        q = quality.get(band["name"], {})
+        cells.append(f"<tr><td>{esc(band['name'])}</td><td>{esc(band['subset'] or '')}</td>"
+                     f"<td class='num'>{len(band['values'])}</td><td class='num'>{fmt(q.get('iv'), 4)}</td>"
+                     f"<td class='num'>{fmt(q.get('woe_fold_std'), 4)}</td>"
+                     f"<td class='num'>{fmt(q.get('woe_fold_max_abs_dev'), 4)}</td></tr>")
+    spread = [(band["name"], quality.get(band["name"], {}).get("woe_fold_std")) for band in bands]
+    reach = max([v for _, v in spread if v is not None] + [0.01])
+    chart = plots.metric_bars(spread, "Per-fold stability: row-weighted std of a band's WOE across folds",
+                              0.0, reach * 1.15, colors=(plots.FOLD_DOT,))
+    return f"<div class='row'><table>{head}{''.join(cells)}</table>{chart}</div>"
+
+
+def write(conn, key: str, path: str) -> str:
+    html = render(fetch(conn, key))
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(html)
+    return path

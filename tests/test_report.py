@@ -1,0 +1,124 @@
+"""The model report (issue #6, item 7): one self-contained HTML page, rendered by a real headless Chromium."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from html import unescape
+
+import numpy as np
+import psycopg
+import pytest
+from PIL import Image
+
+from conftest import fit
+from test_cli import _cli
+from woe_anchor_harness import datagen, plots
+
+KEY = "report <b>model</b> & 'quotes'"   # every model key is text to escape, never markup
+
+
+@pytest.fixture(scope="module")
+def report_model(dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        datagen.generate_listings(conn, "report_src", rows=30_000, days=90)
+        fit(conn, "report_src", model_key=KEY, replace=True, activate=False)
+    return KEY
+
+
+def _write(dsn, tmp_path, key) -> str:
+    path = tmp_path / "report.html"
+    done = _cli(dsn, "report", key, "-o", str(path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(path)
+    return path.read_text(encoding="utf-8")
+
+
+def _titles(html: str) -> list[str]:
+    return [unescape(t) for t in re.findall(r"<title>(.*?)</title>", html)]
+
+
+def test_report_is_self_contained_and_escapes_user_text(dsn, report_model, tmp_path):
+    html = _write(dsn, tmp_path, report_model)
+    assert "<script" not in html.lower() and "<link" not in html.lower()
+    # nothing is fetched: no src/href attributes, no url(...) in styles
+    assert not re.search(r"\b(src|href)\s*=|url\(", html, re.IGNORECASE)
+    assert "<b>model</b>" not in html and "report &lt;b&gt;model&lt;/b&gt; &amp; &#x27;quotes&#x27;" in html
+
+
+def test_report_shows_the_stored_artifacts(conn, dsn, report_model, tmp_path):
+    html = _write(dsn, tmp_path, report_model)
+    titles = _titles(html)
+    final = conn.execute("SELECT band_name, band_value, woe, n_rows FROM ml.woe_anchor_map_v1 "
+                         "WHERE model_key = %s AND fold_id IS NULL", [report_model]).fetchall()
+    assert final
+    for band, value, woe, n_rows in final:  # every final map row is drawn with its WOE and learned rows
+        assert f"{band} = {value}: WOE {woe:.4f}, {n_rows} learned rows" in titles
+    n_fold_rows = conn.execute("SELECT count(*) FROM ml.woe_anchor_map_v1 WHERE model_key = %s "
+                               "AND fold_id IS NOT NULL", [report_model]).fetchone()[0]
+    assert sum(t.startswith("fold WOE ") for t in titles) == n_fold_rows
+
+    # the score histogram holds every OOF-scored row once, split by the label read from the source
+    n_pos, n_neg = conn.execute("""
+        SELECT count(*) FILTER (WHERE s.duration_hours >= 504 OR s.final_status = 'older21days'),
+               count(*) FILTER (WHERE NOT coalesce(s.duration_hours >= 504 OR s.final_status = 'older21days', false))
+        FROM report_src AS s, ml.woe_anchor_model_registry_v1 AS r
+        WHERE r.model_key = %s AND s.sold_time <= r.train_cutoff_ts""", [report_model]).fetchone()
+    bars = [re.match(r"(not slow21|slow21): (\d+) rows with logit", t) for t in titles]
+    drawn = {"slow21": 0, "not slow21": 0}
+    for m in filter(None, bars):
+        drawn[m[1]] += int(m[2])
+    assert drawn == {"slow21": n_pos, "not slow21": n_neg}
+
+    # calibration: the dots' row-weighted observed rate is the OOF set's slow21 rate
+    dots = [re.match(r"OOF \(train\): mean p ([\d.]+), observed ([\d.]+), (\d+) rows", t) for t in titles]
+    dots = np.array([[float(m[2]), int(m[3])] for m in dots if m])
+    assert dots[:, 1].sum() == n_pos + n_neg
+    assert np.average(dots[:, 0], weights=dots[:, 1]) == pytest.approx(n_pos / (n_pos + n_neg), abs=1e-3)
+
+    reg = conn.execute("SELECT oof_auc, insample_auc, eval_auc FROM ml.woe_anchor_model_registry_v1 "
+                       "WHERE model_key = %s", [report_model]).fetchone()
+    for name, auc in zip(("OOF", "in-sample", "eval"), reg):
+        assert f"{name}: {auc:.4f}" in titles
+
+
+def test_report_of_a_model_without_score_bins(conn, dsn, report_model, tmp_path):
+    """Models imported from the Python trainer have no score bins: the page says so and still renders."""
+    kept = conn.execute("SELECT score_bins FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
+                        [report_model]).fetchone()[0]
+    assert kept is not None
+    conn.execute("UPDATE ml.woe_anchor_model_registry_v1 SET score_bins = NULL WHERE model_key = %s", [report_model])
+    try:
+        html = _write(dsn, tmp_path, report_model)
+    finally:
+        conn.execute("UPDATE ml.woe_anchor_model_registry_v1 SET score_bins = %s WHERE model_key = %s",
+                     [psycopg.types.json.Jsonb(kept), report_model])
+    assert "records no score bins" in html and "Calibration" not in html
+
+
+def test_missing_model_is_a_clear_error(dsn, tmp_path):
+    done = _cli(dsn, "report", "no_such_model", "-o", str(tmp_path / "x.html"))
+    assert done.returncode != 0 and "no_such_model" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x.html").exists()
+
+
+def _hex(color: str) -> tuple[int, int, int]:
+    return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def test_chromium_renders_the_report(dsn, report_model, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium package is needed (harness/run.sh test installs it)"
+    html = _write(dsn, tmp_path, report_model)
+    png = tmp_path / "report.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1200,2400", f"--screenshot={png}", (tmp_path / "report.html").as_uri()],
+                   check=True, capture_output=True, timeout=120, cwd=tmp_path)
+    image = np.asarray(Image.open(png).convert("RGB"))
+    assert image.shape == (2400, 1200, 3)
+    pixels = {name: int((image == _hex(color)).all(axis=2).sum())
+              for name, color in (("positive", plots.POSITIVE), ("negative", plots.NEGATIVE),
+                                  ("fold", plots.FOLD_DOT))}
+    # the charts were drawn, not shown as text: thousands of pixels in each of the plot colours
+    assert min(pixels.values()) > 2000, pixels
+    assert html.count("<svg") >= 5
