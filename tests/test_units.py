@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from woe_anchor import bands, errors, fit, packs, passes, sqlgen, woe
+from woe_anchor import bands, errors, fit, groups, packs, passes, quality, sqlgen, woe
 
 
 def test_fold_of_days_is_contiguous_and_balanced():
@@ -71,8 +71,9 @@ def _statements():
 def test_weight_expression_guards_underflow():
     sql = _statements().weight(1.0e9, 2.0)
     assert "least(" in sql and "1074::float8" in sql and "0.5::float8 ^" in sql
-    assert _statements().weight(1.0e9, None) == "4611686018427387904::int8"
-    assert _statements().weight(1.0e9, -1.0) == "4611686018427387904::int8"
+    # no decay: every weight is 1, as the fixed-point integer 2^61
+    assert _statements().weight(1.0e9, None) == f"{2 ** 61}::int8"
+    assert _statements().weight(1.0e9, -1.0) == f"{2 ** 61}::int8"
 
 
 def test_array_literals_are_exact():
@@ -98,7 +99,7 @@ def test_pack_combinations_decode_to_their_codes():
 
 
 def test_pack_woe_table_sums_member_bands_and_ignores_null_slot():
-    pack = packs.Pack(bands=(0, 1), radix=(3, 2), mult=(1, 3))
+    pack = packs.Pack(radix=(3, 2), bands=(0, 1))
     woe_by_band = [np.array([0.5, -1.0]), np.array([2.0])]
     table = packs.woe_table(pack, woe_by_band)
     # combination = code0 + 3 * code1; slot 2 of band 0 and slot 1 of band 1 are NULL
@@ -114,8 +115,34 @@ def test_statements_render_values_as_literals_only():
     assert "$1" not in sql and "'2026-01-01T00:00:00.000000+00'::timestamptz" in sql and fold in sql
 
 
-def _stats(scale=None, n=0, q=None):
-    return {"scale_0": scale, "n_1": n, "q_1": q}
+def _scale_stats(values, bound: float = 0.5) -> dict:
+    """What the stats pass returns for a scale rule over ``values`` (|input| of the learned rows)."""
+    v = np.abs(np.asarray(values, dtype=np.float64))
+    under, over = v[v < bound], v[v >= bound]
+    return {"n_0": len(v), "below_0": len(under), "under_0": under.max() if len(under) else None,
+            "over_0": over.min() if len(over) else None}
+
+
+def _stats(scale=(), n=0, q=None):
+    return _scale_stats(scale) | {"n_1": n, "q_1": q}
+
+
+def test_the_median_side_of_the_bound_needs_no_sort():
+    """median_below agrees with percentile_cont (sort, then interpolate as PostgreSQL does) in every case."""
+    rng = np.random.default_rng(11)
+    cases = [[0.5], [0.4], [0.4, 0.6], [0.2, 0.7], [0.3, 0.5, 0.5, 0.9], [0.0, 0.5], [0.49, 0.5],
+             [0.1, np.inf], [0.45, 0.56], [0.44, 0.56]]
+    cases += [rng.choice([0.1, 0.4999, 0.5, 0.5001, 0.9, np.inf], size=rng.integers(1, 9)) for _ in range(300)]
+    cases += [rng.normal(0.5, 0.05, rng.integers(1, 60)) for _ in range(300)]
+    for values in cases:
+        s = _scale_stats(values)
+        v = np.sort(np.abs(values))
+        pos = 0.5 * (len(v) - 1)
+        lo, hi = v[int(np.floor(pos))], v[int(np.ceil(pos))]
+        with np.errstate(invalid="ignore"):
+            want = bool(lo + (pos - np.floor(pos)) * (hi - lo) < 0.5)  # PostgreSQL's float8_lerp
+        assert fit.median_below(s["n_0"], s["below_0"], s["under_0"], s["over_0"], 0.5) == want, values
+    assert fit.median_below(0, 0, None, None, 0.5) is False
 
 
 def test_learned_thresholds_follow_the_spec_rules():
@@ -126,13 +153,13 @@ def test_learned_thresholds_follow_the_spec_rules():
     def pick(learned, names):
         return tuple(learned[k] for k in names)
 
-    got, how = learn(bands.SCHEMA_1, _stats(0.1), None)
+    got, how = learn(bands.SCHEMA_1, _stats([0.1, -0.2, 7.0]), None)
     assert (pick(got, dsold), how) == (small, "learned_small_scale")
-    got, how = learn(bands.SCHEMA_1, _stats(5.0), None)
+    got, how = learn(bands.SCHEMA_1, _stats([5.0, -0.1, 9.0]), None)
     assert (pick(got, dsold), how) == (large, "learned_large_scale")
-    got, how = learn(bands.SCHEMA_1, _stats(None), None)
+    got, how = learn(bands.SCHEMA_1, _stats([]), None)
     assert (pick(got, dsold), how) == (large, "learned_large_scale")
-    got, how = learn(bands.SCHEMA_1, _stats(0.1), [1, 2, 3, 4])
+    got, how = learn(bands.SCHEMA_1, _stats([0.1]), [1, 2, 3, 4])
     assert (pick(got, dsold), how) == ((1.0, 2.0, 3.0, 4.0), "given")
     assert pick(learn(bands.SCHEMA_1, _stats(n=50, q=[1.0, 2.0, 1.5]), None)[0], ("c1", "c2")) == (1.0, 2.0)
     assert pick(learn(bands.SCHEMA_1, _stats(n=49, q=[1.0, 2.0, 1.5]), None)[0], ("c1", "c2")) == (1.5, 1.5)
@@ -270,3 +297,75 @@ def test_woe_of_an_empty_fit_is_zero_with_base_rate_one_half():
                         band_n={"b": np.zeros((2, 2), dtype=np.int64)})
     f = woe.fit_folds(sums, np.ones(2, dtype=bool), {"b": None}, 0.5, None)
     assert f.base_rate == 0.5 and f.base_logit == 0.0 and not f.woe["b"].any()
+
+
+def _array_send_int8(values) -> bytes:
+    """PostgreSQL's binary int8[] (array_send), built here from its documented layout."""
+    import struct
+    head = struct.pack(">iiiii", 1, 0, 20, len(values), 1)
+    return head + b"".join(struct.pack(">iq", 8, v) for v in values)
+
+
+def test_int8_arrays_are_read_from_the_binary_format():
+    values = [0, 1, -5, 2 ** 62, -(2 ** 63)]
+    assert groups.int8_array(_array_send_int8(values)).tolist() == values
+    assert groups.int8_array(None).tolist() == []
+
+
+def test_exact_sums_equal_python_integers_in_any_order():
+    rng = np.random.default_rng(7)
+    index = rng.integers(0, 5, 2000)
+    hi = rng.integers(0, 2 ** 30, 2000) * rng.integers(1, 40, 2000)   # groups of up to 40 rows
+    lo = rng.integers(0, 2 ** 31, 2000) * rng.integers(1, 40, 2000)
+    want = [sum(int(h) * 2 ** 31 + int(v) for h, v, i in zip(hi, lo, index) if i == c) for c in range(5)]
+    assert groups.exact_sums(index, hi, lo, 5) == want
+    order = rng.permutation(2000)
+    assert groups.exact_sums(index[order], hi[order], lo[order], 5) == want
+    # a group too large for the 21-bit pieces takes the Python-integer path, as exact
+    big = np.array([2 ** 53, 3], dtype=np.int64)
+    assert groups.exact_sums(np.array([0, 0]), big, np.array([1, 2]), 1) == [(2 ** 53 + 3) * 2 ** 31 + 3]
+
+
+def test_group_keys_split_into_int8_words():
+    words = packs.words([8, 20, 256, 256, 256, 256])
+    assert [w.radix for w in words] == [(8, 20, 256, 256, 256, 256)]
+    many = packs.words([8, 20] + [10_000] * 6)
+    assert all(w.size < 2 ** 62 for w in many) and sum(len(w.radix) for w in many) == 8 and len(many) > 1
+    word = words[0]
+    codes = [np.array([7, 0]), np.array([19, 3]), np.array([255, 1]), np.array([0, 2]), np.array([9, 0]),
+             np.array([1, 255])]
+    value = sum(c * m for c, m in zip(codes, word.mult))
+    assert [d.tolist() for d in word.decode(value)] == [c.tolist() for c in codes]
+
+
+def test_pack_sums_match_a_plain_loop_over_the_groups():
+    plan = [packs.Pack(radix=(3, 2), bands=(0, 1)), packs.Pack(radix=(4,), bands=(2,))]
+    rng = np.random.default_rng(3)
+    n_groups = 300
+    g = groups.Groups(flags=rng.integers(0, 8, n_groups), block=rng.integers(0, 3, n_groups),
+                      combos=[rng.integers(0, 6, n_groups), rng.integers(0, 4, n_groups)],
+                      n=rng.integers(1, 5, n_groups), hi=rng.integers(0, 2 ** 30, n_groups),
+                      lo=rng.integers(0, 2 ** 31, n_groups))
+    g.hi[(g.flags & groups.LEARNED) == 0] = 0   # only learned rows carry weights
+    g.lo[(g.flags & groups.LEARNED) == 0] = 0
+    got = groups.pack_sums(g, plan)
+    want: dict = {}
+    for i in range(n_groups):
+        if not g.flags[i] & groups.TRAIN:
+            continue
+        learned = bool(g.flags[i] & groups.LEARNED)
+        for j, pack in enumerate(plan):
+            combo = int(g.combos[j][i]) if learned else 0
+            flag = (2 * bool(g.flags[i] & groups.Y) + 1) if learned else 0
+            cell = (j, (int(g.block[i]) * pack.size + combo) * 4 + flag)
+            rows, weight = want.get(cell, (0, 0))
+            want[cell] = (rows + int(g.n[i]), weight + int(g.hi[i]) * 2 ** 31 + int(g.lo[i]))
+    pack_of = {3 - 2 ** (1 - j): j for j in range(2)}  # GROUPING(): a 0 bit for the pack
+    assert {(pack_of[gr], k): (n, w) for gr, k, n, w in zip(got["grouping"], got["key"], got["n"], got["sw"])} == want
+
+
+def test_merged_quality_groups_count_ties_once():
+    logit, pos, neg = quality.merged(np.array([0.5, -1.0, 0.5]), np.array([1.0, 0.0, 2.0]), np.array([0.0, 4.0, 1.0]))
+    assert logit.tolist() == [-1.0, 0.5] and pos.tolist() == [0.0, 3.0] and neg.tolist() == [4.0, 1.0]
+    # one positive and one negative tied at 0.5, four negatives below: (3 * 4 + 3 * 0.5) / (3 * 5)
+    assert quality.auc(logit, pos, neg) == pytest.approx((12 + 1.5) / 15)

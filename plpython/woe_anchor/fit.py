@@ -14,12 +14,12 @@ import unicodedata
 
 import numpy as np
 
-from . import bands, errors, packs, passes, quality, schemas, sharded, source, woe
+from . import bands, errors, groups, packs, passes, quality, schemas, sharded, source, woe
 from .errors import FitError
 from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
 
-# weights are summed as integers of 2^-62 of the newest row's weight; a fit whose rows
-# average below this keeps fewer than ~38 bits per weight and would drift from float8
+# weights are summed as integers of 2^-61 of the newest row's weight; a fit whose rows
+# average below this keeps fewer than ~37 bits per weight and would drift from float8
 MIN_MEAN_WEIGHT = 2.0 ** -24
 REGISTRY = "ml.woe_anchor_model_registry_v1"
 # a category band's learned values are looked up row by row in an array: keep it small
@@ -69,7 +69,8 @@ def learn_thresholds(schema: bands.BandSchema, stats: dict, given) -> tuple[dict
         if isinstance(rule, bands.ScaleRule):
             if rule.parameter and given is not None:
                 values, how = tuple(float(x) for x in given), "given"
-            elif stats[f"scale_{i}"] is not None and stats[f"scale_{i}"] < rule.below:
+            elif median_below(stats[f"n_{i}"], stats[f"below_{i}"], stats[f"under_{i}"], stats[f"over_{i}"],
+                              rule.below):
                 values, how = rule.small, "learned_small_scale"
             else:
                 values, how = rule.large, "learned_large_scale"
@@ -85,58 +86,29 @@ def learn_thresholds(schema: bands.BandSchema, stats: dict, given) -> tuple[dict
     return learned, dsold_source
 
 
+def median_below(n: int, n_below: int, under: float | None, over: float | None, bound: float) -> bool:
+    """percentile_cont(0.5) of n values < bound, from counts and the values either side of it.
+
+    Sorted, the values v give the median v[first] + (pos - first) * (v[second]
+    - v[first]) at pos = (n - 1) / 2. Only when ``bound`` falls between the two
+    middle values do their values matter, and then they are the largest value
+    under the bound and the smallest one not under it. No values: no median.
+    """
+    if not n:
+        return False
+    pos = 0.5 * (n - 1)
+    first, second = math.floor(pos), math.ceil(pos)
+    if n_below > second:
+        return True
+    if n_below <= first:
+        return False
+    return under + (pos - first) * (over - under) < bound
+
+
 def category_values(schema: bands.BandSchema, stats: dict) -> dict:
     """Each category band's distinct learned values, in code-point order (its codes)."""
     return {band.name: sorted(v for v in stats[f"values_{j}"] or () if v not in bands.RESERVED_LABELS)
             for j, band in enumerate(schema.bands) if band.category is not None}
-
-
-def collect_fold_sums(row, schema: bands.BandSchema, plan: list, n_blocks: int) -> woe.FoldSums:
-    """Decode the packed sums of ``Statements.sums`` into per-fold, per-band arrays.
-
-    A key is (fold * size + combination) * 4 + 2y + learned. Fold totals come
-    from the first pack (every row is in exactly one of its combinations); a
-    subset's totals from one of its bands, whose NULL slot is the rows outside.
-    """
-    n_packs = len(plan)
-    grouping = np.asarray(row["grouping"], dtype=np.int64)
-    key = np.asarray(row["key"], dtype=np.int64)
-    # the hash aggregate's output order varies with the plan: fix it, so sums add up identically
-    order = np.lexsort((key, grouping))
-    grouping, key = grouping[order], key[order]
-    n = np.asarray(row["n"], dtype=np.float64)[order]
-    sw = np.asarray(row["sw"], dtype=np.float64)[order]
-    # GROUPING() has a 0 bit for the pack the row groups by, leftmost pack first
-    pack_of = n_packs - 1 - np.log2(((1 << n_packs) - 1) ^ grouping).astype(np.int64)
-    key, flags = np.divmod(key, 4)
-    learned, y = (flags & 1).astype(bool), (flags & 2).astype(bool)
-    pos, neg = np.where(learned & y, sw, 0.0), np.where(learned & ~y, sw, 0.0)
-    n_learned = np.where(learned, n, 0.0)
-
-    def accumulate(shape, index, values):
-        out = np.zeros(shape)
-        np.add.at(out, index, values)
-        return out
-
-    first = pack_of == 0
-    fold = key[first] // plan[0].size
-    sums = woe.FoldSums(n_rows=accumulate(n_blocks, fold, n[first]),
-                        n_learned=accumulate(n_blocks, fold, n_learned[first]),
-                        pos=accumulate(n_blocks, fold, pos[first]),
-                        neg=accumulate(n_blocks, fold, neg[first]))
-    for j, pack in enumerate(plan):
-        mine = pack_of == j
-        fold, combo = np.divmod(key[mine], pack.size)
-        for i, codes in zip(pack.bands, pack.codes(combo)):
-            band = schema.bands[i]
-            shape = (n_blocks, len(band.labels) + 1)  # + the NULL slot, dropped below
-            sums.band_pos[band.name] = accumulate(shape, (fold, codes), pos[mine])[:, :-1]
-            sums.band_neg[band.name] = accumulate(shape, (fold, codes), neg[mine])[:, :-1]
-            sums.band_n[band.name] = accumulate(shape, (fold, codes), n_learned[mine])[:, :-1].astype(np.int64)
-            if band.subset and band.subset not in sums.subset_pos:
-                sums.subset_pos[band.subset] = sums.band_pos[band.name].sum(axis=1)
-                sums.subset_neg[band.subset] = sums.band_neg[band.name].sum(axis=1)
-    return sums
 
 
 class Phases:
@@ -250,13 +222,17 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
                             if block_of_day[i] != block_of_day[i - 1]])
     plan = packs.plan(schema)
     if shards:
-        grouped = shards.sums(sql, plan, fold, stats["ref_epoch"], p["half_life_days"])
+        per_pack, grouped = shards.sums(sql, plan, fold, stats["ref_epoch"], p["half_life_days"]), None
         plpy.notice(f"[shards] {sum(1 for leaf in src.leaves if leaf.server)} of {len(src.leaves)} leaves "
                     f"aggregated on their shards: the sums returned {shards.values_returned - stats_values} values "
                     f"and the statistics {stats_values}, for {stats['n_train_sold']} TRAIN SOLD rows")
     else:
-        grouped = plpy.execute(sql.sums(plan, fold, stats["ref_epoch"], p["half_life_days"]))[0]
-    sums = collect_fold_sums(grouped, schema, plan, n_blocks)
+        # one read gives every fold's sums now and the quality figures once the mapping is known
+        words = groups.word_layout(plan, n_blocks)
+        row = plpy.execute(sql.groups(plan, words, fold, stats["ref_epoch"], p["half_life_days"]))[0]
+        grouped = groups.read(row, plan, words)
+        per_pack = groups.pack_sums(grouped, plan)
+    sums = groups.fold_sums(per_pack, schema, plan, n_blocks)
     phases.done("sums")
     if int(sums.n_rows.sum()) != stats["n_train_sold"]:
         errors.source_changed(src.qualified)
@@ -297,10 +273,10 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
         plpy.notice(f"[woe] in-sample scoring applied to TRAIN SOLD (OOF off): rows={n_scored}")
     final_lookups = scoring if not oof else lookup_tables([final], plan, schema)
     if shards:
-        grouped = shards.quality(sql, plan, fold, scoring if oof else None, final_lookups)
+        scored = groups.statement_sets(shards.quality(sql, plan, fold, scoring if oof else None, final_lookups))
     else:
-        grouped = plpy.execute(sql.quality(plan, fold, scoring if oof else None, final_lookups))[0]
-    measured = _quality(grouped)
+        scored = groups.quality_sets(grouped, plan, scoring if oof else None, final_lookups)
+    measured = _quality(scored)
     phases.done("quality")
 
     # short critical section: registry writes serialize, readers never wait
@@ -391,19 +367,11 @@ def _cutoff_literal(plpy, src, given, shards) -> str:
     return f"{quote_literal(text)}::timestamptz"
 
 
-def _quality(row: dict) -> dict:
-    """Registry columns of model quality from the grouped logits of ``Statements.quality``."""
-    grouping = np.asarray(row["grouping"] or [], dtype=np.int64)
-    logit = np.asarray([np.nan if v is None else v for v in row["logit"] or []], dtype=np.float64)
-    n_pos = np.asarray(row["n_pos"] or [], dtype=np.float64)
-    n_neg = np.asarray(row["n_neg"] or [], dtype=np.float64)
-    groups = {}
-    # GROUPING(oof, ins, ev): the set a row belongs to has its bit 0 (4, 2, 1 from the left)
-    for name, bit in (("oof", 4), ("insample", 2), ("eval", 1)):
-        mine = ((grouping & bit) == 0) & ~np.isnan(logit)
-        groups[name] = (logit[mine], n_pos[mine], n_neg[mine])
-    m = quality.metrics(groups)
-    bins = quality.score_bins(groups)
+def _quality(scored: dict) -> dict:
+    """Registry columns of model quality from each scored set's (logit, n_pos, n_neg) groups."""
+    sets = {name: quality.merged(*values) for name, values in scored.items()}
+    m = quality.metrics(sets)
+    bins = quality.score_bins(sets)
     return ({k: m[k] for k in ("oof_auc", "oof_logloss", "insample_auc", "insample_logloss",
                                "eval_auc", "eval_logloss")}
             | {"n_eval": m["eval_rows"], "score_bins": bins and json.dumps(bins)})

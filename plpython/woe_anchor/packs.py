@@ -8,6 +8,7 @@ per pack: the sum of the pack's WOE for that combination.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,18 +19,46 @@ COMBINATION_BUDGET = 256  # per pack: small hash tables, small lookup arrays
 
 
 @dataclass(frozen=True)
-class Pack:
-    bands: tuple[int, ...]   # indexes into schema.bands
-    radix: tuple[int, ...]   # slots per band: its labels plus the NULL slot
-    mult: tuple[int, ...]    # place value of each band in the combination
+class Radix:
+    """Small codes as one integer in mixed radices, the first code changing fastest."""
+    radix: tuple[int, ...]
+
+    @property
+    def mult(self) -> tuple[int, ...]:
+        return tuple(math.prod(self.radix[:j]) for j in range(len(self.radix)))
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.radix))
+        return math.prod(self.radix)
+
+    def sql(self, parts: list[str], cast: str = "int8") -> str:
+        """The SQL integer of the codes ``parts`` (each in 0 .. radix - 1), summed as ``cast``."""
+        return " + ".join(f"({part})::{cast}" if m == 1 else f"({part})::{cast} * {m}"
+                          for part, m in zip(parts, self.mult))
+
+    def decode(self, values: np.ndarray) -> list[np.ndarray]:
+        return [(values // m) % r for m, r in zip(self.mult, self.radix)]
+
+
+@dataclass(frozen=True)
+class Pack(Radix):
+    """Bands whose codes (radix - 1 meaning NULL) make one combination."""
+    bands: tuple[int, ...] = ()  # indexes into schema.bands
 
     def codes(self, combos: np.ndarray) -> list[np.ndarray]:
         """Each band's code per combination (radix - 1 means NULL)."""
-        return [(combos // m) % r for m, r in zip(self.mult, self.radix)]
+        return self.decode(combos)
+
+
+def words(radix: list[int], limit: int = 2 ** 62) -> list[Radix]:
+    """Consecutive codes packed greedily into integers below ``limit``: the int8 keys of a group."""
+    out, current = [], []
+    for r in radix:
+        if current and math.prod(current) * r >= limit:
+            out.append(Radix(tuple(current)))
+            current = []
+        current.append(r)
+    return out + [Radix(tuple(current))]
 
 
 def plan(schema: b.BandSchema, budget: int = COMBINATION_BUDGET) -> list[Pack]:
@@ -43,21 +72,13 @@ def plan(schema: b.BandSchema, budget: int = COMBINATION_BUDGET) -> list[Pack]:
         current.append(i)
         size *= slots
     packs.append(current)
-    out = []
-    for members in packs:
-        radix = tuple(len(schema.bands[i].labels) + 1 for i in members)
-        mult = tuple(int(np.prod(radix[:j])) for j in range(len(radix)))
-        out.append(Pack(tuple(members), radix, mult))
-    return out
+    return [Pack(radix=tuple(len(schema.bands[i].labels) + 1 for i in members), bands=tuple(members))
+            for members in packs]
 
 
 def combination_sql(pack: Pack, band_sql: list[str]) -> str:
     """SQL integer of a row's combination; band_sql[i] is band i's code expression."""
-    terms = []
-    for i, r, m in zip(pack.bands, pack.radix, pack.mult):
-        code = f"coalesce({band_sql[i]}, {r - 1})"
-        terms.append(code if m == 1 else f"{code} * {m}")
-    return " + ".join(terms)
+    return pack.sql([f"coalesce({band_sql[i]}, {r - 1})" for i, r in zip(pack.bands, pack.radix)], cast="int")
 
 
 def woe_table(pack: Pack, woe_by_band: list[np.ndarray]) -> np.ndarray:

@@ -2,10 +2,16 @@
 
 1. ``stats``: row counts, the weight reference time and the inputs of the
    learned thresholds (one aggregate over TRAIN SOLD).
-2. ``sums``: per-UTC-day weighted sums of every pack combination (see
-   ``packs``), one GROUP BY; every fold's statistics are sums of its days.
+2. ``groups``: one GROUP BY over TRAIN SOLD and the eval window by (fold,
+   every pack's combination, label flags), with exact weight sums: every
+   fold's statistics are sums of its groups, and the quality figures follow
+   from the same groups once the mapping is known (see ``groups.py``).
 3. ``scores``: each TRAIN SOLD row scored with its fold's mapping, one
    lookup per pack, written by one CREATE TABLE AS.
+
+A sharded source runs ``sums`` (per-pack groups: few values cross the
+network) and, after the fit, ``quality`` (grouped logits) on its shards
+instead of ``groups``.
 
 Statements are plain text with every value rendered as an exact literal
 (numbers by ``float_lit``, text by ``quote_literal``): SPI runs unprepared
@@ -23,9 +29,13 @@ from .sqlgen import Compiler, float_lit, quote_literal
 DAY_SQL = "floor(date_part('epoch', s.t0) / 86400::float8)::int"
 # 0.5 ^ x is 0 in numpy from here on, where PostgreSQL raises an underflow error
 UNDERFLOW_EXPONENT = 1075
-# Weights (<= 1) are summed as exact integers of 2^-62: the sums do not depend on row
+# Weights (<= 1) are summed as exact integers of 2^-61: the sums do not depend on row
 # order, so parallel plans, and any split of the rows, give bit-identical artifacts.
-FIXED_POINT = "4611686018427387904"
+FIXED_POINT_BITS = 61
+FIXED_POINT = str(2 ** FIXED_POINT_BITS)
+# an integer weight (<= 2^61) summed as two int4 halves: sum(int4) keeps no per-group state
+# in memory, where sum(int8) keeps a numeric one
+HALF_BITS = 31
 
 
 def array_lit(values, kind: str) -> str:
@@ -64,20 +74,28 @@ class Statements:
     def stats(self, percentiles: bool = True) -> str:
         """Counts, ref, learned-threshold inputs and category values over TRAIN SOLD (one read).
 
-        Per learned rule i: ``scale_i`` (median |input|) or ``n_i`` and ``q_i``
-        (its probs, then the median); per category band j: ``values_j``, the
-        distinct non-NULL values of its learned rows. Without ``percentiles``
-        (one shard's part of a sharded fit) the learned rules are left out.
+        Per learned rule i, a scale rule: ``n_i`` values of |input|, ``below_i``
+        of them under the rule's bound, the largest of those (``under_i``) and
+        the smallest of the rest (``over_i``), which settle the median's side
+        of the bound without sorting (``median_below``); a quantile rule:
+        ``n_i`` and ``q_i`` (its probs, then the median). Per category band j:
+        ``values_j``, the distinct non-NULL values of its learned rows. Without
+        ``percentiles`` (one shard's part of a sharded fit) the quantile rules
+        are left out.
         """
         schema = self.c.schema
         learned = "r.learned"
         inner, outer = [], []
-        for i, rule in enumerate(schema.learning if percentiles else ()):
-            inner.append(f"{self.c.input(rule.input)} AS x{i}")
+        for i, rule in enumerate(schema.learning):
             if isinstance(rule, b.ScaleRule):
-                outer.append(f"percentile_cont(0.5::float8) WITHIN GROUP (ORDER BY abs(r.x{i})) "
-                             f"FILTER (WHERE {learned}) AS scale_{i}")
-            else:
+                inner.append(f"abs({self.c.input(rule.input)}) AS x{i}")
+                under = f"{learned} AND r.x{i} < {float_lit(rule.below)}"
+                outer += [f"count(r.x{i}) FILTER (WHERE {learned}) AS n_{i}",
+                          f"count(*) FILTER (WHERE {under}) AS below_{i}",
+                          f"max(r.x{i}) FILTER (WHERE {under}) AS under_{i}",
+                          f"min(r.x{i}) FILTER (WHERE {learned} AND r.x{i} >= {float_lit(rule.below)}) AS over_{i}"]
+            elif percentiles:
+                inner.append(f"{self.c.input(rule.input)} AS x{i}")
                 where = learned + (f" AND r.in_{rule.subset}" if rule.subset else "")
                 probs = array_lit(list(rule.probs) + [0.5], "float8")
                 outer.append(f"count(r.x{i}) FILTER (WHERE {where}) AS n_{i}")
@@ -108,16 +126,17 @@ FROM (SELECT {self.learned} AS learned,
 """
 
     def weight(self, ref_epoch: float, half_life_days: float | None) -> str:
-        """w_raw * 2^62 as an exact integer (SPEC.md 4): 0.5 ^ (age_days / half_life - 62).
+        """w_raw * 2^61 as an exact integer (SPEC.md 4): 0.5 ^ (age_days / half_life - 61).
 
         The exponent is capped where 0.5 ^ x underflows (PostgreSQL raises there,
-        numpy gives 0); capped weights are far below 2^-62 and round to 0 anyway.
+        numpy gives 0); capped weights are far below 2^-61 and round to 0 anyway.
         """
         if half_life_days is None or half_life_days <= 0:
             return f"{FIXED_POINT}::int8"
         x = (f"greatest(0::float8, {float_lit(ref_epoch)} - {self.label_ts}) / 86400::float8 "
              f"/ {float_lit(half_life_days)}")
-        return f"(0.5::float8 ^ (least({x}, {UNDERFLOW_EXPONENT - 1}::float8) - 62::float8))::int8"
+        return (f"(0.5::float8 ^ (least({x}, {UNDERFLOW_EXPONENT - 1}::float8) "
+                f"- {FIXED_POINT_BITS}::float8))::int8")
 
     @staticmethod
     def fold_of_row(fold_starts: list[str]) -> str:
@@ -127,9 +146,8 @@ FROM (SELECT {self.learned} AS learned,
         edges = ", ".join(f"{quote_literal(t)}::timestamptz" for t in fold_starts)
         return f"width_bucket(s.t0, ARRAY[{edges}])"
 
-    def sums(self, packs: list[pk.Pack], fold: str, ref_epoch: float,
-             half_life_days: float | None, exact: bool = False) -> str:
-        """Per pack, per key ((fold * size + combination) * 4 + 2y + learned): rows and Σw.
+    def sums(self, packs: list[pk.Pack], fold: str, ref_epoch: float, half_life_days: float | None) -> str:
+        """Per pack, per key ((fold * size + combination) * 4 + 2y + learned): rows and Σw (a shard's part).
 
         Rows not learned from have key fold * size * 4: only their count matters.
 
@@ -137,9 +155,8 @@ FROM (SELECT {self.learned} AS learned,
         OFFSET 0 fences keep the planner from copying them into every
         aggregate, and make every grouping set a plain column whose unknown
         statistics it estimates small, so it hashes all sets in one pass. The
-        result comes back as one row of arrays: no per-group Python objects.
-        ``exact`` returns the weight sums as the exact numeric integers (of
-        2^-62), for a sharded fit to add up across shards.
+        result comes back as one row of arrays. The weight sums are the exact
+        numeric integers (of 2^-61), for the coordinator to add up.
         """
         combos = combinations_sql(self.c, packs)
         names = [f"k{i}" for i in range(len(packs))]
@@ -152,7 +169,7 @@ SELECT array_agg(g.grouping) AS grouping, array_agg(g.key) AS key,
        array_agg(g.n) AS n, array_agg(g.sw) AS sw
 FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
              coalesce({', '.join('k.' + n for n in names)}) AS key,
-             count(*) AS n, {'coalesce(sum(k.w), 0)' if exact else f'coalesce(sum(k.w), 0)::float8 / {FIXED_POINT}::float8'} AS sw
+             count(*) AS n, coalesce(sum(k.w), 0) AS sw
       FROM (SELECT {keys}, r.w
             FROM (SELECT ({fold})::bigint AS fold,
                          CASE WHEN {self.learned} THEN ({self.y})::int * 2 + 1 ELSE 0 END AS flags,
@@ -165,8 +182,44 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
       GROUP BY GROUPING SETS ({', '.join(f'(k.{n})' for n in names)})) AS g
 """
 
+    def groups(self, packs: list[pk.Pack], words: list[pk.Radix], fold: str, ref_epoch: float,
+               half_life_days: float | None) -> str:
+        """Rows and exact weight sums per group of TRAIN SOLD and eval-window rows, in binary.
+
+        A group is (label flags, fold, every pack's combination), packed into
+        int8 ``words`` (flags = 4 train + 2 y + learned; eval rows are fold 0).
+        The learned rows' weights are summed as two int4 halves, ``hi`` and
+        ``lo``: Σw = hi * 2^31 + lo. Each column comes back as one
+        ``array_send`` bytea, read by numpy without a Python object per group.
+        """
+        combos = combinations_sql(self.c, packs)
+        w = self.weight(ref_epoch, half_life_days)
+        parts = ["CASE WHEN r.train THEN 4 + r.y * 2 + r.learned::int ELSE r.y * 2 END",
+                 "CASE WHEN r.train THEN r.fold ELSE 0 END"] + [f"r.c{i}" for i in range(len(packs))]
+        keys, at = [], 0
+        for word in words:
+            keys.append(word.sql(parts[at:at + len(word.radix)]))
+            at += len(word.radix)
+        names = [f"w{i}" for i in range(len(keys))]
+        mask = (1 << HALF_BITS) - 1
+        return f"""
+SELECT {', '.join(f'array_send(array_agg(g.{n})) AS {n}' for n in names + ['n', 'hi', 'lo'])}
+FROM (SELECT {', '.join('k.' + n for n in names)}, count(*) AS n,
+             coalesce(sum((k.w >> {HALF_BITS})::int4), 0) AS hi, coalesce(sum((k.w & {mask})::int4), 0) AS lo
+      FROM (SELECT {', '.join(f'{e} AS {n}' for e, n in zip(keys, names))}, r.w
+            FROM (SELECT s.sold_time <= {self.cutoff} AS train, ({self.y})::int AS y,
+                         {self.learned} AS learned, ({fold})::int AS fold,
+                         CASE WHEN s.sold_time <= {self.cutoff} AND {self.learned} THEN {w} END AS w,
+                         {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
+                  FROM {self.qualified} AS s
+                  WHERE s.sold_time IS NOT NULL AND s.sold_time <= {self.cutoff} + interval '168 hours'
+                  OFFSET 0) AS r
+            OFFSET 0) AS k
+      GROUP BY {', '.join('k.' + n for n in names)}) AS g
+"""
+
     def quality(self, packs: list[pk.Pack], fold: str, oof: tuple | None, final: tuple) -> str:
-        """Distinct logits with their positive and negative row counts, for three scored sets.
+        """Distinct logits with their positive and negative row counts, for three scored sets (a shard's part).
 
         GROUPING() bits, left to right: OOF on TRAIN SOLD (when ``oof``), the
         final mapping in-sample on TRAIN SOLD, the final mapping on

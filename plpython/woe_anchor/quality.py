@@ -15,6 +15,12 @@ LOGLOSS_CLIP = 1e-15
 SCORE_BINS = 40
 
 
+def merged(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> tuple:
+    """Groups with equal logits made one, in ascending logit order (ties must meet in ``auc``)."""
+    distinct, at = np.unique(logit, return_inverse=True)
+    return (distinct, np.bincount(at, n_pos, len(distinct)), np.bincount(at, n_neg, len(distinct)))
+
+
 def auc(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | None:
     """P(score of a positive > score of a negative) + 0.5 P(tie); None without both classes."""
     order = np.argsort(logit, kind="stable")

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import bands as b
 from . import errors
-from .passes import FIXED_POINT, Statements, array_lit, constrain_scores_sql
+from .passes import Statements, array_lit, constrain_scores_sql
 from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
 
 # exact floats, the fit's time settings, only built-in names, and one snapshot per shard for the whole
@@ -124,20 +124,24 @@ class Fanout:
         """What ``Statements.stats`` returns over all leaves together."""
         schema = st.c.schema
         cats = [j for j, band in enumerate(schema.bands) if band.category is not None]
+        scales = [i for i, rule in enumerate(schema.learning) if isinstance(rule, b.ScaleRule)]
         columns = ("(n_train_sold bigint, n_learned bigint, n_null_keys bigint, n_infinite bigint, days int[], "
-                   "ref_epoch float8" + "".join(f", values_{j} text[]" for j in cats) + ")")
+                   "ref_epoch float8"
+                   + "".join(f", n_{i} bigint, below_{i} bigint, under_{i} float8, over_{i} float8" for i in scales)
+                   + "".join(f", values_{j} text[]" for j in cats) + ")")
         parts = self.run(lambda rel: st.over(rel).stats(percentiles=False), columns)
         out = {k: sum(int(p[k] or 0) for p in parts) for k in ("n_train_sold", "n_learned", "n_null_keys", "n_infinite")}
         out["days"] = sorted({d for p in parts for d in (p["days"] or ()) if d is not None}) or None
         out["ref_epoch"] = max((p["ref_epoch"] for p in parts if p["ref_epoch"] is not None), default=None)
         for j in cats:
             out[f"values_{j}"] = sorted({v for p in parts for v in (p[f"values_{j}"] or ())})
+        for i in scales:  # counts add up, the values either side of the bound are the extremes
+            for name, combine in (("n", sum), ("below", sum), ("under", max), ("over", min)):
+                found = [p[f"{name}_{i}"] for p in parts if p[f"{name}_{i}"] is not None]
+                out[f"{name}_{i}"] = combine(found) if found else None
         for i, rule in enumerate(schema.learning):
             x = st.c.input(rule.input)
-            if isinstance(rule, b.ScaleRule):
-                n, at = self._selector(st, f"abs({x})", st.learned)
-                out[f"scale_{i}"] = percentile_cont(n, 0.5, at) if n else None
-            else:
+            if isinstance(rule, b.QuantileRule):
                 where = st.learned + (f" AND {st.c.subset(rule.subset)}" if rule.subset else "")
                 n, at = self._selector(st, x, where)
                 out[f"n_{i}"] = n
@@ -146,11 +150,9 @@ class Fanout:
 
     def sums(self, st: Statements, packs: list, fold: str, ref_epoch: float, half_life_days) -> dict:
         """``Statements.sums`` over all leaves: groups added up, weights as exact integers first."""
-        parts = self.run(lambda rel: st.over(rel).sums(packs, fold, ref_epoch, half_life_days, exact=True),
+        parts = self.run(lambda rel: st.over(rel).sums(packs, fold, ref_epoch, half_life_days),
                          "(grouping int[], key bigint[], n bigint[], sw numeric[])")
-        out = add_up(parts, ("grouping", "key"), ("n", "sw"))
-        out["sw"] = [float(w) / float(FIXED_POINT) for w in out["sw"]]
-        return out
+        return add_up(parts, ("grouping", "key"), ("n", "sw"))
 
     def quality(self, st: Statements, packs: list, fold: str, oof, final) -> dict:
         """``Statements.quality`` over all leaves: each shard groups its logits, equal logits add up."""
