@@ -75,7 +75,7 @@ setup_venv() {
 # the report test renders in a real headless browser: Debian's chromium
 setup_chromium() {
     command -v chromium >/dev/null && return
-    [ "$(id -u)" = 0 ] || { log "run as root to install chromium (the report test needs it)"; exit 1; }
+    [ "$(id -u)" = 0 ] || { log "chromium is missing and only root can install it: the report test will fail"; return; }
     log "installing chromium for the report test"
     apt_install chromium fonts-dejavu-core
 }

@@ -64,6 +64,7 @@ def _env(server):
     return dict(os.environ, PGHOST=info["host"], PGPORT=str(info["port"]), PGUSER=info["user"])
 
 
+@pytest.mark.local_server  # this machine's pg_dump and pg_restore, without a password
 @pytest.mark.parametrize("form", ["custom", "plain"])
 def test_dump_and_restore_keep_every_model(server, source_db, tmp_path, form):
     name, dsn = source_db

@@ -43,7 +43,9 @@ def _control_version() -> str:
 def test_the_image_preloads_pg_cron_and_installs_for_its_major():
     for package in ('"postgresql-plpython3-${PG_MAJOR}"', '"postgresql-${PG_MAJOR}-cron"', "python3-numpy"):
         assert package in DOCKERFILE
-    assert "shared_preload_libraries=pg_cron" in DOCKERFILE and "cron.use_background_workers=on" in DOCKERFILE
+    # in postgresql.conf (via initdb's sample), so `docker run image -c ...` keeps them
+    assert re.search(r"shared_preload_libraries = 'pg_cron'.*postgresql\.conf\.sample", DOCKERFILE, re.DOTALL)
+    assert "cron.use_background_workers = on" in DOCKERFILE
     subprocess.run(["sh", "-n", str(REPO / "docker" / "initdb" / "10-woe_anchor.sh")], check=True)
 
 

@@ -26,8 +26,9 @@ def engine_answers(timeout: float = 3.0) -> bool:
     if os.environ.get("WOE_ANCHOR_CONTAINERS", "1") == "0":
         return False
     try:
-        import docker
-        return bool(docker.from_env(timeout=timeout).ping())
+        # testcontainers' own client: the same DOCKER_HOST and testcontainers settings it will use
+        from testcontainers.core.docker_client import DockerClient
+        return bool(DockerClient(timeout=timeout).client.ping())
     except Exception:  # no socket, no permission, no daemon: all mean "no engine"
         return False
 
@@ -46,8 +47,8 @@ def running(major: int, ready_timeout: float = 180.0):
         host = container.get_container_host_ip()
         dsn = f"host={host} port={container.get_exposed_port(5432)} user=postgres password={PASSWORD}"
         _wait_ready(dsn, ready_timeout)
-        local_bin = f"/usr/lib/postgresql/{major}/bin"
-        yield Server(dsn=dsn, bindir=local_bin, major=major, local=False)
+        # client tools (pg_dump) of the same major on this machine, when installed
+        yield Server(dsn=dsn, bindir=f"/usr/lib/postgresql/{major}/bin", major=major)
     finally:
         container.stop()
 

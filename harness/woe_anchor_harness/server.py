@@ -22,7 +22,6 @@ class Server:
     dsn: str          # libpq connection string to the maintenance database
     bindir: str       # where pg_config, pg_ctl, pg_dump of this major live
     major: int
-    local: bool = True  # False: a container's server, whose files this machine cannot reach
 
     def dsn_for(self, dbname: str) -> str:
         return f"{self.dsn} dbname={dbname}"

@@ -231,6 +231,7 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
         words = groups.word_layout(plan, n_blocks)
         row = plpy.execute(sql.groups(plan, words, fold, stats["ref_epoch"], p["half_life_days"]))[0]
         grouped = groups.read(row, plan, words)
+        del row  # the decoded arrays are all the fit keeps
         per_pack = groups.pack_sums(grouped, plan)
     sums = groups.fold_sums(per_pack, schema, plan, n_blocks)
     phases.done("sums")

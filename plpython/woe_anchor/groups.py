@@ -22,17 +22,20 @@ from .passes import FIXED_POINT_BITS, HALF_BITS
 
 TRAIN, Y, LEARNED = 4, 2, 1   # the flag bits of a group
 PIECE = 21                     # weight pieces of 21 bits: float64 sums of them stay exact
+INT8_OID = 20
 
 
 def int8_array(data: bytes | None) -> np.ndarray:
     """An int8[] in PostgreSQL's binary format (array_send) as numpy, NULL as empty."""
     if data is None:
         return np.zeros(0, dtype=np.int64)
-    ndim, has_nulls, _ = struct.unpack_from(">iii", data)
-    if has_nulls:
-        raise ValueError("a grouped column holds NULLs")
+    ndim, has_nulls, element = struct.unpack_from(">iii", data)
+    if ndim != 1 or has_nulls or element != INT8_OID:
+        raise ValueError(f"expected a one-dimensional int8[] without NULLs, got ndim={ndim} type={element}")
     # each element: its length (always 8) then its value, big-endian
     body = np.frombuffer(data, dtype=[("len", ">i4"), ("value", ">i8")], offset=12 + 8 * ndim)
+    if (body["len"] != 8).any():
+        raise ValueError("an int8[] element is not 8 bytes long")
     return body["value"].astype(np.int64)
 
 
@@ -63,7 +66,8 @@ def exact_sums(index: np.ndarray, hi: np.ndarray, lo: np.ndarray, n_cells: int) 
     """Σ (hi * 2^31 + lo) per cell as exact integers, whatever the order of the groups.
 
     Each group's value is cut into 21-bit pieces; float64 sums of those stay
-    below 2^53, so bincount adds them exactly.
+    below 2^53, so bincount adds them exactly, for cells of fewer than 2^34
+    rows (the top piece of a weight <= 2^61 is at most 2^19).
     """
     mask = (1 << PIECE) - 1
     if len(hi) and int(hi.max()) >= 1 << (62 - (HALF_BITS - PIECE)):

@@ -61,7 +61,8 @@ def score_bins(groups: dict, n_bins: int = SCORE_BINS) -> dict | None:
         # summed in logit order: the same groups give the same bits in any database order
         order = np.argsort(logit, kind="stable")
         logit, n_pos, n_neg = logit[order], n_pos[order], n_neg[order]
-        at = np.clip(np.floor((logit - lo) / width).astype(np.int64), 0, n_bins - 1)
+        # bin i holds edges[i] <= logit < edges[i + 1], the last bin closed (numpy.histogram's rule)
+        at = np.clip(np.searchsorted(out["edges"], logit, side="right") - 1, 0, n_bins - 1)
         with np.errstate(over="ignore"):
             p = 1.0 / (1.0 + np.exp(-logit))
         out[name] = {"n_pos": np.bincount(at, n_pos, n_bins).astype(np.int64).tolist(),
