@@ -96,6 +96,18 @@ def test_report_of_a_model_without_score_bins(conn, dsn, report_model, tmp_path)
     assert "records no score bins" in html and "Calibration" not in html
 
 
+def test_report_of_a_model_fitted_without_oof(conn, dsn, report_model, tmp_path):
+    """OOF off: the calibration and histogram show the in-sample scores, and no fold spread is drawn."""
+    key = fit(conn, "report_src", model_key="report_no_oof", oof=False, replace=True, activate=False)
+    html = _write(dsn, tmp_path, key)
+    titles = _titles(html)
+    n_train = conn.execute("SELECT n_train_sold FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
+                           [key]).fetchone()[0]
+    dots = [re.match(r"in-sample \(train\): mean p [\d.]+, observed [\d.]+, (\d+) rows", t) for t in titles]
+    assert sum(int(m[1]) for m in dots if m) == n_train
+    assert "No per-fold fits" in html and not any(t.startswith("fold WOE ") for t in titles)
+
+
 def test_missing_model_is_a_clear_error(dsn, tmp_path):
     done = _cli(dsn, "report", "no_such_model", "-o", str(tmp_path / "x.html"))
     assert done.returncode != 0 and "no_such_model" in done.stderr and "Traceback" not in done.stderr

@@ -109,10 +109,12 @@ def _score_sections(r: dict) -> str:
     bins = r.get("score_bins")
     if not bins:
         return "<p class='muted'>This model records no score bins (imported from the Python trainer).</p>"
-    curves = [(label, color, calibration_points(bins, name))
-              for (name, label), color in zip((SETS[0], SETS[2]), (plots.POSITIVE, plots.NEGATIVE))
-              if any(bins[name]["n_pos"]) or any(bins[name]["n_neg"])]
-    scored = "oof" if any(bins["oof"]["n_pos"]) or any(bins["oof"]["n_neg"]) else "insample"
+    has_rows = {name: any(bins[name]["n_pos"]) or any(bins[name]["n_neg"]) for name, _ in SETS}
+    # the training rows' own scores: OOF, or in-sample for a model fitted with OOF off
+    scored = "oof" if has_rows["oof"] else "insample"
+    labels = dict(SETS)
+    curves = [(labels[name], color, calibration_points(bins, name))
+              for name, color in ((scored, plots.POSITIVE), ("eval", plots.NEGATIVE)) if has_rows[name]]
     hist = plots.histogram(bins["edges"], [("slow21", plots.POSITIVE, bins[scored]["n_pos"]),
                                            ("not slow21", plots.NEGATIVE, bins[scored]["n_neg"])],
                            f"Distribution of the {scored} scores", f"{scored} logit (40 equal-width bins)")
@@ -132,9 +134,10 @@ def _band_table(r: dict, bands: list[dict]) -> str:
                      f"<td class='num'>{fmt(q.get('woe_fold_std'), 4)}</td>"
                      f"<td class='num'>{fmt(q.get('woe_fold_max_abs_dev'), 4)}</td></tr>")
     spread = [(band["name"], quality.get(band["name"], {}).get("woe_fold_std")) for band in bands]
-    reach = max([v for _, v in spread if v is not None] + [0.01])
-    chart = plots.metric_bars(spread, "Per-fold stability: row-weighted std of a band's WOE across folds",
-                              0.0, reach * 1.15, colors=(plots.FOLD_DOT,))
+    known = [v for _, v in spread if v is not None]
+    chart = (plots.metric_bars(spread, "Per-fold stability: row-weighted std of a band's WOE across folds",
+                               0.0, max(known + [0.01]) * 1.15, colors=(plots.FOLD_DOT,))
+             if known else "<p class='muted'>No per-fold fits: the model was fitted with OOF off.</p>")
     return f"<div class='row'><table>{head}{''.join(cells)}</table>{chart}</div>"
 
 
