@@ -1,7 +1,8 @@
 """Model quality from grouped scores: AUC and log loss, information value, fold stability.
 
-The database returns, per distinct logit, how many positive and negative rows
-have it; AUC (ties counted half) and log loss follow exactly from those counts.
+Each scored set comes as groups of (logit, positive rows, negative rows);
+``merged`` makes equal logits one group in ascending order, and AUC (ties
+counted half), log loss and the score bins follow exactly from those counts.
 """
 from __future__ import annotations
 
@@ -22,9 +23,8 @@ def merged(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> tuple:
 
 
 def auc(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | None:
-    """P(score of a positive > score of a negative) + 0.5 P(tie); None without both classes."""
-    order = np.argsort(logit, kind="stable")
-    pos, neg = n_pos[order].astype(np.float64), n_neg[order].astype(np.float64)
+    """P(score of a positive > score of a negative) + 0.5 P(tie) over ``merged`` groups; None without both classes."""
+    pos, neg = n_pos.astype(np.float64), n_neg.astype(np.float64)
     total_pos, total_neg = pos.sum(), neg.sum()
     if total_pos == 0 or total_neg == 0:
         return None
@@ -33,19 +33,17 @@ def auc(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | None
 
 
 def logloss(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | None:
+    """Mean log loss over ``merged`` groups: summed in their logit order, the same bits on every path."""
     n = n_pos.sum() + n_neg.sum()
     if n == 0:
         return None
-    # summed in logit order, whatever order the database returned the groups in
-    order = np.argsort(logit, kind="stable")
-    logit, n_pos, n_neg = logit[order], n_pos[order], n_neg[order]
     with np.errstate(over="ignore"):
         p = np.clip(1.0 / (1.0 + np.exp(-logit)), LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
     return float(-(n_pos * np.log(p) + n_neg * np.log1p(-p)).sum() / n)
 
 
 def score_bins(groups: dict, n_bins: int = SCORE_BINS) -> dict | None:
-    """Rows per equal-width logit bin of each scored set, on one shared range.
+    """Rows per equal-width logit bin of each scored set (``merged`` groups), on one shared range.
 
     ``{"edges": [n_bins + 1 logits], set: {"n_pos", "n_neg", "sum_p"}}``: the
     calibration (mean p against the observed rate per bin) and the score
@@ -58,9 +56,6 @@ def score_bins(groups: dict, n_bins: int = SCORE_BINS) -> dict | None:
     width = (hi - lo) / n_bins or 1.0
     out = {"edges": [lo + i * width for i in range(n_bins)] + [hi if hi > lo else lo + width]}
     for name, (logit, n_pos, n_neg) in groups.items():
-        # summed in logit order: the same groups give the same bits in any database order
-        order = np.argsort(logit, kind="stable")
-        logit, n_pos, n_neg = logit[order], n_pos[order], n_neg[order]
         # bin i holds edges[i] <= logit < edges[i + 1], the last bin closed (numpy.histogram's rule)
         at = np.clip(np.searchsorted(out["edges"], logit, side="right") - 1, 0, n_bins - 1)
         with np.errstate(over="ignore"):
@@ -104,7 +99,7 @@ def band_report(final: woe.Fit, folds: dict, band_subsets: dict) -> dict:
 
 
 def metrics(groups: dict) -> dict:
-    """AUC and log loss per scored set ('oof', 'in_sample', 'eval') from grouped counts."""
+    """AUC and log loss per scored set ('oof', 'insample', 'eval') from its ``merged`` groups."""
     out = {}
     for name, (logit, n_pos, n_neg) in groups.items():
         out[f"{name}_auc"] = auc(logit, n_pos, n_neg)
