@@ -17,7 +17,7 @@ MIGRATIONS   = $(wildcard sql/migrations/*--$(EXTVERSION).sql)
 UPGRADES     = $(patsubst sql/migrations/%.sql,extension/woe_anchor--%.sql,$(MIGRATIONS))
 # Dependency order: a module comes after every module it imports.
 PY_MODULES   = $(addprefix plpython/woe_anchor/, errors.py bands.py sqlgen.py woe.py \
-               packs.py source.py schemas.py passes.py groups.py sharded.py quality.py fit.py inference.py)
+               packs.py source.py schemas.py passes.py rowset.py sharded.py quality.py fit.py inference.py)
 
 DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql $(UPGRADES)
 DATA         = $(filter-out $(DATA_built), $(wildcard extension/$(EXTENSION)--*--*.sql))

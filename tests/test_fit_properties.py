@@ -136,7 +136,7 @@ def test_source_is_read_a_constant_number_of_times_whatever_n_folds(conn, source
         fit(conn, source, model_key=f"scans_{cutoff}_{n_folds}", n_folds=n_folds, activate=False, **given)
         reads[n_folds] = _seq_scans(conn, source) - start
     assert len(set(reads.values())) == 1 and reads[2] > 0, reads
-    # cutoff (default only), stats, groups (sums and quality), scores
+    # cutoff (default only), stats, rows (days, sums and quality), scores
     assert reads[2] == (4 if cutoff == "default" else 3), reads
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from woe_anchor import bands, errors, fit, groups, packs, passes, quality, sqlgen, woe
+from woe_anchor import bands, errors, fit, packs, passes, quality, rowset, sqlgen, woe
 
 
 def test_fold_of_days_is_contiguous_and_balanced():
@@ -299,31 +299,32 @@ def test_woe_of_an_empty_fit_is_zero_with_base_rate_one_half():
     assert f.base_rate == 0.5 and f.base_logit == 0.0 and not f.woe["b"].any()
 
 
-def _array_send_int8(values) -> bytes:
-    """PostgreSQL's binary int8[] (array_send), built here from its documented layout."""
+def _array_send(values, oid=20, size=8) -> bytes:
+    """PostgreSQL's binary int8[] or int4[] (array_send), built here from its documented layout."""
     import struct
-    head = struct.pack(">iiiii", 1, 0, 20, len(values), 1)
-    return head + b"".join(struct.pack(">iq", 8, v) for v in values)
+    head = struct.pack(">iiiii", 1, 0, oid, len(values), 1)
+    return head + b"".join(struct.pack(">iq" if size == 8 else ">ii", size, v) for v in values)
 
 
-def test_int8_arrays_are_read_from_the_binary_format():
+def test_int_arrays_are_read_from_the_binary_format():
     values = [0, 1, -5, 2 ** 62, -(2 ** 63)]
-    assert groups.int8_array(_array_send_int8(values)).tolist() == values
-    assert groups.int8_array(None).tolist() == []
+    assert rowset.int_array(_array_send(values)).tolist() == values
+    assert rowset.int_array(None).tolist() == []
+    days = [0, 20_000, -1, 2 ** 31 - 1]
+    assert rowset.int_array(_array_send(days, 23, 4), rowset.INT4_OID).tolist() == days
+    with pytest.raises(ValueError):
+        rowset.int_array(_array_send(days, 23, 4))   # an int4[] where an int8[] belongs
 
 
 def test_exact_sums_equal_python_integers_in_any_order():
     rng = np.random.default_rng(7)
-    index = rng.integers(0, 5, 2000)
-    hi = rng.integers(0, 2 ** 30, 2000) * rng.integers(1, 40, 2000)   # groups of up to 40 rows
-    lo = rng.integers(0, 2 ** 31, 2000) * rng.integers(1, 40, 2000)
-    want = [sum(int(h) * 2 ** 31 + int(v) for h, v, i in zip(hi, lo, index) if i == c) for c in range(5)]
-    assert groups.exact_sums(index, hi, lo, 5) == want
-    order = rng.permutation(2000)
-    assert groups.exact_sums(index[order], hi[order], lo[order], 5) == want
-    # a group too large for the 21-bit pieces takes the Python-integer path, as exact
-    big = np.array([2 ** 53, 3], dtype=np.int64)
-    assert groups.exact_sums(np.array([0, 0]), big, np.array([1, 2]), 1) == [(2 ** 53 + 3) * 2 ** 31 + 3]
+    index = rng.integers(0, 5, 20_000)
+    w = rng.integers(0, 2 ** 61 + 1, 20_000)
+    w[:10] = 2 ** 61   # the newest rows' weight, the largest there is
+    want = [sum(int(v) for v, i in zip(w, index) if i == c) for c in range(5)]
+    assert rowset.exact_sums(index, w, 5) == want
+    order = rng.permutation(len(w))
+    assert rowset.exact_sums(index[order], w[order], 5) == want
 
 
 def test_group_keys_split_into_int8_words():
@@ -338,28 +339,30 @@ def test_group_keys_split_into_int8_words():
     assert [d.tolist() for d in word.decode(value)] == [c.tolist() for c in codes]
 
 
-def test_pack_sums_match_a_plain_loop_over_the_groups():
+def test_pack_sums_match_a_plain_loop_over_the_rows():
     plan = [packs.Pack(radix=(3, 2), bands=(0, 1)), packs.Pack(radix=(4,), bands=(2,))]
     rng = np.random.default_rng(3)
-    n_groups = 300
-    g = groups.Groups(flags=rng.integers(0, 8, n_groups), block=rng.integers(0, 3, n_groups),
-                      combos=[rng.integers(0, 6, n_groups), rng.integers(0, 4, n_groups)],
-                      n=rng.integers(1, 5, n_groups), hi=rng.integers(0, 2 ** 30, n_groups),
-                      lo=rng.integers(0, 2 ** 31, n_groups))
-    g.hi[(g.flags & groups.LEARNED) == 0] = 0   # only learned rows carry weights
-    g.lo[(g.flags & groups.LEARNED) == 0] = 0
-    got = groups.pack_sums(g, plan)
+    n = 300
+    r = rowset.RowSet(flags=rng.integers(0, 8, n), day=rng.integers(0, 9, n),
+                      combos=[rng.integers(0, 6, n), rng.integers(0, 4, n)], w=rng.integers(0, 2 ** 61, n))
+    r.w[(r.flags & rowset.LEARNED) == 0] = 0   # only learned rows carry weights
+    days = r.train_days()
+    block_of_day = np.arange(len(days)) * 3 // len(days)
+    r.put_in_blocks(days, block_of_day)
+    got = rowset.pack_sums(r, plan)
     want: dict = {}
-    for i in range(n_groups):
-        if not g.flags[i] & groups.TRAIN:
+    for i in range(n):
+        if not r.flags[i] & rowset.TRAIN:
+            assert r.block[i] == 0
             continue
-        learned = bool(g.flags[i] & groups.LEARNED)
+        assert r.block[i] == block_of_day[list(days).index(r.day[i])]
+        learned = bool(r.flags[i] & rowset.LEARNED)
         for j, pack in enumerate(plan):
-            combo = int(g.combos[j][i]) if learned else 0
-            flag = (2 * bool(g.flags[i] & groups.Y) + 1) if learned else 0
-            cell = (j, (int(g.block[i]) * pack.size + combo) * 4 + flag)
+            combo = int(r.combos[j][i]) if learned else 0
+            flag = (2 * bool(r.flags[i] & rowset.Y) + 1) if learned else 0
+            cell = (j, (int(r.block[i]) * pack.size + combo) * 4 + flag)
             rows, weight = want.get(cell, (0, 0))
-            want[cell] = (rows + int(g.n[i]), weight + int(g.hi[i]) * 2 ** 31 + int(g.lo[i]))
+            want[cell] = (rows + 1, weight + int(r.w[i]))
     pack_of = {3 - 2 ** (1 - j): j for j in range(2)}  # GROUPING(): a 0 bit for the pack
     assert {(pack_of[gr], k): (n, w) for gr, k, n, w in zip(got["grouping"], got["key"], got["n"], got["sw"])} == want
 

@@ -14,7 +14,7 @@ import unicodedata
 
 import numpy as np
 
-from . import bands, errors, groups, packs, passes, quality, schemas, sharded, source, woe
+from . import bands, errors, packs, passes, quality, rowset, schemas, sharded, source, woe
 from .errors import FitError
 from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
 
@@ -177,7 +177,8 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
         return passes.Statements(Compiler(schema, src.reads, learned), src.qualified, cutoff,
                                  p["slow_threshold_hours"], p["min_duration_hours"])
 
-    stats = shards.stats(statements()) if shards else plpy.execute(statements().stats())[0]
+    # a local fit reads the t0 days with its rows (rowset.RowSet.train_days), a sharded one here
+    stats = shards.stats(statements()) if shards else plpy.execute(statements().stats(days=False))[0]
     stats_values = shards.values_returned if shards else 0
     phases.done("stats")
     if stats["n_train_sold"] == 0:
@@ -205,7 +206,20 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
                            f"more than {MAX_CATEGORY_VALUES}",
                            hint="Band the column coarser in a view, or use a ladder.")
     schema = schema.resolve(values)
-    days = sorted(stats["days"])
+    plan = packs.plan(schema)
+    sql = statements(learned)
+    if shards:
+        rows, days = None, np.asarray(sorted(stats["days"] or ()), dtype=np.int64)
+    else:
+        # one read gives every fold's sums now and the quality figures once the mapping is known
+        words = rowset.word_layout(plan)
+        _t = time.monotonic()
+        _r = plpy.execute(sql.rows(plan, words, stats["ref_epoch"], p["half_life_days"]))[0]
+        _t1 = time.monotonic()
+        rows = rowset.read(_r, plan, words)
+        del _r
+        plpy.notice(f"TIMING sql {_t1-_t:.3f} decode {time.monotonic()-_t1:.3f}")
+        days = rows.train_days()
     n_days = len(days)
     oof = bool(p["oof"]) and p["n_folds"] > 1
     if oof and n_days < 2:
@@ -217,23 +231,21 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
     fold_of_day = woe.fold_of_days(n_days, p["n_folds"]) if oof else np.zeros(n_days, dtype=np.int64)
     fold_ids, block_of_day = np.unique(fold_of_day, return_inverse=True)
     n_blocks = len(fold_ids)
-    sql = statements(learned)
     fold = sql.fold_of_row([_utc_midnight(days[i]) for i in range(1, n_days)
                             if block_of_day[i] != block_of_day[i - 1]])
-    plan = packs.plan(schema)
     if shards:
-        per_pack, grouped = shards.sums(sql, plan, fold, stats["ref_epoch"], p["half_life_days"]), None
+        per_pack = shards.sums(sql, plan, fold, stats["ref_epoch"], p["half_life_days"])
         plpy.notice(f"[shards] {sum(1 for leaf in src.leaves if leaf.server)} of {len(src.leaves)} leaves "
                     f"aggregated on their shards: the sums returned {shards.values_returned - stats_values} values "
                     f"and the statistics {stats_values}, for {stats['n_train_sold']} TRAIN SOLD rows")
     else:
-        # one read gives every fold's sums now and the quality figures once the mapping is known
-        words = groups.word_layout(plan, n_blocks)
-        row = plpy.execute(sql.groups(plan, words, fold, stats["ref_epoch"], p["half_life_days"]))[0]
-        grouped = groups.read(row, plan, words)
-        del row  # the decoded arrays are all the fit keeps
-        per_pack = groups.pack_sums(grouped, plan)
-    sums = groups.fold_sums(per_pack, schema, plan, n_blocks)
+        _t = time.monotonic()
+        rows.put_in_blocks(days, block_of_day)
+        per_pack = rowset.pack_sums(rows, plan)
+        plpy.notice(f"TIMING pack_sums {time.monotonic()-_t:.3f}")
+    _t = time.monotonic()
+    sums = rowset.fold_sums(per_pack, schema, plan, n_blocks)
+    plpy.notice(f"TIMING fold_sums {time.monotonic()-_t:.3f}")
     phases.done("sums")
     if int(sums.n_rows.sum()) != stats["n_train_sold"]:
         errors.source_changed(src.qualified)
@@ -272,12 +284,16 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
         plpy.notice(f"[woe] OOF scoring applied to TRAIN SOLD: folds={len(folds)} rows={n_scored}")
     else:
         plpy.notice(f"[woe] in-sample scoring applied to TRAIN SOLD (OOF off): rows={n_scored}")
+    _t = time.monotonic()
     final_lookups = scoring if not oof else lookup_tables([final], plan, schema)
     if shards:
-        scored = groups.statement_sets(shards.quality(sql, plan, fold, scoring if oof else None, final_lookups))
+        scored = rowset.statement_sets(shards.quality(sql, plan, fold, scoring if oof else None, final_lookups))
     else:
-        scored = groups.quality_sets(grouped, plan, scoring if oof else None, final_lookups)
+        scored = rowset.quality_sets(rows, plan, scoring if oof else None, final_lookups)
+    plpy.notice(f"TIMING quality_sets {time.monotonic()-_t:.3f}")
+    _t = time.monotonic()
     measured = _quality(scored)
+    plpy.notice(f"TIMING _quality {time.monotonic()-_t:.3f}")
     phases.done("quality")
 
     # short critical section: registry writes serialize, readers never wait

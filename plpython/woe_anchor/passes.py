@@ -2,16 +2,18 @@
 
 1. ``stats``: row counts, the weight reference time and the inputs of the
    learned thresholds (one aggregate over TRAIN SOLD).
-2. ``groups``: one GROUP BY over TRAIN SOLD and the eval window by (fold,
-   every pack's combination, label flags), with exact weight sums: every
-   fold's statistics are sums of its groups, and the quality figures follow
-   from the same groups once the mapping is known (see ``groups.py``).
+2. ``rows``: every TRAIN SOLD and eval-window row as (label flags, every
+   pack's combination, t0 day, exact weight), in binary arrays: numpy puts
+   the days into folds and adds up every fold's statistics, and the quality
+   figures follow from the same rows once the mapping is known (see
+   ``groups.py``). Nearly every row is a combination of its own, so a GROUP BY
+   would cost a hash table as large as the rows and save nothing.
 3. ``scores``: each TRAIN SOLD row scored with its fold's mapping, one
    lookup per pack, written by one CREATE TABLE AS.
 
 A sharded source runs ``sums`` (per-pack groups: few values cross the
 network) and, after the fit, ``quality`` (grouped logits) on its shards
-instead of ``groups``.
+instead of ``rows``.
 
 Statements are plain text with every value rendered as an exact literal
 (numbers by ``float_lit``, text by ``quote_literal``): SPI runs unprepared
@@ -33,9 +35,6 @@ UNDERFLOW_EXPONENT = 1075
 # order, so parallel plans, and any split of the rows, give bit-identical artifacts.
 FIXED_POINT_BITS = 61
 FIXED_POINT = str(2 ** FIXED_POINT_BITS)
-# an integer weight (<= 2^61) summed as two int4 halves: sum(int4) keeps no per-group state
-# in memory, where sum(int8) keeps a numeric one
-HALF_BITS = 31
 
 
 def array_lit(values, kind: str) -> str:
@@ -71,7 +70,7 @@ class Statements:
         twin.qualified = relation
         return twin
 
-    def stats(self, percentiles: bool = True) -> str:
+    def stats(self, percentiles: bool = True, days: bool = True) -> str:
         """Counts, ref, learned-threshold inputs and category values over TRAIN SOLD (one read).
 
         Per learned rule i, a scale rule: ``n_i`` values of |input|, ``below_i``
@@ -81,7 +80,8 @@ class Statements:
         ``n_i`` and ``q_i`` (its probs, then the median). Per category band j:
         ``values_j``, the distinct non-NULL values of its learned rows. Without
         ``percentiles`` (one shard's part of a sharded fit) the quantile rules
-        are left out.
+        are left out; without ``days`` (a local fit: ``rows`` reads them) the
+        distinct t0 days are.
         """
         schema = self.c.schema
         learned = "r.learned"
@@ -109,15 +109,15 @@ class Statements:
         used = {r.subset for r in schema.learning if percentiles and isinstance(r, b.QuantileRule) and r.subset}
         used |= {band.subset for band in schema.bands if band.category is not None and band.subset}
         inner += [f"{self.c.subset(name)} AS in_{name}" for name in sorted(used)]
+        day = f"\n             CASE WHEN isfinite(s.t0) THEN {DAY_SQL} END AS day," if days else ""
         return f"""
 SELECT count(*) AS n_train_sold,
        count(*) FILTER (WHERE r.learned) AS n_learned,
        count(*) FILTER (WHERE r.null_key) AS n_null_keys,
        count(*) FILTER (WHERE r.infinite) AS n_infinite,
-       array_agg(DISTINCT r.day) AS days,
+       {'array_agg(DISTINCT r.day)' if days else 'NULL::int[]'} AS days,
        max(r.label_ts) FILTER (WHERE r.learned) AS ref_epoch{''.join(f',{chr(10)}       {o}' for o in outer)}
-FROM (SELECT {self.learned} AS learned,
-             CASE WHEN isfinite(s.t0) THEN {DAY_SQL} END AS day,
+FROM (SELECT {self.learned} AS learned,{day}
              NOT (isfinite(s.t0) AND isfinite(s.sold_time)) AS infinite,
              (s.generation IS NULL OR s.listing_id IS NULL OR s.t0 IS NULL) AS null_key,
              {self.label_ts} AS label_ts{''.join(f',{chr(10)}             {x}' for x in inner)}
@@ -182,40 +182,34 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
       GROUP BY GROUPING SETS ({', '.join(f'(k.{n})' for n in names)})) AS g
 """
 
-    def groups(self, packs: list[pk.Pack], words: list[pk.Radix], fold: str, ref_epoch: float,
-               half_life_days: float | None) -> str:
-        """Rows and exact weight sums per group of TRAIN SOLD and eval-window rows, in binary.
+    def rows(self, packs: list[pk.Pack], flags_and_combos: list[pk.Radix], ref_epoch: float,
+             half_life_days: float | None) -> str:
+        """Every TRAIN SOLD and eval-window row, one element per row of binary arrays.
 
-        A group is (label flags, fold, every pack's combination), packed into
-        int8 ``words`` (flags = 4 train + 2 y + learned; eval rows are fold 0).
-        The learned rows' weights are summed as two int4 halves, ``hi`` and
-        ``lo``: Σw = hi * 2^31 + lo. Each column comes back as one
-        ``array_send`` bytea, read by numpy without a Python object per group.
+        ``w<i>``: the int8 words of (flags, every pack's combination), flags = 4
+        train + 2 y + learned; ``day``: the UTC day of t0 (epoch days); ``w``:
+        the weight as an exact integer of 2^-61 (0 for rows not learned from).
+        Each column comes back as one ``array_send`` bytea, read by numpy
+        without a Python object per row.
         """
         combos = combinations_sql(self.c, packs)
         w = self.weight(ref_epoch, half_life_days)
-        parts = ["CASE WHEN r.train THEN 4 + r.y * 2 + r.learned::int ELSE r.y * 2 END",
-                 "CASE WHEN r.train THEN r.fold ELSE 0 END"] + [f"r.c{i}" for i in range(len(packs))]
+        parts = ["CASE WHEN r.train THEN 4 + r.y * 2 + r.learned::int ELSE r.y * 2 END"] + [
+            f"r.c{i}" for i in range(len(packs))]
         keys, at = [], 0
-        for word in words:
+        for word in flags_and_combos:
             keys.append(word.sql(parts[at:at + len(word.radix)]))
             at += len(word.radix)
-        names = [f"w{i}" for i in range(len(keys))]
-        mask = (1 << HALF_BITS) - 1
+        columns = [(f"w{i}", key) for i, key in enumerate(keys)] + [("day", "r.day"), ("w", "r.w")]
         return f"""
-SELECT {', '.join(f'array_send(array_agg(g.{n})) AS {n}' for n in names + ['n', 'hi', 'lo'])}
-FROM (SELECT {', '.join('k.' + n for n in names)}, count(*) AS n,
-             coalesce(sum((k.w >> {HALF_BITS})::int4), 0) AS hi, coalesce(sum((k.w & {mask})::int4), 0) AS lo
-      FROM (SELECT {', '.join(f'{e} AS {n}' for e, n in zip(keys, names))}, r.w
-            FROM (SELECT s.sold_time <= {self.cutoff} AS train, ({self.y})::int AS y,
-                         {self.learned} AS learned, ({fold})::int AS fold,
-                         CASE WHEN s.sold_time <= {self.cutoff} AND {self.learned} THEN {w} END AS w,
-                         {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
-                  FROM {self.qualified} AS s
-                  WHERE s.sold_time IS NOT NULL AND s.sold_time <= {self.cutoff} + interval '168 hours'
-                  OFFSET 0) AS r
-            OFFSET 0) AS k
-      GROUP BY {', '.join('k.' + n for n in names)}) AS g
+SELECT {', '.join(f'array_send(array_agg({e})) AS {n}' for n, e in columns)}
+FROM (SELECT s.sold_time <= {self.cutoff} AS train, ({self.y})::int AS y, {self.learned} AS learned,
+             coalesce(CASE WHEN isfinite(s.t0) THEN {DAY_SQL} END, 0) AS day,
+             CASE WHEN s.sold_time <= {self.cutoff} AND {self.learned} THEN {w} ELSE 0 END AS w,
+             {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
+      FROM {self.qualified} AS s
+      WHERE s.sold_time IS NOT NULL AND s.sold_time <= {self.cutoff} + interval '168 hours'
+      OFFSET 0) AS r
 """
 
     def quality(self, packs: list[pk.Pack], fold: str, oof: tuple | None, final: tuple) -> str:
@@ -266,9 +260,14 @@ FROM ({rows}) AS q
 
 
 def constrain_scores_sql(table: str, model_key: str) -> str:
-    """One ALTER, one scan: the score key, and the constraints ATTACH PARTITION then trusts."""
+    """One ALTER, one scan: the score key, and the constraints ATTACH PARTITION then trusts.
+
+    The key is SPEC.md's four columns with model_key last: it is the same in
+    every row of a partition, so leading with it would only add a text
+    comparison to every step of the index build's sort (twice the build time).
+    """
     return f"""ALTER TABLE {table}
-    ADD PRIMARY KEY (model_key, generation, listing_id, t0),
+    ADD PRIMARY KEY (generation, listing_id, t0, model_key),
     ADD CONSTRAINT woe_anchor_scores_v1_fold_id_check CHECK (fold_id >= 0),
     ADD CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = {quote_literal(model_key)}),
     ALTER COLUMN is_oof SET NOT NULL, ALTER COLUMN woe_logit SET NOT NULL, ALTER COLUMN woe_p SET NOT NULL"""

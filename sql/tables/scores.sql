@@ -15,7 +15,8 @@ CREATE TABLE ml.woe_anchor_scores_v1 (
     woe_logit   float8 NOT NULL,
     woe_p       float8 NOT NULL
 ) PARTITION BY LIST (model_key);
--- Each model's partition carries PRIMARY KEY (model_key, generation, listing_id, t0).
+-- Each model's partition carries PRIMARY KEY (generation, listing_id, t0, model_key): model_key
+-- is constant in a partition, so it goes last, where the index build never compares it.
 -- The parent declares none: an index inherited from an extension table would be created
 -- twice when pg_dump's output is restored (once by ATTACH, once by the dumped constraint).
 

@@ -1,12 +1,12 @@
-"""The fit's grouped read, decoded: every fold's exact sums, then the quality sets.
+"""The fit's per-row read, decoded: every fold's exact sums, then the quality sets.
 
-``Statements.groups`` returns one group per (label flags, fold, combination
-of every pack) over TRAIN SOLD and the eval window. Those groups give
+``Statements.rows`` returns every TRAIN SOLD and eval-window row as (label
+flags, combination of every pack, t0 day, exact weight). Those rows give
 
 * the per-pack sums a sharded fit gets from ``Statements.sums`` on its
   shards (``pack_sums``), from which ``fold_sums`` builds every band's
   per-fold statistics, with exact weight sums on both paths;
-* once the mapping is known, every group's OOF, in-sample and eval logit
+* once the mapping is known, every row's OOF, in-sample and eval logit
   (``quality_sets``): the quality figures need no second read.
 """
 from __future__ import annotations
@@ -18,88 +18,91 @@ import numpy as np
 
 from . import packs as pk
 from . import woe
-from .passes import FIXED_POINT_BITS, HALF_BITS
+from .passes import FIXED_POINT_BITS
 
-TRAIN, Y, LEARNED = 4, 2, 1   # the flag bits of a group
+TRAIN, Y, LEARNED = 4, 2, 1   # the flag bits of a row
 PIECE = 21                     # weight pieces of 21 bits: float64 sums of them stay exact
-INT8_OID = 20
+INT8_OID, INT4_OID = 20, 23
 
 
-def int8_array(data: bytes | None) -> np.ndarray:
-    """An int8[] in PostgreSQL's binary format (array_send) as numpy, NULL as empty."""
+def int_array(data: bytes | None, oid: int = INT8_OID) -> np.ndarray:
+    """An int8[] (or int4[]) in PostgreSQL's binary format (array_send) as int64 numpy, NULL as empty."""
     if data is None:
         return np.zeros(0, dtype=np.int64)
     ndim, has_nulls, element = struct.unpack_from(">iii", data)
-    if ndim != 1 or has_nulls or element != INT8_OID:
-        raise ValueError(f"expected a one-dimensional int8[] without NULLs, got ndim={ndim} type={element}")
-    # each element: its length (always 8) then its value, big-endian
-    body = np.frombuffer(data, dtype=[("len", ">i4"), ("value", ">i8")], offset=12 + 8 * ndim)
-    if (body["len"] != 8).any():
-        raise ValueError("an int8[] element is not 8 bytes long")
+    if ndim != 1 or has_nulls or element != oid:
+        raise ValueError(f"expected a one-dimensional array of type {oid} without NULLs, got ndim={ndim} "
+                         f"type={element}")
+    # each element: its length then its value, big-endian
+    size = 8 if oid == INT8_OID else 4
+    body = np.frombuffer(data, dtype=[("len", ">i4"), ("value", f">i{size}")], offset=12 + 8 * ndim)
+    if (body["len"] != size).any():
+        raise ValueError(f"an array element is not {size} bytes long")
     return body["value"].astype(np.int64)
 
 
 @dataclass
-class Groups:
+class RowSet:
     flags: np.ndarray        # TRAIN | Y | LEARNED bits
-    block: np.ndarray        # fit index of the row's fold (0 for eval rows)
+    day: np.ndarray          # epoch day of t0
     combos: list             # per pack: the combination of its bands' codes
-    n: np.ndarray            # rows
-    hi: np.ndarray           # learned rows' weights: sum of w >> 31
-    lo: np.ndarray           # and of w & (2^31 - 1)
+    w: np.ndarray            # weight in integers of 2^-61 (0 for rows not learned from)
+    block: np.ndarray | None = None  # fit index of the row's fold (0 for eval rows), once folds are known
+
+    def train_days(self) -> np.ndarray:
+        """The distinct t0 days of TRAIN SOLD, ascending."""
+        return np.unique(self.day[(self.flags & TRAIN) > 0])
+
+    def put_in_blocks(self, days: np.ndarray, block_of_day: np.ndarray) -> None:
+        """Each TRAIN SOLD row's block from its day (``days`` ascending); eval rows are block 0."""
+        train = (self.flags & TRAIN) > 0
+        at = np.searchsorted(days, self.day).clip(0, max(len(days) - 1, 0))
+        self.block = np.where(train, np.asarray(block_of_day, dtype=np.int64)[at] if len(days) else 0, 0)
 
 
-def word_layout(plan: list[pk.Pack], n_blocks: int) -> list[pk.Radix]:
-    """The int8 words of a group key: flags, fold, then each pack's combination."""
-    return pk.words([8, max(n_blocks, 1)] + [p.size for p in plan])
+def word_layout(plan: list[pk.Pack]) -> list[pk.Radix]:
+    """The int8 words of a row's key: flags, then each pack's combination."""
+    return pk.words([8] + [p.size for p in plan])
 
 
-def read(row: dict, plan: list[pk.Pack], words: list[pk.Radix]) -> Groups:
+def read(row: dict, plan: list[pk.Pack], words: list[pk.Radix]) -> RowSet:
     parts = []
     for i, word in enumerate(words):
-        parts += word.decode(int8_array(row[f"w{i}"]))
-    return Groups(flags=parts[0], block=parts[1], combos=parts[2:], n=int8_array(row["n"]),
-                  hi=int8_array(row["hi"]), lo=int8_array(row["lo"]))
+        parts += word.decode(int_array(row[f"w{i}"]))
+    return RowSet(flags=parts[0], combos=parts[1:], day=int_array(row["day"], INT4_OID), w=int_array(row["w"]))
 
 
-def exact_sums(index: np.ndarray, hi: np.ndarray, lo: np.ndarray, n_cells: int) -> list[int]:
-    """Σ (hi * 2^31 + lo) per cell as exact integers, whatever the order of the groups.
+def exact_sums(index: np.ndarray, w: np.ndarray, n_cells: int) -> list[int]:
+    """Σ w per cell as exact integers, whatever the order of the rows.
 
-    Each group's value is cut into 21-bit pieces; float64 sums of those stay
-    below 2^53, so bincount adds them exactly, for cells of fewer than 2^34
-    rows (the top piece of a weight <= 2^61 is at most 2^19).
+    Each weight (< 2^62) is cut into 21-bit pieces; float64 sums of those
+    stay below 2^53, so bincount adds them exactly, for cells of fewer than
+    2^32 rows.
     """
     mask = (1 << PIECE) - 1
-    if len(hi) and int(hi.max()) >= 1 << (62 - (HALF_BITS - PIECE)):
-        # a group of millions of identical rows: Python integers, slower and as exact
-        out = np.zeros(n_cells, dtype=object)
-        np.add.at(out, index, hi.astype(object) * (1 << HALF_BITS) + lo.astype(object))
-        return [int(v) for v in out]
-    low = lo & mask
-    shifted = (lo >> PIECE) + (hi << (HALF_BITS - PIECE))  # the value >> 21
-    mid, top = shifted & mask, shifted >> PIECE
-    a, b, c = (np.bincount(index, x.astype(np.float64), n_cells) for x in (top, mid, low))
+    a, b, c = (np.bincount(index, x.astype(np.float64), n_cells)
+               for x in (w >> 2 * PIECE, (w >> PIECE) & mask, w & mask))
     return [(int(x) << 2 * PIECE) + (int(y) << PIECE) + int(z) for x, y, z in zip(a, b, c)]
 
 
-def pack_sums(g: Groups, plan: list[pk.Pack]) -> dict:
-    """What ``Statements.sums`` returns (per pack and key: rows, exact Σw), from the groups."""
-    train = (g.flags & TRAIN) > 0
-    learned = (g.flags & LEARNED) > 0
-    flags = np.where(learned, (g.flags & Y) + 1, 0)  # 2y + learned, 0 for rows not learned from
+def pack_sums(r: RowSet, plan: list[pk.Pack]) -> dict:
+    """What ``Statements.sums`` returns (per pack and key: rows, exact Σw), from the rows."""
+    train = (r.flags & TRAIN) > 0
+    learned = (r.flags & LEARNED) > 0
+    flags = np.where(learned, (r.flags & Y) + 1, 0)  # 2y + learned, 0 for rows not learned from
     out = {"grouping": [], "key": [], "n": [], "sw": []}
     every = (1 << len(plan)) - 1
-    rows, hi, lo = g.n[train].astype(np.float64), g.hi[train], g.lo[train]
-    blocks = int(g.block.max(initial=0)) + 1
+    w = r.w[train]
+    blocks = int(r.block.max(initial=0)) + 1
     for j, pack in enumerate(plan):
-        key = ((g.block * pack.size + np.where(learned, g.combos[j], 0)) * 4 + flags)[train]
+        key = ((r.block * pack.size + np.where(learned, r.combos[j], 0)) * 4 + flags)[train]
         # the key space is small (blocks x combinations x 4): count densely, keep the cells with rows
-        n = np.bincount(key, rows, blocks * pack.size * 4)
+        n = np.bincount(key, minlength=blocks * pack.size * 4)
         cells = np.flatnonzero(n)
-        exact = exact_sums(key, hi, lo, len(n))
+        exact = exact_sums(key, w, len(n))
         out["grouping"] += [every ^ (1 << (len(plan) - 1 - j))] * len(cells)
         out["key"] += cells.tolist()
-        out["n"] += n[cells].astype(np.int64).tolist()
+        out["n"] += n[cells].tolist()
         out["sw"] += [exact[c] for c in cells]
     return out
 
@@ -156,28 +159,27 @@ def fold_sums(row: dict, schema, plan: list[pk.Pack], n_blocks: int) -> woe.Fold
     return sums
 
 
-def logits(g: Groups, plan: list[pk.Pack], lookups: tuple, fit: np.ndarray) -> np.ndarray:
+def logits(r: RowSet, plan: list[pk.Pack], lookups: tuple, fit: np.ndarray) -> np.ndarray:
     """base_logit[fit] + per pack tables[j][fit, combination], added in ``passes.logit_sql``'s order."""
     base, tables = lookups
     out = np.asarray(base, dtype=np.float64)[fit]
-    for pack, table, combo in zip(plan, tables, g.combos):
+    for pack, table, combo in zip(plan, tables, r.combos):
         out = out + np.asarray(table, dtype=np.float64)[fit * pack.size + combo]
     return out
 
 
-def quality_sets(g: Groups, plan: list[pk.Pack], oof: tuple | None, final: tuple) -> dict:
-    """Per scored set ('oof', 'insample', 'eval'): (logit, n_pos, n_neg) per group, as ``quality`` needs."""
-    train = (g.flags & TRAIN) > 0
-    y = (g.flags & Y) > 0
-    pos, neg = np.where(y, g.n, 0).astype(np.float64), np.where(y, 0, g.n).astype(np.float64)
-    zero = np.zeros(len(g.n), dtype=np.int64)
-    final_logit = logits(g, plan, final, zero)
+def quality_sets(r: RowSet, plan: list[pk.Pack], oof: tuple | None, final: tuple) -> dict:
+    """Per scored set ('oof', 'insample', 'eval'): (logit, n_pos, n_neg) per row, as ``quality`` needs."""
+    train = (r.flags & TRAIN) > 0
+    y = (r.flags & Y) > 0
+    pos, neg = y.astype(np.float64), (~y).astype(np.float64)
+    final_logit = logits(r, plan, final, np.zeros(len(r.flags), dtype=np.int64))
     sets = {"insample": train, "eval": ~train}
     out = {name: (final_logit[mine], pos[mine], neg[mine]) for name, mine in sets.items()}
     if oof is None:
         out["oof"] = (np.zeros(0), np.zeros(0), np.zeros(0))
     else:
-        out["oof"] = (logits(g, plan, oof, g.block)[train], pos[train], neg[train])
+        out["oof"] = (logits(r, plan, oof, r.block)[train], pos[train], neg[train])
     return out
 
 
