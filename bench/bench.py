@@ -6,7 +6,8 @@ For each size N it generates N listings inside the server. Then it measures, in 
 
 * the floor: CREATE TABLE AS of the TRAIN SOLD keys with placeholder score
   columns, then ADD PRIMARY KEY (model_key, generation, listing_id, t0), in
-  one transaction;
+  one transaction (the issue's definition); and the same with the key's
+  columns in the order the fit's partitions use (model_key last);
 * CALL ml.fit_woe_anchor with 5 folds, and with 20 folds at 1M rows, while
   a thread samples the backend's private memory (RssAnon in /proc/PID/status);
 * the trainer-style client and the best-effort client (bench/clients.py),
@@ -42,8 +43,10 @@ CREATE TABLE bench_floor AS
 SELECT 'woe_anchor_v1_20260101_000000'::text AS model_key, generation, listing_id, t0,
        0::int AS fold_id, true AS is_oof, 0::float8 AS woe_logit, 0::float8 AS woe_p
 FROM {table} WHERE sold_time IS NOT NULL AND sold_time <= (SELECT max(sold_time) - interval '7 days' FROM {table});
-ALTER TABLE bench_floor ADD PRIMARY KEY (model_key, generation, listing_id, t0);
+ALTER TABLE bench_floor ADD PRIMARY KEY ({key});
 """
+FLOOR_KEY = "model_key, generation, listing_id, t0"
+FIT_KEY = "generation, listing_id, t0, model_key"
 
 
 class PeakMemory:
@@ -120,10 +123,10 @@ def scoring(conn, table, key):
     return fn, joins
 
 
-def floor(conn, table):
+def floor(conn, table, key=FLOOR_KEY):
     conn.execute("DROP TABLE IF EXISTS bench_floor")
     with conn.transaction():
-        seconds, _ = timed(lambda: conn.execute(FLOOR.format(table=table)))
+        seconds, _ = timed(lambda: conn.execute(FLOOR.format(table=table, key=key)))
     conn.execute("DROP TABLE bench_floor")
     return seconds
 
@@ -145,8 +148,10 @@ def main(argv=None):
         for n in [int(x) for x in args.sizes.split(",")]:
             table = f"listings_{n}"
             datagen.generate_listings(conn, table, rows=n)
+            # a settled table, as autovacuum leaves it: the first scan does not set every hint bit
+            conn.execute(f"VACUUM ANALYZE {table}")
             conn.execute("CHECKPOINT")
-            r = {"n": n, "floor": floor(conn, table)}
+            r = {"n": n, "floor": floor(conn, table), "floor_fit_key": floor(conn, table, FIT_KEY)}
             r["fit"], r["mem_mb"] = fit(conn, table, f"bench_{n}", 5)
             if n == 1_000_000:
                 r["fit20"], _ = fit(conn, table, f"bench_{n}_20", 20)
@@ -192,7 +197,9 @@ def sharded_fit(conn, n):
 
 def _line(r):
     parts = [f"N={r['n']:>9,}", f"floor {r['floor']:.2f}s", f"fit {r['fit']:.2f}s",
-             f"fit/floor {r['fit'] / r['floor']:.2f}", f"peak backend RssAnon {r['mem_mb']:.0f} MiB"]
+             f"fit/floor {r['fit'] / r['floor']:.2f}",
+             f"floor with model_key last {r['floor_fit_key']:.2f}s (fit/it {r['fit'] / r['floor_fit_key']:.2f})",
+             f"peak backend RssAnon {r['mem_mb']:.0f} MiB"]
     if "fit20" in r:
         parts.append(f"20/5 folds {r['fit20'] / r['fit']:.2f}")
     if "score_fn" in r:
@@ -206,12 +213,14 @@ def _line(r):
 def _report(rows, version, sharded=None):
     out = [f"# Benchmark results\n\n{version}; {os.cpu_count()} cores; server defaults "
            f"(the fit sets work_mem = 64MB and jit = off for itself).\n",
-           "| rows | floor s | fit s | fit / floor | peak backend MiB | 20 / 5 folds | trainer-style s | "
-           "trainer / fit | best-effort s | best-effort / fit |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| rows | floor s | fit s | fit / floor | floor, model_key last s | fit / that floor | peak backend MiB "
+           "| 20 / 5 folds | trainer-style s | trainer / fit | best-effort s | best-effort / fit |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        out.append("| {n:,} | {floor:.2f} | {fit:.2f} | {ratio:.2f} | {mem:.0f} | {f20} | {tr} | {trr} | {be} | {ber} |".format(
-            n=r["n"], floor=r["floor"], fit=r["fit"], ratio=r["fit"] / r["floor"], mem=r["mem_mb"],
+        out.append("| {n:,} | {floor:.2f} | {fit:.2f} | {ratio:.2f} | {floor2:.2f} | {ratio2:.2f} | {mem:.0f} | {f20} "
+                   "| {tr} | {trr} | {be} | {ber} |".format(
+            n=r["n"], floor=r["floor"], fit=r["fit"], ratio=r["fit"] / r["floor"], floor2=r["floor_fit_key"],
+            ratio2=r["fit"] / r["floor_fit_key"], mem=r["mem_mb"],
             f20=f"{r['fit20'] / r['fit']:.2f}" if "fit20" in r else "",
             tr=f"{r['trainer']:.1f}" if "trainer" in r else "", trr=f"{r['trainer'] / r['fit']:.1f}" if "trainer" in r else "",
             be=f"{r['best_effort']:.1f}" if "best_effort" in r else "",

@@ -299,21 +299,22 @@ def test_woe_of_an_empty_fit_is_zero_with_base_rate_one_half():
     assert f.base_rate == 0.5 and f.base_logit == 0.0 and not f.woe["b"].any()
 
 
-def _array_send(values, oid=20, size=8) -> bytes:
-    """PostgreSQL's binary int8[] or int4[] (array_send), built here from its documented layout."""
+def _array_send(values, oid=20, fmt=">iq") -> bytes:
+    """PostgreSQL's binary int8[] or float8[] (array_send), built here from its documented layout."""
     import struct
     head = struct.pack(">iiiii", 1, 0, oid, len(values), 1)
-    return head + b"".join(struct.pack(">iq" if size == 8 else ">ii", size, v) for v in values)
+    return head + b"".join(struct.pack(fmt, 8, v) for v in values)
 
 
-def test_int_arrays_are_read_from_the_binary_format():
+def test_arrays_are_read_from_the_binary_format():
     values = [0, 1, -5, 2 ** 62, -(2 ** 63)]
     assert rowset.int_array(_array_send(values)).tolist() == values
     assert rowset.int_array(None).tolist() == []
-    days = [0, 20_000, -1, 2 ** 31 - 1]
-    assert rowset.int_array(_array_send(days, 23, 4), rowset.INT4_OID).tolist() == days
+    floats = [0.1, -0.0, 1e308, float("inf"), 5e-324]
+    got = rowset.float_array(_array_send(floats, 701, ">id"))
+    assert [x.hex() for x in got.tolist()] == [x.hex() for x in floats]
     with pytest.raises(ValueError):
-        rowset.int_array(_array_send(days, 23, 4))   # an int4[] where an int8[] belongs
+        rowset.int_array(_array_send(floats, 701, ">id"))   # a float8[] where an int8[] belongs
 
 
 def test_exact_sums_equal_python_integers_in_any_order():
@@ -344,8 +345,9 @@ def test_pack_sums_match_a_plain_loop_over_the_rows():
     rng = np.random.default_rng(3)
     n = 300
     r = rowset.RowSet(flags=rng.integers(0, 8, n), day=rng.integers(0, 9, n),
-                      combos=[rng.integers(0, 6, n), rng.integers(0, 4, n)], w=rng.integers(0, 2 ** 61, n))
-    r.w[(r.flags & rowset.LEARNED) == 0] = 0   # only learned rows carry weights
+                      combos=[rng.integers(0, 6, n), rng.integers(0, 4, n)], label_ts=np.zeros(n),
+                      marks=np.zeros(n, dtype=np.int64))
+    r.w = np.where(r.learned, rng.integers(0, 2 ** 61, n), 0)   # only learned rows carry weights
     days = r.train_days()
     block_of_day = np.arange(len(days)) * 3 // len(days)
     r.put_in_blocks(days, block_of_day)

@@ -168,19 +168,12 @@ def _fit(plpy, version, code_sha256, p) -> str:
             shards.close()
 
 
-def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, shards) -> str:
-    """The fit once its parameters, schema and source are checked; ``shards`` fans out a sharded source."""
-    cutoff = _cutoff_literal(plpy, src, p["cutoff"], shards)
-    phases.done("cutoff")
+def _learn(schema, stats: dict, p: dict, src, cutoff: str):
+    """Refuse a source the fit cannot learn from; else the learned thresholds and how dsold's were set.
 
-    def statements(learned=None):
-        return passes.Statements(Compiler(schema, src.reads, learned), src.qualified, cutoff,
-                                 p["slow_threshold_hours"], p["min_duration_hours"])
-
-    # a local fit reads the t0 days with its rows (rowset.RowSet.train_days), a sharded one here
-    stats = shards.stats(statements()) if shards else plpy.execute(statements().stats(days=False))[0]
-    stats_values = shards.values_returned if shards else 0
-    phases.done("stats")
+    ``stats`` holds the row counts and the learned rules' inputs (``Statements.stats``
+    or ``RowSet.statistics``).
+    """
     if stats["n_train_sold"] == 0:
         raise FitError(errors.NO_DATA_FOUND,
                        f"TRAIN SOLD is empty: no row of {src.qualified} has sold_time <= {cutoff.split(chr(39))[1]}",
@@ -197,29 +190,57 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
         raise FitError(errors.NO_DATA_FOUND,
                        f"no TRAIN SOLD row has duration_hours >= {p['min_duration_hours']}: nothing to learn",
                        hint="Lower min_duration_hours or check duration_hours.")
-    learned, dsold_source = learn_thresholds(schema, stats, p["dsold_thresholds"])
-    values = category_values(schema, stats)
-    for name, kept in values.items():
-        if len(kept) > MAX_CATEGORY_VALUES:
+    return learn_thresholds(schema, stats, p["dsold_thresholds"])
+
+
+def _with_categories(schema, stats: dict):
+    """The schema with each category band's learned values (``values_j`` of ``Statements.stats``)."""
+    kept = category_values(schema, stats)
+    for name, vals in kept.items():
+        if len(vals) > MAX_CATEGORY_VALUES:
             raise FitError(errors.INVALID_PARAMETER_VALUE,
-                           f"category band {name!r} has {len(kept)} distinct values among the learned rows, "
+                           f"category band {name!r} has {len(vals)} distinct values among the learned rows, "
                            f"more than {MAX_CATEGORY_VALUES}",
                            hint="Band the column coarser in a view, or use a ladder.")
-    schema = schema.resolve(values)
-    plan = packs.plan(schema)
-    sql = statements(learned)
+    return schema.resolve(kept)
+
+
+def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, shards) -> str:
+    """The fit once its parameters, schema and source are checked; ``shards`` fans out a sharded source."""
+    cutoff = _cutoff_literal(plpy, src, p["cutoff"], shards)
+    phases.done("cutoff")
+
+    def statements(learned=None):
+        return passes.Statements(Compiler(schema, src.reads, learned), src.qualified, cutoff,
+                                 p["slow_threshold_hours"], p["min_duration_hours"])
+
     if shards:
-        rows, days = None, np.asarray(sorted(stats["days"] or ()), dtype=np.int64)
+        stats = shards.stats(statements())
+        stats_values = shards.values_returned
+        phases.done("stats")
+        learned, dsold_source = _learn(schema, stats, p, src, cutoff)
+        schema = _with_categories(schema, stats)
+        rows, days = None, np.asarray(stats["days"], dtype=np.int64)
+        plan = packs.plan(schema)
     else:
-        # one read gives every fold's sums now and the quality figures once the mapping is known
-        words = rowset.word_layout(plan)
-        _t = time.monotonic()
-        _r = plpy.execute(sql.rows(plan, words, stats["ref_epoch"], p["half_life_days"]))[0]
-        _t1 = time.monotonic()
-        rows = rowset.read(_r, plan, words)
-        del _r
-        plpy.notice(f"TIMING sql {_t1-_t:.3f} decode {time.monotonic()-_t1:.3f}")
+        # only a category band's values need a read of their own: the rows carry everything else
+        values = (plpy.execute(statements().stats(percentiles=False, days=False))[0]
+                  if any(band.category for band in schema.bands) else {})
+        phases.done("stats")
+        schema = _with_categories(schema, values)
+        plan = packs.plan(schema)
+        # one read gives the statistics, every fold's sums, and the quality figures once the mapping is known
+        ship = rowset.shipment(schema)
+        words = rowset.word_layout(plan, ship)
+        rows = rowset.read(plpy.execute(statements().rows(plan, words, ship.deferred, ship.inputs, ship.subsets))[0],
+                           plan, words, ship)
+        stats = rows.statistics(schema, ship)
+        phases.done("rows")
+        learned, dsold_source = _learn(schema, stats, p, src, cutoff)
+        rows.band_deferred(schema, plan, ship, learned)
+        rows.weigh(stats["ref_epoch"], p["half_life_days"])
         days = rows.train_days()
+    sql = statements(learned)
     n_days = len(days)
     oof = bool(p["oof"]) and p["n_folds"] > 1
     if oof and n_days < 2:
@@ -239,13 +260,9 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
                     f"aggregated on their shards: the sums returned {shards.values_returned - stats_values} values "
                     f"and the statistics {stats_values}, for {stats['n_train_sold']} TRAIN SOLD rows")
     else:
-        _t = time.monotonic()
         rows.put_in_blocks(days, block_of_day)
         per_pack = rowset.pack_sums(rows, plan)
-        plpy.notice(f"TIMING pack_sums {time.monotonic()-_t:.3f}")
-    _t = time.monotonic()
     sums = rowset.fold_sums(per_pack, schema, plan, n_blocks)
-    plpy.notice(f"TIMING fold_sums {time.monotonic()-_t:.3f}")
     phases.done("sums")
     if int(sums.n_rows.sum()) != stats["n_train_sold"]:
         errors.source_changed(src.qualified)
@@ -284,16 +301,12 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
         plpy.notice(f"[woe] OOF scoring applied to TRAIN SOLD: folds={len(folds)} rows={n_scored}")
     else:
         plpy.notice(f"[woe] in-sample scoring applied to TRAIN SOLD (OOF off): rows={n_scored}")
-    _t = time.monotonic()
     final_lookups = scoring if not oof else lookup_tables([final], plan, schema)
     if shards:
         scored = rowset.statement_sets(shards.quality(sql, plan, fold, scoring if oof else None, final_lookups))
     else:
         scored = rowset.quality_sets(rows, plan, scoring if oof else None, final_lookups)
-    plpy.notice(f"TIMING quality_sets {time.monotonic()-_t:.3f}")
-    _t = time.monotonic()
     measured = _quality(scored)
-    plpy.notice(f"TIMING _quality {time.monotonic()-_t:.3f}")
     phases.done("quality")
 
     # short critical section: registry writes serialize, readers never wait

@@ -29,6 +29,8 @@ from .sqlgen import Compiler, float_lit, quote_literal
 
 # floor of epoch days: the UTC date as an integer, cheaper than AT TIME ZONE + ::date
 DAY_SQL = "floor(date_part('epoch', s.t0) / 86400::float8)::int"
+# epoch days shifted into 0 .. 2^32 - 1 inside an int8 word of the per-row read
+DAY_OFFSET = 2 ** 31
 # 0.5 ^ x is 0 in numpy from here on, where PostgreSQL raises an underflow error
 UNDERFLOW_EXPONENT = 1075
 # Weights (<= 1) are summed as exact integers of 2^-61: the sums do not depend on row
@@ -182,31 +184,39 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
       GROUP BY GROUPING SETS ({', '.join(f'(k.{n})' for n in names)})) AS g
 """
 
-    def rows(self, packs: list[pk.Pack], flags_and_combos: list[pk.Radix], ref_epoch: float,
-             half_life_days: float | None) -> str:
+    def rows(self, packs: list[pk.Pack], flags_and_combos: list[pk.Radix], deferred: set[int],
+             inputs: list, subsets: list[str]) -> str:
         """Every TRAIN SOLD and eval-window row, one element per row of binary arrays.
 
-        ``w<i>``: the int8 words of (flags, every pack's combination), flags = 4
-        train + 2 y + learned; ``day``: the UTC day of t0 (epoch days); ``w``:
-        the weight as an exact integer of 2^-61 (0 for rows not learned from).
-        Each column comes back as one ``array_send`` bytea, read by numpy
-        without a Python object per row.
+        ``w<i>``: the int8 words of (flags, marks, day, every pack's
+        combination): flags = 4 train + 2 y + learned; marks = 1 NULL key, 2
+        infinite timestamp, 4 << k in ``subsets[k]``; day = the UTC day of t0
+        (epoch days) + 2^31; code 0 for the ``deferred`` bands (those with
+        learned thresholds, banded in numpy once the thresholds are known).
+        ``label_ts``: SPEC.md 4's label moment (epoch seconds); ``x<k>``:
+        ``inputs[k]`` as float8, NaN for NULL. Each column comes back as one
+        ``array_send`` bytea, read by numpy without a Python object per row:
+        few columns, as the leader alone adds every row to every array.
         """
-        combos = combinations_sql(self.c, packs)
-        w = self.weight(ref_epoch, half_life_days)
-        parts = ["CASE WHEN r.train THEN 4 + r.y * 2 + r.learned::int ELSE r.y * 2 END"] + [
-            f"r.c{i}" for i in range(len(packs))]
+        combos = combinations_sql(self.c, packs, deferred)
+        parts = ["CASE WHEN r.train THEN 4 + r.y * 2 + r.learned::int ELSE r.y * 2 END", "r.marks",
+                 f"r.day::int8 + {DAY_OFFSET}"] + [f"r.c{i}" for i in range(len(packs))]
         keys, at = [], 0
         for word in flags_and_combos:
             keys.append(word.sql(parts[at:at + len(word.radix)]))
             at += len(word.radix)
-        columns = [(f"w{i}", key) for i, key in enumerate(keys)] + [("day", "r.day"), ("w", "r.w")]
+        marks = " + ".join(["(s.generation IS NULL OR s.listing_id IS NULL OR s.t0 IS NULL)::int",
+                            "(NOT (isfinite(s.t0) AND isfinite(s.sold_time)))::int * 2"]
+                           + [f"({self.c.subset(name)})::int * {4 << k}" for k, name in enumerate(subsets)])
+        values = [f"coalesce({self.c.input(inp)}, 'NaN'::float8) AS x{k}" for k, inp in enumerate(inputs)]
+        columns = ([(f"w{i}", key) for i, key in enumerate(keys)] + [("label_ts", "r.label_ts")]
+                   + [(f"x{k}", f"r.x{k}") for k in range(len(inputs))])
         return f"""
 SELECT {', '.join(f'array_send(array_agg({e})) AS {n}' for n, e in columns)}
 FROM (SELECT s.sold_time <= {self.cutoff} AS train, ({self.y})::int AS y, {self.learned} AS learned,
              coalesce(CASE WHEN isfinite(s.t0) THEN {DAY_SQL} END, 0) AS day,
-             CASE WHEN s.sold_time <= {self.cutoff} AND {self.learned} THEN {w} ELSE 0 END AS w,
-             {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
+             coalesce({self.label_ts}, 'NaN'::float8) AS label_ts, {marks} AS marks,
+             {', '.join(values + [f'{c} AS c{i}' for i, c in enumerate(combos)])}
       FROM {self.qualified} AS s
       WHERE s.sold_time IS NOT NULL AND s.sold_time <= {self.cutoff} + interval '168 hours'
       OFFSET 0) AS r
@@ -273,9 +283,9 @@ def constrain_scores_sql(table: str, model_key: str) -> str:
     ALTER COLUMN is_oof SET NOT NULL, ALTER COLUMN woe_logit SET NOT NULL, ALTER COLUMN woe_p SET NOT NULL"""
 
 
-def combinations_sql(compiler: Compiler, packs: list[pk.Pack]) -> list[str]:
-    """Each pack's combination of a row's band codes, as SQL integers."""
-    codes = [compiler.band(band) for band in compiler.schema.bands]
+def combinations_sql(compiler: Compiler, packs: list[pk.Pack], deferred: set[int] = frozenset()) -> list[str]:
+    """Each pack's combination of a row's band codes, as SQL integers (code 0 for ``deferred`` bands)."""
+    codes = ["0" if i in deferred else compiler.band(band) for i, band in enumerate(compiler.schema.bands)]
     return [pk.combination_sql(p, codes) for p in packs]
 
 

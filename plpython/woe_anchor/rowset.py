@@ -1,8 +1,13 @@
-"""The fit's per-row read, decoded: every fold's exact sums, then the quality sets.
+"""The fit's per-row read, decoded: the statistics, every fold's exact sums, the quality sets.
 
 ``Statements.rows`` returns every TRAIN SOLD and eval-window row as (label
-flags, combination of every pack, t0 day, exact weight). Those rows give
+flags, combination of every pack, t0 day, label moment, the inputs of the
+learned thresholds). From those rows numpy takes
 
+* the row counts, the weight reference and the learned thresholds' inputs,
+  as ``Statements.stats`` would give them (``statistics``); then the bands
+  with learned thresholds (``band_deferred``) and the exact weights
+  (``weigh``), with PostgreSQL's own float steps;
 * the per-pack sums a sharded fit gets from ``Statements.sums`` on its
   shards (``pack_sums``), from which ``fold_sums`` builds every band's
   per-fold statistics, with exact weight sums on both paths;
@@ -11,34 +16,84 @@ flags, combination of every pack, t0 day, exact weight). Those rows give
 """
 from __future__ import annotations
 
+import itertools
+import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import bands as b
 from . import packs as pk
 from . import woe
-from .passes import FIXED_POINT_BITS
+from .passes import DAY_OFFSET, FIXED_POINT_BITS, UNDERFLOW_EXPONENT
 
 TRAIN, Y, LEARNED = 4, 2, 1   # the flag bits of a row
 PIECE = 21                     # weight pieces of 21 bits: float64 sums of them stay exact
-INT8_OID, INT4_OID = 20, 23
+NULL_KEY, INFINITE, SUBSET = 1, 2, 4  # the mark bits of a row: SUBSET << k for subset k
+INT8_OID, FLOAT8_OID = 20, 701
+# comparisons of a test, NaN (NULL) on either side satisfying none, as in SQL
+_COMPARE = {"<": np.less, "<=": np.less_equal, "=": np.equal, ">=": np.greater_equal, ">": np.greater}
 
 
-def int_array(data: bytes | None, oid: int = INT8_OID) -> np.ndarray:
-    """An int8[] (or int4[]) in PostgreSQL's binary format (array_send) as int64 numpy, NULL as empty."""
+def _binary_array(data: bytes | None, oid: int) -> np.ndarray:
+    """The big-endian 8-byte values of a one-dimensional array without NULLs in array_send's format."""
+    kind = ">f8" if oid == FLOAT8_OID else ">i8"
     if data is None:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=kind)
     ndim, has_nulls, element = struct.unpack_from(">iii", data)
     if ndim != 1 or has_nulls or element != oid:
         raise ValueError(f"expected a one-dimensional array of type {oid} without NULLs, got ndim={ndim} "
                          f"type={element}")
-    # each element: its length then its value, big-endian
-    size = 8 if oid == INT8_OID else 4
-    body = np.frombuffer(data, dtype=[("len", ">i4"), ("value", f">i{size}")], offset=12 + 8 * ndim)
-    if (body["len"] != size).any():
-        raise ValueError(f"an array element is not {size} bytes long")
-    return body["value"].astype(np.int64)
+    # each element: its length (always 8) then its value
+    body = np.frombuffer(data, dtype=[("len", ">i4"), ("value", kind)], offset=12 + 8 * ndim)
+    if (body["len"] != 8).any():
+        raise ValueError("an array element is not 8 bytes long")
+    return body["value"]
+
+
+def int_array(data: bytes | None) -> np.ndarray:
+    """An int8[] in PostgreSQL's binary format (array_send) as numpy, NULL as empty."""
+    return _binary_array(data, INT8_OID).astype(np.int64)
+
+
+def float_array(data: bytes | None) -> np.ndarray:
+    """A float8[] in PostgreSQL's binary format as float64 numpy, bit for bit."""
+    return _binary_array(data, FLOAT8_OID).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """What the read carries besides the codes SQL computes, for one schema."""
+    deferred: frozenset      # indexes of the bands with learned thresholds: banded here
+    inputs: tuple            # the inputs their tests and the learned rules read, as float8
+    subsets: tuple           # the subsets those bands and rules use
+
+    def value(self, rows: "RowSet", inp) -> np.ndarray:
+        return rows.x[self.inputs.index(inp)]
+
+    def in_subset(self, rows: "RowSet", name: str) -> np.ndarray:
+        return (rows.marks & (SUBSET << self.subsets.index(name))) > 0
+
+
+def shipment(schema: b.BandSchema) -> Shipment:
+    """The bands whose rules compare with learned thresholds, and every value they and the learned rules read."""
+    deferred = frozenset(i for i, band in enumerate(schema.bands)
+                         if any(isinstance(t.operand, b.Learned) for r in band.rules for t in r.tests))
+    inputs, subsets = [], []
+    for rule in schema.learning:
+        inputs.append(rule.input)
+        subsets.append(getattr(rule, "subset", None))
+    for i in sorted(deferred):
+        band = schema.bands[i]
+        for t in (t for r in band.rules for t in r.tests):
+            inputs.append(t.input)
+            if not isinstance(t.operand, (int, float, b.Learned)):
+                inputs.append(t.operand)
+        inputs.append(band.null_input)
+        subsets.append(band.subset)
+    return Shipment(frozenset(deferred), tuple(dict.fromkeys(x for x in inputs if x is not None)),
+                    tuple(dict.fromkeys(x for x in subsets if x is not None)))
 
 
 @dataclass
@@ -46,30 +101,117 @@ class RowSet:
     flags: np.ndarray        # TRAIN | Y | LEARNED bits
     day: np.ndarray          # epoch day of t0
     combos: list             # per pack: the combination of its bands' codes
-    w: np.ndarray            # weight in integers of 2^-61 (0 for rows not learned from)
-    block: np.ndarray | None = None  # fit index of the row's fold (0 for eval rows), once folds are known
+    label_ts: np.ndarray     # SPEC.md 4's label moment, epoch seconds
+    marks: np.ndarray        # NULL_KEY | INFINITE | SUBSET << k bits
+    x: list = field(default_factory=list)  # the shipment's inputs, NaN for NULL
+    w: np.ndarray | None = None       # weight in integers of 2^-61 (0 for rows not learned from), once weighed
+    block: np.ndarray | None = None   # fit index of the row's fold (0 for eval rows), once folds are known
+
+    @property
+    def train(self) -> np.ndarray:
+        return (self.flags & TRAIN) > 0
+
+    @property
+    def learned(self) -> np.ndarray:
+        """TRAIN SOLD rows learned from."""
+        return (self.flags & (TRAIN | LEARNED)) == TRAIN | LEARNED
 
     def train_days(self) -> np.ndarray:
         """The distinct t0 days of TRAIN SOLD, ascending."""
-        return np.unique(self.day[(self.flags & TRAIN) > 0])
+        return np.unique(self.day[self.train])
 
     def put_in_blocks(self, days: np.ndarray, block_of_day: np.ndarray) -> None:
         """Each TRAIN SOLD row's block from its day (``days`` ascending); eval rows are block 0."""
-        train = (self.flags & TRAIN) > 0
         at = np.searchsorted(days, self.day).clip(0, max(len(days) - 1, 0))
-        self.block = np.where(train, np.asarray(block_of_day, dtype=np.int64)[at] if len(days) else 0, 0)
+        self.block = np.where(self.train, np.asarray(block_of_day, dtype=np.int64)[at] if len(days) else 0, 0)
+
+    def statistics(self, schema: b.BandSchema, ship: Shipment) -> dict:
+        """What ``Statements.stats`` returns (its ``days`` aside), from the rows."""
+        train, learned = self.train, self.learned
+        out = {"n_train_sold": int(train.sum()), "n_learned": int(learned.sum()),
+               "n_null_keys": int(((self.marks & NULL_KEY) > 0)[train].sum()),
+               "n_infinite": int(((self.marks & INFINITE) > 0)[train].sum()),
+               "ref_epoch": float(self.label_ts[learned].max()) if learned.any() else None}
+        for i, rule in enumerate(schema.learning):
+            x = ship.value(self, rule.input)
+            if isinstance(rule, b.ScaleRule):
+                x = np.abs(x[learned & ~np.isnan(x)])
+                below = x < rule.below
+                out.update({f"n_{i}": len(x), f"below_{i}": int(below.sum()),
+                            f"under_{i}": float(x[below].max()) if below.any() else None,
+                            f"over_{i}": float(x[~below].min()) if (~below).any() else None})
+            else:
+                mine = learned & ~np.isnan(x) & (ship.in_subset(self, rule.subset) if rule.subset else True)
+                x = np.sort(x[mine])
+                out[f"n_{i}"] = len(x)
+                out[f"q_{i}"] = [percentile_cont(len(x), p, x.__getitem__) for p in (*rule.probs, 0.5)] if len(x) else None
+        return out
+
+    def weigh(self, ref_epoch: float, half_life_days: float | None) -> None:
+        """``Statements.weight`` of every learned row, by the same float steps and the same libm pow."""
+        learned = self.learned
+        if half_life_days is None or half_life_days <= 0:
+            self.w = np.where(learned, 1 << FIXED_POINT_BITS, 0).astype(np.int64)
+            return
+        age = np.maximum(0.0, ref_epoch - self.label_ts[learned]) / 86400.0 / float(half_life_days)
+        exponent = np.minimum(age, float(UNDERFLOW_EXPONENT - 1)) - float(FIXED_POINT_BITS)
+        # math.pow is the C library's pow, as PostgreSQL's float8 ^ is: numpy's may differ in the last bit
+        power = np.fromiter(map(math.pow, itertools.repeat(0.5), exponent.tolist()), np.float64, len(exponent))
+        self.w = np.zeros(len(learned), dtype=np.int64)
+        self.w[learned] = np.rint(power).astype(np.int64)
+
+    def band_deferred(self, schema: b.BandSchema, plan: list[pk.Pack], ship: Shipment, learned: dict) -> None:
+        """Add each deferred band's code (SQL put 0 there) into its pack's combination."""
+        for i in ship.deferred:
+            band = schema.bands[i]
+            j = next(j for j, pack in enumerate(plan) if i in pack.bands)
+            at = plan[j].bands.index(i)
+            self.combos[j] = self.combos[j] + band_codes(band, ship, self, learned, plan[j].radix[at] - 1) * plan[j].mult[at]
 
 
-def word_layout(plan: list[pk.Pack]) -> list[pk.Radix]:
-    """The int8 words of a row's key: flags, then each pack's combination."""
-    return pk.words([8] + [p.size for p in plan])
+def band_codes(band: b.Band, ship: Shipment, rows: RowSet, learned: dict, null_slot: int) -> np.ndarray:
+    """A band's code per row as ``Compiler.band``'s CASE gives it: first matching rule, NULL never matches."""
+    labels = band.labels
+
+    def operand(o) -> np.ndarray | float:
+        if isinstance(o, b.Learned):
+            return learned[o.name]
+        return float(o) if isinstance(o, (int, float)) else ship.value(rows, o)
+
+    code = np.full(len(rows.flags), labels.index(band.default), dtype=np.int64)
+    for rule in reversed(band.rules):
+        holds = np.ones(len(code), dtype=bool)
+        for t in rule.tests:
+            holds &= _COMPARE[t.op](ship.value(rows, t.input), operand(t.operand))
+        code[holds] = labels.index(rule.label)
+    if band.null_label:
+        code[np.isnan(ship.value(rows, band.null_input))] = labels.index(band.null_label)
+    if band.subset:
+        code[~ship.in_subset(rows, band.subset)] = null_slot
+    return code
 
 
-def read(row: dict, plan: list[pk.Pack], words: list[pk.Radix]) -> RowSet:
+def percentile_cont(n: int, p: float, at) -> float:
+    """PostgreSQL's percentile_cont over n sorted values, ``at(rank)`` giving each: the same float steps."""
+    pos = p * (n - 1)
+    first, second = math.floor(pos), math.ceil(pos)
+    lo = at(first)
+    if first == second:
+        return float(lo)
+    return float(lo + (pos - first) * (at(second) - lo))
+
+
+def word_layout(plan: list[pk.Pack], ship: Shipment) -> list[pk.Radix]:
+    """The int8 words of a row: flags, marks, day, then each pack's combination."""
+    return pk.words([8, SUBSET << len(ship.subsets), 1 << 32] + [p.size for p in plan])
+
+
+def read(row: dict, plan: list[pk.Pack], words: list[pk.Radix], ship: Shipment) -> RowSet:
     parts = []
     for i, word in enumerate(words):
         parts += word.decode(int_array(row[f"w{i}"]))
-    return RowSet(flags=parts[0], combos=parts[1:], day=int_array(row["day"], INT4_OID), w=int_array(row["w"]))
+    return RowSet(flags=parts[0], marks=parts[1], day=parts[2] - DAY_OFFSET, combos=parts[3:],
+                  label_ts=float_array(row["label_ts"]), x=[float_array(row[f"x{k}"]) for k in range(len(ship.inputs))])
 
 
 def exact_sums(index: np.ndarray, w: np.ndarray, n_cells: int) -> list[int]:

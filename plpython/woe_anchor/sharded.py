@@ -24,6 +24,7 @@ import numpy as np
 from . import bands as b
 from . import errors
 from .passes import Statements, array_lit, constrain_scores_sql
+from .rowset import percentile_cont
 from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
 
 # exact floats, the fit's time settings, only built-in names, and one snapshot per shard for the whole
@@ -274,13 +275,3 @@ def add_up(parts: list, keys: tuple, counts: tuple) -> dict:
     # callers order the groups themselves (by key, by logit): no sort here, it is a hot loop
     return {c: [k[i] for k in total] for i, c in enumerate(keys)} | \
         {c: [v[i] for v in total.values()] for i, c in enumerate(counts)}
-
-
-def percentile_cont(n: int, p: float, at) -> float:
-    """PostgreSQL's percentile_cont over n sorted values, ``at(rank)`` giving each: the same float steps."""
-    pos = p * (n - 1)
-    first, second = math.floor(pos), math.ceil(pos)
-    lo = at(first)
-    if first == second:
-        return lo
-    return lo + (pos - first) * (at(second) - lo)
