@@ -65,6 +65,11 @@ def test_null_keys_are_refused(conn, good):
     e = _refused(conn, psycopg.errors.NullValueNotAllowed, "null_key",
                  cutoff=cases.to_datetime(cases.START_US + 400 * cases.DAY_US))
     assert "NULL generation, listing_id or t0" in e.diag.message_primary
+    # a NULL t0 makes isfinite() NULL too: still the same clear refusal
+    conn.execute("UPDATE null_key SET listing_id = 0, t0 = NULL WHERE listing_id IS NULL")
+    e = _refused(conn, psycopg.errors.NullValueNotAllowed, "null_key",
+                 cutoff=cases.to_datetime(cases.START_US + 400 * cases.DAY_US))
+    assert "NULL generation, listing_id or t0" in e.diag.message_primary
 
 
 def test_empty_train_sold_is_refused(conn, good):

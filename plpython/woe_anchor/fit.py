@@ -168,12 +168,8 @@ def _fit(plpy, version, code_sha256, p) -> str:
             shards.close()
 
 
-def _learn(schema, stats: dict, p: dict, src, cutoff: str):
-    """Refuse a source the fit cannot learn from; else the learned thresholds and how dsold's were set.
-
-    ``stats`` holds the row counts and the learned rules' inputs (``Statements.stats``
-    or ``RowSet.statistics``).
-    """
+def _refuse_unlearnable(stats: dict, p: dict, src, cutoff: str) -> None:
+    """Refuse a source the fit cannot learn from, by the row counts of ``Statements.stats`` or ``RowSet.statistics``."""
     if stats["n_train_sold"] == 0:
         raise FitError(errors.NO_DATA_FOUND,
                        f"TRAIN SOLD is empty: no row of {src.qualified} has sold_time <= {cutoff.split(chr(39))[1]}",
@@ -190,7 +186,19 @@ def _learn(schema, stats: dict, p: dict, src, cutoff: str):
         raise FitError(errors.NO_DATA_FOUND,
                        f"no TRAIN SOLD row has duration_hours >= {p['min_duration_hours']}: nothing to learn",
                        hint="Lower min_duration_hours or check duration_hours.")
-    return learn_thresholds(schema, stats, p["dsold_thresholds"])
+
+
+def _learn(schema, stats: dict, p: dict, src, cutoff: str):
+    """The learned thresholds and how dsold's were set, once the source passes ``_refuse_unlearnable``."""
+    _refuse_unlearnable(stats, p, src, cutoff)
+    learned, dsold_source = learn_thresholds(schema, stats, p["dsold_thresholds"])
+    odd = sorted(name for name, v in learned.items() if math.isnan(v))
+    if odd:
+        # quantiles of infinite inputs: SQL and numpy order NaN differently, and no band could use it
+        raise FitError(errors.INVALID_PARAMETER_VALUE,
+                       f"learned thresholds {', '.join(odd)} are NaN: their inputs hold infinities",
+                       hint="Filter or clamp infinite inputs in a view.")
+    return learned, dsold_source
 
 
 def _with_categories(schema, stats: dict):
@@ -224,10 +232,12 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
         plan = packs.plan(schema)
     else:
         # only a category band's values need a read of their own: the rows carry everything else
-        values = (plpy.execute(statements().stats(percentiles=False, days=False))[0]
-                  if any(band.category for band in schema.bands) else {})
+        values = None
+        if any(band.category for band in schema.bands):
+            values = plpy.execute(statements().stats(percentiles=False, days=False))[0]
+            _refuse_unlearnable(values, p, src, cutoff)  # before the category values are checked'
         phases.done("stats")
-        schema = _with_categories(schema, values)
+        schema = _with_categories(schema, values or {})
         plan = packs.plan(schema)
         # one read gives the statistics, every fold's sums, and the quality figures once the mapping is known
         ship = rowset.shipment(schema)
@@ -236,6 +246,8 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
                            plan, words, ship)
         stats = rows.statistics(schema, ship)
         phases.done("rows")
+        if values is not None and values["n_train_sold"] != stats["n_train_sold"]:
+            errors.source_changed(src.qualified)
         learned, dsold_source = _learn(schema, stats, p, src, cutoff)
         rows.band_deferred(schema, plan, ship, learned)
         rows.weigh(stats["ref_epoch"], p["half_life_days"])

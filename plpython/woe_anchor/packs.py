@@ -1,8 +1,8 @@
 """Pack several bands' codes into one small integer, so a fit aggregates and scores few keys.
 
 A pack of bands with L1, L2, ... labels has (L1+1)(L2+1)... combinations
-(the extra slot is NULL: a subset band outside its subset). Grouping by
-(day, pack combination) for a handful of packs gives every band's per-day
+(the extra slot is NULL: a subset band outside its subset). A row's
+combination per pack, for a handful of packs, gives every band's per-fold
 sums after a cheap decode in numpy, and scoring a row is one array lookup
 per pack: the sum of the pack's WOE for that combination.
 """
@@ -51,7 +51,7 @@ class Pack(Radix):
 
 
 def words(radix: list[int], limit: int = 2 ** 62) -> list[Radix]:
-    """Consecutive codes packed greedily into integers below ``limit``: the int8 keys of a group."""
+    """Consecutive codes packed greedily into integers below ``limit``: the int8 words of a row's key."""
     out, current = [], []
     for r in radix:
         if current and math.prod(current) * r >= limit:

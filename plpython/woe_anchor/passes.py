@@ -1,13 +1,15 @@
 """The fit's few set-based statements over the source, whatever n_folds is.
 
-1. ``stats``: row counts, the weight reference time and the inputs of the
-   learned thresholds (one aggregate over TRAIN SOLD).
+1. ``stats``: row counts, the weight reference time, the inputs of the
+   learned thresholds and category values (one aggregate over TRAIN SOLD):
+   a sharded fit's statistics, and a local fit's category values.
 2. ``rows``: every TRAIN SOLD and eval-window row as (label flags, every
-   pack's combination, t0 day, exact weight), in binary arrays: numpy puts
-   the days into folds and adds up every fold's statistics, and the quality
+   pack's combination, t0 day, label moment, learned thresholds' inputs),
+   in binary arrays: numpy learns the thresholds, puts the days into folds,
+   weighs the rows and adds up every fold's statistics, and the quality
    figures follow from the same rows once the mapping is known (see
-   ``groups.py``). Nearly every row is a combination of its own, so a GROUP BY
-   would cost a hash table as large as the rows and save nothing.
+   ``rowset.py``). Nearly every row is a combination of its own, so a GROUP
+   BY would cost a hash table as large as the rows and save nothing.
 3. ``scores``: each TRAIN SOLD row scored with its fold's mapping, one
    lookup per pack, written by one CREATE TABLE AS.
 
@@ -31,7 +33,7 @@ from .sqlgen import Compiler, float_lit, quote_literal
 DAY_SQL = "floor(date_part('epoch', s.t0) / 86400::float8)::int"
 # epoch days shifted into 0 .. 2^32 - 1 inside an int8 word of the per-row read
 DAY_OFFSET = 2 ** 31
-# 0.5 ^ x is 0 in numpy from here on, where PostgreSQL raises an underflow error
+# 0.5 ^ x underflows to 0 from here on, where PostgreSQL raises an error
 UNDERFLOW_EXPONENT = 1075
 # Weights (<= 1) are summed as exact integers of 2^-61: the sums do not depend on row
 # order, so parallel plans, and any split of the rows, give bit-identical artifacts.
@@ -65,6 +67,9 @@ class Statements:
         # SPEC.md 4: seconds since epoch of the label's moment
         self.label_ts = (f"CASE WHEN {self.y} THEN date_part('epoch', s.t0) + {slow} * 3600::float8 "
                          f"ELSE date_part('epoch', s.sold_time) END")
+        # the rows a fit refuses, never NULL themselves (isfinite(NULL) is NULL)
+        self.null_key = "(s.generation IS NULL OR s.listing_id IS NULL OR s.t0 IS NULL)"
+        self.infinite = "coalesce(NOT (isfinite(s.t0) AND isfinite(s.sold_time)), false)"
 
     def over(self, relation: str) -> "Statements":
         """The same statements over another relation (a shard's table, or a local partition)."""
@@ -120,8 +125,8 @@ SELECT count(*) AS n_train_sold,
        {'array_agg(DISTINCT r.day)' if days else 'NULL::int[]'} AS days,
        max(r.label_ts) FILTER (WHERE r.learned) AS ref_epoch{''.join(f',{chr(10)}       {o}' for o in outer)}
 FROM (SELECT {self.learned} AS learned,{day}
-             NOT (isfinite(s.t0) AND isfinite(s.sold_time)) AS infinite,
-             (s.generation IS NULL OR s.listing_id IS NULL OR s.t0 IS NULL) AS null_key,
+             {self.infinite} AS infinite,
+             {self.null_key} AS null_key,
              {self.label_ts} AS label_ts{''.join(f',{chr(10)}             {x}' for x in inner)}
       FROM {self.qualified} AS s
       WHERE {self.where}) AS r
@@ -205,8 +210,7 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         for word in flags_and_combos:
             keys.append(word.sql(parts[at:at + len(word.radix)]))
             at += len(word.radix)
-        marks = " + ".join(["(s.generation IS NULL OR s.listing_id IS NULL OR s.t0 IS NULL)::int",
-                            "(NOT (isfinite(s.t0) AND isfinite(s.sold_time)))::int * 2"]
+        marks = " + ".join([f"{self.null_key}::int", f"{self.infinite}::int * 2"]
                            + [f"({self.c.subset(name)})::int * {4 << k}" for k, name in enumerate(subsets)])
         values = [f"coalesce({self.c.input(inp)}, 'NaN'::float8) AS x{k}" for k, inp in enumerate(inputs)]
         columns = ([(f"w{i}", key) for i, key in enumerate(keys)] + [("label_ts", "r.label_ts")]
