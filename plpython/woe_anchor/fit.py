@@ -235,7 +235,7 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
         values = None
         if any(band.category for band in schema.bands):
             values = plpy.execute(statements().stats(percentiles=False, days=False))[0]
-            _refuse_unlearnable(values, p, src, cutoff)  # before the category values are checked'
+            _refuse_unlearnable(values, p, src, cutoff)  # before the category values are checked
         phases.done("stats")
         schema = _with_categories(schema, values or {})
         plan = packs.plan(schema)

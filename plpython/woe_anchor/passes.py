@@ -33,6 +33,8 @@ from .sqlgen import Compiler, float_lit, quote_literal
 DAY_SQL = "floor(date_part('epoch', s.t0) / 86400::float8)::int"
 # epoch days shifted into 0 .. 2^32 - 1 inside an int8 word of the per-row read
 DAY_OFFSET = 2 ** 31
+# the per-row read's marks: a NULL key, an infinite timestamp, then SUBSET << k for subset k
+NULL_KEY, INFINITE, SUBSET = 1, 2, 4
 # 0.5 ^ x underflows to 0 from here on, where PostgreSQL raises an error
 UNDERFLOW_EXPONENT = 1075
 # Weights (<= 1) are summed as exact integers of 2^-61: the sums do not depend on row
@@ -60,6 +62,8 @@ class Statements:
         dur = compiler.reads["duration_hours"]
         self.cutoff = cutoff_literal
         self.where = f"s.sold_time IS NOT NULL AND s.sold_time <= {cutoff_literal}"
+        # TRAIN SOLD and the eval window after it (SPEC.md 3)
+        self.window = f"s.sold_time IS NOT NULL AND s.sold_time <= {cutoff_literal} + interval '168 hours'"
         slow = float_lit(slow_threshold_hours)
         # SPEC.md 3: y = 1 iff duration >= threshold or final_status = 'older21days'
         self.y = f"(coalesce({dur} >= {slow}, false) OR coalesce(s.final_status = 'older21days', false))"
@@ -194,8 +198,8 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         """Every TRAIN SOLD and eval-window row, one element per row of binary arrays.
 
         ``w<i>``: the int8 words of (flags, marks, day, every pack's
-        combination): flags = 4 train + 2 y + learned; marks = 1 NULL key, 2
-        infinite timestamp, 4 << k in ``subsets[k]``; day = the UTC day of t0
+        combination): flags = 4 train + 2 y + learned; marks = NULL_KEY,
+        INFINITE, SUBSET << k in ``subsets[k]``; day = the UTC day of t0
         (epoch days) + 2^31; code 0 for the ``deferred`` bands (those with
         learned thresholds, banded in numpy once the thresholds are known).
         ``label_ts``: SPEC.md 4's label moment (epoch seconds); ``x<k>``:
@@ -210,8 +214,8 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         for word in flags_and_combos:
             keys.append(word.sql(parts[at:at + len(word.radix)]))
             at += len(word.radix)
-        marks = " + ".join([f"{self.null_key}::int", f"{self.infinite}::int * 2"]
-                           + [f"({self.c.subset(name)})::int * {4 << k}" for k, name in enumerate(subsets)])
+        marks = " + ".join([f"{self.null_key}::int * {NULL_KEY}", f"{self.infinite}::int * {INFINITE}"]
+                           + [f"({self.c.subset(name)})::int * {SUBSET << k}" for k, name in enumerate(subsets)])
         values = [f"coalesce({self.c.input(inp)}, 'NaN'::float8) AS x{k}" for k, inp in enumerate(inputs)]
         columns = ([(f"w{i}", key) for i, key in enumerate(keys)] + [("label_ts", "r.label_ts")]
                    + [(f"x{k}", f"r.x{k}") for k in range(len(inputs))])
@@ -222,7 +226,7 @@ FROM (SELECT s.sold_time <= {self.cutoff} AS train, ({self.y})::int AS y, {self.
              coalesce({self.label_ts}, 'NaN'::float8) AS label_ts, {marks} AS marks,
              {', '.join(values + [f'{c} AS c{i}' for i, c in enumerate(combos)])}
       FROM {self.qualified} AS s
-      WHERE s.sold_time IS NOT NULL AND s.sold_time <= {self.cutoff} + interval '168 hours'
+      WHERE {self.window}
       OFFSET 0) AS r
 """
 
@@ -247,7 +251,7 @@ FROM (SELECT GROUPING(k.oof, k.ins, k.ev) AS grouping, coalesce(k.oof, k.ins, k.
             FROM (SELECT s.sold_time <= {self.cutoff} AS train, {self.y} AS y, ({fold})::int AS f,
                          {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
                   FROM {self.qualified} AS s
-                  WHERE s.sold_time IS NOT NULL AND s.sold_time <= {self.cutoff} + interval '168 hours'
+                  WHERE {self.window}
                   OFFSET 0) AS r
             OFFSET 0) AS k
       GROUP BY GROUPING SETS ((k.oof), (k.ins), (k.ev))) AS g

@@ -26,11 +26,10 @@ import numpy as np
 from . import bands as b
 from . import packs as pk
 from . import woe
-from .passes import DAY_OFFSET, FIXED_POINT_BITS, UNDERFLOW_EXPONENT
+from .passes import DAY_OFFSET, FIXED_POINT_BITS, INFINITE, NULL_KEY, SUBSET, UNDERFLOW_EXPONENT
 
 TRAIN, Y, LEARNED = 4, 2, 1   # the flag bits of a row
 PIECE = 21                     # weight pieces of 21 bits: float64 sums of them stay exact
-NULL_KEY, INFINITE, SUBSET = 1, 2, 4  # the mark bits of a row: SUBSET << k for subset k
 INT8_OID, FLOAT8_OID = 20, 701
 # comparisons of a test, NaN (NULL) on either side satisfying none, as in SQL
 _COMPARE = {"<": np.less, "<=": np.less_equal, "=": np.equal, ">=": np.greater_equal, ">": np.greater}
@@ -229,8 +228,7 @@ def exact_sums(index: np.ndarray, w: np.ndarray, n_cells: int) -> list[int]:
 
 def pack_sums(r: RowSet, plan: list[pk.Pack]) -> dict:
     """What ``Statements.sums`` returns (per pack and key: rows, exact Σw), from the rows."""
-    train = (r.flags & TRAIN) > 0
-    learned = (r.flags & LEARNED) > 0
+    train, learned = r.train, r.learned
     flags = np.where(learned, (r.flags & Y) + 1, 0)  # 2y + learned, 0 for rows not learned from
     out = {"grouping": [], "key": [], "n": [], "sw": []}
     every = (1 << len(plan)) - 1
@@ -312,7 +310,7 @@ def logits(r: RowSet, plan: list[pk.Pack], lookups: tuple, fit: np.ndarray) -> n
 
 def quality_sets(r: RowSet, plan: list[pk.Pack], oof: tuple | None, final: tuple) -> dict:
     """Per scored set ('oof', 'insample', 'eval'): (logit, n_pos, n_neg) per row, as ``quality`` needs."""
-    train = (r.flags & TRAIN) > 0
+    train = r.train
     y = (r.flags & Y) > 0
     pos, neg = y.astype(np.float64), (~y).astype(np.float64)
     final_logit = logits(r, plan, final, np.zeros(len(r.flags), dtype=np.int64))
