@@ -299,22 +299,39 @@ def test_woe_of_an_empty_fit_is_zero_with_base_rate_one_half():
     assert f.base_rate == 0.5 and f.base_logit == 0.0 and not f.woe["b"].any()
 
 
-def _array_send(values, oid=20, fmt=">iq") -> bytes:
-    """PostgreSQL's binary int8[] or float8[] (array_send), built here from its documented layout."""
+def test_columns_are_read_from_concatenated_send_values():
     import struct
-    head = struct.pack(">iiiii", 1, 0, oid, len(values), 1)
-    return head + b"".join(struct.pack(fmt, 8, v) for v in values)
-
-
-def test_arrays_are_read_from_the_binary_format():
     values = [0, 1, -5, 2 ** 62, -(2 ** 63)]
-    assert rowset.int_array(_array_send(values)).tolist() == values
-    assert rowset.int_array(None).tolist() == []
+    # int8send / float8send: the value big-endian, 8 bytes, with nothing around it
+    assert rowset.int8_values(b"".join(struct.pack(">q", v) for v in values)).tolist() == values
+    assert rowset.int8_values(None).tolist() == []
     floats = [0.1, -0.0, 1e308, float("inf"), 5e-324]
-    got = rowset.float_array(_array_send(floats, 701, ">id"))
+    got = rowset.float8_values(b"".join(struct.pack(">d", v) for v in floats))
     assert [x.hex() for x in got.tolist()] == [x.hex() for x in floats]
     with pytest.raises(ValueError):
-        rowset.int_array(_array_send(floats, 701, ">id"))   # a float8[] where an int8[] belongs
+        rowset.int8_values(b"\x00" * 12)   # not whole values
+
+
+def test_dense_ids_number_distinct_tuples_in_order():
+    rng = np.random.default_rng(11)
+    n = 5_000
+    codes = [(rng.integers(0, 7, n), 7), (rng.integers(0, 300, n), 300), (rng.integers(0, 3, n), 3)]
+    ids, count = rowset.dense_ids(codes, n)
+    want, inverse = np.unique(np.stack([c for c, _ in codes], axis=1), axis=0, return_inverse=True)
+    assert count == len(want) and ids.tolist() == inverse.ravel().tolist()
+    # a range too wide to mark densely is numbered by sorting, with the same result
+    wide = [(rng.integers(0, 2 ** 20, n), 2 ** 20), (rng.integers(0, 2 ** 20, n), 2 ** 20)]
+    ids, count = rowset.dense_ids(wide, n)
+    want, inverse = np.unique(np.stack([c for c, _ in wide], axis=1), axis=0, return_inverse=True)
+    assert count == len(want) and ids.tolist() == inverse.ravel().tolist()
+    ids, count = rowset.dense_ids([(np.zeros(0, dtype=np.int64), 7)], 0)
+    assert count == 0 and len(ids) == 0
+
+
+def test_distinct_ints_match_unique():
+    rng = np.random.default_rng(5)
+    for values in (rng.integers(-40, 40, 1000), rng.integers(-2 ** 40, 2 ** 40, 1000), np.zeros(0, dtype=np.int64)):
+        assert rowset.distinct_ints(values).tolist() == np.unique(values).tolist()
 
 
 def test_exact_sums_equal_python_integers_in_any_order():
@@ -323,9 +340,9 @@ def test_exact_sums_equal_python_integers_in_any_order():
     w = rng.integers(0, 2 ** 61 + 1, 20_000)
     w[:10] = 2 ** 61   # the newest rows' weight, the largest there is
     want = [sum(int(v) for v, i in zip(w, index) if i == c) for c in range(5)]
-    assert rowset.exact_sums(index, w, 5) == want
+    assert rowset.exact_sums(index, rowset.weight_pieces(w), 5) == want
     order = rng.permutation(len(w))
-    assert rowset.exact_sums(index[order], w[order], 5) == want
+    assert rowset.exact_sums(index[order], rowset.weight_pieces(w[order]), 5) == want
 
 
 def test_group_keys_split_into_int8_words():
@@ -367,6 +384,29 @@ def test_pack_sums_match_a_plain_loop_over_the_rows():
             want[cell] = (rows + 1, weight + int(r.w[i]))
     pack_of = {3 - 2 ** (1 - j): j for j in range(2)}  # GROUPING(): a 0 bit for the pack
     assert {(pack_of[gr], k): (n, w) for gr, k, n, w in zip(got["grouping"], got["key"], got["n"], got["sw"])} == want
+
+
+def test_quality_groups_merge_to_the_per_row_figures():
+    plan = [packs.Pack(radix=(3, 2), bands=(0, 1)), packs.Pack(radix=(4,), bands=(2,))]
+    rng = np.random.default_rng(9)
+    n = 2_000
+    r = rowset.RowSet(flags=rng.integers(0, 8, n), day=rng.integers(0, 30, n),
+                      combos=[rng.integers(0, 6, n), rng.integers(0, 4, n)], label_ts=np.zeros(n),
+                      marks=np.zeros(n, dtype=np.int64))
+    days = r.train_days()
+    r.put_in_blocks(days, np.arange(len(days)) * 3 // len(days))
+    # few distinct table values, so different combinations tie on a logit
+    final = ([0.25], [rng.integers(-2, 3, 6).tolist(), rng.integers(-2, 3, 4).tolist()])
+    oof = ([0.5, -0.5, 0.0], [rng.integers(-2, 3, 18).tolist(), rng.integers(-2, 3, 12).tolist()])
+    got = rowset.quality_sets(r, plan, oof, final)
+    train, y = r.train, (r.flags & rowset.Y) > 0
+    per_row = {"insample": (rowset.logits(r.combos, plan, final, np.zeros(n, dtype=np.int64)), train),
+               "eval": (rowset.logits(r.combos, plan, final, np.zeros(n, dtype=np.int64)), ~train),
+               "oof": (rowset.logits(r.combos, plan, oof, r.block), train)}
+    for name, (logit, mine) in per_row.items():
+        want = quality.merged(logit[mine], y[mine].astype(float), (~y[mine]).astype(float))
+        merged = quality.merged(*got[name])
+        assert all(a.tolist() == b.tolist() for a, b in zip(merged, want)), name
 
 
 def test_merged_quality_groups_count_ties_once():

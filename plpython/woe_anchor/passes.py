@@ -5,7 +5,7 @@
    a sharded fit's statistics, and a local fit's category values.
 2. ``rows``: every TRAIN SOLD and eval-window row as (label flags, every
    pack's combination, t0 day, label moment, learned thresholds' inputs),
-   in binary arrays: numpy learns the thresholds, puts the days into folds,
+   in binary columns: numpy learns the thresholds, puts the days into folds,
    weighs the rows and adds up every fold's statistics, and the quality
    figures follow from the same rows once the mapping is known (see
    ``rowset.py``). Nearly every row is a combination of its own, so a GROUP
@@ -195,7 +195,7 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
 
     def rows(self, packs: list[pk.Pack], flags_and_combos: list[pk.Radix], deferred: set[int],
              inputs: list, subsets: list[str]) -> str:
-        """Every TRAIN SOLD and eval-window row, one element per row of binary arrays.
+        """Every TRAIN SOLD and eval-window row, 8 bytes per row in each of a few binary columns.
 
         ``w<i>``: the int8 words of (flags, marks, day, every pack's
         combination): flags = 4 train + 2 y + learned; marks = NULL_KEY,
@@ -203,13 +203,15 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         (epoch days) + 2^31; code 0 for the ``deferred`` bands (those with
         learned thresholds, banded in numpy once the thresholds are known).
         ``label_ts``: SPEC.md 4's label moment (epoch seconds); ``x<k>``:
-        ``inputs[k]`` as float8, NaN for NULL. Each column comes back as one
-        ``array_send`` bytea, read by numpy without a Python object per row:
-        few columns, as the leader alone adds every row to every array.
+        ``inputs[k]`` as float8, NaN for NULL. Each column is the rows'
+        big-endian values (int8send/float8send) concatenated by string_agg,
+        which skips NULLs: no value here is ever NULL, so the columns stay
+        aligned. The words are computed below the Gather, by the parallel
+        workers; the leader only appends bytes.
         """
         combos = combinations_sql(self.c, packs, deferred)
-        parts = ["CASE WHEN r.train THEN 4 + r.y * 2 + r.learned::int ELSE r.y * 2 END", "r.marks",
-                 f"r.day::int8 + {DAY_OFFSET}"] + [f"r.c{i}" for i in range(len(packs))]
+        parts = ["CASE WHEN f.train THEN 4 + f.y * 2 + f.learned::int ELSE f.y * 2 END", "f.marks",
+                 f"f.day::int8 + {DAY_OFFSET}"] + [f"f.c{i}" for i in range(len(packs))]
         keys, at = [], 0
         for word in flags_and_combos:
             keys.append(word.sql(parts[at:at + len(word.radix)]))
@@ -217,16 +219,18 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         marks = " + ".join([f"{self.null_key}::int * {NULL_KEY}", f"{self.infinite}::int * {INFINITE}"]
                            + [f"({self.c.subset(name)})::int * {SUBSET << k}" for k, name in enumerate(subsets)])
         values = [f"coalesce({self.c.input(inp)}, 'NaN'::float8) AS x{k}" for k, inp in enumerate(inputs)]
-        columns = ([(f"w{i}", key) for i, key in enumerate(keys)] + [("label_ts", "r.label_ts")]
-                   + [(f"x{k}", f"r.x{k}") for k in range(len(inputs))])
+        columns = ([(f"w{i}", "int8send") for i in range(len(keys))] + [("label_ts", "float8send")]
+                   + [(f"x{k}", "float8send") for k in range(len(inputs))])
         return f"""
-SELECT {', '.join(f'array_send(array_agg({e})) AS {n}' for n, e in columns)}
-FROM (SELECT s.sold_time <= {self.cutoff} AS train, ({self.y})::int AS y, {self.learned} AS learned,
-             coalesce(CASE WHEN isfinite(s.t0) THEN {DAY_SQL} END, 0) AS day,
-             coalesce({self.label_ts}, 'NaN'::float8) AS label_ts, {marks} AS marks,
-             {', '.join(values + [f'{c} AS c{i}' for i, c in enumerate(combos)])}
-      FROM {self.qualified} AS s
-      WHERE {self.window}
+SELECT {', '.join(f'string_agg({send}(r.{n}), NULL) AS {n}' for n, send in columns)}
+FROM (SELECT {', '.join([f'{key} AS w{i}' for i, key in enumerate(keys)] + ['f.label_ts']
+                        + [f'f.x{k}' for k in range(len(inputs))])}
+      FROM (SELECT s.sold_time <= {self.cutoff} AS train, ({self.y})::int AS y, {self.learned} AS learned,
+                   coalesce(CASE WHEN isfinite(s.t0) THEN {DAY_SQL} END, 0) AS day,
+                   coalesce({self.label_ts}, 'NaN'::float8) AS label_ts, {marks} AS marks,
+                   {', '.join(values + [f'{c} AS c{i}' for i, c in enumerate(combos)])}
+            FROM {self.qualified} AS s
+            WHERE {self.window}) AS f
       OFFSET 0) AS r
 """
 
@@ -315,9 +319,10 @@ def scored_rows_sql(compiler: Compiler, qualified: str, packs: list[pk.Pack], fi
                     extra: tuple[tuple[str, str], ...] = ()) -> str:
     """SELECT generation, listing_id, t0, f (fit index), l (logit) of the source's rows.
 
-    Workers band each row once inside the OFFSET 0 fence; the logit is then a
-    few lookups: base_logit[f] plus, per pack, tables[j][f, combination].
-    ``extra`` carries more (expression, alias) columns of the row along.
+    Workers band each row and add up its logit below the OFFSET 0 fence: a
+    few lookups, base_logit[f] plus, per pack, tables[j][f, combination];
+    the leader only receives the results. ``extra`` carries more
+    (expression, alias) columns of the row along.
     """
     combos = combinations_sql(compiler, packs)
     return f"""
@@ -325,7 +330,6 @@ SELECT r.generation, r.listing_id, r.t0, r.f, {logit_sql(packs, base_logit, tabl
 FROM (SELECT s.generation, s.listing_id, s.t0, ({fit})::int AS f,{''.join(f' {e} AS {a},' for e, a in extra)}
              {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
       FROM {qualified} AS s
-      {f'WHERE {where}' if where else ''}
-      OFFSET 0) AS r
+      {f'WHERE {where}' if where else ''}) AS r
 OFFSET 0
 """

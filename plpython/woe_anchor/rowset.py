@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import struct
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,35 +29,24 @@ from .passes import DAY_OFFSET, FIXED_POINT_BITS, INFINITE, NULL_KEY, SUBSET, UN
 
 TRAIN, Y, LEARNED = 4, 2, 1   # the flag bits of a row
 PIECE = 21                     # weight pieces of 21 bits: float64 sums of them stay exact
-INT8_OID, FLOAT8_OID = 20, 701
 # comparisons of a test, NaN (NULL) on either side satisfying none, as in SQL
 _COMPARE = {"<": np.less, "<=": np.less_equal, "=": np.equal, ">=": np.greater_equal, ">": np.greater}
 
 
-def _binary_array(data: bytes | None, oid: int) -> np.ndarray:
-    """The big-endian 8-byte values of a one-dimensional array without NULLs in array_send's format."""
-    kind = ">f8" if oid == FLOAT8_OID else ">i8"
-    if data is None:
-        return np.zeros(0, dtype=kind)
-    ndim, has_nulls, element = struct.unpack_from(">iii", data)
-    if ndim != 1 or has_nulls or element != oid:
-        raise ValueError(f"expected a one-dimensional array of type {oid} without NULLs, got ndim={ndim} "
-                         f"type={element}")
-    # each element: its length (always 8) then its value
-    body = np.frombuffer(data, dtype=[("len", ">i4"), ("value", kind)], offset=12 + 8 * ndim)
-    if (body["len"] != 8).any():
-        raise ValueError("an array element is not 8 bytes long")
-    return body["value"]
+def int8_values(data: bytes | None) -> np.ndarray:
+    """Concatenated int8send values (a ``rows`` column) as int64, NULL (no rows) as empty."""
+    return _values(data, ">i8").astype(np.int64)
 
 
-def int_array(data: bytes | None) -> np.ndarray:
-    """An int8[] in PostgreSQL's binary format (array_send) as numpy, NULL as empty."""
-    return _binary_array(data, INT8_OID).astype(np.int64)
+def float8_values(data: bytes | None) -> np.ndarray:
+    """Concatenated float8send values as float64, bit for bit."""
+    return _values(data, ">f8").astype(np.float64)
 
 
-def float_array(data: bytes | None) -> np.ndarray:
-    """A float8[] in PostgreSQL's binary format as float64 numpy, bit for bit."""
-    return _binary_array(data, FLOAT8_OID).astype(np.float64)
+def _values(data: bytes | None, kind: str) -> np.ndarray:
+    if data is not None and len(data) % 8:
+        raise ValueError(f"a column of 8-byte values is {len(data)} bytes long")
+    return np.frombuffer(data or b"", dtype=kind)
 
 
 @dataclass(frozen=True)
@@ -117,12 +105,22 @@ class RowSet:
 
     def train_days(self) -> np.ndarray:
         """The distinct t0 days of TRAIN SOLD, ascending."""
-        return np.unique(self.day[self.train])
+        return distinct_ints(self.day[self.train])
 
     def put_in_blocks(self, days: np.ndarray, block_of_day: np.ndarray) -> None:
-        """Each TRAIN SOLD row's block from its day (``days`` ascending); eval rows are block 0."""
-        at = np.searchsorted(days, self.day).clip(0, max(len(days) - 1, 0))
-        self.block = np.where(self.train, np.asarray(block_of_day, dtype=np.int64)[at] if len(days) else 0, 0)
+        """Each TRAIN SOLD row's block from its day (``days``: ``train_days()``); eval rows are block 0."""
+        train = self.train
+        self.block = np.zeros(len(self.flags), dtype=np.int64)
+        if not len(days):
+            return
+        day, block_of_day = self.day[train], np.asarray(block_of_day, dtype=np.int64)
+        lo, span = int(days[0]), int(days[-1]) - int(days[0]) + 1
+        if span <= _dense_limit(len(day)):
+            lookup = np.zeros(span, dtype=np.int64)
+            lookup[days - lo] = block_of_day
+            self.block[train] = lookup[day - lo]
+        else:
+            self.block[train] = block_of_day[np.searchsorted(days, day)]
 
     def statistics(self, schema: b.BandSchema, ship: Shipment) -> dict:
         """What ``Statements.stats`` returns (its ``days`` aside), from the rows."""
@@ -141,9 +139,12 @@ class RowSet:
                             f"over_{i}": float(x[~below].min()) if (~below).any() else None})
             else:
                 mine = learned & ~np.isnan(x) & (ship.in_subset(self, rule.subset) if rule.subset else True)
-                x = np.sort(x[mine])
+                x, probs = x[mine], (*rule.probs, 0.5)
+                # only the ranks either side of each quantile need their sorted values
+                ranks = {k for p in probs for k in (math.floor(p * (len(x) - 1)), math.ceil(p * (len(x) - 1)))}
+                x = np.partition(x, sorted(ranks)) if len(x) else x
                 out[f"n_{i}"] = len(x)
-                out[f"q_{i}"] = [percentile_cont(len(x), p, x.__getitem__) for p in (*rule.probs, 0.5)] if len(x) else None
+                out[f"q_{i}"] = [percentile_cont(len(x), p, x.__getitem__) for p in probs] if len(x) else None
         return out
 
     def weigh(self, ref_epoch: float, half_life_days: float | None) -> None:
@@ -206,40 +207,51 @@ def word_layout(plan: list[pk.Pack], ship: Shipment) -> list[pk.Radix]:
 
 
 def read(row: dict, plan: list[pk.Pack], words: list[pk.Radix], ship: Shipment) -> RowSet:
+    """The rows of ``Statements.rows``, decoded into small integer types."""
+    names = [f"w{i}" for i in range(len(words))] + ["label_ts"] + [f"x{k}" for k in range(len(ship.inputs))]
+    if len({len(row[name] or b"") for name in names}) > 1:
+        raise ValueError("the columns of the per-row read differ in length: a value was NULL")
     parts = []
     for i, word in enumerate(words):
-        parts += word.decode(int_array(row[f"w{i}"]))
-    return RowSet(flags=parts[0], marks=parts[1], day=parts[2] - DAY_OFFSET, combos=parts[3:],
-                  label_ts=float_array(row["label_ts"]), x=[float_array(row[f"x{k}"]) for k in range(len(ship.inputs))])
+        parts += word.decode(int8_values(row[f"w{i}"]))
+    flags, marks, day, *combos = parts
+    return RowSet(flags=flags.astype(np.uint8), marks=marks.astype(np.int32),
+                  day=(day - DAY_OFFSET).astype(np.int32), combos=[c.astype(np.int32) for c in combos],
+                  label_ts=float8_values(row["label_ts"]),
+                  x=[float8_values(row[f"x{k}"]) for k in range(len(ship.inputs))])
 
 
-def exact_sums(index: np.ndarray, w: np.ndarray, n_cells: int) -> list[int]:
-    """Σ w per cell as exact integers, whatever the order of the rows.
-
-    Each weight (< 2^62) is cut into 21-bit pieces; float64 sums of those
-    stay below 2^53, so bincount adds them exactly, for cells of fewer than
-    2^32 rows.
-    """
+def weight_pieces(w: np.ndarray) -> tuple:
+    """Weights (< 2^62) cut into three 21-bit pieces as float64: sums of pieces stay exact below 2^53."""
     mask = (1 << PIECE) - 1
-    a, b, c = (np.bincount(index, x.astype(np.float64), n_cells)
-               for x in (w >> 2 * PIECE, (w >> PIECE) & mask, w & mask))
+    return tuple(x.astype(np.float64) for x in (w >> 2 * PIECE, (w >> PIECE) & mask, w & mask))
+
+
+def exact_sums(index: np.ndarray, pieces: tuple, n_cells: int) -> list[int]:
+    """Σ w per cell as exact integers (w given as ``weight_pieces``), whatever the order of the rows.
+
+    bincount adds each piece exactly, for cells of fewer than 2^32 rows.
+    """
+    a, b, c = (np.bincount(index, x, n_cells) for x in pieces)
     return [(int(x) << 2 * PIECE) + (int(y) << PIECE) + int(z) for x, y, z in zip(a, b, c)]
 
 
 def pack_sums(r: RowSet, plan: list[pk.Pack]) -> dict:
     """What ``Statements.sums`` returns (per pack and key: rows, exact Σw), from the rows."""
-    train, learned = r.train, r.learned
-    flags = np.where(learned, (r.flags & Y) + 1, 0)  # 2y + learned, 0 for rows not learned from
+    train = r.train
+    learned = r.learned[train]
+    # (block * size + combination) * 4 + 2y + learned, with combination and flags 0 for rows not learned from
+    flags = np.where(learned, (r.flags[train] & Y) + 1, 0)
+    block, pieces = r.block[train], weight_pieces(r.w[train])
     out = {"grouping": [], "key": [], "n": [], "sw": []}
     every = (1 << len(plan)) - 1
-    w = r.w[train]
-    blocks = int(r.block.max(initial=0)) + 1
+    blocks = int(block.max(initial=0)) + 1
     for j, pack in enumerate(plan):
-        key = ((r.block * pack.size + np.where(learned, r.combos[j], 0)) * 4 + flags)[train]
+        key = (block * pack.size + np.where(learned, r.combos[j][train], 0)) * 4 + flags
         # the key space is small (blocks x combinations x 4): count densely, keep the cells with rows
         n = np.bincount(key, minlength=blocks * pack.size * 4)
         cells = np.flatnonzero(n)
-        exact = exact_sums(key, w, len(n))
+        exact = exact_sums(key, pieces, len(n))
         out["grouping"] += [every ^ (1 << (len(plan) - 1 - j))] * len(cells)
         out["key"] += cells.tolist()
         out["n"] += n[cells].tolist()
@@ -299,28 +311,97 @@ def fold_sums(row: dict, schema, plan: list[pk.Pack], n_blocks: int) -> woe.Fold
     return sums
 
 
-def logits(r: RowSet, plan: list[pk.Pack], lookups: tuple, fit: np.ndarray) -> np.ndarray:
+def logits(combos: list, plan: list[pk.Pack], lookups: tuple, fit: np.ndarray) -> np.ndarray:
     """base_logit[fit] + per pack tables[j][fit, combination], added in ``passes.logit_sql``'s order."""
     base, tables = lookups
     out = np.asarray(base, dtype=np.float64)[fit]
-    for pack, table, combo in zip(plan, tables, r.combos):
+    for pack, table, combo in zip(plan, tables, combos):
         out = out + np.asarray(table, dtype=np.float64)[fit * pack.size + combo]
     return out
 
 
 def quality_sets(r: RowSet, plan: list[pk.Pack], oof: tuple | None, final: tuple) -> dict:
-    """Per scored set ('oof', 'insample', 'eval'): (logit, n_pos, n_neg) per row, as ``quality`` needs."""
+    """Per scored set ('oof', 'insample', 'eval'): (logit, n_pos, n_neg) per group of rows with one logit.
+
+    Rows with the same combinations (and, out of fold, the same block) share
+    their logit: numbering those groups takes linear time, and only the
+    groups' logits are computed and later sorted (``quality.merged``).
+    """
     train = r.train
     y = (r.flags & Y) > 0
-    pos, neg = y.astype(np.float64), (~y).astype(np.float64)
-    final_logit = logits(r, plan, final, np.zeros(len(r.flags), dtype=np.int64))
-    sets = {"insample": train, "eval": ~train}
-    out = {name: (final_logit[mine], pos[mine], neg[mine]) for name, mine in sets.items()}
+    group, n_groups = dense_ids([(c, pack.size) for c, pack in zip(r.combos, plan)], len(y))
+    first = _first_rows(group, n_groups)
+    final_logit = logits([c[first] for c in r.combos], plan, final, np.zeros(n_groups, dtype=np.int64))
+    out = {name: _counted(group[mine], y[mine], final_logit) for name, mine in (("insample", train), ("eval", ~train))}
     if oof is None:
         out["oof"] = (np.zeros(0), np.zeros(0), np.zeros(0))
     else:
-        out["oof"] = (logits(r, plan, oof, r.block)[train], pos[train], neg[train])
+        block, combos = r.block[train], [c[train] for c in r.combos]
+        group, n_groups = dense_ids([(block, int(block.max(initial=0)) + 1)]
+                                    + [(c, pack.size) for c, pack in zip(combos, plan)], len(block))
+        first = _first_rows(group, n_groups)
+        oof_logit = logits([c[first] for c in combos], plan, oof, block[first])
+        out["oof"] = _counted(group, y[train], oof_logit)
     return out
+
+
+def _first_rows(group: np.ndarray, n_groups: int) -> np.ndarray:
+    """A row of each group (its last one: any row of a group gives its logit)."""
+    row = np.zeros(n_groups, dtype=np.int64)
+    row[group] = np.arange(len(group))
+    return row
+
+
+def _counted(group: np.ndarray, y: np.ndarray, logit: np.ndarray) -> tuple:
+    """(logit, n_pos, n_neg) of the groups with rows in this set."""
+    n_pos = np.bincount(group, y, len(logit))
+    n_neg = np.bincount(group, ~y, len(logit))
+    kept = (n_pos + n_neg) > 0
+    return logit[kept], n_pos[kept], n_neg[kept]
+
+
+def dense_ids(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, int]:
+    """Each row's number (0 .. D-1, in order of the tuples) among the D distinct tuples of its codes.
+
+    ``codes``: per position, (each row's code, number of codes). The tuple is
+    built as one integer, position by position, renumbered densely (marks in
+    an array over its range, no sort) whenever the range would outgrow the
+    number of rows.
+    """
+    key, space = np.zeros(n, dtype=np.int64), 1
+    for values, size in codes:
+        if space * size > _dense_limit(n):
+            key, space = _renumbered(key, space)
+        key = key * size + values
+        space *= size
+    return _renumbered(key, space)
+
+
+def _renumbered(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:
+    if space > _dense_limit(len(key)):
+        distinct, number = np.unique(key, return_inverse=True)
+        return number, len(distinct)
+    seen = np.zeros(space, dtype=bool)
+    seen[key] = True
+    number = np.cumsum(seen, dtype=np.int64 if space >> 31 else np.int32) - 1
+    return number[key], int(number[-1]) + 1
+
+
+def distinct_ints(values: np.ndarray) -> np.ndarray:
+    """The distinct integers, ascending, as int64: marked over their range when it is small, else sorted."""
+    if not len(values):
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo >= _dense_limit(len(values)):
+        return np.unique(values).astype(np.int64)
+    seen = np.zeros(hi - lo + 1, dtype=bool)
+    seen[values - lo] = True
+    return np.flatnonzero(seen) + lo
+
+
+def _dense_limit(n: int) -> int:
+    """The largest range marked in an array for n values: a few bytes per value."""
+    return n + (1 << 16)
 
 
 def statement_sets(row: dict) -> dict:
