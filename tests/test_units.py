@@ -328,6 +328,17 @@ def test_dense_ids_number_distinct_tuples_in_order():
     assert count == 0 and len(ids) == 0
 
 
+def test_dense_ids_of_int32_codes_do_not_overflow():
+    # int32 codes as the read gives them; ~270k distinct prefixes times a pack of 10,001 pass 2^31
+    rng = np.random.default_rng(2)
+    n = 400_000
+    codes = [(rng.integers(0, 680, n).astype(np.int32), 680), (rng.integers(0, 680, n).astype(np.int32), 680),
+             (rng.integers(0, 10_001, n).astype(np.int32), 10_001)]
+    ids, count = rowset.dense_ids(codes, n)
+    want, inverse = np.unique(np.stack([c.astype(np.int64) for c, _ in codes], axis=1), axis=0, return_inverse=True)
+    assert count == len(want) and (ids == inverse.ravel()).all()
+
+
 def test_distinct_ints_match_unique():
     rng = np.random.default_rng(5)
     for values in (rng.integers(-40, 40, 1000), rng.integers(-2 ** 40, 2 ** 40, 1000), np.zeros(0, dtype=np.int64)):

@@ -303,10 +303,19 @@ def combinations_sql(compiler: Compiler, packs: list[pk.Pack], deferred: set[int
 
 def logit_sql(packs: list[pk.Pack], base_logit: list[float], tables: list[list[float]],
               fit: str = "r.f") -> str:
-    """base_logit[fit] + per pack tables[j][fit, r.c<j>]: a row's logit from its combinations."""
-    return " + ".join(
-        [f"{array_lit(base_logit, 'float8')}[{fit} + 1]"]
-        + [f"{array_lit(t, 'float8')}[{fit} * {p.size} + r.c{i} + 1]" for i, (p, t) in enumerate(zip(packs, tables))])
+    """base_logit[fit] + per pack tables[j][fit, r.c<j>]: a row's logit from its combinations.
+
+    With several fits, one CASE branch per fit: ``fit`` (a width_bucket of
+    t0) is evaluated once per row, not once per pack.
+    """
+    def under(k: int) -> str:
+        return " + ".join([float_lit(base_logit[k])] + [
+            f"{array_lit(t[k * p.size:(k + 1) * p.size], 'float8')}[r.c{i} + 1]"
+            for i, (p, t) in enumerate(zip(packs, tables))])
+
+    if len(base_logit) == 1:
+        return under(0)
+    return f"CASE {fit} {' '.join(f'WHEN {k} THEN {under(k)}' for k in range(len(base_logit)))} END"
 
 
 def sigmoid_sql(logit: str) -> str:

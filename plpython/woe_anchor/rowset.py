@@ -215,7 +215,7 @@ def read(row: dict, plan: list[pk.Pack], words: list[pk.Radix], ship: Shipment) 
     for i, word in enumerate(words):
         parts += word.decode(int8_values(row[f"w{i}"]))
     flags, marks, day, *combos = parts
-    return RowSet(flags=flags.astype(np.uint8), marks=marks.astype(np.int32),
+    return RowSet(flags=flags.astype(np.uint8), marks=marks,
                   day=(day - DAY_OFFSET).astype(np.int32), combos=[c.astype(np.int32) for c in combos],
                   label_ts=float8_values(row["label_ts"]),
                   x=[float8_values(row[f"x{k}"]) for k in range(len(ship.inputs))])
@@ -383,7 +383,7 @@ def _renumbered(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:
         return number, len(distinct)
     seen = np.zeros(space, dtype=bool)
     seen[key] = True
-    number = np.cumsum(seen, dtype=np.int64 if space >> 31 else np.int32) - 1
+    number = np.cumsum(seen, dtype=np.int64) - 1  # int64: the next position multiplies it
     return number[key], int(number[-1]) + 1
 
 
