@@ -336,11 +336,11 @@ def quality_sets(r: RowSet, plan: list[pk.Pack], oof: tuple | None, final: tuple
     if oof is None:
         out["oof"] = (np.zeros(0), np.zeros(0), np.zeros(0))
     else:
-        block, combos = r.block[train], [c[train] for c in r.combos]
-        group, n_groups = dense_ids([(block, int(block.max(initial=0)) + 1)]
-                                    + [(c, pack.size) for c, pack in zip(combos, plan)], len(block))
-        first = _first_rows(group, n_groups)
-        oof_logit = logits([c[first] for c in combos], plan, oof, block[first])
+        # out of fold, a group is a combination group within one block
+        rows, block = np.flatnonzero(train), r.block[train]
+        group, n_groups = dense_ids([(group[train], n_groups), (block, int(block.max(initial=0)) + 1)], len(rows))
+        first = rows[_first_rows(group, n_groups)]
+        oof_logit = logits([c[first] for c in r.combos], plan, oof, r.block[first])
         out["oof"] = _counted(group, y[train], oof_logit)
     return out
 
@@ -365,8 +365,8 @@ def dense_ids(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, 
 
     ``codes``: per position, (each row's code, number of codes). The tuple is
     built as one integer, position by position, renumbered densely (marks in
-    an array over its range, no sort) whenever the range would outgrow the
-    number of rows.
+    an array over its range, no sort) whenever the range would outgrow a
+    few times the number of rows.
     """
     key, space = np.zeros(n, dtype=np.int64), 1
     for values, size in codes:
@@ -383,8 +383,9 @@ def _renumbered(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:
         return number, len(distinct)
     seen = np.zeros(space, dtype=bool)
     seen[key] = True
-    number = np.cumsum(seen, dtype=np.int64) - 1  # int64: the next position multiplies it
-    return number[key], int(number[-1]) + 1
+    number = np.cumsum(seen, dtype=np.int32) - 1  # space < 2^31 (_dense_limit)
+    # int64 ids: the next position multiplies them
+    return number[key].astype(np.int64), int(number[-1]) + 1
 
 
 def distinct_ints(values: np.ndarray) -> np.ndarray:
@@ -400,8 +401,8 @@ def distinct_ints(values: np.ndarray) -> np.ndarray:
 
 
 def _dense_limit(n: int) -> int:
-    """The largest range marked in an array for n values: a few bytes per value."""
-    return n + (1 << 16)
+    """The largest range marked in an array for n values: 5 bytes a slot, 20 a value, below 2^31."""
+    return min(4 * n + (1 << 20), (1 << 31) - 1)
 
 
 def statement_sets(row: dict) -> dict:
