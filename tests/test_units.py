@@ -326,6 +326,8 @@ def test_dense_ids_number_distinct_tuples_in_order():
     assert count == len(want) and ids.tolist() == inverse.ravel().tolist()
     ids, count = rowset.dense_ids([(np.zeros(0, dtype=np.int64), 7)], 0)
     assert count == 0 and len(ids) == 0
+    ids, count = rowset.dense_ids([(np.zeros(0, dtype=np.int64), 0), (np.zeros(0, dtype=np.int64), 1)], 0)
+    assert count == 0 and len(ids) == 0   # no rows: no groups, even of a position with no codes
 
 
 def test_dense_ids_of_int32_codes_do_not_overflow():

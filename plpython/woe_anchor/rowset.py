@@ -378,6 +378,8 @@ def dense_ids(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, 
 
 
 def _renumbered(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:
+    if not len(key):
+        return key.astype(np.int64), 0
     if space > _dense_limit(len(key)):
         distinct, number = np.unique(key, return_inverse=True)
         return number, len(distinct)
