@@ -370,13 +370,22 @@ def test_group_keys_split_into_int8_words():
     assert [d.tolist() for d in word.decode(value)] == [c.tolist() for c in codes]
 
 
+# two packs: bands 0 and 1 (3 and 2 slots), band 2 (4 slots)
+SMALL_PLAN = [packs.Pack(radix=(3, 2), bands=(0, 1)), packs.Pack(radix=(4,), bands=(2,))]
+
+
+def _random_rows(rng, n: int, n_days: int) -> rowset.RowSet:
+    """Rows of SMALL_PLAN with random flags, days and combinations."""
+    return rowset.RowSet(flags=rng.integers(0, 8, n), day=rng.integers(0, n_days, n),
+                         combos=[rng.integers(0, 6, n), rng.integers(0, 4, n)], label_ts=np.zeros(n),
+                         marks=np.zeros(n, dtype=np.int64))
+
+
 def test_pack_sums_match_a_plain_loop_over_the_rows():
-    plan = [packs.Pack(radix=(3, 2), bands=(0, 1)), packs.Pack(radix=(4,), bands=(2,))]
+    plan = SMALL_PLAN
     rng = np.random.default_rng(3)
     n = 300
-    r = rowset.RowSet(flags=rng.integers(0, 8, n), day=rng.integers(0, 9, n),
-                      combos=[rng.integers(0, 6, n), rng.integers(0, 4, n)], label_ts=np.zeros(n),
-                      marks=np.zeros(n, dtype=np.int64))
+    r = _random_rows(rng, n, 9)
     r.w = np.where(r.learned, rng.integers(0, 2 ** 61, n), 0)   # only learned rows carry weights
     days = r.train_days()
     block_of_day = np.arange(len(days)) * 3 // len(days)
@@ -400,12 +409,10 @@ def test_pack_sums_match_a_plain_loop_over_the_rows():
 
 
 def test_quality_groups_merge_to_the_per_row_figures():
-    plan = [packs.Pack(radix=(3, 2), bands=(0, 1)), packs.Pack(radix=(4,), bands=(2,))]
+    plan = SMALL_PLAN
     rng = np.random.default_rng(9)
     n = 2_000
-    r = rowset.RowSet(flags=rng.integers(0, 8, n), day=rng.integers(0, 30, n),
-                      combos=[rng.integers(0, 6, n), rng.integers(0, 4, n)], label_ts=np.zeros(n),
-                      marks=np.zeros(n, dtype=np.int64))
+    r = _random_rows(rng, n, 30)
     days = r.train_days()
     r.put_in_blocks(days, np.arange(len(days)) * 3 // len(days))
     # few distinct table values, so different combinations tie on a logit

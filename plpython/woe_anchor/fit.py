@@ -96,8 +96,7 @@ def median_below(n: int, n_below: int, under: float | None, over: float | None, 
     """
     if not n:
         return False
-    pos = 0.5 * (n - 1)
-    first, second = math.floor(pos), math.ceil(pos)
+    pos, first, second = rowset.percentile_position(n, 0.5)
     if n_below > second:
         return True
     if n_below <= first:

@@ -141,7 +141,7 @@ class RowSet:
                 mine = learned & ~np.isnan(x) & (ship.in_subset(self, rule.subset) if rule.subset else True)
                 x, probs = x[mine], (*rule.probs, 0.5)
                 # only the ranks either side of each quantile need their sorted values
-                ranks = {k for p in probs for k in (math.floor(p * (len(x) - 1)), math.ceil(p * (len(x) - 1)))}
+                ranks = {k for p in probs for k in percentile_position(len(x), p)[1:]}
                 x = np.partition(x, sorted(ranks)) if len(x) else x
                 out[f"n_{i}"] = len(x)
                 out[f"q_{i}"] = [percentile_cont(len(x), p, x.__getitem__) for p in probs] if len(x) else None
@@ -191,10 +191,15 @@ def band_codes(band: b.Band, ship: Shipment, rows: RowSet, learned: dict, null_s
     return code
 
 
+def percentile_position(n: int, p: float) -> tuple[float, int, int]:
+    """Where percentile_cont(p) falls among n sorted values: its position and the ranks either side."""
+    pos = p * (n - 1)
+    return pos, math.floor(pos), math.ceil(pos)
+
+
 def percentile_cont(n: int, p: float, at) -> float:
     """PostgreSQL's percentile_cont over n sorted values, ``at(rank)`` giving each: the same float steps."""
-    pos = p * (n - 1)
-    first, second = math.floor(pos), math.ceil(pos)
+    pos, first, second = percentile_position(n, p)
     lo = at(first)
     if first == second:
         return float(lo)
