@@ -7,20 +7,25 @@ PYTHON      ?= python3
 # Order matters: tables before the functions that name them, grants last.
 TABLE_SOURCES    = sql/tables/band_schemas.sql sql/tables/registry.sql sql/tables/cuts.sql \
                    sql/tables/map.sql sql/tables/scores.sql sql/tables/types.sql sql/tables/dump.sql
-FUNCTION_SOURCES = sql/functions/errors.sql sql/functions/loader.sql sql/functions/drop_scores.sql \
-                   sql/functions/band_schemas.sql sql/functions/models.sql sql/functions/fit.sql \
+FUNCTION_SOURCES = sql/functions/errors.sql sql/functions/loader.sql sql/functions/callers.sql \
+                   sql/functions/drop_scores.sql sql/functions/band_schemas.sql sql/functions/models.sql \
+                   sql/functions/persist.sql sql/functions/fit.sql \
                    sql/functions/schedule.sql sql/functions/import.sql sql/functions/inference.sql sql/functions/roles.sql \
                    sql/grants.sql
-SQL_SOURCES  = sql/header.sql $(TABLE_SOURCES) $(FUNCTION_SOURCES)
+# The tables of the first release, then every migration since, in version order: a fresh install
+# is the same chain of table changes an upgraded one went through.
+MIGRATION_CHAIN = $(shell ls sql/migrations/*--*.sql 2>/dev/null | sort -V)
+SQL_SOURCES  = sql/header.sql $(TABLE_SOURCES) $(MIGRATION_CHAIN) $(FUNCTION_SOURCES)
 # Upgrades to this version: the frozen table migration, then every routine re-created in place.
 MIGRATIONS   = $(wildcard sql/migrations/*--$(EXTVERSION).sql)
 UPGRADES     = $(patsubst sql/migrations/%.sql,extension/woe_anchor--%.sql,$(MIGRATIONS))
 # Dependency order: a module comes after every module it imports.
 PY_MODULES   = $(addprefix plpython/woe_anchor/, errors.py bands.py sqlgen.py woe.py \
-               packs.py source.py schemas.py passes.py rowset.py sharded.py quality.py fit.py inference.py)
+               packs.py source.py schemas.py passes.py persist.py rowset.py sharded.py quality.py fit.py inference.py)
 
 DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql $(UPGRADES)
-DATA         = $(filter-out $(DATA_built), $(wildcard extension/$(EXTENSION)--*--*.sql))
+# released scripts, committed and frozen: older versions' full scripts and their upgrade steps
+DATA         = $(filter-out $(DATA_built), $(wildcard extension/$(EXTENSION)--*.sql))
 REGRESS      = woe_anchor_smoke
 REGRESS_OPTS = --inputdir=tests/regress --outputdir=build/regress
 EXTRA_CLEAN  = build META.json $(DIST)

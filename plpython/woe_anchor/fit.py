@@ -14,14 +14,13 @@ import unicodedata
 
 import numpy as np
 
-from . import bands, errors, packs, passes, quality, rowset, schemas, sharded, source, woe
+from . import bands, errors, packs, passes, persist, quality, rowset, schemas, sharded, source, woe
 from .errors import FitError
-from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
+from .sqlgen import Compiler, quote_literal, utc_iso_sql
 
 # weights are summed as integers of 2^-61 of the newest row's weight; a fit whose rows
 # average below this keeps fewer than ~37 bits per weight and would drift from float8
 MIN_MEAN_WEIGHT = 2.0 ** -24
-REGISTRY = "ml.woe_anchor_model_registry_v1"
 # a category band's learned values are looked up row by row in an array: keep it small
 MAX_CATEGORY_VALUES = 10_000
 # SPEC.md 8 registry columns, filled when the schema learns thresholds of these names
@@ -138,16 +137,6 @@ def _one(plpy, sql, types=(), args=()):
     return rows[0] if rows else None
 
 
-def _exists(key) -> FitError:
-    return FitError(errors.DUPLICATE_OBJECT, f"model {key!r} already exists",
-                    hint="Pass replace => true to replace it, or choose another model_key.")
-
-
-def _key_exists(plpy, key) -> bool:
-    return _one(plpy, f"SELECT EXISTS (SELECT FROM {REGISTRY} WHERE model_key = $1) AS e",
-                ["text"], [key])["e"]
-
-
 def _fit(plpy, version, code_sha256, p) -> str:
     phases = Phases()
     check_params(p)
@@ -157,8 +146,8 @@ def _fit(plpy, version, code_sha256, p) -> str:
         raise FitError(errors.INVALID_PARAMETER_VALUE,
                        f"band schema {schema.version} has no thresholds that dsold_thresholds sets")
     src = source.resolve(plpy, p["source"], schema)
-    if p["model_key"] is not None and p["persist"] and not p["replace"] and _key_exists(plpy, p["model_key"]):
-        raise _exists(p["model_key"])
+    if p["model_key"] is not None and p["persist"] and not p["replace"] and persist.key_exists(plpy, p["model_key"]):
+        raise persist.exists(p["model_key"])
     shards = sharded.open_fanout(plpy, src)
     try:
         return _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, shards)
@@ -291,23 +280,22 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
     plpy.notice(f"[woe] trained slow21 WOE anchor on TRAIN SOLD n={stats['n_train_sold']} "
                 f"(learned={stats['n_learned']}, days={n_days}, base_rate={final.base_rate:.6f})")
 
-    if p["model_key"] is None and p["persist"]:
-        # a generated key is chosen under the registry lock, so concurrent fits never share one
-        plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
-    key = p["model_key"] or _default_key(plpy)
     if not p["persist"]:
+        key = p["model_key"] or persist.default_key(plpy)
         plpy.notice(f"[woe] persist => false: nothing written (model_key={key})")
         return key
 
-    model_id = _one(plpy, "SELECT nextval('ml.woe_anchor_model_id_seq') AS id")["id"]
-    part = score_partition(model_id)
     scoring = lookup_tables([folds[k] for k in fold_ids.tolist()] if oof else [final], plan, schema)
     if p["scores_on_shards"]:
-        n_scored = _write_scores_on_shards(plpy, sql, plan, src, shards, model_id, key, fold, scoring,
-                                           fold_ids.tolist() if oof else None, stats["n_train_sold"], phases)
+        staging, shard_tables, n_scored = _write_scores_on_shards(
+            plpy, sql, plan, src, shards, fold, scoring, fold_ids.tolist() if oof else None, phases)
     else:
-        n_scored = _write_scores(plpy, sql, plan, src, part, key, fold, scoring,
-                                 fold_ids.tolist() if oof else None, stats["n_train_sold"], phases)
+        staging, shard_tables = [persist.staging_name()], []
+        n_scored = plpy.execute(sql.scores(plan, staging[0], fold, *scoring, fold_ids.tolist() if oof else None)
+                                ).nrows()
+        phases.done("scores_write")
+    if n_scored != stats["n_train_sold"]:
+        errors.source_changed(src.qualified)
     if oof:
         plpy.notice(f"[woe] OOF scoring applied to TRAIN SOLD: folds={len(folds)} rows={n_scored}")
     else:
@@ -320,63 +308,60 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
     measured = _quality(scored)
     phases.done("quality")
 
-    # short critical section: registry writes serialize, readers never wait
-    plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
-    phases.done("lock")
-    replaced = _one(plpy, f"SELECT is_active FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])
-    old_shard_tables = []
-    if replaced is not None:
-        if not p["replace"]:
-            raise _exists(key)
-        # the old model's shard tables go only once the new model is written: a failure keeps them
-        old_shard_tables = list(plpy.execute(plpy.prepare(
-            "SELECT server, remote FROM ml._woe_anchor_shard_score_tables($1)", ["text"]), [key]))
-        plpy.execute(plpy.prepare(f"DELETE FROM {REGISTRY} WHERE model_key = $1", ["text"]), [key])
-    # replacing the active model keeps it active, so serving never loses its model
-    activate = p["activate"] or bool(replaced and replaced["is_active"])
     registry = dict(
-        model_key=key, model_id=model_id, train_cutoff_ts=cutoff.split("'")[1],
-        half_life_days=p["half_life_days"],
+        train_cutoff_ts=cutoff.split("'")[1], half_life_days=p["half_life_days"],
         eps=p["eps"], n_folds=p["n_folds"], band_schema_version=schema.version, band_schema=schema_doc,
-        code_sha256=code_sha256, base_rate=final.base_rate, base_logit=final.base_logit,
+        base_rate=final.base_rate, base_logit=final.base_logit,
         **{name: learned.get(name) for name in DSOLD_COLUMNS},
         slow_threshold_hours=p["slow_threshold_hours"], min_duration_hours=p["min_duration_hours"],
         oof=oof, weight_ref_ts=stats["ref_epoch"], dsold_source=dsold_source,
         n_train_sold=stats["n_train_sold"], n_learned=stats["n_learned"],
         n_learned_has_assets=_subset_learned(final, schema, "has_assets"), n_days=n_days,
         n_folds_with_rows=len(folds), n_scored_oof=n_scored if oof else 0,
-        source_relation=src.qualified, extension_version=version,
+        source_relation=src.qualified,
         parameters=json.dumps({k: v for k, v in p.items() if k != "source"}, default=str),
     )
     registry.update(measured, band_quality=json.dumps(quality.band_report(final, folds, band_subsets)))
     phases.done("registry")
     registry["timings_ms"] = json.dumps(dict(phases.ms, total=phases.total()))
+    payload = dict(model_key=p["model_key"], replace=p["replace"], activate=p["activate"], registry=registry,
+                   thresholds=persist.thresholds_json(learned), fits=_fits(final, folds),
+                   maps=_maps([final] + list(folds.values()), schema), staging=staging, shard_tables=shard_tables)
     try:
-        _insert_registry(plpy, registry)
-        _insert_fits(plpy, key, [final] + list(folds.values()), schema, learned)
-        _one(plpy, "SELECT ml._woe_anchor_attach_scores($1)", ["bigint"], [model_id])
-        if activate:
-            _one(plpy, "SELECT ml.woe_anchor_activate($1)", ["text"], [key])
+        written = json.loads(_one(plpy, "SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), $1) AS w",
+                                  ["text"], [json.dumps(payload)])["w"])
     except plpy.spiexceptions.UniqueViolation:
-        # only a snapshot older than the registry lock (REPEATABLE READ) can miss a committed fit
-        raise FitError("40001", f"a concurrent fit committed model {key!r} or a new active model "
-                                "after this transaction's snapshot was taken",
-                       hint="Retry. Under REPEATABLE READ, first LOCK TABLE ml.woe_anchor_model_registry_v1 "
-                            "IN SHARE ROW EXCLUSIVE MODE.")
+        _duplicate_keys(src)
     if shards:
         shards.succeeded = True  # the shard tables now belong to the model (ml.woe_anchor_drop_model drops them)
-    drop = plpy.prepare("SELECT ml._woe_anchor_drop_shard_table($1, $2)", ["text", "text"])
-    for old in old_shard_tables:
-        plpy.execute(drop, [old["server"], old["remote"]])
-    plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={activate})")
+    key = written["model_key"]
+    drop = plpy.prepare("SELECT ml._woe_anchor_drop_shard_table_of($1, $2, $3, $4)", ["text", "name", "name", "text"])
+    for old in written["left_on_shards"]:
+        plpy.execute(drop, [old["model_key"], old["fitted_by"], old["server"], old["remote_table"]])
+    plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={written['activated']})")
     plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
     return key
 
 
-def thresholds_json(learned: dict) -> str:
-    """Learned thresholds as JSON that reads back exactly: shortest round-trip numbers, infinities as text."""
-    return json.dumps({k: v if math.isfinite(v) else str(v).replace("inf", "Infinity")
-                       for k, v in learned.items()})
+def _fits(final: woe.Fit, folds: dict) -> dict:
+    """Each fit's cuts row (final first) as parallel arrays."""
+    fits = [final, *folds.values()]
+    return {"fold_id": [f.fold_id for f in fits], "base_rate": [f.base_rate for f in fits],
+            "base_logit": [f.base_logit for f in fits], "n_learned": [f.n_learned for f in fits]}
+
+
+def _maps(fits: list, schema: bands.BandSchema) -> dict:
+    """Every stored band value of every fit (the values a fit saw) as parallel arrays of map columns."""
+    cols = {c: [] for c in ("fold_id", "band_name", "band_value", "woe", "sum_w_pos", "sum_w_neg", "n_rows")}
+    for f in fits:
+        for band in schema.bands:
+            for code, label in enumerate(band.labels):
+                n = int(f.n_rows[band.name][code])
+                if n:
+                    for c, v in zip(cols, (f.fold_id, band.name, label, float(f.woe[band.name][code]),
+                                           float(f.sum_pos[band.name][code]), float(f.sum_neg[band.name][code]), n)):
+                        cols[c].append(v)
+    return cols
 
 
 def _subset_learned(final: woe.Fit, schema: bands.BandSchema, subset: str) -> int | None:
@@ -418,22 +403,6 @@ def _quality(scored: dict) -> dict:
             | {"n_eval": m["eval_rows"], "score_bins": bins and json.dumps(bins)})
 
 
-def score_partition(model_id: int) -> str:
-    """The model's partition of the scores table, named by its id (never by its key)."""
-    return "woe_anchor_scores." + quote_ident(f"woe_anchor_scores_v1_m{int(model_id)}")
-
-
-def _default_key(plpy) -> str:
-    """woe_anchor_v1_ + UTC YYYYMMDD_HH24MISS, with a suffix if that second is taken."""
-    base = _one(plpy, "SELECT 'woe_anchor_v1_' || to_char(clock_timestamp() AT TIME ZONE 'UTC', "
-                      "'YYYYMMDD_HH24MISS') AS k")["k"]
-    key, n = base, 1
-    while _key_exists(plpy, key):
-        n += 1
-        key = f"{base}_{n}"
-    return key
-
-
 def lookup_tables(fits: list, plan: list, schema: bands.BandSchema) -> tuple[list, list]:
     """Base logit per fit and, per pack, the WOE sum per (fit, combination)."""
     tables = []
@@ -443,86 +412,20 @@ def lookup_tables(fits: list, plan: list, schema: bands.BandSchema) -> tuple[lis
     return [f.base_logit for f in fits], tables
 
 
-def _write_scores(plpy, sql, plan, src, part, key, fold, lookups, fold_ids, n_train_sold, phases) -> int:
-    """Create the model's partition in one CREATE TABLE AS, then index and constrain it."""
-    n = plpy.execute(sql.scores(plan, part, key, fold, *lookups, fold_ids)).nrows()
-    phases.done("scores_write")
-    if n != n_train_sold:
-        errors.source_changed(src.qualified)
-    try:
-        plpy.execute(passes.constrain_scores_sql(part, key))
-    except plpy.spiexceptions.UniqueViolation:
-        _duplicate_keys(src)
-    except plpy.spiexceptions.NotNullViolation:
-        errors.source_changed(src.qualified)
-    phases.done("scores_index")
-    return n
-
-
 def _duplicate_keys(src):
     raise FitError(errors.UNIQUE_VIOLATION,
                    f"source {src.qualified} has duplicate (generation, listing_id, t0) keys among TRAIN SOLD rows",
                    hint="Each listing snapshot must appear once; deduplicate in a view.")
 
 
-def _write_scores_on_shards(plpy, sql, plan, src, shards, model_id, key, fold, lookups, fold_ids,
-                            n_train_sold, phases) -> int:
-    """The model's partition as a partitioned table whose partitions live next to the source's rows."""
-    if shards is None or src.partition_def is None:
+def _write_scores_on_shards(plpy, sql, plan, src, shards, fold, lookups, fold_ids, phases):
+    """Scores written next to the rows they score: (local staging tables, shard tables, rows written)."""
+    if shards is None:
         raise FitError(errors.INVALID_PARAMETER_VALUE,
                        f"scores_on_shards => true needs a source partitioned over postgres_fdw servers "
                        f"(with dblink installed); {src.qualified} is not one",
                        hint="Pass scores_on_shards => false to write the scores here.")
     try:
-        n = shards.write_scores(sql, plan, score_partition(model_id), f"woe_anchor_scores_v1_m{int(model_id)}",
-                                key, fold, lookups, fold_ids, src.partition_def, phases)
+        return shards.write_scores(sql, plan, fold, lookups, fold_ids, phases)
     except plpy.spiexceptions.UniqueViolation:
         _duplicate_keys(src)
-    if n != n_train_sold:
-        errors.source_changed(src.qualified)
-    return n
-
-
-def _insert_registry(plpy, r: dict):
-    cols = list(r)
-    types = {"model_id": "bigint", "train_cutoff_ts": "timestamptz", "weight_ref_ts": "float8",
-             "n_folds": "int", "band_schema_version": "int", "oof": "boolean",
-             "n_train_sold": "bigint", "n_learned": "bigint", "n_learned_has_assets": "bigint",
-             "n_days": "int", "n_folds_with_rows": "int", "n_scored_oof": "bigint",
-             "parameters": "jsonb", "timings_ms": "jsonb", "model_key": "text",
-             "code_sha256": "text", "dsold_source": "text", "band_schema": "jsonb", "source_relation": "text",
-             "extension_version": "text", "n_eval": "bigint", "band_quality": "jsonb",
-             "score_bins": "jsonb"}
-    values = [f"to_timestamp(${i + 1})" if c == "weight_ref_ts" else f"${i + 1}" for i, c in enumerate(cols)]
-    plan = plpy.prepare(f"INSERT INTO {REGISTRY} ({', '.join(cols)}) VALUES ({', '.join(values)})",
-                        [types.get(c, "float8") for c in cols])
-    plpy.execute(plan, [r[c] for c in cols])
-
-
-def _insert_fits(plpy, key, fits, schema, learned):
-    """Cuts (one row per fit: the learned thresholds, shared) and map rows (every stored band value per fit)."""
-    plan = plpy.prepare(
-        "INSERT INTO ml.woe_anchor_cuts_v1 (model_key, fold_id, c1, c2, thresholds, base_rate, base_logit, "
-        "n_learned) SELECT $1, u.fold_id, $2, $3, $4, u.base_rate, u.base_logit, u.n_learned "
-        "FROM unnest($5::int[], $6::float8[], $7::float8[], $8::bigint[]) AS u (fold_id, base_rate, "
-        "base_logit, n_learned)",
-        ["text", "float8", "float8", "jsonb", "int[]", "float8[]", "float8[]", "bigint[]"])
-    plpy.execute(plan, [key, learned.get("c1"), learned.get("c2"), thresholds_json(learned),
-                        [f.fold_id for f in fits], [f.base_rate for f in fits],
-                        [f.base_logit for f in fits], [f.n_learned for f in fits]])
-    cols = ([], [], [], [], [], [], [])
-    for f in fits:
-        for band in schema.bands:
-            for code, label in enumerate(band.labels):
-                n = int(f.n_rows[band.name][code])
-                if n:
-                    for out, v in zip(cols, (f.fold_id, band.name, label, float(f.woe[band.name][code]),
-                                             float(f.sum_pos[band.name][code]),
-                                             float(f.sum_neg[band.name][code]), n)):
-                        out.append(v)
-    plan = plpy.prepare(
-        "INSERT INTO ml.woe_anchor_map_v1 (model_key, fold_id, band_name, band_value, woe, sum_w_pos, "
-        "sum_w_neg, n_rows) SELECT $1, u.* FROM unnest($2::int[], $3::text[], $4::text[], $5::float8[], "
-        "$6::float8[], $7::float8[], $8::bigint[]) AS u",
-        ["text", "int[]", "text[]", "text[]", "float8[]", "float8[]", "float8[]", "bigint[]"])
-    plpy.execute(plan, [key, *cols])

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import bands, errors, packs, passes, schemas, source
+from . import bands, errors, packs, passes, schemas, sharded, source
 from .errors import FitError
-from .fit import REGISTRY
+from .persist import REGISTRY
 from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
 
 BANDS_VIEW = "ml.v_woe_anchor_bands_live_v1"
@@ -97,18 +97,16 @@ def score_sql(plpy, source_oid, key: str | None) -> str:
             f"q.l, {passes.sigmoid_sql('q.l')} FROM ({rows}) AS q")
 
 
-def training_features_sql(plpy, key: str | None) -> str:
+def training_features_sql(plpy, key: str | None, source_oid=None) -> str:
     """Every row of the model's training source with its split and its anchor feature.
 
     TRAIN SOLD rows carry their stored OOF score (requirements 4.2 step 3),
-    every other row the final mapping's score.
+    every other row the final mapping's score. The source is the one given,
+    else the one the model records, read only when no code in it can run
+    with rights its owner lacks (``recorded_source``).
     """
     model = load_model(plpy, key)
-    oid = plpy.execute(plpy.prepare("SELECT to_regclass($1)::oid AS oid", ["text"]),
-                       [model.source_relation])[0]["oid"]
-    if oid is None:
-        raise FitError(errors.UNDEFINED_TABLE,
-                       f"training source {model.source_relation} of model {model.key!r} no longer exists")
+    oid = source_oid if source_oid is not None else recorded_source(plpy, model)
     src = source.resolve(plpy, oid, model.schema)
     cutoff = f"{quote_literal(model.cutoff)}::timestamptz"
     dur = src.reads["duration_hours"]
@@ -123,10 +121,85 @@ SELECT q.generation::int, q.listing_id::bigint, q.t0, q.split, sc.fold_id,
        coalesce(sc.is_oof, false), coalesce(sc.woe_logit, q.l),
        coalesce(sc.woe_p, {passes.sigmoid_sql('q.l')})
 FROM ({rows}) AS q
-LEFT JOIN ml.woe_anchor_scores_v1 AS sc
-       ON sc.model_key = {quote_literal(model.key)} AND q.split = 'train_sold'
+LEFT JOIN ({stored_scores_sql(plpy, model.key)}) AS sc
+       ON q.split = 'train_sold'
       AND (sc.generation, sc.listing_id, sc.t0) = (q.generation::int, q.listing_id::bigint, q.t0)
 """
+
+
+# Objects whose code a read of a relation may run as the reader: the relations, functions and
+# operators its view rules and row-level policies use, transitively. Each is trusted when its
+# owner already has every right of the reader (the reader itself, a superuser, or a role the
+# reader is granted to); a SECURITY DEFINER function runs as its owner and is always safe.
+_UNTRUSTED_CODE_SQL = """
+WITH RECURSIVE uses (rel, classid, objid) AS (
+    SELECT w.ev_class, d.refclassid, d.refobjid
+    FROM pg_catalog.pg_rewrite AS w JOIN pg_catalog.pg_depend AS d
+      ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = w.oid
+    UNION ALL
+    SELECT p.polrelid, d.refclassid, d.refobjid
+    FROM pg_catalog.pg_policy AS p JOIN pg_catalog.pg_depend AS d
+      ON d.classid = 'pg_catalog.pg_policy'::regclass AND d.objid = p.oid
+), reached (classid, objid) AS (
+    SELECT 'pg_catalog.pg_class'::regclass::oid, $1::oid
+    UNION
+    SELECT u.classid, u.objid FROM reached AS r
+    JOIN uses AS u ON r.classid = 'pg_catalog.pg_class'::regclass AND u.rel = r.objid
+    WHERE u.classid IN ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_proc'::regclass,
+                        'pg_catalog.pg_operator'::regclass)
+), code (what, owner, definer) AS (
+    SELECT c.oid::regclass::text, c.relowner, false
+    FROM reached AS r JOIN pg_catalog.pg_class AS c ON r.classid = 'pg_catalog.pg_class'::regclass AND c.oid = r.objid
+    UNION ALL
+    SELECT p.oid::regprocedure::text, p.proowner, p.prosecdef
+    FROM reached AS r
+    LEFT JOIN pg_catalog.pg_operator AS o ON r.classid = 'pg_catalog.pg_operator'::regclass AND o.oid = r.objid
+    JOIN pg_catalog.pg_proc AS p ON p.oid = CASE WHEN r.classid = 'pg_catalog.pg_proc'::regclass THEN r.objid
+                                                 ELSE o.oprcode END
+)
+SELECT string_agg(DISTINCT c.what || ' (owner ' || pg_catalog.pg_get_userbyid(c.owner) || ')', ', ') AS untrusted
+FROM code AS c
+WHERE NOT c.definer
+  AND c.owner <> (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user)
+  AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.oid = c.owner)
+  AND NOT pg_catalog.pg_has_role(c.owner, current_user, 'USAGE')
+"""
+
+
+def untrusted_code(plpy, relation_oid) -> str | None:
+    """What a read of the relation could run as the caller although its owner lacks the caller's rights."""
+    return plpy.execute(plpy.prepare(_UNTRUSTED_CODE_SQL, ["oid"]), [relation_oid])[0]["untrusted"]
+
+
+def recorded_source(plpy, model: Model):
+    """The OID of the source the model records, when the caller may safely read it by that name.
+
+    Whoever fitted a model chose its source, so reading it for someone else is
+    how a trainer would make an administrator or a reader run its code (a view
+    calling its function). That source is read only when no code in it runs
+    with rights its owner lacks; otherwise the caller must name it.
+    """
+    oid = plpy.execute(plpy.prepare("SELECT to_regclass($1)::oid AS oid", ["text"]),
+                       [model.source_relation])[0]["oid"]
+    if oid is None:
+        raise FitError(errors.UNDEFINED_TABLE,
+                       f"training source {model.source_relation} of model {model.key!r} no longer exists")
+    untrusted = untrusted_code(plpy, oid)
+    if untrusted:
+        raise FitError("42501", f"training source {model.source_relation} of model {model.key!r} runs code of "
+                                f"roles without your rights: {untrusted}",
+                       hint="Pass the source yourself, source => '...', once you trust what reading it runs "
+                            "(it runs with your rights).")
+    return oid
+
+
+def stored_scores_sql(plpy, key: str) -> str:
+    """The model's stored scores: its partition, and for scores_on_shards the shards' tables."""
+    local = (f"SELECT s.generation, s.listing_id, s.t0, s.fold_id, s.is_oof, s.woe_logit, s.woe_p "
+             f"FROM ml.woe_anchor_scores_v1 AS s WHERE s.model_key = {quote_literal(key)}")
+    remote = plpy.execute(plpy.prepare("SELECT server::text, remote_table FROM ml.woe_anchor_shard_scores "
+                                       "WHERE model_key = $1 ORDER BY 1, 2", ["text"]), [key])
+    return " UNION ALL ".join([local] + [sharded.shard_scores_sql(plpy, r["server"], r["remote_table"]) for r in remote])
 
 
 def create_views(plpy, source_oid, version) -> None:
@@ -154,7 +227,7 @@ def create_views(plpy, source_oid, version) -> None:
     _drop_views_of_another_shape(plpy, list(bands.KEY_OUTPUTS) + [name for _, name in columns])
     column_sql = ",\n       ".join(f"{expr} AS {quote_ident(name)}" for expr, name in columns)
     plpy.execute(f"""
-CREATE OR REPLACE VIEW {BANDS_VIEW} AS
+CREATE OR REPLACE VIEW {BANDS_VIEW} WITH (security_invoker = true) AS
 SELECT s.generation::int AS generation, s.listing_id::bigint AS listing_id, s.t0, m.model_key, m.base_logit,
        {column_sql}
 FROM {src.qualified} AS s
@@ -169,14 +242,14 @@ CROSS JOIN (SELECT r.model_key, r.base_logit, k.thresholds
                      f"AND m{i}.band_value = b.{quote_ident(band.column)}")
         terms.append(f"coalesce(m{i}.woe, 0::float8)")
     plpy.execute(f"""
-CREATE OR REPLACE VIEW {SCORES_VIEW} AS
+CREATE OR REPLACE VIEW {SCORES_VIEW} WITH (security_invoker = true) AS
 SELECT q.generation, q.listing_id, q.t0, q.model_key, q.woe_logit,
        {passes.sigmoid_sql('q.woe_logit')} AS woe_anchor_p_slow21
 FROM (SELECT b.generation, b.listing_id, b.t0, b.model_key, {' + '.join(terms)} AS woe_logit
       FROM {BANDS_VIEW} AS b
       {chr(10).join('      ' + j for j in joins).strip()}) AS q""")
     plpy.execute(f"""
-CREATE OR REPLACE VIEW {TRAIN_VIEW} AS
+CREATE OR REPLACE VIEW {TRAIN_VIEW} WITH (security_invoker = true) AS
 SELECT * FROM {SCORES_VIEW} WHERE ml.woe_anchor_assert_ready({int(version)})""")
     for view, what in ((BANDS_VIEW, "band values of the active WOE anchor model"),
                        (SCORES_VIEW, "active WOE anchor model scores, joined from the final map"),

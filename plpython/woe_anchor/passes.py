@@ -261,37 +261,41 @@ FROM (SELECT GROUPING(k.oof, k.ins, k.ev) AS grouping, coalesce(k.oof, k.ins, k.
       GROUP BY GROUPING SETS ((k.oof), (k.ins), (k.ev))) AS g
 """
 
-    def scores(self, packs: list[pk.Pack], target: str, model_key: str, fold: str,
+    def scores(self, packs: list[pk.Pack], target: str, fold: str,
                base_logit: list[float], tables: list[list[float]], fold_ids: list[int] | None) -> str:
         """CREATE TABLE AS of every TRAIN SOLD row's score (parallel plans allowed).
 
-        ``fold`` gives a row's fit index, whose fold id is ``fold_ids[index]``
-        (None: OOF off); ``tables[j]`` is pack j's WOE sum per (fit,
-        combination), flattened.
+        ``target`` is a staging table of the caller's session (or a shard's
+        score table); the model's key is added when the scores are persisted
+        (``persist.py``). ``fold`` gives a row's fit index, whose fold id is
+        ``fold_ids[index]`` (None: OOF off); ``tables[j]`` is pack j's WOE
+        sum per (fit, combination), flattened.
         """
         oof = fold_ids is not None
         rows = scored_rows_sql(self.c, self.qualified, packs, fold, base_logit, tables, self.where)
         return f"""
 CREATE TABLE {target} AS
-SELECT {quote_literal(model_key)}::text AS model_key, q.generation::int AS generation,
-       q.listing_id::bigint AS listing_id, q.t0,
+SELECT q.generation::int AS generation, q.listing_id::bigint AS listing_id, q.t0,
        {f"{array_lit(fold_ids, 'int')}[q.f + 1]" if oof else 'NULL::int'} AS fold_id,
        {'true' if oof else 'false'} AS is_oof, q.l AS woe_logit, {sigmoid_sql('q.l')} AS woe_p
 FROM ({rows}) AS q
 """
 
 
-def constrain_scores_sql(table: str, model_key: str) -> str:
+def constrain_scores_sql(table: str, model_key: str | None = None) -> str:
     """One ALTER, one scan: the score key, and the constraints ATTACH PARTITION then trusts.
 
     The key is SPEC.md's four columns with model_key last: it is the same in
     every row of a partition, so leading with it would only add a text
     comparison to every step of the index build's sort (twice the build time).
+    A shard's score table (``model_key`` None) holds one model's rows without
+    the key column.
     """
+    keyed = model_key is not None
     return f"""ALTER TABLE {table}
-    ADD PRIMARY KEY (generation, listing_id, t0, model_key),
+    ADD PRIMARY KEY (generation, listing_id, t0{', model_key' if keyed else ''}),
     ADD CONSTRAINT woe_anchor_scores_v1_fold_id_check CHECK (fold_id >= 0),
-    ADD CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = {quote_literal(model_key)}),
+    {f"ADD CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = {quote_literal(model_key)})," if keyed else ''}
     ALTER COLUMN is_oof SET NOT NULL, ALTER COLUMN woe_logit SET NOT NULL, ALTER COLUMN woe_p SET NOT NULL"""
 
 

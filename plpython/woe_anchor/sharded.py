@@ -24,6 +24,7 @@ import numpy as np
 from . import bands as b
 from . import errors
 from .passes import Statements, array_lit, constrain_scores_sql
+from .persist import STAGING_COLUMNS, staging_name
 from .rowset import percentile_cont
 from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
 
@@ -94,21 +95,25 @@ class Fanout:
 
     def run_each(self, statements: list, columns: str) -> list[dict]:
         """statements[i] on leaf i: sent to every shard first, so they all work at once."""
+        return [row for rows in self.results(statements, columns) for row in rows]
+
+    def results(self, statements: list, columns: str) -> list[list[dict]]:
+        """Each leaf's rows of ``run_each``, in leaf order."""
         for i, name in self.names.items():
             self.plpy.debug(f"[shards] {self.leaves[i].server}: {statements[i]}")
             self.plpy.execute(f"SELECT {self.dblink}.dblink_send_query({name}, {quote_literal(statements[i])})")
-        rows = []
+        out = [[] for _ in self.leaves]
         for i, leaf in enumerate(self.leaves):
             if leaf.server is None:
                 result = self.plpy.execute(statements[i])
-                rows += list(result) if result.status() == SPI_OK_SELECT else [{"status": f"SELECT {result.nrows()}"}]
-        for name in self.names.values():
+                out[i] = list(result) if result.status() == SPI_OK_SELECT else [{"status": f"SELECT {result.nrows()}"}]
+        for i, name in self.names.items():
             got = list(self.plpy.execute(f"SELECT * FROM {self.dblink}.dblink_get_result({name}) AS t{columns}"))
             # a sent query's results end with an empty one; reading it frees the connection
             self.plpy.execute(f"SELECT * FROM {self.dblink}.dblink_get_result({name}) AS t{columns}")
             self.values_returned += sum(max([len(v) for v in r.values() if isinstance(v, list)] or [1]) for r in got)
-            rows += got
-        return rows
+            out[i] = got
+        return out
 
     # ---------------------------------------------------------------- the fit's passes
 
@@ -161,41 +166,32 @@ class Fanout:
                          "(grouping int[], logit float8[], n_pos bigint[], n_neg bigint[])")
         return add_up(parts, ("grouping", "logit"), ("n_pos", "n_neg"))
 
-    def write_scores(self, st: Statements, packs: list, parent: str, name: str, key: str, fold: str,
-                     lookups, fold_ids, partition_def: str, phases) -> int:
-        """Scores written next to the rows they score; returns how many.
+    def write_scores(self, st: Statements, packs: list, fold: str, lookups, fold_ids, phases):
+        """Scores written next to the rows they score: (local staging tables, shard tables, rows written).
 
-        Each shard runs a CREATE TABLE AS of its own rows' scores and builds its
-        primary key, all shards at once; the coordinator's model partition is a
-        partitioned table (partitioned like the source) of foreign tables
-        pointing at them. Nothing but the statements crosses the network.
+        Each shard runs a CREATE TABLE AS of its own rows' scores into schema
+        woe_anchor_scores there and builds its primary key, all shards at once;
+        a local leaf's rows go to a staging table of this session, as an
+        unsharded fit's do. Nothing but the statements crosses the network.
         """
-        local = [f"woe_anchor_scores.{quote_ident(f'{name}_p{i}')}" for i in range(len(self.leaves))]
         # a shard may serve other coordinators (or a restored copy of this one): names of its own
-        remote = [f"{name}_{uuid.uuid4().hex[:12]}_p{i}" for i in range(len(self.leaves))]
-        where = [f"woe_anchor_scores.{quote_ident(remote[i])}" if leaf.server else local[i]
-                 for i, leaf in enumerate(self.leaves)]
+        tag = uuid.uuid4().hex[:12]
+        remote = {i: f"woe_anchor_scores_v1_{tag}_p{i}" for i, leaf in enumerate(self.leaves) if leaf.server}
+        target = [f"woe_anchor_scores.{quote_ident(remote[i])}" if i in remote else staging_name()
+                  for i in range(len(self.leaves))]
         for leaf_name in self.names.values():
             self.plpy.execute(f"SELECT {self.dblink}.dblink_exec({leaf_name}, "
                               f"'CREATE SCHEMA IF NOT EXISTS woe_anchor_scores')")
-        created = self.run_each([st.over(leaf.relation).scores(packs, where[i], key, fold, *lookups, fold_ids)
-                                 for i, leaf in enumerate(self.leaves)], "(status text)")
-        n = sum(int(r["status"].split()[-1]) for r in created)
+        created = self.results([st.over(leaf.relation).scores(packs, target[i], fold, *lookups, fold_ids)
+                                for i, leaf in enumerate(self.leaves)], "(status text)")
+        written = [int(rows[0]["status"].split()[-1]) for rows in created]
         phases.done("scores_write")
-        self.run_each([constrain_scores_sql(t, key) for t in where], "(status text)")
+        self.run_each([constrain_scores_sql(target[i]) if i in remote else "SELECT"
+                       for i in range(len(self.leaves))], "(status text)")
         phases.done("scores_index")
-        # the scores table's own columns and checks, plus the model's key: what ATTACH PARTITION trusts
-        self.plpy.execute(f"""CREATE TABLE {parent} (LIKE ml.woe_anchor_scores_v1 INCLUDING CONSTRAINTS,
-            CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = {quote_literal(key)}))
-            PARTITION BY {partition_def}""")
-        for i, leaf in enumerate(self.leaves):
-            if leaf.server is None:
-                self.plpy.execute(f"ALTER TABLE {parent} ATTACH PARTITION {local[i]} {leaf.bound}")
-            else:
-                self.plpy.execute(f"CREATE FOREIGN TABLE {local[i]} PARTITION OF {parent} {leaf.bound} "
-                                  f"SERVER {quote_ident(leaf.server)} "
-                                  f"OPTIONS (schema_name 'woe_anchor_scores', table_name {quote_literal(remote[i])})")
-        return n
+        shard_tables = [{"server": self.leaves[i].server, "remote_table": name, "n_rows": written[i]}
+                        for i, name in remote.items()]
+        return [t for i, t in enumerate(target) if i not in remote], shard_tables, sum(written)
 
     def _selector(self, st: Statements, x: str, where: str):
         """(count of non-NULL x over TRAIN SOLD rows matching ``where``, rank -> value of the sorted x)."""
@@ -275,3 +271,59 @@ def add_up(parts: list, keys: tuple, counts: tuple) -> dict:
     # callers order the groups themselves (by key, by logit): no sort here, it is a hot loop
     return {c: [k[i] for k in total] for i, c in enumerate(keys)} | \
         {c: [v[i] for v in total.values()] for i, c in enumerate(counts)}
+
+
+# What a shard's score table must be before anyone reads it: a plain table of exactly the score
+# columns without row-level security, so selecting from it runs no code of its owner's (the role
+# whose user mapping wrote it). Checked under a lock that holds until the read is done.
+_SHARD_TABLE_CHECK = """
+SELECT c.relkind = 'r' AND NOT c.relrowsecurity
+       AND (SELECT array_agg(a.attname::text || ' ' || format_type(coalesce(nullif(t.typbasetype, 0), t.oid), NULL)
+                             ORDER BY a.attnum)
+            FROM pg_attribute AS a JOIN pg_type AS t ON t.oid = a.atttypid
+            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) = {columns}
+FROM pg_class AS c WHERE c.oid = {table}::regclass
+"""
+SHARD_READS = "woe_anchor_read_"  # dblink connection names of open shard-table reads
+
+
+def shard_scores_sql(plpy, server: str, remote_table: str) -> str:
+    """A guarded read of one shard score table, through dblink and the caller's own user mapping.
+
+    Opens a connection (named SHARD_READS...) whose transaction locks the table
+    and checks that it is still a plain table of the score columns; the
+    statement returned reads it there. ``ml._woe_anchor_end_shard_reads``
+    closes such connections once the statement has run.
+    """
+    dblink = dblink_schema(plpy)
+    if dblink is None:
+        raise errors.FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                              f"this model's scores live on server {server}: reading them needs dblink",
+                              hint="CREATE EXTENSION dblink;")
+    name = quote_literal(f"{SHARD_READS}{uuid.uuid4().hex[:16]}")
+    table = f"woe_anchor_scores.{quote_ident(remote_table)}"
+    columns = "ARRAY[" + ", ".join(quote_literal(f"{c} {t}") for c, t in STAGING_COLUMNS) + "]"
+    plpy.execute(f"SELECT {dblink}.dblink_connect({name}, {quote_literal(server)})")
+    plpy.execute(f"SELECT {dblink}.dblink_exec({name}, {quote_literal(REMOTE_SETTINGS)})")
+    plpy.execute(f"SELECT {dblink}.dblink_exec({name}, {quote_literal(f'LOCK TABLE {table} IN ACCESS SHARE MODE')})")
+    check = _SHARD_TABLE_CHECK.format(columns=columns, table=quote_literal(table))
+    ok = plpy.execute(f"SELECT t.ok FROM {dblink}.dblink({name}, {quote_literal(check)}) AS t (ok boolean)")
+    if not ok or not ok[0]["ok"]:
+        raise errors.FitError("42501", f"table woe_anchor_scores.{remote_table} on server {server} is no longer "
+                                       "a plain score table: not read",
+                              hint="Its owner on the shard changed it; drop and refit the model.")
+    select = f"SELECT {', '.join(c for c, _ in STAGING_COLUMNS)} FROM {table}"
+    types = ", ".join(f"{c} {t}" for c, t in STAGING_COLUMNS)
+    return f"SELECT * FROM {dblink}.dblink({name}, {quote_literal(select)}) AS r ({types})"
+
+
+def end_shard_reads(plpy) -> None:
+    """Roll back and close every connection ``shard_scores_sql`` opened in this session."""
+    dblink = dblink_schema(plpy)
+    if dblink is None:
+        return
+    for row in plpy.execute(f"SELECT c FROM unnest({dblink}.dblink_get_connections()) AS c"):
+        if row["c"].startswith(SHARD_READS):
+            name = quote_literal(row["c"])
+            plpy.execute(f"SELECT {dblink}.dblink_exec({name}, 'ROLLBACK', false)")
+            plpy.execute(f"SELECT {dblink}.dblink_disconnect({name})")

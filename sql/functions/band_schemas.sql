@@ -17,6 +17,7 @@ $$;
 
 -- Keeps every model scorable with the schema it was fitted with: schema 1 never changes, and a
 -- schema a model uses only takes back rows that model recorded (what a restore re-inserts).
+-- A schema is its creator's: another role (not a member, not a superuser) cannot change it.
 CREATE FUNCTION ml._woe_anchor_band_schema_guard()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER
@@ -25,10 +26,16 @@ AS $$
 DECLARE
     target int;
     used text;
+    owner name;
+    super boolean := (SELECT r.rolsuper FROM pg_roles AS r WHERE r.rolname = current_user);
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         RAISE EXCEPTION 'band schemas cannot be truncated: schema 1 ships with woe_anchor and models use theirs'
             USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Delete the rows of unused schemas instead.';
+    END IF;
+    -- a new schema is its inserter's (a superuser restoring a dump keeps the recorded creator)
+    IF TG_TABLE_NAME = 'woe_anchor_band_schemas' AND TG_OP <> 'DELETE' AND NOT super THEN
+        NEW.created_by := CASE WHEN TG_OP = 'INSERT' THEN current_user ELSE OLD.created_by END;
     END IF;
     FOR target IN SELECT DISTINCT v FROM unnest(ARRAY[
             CASE WHEN TG_OP <> 'INSERT' THEN (to_jsonb(OLD) ->> TG_ARGV[0])::int END,
@@ -41,6 +48,14 @@ BEGIN
         END IF;
         IF TG_OP = 'INSERT' AND TG_TABLE_NAME = 'woe_anchor_band_schemas' THEN
             CONTINUE;  -- a new schema: no model can use it yet
+        END IF;
+        -- a schema is its creator's to edit (or a member's, or a superuser's)
+        SELECT s.created_by INTO owner FROM ml.woe_anchor_band_schemas AS s WHERE s.version = target;
+        IF owner IS NOT NULL AND NOT ml._woe_anchor_may_manage(current_user, owner) THEN
+            RAISE EXCEPTION 'permission denied to change band schema %: it was created by %', target, owner
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('Copy it and edit the copy: SELECT ml.woe_anchor_copy_band_schema(%s, <new version>);',
+                                    target);
         END IF;
         -- waits for a fit that is reading this schema (it holds FOR SHARE) and then sees its model
         PERFORM FROM ml.woe_anchor_band_schemas AS s WHERE s.version = target FOR UPDATE;

@@ -24,6 +24,10 @@ DECLARE
     part text;
     active text;
 BEGIN
+    -- it writes artifacts and partitions directly: the extension's owner or a superuser only
+    IF NOT (SELECT r.rolsuper FROM pg_roles AS r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'importing the trainer''s models needs a superuser' USING ERRCODE = 'insufficient_privilege';
+    END IF;
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
     FOR m IN EXECUTE format('SELECT r.*, (SELECT count(*) FROM %1$s.woe_anchor_scores_v1 AS s '
                             'WHERE s.model_key = r.model_key) AS n_scores, '
@@ -72,14 +76,16 @@ BEGIN
                        'woe_logit::float8 AS woe_logit, woe_p::float8 AS woe_p '
                        'FROM %s.woe_anchor_scores_v1 WHERE model_key = %L', part, legacy, m.model_key);
         EXECUTE ml._woe_anchor_constrain_scores_sql(part, m.model_key);
-        PERFORM ml._woe_anchor_attach_scores(new_id);
+        EXECUTE format('ALTER TABLE %s OWNER TO %I', part, (SELECT pg_get_userbyid(e.extowner) FROM pg_extension AS e
+                                                            WHERE e.extname = 'woe_anchor'));
+        EXECUTE format('ALTER TABLE ml.woe_anchor_scores_v1 ATTACH PARTITION %s FOR VALUES IN (%L)', part, m.model_key);
         IF m.is_active THEN
             active := m.model_key;
         END IF;
         RETURN NEXT m.model_key;
     END LOOP;
     IF active IS NOT NULL THEN
-        PERFORM ml.woe_anchor_activate(active);
+        PERFORM ml._woe_anchor_set_active(active);
     END IF;
 END
 $$;

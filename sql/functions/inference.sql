@@ -7,12 +7,22 @@ AS $woe_anchor_py$
 return woe_anchor.errors.reported(plpy, woe_anchor.inference.score_sql, plpy, source, model_key)
 $woe_anchor_py$;
 
-CREATE FUNCTION ml._woe_anchor_training_features_sql(model_key text) RETURNS text
-LANGUAGE plpython3u STABLE SECURITY INVOKER
+-- Volatile: for a model whose scores live on shards it opens the guarded reads of them.
+CREATE FUNCTION ml._woe_anchor_training_features_sql(model_key text, source oid) RETURNS text
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
-return woe_anchor.errors.reported(plpy, woe_anchor.inference.training_features_sql, plpy, model_key)
+return woe_anchor.errors.reported(plpy, woe_anchor.inference.training_features_sql, plpy, model_key, source)
+$woe_anchor_py$;
+
+-- Closes the shard connections a training-features statement read through.
+CREATE FUNCTION ml._woe_anchor_end_shard_reads() RETURNS void
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+woe_anchor.sharded.end_shard_reads(plpy)
 $woe_anchor_py$;
 
 CREATE FUNCTION ml._woe_anchor_create_views(source oid, band_schema_version int) RETURNS void
@@ -39,19 +49,25 @@ BEGIN
 END
 $$;
 
--- The downstream trainer's feature: stored OOF scores on TRAIN SOLD rows, final-mapping scores elsewhere.
-CREATE FUNCTION ml.woe_anchor_training_features(model_key text DEFAULT NULL)
+-- The downstream trainer's feature: stored OOF scores on TRAIN SOLD rows, final-mapping scores
+-- elsewhere, over the given source or, when its code is safe for you to run, the model's own.
+CREATE FUNCTION ml.woe_anchor_training_features(model_key text DEFAULT NULL, source regclass DEFAULT NULL)
 RETURNS TABLE (generation int, listing_id bigint, t0 timestamptz, split text, fold_id int, is_oof boolean,
                woe_anchor_logit_slow21 float8, woe_anchor_p_slow21 float8)
-LANGUAGE plpgsql STABLE SECURITY INVOKER
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    RETURN QUERY EXECUTE ml._woe_anchor_training_features_sql(model_key);
-@RERAISE_AS_PLAIN_ERROR@
+    RETURN QUERY EXECUTE ml._woe_anchor_training_features_sql(model_key, source::oid);
+    PERFORM ml._woe_anchor_end_shard_reads();
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+    PERFORM ml._woe_anchor_end_shard_reads();
+    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);
 END
 $$;
 
@@ -133,10 +149,11 @@ END
 $$;
 
 COMMENT ON FUNCTION ml._woe_anchor_score_sql(oid, text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_score';
-COMMENT ON FUNCTION ml._woe_anchor_training_features_sql(text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_training_features';
+COMMENT ON FUNCTION ml._woe_anchor_training_features_sql(text, oid) IS 'woe_anchor internal: the statement behind ml.woe_anchor_training_features';
+COMMENT ON FUNCTION ml._woe_anchor_end_shard_reads() IS 'woe_anchor internal: closes the guarded reads of shard score tables';
 COMMENT ON FUNCTION ml._woe_anchor_create_views(oid, int) IS 'woe_anchor internal: creates the live views';
 COMMENT ON FUNCTION ml.woe_anchor_score(regclass, text) IS 'Score every row of source with a stored WOE anchor model (default: the active one)';
-COMMENT ON FUNCTION ml.woe_anchor_training_features(text) IS 'Rows of the model''s training source with split, fold and the WOE anchor feature (OOF on TRAIN SOLD)';
+COMMENT ON FUNCTION ml.woe_anchor_training_features(text, regclass) IS 'Rows of the model''s training source with split, fold and the WOE anchor feature (OOF on TRAIN SOLD)';
 COMMENT ON FUNCTION ml.woe_anchor_create_views(regclass, int) IS 'Create or replace the live band and score views over source for a band schema (default: the active model''s)';
 COMMENT ON FUNCTION ml.woe_anchor_assert_ready(int) IS 'Raise unless the active WOE anchor model (of this band schema, when given) passes the artifact assertions; else true';
 COMMENT ON FUNCTION ml._woe_anchor_model_bands(text) IS 'woe_anchor internal: the rows behind ml.woe_anchor_model_bands';

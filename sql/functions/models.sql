@@ -1,5 +1,7 @@
--- Makes one model the only active one; activations (and fits) serialize on the registry lock.
-CREATE FUNCTION ml.woe_anchor_activate(model_key text)
+-- Makes one model the only active one. Internal: only definer entry points (running as the
+-- extension's owner) call it, after they know who asked. Activations (and fits) serialize on
+-- the registry lock.
+CREATE FUNCTION ml._woe_anchor_set_active(model_key text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -7,15 +9,121 @@ AS $$
 BEGIN
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
     IF NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r
-                   WHERE r.model_key = woe_anchor_activate.model_key) THEN
-        RAISE EXCEPTION 'model % does not exist', quote_literal(woe_anchor_activate.model_key)
+                   WHERE r.model_key = _woe_anchor_set_active.model_key) THEN
+        RAISE EXCEPTION 'model % does not exist', quote_literal(_woe_anchor_set_active.model_key)
             USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
     END IF;
     -- two statements: the one-active index is checked row by row
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = false
-    WHERE r.is_active AND r.model_key <> woe_anchor_activate.model_key;
+    WHERE r.is_active AND r.model_key <> _woe_anchor_set_active.model_key;
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = true
-    WHERE r.model_key = woe_anchor_activate.model_key AND NOT r.is_active;
+    WHERE r.model_key = _woe_anchor_set_active.model_key AND NOT r.is_active;
+END
+$$;
+
+-- SECURITY DEFINER: trainers have no UPDATE on the registry. Which model serves is the one
+-- switch every trainer may set; the ticket says who set it.
+CREATE FUNCTION ml._woe_anchor_activate(ticket uuid, model_key text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ml._woe_anchor_caller(ticket);
+    PERFORM ml._woe_anchor_set_active(model_key);
+END
+$$;
+
+CREATE FUNCTION ml.woe_anchor_activate(model_key text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT ml._woe_anchor_activate(ml._woe_anchor_ticket(), model_key)
+$$;
+
+-- Deletes models of the registry (their cuts, maps and score partitions go with them) and
+-- returns each with the shard tables it had. Internal: the definer entry points below call it.
+CREATE FUNCTION ml._woe_anchor_delete(keys text[])
+RETURNS TABLE (model_key text, fitted_by name, server name, remote_table text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT r.model_key, r.fitted_by, t.server, t.remote_table
+    FROM ml.woe_anchor_model_registry_v1 AS r
+    LEFT JOIN ml.woe_anchor_shard_scores AS t ON t.model_key = r.model_key
+    WHERE r.model_key = ANY (keys);
+    DELETE FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = ANY (keys);
+END
+$$;
+
+-- SECURITY DEFINER: trainers cannot delete registry rows. A role drops only models it may
+-- manage: its own, those of roles it is a member of, or any as a superuser.
+CREATE FUNCTION ml._woe_anchor_drop(ticket uuid, key text)
+RETURNS TABLE (model_key text, fitted_by name, server name, remote_table text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    who name := ml._woe_anchor_caller(ticket);
+    owner name;
+BEGIN
+    LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
+    SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r
+    WHERE r.model_key = key;
+    IF owner IS NOT NULL AND NOT ml._woe_anchor_may_manage(who, owner) THEN
+        RAISE EXCEPTION 'permission denied to drop model %: it was fitted by %', quote_literal(key), owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Ask %s or a superuser, or GRANT %I TO %I.', owner, owner, who);
+    END IF;
+    RETURN QUERY SELECT * FROM ml._woe_anchor_delete(ARRAY[key]);
+END
+$$;
+
+-- SECURITY DEFINER, as above: among the models the caller may manage, keeps the newest `keep`
+-- and never the active one.
+CREATE FUNCTION ml._woe_anchor_prune(ticket uuid, keep int)
+RETURNS TABLE (model_key text, fitted_by name, server name, remote_table text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    who name := ml._woe_anchor_caller(ticket);
+BEGIN
+    IF keep IS NULL OR keep < 0 THEN
+        RAISE EXCEPTION 'keep must be 0 or more, got %', keep USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
+    RETURN QUERY SELECT * FROM ml._woe_anchor_delete(ARRAY(
+        SELECT m.model_key FROM (
+            SELECT r.model_key, r.is_active,
+                   row_number() OVER (ORDER BY r.created_at DESC, r.model_id DESC) AS newest
+            FROM ml.woe_anchor_model_registry_v1 AS r
+            WHERE ml._woe_anchor_may_manage(who, r.fitted_by)) AS m
+        WHERE NOT m.is_active AND m.newest > keep));
+END
+$$;
+
+-- A dropped model's shard table: dropped with the user mapping of the role that wrote it, so
+-- only when that role itself dropped the model; otherwise it stays, with a warning
+-- (docs/security.md, "Shards").
+CREATE FUNCTION ml._woe_anchor_drop_shard_table_of(model_key text, fitted_by name, server name, remote_table text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF server IS NULL THEN
+        RETURN;
+    ELSIF fitted_by = current_user THEN
+        PERFORM ml._woe_anchor_drop_shard_table(server, remote_table);
+    ELSE
+        RAISE WARNING 'table woe_anchor_scores.% on server % stays: model % was fitted by %, whose user mapping wrote it',
+            remote_table, server, quote_literal(model_key), fitted_by
+            USING HINT = format('Role %s can drop it on the shard.', fitted_by);
+    END IF;
 END
 $$;
 
@@ -25,35 +133,35 @@ RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    d record;
+    existed boolean := false;
 BEGIN
-    PERFORM ml._woe_anchor_drop_shard_scores(woe_anchor_drop_model.model_key);
-    DELETE FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = woe_anchor_drop_model.model_key;
-    RETURN FOUND;
+    FOR d IN SELECT * FROM ml._woe_anchor_drop(ml._woe_anchor_ticket(), model_key) LOOP
+        existed := true;
+        PERFORM ml._woe_anchor_drop_shard_table_of(d.model_key, d.fitted_by, d.server, d.remote_table);
+    END LOOP;
+    RETURN existed;
 END
 $$;
 
--- Keeps the newest `keep` models and the active one; returns the keys it dropped.
+-- Keeps the newest `keep` of the models you may manage, and the active one; returns the keys it dropped.
 CREATE FUNCTION ml.woe_anchor_prune(keep int)
 RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    d record;
+    previous text;
 BEGIN
-    IF keep IS NULL OR keep < 0 THEN
-        RAISE EXCEPTION 'keep must be 0 or more, got %', keep USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
-    PERFORM ml._woe_anchor_drop_shard_scores(r.model_key)
-    FROM ml.woe_anchor_model_registry_v1 AS r
-    WHERE NOT r.is_active
-      AND r.model_key NOT IN (SELECT n.model_key FROM ml.woe_anchor_model_registry_v1 AS n
-                              ORDER BY n.created_at DESC, n.model_id DESC LIMIT keep);
-    RETURN QUERY
-    DELETE FROM ml.woe_anchor_model_registry_v1 AS r
-    WHERE NOT r.is_active
-      AND r.model_key NOT IN (SELECT n.model_key FROM ml.woe_anchor_model_registry_v1 AS n
-                              ORDER BY n.created_at DESC, n.model_id DESC LIMIT keep)
-    RETURNING r.model_key;
+    FOR d IN SELECT * FROM ml._woe_anchor_prune(ml._woe_anchor_ticket(), keep) ORDER BY 1 LOOP
+        PERFORM ml._woe_anchor_drop_shard_table_of(d.model_key, d.fitted_by, d.server, d.remote_table);
+        IF d.model_key IS DISTINCT FROM previous THEN
+            RETURN NEXT d.model_key;
+        END IF;
+        previous := d.model_key;
+    END LOOP;
 END
 $$;
 
@@ -67,16 +175,24 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.model_key, r.is_active, r.created_at, r.train_cutoff_ts, r.n_folds, r.n_train_sold, r.base_rate,
            (SELECT count(*) FROM ml.woe_anchor_map_v1 AS m WHERE m.model_key = r.model_key),
-           r.n_train_sold,  -- the partition holds exactly one row per TRAIN SOLD row
+           r.n_train_sold,  -- one row per TRAIN SOLD row (on the shards for scores_on_shards)
            pg_total_relation_size(to_regclass(format('woe_anchor_scores.%I', 'woe_anchor_scores_v1_m' || r.model_id))),
            r.source_relation
     FROM ml.woe_anchor_model_registry_v1 AS r
     ORDER BY r.created_at DESC, r.model_id DESC
 $$;
 
+COMMENT ON FUNCTION ml._woe_anchor_set_active(text) IS 'woe_anchor internal: makes one model the only active one';
+COMMENT ON FUNCTION ml._woe_anchor_activate(uuid, text) IS 'woe_anchor internal: activation for a ticket''s role';
 COMMENT ON FUNCTION ml.woe_anchor_activate(text) IS 'Make this WOE anchor model the only active one';
+COMMENT ON FUNCTION ml._woe_anchor_delete(text[]) IS 'woe_anchor internal: deletes models, returning their shard tables';
+COMMENT ON FUNCTION ml._woe_anchor_drop(uuid, text) IS 'woe_anchor internal: drops a model the ticket''s role may manage';
+COMMENT ON FUNCTION ml._woe_anchor_prune(uuid, int) IS 'woe_anchor internal: prunes the models the ticket''s role may manage';
+COMMENT ON FUNCTION ml._woe_anchor_drop_shard_table_of(text, name, name, text) IS
+    'woe_anchor internal: drops a dropped model''s shard table when the caller wrote it, else warns';
 COMMENT ON FUNCTION ml.woe_anchor_drop_model(text) IS 'Drop a WOE anchor model and all its artifacts; true if it existed';
-COMMENT ON FUNCTION ml.woe_anchor_prune(int) IS 'Drop all but the newest N WOE anchor models, never the active one';
+COMMENT ON FUNCTION ml.woe_anchor_prune(int) IS
+    'Drop all but the newest N of the WOE anchor models you may manage, never the active one';
 COMMENT ON FUNCTION ml.woe_anchor_models() IS 'Stored WOE anchor models, newest first, with their sizes';
 
 -- Quality recorded at fit time: AUC and log loss (OOF, in-sample, eval), then per band IV and fold stability.

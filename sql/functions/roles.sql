@@ -1,6 +1,31 @@
+-- The routines each kind of role may call (docs/security.md, "Roles"). The internals a definer
+-- entry point calls as the extension's owner (_woe_anchor_caller, _woe_anchor_set_active,
+-- _woe_anchor_delete, _woe_anchor_cron, the import) are granted to no one.
+CREATE FUNCTION ml._woe_anchor_routines(kind text) RETURNS text[]
+LANGUAGE sql IMMUTABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE kind
+    WHEN 'reader' THEN ARRAY[
+        '_woe_anchor_load', '_woe_anchor_reraise', 'woe_anchor_score', '_woe_anchor_score_sql',
+        'woe_anchor_training_features', '_woe_anchor_training_features_sql', '_woe_anchor_end_shard_reads',
+        '_woe_anchor_dblink',
+        'woe_anchor_quality', 'woe_anchor_models', 'woe_anchor_assert_ready', 'woe_anchor_band_schema',
+        'woe_anchor_band_schema_problems', '_woe_anchor_band_schema_problems', 'woe_anchor_model_bands',
+        '_woe_anchor_model_bands']
+    WHEN 'trainer' THEN ARRAY[
+        'fit_woe_anchor', '_fit_woe_anchor', '_woe_anchor_persist', '_woe_anchor_ticket', '_woe_anchor_stamp_ticket',
+        'woe_anchor_activate', '_woe_anchor_activate', 'woe_anchor_drop_model', '_woe_anchor_drop',
+        'woe_anchor_prune', '_woe_anchor_prune', '_woe_anchor_drop_shard_table_of', '_woe_anchor_drop_shard_table',
+        'woe_anchor_copy_band_schema', '_woe_anchor_band_schema_guard', '_woe_anchor_may_manage',
+        'schedule_woe_anchor_fit', '_woe_anchor_schedule', 'unschedule_woe_anchor_fit', '_woe_anchor_unschedule']
+END
+$$;
+
 -- Grants the two usual roles their rights: a reader may read models and score with them, a
--- trainer may also fit and manage them. Either may be NULL. Creating the live views stays with
--- an administrator (it needs CREATE on ml); call this again afterwards to grant SELECT on them.
+-- trainer may also fit and manage its own models. Either may be NULL. Nothing here lets a role
+-- write an artifact table or create an object the extension later acts on: trainers write
+-- through the definer entry points only. Call it again after creating the live views.
 CREATE FUNCTION ml.woe_anchor_grant(trainer regrole DEFAULT NULL, reader regrole DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -10,25 +35,14 @@ DECLARE
     who regrole;
     routine regprocedure;
     view regclass;
-    reading text[] := ARRAY['_woe_anchor_load', '_woe_anchor_reraise', 'woe_anchor_score', '_woe_anchor_score_sql',
-                            'woe_anchor_training_features', '_woe_anchor_training_features_sql',
-                            'woe_anchor_quality', 'woe_anchor_models', 'woe_anchor_assert_ready',
-                            'woe_anchor_band_schema', 'woe_anchor_band_schema_problems',
-                            '_woe_anchor_band_schema_problems', 'woe_anchor_model_bands', '_woe_anchor_model_bands'];
-    training text[] := ARRAY['fit_woe_anchor', '_fit_woe_anchor', '_woe_anchor_attach_scores', 'woe_anchor_activate',
-                             'woe_anchor_drop_model', 'woe_anchor_prune', 'woe_anchor_copy_band_schema',
-                             '_woe_anchor_drop_shard_scores', '_woe_anchor_shard_score_tables',
-                             '_woe_anchor_drop_shard_table', 'schedule_woe_anchor_fit', 'unschedule_woe_anchor_fit',
-                             '_woe_anchor_cron', '_woe_anchor_dblink',
-                             '_woe_anchor_band_schema_guard'];
 BEGIN
     FOREACH who IN ARRAY array_remove(ARRAY[trainer, reader], NULL) LOOP
         EXECUTE format('GRANT USAGE ON SCHEMA ml TO %s', who);
         EXECUTE format('GRANT SELECT ON ml.woe_anchor_model_registry_v1, ml.woe_anchor_cuts_v1, '
-                       'ml.woe_anchor_map_v1, ml.woe_anchor_scores_v1, ml.woe_anchor_band_schemas, '
-                       'ml.woe_anchor_bands TO %s', who);
+                       'ml.woe_anchor_map_v1, ml.woe_anchor_scores_v1, ml.woe_anchor_shard_scores, '
+                       'ml.woe_anchor_band_schemas, ml.woe_anchor_bands TO %s', who);
         FOR routine IN SELECT p.oid FROM pg_proc AS p
-                       WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = ANY (reading) LOOP
+                       WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = ANY (ml._woe_anchor_routines('reader')) LOOP
             EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO %s', routine, who);
         END LOOP;
         FOR view IN SELECT c.oid FROM pg_class AS c
@@ -38,17 +52,46 @@ BEGIN
         END LOOP;
     END LOOP;
     IF trainer IS NOT NULL THEN
-        EXECUTE format('GRANT INSERT, UPDATE, DELETE ON ml.woe_anchor_model_registry_v1, ml.woe_anchor_cuts_v1, '
-                       'ml.woe_anchor_map_v1, ml.woe_anchor_band_schemas, ml.woe_anchor_bands TO %s', trainer);
-        EXECUTE format('GRANT USAGE, UPDATE ON SEQUENCE ml.woe_anchor_model_id_seq TO %s', trainer);
-        EXECUTE format('GRANT USAGE, CREATE ON SCHEMA woe_anchor_scores TO %s', trainer);
+        -- a ticket says who calls a definer entry point (functions/callers.sql)
+        EXECUTE format('GRANT INSERT ON ml._woe_anchor_callers TO %s', trainer);
+        -- band schemas are data; the guard trigger keeps used ones and other roles' unchanged
+        EXECUTE format('GRANT INSERT, UPDATE, DELETE ON ml.woe_anchor_band_schemas, ml.woe_anchor_bands TO %s',
+                       trainer);
         FOR routine IN SELECT p.oid FROM pg_proc AS p
-                       WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = ANY (training) LOOP
+                       WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = ANY (ml._woe_anchor_routines('trainer')) LOOP
             EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO %s', routine, trainer);
         END LOOP;
     END IF;
 END
 $$;
 
+-- Takes back every right on the extension's objects that the helper above (or an older version's)
+-- granted a role.
+CREATE FUNCTION ml.woe_anchor_revoke(role regrole)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    routine regprocedure;
+    relation regclass;
+BEGIN
+    FOR routine IN SELECT d.objid FROM pg_depend AS d JOIN pg_extension AS e ON e.oid = d.refobjid
+                   WHERE e.extname = 'woe_anchor' AND d.deptype = 'e' AND d.classid = 'pg_proc'::regclass LOOP
+        EXECUTE format('REVOKE ALL ON ROUTINE %s FROM %s', routine, role);
+    END LOOP;
+    FOR relation IN SELECT c.oid FROM pg_class AS c
+                    WHERE c.relnamespace IN ('ml'::regnamespace, 'woe_anchor_scores'::regnamespace)
+                      AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+                      AND EXISTS (SELECT FROM aclexplode(c.relacl) AS a WHERE a.grantee = role) LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM %s', relation, role);
+    END LOOP;
+    -- USAGE on ml stays: the schema may hold the role's own objects too
+    EXECUTE format('REVOKE ALL ON SCHEMA woe_anchor_scores FROM %s', role);
+END
+$$;
+
+COMMENT ON FUNCTION ml._woe_anchor_routines(text) IS 'woe_anchor internal: the routines a reader or a trainer may call';
 COMMENT ON FUNCTION ml.woe_anchor_grant(regrole, regrole) IS
-    'Grant a trainer role (fit and manage models) and/or a reader role (read and score) their rights';
+    'Grant a trainer role (fit and manage its models) and/or a reader role (read and score) their rights';
+COMMENT ON FUNCTION ml.woe_anchor_revoke(regrole) IS 'Take back every woe_anchor right of a role';

@@ -1,10 +1,13 @@
 -- Runs one pg_cron statement in pg_cron's database (cron.database_name). pg_cron is looked up
 -- here, at call time: CREATE EXTENSION woe_anchor never needs it. From another database the
--- statement goes through dblink, to this server, as the calling role.
+-- statement goes through dblink, to this server's socket, as the role running it. Internal:
+-- only the definer entry points below call it (as the extension's owner).
 CREATE FUNCTION ml._woe_anchor_cron(statement text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+-- its conninfo quoting has backslashes: the same meaning whatever the caller's setting
+SET standard_conforming_strings = on
 AS $$
 DECLARE
     cron_db text := current_setting('cron.database_name', true);
@@ -43,6 +46,40 @@ BEGIN
 END
 $$;
 
+-- SECURITY DEFINER: pg_cron lets only a superuser schedule a job for a role (and from another
+-- database the statement needs a connection that asks no password). The job runs as the
+-- ticket's role, in this database, and calls nothing but ml.fit_woe_anchor on the given source.
+CREATE FUNCTION ml._woe_anchor_schedule(
+    ticket uuid, job_name text, schedule text, source regclass, n_folds int, half_life_days float8, eps float8,
+    slow_threshold_hours float8, min_duration_hours float8, dsold_thresholds float8[], activate boolean,
+    band_schema_version int)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+-- parameters are written into the job's command as text: exactly
+SET extra_float_digits = 3
+AS $$
+DECLARE
+    who name := ml._woe_anchor_caller(ticket);
+    relation text;
+    command text;
+BEGIN
+    IF job_name IS NULL OR schedule IS NULL OR source IS NULL THEN
+        RAISE EXCEPTION 'job_name, schedule and source must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT format('%I.%I', n.nspname, c.relname) INTO relation
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE c.oid = source;
+    command := format('CALL ml.fit_woe_anchor(source => %L::regclass, n_folds => %L::int, '
+                      'half_life_days => %L::float8, eps => %L::float8, slow_threshold_hours => %L::float8, '
+                      'min_duration_hours => %L::float8, dsold_thresholds => %L::float8[], activate => %L::boolean, '
+                      'band_schema_version => %L::int)',
+                      relation, n_folds, half_life_days, eps, slow_threshold_hours, min_duration_hours,
+                      dsold_thresholds, activate, band_schema_version);
+    RETURN ml._woe_anchor_cron(format('SELECT cron.schedule_in_database(%L, %L, %L, %L, %L)::text',
+                                      job_name, schedule, command, current_database(), who))::bigint;
+END
+$$;
+
 -- Schedules a fit with pg_cron under a job name (scheduling the same name again replaces the job).
 -- The cutoff is not frozen: each run takes the default rule on the data of that moment. A run
 -- that fails leaves the active model as it was and its error in cron.job_run_details.
@@ -59,45 +96,40 @@ CREATE FUNCTION ml.schedule_woe_anchor_fit(
     activate boolean DEFAULT true,
     band_schema_version int DEFAULT 1)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
--- parameters are written into the job's command as text: exactly
-SET extra_float_digits = 3
 AS $$
-DECLARE
-    relation text;
-    command text;
+SELECT ml._woe_anchor_schedule(ml._woe_anchor_ticket(), job_name, schedule, source, n_folds, half_life_days, eps,
+                               slow_threshold_hours, min_duration_hours, dsold_thresholds, activate,
+                               band_schema_version)
+$$;
+
+-- SECURITY DEFINER, as above: removes the ticket's role's job of that name, never another's.
+CREATE FUNCTION ml._woe_anchor_unschedule(ticket uuid, job_name text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
-    IF job_name IS NULL OR schedule IS NULL OR source IS NULL THEN
-        RAISE EXCEPTION 'job_name, schedule and source must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    SELECT format('%I.%I', n.nspname, c.relname) INTO relation
-    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE c.oid = source;
-    command := format('CALL ml.fit_woe_anchor(source => %L::regclass, n_folds => %L::int, '
-                      'half_life_days => %L::float8, eps => %L::float8, slow_threshold_hours => %L::float8, '
-                      'min_duration_hours => %L::float8, dsold_thresholds => %L::float8[], activate => %L::boolean, '
-                      'band_schema_version => %L::int)',
-                      relation, n_folds, half_life_days, eps, slow_threshold_hours, min_duration_hours,
-                      dsold_thresholds, activate, band_schema_version);
-    RETURN ml._woe_anchor_cron(format('SELECT cron.schedule_in_database(%L, %L, %L, %L)::text',
-                                      job_name, schedule, command, current_database()))::bigint;
+    RETURN ml._woe_anchor_cron(format(
+        'SELECT (count(cron.unschedule(j.jobid)) > 0)::text FROM cron.job AS j '
+        'WHERE j.jobname = %L AND j.username = %L', job_name, ml._woe_anchor_caller(ticket)))::boolean;
 END
 $$;
 
 -- Removes a scheduled fit of the calling role; false when there was none (so it can be re-run).
 CREATE FUNCTION ml.unschedule_woe_anchor_fit(job_name text)
 RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-BEGIN
-    RETURN ml._woe_anchor_cron(format(
-        'SELECT CASE WHEN EXISTS (SELECT FROM cron.job AS j WHERE j.jobname = %L AND j.username = current_user) '
-        'THEN cron.unschedule(%L)::text ELSE %L END', job_name, job_name, 'false'))::boolean;
-END
+SELECT ml._woe_anchor_unschedule(ml._woe_anchor_ticket(), job_name)
 $$;
 
 COMMENT ON FUNCTION ml._woe_anchor_cron(text) IS 'woe_anchor internal: runs a pg_cron statement in cron.database_name';
+COMMENT ON FUNCTION ml._woe_anchor_schedule(uuid, text, text, regclass, int, float8, float8, float8, float8, float8[], boolean, int) IS
+    'woe_anchor internal: schedules a fit as the ticket''s role';
 COMMENT ON FUNCTION ml.schedule_woe_anchor_fit(text, text, regclass, int, float8, float8, float8, float8, float8[], boolean, int) IS
     'Schedule CALL ml.fit_woe_anchor with pg_cron (idempotent by job name); returns the pg_cron job id';
+COMMENT ON FUNCTION ml._woe_anchor_unschedule(uuid, text) IS 'woe_anchor internal: removes a job of the ticket''s role';
 COMMENT ON FUNCTION ml.unschedule_woe_anchor_fit(text) IS 'Remove a scheduled woe_anchor fit; false when there was none';

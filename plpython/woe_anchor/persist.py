@@ -1,0 +1,241 @@
+"""The one writer of a model's artifacts: ml._woe_anchor_persist, a SECURITY DEFINER entry point.
+
+The fit runs with its caller's rights: it reads the source as the caller may,
+learns the model and writes its scores into temporary staging tables of its
+own session. Trainers have no rights to write the artifact tables and no
+CREATE anywhere the extension later acts (docs/security.md). This function
+runs as the extension's owner and checks everything it is given, because a
+trainer can call it directly: the caller is who its ticket says, a replaced
+model must be one the caller may manage, the staging tables must be plain
+temporary tables of this session owned by the caller with exactly the score
+columns (so copying them runs no code of anyone's), the band schema must be
+the stored one, and the columns a caller must not set (id, owner, code hash,
+version, activity) are set here.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+
+from . import errors, passes, schemas
+from .errors import FitError
+from .sqlgen import quote_ident, quote_literal
+
+REGISTRY = "ml.woe_anchor_model_registry_v1"
+# registry columns a fit reports (the rest are set here), with their SQL types
+REPORTED = {
+    "train_cutoff_ts": "timestamptz", "half_life_days": "float8", "eps": "float8", "n_folds": "int",
+    "band_schema_version": "int", "band_schema": "jsonb", "base_rate": "float8", "base_logit": "float8",
+    "dsold_t1": "float8", "dsold_t2": "float8", "dsold_t3": "float8", "dsold_t4": "float8",
+    "slow_threshold_hours": "float8", "min_duration_hours": "float8", "oof": "boolean",
+    "weight_ref_ts": "float8", "dsold_source": "text", "n_train_sold": "bigint", "n_learned": "bigint",
+    "n_learned_has_assets": "bigint", "n_days": "int", "n_folds_with_rows": "int", "n_scored_oof": "bigint",
+    "source_relation": "text", "parameters": "jsonb", "timings_ms": "jsonb", "oof_auc": "float8",
+    "oof_logloss": "float8", "insample_auc": "float8", "insample_logloss": "float8", "eval_auc": "float8",
+    "eval_logloss": "float8", "n_eval": "bigint", "band_quality": "jsonb", "score_bins": "jsonb",
+}
+# a staging table's columns: what the fit's score statement writes (passes.Statements.scores)
+STAGING_COLUMNS = (("generation", "integer"), ("listing_id", "bigint"), ("t0", "timestamp with time zone"),
+                   ("fold_id", "integer"), ("is_oof", "boolean"), ("woe_logit", "double precision"),
+                   ("woe_p", "double precision"))
+
+_STAGING_SQL = """
+SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name,
+       c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind = 'r' AND NOT c.relrowsecurity
+           AND c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = $2) AS plain,
+       (SELECT array_agg(a.attname::text || ' ' || pg_catalog.format_type(coalesce(nullif(t.typbasetype, 0), t.oid), NULL)
+                         ORDER BY a.attnum)
+        FROM pg_catalog.pg_attribute AS a JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
+FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.oid = pg_catalog.to_regclass($1)
+"""
+
+
+def persist(plpy, version: str, code_sha256: str, ticket: str, payload_text: str) -> str:
+    """Entry point of ml._woe_anchor_persist; returns JSON: the key, the id, and what a replace left on shards."""
+    return errors.reported(plpy, _persist, plpy, version, code_sha256, ticket, json.loads(payload_text))
+
+
+def _one(plpy, sql, types=(), args=()):
+    rows = plpy.execute(plpy.prepare(sql, list(types)), list(args))
+    return rows[0] if rows else None
+
+
+def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
+    who = _one(plpy, "SELECT ml._woe_anchor_caller($1) AS who", ["uuid"], [ticket])["who"]
+    registry = p["registry"]
+    if set(registry) - set(REPORTED):
+        raise FitError(errors.INVALID_PARAMETER_VALUE, f"unknown registry columns: {sorted(set(registry) - set(REPORTED))}")
+    staging = [_staging_table(plpy, name, who) for name in p["staging"]]
+    _check_schema(plpy, registry)
+    _check_thresholds(p["thresholds"])
+    # short critical section: registry writes serialize, readers never wait
+    plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
+    key = p["model_key"] or default_key(plpy)
+    old = _one(plpy, f"SELECT is_active, fitted_by FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])
+    left_on_shards = []
+    if old is not None:
+        if not p["replace"]:
+            raise exists(key)
+        if not _one(plpy, "SELECT ml._woe_anchor_may_manage($1, $2) AS ok", ["name", "name"],
+                    [who, old["fitted_by"]])["ok"]:
+            raise FitError("42501", f"permission denied to replace model {key!r}: it was fitted by {old['fitted_by']}",
+                           hint="Choose another model_key.")
+        # the old model's shard tables go only once the new model is written: a failure keeps them
+        left_on_shards = [dict(r) for r in plpy.execute(plpy.prepare(
+            "SELECT * FROM ml._woe_anchor_delete(ARRAY[$1]) WHERE server IS NOT NULL", ["text"]), [key])]
+    model_id = _one(plpy, "SELECT nextval('ml.woe_anchor_model_id_seq') AS id")["id"]
+    try:
+        _insert_registry(plpy, dict(registry, model_key=key, model_id=model_id, fitted_by=who,
+                                    code_sha256=code_sha256, extension_version=version))
+        _insert_fits(plpy, key, p["fits"], p["maps"], p["thresholds"])
+    except plpy.spiexceptions.UniqueViolation:
+        # only a snapshot older than the registry lock (REPEATABLE READ) can miss a committed fit
+        raise FitError("40001", f"a concurrent fit committed model {key!r} after this transaction's snapshot "
+                                "was taken",
+                       hint="Retry. Under REPEATABLE READ, first LOCK TABLE ml.woe_anchor_model_registry_v1 "
+                            "IN SHARE ROW EXCLUSIVE MODE.")
+    timings = _write_partition(plpy, key, model_id, staging)
+    plpy.execute(plpy.prepare(f"UPDATE {REGISTRY} SET timings_ms = timings_ms || $2::jsonb "
+                              "|| jsonb_build_object('total', (timings_ms ->> 'total')::float8 + $3) "
+                              "WHERE model_key = $1", ["text", "text", "float8"]),
+                 [key, json.dumps(timings), sum(timings.values())])
+    plan = plpy.prepare("INSERT INTO ml.woe_anchor_shard_scores (model_key, server, remote_table, n_rows) "
+                        "SELECT $1, s.srvname, $3, $4 FROM pg_catalog.pg_foreign_server AS s WHERE s.srvname = $2",
+                        ["text", "name", "text", "bigint"])
+    for t in p["shard_tables"]:
+        if plpy.execute(plan, [key, t["server"], t["remote_table"], t["n_rows"]]).nrows() != 1:
+            raise FitError(errors.UNDEFINED_OBJECT, f"foreign server {t['server']!r} does not exist")
+    # replacing the active model keeps it active, so serving never loses its model
+    activate = p["activate"] or bool(old and old["is_active"])
+    if activate:
+        try:
+            _one(plpy, "SELECT ml._woe_anchor_set_active($1)", ["text"], [key])
+        except plpy.spiexceptions.UniqueViolation:
+            raise FitError("40001", f"a concurrent fit activated a model after this transaction's snapshot of "
+                                    f"model {key!r} was taken",
+                           hint="Retry. Under REPEATABLE READ, first LOCK TABLE ml.woe_anchor_model_registry_v1 "
+                                "IN SHARE ROW EXCLUSIVE MODE.")
+    return json.dumps({"model_key": key, "model_id": model_id, "activated": activate,
+                       "left_on_shards": left_on_shards})
+
+
+def exists(key) -> FitError:
+    return FitError(errors.DUPLICATE_OBJECT, f"model {key!r} already exists",
+                    hint="Pass replace => true to replace it, or choose another model_key.")
+
+
+def key_exists(plpy, key) -> bool:
+    return _one(plpy, f"SELECT EXISTS (SELECT FROM {REGISTRY} WHERE model_key = $1) AS e", ["text"], [key])["e"]
+
+
+def default_key(plpy) -> str:
+    """woe_anchor_v1_ + UTC YYYYMMDD_HH24MISS, with a suffix if that second is taken."""
+    base = _one(plpy, "SELECT 'woe_anchor_v1_' || to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+                      "'YYYYMMDD_HH24MISS') AS k")["k"]
+    key, n = base, 1
+    while key_exists(plpy, key):
+        n += 1
+        key = f"{base}_{n}"
+    return key
+
+
+def score_partition(model_id: int) -> str:
+    """The model's partition of the scores table, named by its id (never by its key)."""
+    return "woe_anchor_scores." + quote_ident(f"woe_anchor_scores_v1_m{int(model_id)}")
+
+
+def staging_name() -> str:
+    """A fresh name for a temporary table of this session that holds scores until they are persisted."""
+    return "pg_temp." + quote_ident(f"woe_anchor_staging_{uuid.uuid4().hex[:16]}")
+
+
+def thresholds_json(learned: dict) -> str:
+    """Learned thresholds as JSON that reads back exactly: shortest round-trip numbers, infinities as text."""
+    return json.dumps({k: v if math.isfinite(v) else str(v).replace("inf", "Infinity")
+                       for k, v in learned.items()})
+
+
+def _staging_table(plpy, name: str, who: str) -> str:
+    """The quoted name of a staging table, once it is shown to be one the copy can read safely."""
+    row = _one(plpy, _STAGING_SQL, ["text", "name"], [name, who])
+    want = [f"{column} {kind}" for column, kind in STAGING_COLUMNS]
+    if row is None or not row["plain"] or row["columns"] != want:
+        raise FitError("42501", f"{name} is not a staging table of this session's role {who}",
+                       detail=f"A staging table is a temporary table owned by the caller, without row-level "
+                              f"security, with exactly the columns {', '.join(want)}.")
+    return row["name"]
+
+
+def _check_schema(plpy, registry: dict) -> None:
+    """The recorded band schema must be the stored one (what the fit locked and read)."""
+    same = _one(plpy, "SELECT $1::jsonb = ml.woe_anchor_band_schema($2) AS same", ["text", "int"],
+                [registry.get("band_schema"), registry.get("band_schema_version")])["same"]
+    if not same:
+        raise FitError(errors.INVALID_PARAMETER_VALUE,
+                       f"the band schema recorded with the model is not band schema "
+                       f"{registry.get('band_schema_version')} as stored")
+    schema, problems = schemas.parse(registry["band_schema"])
+    if problems:
+        raise FitError(errors.INVALID_PARAMETER_VALUE, f"band schema is invalid: {problems[0][1]}")
+
+
+def _check_thresholds(thresholds: str) -> None:
+    """Learned thresholds must read back as float8 numbers wherever the views and scoring use them."""
+    for name, v in json.loads(thresholds).items():
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                or v in ("Infinity", "-Infinity")):
+            raise FitError(errors.INVALID_PARAMETER_VALUE, f"learned threshold {name!r} is not a number: {v!r}")
+
+
+def _insert_registry(plpy, r: dict):
+    cols = list(r)
+    types = dict(REPORTED, model_key="text", model_id="bigint", fitted_by="name", code_sha256="text",
+                 extension_version="text")
+    values = [f"to_timestamp(${i + 1})" if c == "weight_ref_ts" else f"${i + 1}" for i, c in enumerate(cols)]
+    plan = plpy.prepare(f"INSERT INTO {REGISTRY} ({', '.join(cols)}) VALUES ({', '.join(values)})",
+                        [types[c] for c in cols])
+    plpy.execute(plan, [r[c] for c in cols])
+
+
+def _insert_fits(plpy, key, fits: dict, maps: dict, thresholds: str):
+    """Cuts (one row per fit: the learned thresholds, shared) and map rows (every stored band value per fit)."""
+    learned = json.loads(thresholds)
+    plan = plpy.prepare(
+        "INSERT INTO ml.woe_anchor_cuts_v1 (model_key, fold_id, c1, c2, thresholds, base_rate, base_logit, "
+        "n_learned) SELECT $1, u.fold_id, $2, $3, $4, u.base_rate, u.base_logit, u.n_learned "
+        "FROM unnest($5::int[], $6::float8[], $7::float8[], $8::bigint[]) AS u (fold_id, base_rate, "
+        "base_logit, n_learned)",
+        ["text", "float8", "float8", "jsonb", "int[]", "float8[]", "float8[]", "bigint[]"])
+    plpy.execute(plan, [key, learned.get("c1"), learned.get("c2"), thresholds,
+                        fits["fold_id"], fits["base_rate"], fits["base_logit"], fits["n_learned"]])
+    plan = plpy.prepare(
+        "INSERT INTO ml.woe_anchor_map_v1 (model_key, fold_id, band_name, band_value, woe, sum_w_pos, "
+        "sum_w_neg, n_rows) SELECT $1, u.* FROM unnest($2::int[], $3::text[], $4::text[], $5::float8[], "
+        "$6::float8[], $7::float8[], $8::bigint[]) AS u",
+        ["text", "int[]", "text[]", "text[]", "float8[]", "float8[]", "float8[]", "bigint[]"])
+    plpy.execute(plan, [key] + [maps[c] for c in ("fold_id", "band_name", "band_value", "woe", "sum_w_pos",
+                                                  "sum_w_neg", "n_rows")])
+
+
+def _write_partition(plpy, key: str, model_id: int, staging: list[str]) -> dict:
+    """The model's partition: the staging tables' rows under its key, keyed, checked and attached.
+
+    Returns the milliseconds of the copy and of the key and checks.
+    """
+    start = time.monotonic()
+    part = score_partition(model_id)
+    columns = ", ".join(f"s.{name}::{kind} AS {name}" for name, kind in STAGING_COLUMNS)
+    rows = " UNION ALL ".join(f"SELECT {columns} FROM {t} AS s" for t in staging) or \
+        f"SELECT {columns} FROM ml.woe_anchor_scores_v1 AS s WHERE false"
+    plpy.execute(f"CREATE TABLE {part} AS SELECT {quote_literal(key)}::text AS model_key, q.* FROM ({rows}) AS q")
+    copied = time.monotonic()
+    plpy.execute(passes.constrain_scores_sql(part, key))
+    plpy.execute(f"ALTER TABLE ml.woe_anchor_scores_v1 ATTACH PARTITION {part} FOR VALUES IN ({quote_literal(key)})")
+    for t in staging:
+        plpy.execute(f"DROP TABLE {t}")
+    return {"scores_copy": round((copied - start) * 1000.0, 3),
+            "scores_index": round((time.monotonic() - copied) * 1000.0, 3)}

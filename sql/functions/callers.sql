@@ -1,0 +1,70 @@
+-- Who calls a definer entry point (docs/security.md, "Knowing the caller"). A SECURITY DEFINER
+-- function runs as the extension's owner and cannot see its caller; the caller proves who it
+-- is with a ticket row, which this trigger stamps with the role running the INSERT. It runs as
+-- that role (SECURITY INVOKER), and a trainer can neither disable it nor read others' tickets.
+CREATE FUNCTION ml._woe_anchor_stamp_ticket() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.role_name := current_user;
+    NEW.backend := pg_backend_pid();
+    NEW.xact := pg_current_xact_id();
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER woe_anchor_stamp_ticket
+    BEFORE INSERT OR UPDATE ON ml._woe_anchor_callers
+    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_stamp_ticket();
+
+-- A fresh ticket of the calling role, for one definer call in this transaction.
+CREATE FUNCTION ml._woe_anchor_ticket() RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ticket uuid := gen_random_uuid();
+BEGIN
+    -- no RETURNING: callers may insert tickets, not read them
+    INSERT INTO ml._woe_anchor_callers (ticket, role_name, backend, xact) VALUES (ticket, '', 0, '0');
+    RETURN ticket;
+END
+$$;
+
+-- The role that inserted a ticket in this backend and transaction; the ticket is used up.
+-- Called by definer entry points only (no role is granted it).
+CREATE FUNCTION ml._woe_anchor_caller(ticket uuid) RETURNS name
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    who name;
+BEGIN
+    DELETE FROM ml._woe_anchor_callers AS c
+    WHERE c.ticket = _woe_anchor_caller.ticket AND c.backend = pg_backend_pid() AND c.xact = pg_current_xact_id()
+    RETURNING c.role_name INTO who;
+    IF who IS NULL THEN
+        RAISE EXCEPTION 'no valid woe_anchor caller ticket'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Call the public ml.* functions; the internal ones take a ticket of this transaction.';
+    END IF;
+    RETURN who;
+END
+$$;
+
+-- Whether role `who` may drop or replace what role `owner` made: it is that role, a member of
+-- it, or a superuser. A dropped owner leaves its objects to superusers.
+CREATE FUNCTION ml._woe_anchor_may_manage(who name, owner name) RETURNS boolean
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT EXISTS (SELECT FROM pg_roles AS r WHERE r.rolname = who AND r.rolsuper)
+    OR (EXISTS (SELECT FROM pg_roles AS r WHERE r.rolname = owner) AND pg_has_role(who, owner, 'MEMBER'))
+$$;
+
+COMMENT ON FUNCTION ml._woe_anchor_stamp_ticket() IS 'woe_anchor internal: stamps a caller ticket with the inserting role';
+COMMENT ON FUNCTION ml._woe_anchor_ticket() IS 'woe_anchor internal: a caller ticket for one definer call';
+COMMENT ON FUNCTION ml._woe_anchor_caller(uuid) IS 'woe_anchor internal: the role behind a ticket (consumes it)';
+COMMENT ON FUNCTION ml._woe_anchor_may_manage(name, name) IS
+    'woe_anchor internal: whether a role may drop or replace what another role made';
