@@ -21,9 +21,10 @@ def maps(conn, key):
 
 
 def scores(conn, key):
+    """The stored scores wherever they live (shard tables too: scores_on_shards)."""
     rows = conn.execute("SELECT generation, listing_id, "
                         "(extract(epoch FROM t0) * 1000000)::bigint, fold_id, is_oof, woe_logit, woe_p "
-                        "FROM ml.woe_anchor_scores_v1 WHERE model_key = %s", [key]).fetchall()
+                        "FROM ml.woe_anchor_stored_scores(%s)", [key]).fetchall()
     return {(r[0], r[1], r[2]): r[3:] for r in rows}
 
 

@@ -72,10 +72,12 @@ def test_every_function_pins_search_path(conn):
         assert "search_path=pg_catalog, pg_temp" in (config or []), name
 
 
-def test_only_the_two_documented_functions_are_security_definer(conn):
+def test_only_the_documented_entry_points_are_security_definer(conn):
     rows = conn.execute("""
         SELECT p.proname FROM pg_proc p
         JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
         JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'woe_anchor'
         WHERE p.prosecdef ORDER BY 1""").fetchall()
-    assert [r[0] for r in rows] == ["_woe_anchor_attach_scores", "_woe_anchor_drop_scores"]
+    # docs/security.md, "Entry points": each learns its caller from a ticket
+    assert [r[0] for r in rows] == ["_woe_anchor_activate", "_woe_anchor_drop", "_woe_anchor_persist",
+                                    "_woe_anchor_prune", "_woe_anchor_schedule", "_woe_anchor_unschedule"]

@@ -40,18 +40,24 @@ def test_a_trainer_fits_from_what_it_may_read_and_nothing_else(conn, roles):
     assert artifacts.registry(conn, key)["fitted_by"] == trainer
     assert artifacts.active_keys(conn) == [key]
     assert artifacts.registry(conn, "not_allowed") is None
+    # the partition is the extension's: its fitter cannot alter it (docs/security.md)
     assert conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = "
                         "'woe_anchor_scores_v1_m' || %s", [artifacts.registry(conn, key)["model_id"]]).fetchone()[0] \
-        == trainer
+        == conn.execute("SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0]
 
 
-def test_a_trainer_manages_models_written_by_others(conn, roles):
+def test_a_trainer_manages_its_own_models_and_no_others(conn, roles):
     trainer, _ = roles
     other = fit(conn, "roles_src", model_key="by_superuser", activate=False, replace=True)
     conn.execute(f"SET ROLE {trainer}")
-    assert conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [other]).fetchone()[0] is True
+    own = fit(conn, "roles_src", model_key="by_trainer_own", activate=False, replace=True)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="fitted by"):
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [other])
+    assert conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [own]).fetchone()[0] is True
     conn.execute("RESET ROLE")
-    assert not any(artifacts.rows_of(conn, other).values())
+    assert not any(artifacts.rows_of(conn, own).values())
+    assert artifacts.rows_of(conn, other)["woe_anchor_model_registry_v1"] == 1
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [other])
 
 
 def test_a_reader_scores_but_cannot_fit_or_write(conn, roles):

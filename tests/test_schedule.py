@@ -24,13 +24,22 @@ def cron(conn, server):
     if conn.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0] is None:
         pytest.skip("pg_cron is not preloaded on this server (harness/run.sh installs and preloads it)")
     cron_db = conn.execute("SELECT current_setting('cron.database_name')").fetchone()[0]
+    trainer = f"woe_cron_trainer_{os.getpid()}"
     with psycopg.connect(server.dsn_for(cron_db), autocommit=True) as c:
         c.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
         conn.execute("CREATE EXTENSION IF NOT EXISTS dblink")
-        names = [f"woe_ok_{os.getpid()}", f"woe_bad_{os.getpid()}"]
-        yield c, names
+        # a trainer set up with the documented grants only (it logs in: pg_cron runs its jobs as it)
+        conn.execute(f"DROP ROLE IF EXISTS {trainer}")
+        conn.execute(f"CREATE ROLE {trainer} LOGIN")
+        conn.execute("SELECT ml.woe_anchor_grant(trainer => %s)", [trainer])
+        names = [f"woe_ok_{os.getpid()}", f"woe_bad_{os.getpid()}", f"woe_trainer_{os.getpid()}"]
+        yield c, names, trainer
+        conn.execute("RESET ROLE")
         for name in names:
             conn.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [name])
+        c.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE username = %s", [trainer])
+        conn.execute(f"DROP OWNED BY {trainer}")
+        conn.execute(f"DROP ROLE {trainer}")
 
 
 def _finished_runs(cron_conn, job_ids):
@@ -38,8 +47,8 @@ def _finished_runs(cron_conn, job_ids):
                              "WHERE jobid = ANY(%s) AND status IN ('succeeded', 'failed')", [job_ids]).fetchall()
 
 
-def test_a_scheduled_fit_runs_and_a_failing_one_changes_nothing(conn, cron):
-    cron_conn, (ok_name, bad_name) = cron
+def test_a_scheduled_fit_runs_and_a_failing_one_changes_nothing(conn, dsn, cron):
+    cron_conn, (ok_name, bad_name, trainer_name), trainer = cron
     rows = cases.make_rows(seed=95, n=1500)
     cases.load(conn, "sched_src", rows)
     conn.execute("CREATE OR REPLACE VIEW sched_unsold AS SELECT * FROM sched_src WHERE sold_time IS NULL")
@@ -53,6 +62,15 @@ def test_a_scheduled_fit_runs_and_a_failing_one_changes_nothing(conn, cron):
     bad = conn.execute("SELECT ml.schedule_woe_anchor_fit(%s, '* * * * *', 'sched_unsold')",
                        [bad_name]).fetchone()[0]
     assert bad != ok
+    # a trainer schedules its own fit, from a new session whose string literals are not standard
+    conn.execute(f"GRANT SELECT ON sched_src TO {trainer}")
+    with psycopg.connect(dsn, autocommit=True, options="-c standard_conforming_strings=off") as t:
+        t.execute(f"SET ROLE {trainer}")
+        mine = t.execute("SELECT ml.schedule_woe_anchor_fit(%s, '* * * * *', 'sched_src', n_folds => 2)",
+                         [trainer_name]).fetchone()[0]
+        assert t.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [ok_name]).fetchone()[0] is False, \
+            "a role never unschedules another role's job"
+    assert cron_conn.execute("SELECT username FROM cron.job WHERE jobid = %s", [mine]).fetchone()[0] == trainer
     # rows that arrive after scheduling move the cutoff of the scheduled run: it is not frozen
     later = int(rows["sold_time"].max()) + 3 * cases.DAY_US
     conn.execute("INSERT INTO sched_src SELECT generation, listing_id + 10000000, t0 + interval '3 days', "
@@ -64,19 +82,26 @@ def test_a_scheduled_fit_runs_and_a_failing_one_changes_nothing(conn, cron):
                  "receipt_present, watcher_count, region FROM sched_src WHERE sold_time = "
                  "(SELECT max(sold_time) FROM sched_src)")
     deadline = time.monotonic() + 150
-    while len({r[0] for r in _finished_runs(cron_conn, [ok, bad])}) < 2 and time.monotonic() < deadline:
+    while len({r[0] for r in _finished_runs(cron_conn, [ok, bad, mine])}) < 3 and time.monotonic() < deadline:
         time.sleep(2)
-    runs = {jobid: (status, message) for jobid, status, message in _finished_runs(cron_conn, [ok, bad])}
-    assert set(runs) == {ok, bad}, f"both jobs ran within the deadline: {runs}"
+    runs = {jobid: (status, message) for jobid, status, message in _finished_runs(cron_conn, [ok, bad, mine])}
+    assert set(runs) == {ok, bad, mine}, f"every job ran within the deadline: {runs}"
     assert runs[ok][0] == "succeeded", runs[ok]
+    assert runs[mine][0] == "succeeded", runs[mine]
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1 WHERE fitted_by = %s AND n_folds = 2",
+                        [trainer]).fetchone()[0] >= 1, "the trainer's job fitted as the trainer"
     assert runs[bad][0] == "failed" and "no sold rows" in runs[bad][1], runs[bad]
     scheduled = conn.execute("SELECT model_key, train_cutoff_ts FROM ml.woe_anchor_model_registry_v1 "
-                             "WHERE source_relation = 'public.sched_src' AND model_key <> %s", [before]).fetchall()
-    assert len(scheduled) >= 1
-    key, cutoff = scheduled[0]
-    assert artifacts.active_keys(conn) in ([key], [k for k, _ in scheduled][-1:]), "the scheduled fit is active"
-    assert cases.to_datetime(later) - cutoff == np.timedelta64(7, "D").astype("timedelta64[us]").item()
+                             "WHERE source_relation = 'public.sched_src' AND model_key <> %s "
+                             "ORDER BY created_at", [before]).fetchall()
+    assert len(scheduled) >= 2
+    assert artifacts.active_keys(conn) in [[k] for k, _ in scheduled], "a scheduled fit is active"
+    for _, cutoff in scheduled:
+        assert cases.to_datetime(later) - cutoff == np.timedelta64(7, "D").astype("timedelta64[us]").item()
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1 "
                         "WHERE source_relation = 'public.sched_unsold'").fetchone()[0] == 0
     assert conn.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [ok_name]).fetchone()[0] is True
     assert conn.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [ok_name]).fetchone()[0] is False
+    conn.execute(f"SET ROLE {trainer}")
+    assert conn.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [trainer_name]).fetchone()[0] is True
+    conn.execute("RESET ROLE")

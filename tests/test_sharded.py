@@ -6,6 +6,7 @@ table, while the fit's aggregation runs on the shards.
 """
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -27,9 +28,14 @@ COLUMNS = ", ".join(f"{c} {t}" for c, t in cases.COLUMN_TYPES.items())
 
 
 @pytest.fixture(scope="module")
-def shards():
+def shard_servers():
     with sharding.Shards(2, base_port=SHARD_PORTS) as s:
-        yield s.dsns
+        yield s
+
+
+@pytest.fixture(scope="module")
+def shards(shard_servers):
+    return shard_servers.dsns
 
 
 def _comparable(conn, key):
@@ -127,42 +133,55 @@ def test_the_aggregation_runs_on_the_shards_and_returns_few_values(conn, shards)
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [k])
 
 
+def shard_score_tables(conn, key):
+    """(shard DSN's port, remote table) of each table that holds the model's scores on a shard."""
+    return conn.execute("SELECT o.option_value, t.remote_table FROM ml.woe_anchor_shard_scores AS t "
+                        "JOIN pg_foreign_server AS s ON s.srvname = t.server "
+                        "CROSS JOIN LATERAL pg_options_to_table(s.srvoptions) AS o "
+                        "WHERE t.model_key = %s AND o.option_name = 'port' ORDER BY 1", [key]).fetchall()
+
+
+def tables_on(shards, port, name):
+    """Whether woe_anchor_scores.<name> exists on the shard at ``port``, and has a primary key."""
+    with psycopg.connect(next(d for d in shards if f"port={port}" in d)) as s:
+        return s.execute("SELECT count(*), bool_and(EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid "
+                         "AND i.indisprimary)) FROM pg_class c WHERE c.relnamespace = "
+                         "'woe_anchor_scores'::regnamespace AND c.relname = %s AND c.relkind = 'r'",
+                         [name]).fetchone()
+
+
+def all_shard_score_tables(shards):
+    out = 0
+    for d in shards:
+        with psycopg.connect(d) as s:
+            out += s.execute("SELECT count(*) FROM pg_class WHERE relnamespace = to_regnamespace('woe_anchor_scores') "
+                             "AND relkind = 'r'").fetchone()[0]
+    return out
+
+
 def test_scores_can_be_written_next_to_the_rows(conn, shards, sharded_cases):
-    """scores_on_shards: each shard writes its rows' scores; the model's partition points at them."""
+    """scores_on_shards: each shard writes its rows' scores; ml.woe_anchor_stored_scores reads them there."""
     flat = fit(conn, "sh_flat", model_key="flat_cases", replace=True, activate=False)
     key = fit(conn, "sh_src", model_key="scores_on_shards", replace=True, activate=False, scores_on_shards=True)
     assert artifacts.scores(conn, key) == artifacts.scores(conn, flat), "the same scores, read through the shards"
-    remote = [(d, conn.execute("SELECT model_id FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
-                               [key]).fetchone()[0]) for d in shards]
-    for shard, model_id in remote:
-        with psycopg.connect(shard) as s:
-            kinds = s.execute("SELECT count(*), bool_and(EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid "
-                              "AND i.indisprimary)) FROM pg_class c WHERE c.relnamespace = "
-                              "'woe_anchor_scores'::regnamespace AND c.relname LIKE %s AND c.relkind = 'r'",
-                              [f"woe_anchor_scores_v1_m{model_id}\\_%"]).fetchone()
-        assert kinds == (1, True), "one scores table with its primary key on each shard"
+    remote = shard_score_tables(conn, key)
+    assert len(remote) == 2
+    for port, name in remote:
+        assert tables_on(shards, port, name) == (1, True), "one scores table with its primary key on each shard"
+    # the scores table itself never reaches a shard: a scan of it is local (generation 3's rows)
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_v1 WHERE model_key = %s", [key]).fetchone()[0] \
+        == sum(1 for k in artifacts.scores(conn, key) if k[0] == 3)
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="scores_on_shards"):
         fit(conn, "sh_flat", model_key="not_sharded", scores_on_shards=True)
     assert conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key]).fetchone()[0]
-    for shard, model_id in remote:
-        with psycopg.connect(shard) as s:
-            left = s.execute("SELECT count(*) FROM pg_class WHERE relname LIKE %s",
-                             [f"woe_anchor_scores_v1_m{model_id}\\_%"]).fetchone()[0]
-        assert left == 0, "dropping the model drops its shard tables"
+    for port, name in remote:
+        assert tables_on(shards, port, name)[0] == 0, "dropping the model drops its shard tables"
 
 
 def test_a_failing_fit_leaves_no_shard_tables_and_a_replace_keeps_the_old_ones_until_it_succeeds(conn, shards,
                                                                                                  sharded_cases):
-    def shard_tables():
-        out = 0
-        for d in shards:
-            with psycopg.connect(d) as s:
-                out += s.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'woe\\_anchor\\_scores\\_v1\\_m%' "
-                                 "AND relkind = 'r'").fetchone()[0]
-        return out
-
     kept = fit(conn, "sh_src", model_key="on_shards_kept", replace=True, activate=False, scores_on_shards=True)
-    before = shard_tables()
+    before = all_shard_score_tables(shards)
     conn.execute("CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS "
                  "$$BEGIN RAISE EXCEPTION 'injected failure'; END$$")
     conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON ml.woe_anchor_map_v1 "
@@ -173,7 +192,71 @@ def test_a_failing_fit_leaves_no_shard_tables_and_a_replace_keeps_the_old_ones_u
                 fit(conn, "sh_src", model_key=key, replace=replace, activate=False, scores_on_shards=True)
     finally:
         conn.execute("DROP TRIGGER refuse ON ml.woe_anchor_map_v1")
-    assert shard_tables() == before, "the shards rolled their writes back; the kept model's tables remain"
+    assert all_shard_score_tables(shards) == before, "the shards rolled their writes back; the kept model's remain"
     assert artifacts.scores(conn, kept), "the kept model's scores still read through its shard tables"
     conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [kept])
-    assert shard_tables() == before - 2
+    assert all_shard_score_tables(shards) == before - 2
+
+
+def test_a_trainer_fits_a_sharded_source_with_only_the_documented_grants(conn, shard_servers, shards, sharded_cases):
+    """A trainer that may read the parent table (not its partitions), with password user mappings;
+    what its mapping wrote on the shards is dropped only by itself, and a reader without any
+    mapping still scans the scores table."""
+    trainer, reader, remote = f"woe_sh_trainer_{os.getpid()}", f"woe_sh_reader_{os.getpid()}", "woe_remote_trainer"
+    password = "sharded-secret"
+    shard_servers.add_login(remote, password)
+    for d in shards:
+        with psycopg.connect(d, autocommit=True) as s:
+            s.execute(f"GRANT SELECT ON sh_src TO {remote}")
+            s.execute(f"GRANT CREATE ON DATABASE postgres TO {remote}")
+            s.execute("CREATE SCHEMA IF NOT EXISTS woe_anchor_scores")
+            s.execute(f"GRANT USAGE, CREATE ON SCHEMA woe_anchor_scores TO {remote}")
+    for role in (trainer, reader):
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role}")
+    conn.execute(f"GRANT SELECT ON sh_src TO {trainer}")
+    conn.execute("SELECT ml.woe_anchor_grant(trainer => %s, reader => %s)", [trainer, reader])
+    servers = [r[0] for r in conn.execute("SELECT srvname FROM pg_foreign_server WHERE srvname LIKE 'shard\\_%'")]
+    for srv in servers:
+        conn.execute(f"GRANT USAGE ON FOREIGN SERVER {srv} TO {trainer}")
+        conn.execute(f"CREATE USER MAPPING FOR {trainer} SERVER {srv} OPTIONS (user '{remote}', password '{password}')")
+    try:
+        conn.execute(f"SET ROLE {trainer}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM sh_src_p2")  # the local partition: only through the parent
+        conn.notices.clear()
+        key = fit(conn, "sh_src", model_key="by_trainer_sharded", replace=True, activate=False)
+        assert any(n.startswith("[shards] 2 of 3 leaves aggregated on their shards") for n in conn.notices)
+        mine = fit(conn, "sh_src", model_key="trainer_on_shards", replace=True, activate=False, scores_on_shards=True)
+        theirs = fit(conn, "sh_src", model_key="trainer_on_shards_2", replace=True, activate=False,
+                     scores_on_shards=True)
+        conn.execute("RESET ROLE")
+        flat = fit(conn, "sh_flat", model_key="flat_cases", replace=True, activate=False)
+        (reg, *rest), (flat_reg, *flat_rest) = _comparable(conn, key), _comparable(conn, flat)
+        assert (reg.pop("fitted_by"), flat_reg.pop("fitted_by")) == (trainer, conn.info.user)
+        assert (reg, rest) == (flat_reg, flat_rest), "bit-identical artifacts"
+        conn.execute(f"SET ROLE {trainer}")
+        assert artifacts.scores(conn, mine) == artifacts.scores(conn, flat)
+        conn.execute(f"SET ROLE {reader}")
+        assert conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_v1").fetchone()[0] > 0
+        with pytest.raises(psycopg.Error, match="user mapping"):
+            conn.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [mine])
+        conn.execute("RESET ROLE")
+        # a superuser drops the trainer's model: its shard tables stay (the admin's mapping did not write them)
+        tables = shard_score_tables(conn, theirs)
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [theirs])
+        assert all(tables_on(shards, port, name)[0] == 1 for port, name in tables)
+        # the trainer drops its own with its own mapping
+        tables = shard_score_tables(conn, mine)
+        conn.execute(f"SET ROLE {trainer}")
+        assert conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [mine]).fetchone()[0]
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+        conn.execute("RESET ROLE")
+        assert all(tables_on(shards, port, name)[0] == 0 for port, name in tables)
+    finally:
+        conn.execute("RESET ROLE")
+        for srv in servers:
+            conn.execute(f"DROP USER MAPPING IF EXISTS FOR {trainer} SERVER {srv}")
+        for role in (trainer, reader):
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")

@@ -57,6 +57,20 @@ class Shards:
                                   "-l", str(pgdata / "server.log")], stdout=subprocess.DEVNULL)
             self.dsns.append(f"host=127.0.0.1 port={port} user=postgres dbname=postgres")
 
+    def add_login(self, role: str, password: str) -> None:
+        """A role that logs in to every shard with a password over TCP (scram): what a user mapping of a
+        role that is not a superuser needs, since postgres_fdw and dblink require a password for it."""
+        for port, dsn in zip(self.ports, self.dsns):
+            hba = self._pgdata(port) / "pg_hba.conf"
+            line = f"host all {role} 127.0.0.1/32 scram-sha-256\n"
+            if line not in hba.read_text():
+                hba.write_text(line + hba.read_text())
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role),
+                                                                               sql.Literal(password)))
+                conn.execute("SELECT pg_reload_conf()")
+
     def _stop(self, port: int) -> None:
         pgdata = self._pgdata(port)
         if (pgdata / "postmaster.pid").exists():

@@ -333,6 +333,8 @@ LABEL_CHARS = "letters, digits, spaces and _ . , + - < > = % / ( )"
 # a band that reads the label's own inputs would leak the target into its WOE
 LABEL_COLUMNS = ("sold_time", "duration_hours", "final_status")
 KEY_OUTPUTS = ("generation", "listing_id", "t0", "model_key", "base_logit")
+# years added to t0's UTC year: far beyond any calendar, still an exact SQL integer
+MAX_YEAR_OFFSET = 10_000
 
 
 class SchemaError(ValueError):
@@ -351,9 +353,12 @@ def _need(doc, key, kinds, where):
 def _number(doc, key, where, default=None) -> float:
     if default is not None and key not in doc:
         return default
-    value = float(_need(doc, key, (int, float), where))
+    try:
+        value = float(_need(doc, key, (int, float), where))
+    except OverflowError:
+        value = math.inf
     if not math.isfinite(value):
-        raise SchemaError(f"{where}: {key!r} must be finite")
+        raise SchemaError(f"{where}: {key!r} must be a finite float8")
     return value
 
 
@@ -393,8 +398,9 @@ def input_from_json(doc, where) -> Input:
         return Column(_column(doc["column"], where))
     if "t0_utc_year" in doc:
         offset = _number(doc, "t0_utc_year", where)
-        if offset != int(offset):
-            raise SchemaError(f"{where}: t0_utc_year must be a whole number of years")
+        if offset != int(offset) or abs(offset) > MAX_YEAR_OFFSET:
+            raise SchemaError(f"{where}: t0_utc_year must be a whole number of years, at most {MAX_YEAR_OFFSET} "
+                              "either way")
         return UtcYearOfT0(int(offset))
     terms = []
     for term in _list(doc, "sum", where):

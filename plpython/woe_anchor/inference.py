@@ -121,7 +121,7 @@ SELECT q.generation::int, q.listing_id::bigint, q.t0, q.split, sc.fold_id,
        coalesce(sc.is_oof, false), coalesce(sc.woe_logit, q.l),
        coalesce(sc.woe_p, {passes.sigmoid_sql('q.l')})
 FROM ({rows}) AS q
-LEFT JOIN ({stored_scores_sql(plpy, model.key)}) AS sc
+LEFT JOIN ({_stored_scores(plpy, model.key)}) AS sc
        ON q.split = 'train_sold'
       AND (sc.generation, sc.listing_id, sc.t0) = (q.generation::int, q.listing_id::bigint, q.t0)
 """
@@ -193,7 +193,12 @@ def recorded_source(plpy, model: Model):
     return oid
 
 
-def stored_scores_sql(plpy, key: str) -> str:
+def stored_scores_sql(plpy, key: str | None) -> str:
+    """The statement behind ml.woe_anchor_stored_scores(model_key)."""
+    return _stored_scores(plpy, load_model(plpy, key).key)
+
+
+def _stored_scores(plpy, key: str) -> str:
     """The model's stored scores: its partition, and for scores_on_shards the shards' tables."""
     local = (f"SELECT s.generation, s.listing_id, s.t0, s.fold_id, s.is_oof, s.woe_logit, s.woe_p "
              f"FROM ml.woe_anchor_scores_v1 AS s WHERE s.model_key = {quote_literal(key)}")

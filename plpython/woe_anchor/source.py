@@ -44,7 +44,6 @@ class Leaf:
     """Where some of a source's rows live: a local table, or a table on a postgres_fdw server."""
     relation: str            # what `FROM ... AS s` reads there (quoted; renamed columns mapped back)
     server: str | None       # the foreign server of a foreign leaf (None: local)
-    bound: str | None = None  # its partition bound, e.g. FOR VALUES IN (1, 2)
 
 
 @dataclass
@@ -52,9 +51,6 @@ class Source:
     qualified: str          # quoted schema.name, safe to splice into SQL
     reads: dict             # column -> read expression (float8, NaN as NULL)
     leaves: tuple = ()      # set when rows live on postgres_fdw servers (see ``sharded``)
-    # e.g. LIST (generation): set when scores can be partitioned like the source (one level,
-    # keyed by score columns), so they can be written next to its rows
-    partition_def: str | None = None
 
 
 def expected_types(schema: bands.BandSchema, labels: bool = True) -> dict:
@@ -109,21 +105,18 @@ def resolve(plpy, source_oid, schema: bands.BandSchema, labels: bool = True) -> 
     check_columns(have, want)
     numeric = (("duration_hours",) if labels else ()) + schema.columns
     reads = {c: sqlgen.column_read(c, have[c] == "boolean") for c in numeric}
-    leaves = _leaves(plpy, source_oid) if row["relkind"] in ("p", "f") else ()
+    leaves = _leaves(plpy, source_oid, row["qualified"]) if row["relkind"] in ("p", "f") else ()
     if not any(leaf.server for leaf in leaves):
         return Source(row["qualified"], reads)
-    definition = plpy.execute(plpy.prepare(_SCORE_PARTITIONING_SQL, ["oid"]), [source_oid])[0]["def"]
-    if any(leaf.bound is None for leaf in leaves):
-        definition = None
-    return Source(row["qualified"], reads, leaves, definition)
+    return Source(row["qualified"], reads, leaves)
 
 
 # Leaf tables of a partitioned source (or a foreign table itself), with how their server names them.
 _LEAVES_SQL = """
 SELECT format('%I.%I', n.nspname, c.relname) AS local_name, s.srvname::text AS server,
+       pg_catalog.has_table_privilege(c.oid, 'SELECT') AS readable,
+       pg_catalog.pg_get_partition_constraintdef(c.oid) AS constraint_def,
        w.fdwname::text AS wrapper, c.relrowsecurity AS rls,
-       CASE WHEN (SELECT i.inhparent FROM pg_catalog.pg_inherits AS i WHERE i.inhrelid = c.oid) = $1
-            THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) END AS bound,
        format('%I.%I', coalesce(o.schema_name, n.nspname), coalesce(o.table_name, c.relname)) AS remote_name,
        (SELECT array_agg(format('%I AS %I', coalesce(
                    (SELECT v.option_value FROM pg_catalog.pg_options_to_table(a.attfdwoptions) AS v
@@ -146,24 +139,13 @@ ORDER BY 1
 """
 
 
-# The source's partitioning, when the score table can copy it: plain key columns that scores have.
-_SCORE_PARTITIONING_SQL = """
-SELECT CASE WHEN bool_and(coalesce(a.attname IN ('generation', 'listing_id', 't0'), false))
-            THEN pg_catalog.pg_get_partkeydef($1) END AS def
-FROM pg_catalog.pg_partitioned_table AS pt
-CROSS JOIN LATERAL unnest(pt.partattrs::int2[]) AS k (attnum)
-LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid = pt.partrelid AND a.attnum = k.attnum
-WHERE pt.partrelid = $1
-"""
-
-
 _GUARDED_SQL = """
 SELECT c.relrowsecurity OR NOT pg_catalog.has_table_privilege(c.oid, 'SELECT') AS guarded
 FROM pg_catalog.pg_class AS c WHERE c.oid = $1
 """
 
 
-def _leaves(plpy, source_oid) -> tuple:
+def _leaves(plpy, source_oid, qualified: str) -> tuple:
     """Each leaf of the source; a foreign leaf is read on its server under the server's names.
 
     Empty (so the rows are read through the source itself) unless every foreign leaf is
@@ -176,10 +158,13 @@ def _leaves(plpy, source_oid) -> tuple:
         return ()
     out = []
     for r in rows:
-        if r["server"] is None:
-            out.append(Leaf(r["local_name"], None, r["bound"]))
+        if r["server"] is None and not r["readable"]:
+            # the caller reads the source through its parent: so does the fit (the bound prunes the rest)
+            out.append(Leaf(f"(SELECT * FROM {qualified} WHERE {r['constraint_def']})", None))
+        elif r["server"] is None:
+            out.append(Leaf(r["local_name"], None))
         elif r["renamed"]:
-            out.append(Leaf(f"(SELECT {', '.join(r['columns'])} FROM {r['remote_name']})", r["server"], r["bound"]))
+            out.append(Leaf(f"(SELECT {', '.join(r['columns'])} FROM {r['remote_name']})", r["server"]))
         else:
-            out.append(Leaf(r["remote_name"], r["server"], r["bound"]))
+            out.append(Leaf(r["remote_name"], r["server"]))
     return tuple(out)

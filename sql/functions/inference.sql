@@ -16,6 +16,35 @@ AS $woe_anchor_py$
 return woe_anchor.errors.reported(plpy, woe_anchor.inference.training_features_sql, plpy, model_key, source)
 $woe_anchor_py$;
 
+CREATE FUNCTION ml._woe_anchor_stored_scores_sql(model_key text) RETURNS text
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+return woe_anchor.errors.reported(plpy, woe_anchor.inference.stored_scores_sql, plpy, model_key)
+$woe_anchor_py$;
+
+-- A model's stored TRAIN SOLD scores, wherever they live: its partition of ml.woe_anchor_scores_v1,
+-- and for a model fitted with scores_on_shards the shards' tables, read with your user mappings.
+CREATE FUNCTION ml.woe_anchor_stored_scores(model_key text)
+RETURNS TABLE (generation int, listing_id bigint, t0 timestamptz, fold_id int, is_oof boolean,
+               woe_logit float8, woe_p float8)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    @ERROR_VARIABLES@
+BEGIN
+    RETURN QUERY EXECUTE ml._woe_anchor_stored_scores_sql(model_key);
+    PERFORM ml._woe_anchor_end_shard_reads();
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+    PERFORM ml._woe_anchor_end_shard_reads();
+    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);
+END
+$$;
+
 -- Closes the shard connections a training-features statement read through.
 CREATE FUNCTION ml._woe_anchor_end_shard_reads() RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
@@ -150,6 +179,8 @@ $$;
 
 COMMENT ON FUNCTION ml._woe_anchor_score_sql(oid, text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_score';
 COMMENT ON FUNCTION ml._woe_anchor_training_features_sql(text, oid) IS 'woe_anchor internal: the statement behind ml.woe_anchor_training_features';
+COMMENT ON FUNCTION ml._woe_anchor_stored_scores_sql(text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_stored_scores';
+COMMENT ON FUNCTION ml.woe_anchor_stored_scores(text) IS 'A model''s stored TRAIN SOLD scores, on this server or on its shards';
 COMMENT ON FUNCTION ml._woe_anchor_end_shard_reads() IS 'woe_anchor internal: closes the guarded reads of shard score tables';
 COMMENT ON FUNCTION ml._woe_anchor_create_views(oid, int) IS 'woe_anchor internal: creates the live views';
 COMMENT ON FUNCTION ml.woe_anchor_score(regclass, text) IS 'Score every row of source with a stored WOE anchor model (default: the active one)';

@@ -1,0 +1,378 @@
+"""A hostile trainer (issue #16, docs/security.md): it never acts as another role.
+
+Every test plays the attacks a trainer set up with ml.woe_anchor_grant could
+try: make an administrator or a reader run its code, read what it may not,
+drop or block what is not its own. Trainer code records who runs it in a side
+table (``woe_pwned``); after each test no row may name another role, and the
+trainer must still not be a superuser.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from contextlib import contextmanager, nullcontext
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+import artifacts
+import cases
+from conftest import fit
+from woe_anchor_harness import install
+
+SUFFIX = os.getpid()
+TRAINER, OTHER, READER = f"woe_sec_t_{SUFFIX}", f"woe_sec_t2_{SUFFIX}", f"woe_sec_r_{SUFFIX}"
+TSCHEMA = f"woe_sec_t_{SUFFIX}"  # the trainer's own schema, where its code lives
+
+EVIL = f"""
+CREATE FUNCTION {TSCHEMA}.evil() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.woe_pwned (who, what) VALUES (current_user, 'evil ran');
+    BEGIN
+        EXECUTE 'ALTER ROLE {TRAINER} SUPERUSER';
+    EXCEPTION WHEN OTHERS THEN NULL;
+    END;
+    RETURN true;
+END
+$$"""
+
+
+@contextmanager
+def as_role(conn, role):
+    conn.execute(f"SET ROLE {role}")
+    try:
+        yield conn
+    finally:
+        conn.execute("RESET ROLE")
+
+
+def escalations(conn):
+    """Trainer code that ran as another role, and whether the trainer became a superuser."""
+    ran = conn.execute("SELECT who, what FROM public.woe_pwned WHERE who <> %s", [TRAINER]).fetchall()
+    superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [TRAINER]).fetchone()[0]
+    return ran, superuser
+
+
+@pytest.fixture
+def cast(conn):
+    """Two trainers, a reader (LOGIN: pg_cron runs jobs as them) and a source they may read."""
+    for r in (TRAINER, OTHER, READER):
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [r]).fetchone():
+            conn.execute(f"DROP OWNED BY {r}")
+            conn.execute(f"DROP ROLE {r}")
+        conn.execute(f"CREATE ROLE {r} LOGIN")
+    conn.execute(f"CREATE SCHEMA {TSCHEMA} AUTHORIZATION {TRAINER}")
+    conn.execute("DROP TABLE IF EXISTS public.woe_pwned")
+    conn.execute("CREATE TABLE public.woe_pwned (who name, what text)")
+    conn.execute("GRANT INSERT ON public.woe_pwned TO PUBLIC")
+    cases.load(conn, "sec_src", cases.make_rows(seed=61, n=900))
+    cases.load(conn, "sec_secret", cases.make_rows(seed=62, n=900))
+    conn.execute(f"GRANT SELECT ON sec_src TO {TRAINER}, {OTHER}, {READER}")
+    conn.execute("SELECT ml.woe_anchor_grant(trainer => %s, reader => %s)", [TRAINER, READER])
+    conn.execute("SELECT ml.woe_anchor_grant(trainer => %s)", [OTHER])
+    with as_role(conn, TRAINER):
+        conn.execute(EVIL)
+    yield conn
+    conn.execute("RESET ROLE")
+    assert escalations(conn) == ([], False), "no trainer code ran as another role"
+    for key in [r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 "
+                                           "WHERE fitted_by IN (%s, %s)", [TRAINER, OTHER])]:
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+    conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE created_by IN (%s, %s)", [TRAINER, OTHER])
+    for r in (TRAINER, OTHER, READER):
+        conn.execute(f"DROP OWNED BY {r}")
+        conn.execute(f"DROP ROLE {r}")
+
+
+def test_training_features_never_read_a_trainers_source_as_someone_else(cast):
+    conn = cast
+    admin_view = f"woe_sec_wrapped_{SUFFIX}"
+    with as_role(conn, TRAINER):
+        conn.execute(f"CREATE VIEW {TSCHEMA}.trap AS SELECT * FROM public.sec_src WHERE {TSCHEMA}.evil()")
+        conn.execute(f"GRANT USAGE ON SCHEMA {TSCHEMA} TO {READER}")
+        conn.execute(f"GRANT SELECT ON {TSCHEMA}.trap TO {READER}")
+        conn.execute(f"GRANT EXECUTE ON FUNCTION {TSCHEMA}.evil() TO PUBLIC")
+        # row-level security whose policy runs the trainer's function for whoever reads
+        conn.execute(f"CREATE TABLE {TSCHEMA}.guarded AS SELECT * FROM public.sec_src")
+        conn.execute(f"ALTER TABLE {TSCHEMA}.guarded ENABLE ROW LEVEL SECURITY")
+        conn.execute(f"CREATE POLICY p ON {TSCHEMA}.guarded USING ({TSCHEMA}.evil())")
+        conn.execute(f"GRANT SELECT ON {TSCHEMA}.guarded TO {READER}")
+        trap = fit(conn, f"{TSCHEMA}.trap", model_key="sec_trap", activate=False)
+        guarded = fit(conn, f"{TSCHEMA}.guarded", model_key="sec_guarded", activate=False)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE ml.woe_anchor_model_registry_v1 SET source_relation = %s", [f"{TSCHEMA}.trap"])
+    # an administrator's own view over the trap: the trainer's code is still on the path
+    conn.execute(f"CREATE VIEW public.{admin_view} AS SELECT * FROM {TSCHEMA}.trap")
+    conn.execute(f"GRANT SELECT ON public.{admin_view} TO {TRAINER}")
+    with as_role(conn, TRAINER):
+        wrapped = fit(conn, f"public.{admin_view}", model_key="sec_wrapped", activate=False)
+    for key in (trap, guarded, wrapped):
+        for role in (None, READER):
+            with as_role(conn, role) if role else nullcontext():
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="runs code of roles without your"):
+                    conn.execute("SELECT count(*) FROM ml.woe_anchor_training_features(%s)", [key])
+    assert escalations(conn) == ([], False)
+    # the trainer reads its own source; a reader names a source it trusts
+    with as_role(conn, TRAINER):
+        assert conn.execute("SELECT count(*) FROM ml.woe_anchor_training_features(%s)", [trap]).fetchone()[0] == 900
+    with as_role(conn, READER):
+        got = conn.execute("SELECT count(*) FROM ml.woe_anchor_training_features(%s, 'public.sec_src')",
+                           [trap]).fetchone()[0]
+    assert got == 900
+    conn.execute(f"DROP VIEW public.{admin_view}")
+
+
+def test_views_read_the_source_with_the_readers_rights(cast):
+    conn = cast
+    version = 40 + SUFFIX % 1000
+    columns = [c for c in cases.COLUMN_TYPES if c != "battery_pct_effective"]
+    conn.execute(f"REVOKE SELECT ON sec_secret FROM {TRAINER}")
+    conn.execute(f"GRANT SELECT ({', '.join(columns)}) ON sec_secret TO {TRAINER}")
+    with as_role(conn, TRAINER):
+        # schema 1 reads battery_pct_effective (band bat), which the trainer may not read in sec_secret
+        conn.execute("SELECT ml.woe_anchor_copy_band_schema(1, %s)", [version])
+        conn.execute(f"CREATE TABLE {TSCHEMA}.look_alike AS SELECT * FROM public.sec_src")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            fit(conn, "public.sec_secret", model_key="sec_column", band_schema_version=version)
+        fit(conn, f"{TSCHEMA}.look_alike", model_key="sec_look", band_schema_version=version)
+    conn.execute("SELECT ml.woe_anchor_create_views('sec_secret', %s)", [version])
+    conn.execute("SELECT ml.woe_anchor_grant(trainer => %s, reader => %s)", [TRAINER, READER])
+    try:
+        for role in (TRAINER, READER):
+            with as_role(conn, role):
+                for query in ("SELECT bat_band FROM ml.v_woe_anchor_bands_live_v1",
+                              "SELECT count(*) FROM ml.woe_anchor_scores_live_v1",
+                              "SELECT count(*) FROM ml.woe_anchor_scores_live_train_v"):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        conn.execute(query)
+        conn.execute(f"GRANT SELECT ON sec_secret TO {READER}")
+        with as_role(conn, READER):
+            assert conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_live_train_v").fetchone()[0] == 900
+    finally:
+        conn.execute("DROP VIEW ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
+                     "ml.v_woe_anchor_bands_live_v1")
+        conn.execute("SELECT ml.woe_anchor_drop_model('sec_look')")
+
+
+def test_a_trainer_cannot_write_artifacts_take_ids_or_create_where_the_extension_acts(cast):
+    conn = cast
+    with as_role(conn, TRAINER):
+        key = fit(conn, "sec_src", model_key="sec_mine", activate=False)
+    model_id = artifacts.registry(conn, key)["model_id"]
+    part = f"woe_anchor_scores.woe_anchor_scores_v1_m{model_id}"
+    with as_role(conn, TRAINER):
+        for statement in (
+                "UPDATE ml.woe_anchor_model_registry_v1 SET model_id = model_id + 1000",
+                "UPDATE ml.woe_anchor_model_registry_v1 SET is_active = true WHERE model_key = 'sec_mine'",
+                "DELETE FROM ml.woe_anchor_cuts_v1",
+                "INSERT INTO ml.woe_anchor_map_v1 SELECT * FROM ml.woe_anchor_map_v1 LIMIT 1",
+                "UPDATE ml.woe_anchor_cuts_v1 SET thresholds = '{\"c1\": \"1e999\"}'",
+                "INSERT INTO ml.woe_anchor_shard_scores VALUES ('sec_mine', 'x', 'woe_anchor_scores_v1_0123456789ab_p0')",
+                "SELECT setval('ml.woe_anchor_model_id_seq', 1)",
+                "SELECT nextval('ml.woe_anchor_model_id_seq')",
+                f"CREATE TABLE woe_anchor_scores.woe_anchor_scores_v1_m{model_id + 1} (x int)",
+                "CREATE TABLE ml.planted (x int)",
+                "CREATE FUNCTION ml.woe_anchor_score(text, text) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+                f"ALTER TABLE {part} ADD CHECK ({TSCHEMA}.evil())",
+                f"CREATE VIEW {TSCHEMA}.on_partition AS SELECT * FROM {part} WHERE {TSCHEMA}.evil()",
+                "SELECT ml._woe_anchor_set_active('sec_mine')",
+                "SELECT ml._woe_anchor_cron('SELECT 1')",
+                "SELECT * FROM ml._woe_anchor_delete(ARRAY['sec_mine'])",
+                f"SELECT ml._woe_anchor_caller('{uuid.uuid4()}')",
+                "SELECT count(*) FROM ml._woe_anchor_callers"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    assert conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
+                        [part]).fetchone()[0] == conn.execute(
+        "SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0]
+    # a fit after all that still gets the next id and its partition
+    with as_role(conn, TRAINER):
+        assert fit(conn, "sec_src", model_key="sec_next", activate=False) == "sec_next"
+
+
+def test_forged_calls_of_the_definer_entry_points_are_refused(cast):
+    conn = cast
+    admin_key = fit(conn, "sec_src", model_key="sec_admins", activate=False)
+    with as_role(conn, TRAINER):
+        # a ticket says who inserted it, whatever the row claims
+        ticket = str(uuid.uuid4())
+        with conn.transaction():
+            conn.execute("INSERT INTO ml._woe_anchor_callers VALUES (%s, %s, 0, '0')", [ticket, "postgres"])
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="fitted by"), conn.transaction():
+                conn.execute("SELECT * FROM ml._woe_anchor_drop(%s, %s)", [ticket, admin_key])
+        # that ticket is now of an earlier transaction: it is worth nothing
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="ticket"):
+            conn.execute("SELECT ml._woe_anchor_activate(%s, %s)", [ticket, admin_key])
+    # the definer copies staging tables as the extension's owner: it must refuse anything but the
+    # caller's own temporary score tables, or it would read what the caller may not
+    payload = forged_payload(conn, staging=["public.sec_secret"])
+    before = conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0]
+    with as_role(conn, TRAINER):
+        for staging in (["public.sec_secret"], [f"{TSCHEMA}.not_temp"], ["pg_temp.wide"]):
+            if staging[0].endswith("not_temp"):
+                conn.execute(f"CREATE TABLE {TSCHEMA}.not_temp AS SELECT generation, listing_id, t0, "
+                             "0 AS fold_id, true AS is_oof, 0::float8 AS woe_logit, 0::float8 AS woe_p FROM sec_src")
+            if staging[0].endswith("wide"):
+                conn.execute("CREATE TEMP TABLE wide AS SELECT generation, listing_id, t0, 0 AS fold_id, true AS is_oof, "
+                             "0::float8 AS woe_logit, 0::float8 AS woe_p, 1 AS extra FROM sec_src")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a staging table"):
+                conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)",
+                             [json.dumps(dict(payload, staging=staging))])
+        # a band schema other than the stored one is refused too
+        doc = json.loads(payload["registry"]["band_schema"])
+        doc["bands"] = doc["bands"][:2]
+        forged = dict(payload, staging=[], registry=dict(payload["registry"], band_schema=json.dumps(doc)))
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="band schema"):
+            conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)", [json.dumps(forged)])
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0] == before
+    # the trainer's own definer function, run by an administrator, still acts as the trainer
+    with as_role(conn, TRAINER):
+        conn.execute(f"CREATE FUNCTION {TSCHEMA}.sneaky(k text) RETURNS boolean LANGUAGE sql SECURITY DEFINER "
+                     "AS 'SELECT ml.woe_anchor_drop_model(k)'")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="fitted by"):
+        conn.execute(f"SELECT {TSCHEMA}.sneaky(%s)", [admin_key])
+    assert artifacts.registry(conn, admin_key) is not None
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [admin_key])
+
+
+def forged_payload(conn, staging):
+    """What a trainer would hand ml._woe_anchor_persist itself: a complete, plausible model."""
+    doc = conn.execute("SELECT ml.woe_anchor_band_schema(1)::text").fetchone()[0]
+    registry = dict(train_cutoff_ts="2026-01-01T00:00:00+00", half_life_days=150, eps=0.5, n_folds=1,
+                    band_schema_version=1, band_schema=doc, base_rate=0.5, base_logit=0.0,
+                    slow_threshold_hours=504, min_duration_hours=48, oof=False, weight_ref_ts=0.0,
+                    n_train_sold=1, n_learned=1, n_days=1, n_folds_with_rows=0, n_scored_oof=0,
+                    source_relation="public.sec_src", parameters="{}", timings_ms='{"total": 0}')
+    return dict(model_key=f"sec_forged_{SUFFIX}", replace=False, activate=False, registry=registry,
+                thresholds='{"dsold_t1": -0.15, "dsold_t2": -0.05, "dsold_t3": 0.05, "dsold_t4": 0.15, '
+                           '"c1": 0, "c2": 0}',
+                fits={"fold_id": [None], "base_rate": [0.5], "base_logit": [0.0], "n_learned": [1]},
+                maps={k: [] for k in ("fold_id", "band_name", "band_value", "woe", "sum_w_pos", "sum_w_neg",
+                                      "n_rows")},
+                staging=staging, shard_tables=[])
+
+
+def test_one_trainer_cannot_drop_replace_or_block_anothers_models(cast):
+    conn = cast
+    with as_role(conn, TRAINER):
+        mine = fit(conn, "sec_src", model_key="sec_t_model", activate=False)
+        conn.execute("SELECT ml.woe_anchor_copy_band_schema(1, %s)", [60 + SUFFIX % 1000])
+    with as_role(conn, OTHER):
+        theirs = fit(conn, "sec_src", model_key="sec_t2_model", activate=False)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="fitted by"):
+            conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [mine])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="fitted by"):
+            fit(conn, "sec_src", model_key=mine, replace=True)
+        assert conn.execute("SELECT * FROM ml.woe_anchor_prune(0)").fetchall() == [(theirs,)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="created by"):
+            conn.execute("DELETE FROM ml.woe_anchor_bands WHERE schema_version = %s AND band_name = 'sale'",
+                         [60 + SUFFIX % 1000])
+        # activation is the one switch every trainer shares
+        conn.execute("SELECT ml.woe_anchor_activate(%s)", [mine])
+    assert artifacts.registry(conn, mine) is not None and artifacts.active_keys(conn) == [mine]
+    # a view over a model's partition (an administrator's here: trainers cannot even reach the
+    # partitions) does not keep its model from being dropped
+    part = f"woe_anchor_scores.woe_anchor_scores_v1_m{artifacts.registry(conn, mine)['model_id']}"
+    conn.execute(f"CREATE VIEW public.woe_sec_on_partition AS SELECT * FROM {part}")
+    conn.execute("SELECT ml.woe_anchor_activate(%s)", [fit(conn, "sec_src", model_key="sec_keep_active")])
+    with as_role(conn, TRAINER):
+        assert conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [mine]).fetchone()[0] is True
+    assert conn.execute("SELECT to_regclass('public.woe_sec_on_partition')").fetchone()[0] is None
+    conn.execute("SELECT ml.woe_anchor_drop_model('sec_keep_active')")
+
+
+def test_install_refuses_objects_a_non_superuser_planted_in_ml(server):
+    name = f"woe_anchor_planted_{SUFFIX}"
+    role = f"woe_planter_{SUFFIX}"
+    dsn = install.fresh_database(server, name, extension=False)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute(f"DROP ROLE IF EXISTS {role}")
+            c.execute(f"CREATE ROLE {role}")
+            c.execute("CREATE SCHEMA ml")
+            c.execute(f"GRANT USAGE, CREATE ON SCHEMA ml TO {role}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may create objects in schema ml"):
+                c.execute("CREATE EXTENSION woe_anchor CASCADE")
+            c.execute(f"SET ROLE {role}")
+            c.execute("CREATE FUNCTION ml.woe_anchor_score(source text, model_key text DEFAULT NULL) "
+                      "RETURNS int LANGUAGE sql AS 'SELECT 1'")
+            c.execute("RESET ROLE")
+            c.execute(f"REVOKE CREATE ON SCHEMA ml FROM {role}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"woe_anchor_score\(text,text\)"):
+                c.execute("CREATE EXTENSION woe_anchor CASCADE")
+            c.execute("DROP FUNCTION ml.woe_anchor_score(text, text)")
+            c.execute("CREATE EXTENSION woe_anchor CASCADE")
+            c.execute(f"DROP OWNED BY {role}")
+    finally:
+        install.drop_database(server, name)
+        with psycopg.connect(server.dsn_for("postgres"), autocommit=True) as c:
+            c.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+@pytest.mark.local_server
+@pytest.mark.usefixtures("cast")  # the trainer role
+def test_dump_and_restore_run_no_trainer_code(server, tmp_path):
+    """A database with a trainer's models, views and code, dumped and restored by a superuser."""
+    name = f"woe_anchor_sec_dump_{SUFFIX}"
+    source = install.fresh_database(server, name)
+    restored = f"{name}_restored"
+    try:
+        with psycopg.connect(source, autocommit=True) as c:
+            c.execute("CREATE TABLE public.woe_pwned (who name, what text)")
+            c.execute("GRANT INSERT ON public.woe_pwned TO PUBLIC")
+            cases.load(c, "sec_src", cases.make_rows(seed=63, n=600))
+            c.execute(f"GRANT SELECT ON sec_src TO {TRAINER}")
+            c.execute("SELECT ml.woe_anchor_grant(trainer => %s)", [TRAINER])
+            c.execute(f"CREATE SCHEMA {TSCHEMA} AUTHORIZATION {TRAINER}")
+            c.execute(f"SET ROLE {TRAINER}")
+            c.execute(EVIL)
+            c.execute(f"CREATE VIEW {TSCHEMA}.trap AS SELECT * FROM public.sec_src WHERE {TSCHEMA}.evil()")
+            fit(c, f"{TSCHEMA}.trap", model_key="dumped")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute("CREATE TABLE woe_anchor_scores.woe_anchor_scores_v1_m999 (model_key text) "
+                          f"PARTITION BY LIST ((({TSCHEMA}.evil())::text))")
+            c.execute("RESET ROLE")
+            c.execute("DELETE FROM public.woe_pwned")
+        info = conninfo_to_dict(server.dsn)
+        dump = tmp_path / "db.dump"
+        common = ["-h", info["host"], "-p", str(info["port"]), "-U", info["user"]]
+        subprocess.run([os.path.join(server.bindir, "pg_dump"), *common, "-Fc", "-f", str(dump), name], check=True)
+        install.fresh_database(server, restored, extension=False)
+        subprocess.run([os.path.join(server.bindir, "pg_restore"), *common, "-d", restored, "--exit-on-error",
+                        str(dump)], check=True, capture_output=True)
+        with psycopg.connect(server.dsn_for(restored)) as r:
+            assert r.execute("SELECT count(*) FROM public.woe_pwned").fetchone()[0] == 0
+            assert r.execute("SELECT count(*) FROM ml.woe_anchor_scores_v1 WHERE model_key = 'dumped'"
+                             ).fetchone()[0] > 0
+            assert r.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [TRAINER]).fetchone()[0] is False
+    finally:
+        install.drop_database(server, restored)
+        install.drop_database(server, name)
+
+
+def test_band_schema_numbers_out_of_range_are_problems_not_tracebacks(cast):
+    conn = cast
+    version = 80 + SUFFIX % 1000
+    with as_role(conn, TRAINER):
+        conn.execute("SELECT ml.woe_anchor_copy_band_schema(1, %s)", [version])
+        for i, value in enumerate(("1e400", "9" * 5000, "-1e999")):
+            conn.execute(
+                "INSERT INTO ml.woe_anchor_bands (schema_version, position, band_name, column_name, rule) "
+                "VALUES (%s, %s, %s, %s, %s::jsonb)",
+                [version, 100 + i, f"huge_{i}", f"huge_{i}_band",
+                 f'{{"kind": "ladder", "input": {{"column": "image_count"}}, '
+                 f'"steps": [{{"op": "<", "value": {value}, "label": "lo"}}], "else": "hi"}}'])
+        conn.execute(
+            "INSERT INTO ml.woe_anchor_bands (schema_version, position, band_name, column_name, rule) "
+            "VALUES (%s, 110, 'year', 'year_band', %s::jsonb)",
+            [version, '{"kind": "ladder", "input": {"t0_utc_year": 1e300}, '
+                      '"steps": [{"op": "<", "value": 1, "label": "lo"}], "else": "hi"}'])
+        problems = conn.execute("SELECT band_name, problem FROM ml.woe_anchor_band_schema_problems(%s)",
+                                [version]).fetchall()
+        assert {b for b, _ in problems} == {"huge_0", "huge_1", "huge_2", "year"}, problems
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as refused:
+            fit(conn, "sec_src", model_key="sec_huge", band_schema_version=version)
+    assert "Traceback" not in str(refused.value) and "Error" not in str(refused.value).split(":")[0]
