@@ -1,34 +1,26 @@
-"""Upgrade machinery (issue #6, item 4), checked with a synthetic next version.
+"""ALTER EXTENSION woe_anchor UPDATE from the released 0.1.0 (its frozen script) to this version.
 
-0.1.0 is the first release, so there is no real second version yet. The test
-writes a tiny table migration, builds from it both a full script of a
-synthetic version and the upgrade script to it (frozen migration + every
-routine re-created in place), installs both next to the real ones, and
-checks that 0.1.0 + ALTER EXTENSION UPDATE gives the same catalog as a
-fresh install of that version, with a model fitted before the upgrade intact.
+An upgraded database must be the same as a fresh install, object for object, and
+must apply this version's privilege model to what 0.1.0 left: score partitions
+its trainers owned (and may have altered), the rights 0.1.0 granted them, and
+live views that read their source with their owner's rights (docs/security.md).
 """
 from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import psycopg
 import pytest
 
+import artifacts
 import cases
 from conftest import REPO, fit
 from woe_anchor_harness import install
 
-pytestmark = pytest.mark.local_server  # installs a synthetic version into this machine's share directory
+pytestmark = pytest.mark.local_server  # the frozen 0.1.0 script is installed into this machine's share directory
 
-TARGET = "0.1.0-upgradetest"
-MIGRATION = """-- a synthetic migration: one new column, with a comment
-ALTER TABLE ml.woe_anchor_model_registry_v1 ADD COLUMN upgrade_probe text;
-COMMENT ON COLUMN ml.woe_anchor_model_registry_v1.upgrade_probe IS 'added by the synthetic upgrade';
-"""
+CURRENT = re.search(r"default_version = '(.+)'", (REPO / "woe_anchor.control").read_text())[1]
 
 # Every object of the extension with its definition, privileges and comment.
 CATALOG = """
@@ -59,32 +51,10 @@ ORDER BY 1
 """
 
 
-def _make_var(name):
-    return subprocess.run(["make", "-s", f"print-{name}"], cwd=REPO, check=True, capture_output=True,
-                          text=True).stdout.split()
-
-
-@pytest.fixture
-def synthetic_version(server, tmp_path):
-    migration = tmp_path / f"0.1.0--{TARGET}.sql"
-    migration.write_text(MIGRATION)
-    modules = _make_var("PY_MODULES")
-    tables, functions = _make_var("TABLE_SOURCES"), _make_var("FUNCTION_SOURCES")
-    sharedir = subprocess.run([server.pg_config, "--sharedir"], check=True, capture_output=True,
-                              text=True).stdout.strip()
-    full = Path(sharedir) / "extension" / f"woe_anchor--{TARGET}.sql"
-    step = Path(sharedir) / "extension" / f"woe_anchor--0.1.0--{TARGET}.sql"
-    build = [sys.executable, "extension/build.py", TARGET]
-    subprocess.run(build + [str(full), "sql/header.sql", *tables, str(migration), *functions, "--", *modules],
-                   cwd=REPO, check=True)
-    subprocess.run(build + [str(step), "sql/header.sql", str(migration), *functions, "--", *modules],
-                   cwd=REPO, check=True)
-    text = step.read_text()
-    assert "CREATE OR REPLACE FUNCTION ml._fit_woe_anchor" in text
-    assert not re.search(r"^CREATE (TABLE|TYPE|SCHEMA|FUNCTION|TRIGGER) ", text, re.M), "tables only by migration"
-    yield
-    full.unlink()
-    step.unlink()
+def _partition_rows(conn, key):
+    """A model's rows in the scores table itself (both versions keep local scores there)."""
+    return conn.execute("SELECT * FROM ml.woe_anchor_scores_v1 WHERE model_key = %s ORDER BY 2, 3, 4",
+                        [key]).fetchall()
 
 
 def _catalog(dsn):
@@ -94,27 +64,94 @@ def _catalog(dsn):
     return [tuple(re.sub(r"woe_anchor/[^']+'", "woe_anchor/KEY'", str(v)) for v in r) for r in rows]
 
 
-def test_update_from_0_1_0_gives_the_catalog_of_a_fresh_install(server, synthetic_version):
+@pytest.fixture
+def databases(server):
     names = [f"woe_anchor_upgraded_{os.getpid()}", f"woe_anchor_fresh_{os.getpid()}"]
-    upgraded, fresh = (install.fresh_database(server, n, extension=False) for n in names)
-    try:
-        with psycopg.connect(upgraded, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION woe_anchor VERSION '0.1.0' CASCADE")
-            cases.load(conn, "up_src", cases.make_rows(seed=97, n=800))
-            key = fit(conn, "up_src", model_key="before_upgrade")
-            before = conn.execute("SELECT * FROM ml.woe_anchor_score('up_src') ORDER BY 1, 2, 3").fetchall()
-            conn.execute(f"ALTER EXTENSION woe_anchor UPDATE TO '{TARGET}'")
-            assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] \
-                == TARGET
-            assert conn.execute("SELECT * FROM ml.woe_anchor_score('up_src') ORDER BY 1, 2, 3").fetchall() == before
-            assert conn.execute("SELECT ml.woe_anchor_assert_ready()").fetchone()[0]
-            assert fit(conn, "up_src", model_key="after_upgrade") == "after_upgrade"
-            assert key == "before_upgrade"
-        with psycopg.connect(fresh, autocommit=True) as conn:
-            conn.execute(f"CREATE EXTENSION woe_anchor VERSION '{TARGET}' CASCADE")
-        got, want = _catalog(upgraded), _catalog(fresh)
-        assert len(want) > 30
-        assert got == want, [(a, b) for a, b in zip(got, want) if a != b][:3]
-    finally:
-        for n in names:
-            install.drop_database(server, n)
+    yield [install.fresh_database(server, n, extension=False) for n in names]
+    for n in names:
+        install.drop_database(server, n)
+
+
+def test_the_update_from_0_1_0_gives_the_catalog_of_a_fresh_install(databases):
+    upgraded, fresh = databases
+    with psycopg.connect(upgraded, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION woe_anchor VERSION '0.1.0' CASCADE")
+        conn.execute("ALTER EXTENSION woe_anchor UPDATE")
+        assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] \
+            == CURRENT
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION woe_anchor CASCADE")
+    got, want = _catalog(upgraded), _catalog(fresh)
+    assert len(want) > 40
+    assert got == want, [(a, b) for a, b in zip(got, want) if a != b][:3]
+
+
+def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(databases):
+    """Under 0.1.0 a trainer fitted (owning its partition), altered its partition and hung its code on it."""
+    upgraded, _ = databases
+    suffix = os.getpid()
+    trainer, reader = f"woe_up_t_{suffix}", f"woe_up_r_{suffix}"
+    with psycopg.connect(upgraded, autocommit=True) as conn:
+        for role in (trainer, reader):
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+            conn.execute(f"CREATE ROLE {role}")
+        conn.execute("CREATE EXTENSION woe_anchor VERSION '0.1.0' CASCADE")
+        conn.execute("CREATE TABLE public.woe_pwned (who name, what text)")
+        conn.execute("GRANT INSERT ON public.woe_pwned TO PUBLIC")
+        cases.load(conn, "up_src", cases.make_rows(seed=97, n=800))
+        conn.execute(f"GRANT SELECT ON up_src TO {trainer}, {reader}")
+        conn.execute("SELECT ml.woe_anchor_grant(trainer => %s, reader => %s)", [trainer, reader])
+        conn.execute(f"CREATE SCHEMA t AUTHORIZATION {trainer}")
+        conn.execute(f"SET ROLE {trainer}")
+        conn.execute("CREATE FUNCTION t.evil() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+                     "INSERT INTO public.woe_pwned VALUES (current_user, 'evil ran'); RETURN true; END $$")
+        clean = fit(conn, "up_src", model_key="clean_0_1_0", activate=False)
+        dirty = fit(conn, "up_src", model_key="dirty_0_1_0")
+        part = f"woe_anchor_scores.woe_anchor_scores_v1_m{artifacts.registry(conn, dirty)['model_id']}"
+        conn.execute(f"ALTER TABLE {part} ADD CONSTRAINT planted CHECK (t.evil())")
+        conn.execute("CREATE FUNCTION t.trig() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                     "PERFORM t.evil(); RETURN NEW; END $$")
+        conn.execute(f"CREATE TRIGGER planted BEFORE INSERT ON {part} FOR EACH ROW EXECUTE FUNCTION t.trig()")
+        conn.execute(f"CREATE VIEW t.on_partition AS SELECT * FROM {part}")
+        conn.execute("RESET ROLE")
+        conn.execute("SELECT ml.woe_anchor_create_views('up_src')")
+        conn.execute("DELETE FROM public.woe_pwned")
+        before = {k: _partition_rows(conn, k) for k in (clean, dirty)}
+        scored = conn.execute("SELECT * FROM ml.woe_anchor_score('up_src') ORDER BY 1, 2, 3").fetchall()
+
+        conn.execute("ALTER EXTENSION woe_anchor UPDATE")
+
+        owner = conn.execute("SELECT pg_get_userbyid(extowner) FROM pg_extension "
+                             "WHERE extname = 'woe_anchor'").fetchone()[0]
+        partitions = conn.execute("SELECT c.oid::regclass::text, pg_get_userbyid(c.relowner), c.relhastriggers, "
+                                  "(SELECT array_agg(k.conname ORDER BY k.conname) FROM pg_constraint k "
+                                  " WHERE k.conrelid = c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                                  "WHERE i.inhparent = 'ml.woe_anchor_scores_v1'::regclass").fetchall()
+        assert len(partitions) == 2
+        for name, part_owner, triggers, constraints in partitions:
+            assert part_owner == owner and not triggers, name
+            assert sorted(constraints) == sorted([name.split(".")[1] + "_pkey", "woe_anchor_scores_model_key_check",
+                                                  "woe_anchor_scores_v1_fold_id_check"]), name
+        assert conn.execute("SELECT to_regclass('t.on_partition')").fetchone()[0] is None
+        assert {k: _partition_rows(conn, k) for k in (clean, dirty)} == before, "every score kept"
+        assert conn.execute("SELECT * FROM ml.woe_anchor_score('up_src') ORDER BY 1, 2, 3").fetchall() == scored
+        assert artifacts.active_keys(conn) == [dirty]
+        assert conn.execute("SELECT count(*) FROM public.woe_pwned").fetchone()[0] == 0
+        # 0.1.0's rights are gone, this version's are there
+        for privilege, target in (("INSERT", "ml.woe_anchor_model_registry_v1"), ("DELETE", "ml.woe_anchor_map_v1"),
+                                  ("UPDATE", "ml.woe_anchor_model_id_seq")):
+            check = "has_sequence_privilege" if target.endswith("_seq") else "has_table_privilege"
+            assert not conn.execute(f"SELECT {check}(%s, %s, %s)", [trainer, target, privilege]).fetchone()[0]
+        assert not conn.execute("SELECT has_schema_privilege(%s, 'woe_anchor_scores', 'CREATE')",
+                                [trainer]).fetchone()[0]
+        assert conn.execute("SELECT reloptions FROM pg_class WHERE oid = 'ml.woe_anchor_scores_live_v1'::regclass"
+                            ).fetchone()[0] == ["security_invoker=true"]
+        conn.execute(f"SET ROLE {trainer}")
+        assert fit(conn, "up_src", model_key="after_update", activate=False) == "after_update"
+        assert conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [clean]).fetchone()[0] is True
+        conn.execute(f"SET ROLE {reader}")
+        assert conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_live_train_v").fetchone()[0] == 800
+        conn.execute("RESET ROLE")
+        for role in (trainer, reader):
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")

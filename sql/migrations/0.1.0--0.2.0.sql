@@ -135,6 +135,21 @@ BEGIN
 END
 $$;
 
+-- The live views 0.1.0's ml.woe_anchor_create_views made (its comment marks them) read the source
+-- with their owner's rights; from now on they read it with the reader's.
+DO $$
+DECLARE
+    v regclass;
+BEGIN
+    FOR v IN SELECT c.oid FROM pg_catalog.pg_class AS c
+             WHERE c.relnamespace = to_regnamespace('ml') AND c.relkind = 'v'
+               AND c.relname IN ('v_woe_anchor_bands_live_v1', 'woe_anchor_scores_live_v1', 'woe_anchor_scores_live_train_v')
+               AND left(pg_catalog.obj_description(c.oid, 'pg_class'), 12) = 'woe_anchor: ' LOOP
+        EXECUTE format('ALTER VIEW %s SET (security_invoker = true)', v);
+    END LOOP;
+END
+$$;
+
 -- The partition attach of 0.1.0 is done by the fit's persist entry point now.
 DROP FUNCTION IF EXISTS ml._woe_anchor_attach_scores(bigint);
 -- training features take the source explicitly too (functions/inference.sql)
