@@ -330,10 +330,17 @@ def test_dump_and_restore_run_no_trainer_code(server, tmp_path):
             c.execute(f"SET ROLE {TRAINER}")
             c.execute(EVIL)
             c.execute(f"CREATE VIEW {TSCHEMA}.trap AS SELECT * FROM public.sec_src WHERE {TSCHEMA}.evil()")
-            fit(c, f"{TSCHEMA}.trap", model_key="dumped")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute("CREATE TABLE woe_anchor_scores.woe_anchor_scores_v1_m999 (model_key text) "
-                          f"PARTITION BY LIST ((({TSCHEMA}.evil())::text))")
+            key = fit(c, f"{TSCHEMA}.trap", model_key="dumped")
+            part = f"woe_anchor_scores.woe_anchor_scores_v1_m{artifacts.registry(c, key)['model_id']}"
+            # code a restore would run as the restoring superuser: a check on the model's partition, or
+            # a partition of its own whose key calls the trainer (IMMUTABLE, falsely)
+            c.execute(f"CREATE FUNCTION {TSCHEMA}.evil_key(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
+                      f"$$ BEGIN PERFORM {TSCHEMA}.evil(); RETURN $1; END $$")
+            for attack in (f"ALTER TABLE {part} ADD CHECK ({TSCHEMA}.evil())",
+                           "CREATE TABLE woe_anchor_scores.woe_anchor_scores_v1_m999 (LIKE ml.woe_anchor_scores_v1) "
+                           f"PARTITION BY LIST (({TSCHEMA}.evil_key(generation)))"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    c.execute(attack)
             c.execute("RESET ROLE")
             c.execute("DELETE FROM public.woe_pwned")
         info = conninfo_to_dict(server.dsn)

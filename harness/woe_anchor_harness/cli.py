@@ -12,7 +12,7 @@ import time
 
 import psycopg
 
-from . import install, report, server
+from . import install, migrate, report, server
 
 DEFAULT_DB = "woe_anchor_demo"
 
@@ -115,21 +115,37 @@ def cmd_report(args):
     print(path)
 
 
-TRAINER_TABLES = ("woe_anchor_model_registry_v1", "woe_anchor_cuts_v1", "woe_anchor_map_v1", "woe_anchor_scores_v1")
-
-
 def cmd_migrate(args):
-    """Move the trainer's ml tables aside, create the extension, import them: one transaction."""
-    ident = psycopg.sql.Identifier
+    """Take over the Python trainer's tables and the views on them (migrate.py): one transaction."""
+    # COLUMN=A maps a column; COLUMN=A,B takes the first of A and B that is not NULL
+    columns = {k: v.split(",") if "," in v else v for k, v in (item.split("=", 1) for item in args.map or ())}
     with psycopg.connect(_dsn(args)) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(ident(args.legacy_schema)))
-        for table in TRAINER_TABLES:
-            conn.execute(psycopg.sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(ident("ml", table),
-                                                                              ident(args.legacy_schema)))
-        conn.execute("CREATE EXTENSION woe_anchor CASCADE")
-        keys = [r[0] for r in conn.execute("SELECT * FROM ml.woe_anchor_import_trainer(%s)", [args.legacy_schema])]
+        try:
+            if args.rollback:
+                since = migrate.rollback(conn, args.legacy_schema, force=args.force)
+                conn.commit()
+                print("rolled back: the trainer's tables and views are back in ml"
+                      + (f"; dropped {len(since)} models fitted since" if since else ""))
+                return 0
+            plan = migrate.inspect(conn, args.legacy_schema, relations=args.relations and args.relations.split(","),
+                                   columns=columns, source=args.source, hook=args.activation_hook)
+            if args.dry_run:
+                print(migrate.describe(plan))
+                return 0
+            summary = migrate.run(conn, plan, args.recreate_views)
+            conn.commit()
+        except migrate.MigrateError as e:
+            print(f"woe-anchor: {e}", file=sys.stderr)
+            return 2
         active = conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE is_active").fetchone()
-    print(f"imported {len(keys)} models from {args.legacy_schema}; active: {active[0] if active else 'none'}")
+    imported = [k for k, outcome, _ in summary if outcome == "imported"]
+    print(f"imported {len(imported)} models from {args.legacy_schema}; active: {active[0] if active else 'none'}")
+    for key, outcome, mapped in summary:
+        if mapped:
+            print(f"  {key} ({outcome}): {mapped}")
+    if plan.views:
+        print(f"re-created {len(plan.views)} views over woe_anchor: {', '.join(v.name for v in plan.views)}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -160,9 +176,22 @@ def main(argv=None) -> int:
     s.add_argument("source")
     s.add_argument("--n-folds", type=int, default=5)
     s.set_defaults(run=cmd_schedule)
-    m = sub.add_parser("migrate", help="adopt the Python trainer's ml.woe_anchor_*_v1 tables (one transaction)")
+    m = sub.add_parser("migrate", help="take over the Python trainer's tables and the views on them (one transaction)")
     m.add_argument("--legacy-schema", default="woe_anchor_trainer",
                    help="where the trainer's tables are moved and kept (default woe_anchor_trainer)")
+    m.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+    m.add_argument("--recreate-views", action="store_true",
+                   help="drop the views that read the trainer's tables and re-create them over woe_anchor")
+    m.add_argument("--source", help="the relation the live views read (default: a source view over --relations)")
+    m.add_argument("--relations", help="comma-separated relations the source view joins, the base first "
+                                       "(default: those the trainer's banding view reads)")
+    m.add_argument("--map", action="append", metavar="COLUMN=SOURCE_COLUMN",
+                   help="a source contract column held under another name, e.g. sold_time=sold_date "
+                        "(t0=t0,edited_date: the first not NULL)")
+    m.add_argument("--activation-hook", metavar="FUNCTION",
+                   help="a function every activation runs, e.g. 'audit.recertify_woe_anchor_store_v1()'")
+    m.add_argument("--rollback", action="store_true", help="put the trainer's tables and views back")
+    m.add_argument("--force", action="store_true", help="with --rollback: drop models fitted since the migration")
     m.set_defaults(run=cmd_migrate)
     r = sub.add_parser("report", help="write one self-contained HTML page with a model's plots")
     r.add_argument("model_key")

@@ -15,7 +15,7 @@ import numpy as np
 from . import bands, errors, packs, passes, schemas, sharded, source
 from .errors import FitError
 from .persist import REGISTRY
-from .sqlgen import Compiler, quote_ident, quote_literal, utc_iso_sql
+from .sqlgen import Compiler, quote_literal, utc_iso_sql
 
 BANDS_VIEW = "ml.v_woe_anchor_bands_live_v1"
 SCORES_VIEW = "ml.woe_anchor_scores_live_v1"
@@ -205,72 +205,3 @@ def _stored_scores(plpy, key: str) -> str:
     remote = plpy.execute(plpy.prepare("SELECT server::text, remote_table FROM ml.woe_anchor_shard_scores "
                                        "WHERE model_key = $1 ORDER BY 1, 2", ["text"]), [key])
     return " UNION ALL ".join([local] + [sharded.shard_scores_sql(plpy, r["server"], r["remote_table"]) for r in remote])
-
-
-def create_views(plpy, source_oid, version) -> None:
-    """(Re)create the live views over the caller's source for band schema ``version``.
-
-    The views read the active model's thresholds and map rows at query time,
-    so activating another model of the same schema changes what they return
-    without recreating them. They score the active model only while its
-    schema is ``version`` (default: the active model's); the train view fails
-    otherwise. A model of another schema needs another call.
-    """
-    if version is None:
-        active = plpy.execute(f"SELECT band_schema_version AS v FROM {REGISTRY} WHERE is_active")
-        version = active[0]["v"] if active else 1
-    _, schema = schemas.load(plpy, version)
-    src = source.resolve(plpy, source_oid, schema, labels=False)
-    c = Compiler(schema, src.reads, live="m")
-    exprs = [c.band(band, as_label=True) for band in schema.bands]
-    exprs += [c.subset(name) for name in schema.subsets]
-    for band, _ in bands.scored_sums(schema):
-        # a ladder over a weighted sum also shows the sum (schema 1: presentation_score)
-        score = c.input(band.rules[0].tests[0].input)
-        exprs.append(f"CASE WHEN {c.subset(band.subset)} THEN {score} END" if band.subset else score)
-    columns = list(zip(exprs, bands.view_columns(schema)))
-    _drop_views_of_another_shape(plpy, list(bands.KEY_OUTPUTS) + [name for _, name in columns])
-    column_sql = ",\n       ".join(f"{expr} AS {quote_ident(name)}" for expr, name in columns)
-    plpy.execute(f"""
-CREATE OR REPLACE VIEW {BANDS_VIEW} WITH (security_invoker = true) AS
-SELECT s.generation::int AS generation, s.listing_id::bigint AS listing_id, s.t0, m.model_key, m.base_logit,
-       {column_sql}
-FROM {src.qualified} AS s
-CROSS JOIN (SELECT r.model_key, r.base_logit, k.thresholds
-            FROM {REGISTRY} AS r
-            JOIN ml.woe_anchor_cuts_v1 AS k ON k.model_key = r.model_key AND k.fold_id IS NULL
-            WHERE r.is_active AND r.band_schema_version = {int(version)}) AS m""")
-    joins, terms = [], ["b.base_logit"]
-    for i, band in enumerate(schema.bands):
-        joins.append(f"LEFT JOIN ml.woe_anchor_map_v1 AS m{i} ON m{i}.model_key = b.model_key "
-                     f"AND m{i}.fold_id IS NULL AND m{i}.band_name = {quote_literal(band.name)} "
-                     f"AND m{i}.band_value = b.{quote_ident(band.column)}")
-        terms.append(f"coalesce(m{i}.woe, 0::float8)")
-    plpy.execute(f"""
-CREATE OR REPLACE VIEW {SCORES_VIEW} WITH (security_invoker = true) AS
-SELECT q.generation, q.listing_id, q.t0, q.model_key, q.woe_logit,
-       {passes.sigmoid_sql('q.woe_logit')} AS woe_anchor_p_slow21
-FROM (SELECT b.generation, b.listing_id, b.t0, b.model_key, {' + '.join(terms)} AS woe_logit
-      FROM {BANDS_VIEW} AS b
-      {chr(10).join('      ' + j for j in joins).strip()}) AS q""")
-    plpy.execute(f"""
-CREATE OR REPLACE VIEW {TRAIN_VIEW} WITH (security_invoker = true) AS
-SELECT * FROM {SCORES_VIEW} WHERE ml.woe_anchor_assert_ready({int(version)})""")
-    for view, what in ((BANDS_VIEW, "band values of the active WOE anchor model"),
-                       (SCORES_VIEW, "active WOE anchor model scores, joined from the final map"),
-                       (TRAIN_VIEW, "active WOE anchor model scores; every query fails unless the model is ready")):
-        comment = f"woe_anchor: {what} over {src.qualified}, band schema {int(version)}"
-        plpy.execute(f"COMMENT ON VIEW {view} IS {quote_literal(comment)}")
-
-
-def _drop_views_of_another_shape(plpy, wanted: list[str]) -> None:
-    """CREATE OR REPLACE keeps grants but cannot change columns: views of another schema go first.
-
-    No CASCADE: a view of the user's that depends on ours makes this fail loudly.
-    """
-    old = plpy.execute(f"""
-SELECT array_agg(a.attname::text ORDER BY a.attnum) AS names
-FROM pg_catalog.pg_attribute AS a
-WHERE a.attrelid = to_regclass({quote_literal(BANDS_VIEW)}) AND a.attnum > 0 AND NOT a.attisdropped""")[0]["names"]
-    if old is not None and old != wanted:
-        plpy.execute(f"DROP VIEW IF EXISTS {TRAIN_VIEW}, {SCORES_VIEW}, {BANDS_VIEW}")

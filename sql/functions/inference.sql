@@ -54,13 +54,6 @@ AS $woe_anchor_py$
 woe_anchor.sharded.end_shard_reads(plpy)
 $woe_anchor_py$;
 
-CREATE FUNCTION ml._woe_anchor_create_views(source oid, band_schema_version int) RETURNS void
-LANGUAGE plpython3u VOLATILE SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $woe_anchor_py$
-@LOAD_PACKAGE@
-woe_anchor.errors.reported(plpy, woe_anchor.inference.create_views, plpy, source, band_schema_version)
-$woe_anchor_py$;
 
 -- Scores every row of any relation with the SPEC.md input columns, with a stored model
 -- (default: the active one) and nothing but its artifacts.
@@ -124,19 +117,6 @@ BEGIN
 END
 $$;
 
--- Creates or replaces the live views over the user's source (they follow the active model).
-CREATE FUNCTION ml.woe_anchor_create_views(source regclass, band_schema_version int DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    @ERROR_VARIABLES@
-BEGIN
-    PERFORM ml._woe_anchor_create_views(source::oid, band_schema_version);
-@RERAISE_AS_PLAIN_ERROR@
-END
-$$;
 
 -- The artifact assertions of the fail-closed view; true, or an error that says what is wrong.
 CREATE FUNCTION ml.woe_anchor_assert_ready(band_schema_version int DEFAULT NULL)
@@ -182,10 +162,8 @@ COMMENT ON FUNCTION ml._woe_anchor_training_features_sql(text, oid) IS 'woe_anch
 COMMENT ON FUNCTION ml._woe_anchor_stored_scores_sql(text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_stored_scores';
 COMMENT ON FUNCTION ml.woe_anchor_stored_scores(text) IS 'A model''s stored TRAIN SOLD scores, on this server or on its shards';
 COMMENT ON FUNCTION ml._woe_anchor_end_shard_reads() IS 'woe_anchor internal: closes the guarded reads of shard score tables';
-COMMENT ON FUNCTION ml._woe_anchor_create_views(oid, int) IS 'woe_anchor internal: creates the live views';
 COMMENT ON FUNCTION ml.woe_anchor_score(regclass, text) IS 'Score every row of source with a stored WOE anchor model (default: the active one)';
 COMMENT ON FUNCTION ml.woe_anchor_training_features(text, regclass) IS 'Rows of the model''s training source with split, fold and the WOE anchor feature (OOF on TRAIN SOLD)';
-COMMENT ON FUNCTION ml.woe_anchor_create_views(regclass, int) IS 'Create or replace the live band and score views over source for a band schema (default: the active model''s)';
 COMMENT ON FUNCTION ml.woe_anchor_assert_ready(int) IS 'Raise unless the active WOE anchor model (of this band schema, when given) passes the artifact assertions; else true';
 COMMENT ON FUNCTION ml._woe_anchor_model_bands(text) IS 'woe_anchor internal: the rows behind ml.woe_anchor_model_bands';
 COMMENT ON FUNCTION ml.woe_anchor_model_bands(text) IS 'Bands of a WOE anchor model (default: the active one) and their values in schema order';

@@ -41,14 +41,14 @@ BEGIN
         EXECUTE format('GRANT USAGE ON SCHEMA ml TO %s', who);
         EXECUTE format('GRANT SELECT ON ml.woe_anchor_model_registry_v1, ml.woe_anchor_cuts_v1, '
                        'ml.woe_anchor_map_v1, ml.woe_anchor_scores_v1, ml.woe_anchor_shard_scores, '
-                       'ml.woe_anchor_band_schemas, ml.woe_anchor_bands TO %s', who);
+                       'ml.woe_anchor_band_schemas, ml.woe_anchor_bands, ml.woe_anchor_views, '
+                       'ml.woe_anchor_activation_hooks TO %s', who);
         FOR routine IN SELECT p.oid FROM pg_proc AS p
                        WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = ANY (ml._woe_anchor_routines('reader')) LOOP
             EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO %s', routine, who);
         END LOOP;
-        FOR view IN SELECT c.oid FROM pg_class AS c
-                    WHERE c.relnamespace = 'ml'::regnamespace AND c.relname IN
-                          ('v_woe_anchor_bands_live_v1', 'woe_anchor_scores_live_v1', 'woe_anchor_scores_live_train_v') LOOP
+        FOR view IN SELECT to_regclass(v.view_name) FROM ml.woe_anchor_views AS v
+                    WHERE to_regclass(v.view_name) IS NOT NULL LOOP
             EXECUTE format('GRANT SELECT ON %s TO %s', view, who);
         END LOOP;
     END LOOP;

@@ -27,6 +27,34 @@ COMMENT ON TABLE ml.woe_anchor_shard_scores IS
     'woe_anchor: where the scores of a model fitted with scores_on_shards live (table woe_anchor_scores.<remote_table> on server)';
 SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_shard_scores', '');
 
+-- The views ml.woe_anchor_create_views and ml.woe_anchor_create_source_view made. woe_anchor
+-- replaces or drops only these: a view of the same name that is not here is someone else's.
+CREATE TABLE ml.woe_anchor_views (
+    view_name            text PRIMARY KEY,
+    kind                 text NOT NULL CHECK (kind IN ('bands', 'scores', 'train', 'source')),
+    source               text,
+    band_schema_version  int,
+    -- train view: the administrator's SQL expression every query runs first ('' for none)
+    guard                text,
+    -- source view: the relations and column mapping it was made from
+    spec                 jsonb,
+    created_by           name NOT NULL DEFAULT current_user,
+    created_at           timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ml.woe_anchor_views IS 'woe_anchor: the views woe_anchor created (it replaces or drops no other)';
+SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_views', '');
+
+-- Functions every activation runs in its own transaction (a fit's, ml.woe_anchor_activate, a
+-- scheduled fit's, the trainer import's): a re-certification, say. One that raises refuses the
+-- activation. Each takes the model key, or nothing.
+CREATE TABLE ml.woe_anchor_activation_hooks (
+    hook           regprocedure PRIMARY KEY,
+    registered_by  name NOT NULL DEFAULT current_user,
+    registered_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ml.woe_anchor_activation_hooks IS 'woe_anchor: functions every model activation runs';
+SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_activation_hooks', '');
+
 -- Upgrade from 0.1.0: the score partitions a trainer created and owned become the extension's.
 -- A partition with anything of its owner's attached (a trigger, an index, a constraint, a policy,
 -- a dependent view...) is rebuilt from its rows; the rest only change owner. Shard score
@@ -136,23 +164,36 @@ END
 $$;
 
 -- The live views 0.1.0's ml.woe_anchor_create_views made (its comment marks them) read the source
--- with their owner's rights; from now on they read it with the reader's.
+-- with their owner's rights; from now on they read it with the reader's. They are recorded as
+-- woe_anchor's.
 DO $$
 DECLARE
-    v regclass;
+    v record;
 BEGIN
-    FOR v IN SELECT c.oid FROM pg_catalog.pg_class AS c
+    FOR v IN SELECT format('%I.%I', 'ml', c.relname) AS view, d.kind, m[1] AS source, m[2]::int AS version
+             FROM pg_catalog.pg_class AS c
+             JOIN (VALUES ('v_woe_anchor_bands_live_v1', 'bands'), ('woe_anchor_scores_live_v1', 'scores'),
+                          ('woe_anchor_scores_live_train_v', 'train')) AS d (name, kind) ON d.name = c.relname
+             CROSS JOIN LATERAL regexp_match(pg_catalog.obj_description(c.oid, 'pg_class'),
+                                             ' over (.*), band schema ([0-9]+)$') AS m
              WHERE c.relnamespace = to_regnamespace('ml') AND c.relkind = 'v'
-               AND c.relname IN ('v_woe_anchor_bands_live_v1', 'woe_anchor_scores_live_v1', 'woe_anchor_scores_live_train_v')
                AND left(pg_catalog.obj_description(c.oid, 'pg_class'), 12) = 'woe_anchor: ' LOOP
-        EXECUTE format('ALTER VIEW %s SET (security_invoker = true)', v);
+        EXECUTE format('ALTER VIEW %s SET (security_invoker = true)', v.view);
+        INSERT INTO ml.woe_anchor_views (view_name, kind, source, band_schema_version, guard)
+        VALUES (v.view, v.kind, v.source, v.version, CASE WHEN v.kind = 'train' THEN '' END);
     END LOOP;
 END
 $$;
 
 -- The partition attach of 0.1.0 is done by the fit's persist entry point now.
 DROP FUNCTION IF EXISTS ml._woe_anchor_attach_scores(bigint);
--- training features take the source explicitly too (functions/inference.sql)
+-- the trainer import says what it mapped (functions/import.sql)
+DROP FUNCTION IF EXISTS ml.woe_anchor_import_trainer(name);
+DROP FUNCTION IF EXISTS ml._woe_anchor_constrain_scores_sql(text, text);
+-- the live views take a guard and replace only views woe_anchor made (functions/inference.sql)
+DROP FUNCTION IF EXISTS ml.woe_anchor_create_views(regclass, int);
+DROP FUNCTION IF EXISTS ml._woe_anchor_create_views(oid, int);
+-- training features take the source explicitly too
 DROP FUNCTION IF EXISTS ml.woe_anchor_training_features(text);
 DROP FUNCTION IF EXISTS ml._woe_anchor_training_features_sql(text);
 -- shard score tables are found in ml.woe_anchor_shard_scores now

@@ -1,0 +1,318 @@
+"""`woe-anchor migrate`: take over a database the Python trainer and its SQL package run on.
+
+The trainer's four tables (ml.woe_anchor_*_v1) hold its models, and the
+user's pipeline reads views built on them: the banding and scoring views, a
+certification entrypoint, and a fail-closed view guarded by the user's audit
+layer. Moving the tables away would leave those views reading the moved
+copies (views bind by OID) and serving the old model forever. So migrate:
+
+1. inspects what depends on the tables (views and materialized views, all
+   the way down; functions that name them; foreign keys) and what the
+   import will map, and refuses by default, listing them;
+2. with ``--recreate-views``, in one transaction: saves every dependent
+   view's definition, owner, grants and options (in the legacy schema, for
+   ``--rollback``), drops them, moves the tables into the legacy schema,
+   creates the extension, creates the live views under the same names over
+   the extension's artifacts, with the user's guard kept in the train view,
+   re-creates the user's other views from their own definitions (they now
+   reach the extension's views and tables by name), registers the
+   activation hook, and imports the models, whose activation runs it;
+3. ``--dry-run`` prints that plan and changes nothing; ``--rollback`` puts
+   the trainer's tables and views back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+TABLES = ("woe_anchor_model_registry_v1", "woe_anchor_cuts_v1", "woe_anchor_map_v1", "woe_anchor_scores_v1")
+# the live views woe_anchor creates under these names (the trainer's package uses them too)
+LIVE = {"ml.v_woe_anchor_bands_live_v1": "bands", "ml.woe_anchor_scores_live_v1": "scores",
+        "ml.woe_anchor_scores_live_train_v": "train"}
+SOURCE_VIEW = "ml.woe_anchor_source_v1"
+SAVED = "migrated_views"  # the legacy schema's table of the views migrate replaced
+KEYS = ("generation", "listing_id", "t0")
+
+
+class MigrateError(Exception):
+    """A reason not to migrate, with what to do about it."""
+
+
+@dataclass
+class View:
+    name: str            # schema-qualified, as format('%I.%I') gives it
+    kind: str            # 'v' or 'm'
+    definition: str
+    owner: str
+    acl: list            # (grantee, privilege) pairs
+    options: list        # reloptions
+    comment: str | None
+    depth: int           # 1: reads a trainer table directly, 2: reads such a view, ...
+
+
+@dataclass
+class Plan:
+    legacy_schema: str
+    views: list[View] = field(default_factory=list)
+    functions: list[str] = field(default_factory=list)
+    foreign_keys: list[str] = field(default_factory=list)
+    blockers: list[str] = field(default_factory=list)
+    guard: str | None = None
+    relations: list[str] = field(default_factory=list)
+    columns: dict = field(default_factory=dict)
+    source: str | None = None
+    hook: str | None = None
+    readers: list[str] = field(default_factory=list)
+
+
+# every view or materialized view that reads the trainer's tables, however indirectly, with its depth
+_DEPENDENTS_SQL = """
+WITH RECURSIVE reads (view, depth) AS (
+    SELECT DISTINCT w.ev_class, 1 FROM pg_depend AS d JOIN pg_rewrite AS w ON w.oid = d.objid
+    WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = ANY (%(tables)s::regclass[]) AND w.ev_class <> d.refobjid
+    UNION
+    SELECT w.ev_class, r.depth + 1 FROM reads AS r
+    JOIN pg_depend AS d ON d.classid = 'pg_rewrite'::regclass AND d.refobjid = r.view
+    JOIN pg_rewrite AS w ON w.oid = d.objid AND w.ev_class <> r.view
+)
+SELECT format('%%I.%%I', n.nspname, c.relname) AS name, c.relkind::text AS kind, pg_get_viewdef(c.oid) AS definition,
+       pg_get_userbyid(c.relowner) AS owner,
+       coalesce((SELECT array_agg(ARRAY[CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                                        a.privilege_type])
+                 FROM aclexplode(c.relacl) AS a WHERE a.grantee <> c.relowner), '{}') AS acl,
+       coalesce(c.reloptions, '{}') AS options, obj_description(c.oid, 'pg_class') AS comment, max(r.depth) AS depth
+FROM reads AS r JOIN pg_class AS c ON c.oid = r.view JOIN pg_namespace AS n ON n.oid = c.relnamespace
+GROUP BY c.oid, n.nspname, c.relname ORDER BY max(r.depth), 1
+"""
+
+
+def _legacy_tables(conn) -> list[str]:
+    return [f"ml.{t}" for t in TABLES
+            if conn.execute("SELECT to_regclass(%s)", [f"ml.{t}"]).fetchone()[0] is not None]
+
+
+def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None, hook=None) -> Plan:
+    """What migrating this database involves; nothing is changed."""
+    conn.execute("SET search_path = pg_catalog")  # view definitions come back schema-qualified
+    plan = Plan(legacy_schema, source=source, hook=hook, columns=dict(columns or {}))
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'woe_anchor'").fetchone():
+        raise MigrateError("woe_anchor is already installed in this database: nothing to migrate")
+    tables = _legacy_tables(conn)
+    if len(tables) != len(TABLES):
+        raise MigrateError(f"the trainer's tables are not all in schema ml: found {', '.join(tables) or 'none'}")
+    if conn.execute("SELECT to_regnamespace(%s)", [legacy_schema]).fetchone()[0] is not None:
+        raise MigrateError(f"schema {legacy_schema} exists already: choose another --legacy-schema")
+    for row in conn.execute(_DEPENDENTS_SQL, {"tables": tables}).fetchall():
+        plan.views.append(View(row[0], row[1], row[2], row[3], [tuple(a) for a in row[4]], list(row[5]), row[6],
+                               row[7]))
+    plan.functions = [r[0] for r in conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.prosrc ~ %s ORDER BY 1",
+        ["woe_anchor_(model_registry|cuts|map|scores)_v1"]).fetchall()]
+    plan.foreign_keys = [r[0] for r in conn.execute(
+        "SELECT format('%%s on %%s', c.conname, c.conrelid::regclass) FROM pg_constraint AS c "
+        "WHERE c.contype = 'f' AND c.confrelid = ANY (%s::regclass[]) AND NOT c.conrelid = ANY (%s::regclass[]) "
+        "ORDER BY 1", [tables, tables]).fetchall()]
+    if plan.foreign_keys:
+        plan.blockers.append(f"foreign keys reference the trainer's tables: {', '.join(plan.foreign_keys)}; drop "
+                             "them (woe_anchor's registry has the same key, model_key, if you re-create them after)")
+    owner = conn.execute("SELECT r.rolname, r.rolsuper FROM pg_namespace AS n JOIN pg_roles AS r ON r.oid = n.nspowner "
+                         "WHERE n.nspname = 'ml'").fetchone()
+    if not owner[1]:
+        plan.blockers.append(f"schema ml is owned by {owner[0]}, who is not a superuser: ALTER SCHEMA ml OWNER TO "
+                             "a superuser (woe_anchor's callers resolve names there, docs/security.md)")
+    creators = conn.execute("SELECT string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' "
+                            "ELSE pg_get_userbyid(a.grantee) END, ', ') FROM pg_namespace AS n, aclexplode(n.nspacl) AS a "
+                            "LEFT JOIN pg_roles AS r ON r.oid = a.grantee WHERE n.nspname = 'ml' "
+                            "AND a.privilege_type = 'CREATE' AND NOT coalesce(r.rolsuper, false)").fetchone()[0]
+    if creators:
+        plan.blockers.append(f"roles that are not superusers may create objects in schema ml ({creators}): "
+                             "REVOKE CREATE ON SCHEMA ml FROM them")
+    by_name = {v.name: v for v in plan.views}
+    train = by_name.get("ml.woe_anchor_scores_live_train_v")
+    if train is not None:
+        plan.guard = _guard_of(conn, train)
+    bands = by_name.get("ml.v_woe_anchor_bands_live_v1")
+    if not plan.source and not plan.relations:
+        plan.relations = relations or (_relations_of(conn, bands.name, tables) if bands else [])
+    if not plan.source and plan.relations and "t0" not in plan.columns:
+        base = set(_columns(conn, plan.relations[0]))
+        if "edited_date" in base:  # the trainer's feature store: t0 is COALESCE(t0, edited_date)
+            plan.columns["t0"] = ["t0", "edited_date"] if "t0" in base else "edited_date"
+    plan.readers = sorted({grantee for v in plan.views if v.name in LIVE for grantee, privilege in v.acl
+                           if privilege == "SELECT"})
+    return plan
+
+
+def _columns(conn, relation: str) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                                       "AND NOT attisdropped ORDER BY attnum", [relation]).fetchall()]
+
+
+def _relations_of(conn, view: str, tables: list[str]) -> list[str]:
+    """The user's relations the trainer's banding view reads, the one with t0 (or edited_date) first."""
+    found = [r[0] for r in conn.execute(
+        "SELECT DISTINCT format('%%I.%%I', n.nspname, c.relname) FROM pg_rewrite AS w "
+        "JOIN pg_depend AS d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid "
+        "JOIN pg_class AS c ON c.oid = d.refobjid AND c.relkind IN ('r', 'v', 'm', 'p', 'f') "
+        "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+        "WHERE w.ev_class = %s::regclass AND c.oid <> w.ev_class AND NOT c.oid = ANY (%s::regclass[]) ORDER BY 1",
+        [view, tables]).fetchall()]
+    return sorted(found, key=lambda r: not ({"t0", "edited_date"} & set(_columns(conn, r))))
+
+
+def _guard_of(conn, train: View) -> str | None:
+    """The user's guard call in the trainer's fail-closed view: each function it calls outside the catalog."""
+    names = [r[0] for r in conn.execute(
+        "SELECT DISTINCT format('%%I.%%I', n.nspname, p.proname) FROM pg_rewrite AS w "
+        "JOIN pg_depend AS d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid "
+        "JOIN pg_proc AS p ON d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid "
+        "JOIN pg_namespace AS n ON n.oid = p.pronamespace "
+        "WHERE w.ev_class = %s::regclass AND n.nspname NOT IN ('pg_catalog', 'ml')", [train.name]).fetchall()]
+    calls = [c for c in (_call_in(train.definition, n) for n in names) if c]
+    return ", ".join(calls) or None  # a select list: woe_anchor's train view runs (SELECT <guard>) first
+
+
+def _call_in(text: str, function: str) -> str | None:
+    """``function(...)`` as written in a view definition: up to its closing parenthesis, quotes respected."""
+    start = text.find(function + "(")
+    if start < 0:
+        return None
+    depth, quoted = 0, False
+    for i in range(start + len(function), len(text)):
+        ch = text[i]
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+            if depth == 0:
+                return text[start:i + 1]
+    return None
+
+
+def describe(plan: Plan) -> str:
+    """The plan in words: what moves, what is re-created, what the user must still do."""
+    out = [f"1. move the trainer's tables {', '.join('ml.' + t for t in TABLES)} into schema {plan.legacy_schema} "
+           "(kept there; --rollback puts them back)",
+           "2. CREATE EXTENSION woe_anchor, then import the trainer's models (the summary says what it maps)"]
+    if plan.views:
+        out.append(f"3. views that read the trainer's tables ({len(plan.views)}), dropped and re-created in the "
+                   "same transaction:")
+        for v in plan.views:
+            what = {"bands": "woe_anchor's banding view", "scores": "woe_anchor's scoring view",
+                    "train": "woe_anchor's fail-closed view" + (f", guarded by {plan.guard}" if plan.guard else "")
+                    }.get(LIVE.get(v.name), "its own definition, now reading woe_anchor's views and tables by name")
+            out.append(f"   - {v.name}: {what}")
+        if plan.source:
+            out.append(f"   the live views read {plan.source}")
+        elif plan.relations:
+            out.append(f"   the live views read {SOURCE_VIEW}, a source view over {', '.join(plan.relations)} "
+                       f"(columns mapped: {plan.columns or 'none'})")
+    if plan.hook:
+        out.append(f"4. every activation (fit, activate, schedule, the import) runs {plan.hook} in its transaction")
+    if plan.functions:
+        out.append("functions that name the trainer's tables now read woe_anchor's tables of the same names: "
+                   + ", ".join(plan.functions))
+    if plan.readers:
+        out.append("the live views read their source with their reader's rights: grant "
+                   f"SELECT on the source to {', '.join(plan.readers)} if they lack it")
+    if plan.blockers:
+        out.append("cannot migrate yet:")
+        out += [f"   - {b}" for b in plan.blockers]
+    return "\n".join(out)
+
+
+def run(conn, plan: Plan, recreate_views: bool) -> list[tuple]:
+    """Migrate in the connection's transaction (the caller commits); returns the import's summary."""
+    if plan.blockers:
+        raise MigrateError("cannot migrate yet:\n" + "\n".join(f"  - {b}" for b in plan.blockers))
+    if plan.views and not recreate_views:
+        raise MigrateError(
+            f"{len(plan.views)} views read the trainer's tables: {', '.join(v.name for v in plan.views)}. Moving the "
+            "tables would leave them serving the trainer's last model. Re-run with --recreate-views to re-create them "
+            "over woe_anchor (see the plan with --dry-run), or drop them yourself.")
+    if plan.views and not (plan.source or plan.relations) and any(LIVE.get(v.name) for v in plan.views):
+        raise MigrateError("cannot tell which relations the live views should read: pass --source or --relations")
+    ident = sql.Identifier
+    legacy = ident(plan.legacy_schema)
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(legacy))
+    conn.execute(sql.SQL("CREATE TABLE {}.{} (name text PRIMARY KEY, kind text, definition text, owner text, "
+                         "acl text[], options text[], comment text, depth int)").format(legacy, ident(SAVED)))
+    for v in plan.views:
+        conn.execute(sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(legacy, ident(SAVED)),
+                     [v.name, v.kind, v.definition, v.owner, [f"{g} {p}" for g, p in v.acl], v.options, v.comment,
+                      v.depth])
+    for v in sorted(plan.views, key=lambda v: -v.depth):
+        conn.execute(sql.SQL("DROP {} {}").format(sql.SQL("MATERIALIZED VIEW" if v.kind == "m" else "VIEW"),
+                                                  sql.SQL(v.name)))
+    for table in TABLES:
+        conn.execute(sql.SQL("ALTER TABLE ml.{} SET SCHEMA {}").format(ident(table), legacy))
+    conn.execute("CREATE EXTENSION woe_anchor CASCADE")
+    if any(LIVE.get(v.name) for v in plan.views):
+        source = plan.source or conn.execute(
+            "SELECT ml.woe_anchor_create_source_view(%s, %s::regclass[], %s::jsonb)",
+            [SOURCE_VIEW, plan.relations, psycopg.types.json.Jsonb(plan.columns)]).fetchone()[0]
+        conn.execute("SELECT ml.woe_anchor_create_views(%s::regclass, 1, guard => %s)", [source, plan.guard or ""])
+    for v in sorted(plan.views, key=lambda v: v.depth):
+        if v.name not in LIVE:
+            kind = sql.SQL("MATERIALIZED VIEW" if v.kind == "m" else "VIEW")
+            options = sql.SQL(f" WITH ({', '.join(v.options)})" if v.options else "")
+            conn.execute(sql.SQL("CREATE {} {}{} AS {}").format(kind, sql.SQL(v.name), options, sql.SQL(v.definition)))
+        _restore_access(conn, v, owned=v.name not in LIVE)
+    if plan.hook:
+        conn.execute("SELECT ml.woe_anchor_add_activation_hook(%s::regprocedure)", [plan.hook])
+    return conn.execute("SELECT * FROM ml.woe_anchor_import_trainer(%s)", [plan.legacy_schema]).fetchall()
+
+
+def _restore_access(conn, v: View, owned: bool) -> None:
+    """The grants a replaced view had, and with ``owned`` its owner and comment too (woe_anchor's live
+    views keep their creator and their own comment)."""
+    what, name = sql.SQL("MATERIALIZED VIEW" if v.kind == "m" else "VIEW"), sql.SQL(v.name)
+    if owned:
+        conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(what, name, sql.Identifier(v.owner)))
+        if v.comment is not None:
+            conn.execute(sql.SQL("COMMENT ON {} {} IS {}").format(what, name, sql.Literal(v.comment)))
+    for grantee, privilege in v.acl:
+        conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), name, sql.SQL(grantee)))
+
+
+def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
+    """Undo a migration in the connection's transaction: the trainer's tables and views come back.
+
+    Models fitted since the migration go with the extension: refused unless ``force``.
+    """
+    legacy = sql.Identifier(legacy_schema)
+    if conn.execute("SELECT to_regclass(%s)", [f"{legacy_schema}.{SAVED}"]).fetchone()[0] is None:
+        raise MigrateError(f"{legacy_schema}.{SAVED} does not exist: this database was not migrated by woe-anchor "
+                           "migrate (or was rolled back)")
+    imported = {r[0] for r in conn.execute(sql.SQL("SELECT model_key FROM {}.woe_anchor_model_registry_v1").format(
+        legacy)).fetchall()}
+    since = [r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 ORDER BY 1").fetchall()
+             if r[0] not in imported]
+    if since and not force:
+        raise MigrateError(f"{len(since)} models were fitted since the migration and would be dropped: "
+                           f"{', '.join(since)}. Dump them first (pg_dump) and pass --force.")
+    saved = conn.execute(sql.SQL("SELECT name, kind, definition, owner, acl, options, comment, depth FROM {}.{} "
+                                 "ORDER BY depth").format(legacy, sql.Identifier(SAVED))).fetchall()
+    for name, kind, *_ in sorted(saved, key=lambda r: -r[7]):
+        if name not in LIVE:
+            conn.execute(sql.SQL("DROP {} IF EXISTS {}").format(
+                sql.SQL("MATERIALIZED VIEW" if kind == "m" else "VIEW"), sql.SQL(name)))
+    conn.execute("SELECT ml.woe_anchor_drop_views()")
+    conn.execute("DROP EXTENSION woe_anchor")
+    for table in TABLES:
+        conn.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA ml").format(legacy, sql.Identifier(table)))
+    for name, kind, definition, owner, acl, options, comment, depth in saved:
+        view = View(name, kind, definition, owner, [tuple(a.split(" ", 1)) for a in acl], list(options), comment,
+                    depth)
+        conn.execute(sql.SQL("CREATE {} {}{} AS {}").format(
+            sql.SQL("MATERIALIZED VIEW" if kind == "m" else "VIEW"), sql.SQL(name),
+            sql.SQL(f" WITH ({', '.join(options)})" if options else ""), sql.SQL(definition)))
+        _restore_access(conn, view, owned=True)
+    conn.execute(sql.SQL("DROP TABLE {}.{}").format(legacy, sql.Identifier(SAVED)))
+    conn.execute(sql.SQL("DROP SCHEMA {}").format(legacy))
+    return since

@@ -1,0 +1,246 @@
+"""The live views over a user's source, and source views that adapt a user's relations to the contract.
+
+The live views read the active model's artifacts at query time and the
+source with their reader's rights (security_invoker). woe_anchor records the
+views it creates in ml.woe_anchor_views and replaces or drops no other view:
+a view of the same name that is not recorded is someone else's, such as a
+view of the Python trainer's pipeline (README, "Migrating from the Python
+trainer").
+"""
+from __future__ import annotations
+
+import json
+
+from . import bands, errors, passes, schemas, source
+from .errors import FitError
+from .inference import BANDS_VIEW, SCORES_VIEW, TRAIN_VIEW, untrusted_code
+from .persist import REGISTRY
+from .sqlgen import Compiler, quote_ident, quote_literal
+
+# the live views and what each shows; ml.woe_anchor_views records those woe_anchor made
+LIVE_VIEWS = {"bands": (BANDS_VIEW, "band values of the active WOE anchor model"),
+              "scores": (SCORES_VIEW, "active WOE anchor model scores, joined from the final map"),
+              "train": (TRAIN_VIEW, "active WOE anchor model scores; every query fails unless the model is ready")}
+
+_EXISTING_VIEW_SQL = """
+SELECT c.oid, pg_catalog.pg_get_userbyid(c.relowner) AS owner, c.relkind::text AS relkind,
+       EXISTS (SELECT FROM ml.woe_anchor_views AS v
+               WHERE v.view_name = pg_catalog.format('%I.%I', n.nspname, c.relname)) AS ours,
+       (SELECT string_agg(DISTINCT d.ev_class::regclass::text, ', ')
+        FROM pg_catalog.pg_depend AS x JOIN pg_catalog.pg_rewrite AS d ON d.oid = x.objid
+        WHERE x.classid = 'pg_catalog.pg_rewrite'::regclass AND x.refobjid = c.oid AND d.ev_class <> c.oid
+          AND d.ev_class::regclass::text <> ALL ($2::text[])) AS dependents
+FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.oid = pg_catalog.to_regclass($1)
+"""
+
+
+def create_views(plpy, source_oid, version, guard: str | None, replace_views: bool) -> None:
+    """(Re)create the live views over the caller's source for band schema ``version``.
+
+    The views read the active model's thresholds and map rows at query time,
+    so activating another model of the same schema changes what they return
+    without recreating them. They score the active model only while its
+    schema is ``version`` (default: the active model's); the train view fails
+    otherwise. A model of another schema needs another call. They read the
+    source with their reader's rights (security_invoker).
+
+    ``guard`` is an administrator's SQL expression that every query of the
+    train view runs first (its own fail-closed check, such as a certification
+    guard; NULL keeps the one recorded, '' removes it). A view of one of these
+    names that woe_anchor did not make is replaced only with ``replace_views``;
+    a view of someone else's that depends on one is never dropped.
+    """
+    if version is None:
+        active = plpy.execute(f"SELECT band_schema_version AS v FROM {REGISTRY} WHERE is_active")
+        version = active[0]["v"] if active else 1
+    _, schema = schemas.load(plpy, version)
+    src = source.resolve(plpy, source_oid, schema, labels=False)
+    if guard is None:
+        recorded = plpy.execute(plpy.prepare("SELECT guard FROM ml.woe_anchor_views WHERE kind = 'train'"))
+        guard = recorded[0]["guard"] if recorded else ""
+    c = Compiler(schema, src.reads, live="m")
+    exprs = [c.band(band, as_label=True) for band in schema.bands]
+    exprs += [c.subset(name) for name in schema.subsets]
+    for band, _ in bands.scored_sums(schema):
+        # a ladder over a weighted sum also shows the sum (schema 1: presentation_score)
+        score = c.input(band.rules[0].tests[0].input)
+        exprs.append(f"CASE WHEN {c.subset(band.subset)} THEN {score} END" if band.subset else score)
+    columns = list(zip(exprs, bands.view_columns(schema)))
+    column_sql = ",\n       ".join(f"{expr} AS {quote_ident(name)}" for expr, name in columns)
+    joins, terms = [], ["b.base_logit"]
+    for i, band in enumerate(schema.bands):
+        joins.append(f"LEFT JOIN ml.woe_anchor_map_v1 AS m{i} ON m{i}.model_key = b.model_key "
+                     f"AND m{i}.fold_id IS NULL AND m{i}.band_name = {quote_literal(band.name)} "
+                     f"AND m{i}.band_value = b.{quote_ident(band.column)}")
+        terms.append(f"coalesce(m{i}.woe, 0::float8)")
+    gate = f"CROSS JOIN LATERAL (SELECT {guard}) AS guard\n" if guard.strip() else ""
+    bodies = {
+        "bands": f"""
+SELECT s.generation::int AS generation, s.listing_id::bigint AS listing_id, s.t0, m.model_key, m.base_logit,
+       {column_sql}
+FROM {src.qualified} AS s
+CROSS JOIN (SELECT r.model_key, r.base_logit, k.thresholds
+            FROM {REGISTRY} AS r
+            JOIN ml.woe_anchor_cuts_v1 AS k ON k.model_key = r.model_key AND k.fold_id IS NULL
+            WHERE r.is_active AND r.band_schema_version = {int(version)}) AS m""",
+        "scores": f"""
+SELECT q.generation, q.listing_id, q.t0, q.model_key, q.woe_logit,
+       {passes.sigmoid_sql('q.woe_logit')} AS woe_anchor_p_slow21
+FROM (SELECT b.generation, b.listing_id, b.t0, b.model_key, {' + '.join(terms)} AS woe_logit
+      FROM {BANDS_VIEW} AS b
+      {chr(10).join('      ' + j for j in joins).strip()}) AS q""",
+        "train": f"""
+SELECT s.* FROM {SCORES_VIEW} AS s
+{gate}WHERE ml.woe_anchor_assert_ready({int(version)})""",
+    }
+    names = [view for view, _ in LIVE_VIEWS.values()]
+    outside = [d for view in names for d in _claim(plpy, view, replace_views, names)]
+    try:
+        with plpy.subtransaction():
+            _create_live_views(plpy, bodies, src.qualified, int(version), guard)
+    except plpy.spiexceptions.InvalidTableDefinition:
+        # CREATE OR REPLACE keeps grants and dependents but cannot change columns: drop, unless that
+        # would drop views of someone else's
+        if outside:
+            raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                           f"the live views change columns, and views woe_anchor did not make depend on them: "
+                           f"{', '.join(sorted(set(outside)))}",
+                           hint="Drop those views, call this again, then re-create them.")
+        plpy.execute(f"DROP VIEW IF EXISTS {TRAIN_VIEW}, {SCORES_VIEW}, {BANDS_VIEW}")
+        _create_live_views(plpy, bodies, src.qualified, int(version), guard)
+    untrusted = untrusted_code(plpy, source_oid)
+    if untrusted:
+        plpy.notice(f"readers of the live views run code of {src.qualified} with their own rights, "
+                     f"and it uses objects of other roles: {untrusted}")
+
+
+def _create_live_views(plpy, bodies: dict, qualified: str, version: int, guard: str) -> None:
+    for kind in ("bands", "scores", "train"):
+        view, what = LIVE_VIEWS[kind]
+        plpy.execute(f"CREATE OR REPLACE VIEW {view} WITH (security_invoker = true) AS {bodies[kind]}")
+        comment = f"woe_anchor: {what} over {qualified}, band schema {version}"
+        plpy.execute(f"COMMENT ON VIEW {view} IS {quote_literal(comment)}")
+        plpy.execute(plpy.prepare(
+            "INSERT INTO ml.woe_anchor_views (view_name, kind, source, band_schema_version, guard) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (view_name) DO UPDATE SET kind = EXCLUDED.kind, "
+            "source = EXCLUDED.source, band_schema_version = EXCLUDED.band_schema_version, "
+            "guard = EXCLUDED.guard, created_by = current_user, created_at = now()",
+            ["text", "text", "text", "int", "text"]), [view, kind, qualified, version,
+                                                       guard if kind == "train" else None])
+
+
+def _claim(plpy, view: str, replace: bool, ours: list[str] = ()) -> list[str]:
+    """Views outside ``ours`` that depend on ``view``; refuses a relation of that name woe_anchor did not make.
+
+    ``replace`` takes over a view of someone else's (the Python trainer's pipeline, say).
+    ``view`` may be quoted; ml.woe_anchor_views records names as format('%I.%I', schema, name).
+    """
+    row = plpy.execute(plpy.prepare(_EXISTING_VIEW_SQL, ["text", "text[]"]), [view, list(ours)])
+    if not row:
+        return []
+    row = row[0]
+    if row["relkind"] != "v" or not (row["ours"] or replace):
+        raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                       f"{view} exists and woe_anchor did not create it (owner {row['owner']})",
+                       hint=("It may be a view of your own pipeline. To serve woe_anchor's models under that name, "
+                             "pass replace_views => true" + (" after dropping the views that depend on it: "
+                                                             f"{row['dependents']}" if row["dependents"] else "")
+                             + "; `woe-anchor migrate --recreate-views` does this for the Python trainer's views."))
+    return row["dependents"].split(", ") if row["dependents"] else []
+
+
+def _view_name(name: str) -> str:
+    """A schema-qualified view name of plain identifiers, quoted."""
+    parts = (name or "").split(".")
+    if len(parts) != 2 or not all(bands.COLUMN_RE.match(p) for p in parts):
+        raise FitError(errors.INVALID_PARAMETER_VALUE, f"view name {name!r} must be schema.name of plain identifiers")
+    return ".".join(quote_ident(p) for p in parts)
+
+
+# the columns a source view joins its relations on, when a relation has them
+JOIN_KEYS = ("generation", "listing_id", "t0")
+_RELATION_SQL = """
+SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS qualified,
+       coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute AS a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}') AS names
+FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace WHERE c.oid = $1
+"""
+
+
+def create_source_view(plpy, name: str, relation_oids: list, columns_doc: str, version: int,
+                       replace_views: bool) -> str:
+    """A view that gives the contract's columns from a user's own relations; returns its quoted name.
+
+    ``relation_oids[0]`` is the base; each further relation is LEFT JOINed to
+    it on the key columns (generation, listing_id, t0) both have. ``columns``
+    maps a contract column to the relations' column that holds it, or to a list
+    of them (the first not NULL): {"t0": ["t0", "edited_date"], "sold_time":
+    "sold_date"}. Unmapped contract columns are looked up under their own
+    name. The keys and every column band schema ``version`` reads must be
+    found; the label columns are taken when found (a scoring-only source has
+    none). Nothing in the mapping is SQL: names only, quoted.
+    """
+    _, schema = schemas.load(plpy, version)
+    qualified = _view_name(name)
+    mapping = json.loads(columns_doc or "{}")
+    relations = [plpy.execute(plpy.prepare(_RELATION_SQL, ["oid"]), [oid]) for oid in relation_oids or []]
+    if not relations or any(not r for r in relations):
+        raise FitError(errors.UNDEFINED_TABLE, "relations must name one or more existing relations, the base first")
+    relations = [r[0] for r in relations]
+    wanted = source.expected_types(schema)
+    unknown = sorted(set(mapping) - set(wanted))
+    if unknown or not isinstance(mapping, dict):
+        raise FitError(errors.INVALID_PARAMETER_VALUE,
+                       f"columns maps columns the contract does not have: {', '.join(unknown)}",
+                       hint=f"The contract's columns for band schema {version}: {', '.join(wanted)}.")
+
+    def find(column):
+        for i, r in enumerate(relations):
+            if column in r["names"]:
+                return f"r{i}.{quote_ident(column)}"
+        return None
+
+    selected, missing = [], []
+    for contract in wanted:
+        given = mapping.get(contract, contract)
+        names = given if isinstance(given, list) else [given]
+        if not names or not all(isinstance(n, str) and bands.COLUMN_RE.match(n) for n in names):
+            raise FitError(errors.INVALID_PARAMETER_VALUE,
+                           f"columns.{contract} must name a column, or list columns (the first not NULL)")
+        found = [find(n) for n in names]
+        if all(found):
+            expr = found[0] if len(found) == 1 else f"coalesce({', '.join(found)})"
+            selected.append(f"{expr} AS {quote_ident(contract)}")
+        elif contract in mapping or contract not in bands.LABEL_COLUMNS:
+            missing.append(f"{contract} (looked for {', '.join(n for n, f in zip(names, found) if not f)})")
+    if missing:
+        raise FitError(errors.UNDEFINED_COLUMN,
+                       f"the relations lack {len(missing)} column(s) the source needs: {'; '.join(missing)}",
+                       hint="Map each to the column that holds it: columns => '{\"t0\": \"edited_date\"}'.")
+    joins = []
+    base = set(relations[0]["names"])
+    for i, r in enumerate(relations[1:], start=1):
+        keys = [k for k in JOIN_KEYS if k in base and k in r["names"]]
+        if not keys:
+            raise FitError(errors.INVALID_PARAMETER_VALUE,
+                           f"{r['qualified']} shares none of {', '.join(JOIN_KEYS)} with {relations[0]['qualified']}")
+        on = " AND ".join(f"r{i}.{quote_ident(k)} = r0.{quote_ident(k)}" for k in keys)
+        joins.append(f"LEFT JOIN {r['qualified']} AS r{i} ON {on}")
+    _claim(plpy, qualified, replace_views)
+    plpy.execute(f"CREATE OR REPLACE VIEW {qualified} WITH (security_invoker = true) AS\n"
+                 f"SELECT {', '.join(selected)}\nFROM {relations[0]['qualified']} AS r0\n" + "\n".join(joins))
+    created = plpy.execute(plpy.prepare("SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name "
+                                        "FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                                        "WHERE c.oid = $1::regclass", ["text"]), [qualified])[0]
+    oid, qualified = created["oid"], created["name"]
+    source.resolve(plpy, oid, schema, labels=False)  # the types each column must have
+    comment = f"woe_anchor: source view over {relations[0]['qualified']}"
+    plpy.execute(f"COMMENT ON VIEW {qualified} IS {quote_literal(comment)}")
+    spec = json.dumps({"relations": [r["qualified"] for r in relations], "columns": mapping})
+    plpy.execute(plpy.prepare(
+        "INSERT INTO ml.woe_anchor_views (view_name, kind, source, band_schema_version, spec) "
+        "VALUES ($1, 'source', $2, $3, $4) ON CONFLICT (view_name) DO UPDATE SET source = EXCLUDED.source, "
+        "band_schema_version = EXCLUDED.band_schema_version, spec = EXCLUDED.spec, created_by = current_user, "
+        "created_at = now()", ["text", "text", "int", "jsonb"]), [qualified, relations[0]["qualified"], version, spec])
+    return qualified

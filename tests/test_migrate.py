@@ -1,0 +1,185 @@
+"""`woe-anchor migrate` on a database set up as the user's trainer and SQL package set it up (issue #23).
+
+tests/legacy_install.py rebuilds that installation: the trainer's four tables
+holding two real models plus one model per trainer quirk, the user's feature
+store, the four views of the pipeline (banding, scoring, the certification
+entrypoint, the fail-closed view guarded by the audit layer) and the audit
+schema, certified. After the migration the pipeline's own view names must
+serve the extension's active model, through the user's gate, re-certified on
+every activation.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import cases
+import legacy_install as legacy
+from conftest import fit
+from woe_anchor_harness import install
+
+MIGRATE = ["migrate", "--relations", f"{legacy.SOCIO_STORE},{legacy.VISION_STORE},{legacy.LABELS}",
+           "--map", "sold_time=sold_date", "--activation-hook", "audit.recertify_woe_anchor_store_v1()"]
+SOURCE = "ml.woe_anchor_source_v1"
+
+
+def _cli(dsn, *args):
+    exe = Path(sys.executable).parent / "woe-anchor"
+    if not exe.exists():
+        exe = Path(shutil.which("woe-anchor") or pytest.fail("the woe-anchor command is not installed"))
+    return subprocess.run([str(exe), "--dsn", dsn, *args], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, WOE_ANCHOR_DSN=""))
+
+
+@pytest.fixture
+def trainer_db(server, conn):
+    """A database like the user's: models fitted by the extension (in the session database), copied over."""
+    rows = cases.make_rows(seed=98, n=900)
+    cases.load(conn, "mig_src", rows)
+    old = fit(conn, "mig_src", model_key="legacy_old", n_folds=3, replace=True, activate=False)
+    new = fit(conn, "mig_src", model_key="legacy_new", replace=True)
+    name = f"woe_anchor_legacy_{os.getpid()}"
+    dsn = install.fresh_database(server, name, extension=False)
+    with psycopg.connect(dsn, autocommit=True) as t:
+        info = legacy.install(t, conn, [old, new], rows)
+    yield dsn, info
+    install.drop_database(server, name)
+
+
+def same_scores(got, want):
+    """Rows equal in keys and model, logits to 1e-12 (the views add band WOEs in another order than scoring)."""
+    return len(got) == len(want) and all(a[:4] == b[:4] and abs(a[4] - b[4]) <= 1e-12 * max(1.0, abs(b[4]))
+                                         for a, b in zip(got, want))
+
+
+def _views(dsn):
+    with psycopg.connect(dsn) as t:
+        return dict(t.execute("SELECT c.oid::regclass::text, pg_get_viewdef(c.oid) FROM pg_class c "
+                              "WHERE c.relnamespace = 'ml'::regnamespace AND c.relkind = 'v' ORDER BY 1").fetchall())
+
+
+def test_migrate_refuses_by_default_and_lists_what_depends_on_the_tables(trainer_db):
+    dsn, info = trainer_db
+    before = _views(dsn)
+    refused = _cli(dsn, "migrate")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    for view in (legacy.BANDS_VIEW, legacy.SCORES_VIEW, legacy.ENTRYPOINT, legacy.TRAIN_VIEW):
+        assert view in refused.stderr
+    assert "--recreate-views" in refused.stderr
+    plan = _cli(dsn, *MIGRATE, "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert "audit.require_certified_strict('ml.woe_anchor_feature_store_t0_v1_v'::text" in plan.stdout
+    assert "audit.assert_t0_certified_woe_anchor_store_v1()" in plan.stdout, "functions naming the tables are listed"
+    assert "audit.recertify_woe_anchor_store_v1()" in plan.stdout
+    with psycopg.connect(dsn) as t:
+        assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 0
+        assert t.execute("SELECT to_regclass('ml.woe_anchor_map_v1') IS NOT NULL").fetchone()[0]
+    assert _views(dsn) == before, "neither the refusal nor the dry run changed anything"
+
+
+def test_a_migrated_pipeline_serves_the_active_model_through_the_users_gate(trainer_db):
+    dsn, info = trainer_db
+    before = _views(dsn)
+    done = _cli(dsn, *MIGRATE, "--recreate-views")
+    assert done.returncode == 0, done.stderr
+    assert "active: legacy_new" in done.stdout
+    quirks = info["quirks"]
+    for quirk, words in (("backfilled_fold_minus_one", "backfilled score rows"),
+                         ("null_scores", "neither logit nor p: not imported"),
+                         ("null_map_sums", "map rows with NULL sums: NaN"),
+                         ("fold_cuts_without_maps", "have no map rows: not imported"),
+                         ("stale_scores_oof_disabled", "older than the registry row")):
+        assert any(line.strip().startswith(f"{quirks[quirk]} (imported)") and words in line
+                   for line in done.stdout.splitlines()), (quirk, done.stdout)
+    assert f"{quirks['empty_train']} (skipped)" in done.stdout
+
+    served = ("SELECT model_key, generation, listing_id, t0, woe_logit FROM ml.woe_anchor_scores_live_train_v "
+              "ORDER BY 2, 3, 4")
+    scored = "SELECT model_key, generation, listing_id, t0, woe_logit FROM ml.woe_anchor_score(%s, %s) ORDER BY 2, 3, 4"
+    with psycopg.connect(dsn, autocommit=True) as t:
+        assert same_scores(t.execute(served).fetchall(), t.execute(scored, [SOURCE, "legacy_new"]).fetchall())
+        certified = t.execute("SELECT certified_at FROM audit.t0_cert_registry WHERE entrypoint = %s",
+                              [legacy.ENTRYPOINT]).fetchone()[0]
+        # a fit straight from the user's feature store (the source view maps edited_date and sold_date)
+        fit(t, SOURCE, model_key="ext_new")
+        rows = t.execute(served).fetchall()
+        assert rows and {r[0] for r in rows} == {"ext_new"}, "the pipeline's own view serves the new model"
+        assert same_scores(rows, t.execute(scored, [SOURCE, "ext_new"]).fetchall())
+        assert {r[0] for r in t.execute(f"SELECT model_key FROM {legacy.ENTRYPOINT}")} == {"ext_new"}
+        status, at = t.execute("SELECT status, certified_at FROM audit.t0_cert_registry WHERE entrypoint = %s",
+                               [legacy.ENTRYPOINT]).fetchone()
+        assert status == "CERTIFIED" and at > certified, "the activation re-certified the entrypoint"
+        t.execute("SELECT audit.assert_t0_certified_woe_anchor_store_v1()")  # certifies what is served
+        # the gate still fails closed on a stale certificate, and an activation re-certifies
+        t.execute("UPDATE audit.t0_cert_registry SET certified_at = now() - interval '2 days'")
+        with pytest.raises(psycopg.errors.RaiseException, match=legacy.GUARD_ERROR):
+            t.execute(served)
+        t.execute("SELECT ml.woe_anchor_activate('legacy_new')")
+        assert {r[0] for r in t.execute(served)} == {"legacy_new"}
+        # a hook that refuses refuses the activation
+        t.execute("CREATE FUNCTION audit.refuse(model_key text) RETURNS void LANGUAGE plpgsql AS "
+                  "$$BEGIN RAISE EXCEPTION 'not certifiable: %', model_key; END$$")
+        t.execute("SELECT ml.woe_anchor_add_activation_hook('audit.refuse(text)')")
+        with pytest.raises(psycopg.errors.RaiseException, match="not certifiable: ext_new"):
+            t.execute("SELECT ml.woe_anchor_activate('ext_new')")
+        assert t.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE is_active").fetchone()[0] \
+            == "legacy_new"
+        assert t.execute("SELECT ml.woe_anchor_remove_activation_hook('audit.refuse(text)')").fetchone()[0]
+        # create_views again keeps the guard and the user's entrypoint that depends on the views
+        t.execute("SELECT ml.woe_anchor_create_views(%s)", [SOURCE])
+        assert "require_certified_strict" in _views(dsn)[legacy.TRAIN_VIEW]
+        assert t.execute(f"SELECT count(*) FROM {legacy.ENTRYPOINT}").fetchone()[0] > 0
+
+    refused = _cli(dsn, "migrate", "--rollback")
+    assert refused.returncode == 2 and "ext_new" in refused.stderr, "models fitted since are named"
+    back = _cli(dsn, "migrate", "--rollback", "--force")
+    assert back.returncode == 0, back.stderr
+    assert _views(dsn) == before, "the trainer's views are back as they were"
+    with psycopg.connect(dsn, autocommit=True) as t:
+        assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 0
+        legacy.recertify(t)
+        assert {r[0] for r in t.execute(served)} == {"legacy_new"}
+
+
+def test_the_trainer_serving_an_empty_model_is_refused_naming_it(trainer_db):
+    dsn, info = trainer_db
+    empty = info["quirks"]["empty_train"]
+    with psycopg.connect(dsn, autocommit=True) as t:
+        t.execute("UPDATE ml.woe_anchor_model_registry_v1 SET is_active = (model_key = %s), created_at = now()",
+                  [empty])
+    refused = _cli(dsn, *MIGRATE, "--recreate-views")
+    assert refused.returncode == 2, refused.stdout
+    assert empty in refused.stderr and "woe_anchor_trainer.woe_anchor_map_v1" in refused.stderr
+    assert "woe_anchor_scores_v1_m" not in refused.stderr, "no internal partition names"
+    with psycopg.connect(dsn) as t:
+        assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 0
+        assert t.execute("SELECT to_regclass(%s) IS NOT NULL", [legacy.TRAIN_VIEW]).fetchone()[0]
+
+
+def test_create_views_never_replaces_a_view_it_did_not_make(server):
+    name = f"woe_anchor_foreign_views_{os.getpid()}"
+    dsn = install.fresh_database(server, name)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as t:
+            cases.load(t, "fv_src", cases.make_rows(seed=3, n=300))
+            t.execute("CREATE VIEW ml.woe_anchor_scores_live_v1 AS SELECT 1 AS mine")
+            t.execute("CREATE VIEW public.on_mine AS SELECT * FROM ml.woe_anchor_scores_live_v1")
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="did not create it") as refused:
+                t.execute("SELECT ml.woe_anchor_create_views('fv_src')")
+            assert "replace_views" in refused.value.diag.message_hint
+            assert t.execute("SELECT mine FROM ml.woe_anchor_scores_live_v1").fetchone()[0] == 1
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="public.on_mine"):
+                t.execute("SELECT ml.woe_anchor_create_views('fv_src', replace_views => true)")
+            assert t.execute("SELECT count(*) FROM public.on_mine").fetchone()[0] == 1
+            t.execute("DROP VIEW public.on_mine")
+            t.execute("SELECT ml.woe_anchor_create_views('fv_src', replace_views => true)")
+            assert sorted(r[0] for r in t.execute("SELECT ml.woe_anchor_drop_views()")) == [
+                "ml.v_woe_anchor_bands_live_v1", "ml.woe_anchor_scores_live_train_v", "ml.woe_anchor_scores_live_v1"]
+    finally:
+        install.drop_database(server, name)
