@@ -79,5 +79,6 @@ def test_only_the_documented_entry_points_are_security_definer(conn):
         JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'woe_anchor'
         WHERE p.prosecdef ORDER BY 1""").fetchall()
     # docs/security.md, "Entry points": each learns its caller from a ticket
-    assert [r[0] for r in rows] == ["_woe_anchor_activate", "_woe_anchor_drop", "_woe_anchor_persist",
-                                    "_woe_anchor_prune", "_woe_anchor_schedule", "_woe_anchor_unschedule"]
+    assert [r[0] for r in rows] == ["_woe_anchor_activate", "_woe_anchor_drop", "_woe_anchor_edit_band_schema",
+                                    "_woe_anchor_persist", "_woe_anchor_prune", "_woe_anchor_schedule",
+                                    "_woe_anchor_unschedule"]

@@ -48,6 +48,8 @@ def trainer_db(server, conn):
     dsn = install.fresh_database(server, name, extension=False)
     with psycopg.connect(dsn, autocommit=True) as t:
         info = legacy.install(t, conn, [old, new], rows)
+        # an activation hook runs in trainers' sessions: it must pin its search_path (docs/security.md)
+        t.execute("ALTER FUNCTION audit.recertify_woe_anchor_store_v1() SET search_path = audit, ml, pg_catalog, pg_temp")
     yield dsn, info
     install.drop_database(server, name)
 
@@ -123,8 +125,8 @@ def test_a_migrated_pipeline_serves_the_active_model_through_the_users_gate(trai
         t.execute("SELECT ml.woe_anchor_activate('legacy_new')")
         assert {r[0] for r in t.execute(served)} == {"legacy_new"}
         # a hook that refuses refuses the activation
-        t.execute("CREATE FUNCTION audit.refuse(model_key text) RETURNS void LANGUAGE plpgsql AS "
-                  "$$BEGIN RAISE EXCEPTION 'not certifiable: %', model_key; END$$")
+        t.execute("CREATE FUNCTION audit.refuse(model_key text) RETURNS void LANGUAGE plpgsql "
+                  "SET search_path = pg_catalog, pg_temp AS $$BEGIN RAISE EXCEPTION 'not certifiable: %', model_key; END$$")
         t.execute("SELECT ml.woe_anchor_add_activation_hook('audit.refuse(text)')")
         with pytest.raises(psycopg.errors.RaiseException, match="not certifiable: ext_new"):
             t.execute("SELECT ml.woe_anchor_activate('ext_new')")

@@ -82,10 +82,12 @@ def test_a_trainer_writes_band_schemas_and_a_reader_only_reads_them(conn, roles)
     conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version = 7")
     conn.execute(f"SET ROLE {trainer}")
     conn.execute("SELECT ml.woe_anchor_copy_band_schema(1, 7)")
-    conn.execute("DELETE FROM ml.woe_anchor_bands WHERE schema_version = 7 AND band_name = 'sale'")
+    assert conn.execute("SELECT ml.woe_anchor_drop_band(7, 'sale')").fetchone()[0] is True
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("DELETE FROM ml.woe_anchor_bands WHERE schema_version = 7 AND band_name = 'bat'")
     key = fit(conn, "roles_src", model_key="trainer_schema_7", band_schema_version=7, replace=True, activate=False)
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
-        conn.execute("DELETE FROM ml.woe_anchor_bands WHERE schema_version = 7 AND band_name = 'bat'")
+        conn.execute("SELECT ml.woe_anchor_drop_band(7, 'bat')")
     conn.execute(f"SET ROLE {reader}")
     assert conn.execute("SELECT ml.woe_anchor_band_schema(7) -> 'bands' @> '[{\"band_name\": \"bat\"}]'"
                         ).fetchone()[0]

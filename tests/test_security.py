@@ -211,6 +211,20 @@ def test_forged_calls_of_the_definer_entry_points_are_refused(cast):
     payload = forged_payload(conn, staging=["public.sec_secret"])
     before = conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0]
     with as_role(conn, TRAINER):
+        # code attached to a staging table runs when the copy is merely planned (an IMMUTABLE call with
+        # constant arguments is evaluated then): an expression index, a partial index, statistics
+        conn.execute(f"CREATE FUNCTION {TSCHEMA}.evil_key(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
+                     f"$$ BEGIN PERFORM {TSCHEMA}.evil(); RETURN $1; END $$")
+        for i, attach in enumerate((f"CREATE INDEX ON pg_temp.armed_0 (({TSCHEMA}.evil_key(1)))",
+                                    f"CREATE INDEX ON pg_temp.armed_1 (listing_id) WHERE {TSCHEMA}.evil_key(1) = 1",
+                                    f"CREATE STATISTICS {TSCHEMA}.armed_stats ON ({TSCHEMA}.evil_key(1)), generation "
+                                    "FROM pg_temp.armed_2")):
+            conn.execute(f"CREATE TEMP TABLE armed_{i} AS SELECT generation, listing_id, t0, 0 AS fold_id, "
+                         "true AS is_oof, 0::float8 AS woe_logit, 0::float8 AS woe_p FROM sec_src")
+            conn.execute(attach)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a staging table"):
+                conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)",
+                             [json.dumps(dict(payload, staging=[f"pg_temp.armed_{i}"]))])
         for staging in (["public.sec_secret"], [f"{TSCHEMA}.not_temp"], ["pg_temp.wide"]):
             if staging[0].endswith("not_temp"):
                 conn.execute(f"CREATE TABLE {TSCHEMA}.not_temp AS SELECT generation, listing_id, t0, "
@@ -268,8 +282,13 @@ def test_one_trainer_cannot_drop_replace_or_block_anothers_models(cast):
             fit(conn, "sec_src", model_key=mine, replace=True)
         assert conn.execute("SELECT * FROM ml.woe_anchor_prune(0)").fetchall() == [(theirs,)]
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="created by"):
-            conn.execute("DELETE FROM ml.woe_anchor_bands WHERE schema_version = %s AND band_name = 'sale'",
-                         [60 + SUFFIX % 1000])
+            conn.execute("SELECT ml.woe_anchor_drop_band(%s, 'sale')", [60 + SUFFIX % 1000])
+        # no role but the extension's owner may lock the tables every fit reads
+        for statement in ("LOCK TABLE ml.woe_anchor_band_schemas IN ACCESS EXCLUSIVE MODE",
+                          "SELECT FROM ml.woe_anchor_band_schemas WHERE version = 1 FOR UPDATE",
+                          "LOCK TABLE ml.woe_anchor_bands IN SHARE MODE"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                conn.execute(statement)
         # activation is the one switch every trainer shares
         conn.execute("SELECT ml.woe_anchor_activate(%s)", [mine])
     assert artifacts.registry(conn, mine) is not None and artifacts.active_keys(conn) == [mine]
@@ -366,20 +385,94 @@ def test_band_schema_numbers_out_of_range_are_problems_not_tracebacks(cast):
     with as_role(conn, TRAINER):
         conn.execute("SELECT ml.woe_anchor_copy_band_schema(1, %s)", [version])
         for i, value in enumerate(("1e400", "9" * 5000, "-1e999")):
-            conn.execute(
-                "INSERT INTO ml.woe_anchor_bands (schema_version, position, band_name, column_name, rule) "
-                "VALUES (%s, %s, %s, %s, %s::jsonb)",
-                [version, 100 + i, f"huge_{i}", f"huge_{i}_band",
-                 f'{{"kind": "ladder", "input": {{"column": "image_count"}}, '
-                 f'"steps": [{{"op": "<", "value": {value}, "label": "lo"}}], "else": "hi"}}'])
-        conn.execute(
-            "INSERT INTO ml.woe_anchor_bands (schema_version, position, band_name, column_name, rule) "
-            "VALUES (%s, 110, 'year', 'year_band', %s::jsonb)",
-            [version, '{"kind": "ladder", "input": {"t0_utc_year": 1e300}, '
-                      '"steps": [{"op": "<", "value": 1, "label": "lo"}], "else": "hi"}'])
+            conn.execute("SELECT ml.woe_anchor_set_band(%s, %s, %s::jsonb)",
+                         [version, f"huge_{i}", f'{{"kind": "ladder", "input": {{"column": "image_count"}}, '
+                                                f'"steps": [{{"op": "<", "value": {value}, "label": "lo"}}], '
+                                                f'"else": "hi"}}'])
+        conn.execute("SELECT ml.woe_anchor_set_band(%s, 'year', %s::jsonb)",
+                     [version, '{"kind": "ladder", "input": {"t0_utc_year": 1e300}, '
+                               '"steps": [{"op": "<", "value": 1, "label": "lo"}], "else": "hi"}'])
         problems = conn.execute("SELECT band_name, problem FROM ml.woe_anchor_band_schema_problems(%s)",
                                 [version]).fetchall()
         assert {b for b, _ in problems} == {"huge_0", "huge_1", "huge_2", "year"}, problems
         with pytest.raises(psycopg.errors.InvalidParameterValue) as refused:
             fit(conn, "sec_src", model_key="sec_huge", band_schema_version=version)
     assert "Traceback" not in str(refused.value) and "Error" not in str(refused.value).split(":")[0]
+
+
+def test_training_features_follow_partitions_to_their_owners(cast):
+    """A superuser's partitioned source with a trainer's partition, whose statistics call the trainer."""
+    conn = cast
+    conn.execute("DROP TABLE IF EXISTS public.sec_parts")
+    conn.execute("CREATE TABLE public.sec_parts (LIKE public.sec_src) PARTITION BY LIST (generation)")
+    conn.execute("CREATE TABLE public.sec_parts_a PARTITION OF public.sec_parts FOR VALUES IN (1, 2)")
+    conn.execute(f"CREATE TABLE {TSCHEMA}.sec_parts_b PARTITION OF public.sec_parts FOR VALUES IN (3)")
+    conn.execute(f"ALTER TABLE {TSCHEMA}.sec_parts_b OWNER TO {TRAINER}")
+    conn.execute("INSERT INTO public.sec_parts SELECT * FROM public.sec_src")
+    conn.execute(f"GRANT SELECT ON public.sec_parts TO {TRAINER}, {READER}")
+    with as_role(conn, TRAINER):
+        conn.execute(f"CREATE FUNCTION {TSCHEMA}.evil_key(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
+                     f"$$ BEGIN PERFORM {TSCHEMA}.evil(); RETURN $1; END $$")
+        key = fit(conn, "public.sec_parts", model_key="sec_parts", activate=False)
+        conn.execute(f"CREATE STATISTICS {TSCHEMA}.armed ON ({TSCHEMA}.evil_key(1)), generation "
+                     f"FROM {TSCHEMA}.sec_parts_b")
+    for role in (None, READER):
+        with as_role(conn, role) if role else nullcontext():
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"{TSCHEMA}.sec_parts_b"):
+                conn.execute("SELECT count(*) FROM ml.woe_anchor_training_features(%s)", [key])
+    conn.execute("DROP TABLE public.sec_parts")
+
+
+def test_activation_hooks_pin_their_search_path(cast):
+    """A hook runs in the activating trainer's session, where its temporary tables come first."""
+    conn = cast
+    conn.execute("CREATE TABLE public.sec_activations (model_key text)")
+    conn.execute("CREATE FUNCTION public.sec_unpinned(k text) RETURNS void LANGUAGE sql "
+                 "AS 'INSERT INTO sec_activations VALUES (k)'")
+    conn.execute("CREATE FUNCTION public.sec_pinned(k text) RETURNS void LANGUAGE sql "
+                 "SET search_path = public, pg_catalog, pg_temp AS 'INSERT INTO sec_activations VALUES (k)'")
+    try:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="must pin its search_path"):
+            conn.execute("SELECT ml.woe_anchor_add_activation_hook('public.sec_unpinned(text)')")
+        conn.execute("SELECT ml.woe_anchor_add_activation_hook('public.sec_pinned(text)')")
+        with as_role(conn, TRAINER):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT ml.woe_anchor_add_activation_hook('public.sec_pinned(text)')")
+            key = fit(conn, "sec_src", model_key="sec_hooked", activate=False)
+            # the trainer's own table of that name, with a trigger running its code
+            conn.execute("CREATE TEMP TABLE sec_activations (model_key text)")
+            conn.execute(f"CREATE FUNCTION {TSCHEMA}.trap() RETURNS trigger LANGUAGE plpgsql AS "
+                         f"$$ BEGIN PERFORM {TSCHEMA}.evil(); RETURN NEW; END $$")
+            conn.execute(f"CREATE TRIGGER trap BEFORE INSERT ON pg_temp.sec_activations "
+                         f"FOR EACH ROW EXECUTE FUNCTION {TSCHEMA}.trap()")
+            conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
+            conn.execute("DROP TABLE pg_temp.sec_activations")
+        assert conn.execute("SELECT model_key FROM public.sec_activations").fetchall() == [(key,)]
+    finally:
+        conn.execute("SELECT ml.woe_anchor_remove_activation_hook('public.sec_pinned(text)')")
+        conn.execute("DROP TABLE public.sec_activations")
+        conn.execute("DROP FUNCTION public.sec_unpinned(text), public.sec_pinned(text)")
+
+
+def test_source_views_live_only_in_a_superusers_schema(cast):
+    conn = cast
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="owned by a superuser"):
+        conn.execute("SELECT ml.woe_anchor_create_source_view(%s, ARRAY['public.sec_src'::regclass])",
+                     [f"{TSCHEMA}.swappable"])
+    name = conn.execute("SELECT ml.woe_anchor_create_source_view('public.sec_source_v', "
+                        "ARRAY['public.sec_src'::regclass])").fetchone()[0]
+    assert conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0] == 900
+    with as_role(conn, TRAINER):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT ml.woe_anchor_create_source_view('public.sec_other_v', "
+                         "ARRAY['public.sec_src'::regclass])")
+    conn.execute("SELECT ml.woe_anchor_drop_views()")
+
+
+def test_tickets_a_caller_kept_do_not_pile_up(cast):
+    conn = cast
+    with as_role(conn, TRAINER):
+        for _ in range(50):
+            conn.execute("INSERT INTO ml._woe_anchor_callers VALUES (gen_random_uuid(), '', 0, '0')")
+        conn.execute("SELECT ml.woe_anchor_drop_model('sec_no_such_model')")
+    assert conn.execute("SELECT count(*) FROM ml._woe_anchor_callers").fetchone()[0] == 0

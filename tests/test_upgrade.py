@@ -107,29 +107,45 @@ def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(
                      "INSERT INTO public.woe_pwned VALUES (current_user, 'evil ran'); RETURN true; END $$")
         clean = fit(conn, "up_src", model_key="clean_0_1_0", activate=False)
         dirty = fit(conn, "up_src", model_key="dirty_0_1_0")
+        # read now: once the trainer's traps are in, even planning a read of its partition runs them
+        before = {k: _partition_rows(conn, k) for k in (clean, dirty)}
+        scored = conn.execute("SELECT * FROM ml.woe_anchor_score('up_src') ORDER BY 1, 2, 3").fetchall()
         part = f"woe_anchor_scores.woe_anchor_scores_v1_m{artifacts.registry(conn, dirty)['model_id']}"
         conn.execute(f"ALTER TABLE {part} ADD CONSTRAINT planted CHECK (t.evil())")
         conn.execute("CREATE FUNCTION t.trig() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                      "PERFORM t.evil(); RETURN NEW; END $$")
         conn.execute(f"CREATE TRIGGER planted BEFORE INSERT ON {part} FOR EACH ROW EXECUTE FUNCTION t.trig()")
         conn.execute(f"CREATE VIEW t.on_partition AS SELECT * FROM {part}")
+        # code that planning a read of the partition would evaluate, or a read would run
+        conn.execute("CREATE FUNCTION t.evil_key(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
+                     "$$ BEGIN PERFORM t.evil(); RETURN $1; END $$")
+        conn.execute(f"CREATE INDEX planted_expression ON {part} ((t.evil_key(generation)))")
+        conn.execute(f"CREATE INDEX planted_predicate ON {part} (listing_id) WHERE t.evil_key(1) = 1")
+        conn.execute(f"CREATE STATISTICS t.planted_statistics ON (t.evil_key(generation)), listing_id FROM {part}")
+        conn.execute(f"ALTER TABLE {part} ENABLE ROW LEVEL SECURITY")
+        conn.execute(f"CREATE POLICY planted ON {part} USING (t.evil())")
+        conn.execute(f"GRANT SELECT ON {part} TO PUBLIC")
         conn.execute("RESET ROLE")
         conn.execute("SELECT ml.woe_anchor_create_views('up_src')")
         conn.execute("DELETE FROM public.woe_pwned")
-        before = {k: _partition_rows(conn, k) for k in (clean, dirty)}
-        scored = conn.execute("SELECT * FROM ml.woe_anchor_score('up_src') ORDER BY 1, 2, 3").fetchall()
 
         conn.execute("ALTER EXTENSION woe_anchor UPDATE")
 
         owner = conn.execute("SELECT pg_get_userbyid(extowner) FROM pg_extension "
                              "WHERE extname = 'woe_anchor'").fetchone()[0]
-        partitions = conn.execute("SELECT c.oid::regclass::text, pg_get_userbyid(c.relowner), c.relhastriggers, "
-                                  "(SELECT array_agg(k.conname ORDER BY k.conname) FROM pg_constraint k "
-                                  " WHERE k.conrelid = c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                                  "WHERE i.inhparent = 'ml.woe_anchor_scores_v1'::regclass").fetchall()
+        partitions = conn.execute(
+            "SELECT c.oid::regclass::text, pg_get_userbyid(c.relowner), "
+            "(SELECT count(*) FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal) "
+            "+ (SELECT count(*) FROM pg_statistic_ext x WHERE x.stxrelid = c.oid) "
+            "+ (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) "
+            "+ (SELECT count(*) FROM pg_index x WHERE x.indrelid = c.oid AND NOT x.indisprimary), "
+            "c.relrowsecurity OR EXISTS (SELECT FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner), "
+            "(SELECT array_agg(k.conname ORDER BY k.conname) FROM pg_constraint k WHERE k.conrelid = c.oid) "
+            "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'ml.woe_anchor_scores_v1'::regclass").fetchall()
         assert len(partitions) == 2
-        for name, part_owner, triggers, constraints in partitions:
-            assert part_owner == owner and not triggers, name
+        for name, part_owner, attached, secured, constraints in partitions:
+            assert (part_owner, attached, secured) == (owner, 0, False), name
             assert sorted(constraints) == sorted([name.split(".")[1] + "_pkey", "woe_anchor_scores_model_key_check",
                                                   "woe_anchor_scores_v1_fold_id_check"]), name
         assert conn.execute("SELECT to_regclass('t.on_partition')").fetchone()[0] is None

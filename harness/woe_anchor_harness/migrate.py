@@ -259,13 +259,23 @@ def run(conn, plan: Plan, recreate_views: bool) -> list[tuple]:
         conn.execute("SELECT ml.woe_anchor_create_views(%s::regclass, 1, guard => %s)", [source, plan.guard or ""])
     for v in sorted(plan.views, key=lambda v: v.depth):
         if v.name not in LIVE:
-            kind = sql.SQL("MATERIALIZED VIEW" if v.kind == "m" else "VIEW")
-            options = sql.SQL(f" WITH ({', '.join(v.options)})" if v.options else "")
-            conn.execute(sql.SQL("CREATE {} {}{} AS {}").format(kind, sql.SQL(v.name), options, sql.SQL(v.definition)))
+            _create(conn, v)
         _restore_access(conn, v, owned=v.name not in LIVE)
     if plan.hook:
         conn.execute("SELECT ml.woe_anchor_add_activation_hook(%s::regprocedure)", [plan.hook])
     return conn.execute("SELECT * FROM ml.woe_anchor_import_trainer(%s)", [plan.legacy_schema]).fetchall()
+
+
+def _create(conn, v: View) -> None:
+    """A saved view again. A materialized view is filled by its owner: REFRESH runs its query with the
+    owner's rights, where creating it WITH DATA would run it with ours."""
+    what = sql.SQL("MATERIALIZED VIEW" if v.kind == "m" else "VIEW")
+    conn.execute(sql.SQL("CREATE {} {}{} AS {}{}").format(
+        what, sql.SQL(v.name), sql.SQL(f" WITH ({', '.join(v.options)})" if v.options else ""),
+        sql.SQL(v.definition.rstrip().rstrip(";")), sql.SQL(" WITH NO DATA" if v.kind == "m" else "")))
+    if v.kind == "m":
+        conn.execute(sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(sql.SQL(v.name), sql.Identifier(v.owner)))
+        conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.SQL(v.name)))
 
 
 def _restore_access(conn, v: View, owned: bool) -> None:
@@ -309,9 +319,7 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
     for name, kind, definition, owner, acl, options, comment, depth in saved:
         view = View(name, kind, definition, owner, [tuple(a.split(" ", 1)) for a in acl], list(options), comment,
                     depth)
-        conn.execute(sql.SQL("CREATE {} {}{} AS {}").format(
-            sql.SQL("MATERIALIZED VIEW" if kind == "m" else "VIEW"), sql.SQL(name),
-            sql.SQL(f" WITH ({', '.join(options)})" if options else ""), sql.SQL(definition)))
+        _create(conn, view)
         _restore_access(conn, view, owned=True)
     conn.execute(sql.SQL("DROP TABLE {}.{}").format(legacy, sql.Identifier(SAVED)))
     conn.execute(sql.SQL("DROP SCHEMA {}").format(legacy))

@@ -140,7 +140,7 @@ def _one(plpy, sql, types=(), args=()):
 def _fit(plpy, version, code_sha256, p) -> str:
     phases = Phases()
     check_params(p)
-    schema_doc, schema = schemas.load(plpy, p["band_schema_version"], lock=p["persist"])
+    schema_doc, schema = schemas.load(plpy, p["band_schema_version"])
     if p["dsold_thresholds"] is not None and not any(
             isinstance(r, bands.ScaleRule) and r.parameter for r in schema.learning):
         raise FitError(errors.INVALID_PARAMETER_VALUE,

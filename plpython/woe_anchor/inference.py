@@ -127,10 +127,12 @@ LEFT JOIN ({_stored_scores(plpy, model.key)}) AS sc
 """
 
 
-# Objects whose code a read of a relation may run as the reader: the relations, functions and
-# operators its view rules and row-level policies use, transitively. Each is trusted when its
-# owner already has every right of the reader (the reader itself, a superuser, or a role the
-# reader is granted to); a SECURITY DEFINER function runs as its owner and is always safe.
+# Objects whose code reading a relation may run as the reader, transitively: what its view rules
+# and row-level policies read and call; the expressions and predicates of its indexes, its
+# statistics objects, check constraints and partition key, which the planner may evaluate; and its
+# partitions and inheritance children, read with it. Each is trusted when its owner already has
+# every right of the reader (the reader itself, a superuser, or a role the reader is granted to);
+# a SECURITY DEFINER function runs as its owner and is always safe.
 _UNTRUSTED_CODE_SQL = """
 WITH RECURSIVE uses (rel, classid, objid) AS (
     SELECT w.ev_class, d.refclassid, d.refobjid
@@ -140,16 +142,43 @@ WITH RECURSIVE uses (rel, classid, objid) AS (
     SELECT p.polrelid, d.refclassid, d.refobjid
     FROM pg_catalog.pg_policy AS p JOIN pg_catalog.pg_depend AS d
       ON d.classid = 'pg_catalog.pg_policy'::regclass AND d.objid = p.oid
+    UNION ALL
+    SELECT i.indrelid, d.refclassid, d.refobjid
+    FROM pg_catalog.pg_index AS i JOIN pg_catalog.pg_depend AS d
+      ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = i.indexrelid
+    UNION ALL
+    SELECT s.stxrelid, 'pg_catalog.pg_statistic_ext'::regclass, s.oid  -- its owner, checked below
+    FROM pg_catalog.pg_statistic_ext AS s
+    UNION ALL
+    SELECT s.stxrelid, d.refclassid, d.refobjid
+    FROM pg_catalog.pg_statistic_ext AS s JOIN pg_catalog.pg_depend AS d
+      ON d.classid = 'pg_catalog.pg_statistic_ext'::regclass AND d.objid = s.oid
+    UNION ALL
+    SELECT k.conrelid, d.refclassid, d.refobjid
+    FROM pg_catalog.pg_constraint AS k JOIN pg_catalog.pg_depend AS d
+      ON d.classid = 'pg_catalog.pg_constraint'::regclass AND d.objid = k.oid
+    WHERE k.contype = 'c' 
+    UNION ALL
+    SELECT d.objid, d.refclassid, d.refobjid  -- a partition key's expressions
+    FROM pg_catalog.pg_depend AS d
+    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_proc'::regclass
+    UNION ALL
+    SELECT i.inhparent, 'pg_catalog.pg_class'::regclass, i.inhrelid
+    FROM pg_catalog.pg_inherits AS i
 ), reached (classid, objid) AS (
     SELECT 'pg_catalog.pg_class'::regclass::oid, $1::oid
     UNION
     SELECT u.classid, u.objid FROM reached AS r
     JOIN uses AS u ON r.classid = 'pg_catalog.pg_class'::regclass AND u.rel = r.objid
     WHERE u.classid IN ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_proc'::regclass,
-                        'pg_catalog.pg_operator'::regclass)
+                        'pg_catalog.pg_operator'::regclass, 'pg_catalog.pg_statistic_ext'::regclass)
 ), code (what, owner, definer) AS (
     SELECT c.oid::regclass::text, c.relowner, false
     FROM reached AS r JOIN pg_catalog.pg_class AS c ON r.classid = 'pg_catalog.pg_class'::regclass AND c.oid = r.objid
+    UNION ALL
+    SELECT 'statistics ' || s.stxname, s.stxowner, false
+    FROM reached AS r JOIN pg_catalog.pg_statistic_ext AS s
+      ON r.classid = 'pg_catalog.pg_statistic_ext'::regclass AND s.oid = r.objid
     UNION ALL
     SELECT p.oid::regprocedure::text, p.proowner, p.prosecdef
     FROM reached AS r

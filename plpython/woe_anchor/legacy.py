@@ -35,8 +35,33 @@ from .sqlgen import quote_ident, quote_literal
 TABLES = ("woe_anchor_model_registry_v1", "woe_anchor_cuts_v1", "woe_anchor_map_v1", "woe_anchor_scores_v1")
 RATIO_DEFAULTS = (-0.15, -0.05, 0.05, 0.15)  # SPEC.md 5, what the trainer's views use for NULL thresholds
 
+# The import reads the trainer's tables as a superuser: only when planning or reading them runs no
+# code but a superuser's. The expressions and predicates of their indexes (the trainer's script 01
+# has partial ones), their statistics, constraints and policies may call only superusers'
+# functions and operators; no inheritance (children are read too). Checks are not planned (the
+# import pins constraint_exclusion) and policies do not apply to a superuser.
 _TABLE_SQL = """
-SELECT c.relkind = 'r' AND NOT c.relrowsecurity AS plain,
+SELECT c.relkind = 'r'
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits AS i WHERE c.oid IN (i.inhrelid, i.inhparent))
+       AND NOT EXISTS (
+           SELECT FROM (SELECT 'pg_catalog.pg_class'::regclass AS classid, i.indexrelid AS objid
+                        FROM pg_catalog.pg_index AS i WHERE i.indrelid = c.oid
+                        UNION ALL
+                        SELECT 'pg_catalog.pg_statistic_ext'::regclass, x.oid
+                        FROM pg_catalog.pg_statistic_ext AS x WHERE x.stxrelid = c.oid
+                        UNION ALL
+                        SELECT 'pg_catalog.pg_constraint'::regclass, k.oid
+                        FROM pg_catalog.pg_constraint AS k WHERE k.conrelid = c.oid
+                        UNION ALL
+                        SELECT 'pg_catalog.pg_policy'::regclass, p.oid
+                        FROM pg_catalog.pg_policy AS p WHERE p.polrelid = c.oid) AS a
+           JOIN pg_catalog.pg_depend AS d ON d.classid = a.classid AND d.objid = a.objid
+           LEFT JOIN pg_catalog.pg_operator AS o ON d.refclassid = 'pg_catalog.pg_operator'::regclass
+                                                AND o.oid = d.refobjid
+           JOIN pg_catalog.pg_proc AS p ON p.oid = CASE WHEN d.refclassid = 'pg_catalog.pg_proc'::regclass
+                                                        THEN d.refobjid ELSE o.oprcode END
+           JOIN pg_catalog.pg_roles AS r ON r.oid = p.proowner
+           WHERE NOT r.rolsuper) AS plain,
        EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
                WHERE a.attrelid = c.oid AND a.attname = 'created_at' AND NOT a.attisdropped) AS stamped
 FROM pg_catalog.pg_class AS c WHERE c.oid = pg_catalog.to_regclass($1)
@@ -65,8 +90,11 @@ def _import(plpy, version, legacy_schema) -> list[tuple]:
     for table, name in legacy.items():
         row = _rows(plpy, _TABLE_SQL, ["text"], [name])
         if not row or not row[0]["plain"]:
-            raise FitError(errors.UNDEFINED_TABLE, f"{shown[name]} is not a plain table",
-                           hint="The trainer's four tables must be moved into the legacy schema as they are.")
+            raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                           f"{shown[name]} is not a plain table, or reading it as a superuser would run functions "
+                           "of a role that is not one (in an index expression or predicate, statistics, a "
+                           "constraint or a policy), or it has inheritance",
+                           hint="Drop those objects (the trainer's own indexes may stay), then import.")
         stamped[table] = row[0]["stamped"]
     registry, cuts, maps, scores = (legacy[t] for t in TABLES)
     _refuse_unmappable(plpy, registry, cuts, maps, shown)

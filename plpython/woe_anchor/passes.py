@@ -275,7 +275,7 @@ FROM (SELECT GROUPING(k.oof, k.ins, k.ev) AS grouping, coalesce(k.oof, k.ins, k.
         rows = scored_rows_sql(self.c, self.qualified, packs, fold, base_logit, tables, self.where)
         return f"""
 CREATE TABLE {target} AS
-SELECT q.generation::int AS generation, q.listing_id::bigint AS listing_id, q.t0,
+SELECT q.generation::int AS generation, q.listing_id::bigint AS listing_id, q.t0::timestamptz AS t0,
        {f"{array_lit(fold_ids, 'int')}[q.f + 1]" if oof else 'NULL::int'} AS fold_id,
        {'true' if oof else 'false'} AS is_oof, q.l AS woe_logit, {sigmoid_sql('q.l')} AS woe_p
 FROM ({rows}) AS q

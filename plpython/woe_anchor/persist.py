@@ -41,13 +41,25 @@ STAGING_COLUMNS = (("generation", "integer"), ("listing_id", "bigint"), ("t0", "
                    ("fold_id", "integer"), ("is_oof", "boolean"), ("woe_logit", "double precision"),
                    ("woe_p", "double precision"))
 
+# A staging table may be read by the extension's owner only if reading it can run no code of
+# anyone's: a temporary table of this session, the caller's, with exactly the score columns and
+# nothing attached (an index expression or predicate, a statistics object, a check constraint, a
+# policy, a trigger, a rule, an inheritance child or parent would all be planned or run as the
+# reader). What may depend on it is its row type, and a TOAST table.
 _STAGING_SQL = """
 SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name,
        c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind = 'r' AND NOT c.relrowsecurity
-           AND c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = $2) AS plain,
-       (SELECT array_agg(a.attname::text || ' ' || pg_catalog.format_type(coalesce(nullif(t.typbasetype, 0), t.oid), NULL)
-                         ORDER BY a.attnum)
-        FROM pg_catalog.pg_attribute AS a JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
+           AND c.relam = (SELECT a.oid FROM pg_catalog.pg_am AS a WHERE a.amname = 'heap')
+           AND c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = $2)
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
+                           LEFT JOIN pg_catalog.pg_class AS t ON d.classid = 'pg_catalog.pg_class'::regclass
+                                                              AND t.oid = d.objid
+                           WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = c.oid
+                             AND d.classid <> 'pg_catalog.pg_type'::regclass AND t.relkind IS DISTINCT FROM 't')
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits AS i WHERE c.oid IN (i.inhrelid, i.inhparent))
+           AS plain,
+       (SELECT array_agg(a.attname::text || ' ' || pg_catalog.format_type(a.atttypid, NULL) ORDER BY a.attnum)
+        FROM pg_catalog.pg_attribute AS a
         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
 FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 WHERE c.oid = pg_catalog.to_regclass($1)
@@ -165,19 +177,24 @@ def _staging_table(plpy, name: str, who: str) -> str:
     want = [f"{column} {kind}" for column, kind in STAGING_COLUMNS]
     if row is None or not row["plain"] or row["columns"] != want:
         raise FitError("42501", f"{name} is not a staging table of this session's role {who}",
-                       detail=f"A staging table is a temporary table owned by the caller, without row-level "
-                              f"security, with exactly the columns {', '.join(want)}.")
+                       detail=f"A staging table is a temporary table of this session owned by the caller, with "
+                              f"exactly the columns {', '.join(want)} and nothing attached to it (no index, "
+                              f"constraint, statistics, policy, trigger, rule or inheritance).")
     return row["name"]
 
 
 def _check_schema(plpy, registry: dict) -> None:
-    """The recorded band schema must be the stored one (what the fit locked and read)."""
+    """The recorded band schema must be the stored one; its row stays locked until commit, so an
+    edit waits for this model and then sees that a model uses the schema (and refuses)."""
+    plpy.execute(plpy.prepare("SELECT FROM ml.woe_anchor_band_schemas WHERE version = $1 FOR SHARE", ["int"]),
+                 [registry.get("band_schema_version")])
     same = _one(plpy, "SELECT $1::jsonb = ml.woe_anchor_band_schema($2) AS same", ["text", "int"],
                 [registry.get("band_schema"), registry.get("band_schema_version")])["same"]
     if not same:
         raise FitError(errors.INVALID_PARAMETER_VALUE,
                        f"the band schema recorded with the model is not band schema "
-                       f"{registry.get('band_schema_version')} as stored")
+                       f"{registry.get('band_schema_version')} as stored: did it change while the fit ran?",
+                       hint="Retry the fit.")
     schema, problems = schemas.parse(registry["band_schema"])
     if problems:
         raise FitError(errors.INVALID_PARAMETER_VALUE, f"band schema is invalid: {problems[0][1]}")

@@ -6,7 +6,6 @@ import json
 from . import bands, errors, source
 
 _DOC_SQL = "SELECT ml.woe_anchor_band_schema($1)::text AS doc"
-_LOCK_SQL = "SELECT FROM ml.woe_anchor_band_schemas WHERE version = $1 FOR SHARE"
 
 
 def _integer(text: str):
@@ -20,16 +19,14 @@ def parse(doc_text: str) -> tuple[bands.BandSchema | None, list]:
     return bands.schema_from_rows({k: v for k, v in doc.items() if k != "bands"}, doc["bands"])
 
 
-def read(plpy, version, lock: bool = False) -> tuple[str, bands.BandSchema | None, list]:
+def read(plpy, version) -> tuple[str, bands.BandSchema | None, list]:
     """(document, schema or None, problems) of the stored schema ``version``.
 
-    ``lock`` (a fit) holds the schema row FOR SHARE until commit, so no edit
-    slips in between reading the schema and recording the model that uses it.
+    A fit records the document it read; persisting it checks, under a lock on
+    the schema's row, that the schema is still that (``persist.py``).
     """
     if version is None:
         raise errors.FitError(errors.NULL_VALUE_NOT_ALLOWED, "band_schema_version must not be NULL")
-    if lock:
-        plpy.execute(plpy.prepare(_LOCK_SQL, ["int"]), [version])
     doc = plpy.execute(plpy.prepare(_DOC_SQL, ["int"]), [version])[0]["doc"]
     if doc is None:
         raise errors.FitError(errors.UNDEFINED_OBJECT, f"band schema {version} does not exist",
@@ -38,9 +35,9 @@ def read(plpy, version, lock: bool = False) -> tuple[str, bands.BandSchema | Non
     return (doc, *parse(doc))
 
 
-def load(plpy, version, lock: bool = False) -> tuple[str, bands.BandSchema]:
+def load(plpy, version) -> tuple[str, bands.BandSchema]:
     """(document, schema) of the stored schema ``version``; refuses one with problems, naming them all."""
-    doc, schema, problems = read(plpy, version, lock)
+    doc, schema, problems = read(plpy, version)
     if problems:
         listed = "; ".join(f"{b}: {p}" if b and not p.startswith("band ") else p for b, p in problems)
         raise errors.FitError(errors.INVALID_PARAMETER_VALUE, f"band schema {version} is invalid: {listed}",

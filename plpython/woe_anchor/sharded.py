@@ -31,7 +31,8 @@ from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
 # exact floats, the fit's time settings, only built-in names, and one snapshot per shard for the whole
 # fit: its writes (scores_on_shards) commit when the fit succeeds and roll back when it does not
 REMOTE_SETTINGS = ("SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET jit = off; "
-                   "SET search_path = pg_catalog, pg_temp; BEGIN ISOLATION LEVEL REPEATABLE READ")
+                   "SET search_path = pg_catalog, pg_temp; SET constraint_exclusion = partition; "
+                   "BEGIN ISOLATION LEVEL REPEATABLE READ")
 CUTOFF_OF_LATEST = "max(u.m::timestamptz) - interval '168 hours'"  # SPEC.md 3, as the local fit has it
 SPI_OK_SELECT = 5       # plpy result status of a query (others are commands)
 SHARDS_CHANGED = "Stop writes to the shards during the fit, or retry."
@@ -274,14 +275,18 @@ def add_up(parts: list, keys: tuple, counts: tuple) -> dict:
 
 
 # What a shard's score table must be before anyone reads it: a plain table of exactly the score
-# columns without row-level security, so selecting from it runs no code of its owner's (the role
-# whose user mapping wrote it). Checked under a lock that holds until the read is done.
+# columns, without row-level security, inheritance, statistics objects or indexes on expressions or
+# with predicates, so neither planning nor reading it runs code of its owner's (the role whose user
+# mapping wrote it; its checks are not planned: constraint_exclusion stays 'partition'). Checked
+# under a lock that holds until the read is done.
 _SHARD_TABLE_CHECK = """
 SELECT c.relkind = 'r' AND NOT c.relrowsecurity
-       AND (SELECT array_agg(a.attname::text || ' ' || format_type(coalesce(nullif(t.typbasetype, 0), t.oid), NULL)
-                             ORDER BY a.attnum)
-            FROM pg_attribute AS a JOIN pg_type AS t ON t.oid = a.atttypid
-            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) = {columns}
+       AND (SELECT array_agg(a.attname::text || ' ' || format_type(a.atttypid, NULL) ORDER BY a.attnum)
+            FROM pg_attribute AS a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) = {columns}
+       AND NOT EXISTS (SELECT FROM pg_index AS i WHERE i.indrelid = c.oid
+                       AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL))
+       AND NOT EXISTS (SELECT FROM pg_statistic_ext AS s WHERE s.stxrelid = c.oid)
+       AND NOT EXISTS (SELECT FROM pg_inherits AS i WHERE c.oid IN (i.inhrelid, i.inhparent))
 FROM pg_class AS c WHERE c.oid = {table}::regclass
 """
 SHARD_READS = "woe_anchor_read_"  # dblink connection names of open shard-table reads

@@ -150,11 +150,20 @@ def _claim(plpy, view: str, replace: bool, ours: list[str] = ()) -> list[str]:
     return row["dependents"].split(", ") if row["dependents"] else []
 
 
-def _view_name(name: str) -> str:
-    """A schema-qualified view name of plain identifiers, quoted."""
+def _view_name(plpy, name: str) -> str:
+    """A schema-qualified view name of plain identifiers, quoted, in a schema a superuser owns.
+
+    woe_anchor records its views by name: in a schema of someone else's, its
+    owner could swap the view for one of its own between two calls.
+    """
     parts = (name or "").split(".")
     if len(parts) != 2 or not all(bands.COLUMN_RE.match(p) for p in parts):
         raise FitError(errors.INVALID_PARAMETER_VALUE, f"view name {name!r} must be schema.name of plain identifiers")
+    if not plpy.execute(plpy.prepare("SELECT ml._woe_anchor_superusers_schema($1) AS ok", ["name"]),
+                        [parts[0]])[0]["ok"]:
+        raise FitError("42501", f"schema {parts[0]} must exist and be owned by a superuser",
+                       hint="woe_anchor records the views it makes by name: only a superuser's schema keeps them "
+                            "its own (ml is one).")
     return ".".join(quote_ident(p) for p in parts)
 
 
@@ -182,7 +191,7 @@ def create_source_view(plpy, name: str, relation_oids: list, columns_doc: str, v
     none). Nothing in the mapping is SQL: names only, quoted.
     """
     _, schema = schemas.load(plpy, version)
-    qualified = _view_name(name)
+    qualified = _view_name(plpy, name)
     mapping = json.loads(columns_doc or "{}")
     relations = [plpy.execute(plpy.prepare(_RELATION_SQL, ["oid"]), [oid]) for oid in relation_oids or []]
     if not relations or any(not r for r in relations):

@@ -89,28 +89,128 @@ CREATE TRIGGER woe_anchor_bands_no_truncate
     BEFORE TRUNCATE ON ml.woe_anchor_bands
     FOR EACH STATEMENT EXECUTE FUNCTION ml._woe_anchor_band_schema_guard('schema_version');
 
--- A new schema that starts as a copy of another (then edit its rows in ml.woe_anchor_bands).
-CREATE FUNCTION ml.woe_anchor_copy_band_schema(from_version int, to_version int, description text DEFAULT NULL)
-RETURNS int
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+-- Band-schema edits for a ticket's role. SECURITY DEFINER: trainers hold no DML on the band
+-- tables (with it they could lock the tables every fit reads). A schema is its creator's to edit
+-- (or a member's, or a superuser's); the guard trigger above still keeps schema 1 and the schemas
+-- models use unchanged. `edit` is one of copy (doc: from, description), create (doc: description,
+-- subsets, learned), set_band (doc: rule, column_name, position, subset), drop_band, drop_schema.
+CREATE FUNCTION ml._woe_anchor_edit_band_schema(ticket uuid, target int, edit text, band text, doc jsonb)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    who name := ml._woe_anchor_caller(ticket);
+    owner name;
+    source int := (doc ->> 'from')::int;
 BEGIN
-    IF NOT EXISTS (SELECT FROM ml.woe_anchor_band_schemas AS s WHERE s.version = from_version) THEN
-        RAISE EXCEPTION 'band schema % does not exist', from_version USING ERRCODE = 'undefined_object';
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'the band schema version must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    INSERT INTO ml.woe_anchor_band_schemas (version, description, subsets, learned)
-    SELECT to_version, coalesce(woe_anchor_copy_band_schema.description,
-                                format('copy of band schema %s', from_version)), s.subsets, s.learned
-    FROM ml.woe_anchor_band_schemas AS s WHERE s.version = from_version;
-    INSERT INTO ml.woe_anchor_bands (schema_version, position, band_name, column_name, subset, rule)
-    SELECT to_version, b.position, b.band_name, b.column_name, b.subset, b.rule
-    FROM ml.woe_anchor_bands AS b WHERE b.schema_version = from_version;
-    RETURN to_version;
-EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'band schema % already exists', to_version
-        USING ERRCODE = 'duplicate_object', HINT = 'Choose another version number.';
+    SELECT s.created_by INTO owner FROM ml.woe_anchor_band_schemas AS s WHERE s.version = target;
+    IF edit IN ('copy', 'create') THEN
+        IF owner IS NOT NULL THEN
+            RAISE EXCEPTION 'band schema % already exists', target
+                USING ERRCODE = 'duplicate_object', HINT = 'Choose another version number.';
+        END IF;
+        IF edit = 'copy' AND NOT EXISTS (SELECT FROM ml.woe_anchor_band_schemas AS s WHERE s.version = source) THEN
+            RAISE EXCEPTION 'band schema % does not exist', source USING ERRCODE = 'undefined_object';
+        END IF;
+        INSERT INTO ml.woe_anchor_band_schemas (version, description, subsets, learned, created_by)
+        SELECT target, coalesce(doc ->> 'description', format('copy of band schema %s', source)),
+               s.subsets, s.learned, who
+        FROM ml.woe_anchor_band_schemas AS s WHERE edit = 'copy' AND s.version = source
+        UNION ALL
+        SELECT target, coalesce(doc ->> 'description', ''), coalesce(doc -> 'subsets', '{}'),
+               coalesce(doc -> 'learned', '[]'), who
+        WHERE edit = 'create';
+        INSERT INTO ml.woe_anchor_bands (schema_version, position, band_name, column_name, subset, rule)
+        SELECT target, b.position, b.band_name, b.column_name, b.subset, b.rule
+        FROM ml.woe_anchor_bands AS b WHERE edit = 'copy' AND b.schema_version = source;
+        RETURN true;
+    END IF;
+    IF owner IS NULL THEN
+        RAISE EXCEPTION 'band schema % does not exist', target USING ERRCODE = 'undefined_object';
+    ELSIF NOT ml._woe_anchor_may_manage(who, owner) THEN
+        RAISE EXCEPTION 'permission denied to change band schema %: it was created by %', target, owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Copy it and edit the copy: SELECT ml.woe_anchor_copy_band_schema(%s, <new version>);',
+                                target);
+    END IF;
+    IF edit = 'set_band' THEN
+        INSERT INTO ml.woe_anchor_bands AS b (schema_version, position, band_name, column_name, subset, rule)
+        VALUES (target,
+                coalesce((doc ->> 'position')::int, (SELECT coalesce(max(x.position), 0) + 1 FROM ml.woe_anchor_bands AS x
+                                                     WHERE x.schema_version = target)),
+                band, coalesce(doc ->> 'column_name', band || '_band'), doc ->> 'subset', doc -> 'rule')
+        ON CONFLICT (schema_version, band_name) DO UPDATE
+            SET position = coalesce((doc ->> 'position')::int, b.position),
+                column_name = coalesce(doc ->> 'column_name', b.column_name),
+                subset = doc ->> 'subset', rule = doc -> 'rule';
+        RETURN true;
+    ELSIF edit = 'drop_band' THEN
+        DELETE FROM ml.woe_anchor_bands AS b
+        WHERE b.schema_version = target AND b.band_name = band;
+        RETURN FOUND;
+    ELSIF edit = 'drop_schema' THEN
+        DELETE FROM ml.woe_anchor_band_schemas AS s WHERE s.version = target;
+        RETURN FOUND;
+    END IF;
+    RAISE EXCEPTION 'unknown band schema edit %', quote_literal(edit) USING ERRCODE = 'invalid_parameter_value';
 END
+$$;
+
+-- A new schema that starts as a copy of another (then edit it with ml.woe_anchor_set_band and
+-- ml.woe_anchor_drop_band).
+CREATE FUNCTION ml.woe_anchor_copy_band_schema(from_version int, to_version int, description text DEFAULT NULL)
+RETURNS int
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT to_version WHERE ml._woe_anchor_edit_band_schema(ml._woe_anchor_ticket(), to_version, 'copy', NULL,
+                                                        jsonb_build_object('from', from_version, 'description', description))
+$$;
+
+-- A new, empty schema: its subsets and learned thresholds (README, "Band schemas").
+CREATE FUNCTION ml.woe_anchor_create_band_schema(version int, description text DEFAULT '',
+                                                 subsets jsonb DEFAULT '{}', learned jsonb DEFAULT '[]')
+RETURNS int
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT version WHERE ml._woe_anchor_edit_band_schema(ml._woe_anchor_ticket(), version, 'create', NULL,
+    jsonb_build_object('description', description, 'subsets', subsets, 'learned', learned))
+$$;
+
+-- Adds a band to a schema of yours, or replaces the band of that name (column defaults to
+-- <band_name>_band, position to after the last).
+CREATE FUNCTION ml.woe_anchor_set_band(schema_version int, band_name text, rule jsonb, column_name text DEFAULT NULL,
+                                       band_position int DEFAULT NULL, subset text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT FROM ml._woe_anchor_edit_band_schema(ml._woe_anchor_ticket(), schema_version, 'set_band', band_name,
+    jsonb_strip_nulls(jsonb_build_object('rule', rule, 'column_name', column_name, 'position', band_position,
+                                         'subset', subset)))
+$$;
+
+-- Removes a band from a schema of yours; true when it was there.
+CREATE FUNCTION ml.woe_anchor_drop_band(schema_version int, band_name text)
+RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT ml._woe_anchor_edit_band_schema(ml._woe_anchor_ticket(), schema_version, 'drop_band', band_name, NULL)
+$$;
+
+-- Removes a schema of yours that no model uses; true when it was there.
+CREATE FUNCTION ml.woe_anchor_drop_band_schema(version int)
+RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT ml._woe_anchor_edit_band_schema(ml._woe_anchor_ticket(), version, 'drop_schema', NULL, NULL)
 $$;
 
 CREATE FUNCTION ml._woe_anchor_band_schema_problems(version int, source oid)
@@ -138,7 +238,14 @@ $$;
 
 COMMENT ON FUNCTION ml.woe_anchor_band_schema(int) IS 'A band schema as one JSON document (schema row and bands)';
 COMMENT ON FUNCTION ml._woe_anchor_band_schema_guard() IS 'woe_anchor internal: keeps built-in and used band schemas unchanged';
+COMMENT ON FUNCTION ml._woe_anchor_edit_band_schema(uuid, int, text, text, jsonb) IS
+    'woe_anchor internal: a band-schema edit for the role of a ticket';
 COMMENT ON FUNCTION ml.woe_anchor_copy_band_schema(int, int, text) IS 'Create band schema to_version as a copy of from_version';
+COMMENT ON FUNCTION ml.woe_anchor_create_band_schema(int, text, jsonb, jsonb) IS 'Create an empty band schema';
+COMMENT ON FUNCTION ml.woe_anchor_set_band(int, text, jsonb, text, int, text) IS
+    'Add a band to a band schema of yours, or replace the band of that name';
+COMMENT ON FUNCTION ml.woe_anchor_drop_band(int, text) IS 'Remove a band from a band schema of yours';
+COMMENT ON FUNCTION ml.woe_anchor_drop_band_schema(int) IS 'Remove a band schema of yours that no model uses';
 COMMENT ON FUNCTION ml._woe_anchor_band_schema_problems(int, oid) IS 'woe_anchor internal: the problems behind ml.woe_anchor_band_schema_problems';
 COMMENT ON FUNCTION ml.woe_anchor_band_schema_problems(int, regclass) IS
     'Problems of a band schema (unknown columns, bad rules, unsorted thresholds, duplicates); no rows = fit-ready';

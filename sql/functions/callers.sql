@@ -41,6 +41,9 @@ AS $$
 DECLARE
     who name;
 BEGIN
+    -- tickets a caller inserted itself and never used die with their transaction
+    DELETE FROM ml._woe_anchor_callers AS c
+    WHERE c.xact <> pg_current_xact_id() AND pg_xact_status(c.xact) IS DISTINCT FROM 'in progress';
     DELETE FROM ml._woe_anchor_callers AS c
     WHERE c.ticket = _woe_anchor_caller.ticket AND c.backend = pg_backend_pid() AND c.xact = pg_current_xact_id()
     RETURNING c.role_name INTO who;
@@ -63,6 +66,22 @@ SELECT EXISTS (SELECT FROM pg_roles AS r WHERE r.rolname = who AND r.rolsuper)
     OR (EXISTS (SELECT FROM pg_roles AS r WHERE r.rolname = owner) AND pg_has_role(who, owner, 'MEMBER'))
 $$;
 
+-- Whether only superusers own schema `nsp`, so that no one else can swap what is named in it
+-- (pg_database_owner, PostgreSQL 15's owner of schema public, stands for the database's owner).
+CREATE FUNCTION ml._woe_anchor_superusers_schema(nsp name) RETURNS boolean
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT coalesce((SELECT r.rolsuper FROM pg_namespace AS n
+                 JOIN pg_roles AS r ON r.oid = CASE WHEN n.nspowner = 'pg_database_owner'::regrole
+                                                    THEN (SELECT d.datdba FROM pg_database AS d
+                                                          WHERE d.datname = current_database())
+                                                    ELSE n.nspowner END
+                 WHERE n.nspname = nsp), false)
+$$;
+
+COMMENT ON FUNCTION ml._woe_anchor_superusers_schema(name) IS
+    'woe_anchor internal: whether a schema is a superuser''s (no one else can swap names in it)';
 COMMENT ON FUNCTION ml._woe_anchor_stamp_ticket() IS 'woe_anchor internal: stamps a caller ticket with the inserting role';
 COMMENT ON FUNCTION ml._woe_anchor_ticket() IS 'woe_anchor internal: a caller ticket for one definer call';
 COMMENT ON FUNCTION ml._woe_anchor_caller(uuid) IS 'woe_anchor internal: the role behind a ticket (consumes it)';

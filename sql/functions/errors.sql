@@ -6,7 +6,8 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    message := regexp_replace(message, '^(plpy|spiexceptions)[.][A-Za-z]+: ', '');
+    -- an error re-raised through nested PL/Python calls carries one prefix per level
+    message := regexp_replace(message, '^((plpy|spiexceptions)[.][A-Za-z]+: )+', '');
     -- RAISE prints empty DETAIL/HINT lines, so pass only those that exist
     IF detail <> '' AND hint <> '' THEN
         RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message, DETAIL = detail, HINT = hint;

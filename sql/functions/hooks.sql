@@ -1,7 +1,29 @@
 -- Runs the activation hooks when a model becomes the active one, in that transaction: a hook
 -- that raises refuses the activation. Activations happen inside the definer entry points, as the
--- extension's owner, so a hook must be a superuser's function or SECURITY DEFINER (then it runs
--- as its own owner); anything else is refused here too, whoever registered it.
+-- extension's owner and in the activating trainer's session, so a hook must be a superuser's
+-- function or SECURITY DEFINER (then it runs as its own owner), and must pin a search_path that
+-- ends with pg_temp (or a trainer's temporary table would be what its unqualified names reach).
+-- Anything else is refused here too, whoever registered it.
+CREATE FUNCTION ml._woe_anchor_hook_problem(hook regprocedure) RETURNS text
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE
+    WHEN p.oid IS NULL OR p.prokind <> 'f'
+         OR NOT (p.pronargs = 0 OR (p.pronargs = 1 AND p.proargtypes[0] = 'text'::regtype))
+        THEN 'must be a function of (text) or of no arguments'
+    WHEN NOT (p.prosecdef OR r.rolsuper)
+        THEN 'must be SECURITY DEFINER or owned by a superuser: activations run as woe_anchor''s owner'
+    WHEN coalesce(btrim((SELECT (regexp_split_to_array(substr(c, 13), ','))[
+                                array_length(regexp_split_to_array(substr(c, 13), ','), 1)]
+                         FROM unnest(p.proconfig) AS c WHERE left(c, 12) = 'search_path=')), '') <> 'pg_temp'
+        THEN 'must pin its search_path, with pg_temp last: ALTER FUNCTION ' || hook::text
+             || ' SET search_path = <its schemas>, pg_catalog, pg_temp'
+    END
+FROM (SELECT hook AS oid) AS h
+LEFT JOIN pg_proc AS p ON p.oid = h.oid
+LEFT JOIN pg_roles AS r ON r.oid = p.proowner
+$$;
 CREATE FUNCTION ml._woe_anchor_run_activation_hooks() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -9,16 +31,15 @@ AS $$
 DECLARE
     h record;
 BEGIN
-    FOR h IN SELECT a.hook, n.nspname, p.proname, p.pronargs, p.prosecdef OR r.rolsuper AS trusted
+    FOR h IN SELECT a.hook, n.nspname, p.proname, p.pronargs, ml._woe_anchor_hook_problem(a.hook) AS problem
              FROM ml.woe_anchor_activation_hooks AS a
              JOIN pg_proc AS p ON p.oid = a.hook
              JOIN pg_namespace AS n ON n.oid = p.pronamespace
-             JOIN pg_roles AS r ON r.oid = p.proowner
              ORDER BY a.registered_at, a.hook LOOP
-        IF NOT h.trusted THEN
-            RAISE EXCEPTION 'activation hook % is neither SECURITY DEFINER nor owned by a superuser', h.hook
+        IF h.problem IS NOT NULL THEN
+            RAISE EXCEPTION 'activation hook % %', h.hook, h.problem
                 USING ERRCODE = 'insufficient_privilege',
-                      HINT = 'Make it SECURITY DEFINER, or remove it: SELECT ml.woe_anchor_remove_activation_hook(...);';
+                      HINT = format('Fix it, or remove it: SELECT ml.woe_anchor_remove_activation_hook(%L);', h.hook);
         END IF;
         EXECUTE format('SELECT %I.%I(%s)', h.nspname, h.proname, CASE WHEN h.pronargs = 1 THEN '$1' ELSE '' END)
             USING NEW.model_key;
@@ -34,23 +55,18 @@ CREATE TRIGGER woe_anchor_activation_hooks
 
 -- Registers a function every activation runs (fit, ml.woe_anchor_activate, scheduled fits, the
 -- trainer import), e.g. a re-certification of your pipeline. It takes the model key (text) or
--- nothing; it must be SECURITY DEFINER or a superuser's. Superusers only (the table is theirs).
+-- nothing; it must be SECURITY DEFINER or a superuser's, with a pinned search_path ending in
+-- pg_temp. Superusers only (the table is theirs).
 CREATE FUNCTION ml.woe_anchor_add_activation_hook(hook regprocedure)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    problem text := ml._woe_anchor_hook_problem(hook);
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_proc AS p WHERE p.oid = hook AND p.prokind = 'f'
-                     AND (p.pronargs = 0 OR (p.pronargs = 1 AND p.proargtypes[0] = 'text'::regtype))) THEN
-        RAISE EXCEPTION 'activation hook % must be a function of (text) or of no arguments', hook
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_proc AS p JOIN pg_roles AS r ON r.oid = p.proowner
-                   WHERE p.oid = hook AND (p.prosecdef OR r.rolsuper)) THEN
-        RAISE EXCEPTION 'activation hook % must be SECURITY DEFINER or owned by a superuser', hook
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Activations run as woe_anchor''s owner: an ordinary function of another role would run with its rights.';
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'activation hook % %', hook, problem USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO ml.woe_anchor_activation_hooks (hook) VALUES (hook) ON CONFLICT DO NOTHING;
 END
@@ -66,6 +82,7 @@ WITH gone AS (DELETE FROM ml.woe_anchor_activation_hooks AS a WHERE a.hook = woe
 SELECT count(*) > 0 FROM gone
 $$;
 
+COMMENT ON FUNCTION ml._woe_anchor_hook_problem(regprocedure) IS 'woe_anchor internal: why a function cannot be an activation hook';
 COMMENT ON FUNCTION ml._woe_anchor_run_activation_hooks() IS 'woe_anchor internal: runs the activation hooks';
 COMMENT ON FUNCTION ml.woe_anchor_add_activation_hook(regprocedure) IS
     'Run a function (of the model key, or of nothing) in every model activation''s transaction';

@@ -3,6 +3,8 @@ RETURNS TABLE (model_key text, outcome text, mapped text)
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 SET TimeZone = 'UTC'
+-- check constraints of the trainer's tables are never planned
+SET constraint_exclusion = partition
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
 return woe_anchor.legacy.import_trainer(plpy, woe_anchor.VERSION, legacy_schema)

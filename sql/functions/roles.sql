@@ -18,7 +18,9 @@ SELECT CASE kind
         'fit_woe_anchor', '_fit_woe_anchor', '_woe_anchor_persist', '_woe_anchor_ticket', '_woe_anchor_stamp_ticket',
         'woe_anchor_activate', '_woe_anchor_activate', 'woe_anchor_drop_model', '_woe_anchor_drop',
         'woe_anchor_prune', '_woe_anchor_prune', '_woe_anchor_drop_shard_table_of', '_woe_anchor_drop_shard_table',
-        'woe_anchor_copy_band_schema', '_woe_anchor_band_schema_guard', '_woe_anchor_may_manage',
+        'woe_anchor_copy_band_schema', 'woe_anchor_create_band_schema', 'woe_anchor_set_band', 'woe_anchor_drop_band',
+        'woe_anchor_drop_band_schema', '_woe_anchor_edit_band_schema', '_woe_anchor_band_schema_guard',
+        '_woe_anchor_may_manage',
         'schedule_woe_anchor_fit', '_woe_anchor_schedule', 'unschedule_woe_anchor_fit', '_woe_anchor_unschedule']
 END
 $$;
@@ -47,17 +49,17 @@ BEGIN
                        WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = ANY (ml._woe_anchor_routines('reader')) LOOP
             EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO %s', routine, who);
         END LOOP;
-        FOR view IN SELECT to_regclass(v.view_name) FROM ml.woe_anchor_views AS v
-                    WHERE to_regclass(v.view_name) IS NOT NULL LOOP
+        -- the views woe_anchor made, in schemas only a superuser owns (its names stay its own there)
+        FOR view IN SELECT c.oid FROM ml.woe_anchor_views AS v
+                    JOIN pg_class AS c ON c.oid = to_regclass(v.view_name)
+                    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+                    WHERE ml._woe_anchor_superusers_schema(n.nspname) LOOP
             EXECUTE format('GRANT SELECT ON %s TO %s', view, who);
         END LOOP;
     END LOOP;
     IF trainer IS NOT NULL THEN
         -- a ticket says who calls a definer entry point (functions/callers.sql)
         EXECUTE format('GRANT INSERT ON ml._woe_anchor_callers TO %s', trainer);
-        -- band schemas are data; the guard trigger keeps used ones and other roles' unchanged
-        EXECUTE format('GRANT INSERT, UPDATE, DELETE ON ml.woe_anchor_band_schemas, ml.woe_anchor_bands TO %s',
-                       trainer);
         FOR routine IN SELECT p.oid FROM pg_proc AS p
                        WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = ANY (ml._woe_anchor_routines('trainer')) LOOP
             EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO %s', routine, trainer);

@@ -55,18 +55,90 @@ CREATE TABLE ml.woe_anchor_activation_hooks (
 COMMENT ON TABLE ml.woe_anchor_activation_hooks IS 'woe_anchor: functions every model activation runs';
 SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_activation_hooks', '');
 
--- Upgrade from 0.1.0: the score partitions a trainer created and owned become the extension's.
--- A partition with anything of its owner's attached (a trigger, an index, a constraint, a policy,
--- a dependent view...) is rebuilt from its rows; the rest only change owner. Shard score
--- partitions (a partitioned table of foreign tables) become rows of ml.woe_anchor_shard_scores
--- and a plain table of their local rows.
+-- Upgrade from 0.1.0: the score partitions a trainer created and owned become the extension's,
+-- and nothing of the trainer's stays attached to them. Reading or even planning a read of a
+-- table runs code attached to it (index expressions, statistics, policies...), so before anything
+-- reads a partition this takes it over and removes every such object; dropping runs no code.
+CREATE FUNCTION ml._woe_anchor_take_over(t regclass, owner name, model_key text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+    grantee text;
+    kept text[] := ARRAY[
+        format('%s_pkey PRIMARY KEY (generation, listing_id, t0, model_key)', (SELECT relname FROM pg_class WHERE oid = t)),
+        'woe_anchor_scores_v1_fold_id_check CHECK ((fold_id >= 0))',
+        format('woe_anchor_scores_model_key_check CHECK ((model_key = %s::text))', quote_literal(model_key))];
+BEGIN
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', t, owner);
+    EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY', t);
+    FOR grantee IN SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
+                   FROM pg_class AS c, aclexplode(c.relacl) AS a WHERE c.oid = t AND a.grantee <> c.relowner
+                   UNION
+                   SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
+                   FROM pg_attribute AS b, aclexplode(b.attacl) AS a WHERE b.attrelid = t LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM %s', t, grantee);
+        EXECUTE format('REVOKE ALL (%s) ON %s FROM %s', (SELECT string_agg(quote_ident(b.attname), ', ')
+            FROM pg_attribute AS b WHERE b.attrelid = t AND b.attnum > 0 AND NOT b.attisdropped), t, grantee);
+    END LOOP;
+    FOR d IN SELECT DISTINCT dep.classid, dep.objid FROM pg_depend AS dep
+             WHERE dep.refclassid = 'pg_class'::regclass AND dep.refobjid = t AND dep.deptype IN ('n', 'a') LOOP
+        CASE d.classid
+        WHEN 'pg_constraint'::regclass THEN
+            IF NOT EXISTS (SELECT FROM pg_constraint AS k WHERE k.oid = d.objid
+                           AND k.conname || ' ' || pg_get_constraintdef(k.oid) = ANY (kept)) THEN
+                EXECUTE format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I CASCADE', t,
+                               (SELECT k.conname FROM pg_constraint AS k WHERE k.oid = d.objid));
+            END IF;
+        WHEN 'pg_class'::regclass THEN
+            IF (SELECT c.relkind FROM pg_class AS c WHERE c.oid = d.objid) = 'i'
+               AND NOT EXISTS (SELECT FROM pg_constraint AS k WHERE k.conindid = d.objid) THEN
+                EXECUTE format('DROP INDEX IF EXISTS %s', d.objid::regclass);
+            ELSIF (SELECT c.relkind FROM pg_class AS c WHERE c.oid = d.objid) = 'S' THEN
+                EXECUTE format('ALTER SEQUENCE %s OWNED BY NONE', d.objid::regclass);
+            END IF;
+        WHEN 'pg_trigger'::regclass THEN
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', (SELECT g.tgname FROM pg_trigger AS g WHERE g.oid = d.objid), t);
+        WHEN 'pg_rewrite'::regclass THEN
+            IF (SELECT w.ev_class FROM pg_rewrite AS w WHERE w.oid = d.objid) IS DISTINCT FROM t THEN
+                EXECUTE format('DROP %s IF EXISTS %s CASCADE',
+                    CASE (SELECT c.relkind FROM pg_rewrite AS w JOIN pg_class AS c ON c.oid = w.ev_class
+                          WHERE w.oid = d.objid) WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+                    (SELECT w.ev_class::regclass FROM pg_rewrite AS w WHERE w.oid = d.objid));
+            ELSIF EXISTS (SELECT FROM pg_rewrite AS w WHERE w.oid = d.objid) THEN
+                EXECUTE format('DROP RULE IF EXISTS %I ON %s', (SELECT w.rulename FROM pg_rewrite AS w WHERE w.oid = d.objid), t);
+            END IF;
+        WHEN 'pg_policy'::regclass THEN
+            EXECUTE format('DROP POLICY IF EXISTS %I ON %s', (SELECT p.polname FROM pg_policy AS p WHERE p.oid = d.objid), t);
+        WHEN 'pg_statistic_ext'::regclass THEN
+            EXECUTE format('DROP STATISTICS IF EXISTS %I.%I',
+                (SELECT n.nspname FROM pg_statistic_ext AS x JOIN pg_namespace AS n ON n.oid = x.stxnamespace WHERE x.oid = d.objid),
+                (SELECT x.stxname FROM pg_statistic_ext AS x WHERE x.oid = d.objid));
+        WHEN 'pg_attrdef'::regclass THEN
+            EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', t,
+                (SELECT b.attname FROM pg_attrdef AS f JOIN pg_attribute AS b ON b.attrelid = f.adrelid AND b.attnum = f.adnum
+                 WHERE f.oid = d.objid));
+        WHEN 'pg_publication_rel'::regclass THEN
+            EXECUTE format('ALTER PUBLICATION %I DROP TABLE %s',
+                (SELECT p.pubname FROM pg_publication_rel AS r JOIN pg_publication AS p ON p.oid = r.prpubid WHERE r.oid = d.objid), t);
+        ELSE
+            RAISE EXCEPTION '% is attached to score partition %: remove it, then update', pg_describe_object(d.classid, d.objid, 0), t
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END CASE;
+    END LOOP;
+END
+$$;
+
+-- Shard score partitions (a partitioned table of foreign tables) become rows of
+-- ml.woe_anchor_shard_scores and a plain table of their local rows; every other partition keeps
+-- its rows and gets exactly the key and checks a fit gives it.
 DO $$
 DECLARE
     owner name := (SELECT pg_catalog.pg_get_userbyid(e.extowner) FROM pg_catalog.pg_extension AS e
                    WHERE e.extname = 'woe_anchor');
     part record;
+    leaf regclass;
     key text;
-    clean boolean;
     fresh text;
     locals text;
 BEGIN
@@ -75,8 +147,12 @@ BEGIN
                 JOIN ml.woe_anchor_model_registry_v1 AS r ON c.relname = 'woe_anchor_scores_v1_m' || r.model_id
                 WHERE i.inhparent = 'ml.woe_anchor_scores_v1'::regclass LOOP
         key := quote_literal(part.model_key);
+        FOR leaf IN SELECT t.relid FROM pg_catalog.pg_partition_tree(part.oid) AS t
+                    JOIN pg_catalog.pg_class AS c ON c.oid = t.relid WHERE c.relkind = 'r' LOOP
+            PERFORM ml._woe_anchor_take_over(leaf, owner, part.model_key);
+        END LOOP;
+        fresh := format('woe_anchor_scores.%I', part.relname);
         IF part.relkind = 'p' THEN
-            -- scores on shards: record the remote tables, keep the local leaves' rows
             INSERT INTO ml.woe_anchor_shard_scores (model_key, server, remote_table)
             SELECT part.model_key, s.srvname, o.table_name
             FROM pg_catalog.pg_partition_tree(part.oid) AS t
@@ -88,57 +164,41 @@ BEGIN
                      FROM pg_catalog.pg_options_to_table(f.ftoptions) AS v) AS o
             WHERE o.schema_name = 'woe_anchor_scores'
               AND o.table_name ~ '^woe_anchor_scores_v1_m[0-9]+_[0-9a-f]{12}_p[0-9]+$';
-            SELECT string_agg(format('SELECT * FROM %s', t.relid::regclass), ' UNION ALL ')
-            INTO locals
+            -- the local leaves were taken over above: reading them runs nothing of anyone's
+            SELECT string_agg(format('SELECT * FROM %s', t.relid::regclass), ' UNION ALL ') INTO locals
             FROM pg_catalog.pg_partition_tree(part.oid) AS t JOIN pg_catalog.pg_class AS c ON c.oid = t.relid
             WHERE t.isleaf AND c.relkind = 'r';
-            clean := false;
-        ELSE
-            locals := format('SELECT * FROM %s', part.oid::regclass);
-            -- clean: nothing depends on it but its row type, TOAST table, key and the two checks
-            clean := NOT EXISTS (
-                SELECT FROM pg_catalog.pg_depend AS d
-                LEFT JOIN pg_catalog.pg_constraint AS k ON d.classid = 'pg_catalog.pg_constraint'::regclass
-                                                       AND k.oid = d.objid
-                LEFT JOIN pg_catalog.pg_class AS x ON d.classid = 'pg_catalog.pg_class'::regclass AND x.oid = d.objid
-                WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = part.oid
-                  AND d.classid <> 'pg_catalog.pg_type'::regclass
-                  AND NOT (k.contype = 'p' OR k.conname IN ('woe_anchor_scores_v1_fold_id_check',
-                                                            'woe_anchor_scores_model_key_check'))
-                  AND NOT (x.relkind = 't'))
-              AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c
-                              WHERE c.oid = part.oid AND (c.relrowsecurity OR c.relhastriggers OR c.relhasrules
-                                                          OR c.relacl IS NOT NULL))
-              AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
-                              WHERE a.attrelid = part.oid AND (a.attacl IS NOT NULL OR a.atthasdef))
-              AND (SELECT count(*) FROM pg_catalog.pg_index AS i WHERE i.indrelid = part.oid) = 1
-              AND (SELECT count(*) FROM pg_catalog.pg_constraint AS k WHERE k.conrelid = part.oid) = 3;
+            EXECUTE format('CREATE TABLE woe_anchor_scores.%I AS SELECT model_key::text AS model_key, '
+                           'generation::int AS generation, listing_id::bigint AS listing_id, t0::timestamptz AS t0, '
+                           'fold_id::int AS fold_id, is_oof::boolean AS is_oof, woe_logit::float8 AS woe_logit, '
+                           'woe_p::float8 AS woe_p FROM (%s) AS s', part.relname || '_local',
+                           coalesce(locals, 'SELECT * FROM ml.woe_anchor_scores_v1 WHERE false'));
+            EXECUTE format('ALTER TABLE ml.woe_anchor_scores_v1 DETACH PARTITION %s', part.oid::regclass);
+            EXECUTE format('DROP TABLE %s CASCADE', part.oid::regclass);
+            EXECUTE format('ALTER TABLE woe_anchor_scores.%I RENAME TO %I', part.relname || '_local', part.relname);
+            EXECUTE format('ALTER TABLE %s OWNER TO %I', fresh, owner);
         END IF;
-        IF clean THEN
-            EXECUTE format('ALTER TABLE %s OWNER TO %I', part.oid::regclass, owner);
-            CONTINUE;
+        IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = fresh::regclass AND contype = 'p') THEN
+            EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (generation, listing_id, t0, model_key)', fresh);
         END IF;
-        -- rebuild: the rows, read as the superuser running the update (no policy or trigger runs)
-        fresh := format('woe_anchor_scores.%I', part.relname || '_rebuilt');
-        EXECUTE format('CREATE TABLE %s AS SELECT model_key::text AS model_key, generation::int AS generation, '
-                       'listing_id::bigint AS listing_id, t0::timestamptz AS t0, fold_id::int AS fold_id, '
-                       'is_oof::boolean AS is_oof, woe_logit::float8 AS woe_logit, woe_p::float8 AS woe_p '
-                       'FROM (%s) AS s', fresh,
-                       coalesce(locals, 'SELECT * FROM ml.woe_anchor_scores_v1 WHERE false'));
-        EXECUTE format('ALTER TABLE ml.woe_anchor_scores_v1 DETACH PARTITION %s', part.oid::regclass);
-        EXECUTE format('DROP TABLE %s CASCADE', part.oid::regclass);
-        EXECUTE format('ALTER TABLE %s RENAME TO %I', fresh, part.relname);
-        fresh := format('woe_anchor_scores.%I', part.relname);
-        EXECUTE format('ALTER TABLE %s OWNER TO %I', fresh, owner);
-        EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (generation, listing_id, t0, model_key), '
-                       'ADD CONSTRAINT woe_anchor_scores_v1_fold_id_check CHECK (fold_id >= 0), '
-                       'ADD CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = %s), '
-                       'ALTER COLUMN is_oof SET NOT NULL, ALTER COLUMN woe_logit SET NOT NULL, '
-                       'ALTER COLUMN woe_p SET NOT NULL', fresh, key);
-        EXECUTE format('ALTER TABLE ml.woe_anchor_scores_v1 ATTACH PARTITION %s FOR VALUES IN (%s)', fresh, key);
+        IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = fresh::regclass
+                       AND conname = 'woe_anchor_scores_v1_fold_id_check') THEN
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT woe_anchor_scores_v1_fold_id_check CHECK (fold_id >= 0)', fresh);
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = fresh::regclass
+                       AND conname = 'woe_anchor_scores_model_key_check') THEN
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = %s)',
+                           fresh, key);
+        END IF;
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN is_oof SET NOT NULL, ALTER COLUMN woe_logit SET NOT NULL, '
+                       'ALTER COLUMN woe_p SET NOT NULL', fresh);
+        IF part.relkind = 'p' THEN
+            EXECUTE format('ALTER TABLE ml.woe_anchor_scores_v1 ATTACH PARTITION %s FOR VALUES IN (%s)', fresh, key);
+        END IF;
     END LOOP;
 END
 $$;
+DROP FUNCTION ml._woe_anchor_take_over(regclass, name, text);
 
 -- 0.1.0 let trainers write the artifact tables, take ids and create score tables: all revoked
 -- here; grants.sql then re-applies the new model to every role that held the old one.
@@ -149,14 +209,16 @@ BEGIN
     FOR grantee IN SELECT DISTINCT a.grantee::regrole
                    FROM pg_catalog.pg_class AS c, aclexplode(c.relacl) AS a
                    WHERE c.oid IN ('ml.woe_anchor_model_registry_v1'::regclass, 'ml.woe_anchor_cuts_v1'::regclass,
-                                   'ml.woe_anchor_map_v1'::regclass, 'ml.woe_anchor_model_id_seq'::regclass)
+                                   'ml.woe_anchor_map_v1'::regclass, 'ml.woe_anchor_model_id_seq'::regclass,
+                                   'ml.woe_anchor_band_schemas'::regclass, 'ml.woe_anchor_bands'::regclass)
                      AND a.grantee <> 0 AND a.grantee <> c.relowner
                    UNION
                    SELECT DISTINCT a.grantee::regrole
                    FROM pg_catalog.pg_namespace AS n, aclexplode(n.nspacl) AS a
                    WHERE n.nspname = 'woe_anchor_scores' AND a.grantee <> 0 AND a.grantee <> n.nspowner LOOP
         EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ml.woe_anchor_model_registry_v1, '
-                       'ml.woe_anchor_cuts_v1, ml.woe_anchor_map_v1 FROM %s', grantee);
+                       'ml.woe_anchor_cuts_v1, ml.woe_anchor_map_v1, ml.woe_anchor_band_schemas, '
+                       'ml.woe_anchor_bands FROM %s', grantee);
         EXECUTE format('REVOKE ALL ON SEQUENCE ml.woe_anchor_model_id_seq FROM %s', grantee);
         EXECUTE format('REVOKE ALL ON SCHEMA woe_anchor_scores FROM %s', grantee);
     END LOOP;
