@@ -64,10 +64,12 @@ def render(version, sql_files, modules, upgrade=False):
                     f"woe_anchor = GD[{package_key!r}]")
     # PL/pgSQL wrappers catch whatever the PL/Python layer raised and re-raise it plainly
     error_variables = "state text; message text; detail text; hint text;"
-    reraise = ("EXCEPTION WHEN OTHERS THEN\n"
-               "    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,\n"
-               "                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;\n"
-               "    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);")
+    def reraise(first=""):
+        return ("EXCEPTION WHEN OTHERS THEN\n"
+                "    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,\n"
+                "                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;\n"
+                + (f"    {first}\n" if first else "") +
+                "    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);")
     values = {
         "@EXTVERSION@": repr(version),
         "@PACKAGE_KEY@": repr(package_key),
@@ -76,7 +78,10 @@ def render(version, sql_files, modules, upgrade=False):
         "@MODULES@": repr(tuple(sources)),
         "@LOAD_PACKAGE@": load_package,
         "@ERROR_VARIABLES@": error_variables,
-        "@RERAISE_AS_PLAIN_ERROR@": reraise,
+        "@RERAISE_AS_PLAIN_ERROR@": reraise(),
+        # a statement that read shard tables closes those reads, whether it failed or not
+        "@END_SHARD_READS_AND_RERAISE@": "    PERFORM ml._woe_anchor_end_shard_reads();\n"
+                                         + reraise("PERFORM ml._woe_anchor_end_shard_reads();"),
     }
     if any("@BUILT_IN_SCHEMAS@" in Path(f).read_text() for f in sql_files):
         values["@BUILT_IN_SCHEMAS@"] = built_in_schemas(next(m for m in modules if Path(m).name == "bands.py"))

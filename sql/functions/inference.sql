@@ -36,12 +36,7 @@ DECLARE
     @ERROR_VARIABLES@
 BEGIN
     RETURN QUERY EXECUTE ml._woe_anchor_stored_scores_sql(model_key);
-    PERFORM ml._woe_anchor_end_shard_reads();
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-    PERFORM ml._woe_anchor_end_shard_reads();
-    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);
+@END_SHARD_READS_AND_RERAISE@
 END
 $$;
 
@@ -84,12 +79,7 @@ DECLARE
     @ERROR_VARIABLES@
 BEGIN
     RETURN QUERY EXECUTE ml._woe_anchor_training_features_sql(model_key, source::oid);
-    PERFORM ml._woe_anchor_end_shard_reads();
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
-    PERFORM ml._woe_anchor_end_shard_reads();
-    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);
+@END_SHARD_READS_AND_RERAISE@
 END
 $$;
 

@@ -70,6 +70,9 @@ DECLARE
     who name := ml._woe_anchor_caller(ticket);
     owner name;
 BEGIN
+    IF NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = key) THEN
+        RETURN;  -- nothing to drop: no lock to hold
+    END IF;
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
     SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r
     WHERE r.model_key = key;
