@@ -25,7 +25,7 @@ from conftest import fit
 from woe_anchor_harness import install
 
 MIGRATE = ["migrate", "--relations", f"{legacy.SOCIO_STORE},{legacy.VISION_STORE},{legacy.LABELS}",
-           "--map", "sold_time=sold_date", "--activation-hook", "audit.recertify_woe_anchor_store_v1()"]
+           "--map", "sold_time=sold_date", "--activation-hook", "audit.recertify_on_activation(text)"]
 SOURCE = "ml.woe_anchor_source_v1"
 
 
@@ -48,10 +48,57 @@ def trainer_db(server, conn):
     dsn = install.fresh_database(server, name, extension=False)
     with psycopg.connect(dsn, autocommit=True) as t:
         info = legacy.install(t, conn, [old, new], rows)
-        # an activation hook runs in trainers' sessions: it must pin its search_path (docs/security.md)
-        t.execute("ALTER FUNCTION audit.recertify_woe_anchor_store_v1() SET search_path = audit, ml, pg_catalog, pg_temp")
+        _auditor_hook(t)
     yield dsn, info
     install.drop_database(server, name)
+    with psycopg.connect(server.dsn_for("postgres"), autocommit=True) as c:
+        for role in (AUDITOR, OWNER):
+            c.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+AUDITOR = f"woe_mig_auditor_{os.getpid()}"
+
+
+def _auditor_hook(t):
+    """The re-certification as an activation hook runs it: with an auditor's rights (a role of its own,
+    SECURITY DEFINER) and a pinned search_path, as docs/security.md requires of hooks."""
+    t.execute(f"DROP ROLE IF EXISTS {AUDITOR}")
+    t.execute(f"CREATE ROLE {AUDITOR}")
+    t.execute(f"GRANT USAGE ON SCHEMA audit, ml, market TO {AUDITOR}")
+    t.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA audit TO {AUDITOR}")
+    t.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA ml, market TO {AUDITOR}")
+    t.execute("CREATE FUNCTION audit.recertify_on_activation(model_key text) RETURNS void LANGUAGE sql "
+              "SECURITY DEFINER SET search_path = audit, ml, pg_catalog, pg_temp "
+              "AS 'SELECT audit.recertify_woe_anchor_store_v1()'")
+    t.execute(f"ALTER FUNCTION audit.recertify_on_activation(text) OWNER TO {AUDITOR}")
+
+
+OWNER = f"woe_mig_owner_{os.getpid()}"
+
+
+def _hostile_owner(t, table):
+    """``table`` handed to a role that hangs code on it: statistics that call its function, which records
+    who runs it (public.woe_pwned) and tries to make the role a superuser."""
+    t.execute(f"DROP ROLE IF EXISTS {OWNER}")
+    t.execute(f"CREATE ROLE {OWNER}")
+    t.execute("CREATE TABLE IF NOT EXISTS public.woe_pwned (who name)")
+    t.execute("GRANT INSERT ON public.woe_pwned TO PUBLIC")
+    t.execute(f"CREATE SCHEMA IF NOT EXISTS o AUTHORIZATION {OWNER}")
+    t.execute(f"GRANT USAGE ON SCHEMA {table.split('.')[0]} TO {OWNER}")
+    t.execute(f"ALTER TABLE {table} OWNER TO {OWNER}")
+    t.execute(f"SET ROLE {OWNER}")
+    t.execute("CREATE OR REPLACE FUNCTION o.evil() RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+              f"INSERT INTO public.woe_pwned VALUES (current_user); "
+              f"IF current_user <> '{OWNER}' THEN EXECUTE 'ALTER ROLE {OWNER} SUPERUSER'; END IF; RETURN 1; END $$")
+    t.execute("CREATE OR REPLACE FUNCTION o.evil_key(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
+              "$$ BEGIN PERFORM o.evil(); RETURN $1; END $$")
+    t.execute(f"CREATE STATISTICS o.armed ON (o.evil_key(1)), model_key FROM {table}")
+    t.execute("RESET ROLE")
+
+
+def _not_escalated(t):
+    assert t.execute("SELECT count(*) FROM public.woe_pwned WHERE who <> %s", [OWNER]).fetchone()[0] == 0
+    assert t.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [OWNER]).fetchone()[0] is False
 
 
 def same_scores(got, want):
@@ -78,7 +125,7 @@ def test_migrate_refuses_by_default_and_lists_what_depends_on_the_tables(trainer
     assert plan.returncode == 0, plan.stderr
     assert "audit.require_certified_strict('ml.woe_anchor_feature_store_t0_v1_v'::text" in plan.stdout
     assert "audit.assert_t0_certified_woe_anchor_store_v1()" in plan.stdout, "functions naming the tables are listed"
-    assert "audit.recertify_woe_anchor_store_v1()" in plan.stdout
+    assert "audit.recertify_on_activation(text)" in plan.stdout
     with psycopg.connect(dsn) as t:
         assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 0
         assert t.execute("SELECT to_regclass('ml.woe_anchor_map_v1') IS NOT NULL").fetchone()[0]
@@ -125,8 +172,9 @@ def test_a_migrated_pipeline_serves_the_active_model_through_the_users_gate(trai
         t.execute("SELECT ml.woe_anchor_activate('legacy_new')")
         assert {r[0] for r in t.execute(served)} == {"legacy_new"}
         # a hook that refuses refuses the activation
-        t.execute("CREATE FUNCTION audit.refuse(model_key text) RETURNS void LANGUAGE plpgsql "
+        t.execute("CREATE FUNCTION audit.refuse(model_key text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER "
                   "SET search_path = pg_catalog, pg_temp AS $$BEGIN RAISE EXCEPTION 'not certifiable: %', model_key; END$$")
+        t.execute(f"ALTER FUNCTION audit.refuse(text) OWNER TO {AUDITOR}")
         t.execute("SELECT ml.woe_anchor_add_activation_hook('audit.refuse(text)')")
         with pytest.raises(psycopg.errors.RaiseException, match="not certifiable: ext_new"):
             t.execute("SELECT ml.woe_anchor_activate('ext_new')")
@@ -140,8 +188,13 @@ def test_a_migrated_pipeline_serves_the_active_model_through_the_users_gate(trai
 
     refused = _cli(dsn, "migrate", "--rollback")
     assert refused.returncode == 2 and "ext_new" in refused.stderr, "models fitted since are named"
+    with psycopg.connect(dsn, autocommit=True) as t:
+        # the kept trainer tables' owner may hang code on them: rolling back must not read them
+        _hostile_owner(t, "woe_anchor_trainer.woe_anchor_model_registry_v1")
     back = _cli(dsn, "migrate", "--rollback", "--force")
     assert back.returncode == 0, back.stderr
+    with psycopg.connect(dsn) as t:
+        _not_escalated(t)
     assert _views(dsn) == before, "the trainer's views are back as they were"
     with psycopg.connect(dsn, autocommit=True) as t:
         assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 0
@@ -185,3 +238,25 @@ def test_create_views_never_replaces_a_view_it_did_not_make(server):
                 "ml.v_woe_anchor_bands_live_v1", "ml.woe_anchor_scores_live_train_v", "ml.woe_anchor_scores_live_v1"]
     finally:
         install.drop_database(server, name)
+
+
+def test_migrate_reads_no_trainer_table_that_carries_its_owners_code(trainer_db):
+    """The legacy tables are read as a superuser: a column of the owner's type (with the owner's cast),
+    or the owner's statistics, would run its code with those rights."""
+    dsn, _ = trainer_db
+    with psycopg.connect(dsn, autocommit=True) as t:
+        _hostile_owner(t, "ml.woe_anchor_map_v1")
+        t.execute("DROP STATISTICS o.armed")
+        t.execute(f"SET ROLE {OWNER}")
+        t.execute("CREATE TYPE o.number AS ENUM ('NaN')")
+        t.execute("CREATE FUNCTION o.to_float(o.number) RETURNS float8 LANGUAGE plpgsql AS "
+                  "$$ BEGIN PERFORM o.evil(); RETURN 'NaN'; END $$")
+        t.execute("CREATE CAST (o.number AS float8) WITH FUNCTION o.to_float(o.number) AS ASSIGNMENT")
+        t.execute("ALTER TABLE ml.woe_anchor_map_v1 ALTER COLUMN sum_w_pos TYPE o.number USING NULL")
+        t.execute("RESET ROLE")
+    refused = _cli(dsn, *MIGRATE, "--recreate-views")
+    assert refused.returncode == 2, refused.stdout
+    assert "woe_anchor_trainer.woe_anchor_map_v1" in refused.stderr and "not built in" in refused.stderr
+    with psycopg.connect(dsn) as t:
+        _not_escalated(t)
+        assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 0

@@ -423,35 +423,48 @@ def test_training_features_follow_partitions_to_their_owners(cast):
     conn.execute("DROP TABLE public.sec_parts")
 
 
-def test_activation_hooks_pin_their_search_path(cast):
-    """A hook runs in the activating trainer's session, where its temporary tables come first."""
+def test_activation_hooks_run_with_narrow_rights_and_a_pinned_search_path(cast):
+    """A hook runs in the activating trainer's session, where its temporary tables come first, and
+    inside an entry point that runs as the extension's owner: it must bring rights of its own."""
     conn = cast
-    conn.execute("CREATE TABLE public.sec_activations (model_key text)")
-    conn.execute("CREATE FUNCTION public.sec_unpinned(k text) RETURNS void LANGUAGE sql "
-                 "AS 'INSERT INTO sec_activations VALUES (k)'")
-    conn.execute("CREATE FUNCTION public.sec_pinned(k text) RETURNS void LANGUAGE sql "
-                 "SET search_path = public, pg_catalog, pg_temp AS 'INSERT INTO sec_activations VALUES (k)'")
+    auditor = f"woe_sec_auditor_{SUFFIX}"
+    conn.execute(f"DROP ROLE IF EXISTS {auditor}")
+    conn.execute(f"CREATE ROLE {auditor}")
+    conn.execute("CREATE TABLE public.sec_activations (model_key text, who name)")
+    conn.execute(f"GRANT INSERT ON public.sec_activations TO {auditor}")
+    body = "AS 'INSERT INTO sec_activations VALUES (k, current_user)'"
+    pinned = "SET search_path = public, pg_catalog, pg_temp"
+    hooks = {"sec_invoker": f"{pinned} {body}", "sec_unpinned": f"SECURITY DEFINER {body}",
+             "sec_superusers": f"SECURITY DEFINER {pinned} {body}", "sec_audited": f"SECURITY DEFINER {pinned} {body}"}
+    for name, rest in hooks.items():
+        conn.execute(f"CREATE FUNCTION public.{name}(k text) RETURNS void LANGUAGE sql {rest}")
+    conn.execute(f"ALTER FUNCTION public.sec_audited(text) OWNER TO {auditor}")
+    conn.execute(f"ALTER FUNCTION public.sec_unpinned(text) OWNER TO {auditor}")
     try:
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match="must pin its search_path"):
-            conn.execute("SELECT ml.woe_anchor_add_activation_hook('public.sec_unpinned(text)')")
-        conn.execute("SELECT ml.woe_anchor_add_activation_hook('public.sec_pinned(text)')")
+        for name, problem in (("sec_invoker", "SECURITY DEFINER"), ("sec_superusers", "not a superuser"),
+                              ("sec_unpinned", "must pin its search_path")):
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match=problem):
+                conn.execute(f"SELECT ml.woe_anchor_add_activation_hook('public.{name}(text)')")
+        conn.execute("SELECT ml.woe_anchor_add_activation_hook('public.sec_audited(text)')")
         with as_role(conn, TRAINER):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute("SELECT ml.woe_anchor_add_activation_hook('public.sec_pinned(text)')")
+                conn.execute("SELECT ml.woe_anchor_add_activation_hook('public.sec_audited(text)')")
             key = fit(conn, "sec_src", model_key="sec_hooked", activate=False)
             # the trainer's own table of that name, with a trigger running its code
-            conn.execute("CREATE TEMP TABLE sec_activations (model_key text)")
+            conn.execute("CREATE TEMP TABLE sec_activations (model_key text, who name)")
             conn.execute(f"CREATE FUNCTION {TSCHEMA}.trap() RETURNS trigger LANGUAGE plpgsql AS "
                          f"$$ BEGIN PERFORM {TSCHEMA}.evil(); RETURN NEW; END $$")
             conn.execute(f"CREATE TRIGGER trap BEFORE INSERT ON pg_temp.sec_activations "
                          f"FOR EACH ROW EXECUTE FUNCTION {TSCHEMA}.trap()")
             conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
             conn.execute("DROP TABLE pg_temp.sec_activations")
-        assert conn.execute("SELECT model_key FROM public.sec_activations").fetchall() == [(key,)]
+        assert conn.execute("SELECT model_key, who FROM public.sec_activations").fetchall() == [(key, auditor)]
     finally:
-        conn.execute("SELECT ml.woe_anchor_remove_activation_hook('public.sec_pinned(text)')")
+        conn.execute("SELECT ml.woe_anchor_remove_activation_hook('public.sec_audited(text)')")
         conn.execute("DROP TABLE public.sec_activations")
-        conn.execute("DROP FUNCTION public.sec_unpinned(text), public.sec_pinned(text)")
+        for name in hooks:
+            conn.execute(f"DROP FUNCTION public.{name}(text)")
+        conn.execute(f"DROP ROLE {auditor}")
 
 
 def test_source_views_live_only_in_a_superusers_schema(cast):
@@ -476,3 +489,44 @@ def test_tickets_a_caller_kept_do_not_pile_up(cast):
             conn.execute("INSERT INTO ml._woe_anchor_callers VALUES (gen_random_uuid(), '', 0, '0')")
         conn.execute("SELECT ml.woe_anchor_drop_model('sec_no_such_model')")
     assert conn.execute("SELECT count(*) FROM ml._woe_anchor_callers").fetchone()[0] == 0
+
+
+def test_training_features_follow_casts_to_a_trainers_domain(cast):
+    """An administrator's view that casts to a trainer's domain runs the domain's check as its reader."""
+    conn = cast
+    with as_role(conn, TRAINER):
+        conn.execute(f"CREATE DOMAIN {TSCHEMA}.checked AS integer CHECK ({TSCHEMA}.evil())")
+        conn.execute(f"GRANT USAGE ON SCHEMA {TSCHEMA} TO PUBLIC")
+        conn.execute(f"GRANT USAGE ON TYPE {TSCHEMA}.checked TO PUBLIC")
+    columns = ", ".join(f"s.{c}::{TSCHEMA}.checked AS {c}" if c == "generation" else f"s.{c}"
+                        for c in cases.COLUMN_TYPES)
+    conn.execute(f"CREATE VIEW public.sec_cast_v AS SELECT {columns} FROM public.sec_src AS s")
+    conn.execute(f"GRANT SELECT ON public.sec_cast_v TO {TRAINER}, {READER}")
+    with as_role(conn, TRAINER):
+        key = fit(conn, "public.sec_cast_v", model_key="sec_cast", activate=False)
+    try:
+        for role in (None, READER):
+            with as_role(conn, role) if role else nullcontext():
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"type {TSCHEMA}.checked"):
+                    conn.execute("SELECT count(*) FROM ml.woe_anchor_training_features(%s)", [key])
+    finally:
+        conn.execute("DROP VIEW public.sec_cast_v")
+
+
+def test_a_caller_holding_old_tickets_blocks_no_one(cast, dsn):
+    """The clean-up of unused tickets skips rows another transaction holds instead of waiting for them."""
+    conn = cast
+    fit(conn, "sec_src", model_key="sec_unblocked", activate=False)
+    with psycopg.connect(dsn, autocommit=True) as a, psycopg.connect(dsn) as b, \
+            psycopg.connect(dsn, autocommit=True) as c:
+        a.execute(f"SET ROLE {OTHER}")
+        a.execute("SELECT ml._woe_anchor_ticket()")  # committed and never used
+        b.execute(f"SET ROLE {OTHER}")
+        b.execute("SELECT ml.woe_anchor_drop_model('sec_no_such_model')")  # cleans up, and stays open
+        c.execute(f"SET ROLE {TRAINER}")
+        c.execute("SET statement_timeout = '5s'")
+        a.execute("SELECT ml._woe_anchor_ticket()")
+        c.execute("SELECT ml.woe_anchor_activate('sec_unblocked')")
+        b.rollback()
+    assert artifacts.active_keys(conn) == ["sec_unblocked"]
+    conn.execute("SELECT ml.woe_anchor_drop_model('sec_unblocked')")

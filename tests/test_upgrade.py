@@ -107,8 +107,9 @@ def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(
                      "INSERT INTO public.woe_pwned VALUES (current_user, 'evil ran'); RETURN true; END $$")
         clean = fit(conn, "up_src", model_key="clean_0_1_0", activate=False)
         dirty = fit(conn, "up_src", model_key="dirty_0_1_0")
+        renamed = fit(conn, "up_src", model_key="renamed_0_1_0", activate=False)
         # read now: once the trainer's traps are in, even planning a read of its partition runs them
-        before = {k: _partition_rows(conn, k) for k in (clean, dirty)}
+        before = {k: _partition_rows(conn, k) for k in (clean, dirty, renamed)}
         scored = conn.execute("SELECT * FROM ml.woe_anchor_score('up_src') ORDER BY 1, 2, 3").fetchall()
         part = f"woe_anchor_scores.woe_anchor_scores_v1_m{artifacts.registry(conn, dirty)['model_id']}"
         conn.execute(f"ALTER TABLE {part} ADD CONSTRAINT planted CHECK (t.evil())")
@@ -125,6 +126,13 @@ def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(
         conn.execute(f"ALTER TABLE {part} ENABLE ROW LEVEL SECURITY")
         conn.execute(f"CREATE POLICY planted ON {part} USING (t.evil())")
         conn.execute(f"GRANT SELECT ON {part} TO PUBLIC")
+        # a partition renamed and moved out of the way, with statistics calling the trainer, and a
+        # table squatting on a future partition's name
+        away = f"woe_anchor_scores.woe_anchor_scores_v1_m{artifacts.registry(conn, renamed)['model_id']}"
+        conn.execute(f"ALTER TABLE {away} RENAME TO keep_me")
+        conn.execute("ALTER TABLE woe_anchor_scores.keep_me SET SCHEMA t")
+        conn.execute("CREATE STATISTICS t.on_keep_me ON (t.evil_key(generation)), listing_id FROM t.keep_me")
+        conn.execute("CREATE TABLE woe_anchor_scores.woe_anchor_scores_v1_m99 (x int)")
         conn.execute("RESET ROLE")
         conn.execute("SELECT ml.woe_anchor_create_views('up_src')")
         conn.execute("DELETE FROM public.woe_pwned")
@@ -143,13 +151,16 @@ def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(
             "(SELECT array_agg(k.conname ORDER BY k.conname) FROM pg_constraint k WHERE k.conrelid = c.oid) "
             "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = 'ml.woe_anchor_scores_v1'::regclass").fetchall()
-        assert len(partitions) == 2
+        assert len(partitions) == 3
+        assert conn.execute("SELECT to_regclass('t.keep_me'), to_regclass('woe_anchor_scores.woe_anchor_scores_v1_m99')"
+                            ).fetchone() == (None, None)
         for name, part_owner, attached, secured, constraints in partitions:
+            assert name.startswith("woe_anchor_scores.woe_anchor_scores_v1_m"), name
             assert (part_owner, attached, secured) == (owner, 0, False), name
             assert sorted(constraints) == sorted([name.split(".")[1] + "_pkey", "woe_anchor_scores_model_key_check",
                                                   "woe_anchor_scores_v1_fold_id_check"]), name
         assert conn.execute("SELECT to_regclass('t.on_partition')").fetchone()[0] is None
-        assert {k: _partition_rows(conn, k) for k in (clean, dirty)} == before, "every score kept"
+        assert {k: _partition_rows(conn, k) for k in (clean, dirty, renamed)} == before, "every score kept"
         assert conn.execute("SELECT * FROM ml.woe_anchor_score('up_src') ORDER BY 1, 2, 3").fetchall() == scored
         assert artifacts.active_keys(conn) == [dirty]
         assert conn.execute("SELECT count(*) FROM public.woe_pwned").fetchone()[0] == 0

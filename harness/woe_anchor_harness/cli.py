@@ -128,7 +128,7 @@ def cmd_migrate(args):
                       + (f"; dropped {len(since)} models fitted since" if since else ""))
                 return 0
             plan = migrate.inspect(conn, args.legacy_schema, relations=args.relations and args.relations.split(","),
-                                   columns=columns, source=args.source, hook=args.activation_hook)
+                                   columns=columns, source=args.source, hook=args.activation_hook, guard=args.guard)
             if args.dry_run:
                 print(migrate.describe(plan))
                 return 0
@@ -190,6 +190,8 @@ def main(argv=None) -> int:
                         "(t0=t0,edited_date: the first not NULL)")
     m.add_argument("--activation-hook", metavar="FUNCTION",
                    help="a function every activation runs, e.g. 'audit.recertify_woe_anchor_store_v1()'")
+    m.add_argument("--guard", help="the SQL select list woe_anchor's fail-closed view runs first (default: the "
+                                   "guard call found in the trainer's fail-closed view; '' for none)")
     m.add_argument("--rollback", action="store_true", help="put the trainer's tables and views back")
     m.add_argument("--force", action="store_true", help="with --rollback: drop models fitted since the migration")
     m.set_defaults(run=cmd_migrate)

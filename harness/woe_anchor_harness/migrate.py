@@ -22,6 +22,7 @@ copies (views bind by OID) and serving the old model forever. So migrate:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import psycopg
@@ -33,7 +34,10 @@ LIVE = {"ml.v_woe_anchor_bands_live_v1": "bands", "ml.woe_anchor_scores_live_v1"
         "ml.woe_anchor_scores_live_train_v": "train"}
 SOURCE_VIEW = "ml.woe_anchor_source_v1"
 SAVED = "migrated_views"  # the legacy schema's table of the views migrate replaced
-KEYS = ("generation", "listing_id", "t0")
+# what migrate copies from the trainer's fail-closed view into woe_anchor's: schema.function(...) with
+# string constants cast to plain types, nothing else (the text is spliced into a view definition)
+GUARD_CALL = re.compile(r"^[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*\("
+                        r"(\s*'(?:[^'\\]|'')*'::[a-z ]+(?:\[\])?\s*(?:,(?!\s*\)))?)*\s*\)$")
 
 
 class MigrateError(Exception):
@@ -50,6 +54,7 @@ class View:
     options: list        # reloptions
     comment: str | None
     depth: int           # 1: reads a trainer table directly, 2: reads such a view, ...
+    indexes: list = field(default_factory=list)  # a materialized view's CREATE INDEX statements
 
 
 @dataclass
@@ -82,7 +87,9 @@ SELECT format('%%I.%%I', n.nspname, c.relname) AS name, c.relkind::text AS kind,
        coalesce((SELECT array_agg(ARRAY[CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
                                         a.privilege_type])
                  FROM aclexplode(c.relacl) AS a WHERE a.grantee <> c.relowner), '{}') AS acl,
-       coalesce(c.reloptions, '{}') AS options, obj_description(c.oid, 'pg_class') AS comment, max(r.depth) AS depth
+       coalesce(c.reloptions, '{}') AS options, obj_description(c.oid, 'pg_class') AS comment, max(r.depth) AS depth,
+       coalesce((SELECT array_agg(pg_get_indexdef(i.indexrelid)) FROM pg_index AS i WHERE i.indrelid = c.oid), '{}')
+           AS indexes
 FROM reads AS r JOIN pg_class AS c ON c.oid = r.view JOIN pg_namespace AS n ON n.oid = c.relnamespace
 GROUP BY c.oid, n.nspname, c.relname ORDER BY max(r.depth), 1
 """
@@ -93,8 +100,8 @@ def _legacy_tables(conn) -> list[str]:
             if conn.execute("SELECT to_regclass(%s)", [f"ml.{t}"]).fetchone()[0] is not None]
 
 
-def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None, hook=None) -> Plan:
-    """What migrating this database involves; nothing is changed."""
+def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None, hook=None, guard=None) -> Plan:
+    """What migrating this database involves; nothing is changed. ``guard`` replaces the one found."""
     conn.execute("SET search_path = pg_catalog")  # view definitions come back schema-qualified
     plan = Plan(legacy_schema, source=source, hook=hook, columns=dict(columns or {}))
     if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'woe_anchor'").fetchone():
@@ -106,7 +113,7 @@ def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None,
         raise MigrateError(f"schema {legacy_schema} exists already: choose another --legacy-schema")
     for row in conn.execute(_DEPENDENTS_SQL, {"tables": tables}).fetchall():
         plan.views.append(View(row[0], row[1], row[2], row[3], [tuple(a) for a in row[4]], list(row[5]), row[6],
-                               row[7]))
+                               row[7], list(row[8])))
     plan.functions = [r[0] for r in conn.execute(
         "SELECT p.oid::regprocedure::text FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace "
         "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.prosrc ~ %s ORDER BY 1",
@@ -132,8 +139,7 @@ def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None,
                              "REVOKE CREATE ON SCHEMA ml FROM them")
     by_name = {v.name: v for v in plan.views}
     train = by_name.get("ml.woe_anchor_scores_live_train_v")
-    if train is not None:
-        plan.guard = _guard_of(conn, train)
+    plan.guard = guard if guard is not None else (_guard_of(conn, train) if train is not None else None)
     bands = by_name.get("ml.v_woe_anchor_bands_live_v1")
     if not plan.source and not plan.relations:
         plan.relations = relations or (_relations_of(conn, bands.name, tables) if bands else [])
@@ -172,6 +178,10 @@ def _guard_of(conn, train: View) -> str | None:
         "JOIN pg_namespace AS n ON n.oid = p.pronamespace "
         "WHERE w.ev_class = %s::regclass AND n.nspname NOT IN ('pg_catalog', 'ml')", [train.name]).fetchall()]
     calls = [c for c in (_call_in(train.definition, n) for n in names) if c]
+    odd = [c for c in calls if not GUARD_CALL.match(c)]
+    if odd:
+        raise MigrateError(f"the guard of {train.name} is not a plain call with constant arguments: {odd[0][:200]}; "
+                           "pass it yourself with --guard")
     return ", ".join(calls) or None  # a select list: woe_anchor's train view runs (SELECT <guard>) first
 
 
@@ -241,11 +251,12 @@ def run(conn, plan: Plan, recreate_views: bool) -> list[tuple]:
     legacy = ident(plan.legacy_schema)
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(legacy))
     conn.execute(sql.SQL("CREATE TABLE {}.{} (name text PRIMARY KEY, kind text, definition text, owner text, "
-                         "acl text[], options text[], comment text, depth int)").format(legacy, ident(SAVED)))
+                         "acl text[], options text[], comment text, depth int, indexes text[])").format(
+        legacy, ident(SAVED)))
     for v in plan.views:
-        conn.execute(sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(legacy, ident(SAVED)),
-                     [v.name, v.kind, v.definition, v.owner, [f"{g} {p}" for g, p in v.acl], v.options, v.comment,
-                      v.depth])
+        conn.execute(sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)").format(
+            legacy, ident(SAVED)), [v.name, v.kind, v.definition, v.owner, [f"{g} {p}" for g, p in v.acl], v.options,
+                                    v.comment, v.depth, v.indexes])
     for v in sorted(plan.views, key=lambda v: -v.depth):
         conn.execute(sql.SQL("DROP {} {}").format(sql.SQL("MATERIALIZED VIEW" if v.kind == "m" else "VIEW"),
                                                   sql.SQL(v.name)))
@@ -262,6 +273,9 @@ def run(conn, plan: Plan, recreate_views: bool) -> list[tuple]:
             _create(conn, v)
         _restore_access(conn, v, owned=v.name not in LIVE)
     if plan.hook:
+        # the hook runs with its owner's rights: it reads woe_anchor's artifacts and views as a reader
+        conn.execute("SELECT ml.woe_anchor_grant(reader => p.proowner::regrole) FROM pg_proc AS p "
+                     "WHERE p.oid = %s::regprocedure", [plan.hook])
         conn.execute("SELECT ml.woe_anchor_add_activation_hook(%s::regprocedure)", [plan.hook])
     return conn.execute("SELECT * FROM ml.woe_anchor_import_trainer(%s)", [plan.legacy_schema]).fetchall()
 
@@ -276,6 +290,8 @@ def _create(conn, v: View) -> None:
     if v.kind == "m":
         conn.execute(sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(sql.SQL(v.name), sql.Identifier(v.owner)))
         conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.SQL(v.name)))
+        for index in v.indexes:  # CREATE INDEX evaluates its expressions as the table's owner
+            conn.execute(sql.SQL(index))
 
 
 def _restore_access(conn, v: View, owned: bool) -> None:
@@ -299,16 +315,16 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
     if conn.execute("SELECT to_regclass(%s)", [f"{legacy_schema}.{SAVED}"]).fetchone()[0] is None:
         raise MigrateError(f"{legacy_schema}.{SAVED} does not exist: this database was not migrated by woe-anchor "
                            "migrate (or was rolled back)")
-    imported = {r[0] for r in conn.execute(sql.SQL("SELECT model_key FROM {}.woe_anchor_model_registry_v1").format(
-        legacy)).fetchall()}
-    since = [r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 ORDER BY 1").fetchall()
-             if r[0] not in imported]
+    # the models the migration imported say so; the legacy tables are not read (their owner's code
+    # would run as us)
+    since = [r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 "
+                                        "WHERE extension_version <> 'imported' ORDER BY 1").fetchall()]
     if since and not force:
         raise MigrateError(f"{len(since)} models were fitted since the migration and would be dropped: "
                            f"{', '.join(since)}. Dump them first (pg_dump) and pass --force.")
-    saved = conn.execute(sql.SQL("SELECT name, kind, definition, owner, acl, options, comment, depth FROM {}.{} "
-                                 "ORDER BY depth").format(legacy, sql.Identifier(SAVED))).fetchall()
-    for name, kind, *_ in sorted(saved, key=lambda r: -r[7]):
+    saved = conn.execute(sql.SQL("SELECT name, kind, definition, owner, acl, options, comment, depth, indexes "
+                                 "FROM {}.{} ORDER BY depth").format(legacy, sql.Identifier(SAVED))).fetchall()
+    for name, kind, *_ in sorted(saved, key=lambda r: -r[7]):  # deepest first
         if name not in LIVE:
             conn.execute(sql.SQL("DROP {} IF EXISTS {}").format(
                 sql.SQL("MATERIALIZED VIEW" if kind == "m" else "VIEW"), sql.SQL(name)))
@@ -316,9 +332,9 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
     conn.execute("DROP EXTENSION woe_anchor")
     for table in TABLES:
         conn.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA ml").format(legacy, sql.Identifier(table)))
-    for name, kind, definition, owner, acl, options, comment, depth in saved:
+    for name, kind, definition, owner, acl, options, comment, depth, indexes in saved:
         view = View(name, kind, definition, owner, [tuple(a.split(" ", 1)) for a in acl], list(options), comment,
-                    depth)
+                    depth, list(indexes))
         _create(conn, view)
         _restore_access(conn, view, owned=True)
     conn.execute(sql.SQL("DROP TABLE {}.{}").format(legacy, sql.Identifier(SAVED)))

@@ -128,7 +128,7 @@ LEFT JOIN ({_stored_scores(plpy, model.key)}) AS sc
 
 
 # Objects whose code reading a relation may run as the reader, transitively: what its view rules
-# and row-level policies read and call; the expressions and predicates of its indexes, its
+# and row-level policies read, call and cast to; the expressions and predicates of its indexes, its
 # statistics objects, check constraints and partition key, which the planner may evaluate; and its
 # partitions and inheritance children, read with it. Each is trusted when its owner already has
 # every right of the reader (the reader itself, a superuser, or a role the reader is granted to);
@@ -171,7 +171,8 @@ WITH RECURSIVE uses (rel, classid, objid) AS (
     SELECT u.classid, u.objid FROM reached AS r
     JOIN uses AS u ON r.classid = 'pg_catalog.pg_class'::regclass AND u.rel = r.objid
     WHERE u.classid IN ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_proc'::regclass,
-                        'pg_catalog.pg_operator'::regclass, 'pg_catalog.pg_statistic_ext'::regclass)
+                        'pg_catalog.pg_operator'::regclass, 'pg_catalog.pg_statistic_ext'::regclass,
+                        'pg_catalog.pg_type'::regclass)
 ), code (what, owner, definer) AS (
     SELECT c.oid::regclass::text, c.relowner, false
     FROM reached AS r JOIN pg_catalog.pg_class AS c ON r.classid = 'pg_catalog.pg_class'::regclass AND c.oid = r.objid
@@ -179,6 +180,9 @@ WITH RECURSIVE uses (rel, classid, objid) AS (
     SELECT 'statistics ' || s.stxname, s.stxowner, false
     FROM reached AS r JOIN pg_catalog.pg_statistic_ext AS s
       ON r.classid = 'pg_catalog.pg_statistic_ext'::regclass AND s.oid = r.objid
+    UNION ALL
+    SELECT 'type ' || t.oid::regtype::text, t.typowner, false  -- a domain's checks, a type's casts
+    FROM reached AS r JOIN pg_catalog.pg_type AS t ON r.classid = 'pg_catalog.pg_type'::regclass AND t.oid = r.objid
     UNION ALL
     SELECT p.oid::regprocedure::text, p.proowner, p.prosecdef
     FROM reached AS r

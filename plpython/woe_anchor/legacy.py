@@ -36,13 +36,19 @@ TABLES = ("woe_anchor_model_registry_v1", "woe_anchor_cuts_v1", "woe_anchor_map_
 RATIO_DEFAULTS = (-0.15, -0.05, 0.05, 0.15)  # SPEC.md 5, what the trainer's views use for NULL thresholds
 
 # The import reads the trainer's tables as a superuser: only when planning or reading them runs no
-# code but a superuser's. The expressions and predicates of their indexes (the trainer's script 01
-# has partial ones), their statistics, constraints and policies may call only superusers'
-# functions and operators; no inheritance (children are read too). Checks are not planned (the
-# import pins constraint_exclusion) and policies do not apply to a superuser.
+# code but a superuser's. Their columns are of built-in types (casts of another type are its
+# owner's code); the expressions and predicates of their indexes (the trainer's script 01 has
+# partial ones), their statistics, constraints and policies may call only superusers' functions
+# and operators; no inheritance (children are read too). Checks are not planned (the import pins
+# constraint_exclusion) and policies do not apply to a superuser. The tables are locked first, so
+# nothing changes between this check and the reads.
 _TABLE_SQL = """
 SELECT c.relkind = 'r'
        AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits AS i WHERE c.oid IN (i.inhrelid, i.inhparent))
+       -- built-in column types only: a type of a role's own comes with casts that role wrote
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
+                       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                         AND t.typnamespace <> 'pg_catalog'::regnamespace)
        AND NOT EXISTS (
            SELECT FROM (SELECT 'pg_catalog.pg_class'::regclass AS classid, i.indexrelid AS objid
                         FROM pg_catalog.pg_index AS i WHERE i.indrelid = c.oid
@@ -88,12 +94,14 @@ def _import(plpy, version, legacy_schema) -> list[tuple]:
     shown = {legacy[t]: f"{legacy_schema}.{t}" for t in TABLES}
     stamped = {}
     for table, name in legacy.items():
+        if _rows(plpy, "SELECT to_regclass($1) IS NOT NULL AS found", ["text"], [name])[0]["found"]:
+            plpy.execute(f"LOCK TABLE {name} IN SHARE MODE")
         row = _rows(plpy, _TABLE_SQL, ["text"], [name])
         if not row or not row[0]["plain"]:
             raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                            f"{shown[name]} is not a plain table, or reading it as a superuser would run functions "
-                           "of a role that is not one (in an index expression or predicate, statistics, a "
-                           "constraint or a policy), or it has inheritance",
+                           "of a role that is not one (a column of a type that is not built in, an index "
+                           "expression or predicate, statistics, a constraint or a policy), or it has inheritance",
                            hint="Drop those objects (the trainer's own indexes may stay), then import.")
         stamped[table] = row[0]["stamped"]
     registry, cuts, maps, scores = (legacy[t] for t in TABLES)

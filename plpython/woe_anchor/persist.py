@@ -36,6 +36,9 @@ REPORTED = {
     "oof_logloss": "float8", "insample_auc": "float8", "insample_logloss": "float8", "eval_auc": "float8",
     "eval_logloss": "float8", "n_eval": "bigint", "band_quality": "jsonb", "score_bins": "jsonb",
 }
+# what a REPEATABLE READ fit that lost a race is told (only a snapshot older than the registry lock
+# can miss a fit committed meanwhile)
+RETRY = "Retry in a new transaction (a superuser may LOCK the registry before the fit's snapshot is taken)."
 # a staging table's columns: what the fit's score statement writes (passes.Statements.scores)
 STAGING_COLUMNS = (("generation", "integer"), ("listing_id", "bigint"), ("t0", "timestamp with time zone"),
                    ("fold_id", "integer"), ("is_oof", "boolean"), ("woe_logit", "double precision"),
@@ -105,11 +108,8 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
                                     code_sha256=code_sha256, extension_version=version))
         _insert_fits(plpy, key, p["fits"], p["maps"], p["thresholds"])
     except plpy.spiexceptions.UniqueViolation:
-        # only a snapshot older than the registry lock (REPEATABLE READ) can miss a committed fit
         raise FitError("40001", f"a concurrent fit committed model {key!r} after this transaction's snapshot "
-                                "was taken",
-                       hint="Retry. Under REPEATABLE READ, first LOCK TABLE ml.woe_anchor_model_registry_v1 "
-                            "IN SHARE ROW EXCLUSIVE MODE.")
+                                "was taken", hint=RETRY)
     timings = _write_partition(plpy, key, model_id, staging)
     plpy.execute(plpy.prepare(f"UPDATE {REGISTRY} SET timings_ms = timings_ms || $2::jsonb "
                               "|| jsonb_build_object('total', (timings_ms ->> 'total')::float8 + $3) "
@@ -129,8 +129,7 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
         except plpy.spiexceptions.UniqueViolation:
             raise FitError("40001", f"a concurrent fit activated a model after this transaction's snapshot of "
                                     f"model {key!r} was taken",
-                           hint="Retry. Under REPEATABLE READ, first LOCK TABLE ml.woe_anchor_model_registry_v1 "
-                                "IN SHARE ROW EXCLUSIVE MODE.")
+                           hint=RETRY)
     return json.dumps({"model_key": key, "model_id": model_id, "activated": activate,
                        "left_on_shards": left_on_shards})
 

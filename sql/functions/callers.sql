@@ -42,8 +42,12 @@ DECLARE
     who name;
 BEGIN
     -- tickets a caller inserted itself and never used die with their transaction
+    -- (rows another transaction is deleting are skipped, not waited for)
     DELETE FROM ml._woe_anchor_callers AS c
-    WHERE c.xact <> pg_current_xact_id() AND pg_xact_status(c.xact) IS DISTINCT FROM 'in progress';
+    WHERE c.ctid = ANY (ARRAY(SELECT s.ctid FROM ml._woe_anchor_callers AS s
+                              WHERE s.xact <> pg_current_xact_id()
+                                AND pg_xact_status(s.xact) IS DISTINCT FROM 'in progress'
+                              FOR UPDATE SKIP LOCKED));
     DELETE FROM ml._woe_anchor_callers AS c
     WHERE c.ticket = _woe_anchor_caller.ticket AND c.backend = pg_backend_pid() AND c.xact = pg_current_xact_id()
     RETURNING c.role_name INTO who;

@@ -1,9 +1,10 @@
 -- Runs the activation hooks when a model becomes the active one, in that transaction: a hook
 -- that raises refuses the activation. Activations happen inside the definer entry points, as the
--- extension's owner and in the activating trainer's session, so a hook must be a superuser's
--- function or SECURITY DEFINER (then it runs as its own owner), and must pin a search_path that
--- ends with pg_temp (or a trainer's temporary table would be what its unqualified names reach).
--- Anything else is refused here too, whoever registered it.
+-- extension's owner, in whichever session activates (a trainer's too). So a hook must be SECURITY
+-- DEFINER and owned by a role that is not a superuser: it runs with that role's rights, never the
+-- owner's, and whatever code the relations it reads carry runs with them too. It must pin a
+-- search_path ending with pg_temp, or the activating trainer's temporary tables would be what its
+-- unqualified names reach. Checked when it is registered and each time it runs.
 CREATE FUNCTION ml._woe_anchor_hook_problem(hook regprocedure) RETURNS text
 LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -12,8 +13,9 @@ SELECT CASE
     WHEN p.oid IS NULL OR p.prokind <> 'f'
          OR NOT (p.pronargs = 0 OR (p.pronargs = 1 AND p.proargtypes[0] = 'text'::regtype))
         THEN 'must be a function of (text) or of no arguments'
-    WHEN NOT (p.prosecdef OR r.rolsuper)
-        THEN 'must be SECURITY DEFINER or owned by a superuser: activations run as woe_anchor''s owner'
+    WHEN NOT p.prosecdef OR r.rolsuper
+        THEN 'must be SECURITY DEFINER and owned by a role that is not a superuser: activations run as '
+             || 'woe_anchor''s owner, and a hook must run with narrower rights of its own'
     WHEN coalesce(btrim((SELECT (regexp_split_to_array(substr(c, 13), ','))[
                                 array_length(regexp_split_to_array(substr(c, 13), ','), 1)]
                          FROM unnest(p.proconfig) AS c WHERE left(c, 12) = 'search_path=')), '') <> 'pg_temp'
@@ -55,8 +57,8 @@ CREATE TRIGGER woe_anchor_activation_hooks
 
 -- Registers a function every activation runs (fit, ml.woe_anchor_activate, scheduled fits, the
 -- trainer import), e.g. a re-certification of your pipeline. It takes the model key (text) or
--- nothing; it must be SECURITY DEFINER or a superuser's, with a pinned search_path ending in
--- pg_temp. Superusers only (the table is theirs).
+-- nothing; it must be SECURITY DEFINER, owned by a role that is not a superuser, with a pinned
+-- search_path ending in pg_temp. Superusers only (the table is theirs).
 CREATE FUNCTION ml.woe_anchor_add_activation_hook(hook regprocedure)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER

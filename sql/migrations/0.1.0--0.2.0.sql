@@ -65,8 +65,9 @@ AS $$
 DECLARE
     d record;
     grantee text;
+    -- the fit's own key and checks (the key by its definition: the table may have been renamed)
     kept text[] := ARRAY[
-        format('%s_pkey PRIMARY KEY (generation, listing_id, t0, model_key)', (SELECT relname FROM pg_class WHERE oid = t)),
+        'PRIMARY KEY (generation, listing_id, t0, model_key)',
         'woe_anchor_scores_v1_fold_id_check CHECK ((fold_id >= 0))',
         format('woe_anchor_scores_model_key_check CHECK ((model_key = %s::text))', quote_literal(model_key))];
 BEGIN
@@ -86,7 +87,8 @@ BEGIN
         CASE d.classid
         WHEN 'pg_constraint'::regclass THEN
             IF NOT EXISTS (SELECT FROM pg_constraint AS k WHERE k.oid = d.objid
-                           AND k.conname || ' ' || pg_get_constraintdef(k.oid) = ANY (kept)) THEN
+                           AND (CASE WHEN k.contype = 'p' THEN '' ELSE k.conname || ' ' END)
+                               || pg_get_constraintdef(k.oid) = ANY (kept)) THEN
                 EXECUTE format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I CASCADE', t,
                                (SELECT k.conname FROM pg_constraint AS k WHERE k.oid = d.objid));
             END IF;
@@ -129,29 +131,64 @@ BEGIN
 END
 $$;
 
--- Shard score partitions (a partitioned table of foreign tables) become rows of
--- ml.woe_anchor_shard_scores and a plain table of their local rows; every other partition keeps
--- its rows and gets exactly the key and checks a fit gives it.
+-- Every partition of the scores table is matched to its model by its bound (a trainer could
+-- rename or move its table), taken over and cleaned, and gets its canonical name, exactly the key
+-- and checks a fit gives it, and nothing else. A shard score partition (a partitioned table of
+-- foreign tables) becomes rows of ml.woe_anchor_shard_scores and a plain table of its local rows:
+-- its nodes are detached first, so that what a trainer hung on them comes loose with them.
+-- A partition of no model's, and anything else in schema woe_anchor_scores, goes.
 DO $$
 DECLARE
     owner name := (SELECT pg_catalog.pg_get_userbyid(e.extowner) FROM pg_catalog.pg_extension AS e
                    WHERE e.extname = 'woe_anchor');
     part record;
-    leaf regclass;
+    node record;
+    nodes regclass[];
     key text;
+    canonical text;
     fresh text;
     locals text;
 BEGIN
-    FOR part IN SELECT c.oid, c.relname, c.relkind, r.model_key
-                FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
-                JOIN ml.woe_anchor_model_registry_v1 AS r ON c.relname = 'woe_anchor_scores_v1_m' || r.model_id
+    -- bounds are compared as pg_get_expr prints them with standard strings
+    PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
+    -- out of the way first: a partition may carry another model's canonical name
+    FOR node IN SELECT i.inhrelid AS rel FROM pg_catalog.pg_inherits AS i
                 WHERE i.inhparent = 'ml.woe_anchor_scores_v1'::regclass LOOP
+        EXECUTE format('ALTER TABLE %s RENAME TO %I', node.rel::regclass, 'woe_anchor_upgrade_' || node.rel);
+    END LOOP;
+    -- schema woe_anchor_scores is the extension's: what trainers created there and left unattached goes
+    FOR node IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_catalog.pg_class AS c
+                WHERE c.relnamespace = 'woe_anchor_scores'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+                  AND c.oid NOT IN (SELECT t.relid FROM pg_catalog.pg_partition_tree('ml.woe_anchor_scores_v1') AS t) LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = node.rel);  -- dropped with another
+        RAISE NOTICE 'dropping %, which is no model''s', node.rel;
+        EXECUTE format('DROP %s %s CASCADE', CASE node.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                                              WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE'
+                                                              ELSE 'TABLE' END, node.rel);
+    END LOOP;
+    FOR node IN SELECT p.oid::regprocedure AS fn FROM pg_catalog.pg_proc AS p
+                WHERE p.pronamespace = 'woe_anchor_scores'::regnamespace LOOP
+        EXECUTE format('DROP ROUTINE %s CASCADE', node.fn);
+    END LOOP;
+    FOR node IN SELECT t.oid::regtype AS ty FROM pg_catalog.pg_type AS t
+                WHERE t.typnamespace = 'woe_anchor_scores'::regnamespace AND t.typrelid = 0 AND t.typelem = 0 LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_type AS t WHERE t.oid = node.ty);
+        EXECUTE format('DROP TYPE %s CASCADE', node.ty);
+    END LOOP;
+    FOR part IN SELECT c.oid, c.relkind, r.model_key, r.model_id
+                FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+                LEFT JOIN ml.woe_anchor_model_registry_v1 AS r
+                  ON pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+                     = 'FOR VALUES IN (''' || replace(r.model_key, '''', '''''') || ''')'
+                WHERE i.inhparent = 'ml.woe_anchor_scores_v1'::regclass LOOP
+        IF part.model_key IS NULL THEN
+            RAISE NOTICE 'dropping %, a partition of the scores table that is no model''s', part.oid::regclass;
+            EXECUTE format('ALTER TABLE ml.woe_anchor_scores_v1 DETACH PARTITION %s', part.oid::regclass);
+            EXECUTE format('DROP TABLE %s CASCADE', part.oid::regclass);
+            CONTINUE;
+        END IF;
         key := quote_literal(part.model_key);
-        FOR leaf IN SELECT t.relid FROM pg_catalog.pg_partition_tree(part.oid) AS t
-                    JOIN pg_catalog.pg_class AS c ON c.oid = t.relid WHERE c.relkind = 'r' LOOP
-            PERFORM ml._woe_anchor_take_over(leaf, owner, part.model_key);
-        END LOOP;
-        fresh := format('woe_anchor_scores.%I', part.relname);
+        canonical := 'woe_anchor_scores_v1_m' || part.model_id;
         IF part.relkind = 'p' THEN
             INSERT INTO ml.woe_anchor_shard_scores (model_key, server, remote_table)
             SELECT part.model_key, s.srvname, o.table_name
@@ -164,20 +201,42 @@ BEGIN
                      FROM pg_catalog.pg_options_to_table(f.ftoptions) AS v) AS o
             WHERE o.schema_name = 'woe_anchor_scores'
               AND o.table_name ~ '^woe_anchor_scores_v1_m[0-9]+_[0-9a-f]{12}_p[0-9]+$';
-            -- the local leaves were taken over above: reading them runs nothing of anyone's
-            SELECT string_agg(format('SELECT * FROM %s', t.relid::regclass), ' UNION ALL ') INTO locals
-            FROM pg_catalog.pg_partition_tree(part.oid) AS t JOIN pg_catalog.pg_class AS c ON c.oid = t.relid
-            WHERE t.isleaf AND c.relkind = 'r';
-            EXECUTE format('CREATE TABLE woe_anchor_scores.%I AS SELECT model_key::text AS model_key, '
-                           'generation::int AS generation, listing_id::bigint AS listing_id, t0::timestamptz AS t0, '
-                           'fold_id::int AS fold_id, is_oof::boolean AS is_oof, woe_logit::float8 AS woe_logit, '
-                           'woe_p::float8 AS woe_p FROM (%s) AS s', part.relname || '_local',
-                           coalesce(locals, 'SELECT * FROM ml.woe_anchor_scores_v1 WHERE false'));
+            SELECT array_agg(t.relid::regclass) INTO nodes
+            FROM pg_catalog.pg_partition_tree(part.oid) AS t WHERE t.relid <> part.oid;
+            FOR node IN SELECT t.relid, t.parentrelid FROM pg_catalog.pg_partition_tree(part.oid) AS t
+                        WHERE t.relid <> part.oid ORDER BY t.level DESC LOOP
+                EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', node.parentrelid::regclass, node.relid::regclass);
+            END LOOP;
             EXECUTE format('ALTER TABLE ml.woe_anchor_scores_v1 DETACH PARTITION %s', part.oid::regclass);
+            locals := NULL;
+            FOR node IN SELECT c.oid FROM pg_catalog.pg_class AS c WHERE c.oid = ANY (nodes) AND c.relkind = 'r' LOOP
+                PERFORM ml._woe_anchor_take_over(node.oid, owner, part.model_key);
+                locals := concat_ws(' UNION ALL ', locals, format('SELECT * FROM %s', node.oid::regclass));
+            END LOOP;
+            fresh := format('woe_anchor_scores.%I', canonical || '_local');
+            -- the local rows, read from tables that were just taken over: nothing of anyone's runs
+            EXECUTE format('CREATE TABLE %s AS SELECT %s::text AS model_key, generation::int AS generation, '
+                           'listing_id::bigint AS listing_id, t0::timestamptz AS t0, fold_id::int AS fold_id, '
+                           'is_oof::boolean AS is_oof, woe_logit::float8 AS woe_logit, woe_p::float8 AS woe_p '
+                           'FROM (%s) AS s', fresh, key,
+                           coalesce(locals, 'SELECT * FROM ml.woe_anchor_scores_v1 WHERE false'));
             EXECUTE format('DROP TABLE %s CASCADE', part.oid::regclass);
-            EXECUTE format('ALTER TABLE woe_anchor_scores.%I RENAME TO %I', part.relname || '_local', part.relname);
+            FOR node IN SELECT c.oid, c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = ANY (nodes) LOOP
+                EXECUTE format('DROP %s %s CASCADE', CASE node.relkind WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+                               node.oid::regclass);
+            END LOOP;
             EXECUTE format('ALTER TABLE %s OWNER TO %I', fresh, owner);
+        ELSE
+            PERFORM ml._woe_anchor_take_over(part.oid, owner, part.model_key);
+            fresh := part.oid::regclass::text;
+            IF (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = part.oid)
+               <> 'woe_anchor_scores'::regnamespace THEN
+                EXECUTE format('ALTER TABLE %s SET SCHEMA woe_anchor_scores', fresh);
+                fresh := part.oid::regclass::text;
+            END IF;
         END IF;
+        EXECUTE format('ALTER TABLE %s RENAME TO %I', fresh, canonical);  -- free: renamed and swept above
+        fresh := format('woe_anchor_scores.%I', canonical);
         IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = fresh::regclass AND contype = 'p') THEN
             EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (generation, listing_id, t0, model_key)', fresh);
         END IF;
