@@ -434,15 +434,21 @@ def test_activation_hooks_run_with_narrow_rights_and_a_pinned_search_path(cast):
     conn.execute(f"GRANT INSERT ON public.sec_activations TO {auditor}")
     body = "AS 'INSERT INTO sec_activations VALUES (k, current_user)'"
     pinned = "SET search_path = public, pg_catalog, pg_temp"
+    elevated = f"woe_sec_elevated_{SUFFIX}"  # a member of a superuser role: as good as one
+    conn.execute(f"DROP ROLE IF EXISTS {elevated}")
+    conn.execute(f"CREATE ROLE {elevated} NOINHERIT")
+    conn.execute(f"GRANT postgres TO {elevated}")
     hooks = {"sec_invoker": f"{pinned} {body}", "sec_unpinned": f"SECURITY DEFINER {body}",
-             "sec_superusers": f"SECURITY DEFINER {pinned} {body}", "sec_audited": f"SECURITY DEFINER {pinned} {body}"}
+             "sec_superusers": f"SECURITY DEFINER {pinned} {body}", "sec_elevated": f"SECURITY DEFINER {pinned} {body}",
+             "sec_audited": f"SECURITY DEFINER {pinned} {body}"}
     for name, rest in hooks.items():
         conn.execute(f"CREATE FUNCTION public.{name}(k text) RETURNS void LANGUAGE sql {rest}")
     conn.execute(f"ALTER FUNCTION public.sec_audited(text) OWNER TO {auditor}")
     conn.execute(f"ALTER FUNCTION public.sec_unpinned(text) OWNER TO {auditor}")
+    conn.execute(f"ALTER FUNCTION public.sec_elevated(text) OWNER TO {elevated}")
     try:
         for name, problem in (("sec_invoker", "SECURITY DEFINER"), ("sec_superusers", "not a superuser"),
-                              ("sec_unpinned", "must pin its search_path")):
+                              ("sec_elevated", "nor a member of one"), ("sec_unpinned", "must pin its search_path")):
             with pytest.raises(psycopg.errors.InvalidParameterValue, match=problem):
                 conn.execute(f"SELECT ml.woe_anchor_add_activation_hook('public.{name}(text)')")
         conn.execute("SELECT ml.woe_anchor_add_activation_hook('public.sec_audited(text)')")
@@ -459,12 +465,19 @@ def test_activation_hooks_run_with_narrow_rights_and_a_pinned_search_path(cast):
             conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
             conn.execute("DROP TABLE pg_temp.sec_activations")
         assert conn.execute("SELECT model_key, who FROM public.sec_activations").fetchall() == [(key, auditor)]
+        # a hook re-created (a new function) or dropped does not silently stop guarding activations
+        other = fit(conn, "sec_src", model_key="sec_hooked_2", activate=False)
+        conn.execute("DROP FUNCTION public.sec_audited(text)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no longer exists"):
+            conn.execute("SELECT ml.woe_anchor_activate(%s)", [other])
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [other])
     finally:
-        conn.execute("SELECT ml.woe_anchor_remove_activation_hook('public.sec_audited(text)')")
+        conn.execute("DELETE FROM ml.woe_anchor_activation_hooks")
         conn.execute("DROP TABLE public.sec_activations")
         for name in hooks:
-            conn.execute(f"DROP FUNCTION public.{name}(text)")
+            conn.execute(f"DROP FUNCTION IF EXISTS public.{name}(text)")
         conn.execute(f"DROP ROLE {auditor}")
+        conn.execute(f"DROP ROLE {elevated}")
 
 
 def test_source_views_live_only_in_a_superusers_schema(cast):

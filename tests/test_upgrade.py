@@ -133,6 +133,15 @@ def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(
         conn.execute("ALTER TABLE woe_anchor_scores.keep_me SET SCHEMA t")
         conn.execute("CREATE STATISTICS t.on_keep_me ON (t.evil_key(generation)), listing_id FROM t.keep_me")
         conn.execute("CREATE TABLE woe_anchor_scores.woe_anchor_scores_v1_m99 (x int)")
+        # a key into a partition: detaching or dropping it would plan the trainer's table, whose partial
+        # index calls the trainer; a rule on the trainer's table that names the partition
+        conn.execute(f"CREATE TABLE t.refers (generation int, listing_id bigint, t0 timestamptz, model_key text, "
+                     f"FOREIGN KEY (generation, listing_id, t0, model_key) REFERENCES {part})")
+        conn.execute("CREATE INDEX ON t.refers (generation) WHERE t.evil_key(1) = 1")
+        conn.execute("CREATE TABLE t.ruled (x int)")
+        conn.execute(f"CREATE RULE names_the_partition AS ON INSERT TO t.ruled DO ALSO DELETE FROM {part} WHERE false")
+        # and the model-id sequence at its end, so that no fit could take an id
+        conn.execute("SELECT setval('ml.woe_anchor_model_id_seq', 9223372036854775807)")
         conn.execute("RESET ROLE")
         conn.execute("SELECT ml.woe_anchor_create_views('up_src')")
         conn.execute("DELETE FROM public.woe_pwned")
@@ -160,6 +169,9 @@ def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(
             assert sorted(constraints) == sorted([name.split(".")[1] + "_pkey", "woe_anchor_scores_model_key_check",
                                                   "woe_anchor_scores_v1_fold_id_check"]), name
         assert conn.execute("SELECT to_regclass('t.on_partition')").fetchone()[0] is None
+        assert conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 't.refers'::regclass "
+                            "AND contype = 'f'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_rewrite WHERE ev_class = 't.ruled'::regclass").fetchone()[0] == 0
         assert {k: _partition_rows(conn, k) for k in (clean, dirty, renamed)} == before, "every score kept"
         assert conn.execute("SELECT * FROM ml.woe_anchor_score('up_src') ORDER BY 1, 2, 3").fetchall() == scored
         assert artifacts.active_keys(conn) == [dirty]

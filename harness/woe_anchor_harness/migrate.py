@@ -277,21 +277,30 @@ def run(conn, plan: Plan, recreate_views: bool) -> list[tuple]:
         conn.execute("SELECT ml.woe_anchor_grant(reader => p.proowner::regrole) FROM pg_proc AS p "
                      "WHERE p.oid = %s::regprocedure", [plan.hook])
         conn.execute("SELECT ml.woe_anchor_add_activation_hook(%s::regprocedure)", [plan.hook])
-    return conn.execute("SELECT * FROM ml.woe_anchor_import_trainer(%s)", [plan.legacy_schema]).fetchall()
+    summary = conn.execute("SELECT * FROM ml.woe_anchor_import_trainer(%s)", [plan.legacy_schema]).fetchall()
+    _refresh(conn, plan.views)
+    return summary
 
 
 def _create(conn, v: View) -> None:
-    """A saved view again. A materialized view is filled by its owner: REFRESH runs its query with the
-    owner's rights, where creating it WITH DATA would run it with ours."""
+    """A saved view again; a materialized view empty, owned by its owner, with its indexes (CREATE INDEX
+    evaluates their expressions as the owner). ``_refresh`` fills it."""
     what = sql.SQL("MATERIALIZED VIEW" if v.kind == "m" else "VIEW")
     conn.execute(sql.SQL("CREATE {} {}{} AS {}{}").format(
         what, sql.SQL(v.name), sql.SQL(f" WITH ({', '.join(v.options)})" if v.options else ""),
         sql.SQL(v.definition.rstrip().rstrip(";")), sql.SQL(" WITH NO DATA" if v.kind == "m" else "")))
     if v.kind == "m":
         conn.execute(sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(sql.SQL(v.name), sql.Identifier(v.owner)))
-        conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.SQL(v.name)))
-        for index in v.indexes:  # CREATE INDEX evaluates its expressions as the table's owner
+        for index in v.indexes:
             conn.execute(sql.SQL(index))
+
+
+def _refresh(conn, views: list[View]) -> None:
+    """Fill the re-created materialized views, once what they read is there: REFRESH runs a view's query
+    with its owner's rights (creating it WITH DATA would run it with ours)."""
+    for v in sorted(views, key=lambda v: v.depth):
+        if v.kind == "m":
+            conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.SQL(v.name)))
 
 
 def _restore_access(conn, v: View, owned: bool) -> None:
@@ -311,6 +320,7 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
 
     Models fitted since the migration go with the extension: refused unless ``force``.
     """
+    conn.execute("SET search_path = pg_catalog")  # as the saved definitions were printed
     legacy = sql.Identifier(legacy_schema)
     if conn.execute("SELECT to_regclass(%s)", [f"{legacy_schema}.{SAVED}"]).fetchone()[0] is None:
         raise MigrateError(f"{legacy_schema}.{SAVED} does not exist: this database was not migrated by woe-anchor "
@@ -332,11 +342,14 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
     conn.execute("DROP EXTENSION woe_anchor")
     for table in TABLES:
         conn.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA ml").format(legacy, sql.Identifier(table)))
+    restored = []
     for name, kind, definition, owner, acl, options, comment, depth, indexes in saved:
         view = View(name, kind, definition, owner, [tuple(a.split(" ", 1)) for a in acl], list(options), comment,
                     depth, list(indexes))
         _create(conn, view)
         _restore_access(conn, view, owned=True)
+        restored.append(view)
+    _refresh(conn, restored)
     conn.execute(sql.SQL("DROP TABLE {}.{}").format(legacy, sql.Identifier(SAVED)))
     conn.execute(sql.SQL("DROP SCHEMA {}").format(legacy))
     return since

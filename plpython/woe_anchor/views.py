@@ -118,7 +118,8 @@ SELECT s.* FROM {SCORES_VIEW} AS s
 def _create_live_views(plpy, bodies: dict, qualified: str, version: int, guard: str) -> None:
     for kind in ("bands", "scores", "train"):
         view, what = LIVE_VIEWS[kind]
-        plpy.execute(f"CREATE OR REPLACE VIEW {view} WITH (security_invoker = true) AS {bodies[kind]}")
+        # prepared: one statement, whatever the administrator's guard text holds
+        plpy.execute(plpy.prepare(f"CREATE OR REPLACE VIEW {view} WITH (security_invoker = true) AS {bodies[kind]}"))
         comment = f"woe_anchor: {what} over {qualified}, band schema {version}"
         plpy.execute(f"COMMENT ON VIEW {view} IS {quote_literal(comment)}")
         plpy.execute(plpy.prepare(

@@ -10,12 +10,18 @@ LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT CASE
-    WHEN p.oid IS NULL OR p.prokind <> 'f'
-         OR NOT (p.pronargs = 0 OR (p.pronargs = 1 AND p.proargtypes[0] = 'text'::regtype))
+    WHEN p.oid IS NOT NULL AND (p.prokind <> 'f'
+         OR NOT (p.pronargs = 0 OR (p.pronargs = 1 AND p.proargtypes[0] = 'text'::regtype)))
         THEN 'must be a function of (text) or of no arguments'
-    WHEN NOT p.prosecdef OR r.rolsuper
-        THEN 'must be SECURITY DEFINER and owned by a role that is not a superuser: activations run as '
-             || 'woe_anchor''s owner, and a hook must run with narrower rights of its own'
+    WHEN p.oid IS NULL THEN 'no longer exists (dropped, or re-created with another identity): remove it'
+    WHEN NOT p.prosecdef OR EXISTS (
+            SELECT FROM pg_roles AS s
+            WHERE (s.rolsuper OR s.rolname IN ('pg_execute_server_program', 'pg_read_server_files',
+                                               'pg_write_server_files'))
+              AND pg_has_role(p.proowner, s.oid, 'MEMBER'))
+        THEN 'must be SECURITY DEFINER and owned by a role that is not a superuser, nor a member of one or of '
+             || 'the file and program roles: activations run as woe_anchor''s owner, and a hook must run with '
+             || 'narrower rights of its own'
     WHEN coalesce(btrim((SELECT (regexp_split_to_array(substr(c, 13), ','))[
                                 array_length(regexp_split_to_array(substr(c, 13), ','), 1)]
                          FROM unnest(p.proconfig) AS c WHERE left(c, 12) = 'search_path=')), '') <> 'pg_temp'
@@ -33,10 +39,11 @@ AS $$
 DECLARE
     h record;
 BEGIN
+    -- a hook whose function is gone refuses every activation until it is removed: fail closed
     FOR h IN SELECT a.hook, n.nspname, p.proname, p.pronargs, ml._woe_anchor_hook_problem(a.hook) AS problem
              FROM ml.woe_anchor_activation_hooks AS a
-             JOIN pg_proc AS p ON p.oid = a.hook
-             JOIN pg_namespace AS n ON n.oid = p.pronamespace
+             LEFT JOIN pg_proc AS p ON p.oid = a.hook
+             LEFT JOIN pg_namespace AS n ON n.oid = p.pronamespace
              ORDER BY a.registered_at, a.hook LOOP
         IF h.problem IS NOT NULL THEN
             RAISE EXCEPTION 'activation hook % %', h.hook, h.problem

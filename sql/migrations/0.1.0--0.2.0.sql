@@ -102,13 +102,16 @@ BEGIN
         WHEN 'pg_trigger'::regclass THEN
             EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', (SELECT g.tgname FROM pg_trigger AS g WHERE g.oid = d.objid), t);
         WHEN 'pg_rewrite'::regclass THEN
-            IF (SELECT w.ev_class FROM pg_rewrite AS w WHERE w.oid = d.objid) IS DISTINCT FROM t THEN
+            -- a view over the table goes; any other rule naming it (on it, or on a table of someone's) too
+            IF (SELECT c.relkind FROM pg_rewrite AS w JOIN pg_class AS c ON c.oid = w.ev_class
+                WHERE w.oid = d.objid AND w.ev_class <> t) IN ('v', 'm') THEN
                 EXECUTE format('DROP %s IF EXISTS %s CASCADE',
                     CASE (SELECT c.relkind FROM pg_rewrite AS w JOIN pg_class AS c ON c.oid = w.ev_class
                           WHERE w.oid = d.objid) WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
                     (SELECT w.ev_class::regclass FROM pg_rewrite AS w WHERE w.oid = d.objid));
             ELSIF EXISTS (SELECT FROM pg_rewrite AS w WHERE w.oid = d.objid) THEN
-                EXECUTE format('DROP RULE IF EXISTS %I ON %s', (SELECT w.rulename FROM pg_rewrite AS w WHERE w.oid = d.objid), t);
+                EXECUTE format('DROP RULE IF EXISTS %I ON %s', (SELECT w.rulename FROM pg_rewrite AS w WHERE w.oid = d.objid),
+                               (SELECT w.ev_class::regclass FROM pg_rewrite AS w WHERE w.oid = d.objid));
             END IF;
         WHEN 'pg_policy'::regclass THEN
             EXECUTE format('DROP POLICY IF EXISTS %I ON %s', (SELECT p.polname FROM pg_policy AS p WHERE p.oid = d.objid), t);
@@ -151,10 +154,25 @@ DECLARE
 BEGIN
     -- bounds are compared as pg_get_expr prints them with standard strings
     PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
-    -- out of the way first: a partition may carry another model's canonical name
+    -- foreign keys into or out of the scores tree go first: detaching a partition checks a key that
+    -- references it, by planning a query over the referencing table (a trainer's) as whoever detaches
+    FOR node IN SELECT k.conrelid::regclass AS rel, k.conname
+                FROM pg_catalog.pg_constraint AS k
+                WHERE k.contype = 'f' AND k.conparentid = 0
+                  AND (k.conrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree('ml.woe_anchor_scores_v1') AS t)
+                       OR k.confrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree('ml.woe_anchor_scores_v1') AS t)) LOOP
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', node.rel, node.conname);
+    END LOOP;
+    -- out of the way first, under names no one can take: a partition may carry another model's
+    -- canonical name, or sit in a schema of its owner's
     FOR node IN SELECT i.inhrelid AS rel FROM pg_catalog.pg_inherits AS i
                 WHERE i.inhparent = 'ml.woe_anchor_scores_v1'::regclass LOOP
-        EXECUTE format('ALTER TABLE %s RENAME TO %I', node.rel::regclass, 'woe_anchor_upgrade_' || node.rel);
+        EXECUTE format('ALTER TABLE %s RENAME TO %I', node.rel::regclass,
+                       'woe_anchor_upgrade_' || replace(gen_random_uuid()::text, '-', ''));
+        IF (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = node.rel)
+           <> 'woe_anchor_scores'::regnamespace THEN
+            EXECUTE format('ALTER TABLE %s SET SCHEMA woe_anchor_scores', node.rel::regclass);
+        END IF;
     END LOOP;
     -- schema woe_anchor_scores is the extension's: what trainers created there and left unattached goes
     FOR node IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_catalog.pg_class AS c
@@ -229,11 +247,6 @@ BEGIN
         ELSE
             PERFORM ml._woe_anchor_take_over(part.oid, owner, part.model_key);
             fresh := part.oid::regclass::text;
-            IF (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = part.oid)
-               <> 'woe_anchor_scores'::regnamespace THEN
-                EXECUTE format('ALTER TABLE %s SET SCHEMA woe_anchor_scores', fresh);
-                fresh := part.oid::regclass::text;
-            END IF;
         END IF;
         EXECUTE format('ALTER TABLE %s RENAME TO %I', fresh, canonical);  -- free: renamed and swept above
         fresh := format('woe_anchor_scores.%I', canonical);
@@ -258,6 +271,10 @@ BEGIN
 END
 $$;
 DROP FUNCTION ml._woe_anchor_take_over(regclass, name, text);
+-- 0.1.0 let trainers set the model-id sequence (to its maximum, say, so that no fit could take an id)
+SELECT pg_catalog.setval('ml.woe_anchor_model_id_seq',
+                         coalesce((SELECT max(r.model_id) FROM ml.woe_anchor_model_registry_v1 AS r), 1),
+                         EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1));
 
 -- 0.1.0 let trainers write the artifact tables, take ids and create score tables: all revoked
 -- here; grants.sql then re-applies the new model to every role that held the old one.
