@@ -80,5 +80,5 @@ def test_only_the_documented_entry_points_are_security_definer(conn):
         WHERE p.prosecdef ORDER BY 1""").fetchall()
     # docs/security.md, "Entry points": each learns its caller from a ticket
     assert [r[0] for r in rows] == ["_woe_anchor_activate", "_woe_anchor_drop", "_woe_anchor_edit_band_schema",
-                                    "_woe_anchor_persist", "_woe_anchor_prune", "_woe_anchor_schedule",
-                                    "_woe_anchor_unschedule"]
+                                    "_woe_anchor_open_staging", "_woe_anchor_persist", "_woe_anchor_prune",
+                                    "_woe_anchor_schedule", "_woe_anchor_unschedule"]

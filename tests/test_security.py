@@ -188,6 +188,12 @@ def test_a_trainer_cannot_write_artifacts_take_ids_or_create_where_the_extension
     assert conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
                         [part]).fetchone()[0] == conn.execute(
         "SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0]
+    # the staging table the fit wrote became that partition; its staging schema is gone, and with
+    # it the only place besides its own schema where the trainer could create anything
+    assert not conn.execute("SELECT has_table_privilege(%s, %s, 'INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER')",
+                            [TRAINER, part]).fetchone()[0]
+    assert conn.execute("SELECT array_agg(nspname::text) FROM pg_namespace WHERE has_schema_privilege(%s, oid, 'CREATE')",
+                        [TRAINER]).fetchone()[0] == [TSCHEMA]
     # a fit after all that still gets the next id and its partition
     with as_role(conn, TRAINER):
         assert fit(conn, "sec_src", model_key="sec_next", activate=False) == "sec_next"
@@ -206,35 +212,66 @@ def test_forged_calls_of_the_definer_entry_points_are_refused(cast):
         # that ticket is now of an earlier transaction: it is worth nothing
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="ticket"):
             conn.execute("SELECT ml._woe_anchor_activate(%s, %s)", [ticket, admin_key])
-    # the definer copies staging tables as the extension's owner: it must refuse anything but the
-    # caller's own temporary score tables, or it would read what the caller may not
+    # the definer takes staging tables over as the extension's owner: it must refuse anything but
+    # a bare score table the caller made in a staging schema opened for it in this transaction,
+    # or it would read what the caller may not, or run the caller's code
     payload = forged_payload(conn, staging=["public.sec_secret"])
     before = conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0]
+    scores = ("generation int, listing_id bigint, t0 timestamptz, fold_id int, is_oof boolean, "
+              "woe_logit float8, woe_p float8")
     with as_role(conn, TRAINER):
-        # code attached to a staging table runs when the copy is merely planned (an IMMUTABLE call with
-        # constant arguments is evaluated then): an expression index, a partial index, statistics
+        # code planned or run with a table: a check, a default, a generated column; and what would
+        # change the partition: no WAL, storage options, another shape
         conn.execute(f"CREATE FUNCTION {TSCHEMA}.evil_key(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
                      f"$$ BEGIN PERFORM {TSCHEMA}.evil(); RETURN $1; END $$")
-        for i, attach in enumerate((f"CREATE INDEX ON pg_temp.armed_0 (({TSCHEMA}.evil_key(1)))",
-                                    f"CREATE INDEX ON pg_temp.armed_1 (listing_id) WHERE {TSCHEMA}.evil_key(1) = 1",
-                                    f"CREATE STATISTICS {TSCHEMA}.armed_stats ON ({TSCHEMA}.evil_key(1)), generation "
-                                    "FROM pg_temp.armed_2")):
-            conn.execute(f"CREATE TEMP TABLE armed_{i} AS SELECT generation, listing_id, t0, 0 AS fold_id, "
-                         "true AS is_oof, 0::float8 AS woe_logit, 0::float8 AS woe_p FROM sec_src")
-            conn.execute(attach)
-            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a staging table"):
+        conn.execute(f"GRANT EXECUTE ON FUNCTION {TSCHEMA}.evil_key(int) TO PUBLIC")
+        armed = (f"CREATE TABLE {{}} ({scores}, CHECK ({TSCHEMA}.evil_key(generation) > 0))",
+                 f"CREATE TABLE {{}} ({scores.replace('woe_p float8', f'woe_p float8 DEFAULT {TSCHEMA}.evil_key(1)')})",
+                 f"CREATE TABLE {{}} ({scores}, g int GENERATED ALWAYS AS ({TSCHEMA}.evil_key(generation)) STORED)",
+                 f"CREATE UNLOGGED TABLE {{}} ({scores})",
+                 f"CREATE TABLE {{}} ({scores}) WITH (autovacuum_enabled = false)",
+                 f"CREATE TABLE {{}} ({scores}, extra int)",
+                 f"CREATE TABLE {{}} ({scores}) PARTITION BY LIST (generation)")
+        for statement in armed:
+            with conn.transaction(force_rollback=True):
+                schema = conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())").fetchone()[0]
+                conn.execute(statement.format(f"{schema}.armed"))
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a staging table"):
+                    conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)",
+                                 [json.dumps(dict(payload, staging=[f"{schema}.armed"]))])
+        # an index or a trigger needs the table by name, so USAGE on the schema, which it never has
+        with conn.transaction(force_rollback=True):
+            schema = conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())").fetchone()[0]
+            conn.execute(f"CREATE TABLE {schema}.scores ({scores})")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for schema"):
+                conn.execute(f"CREATE INDEX ON {schema}.scores (({TSCHEMA}.evil_key(generation)))")
+        conn.execute(f"CREATE TABLE {TSCHEMA}.not_staged ({scores})")
+        conn.execute(f"CREATE TEMP TABLE temp_scores ({scores})")
+        for staging in ("public.sec_secret", f"{TSCHEMA}.not_staged", "pg_temp.temp_scores"):
+            with conn.transaction(force_rollback=True):
+                conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a staging table"):
+                    conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)",
+                                 [json.dumps(dict(payload, staging=[staging]))])
+        # a staging schema is for its transaction only: committing one open fails, however it is tried
+        for immediate in (False, True):
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="not taken over"):
+                with conn.transaction():
+                    conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())")
+                    if immediate:
+                        conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        # anything else created in it fails the persist that closes it
+        with conn.transaction(force_rollback=True):
+            schema = conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())").fetchone()[0]
+            conn.execute(f"CREATE TABLE {schema}.scores ({scores})")
+            conn.execute(f"CREATE FUNCTION {schema}.left_behind() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+            with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="besides the fit's scores"):
                 conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)",
-                             [json.dumps(dict(payload, staging=[f"pg_temp.armed_{i}"]))])
-        for staging in (["public.sec_secret"], [f"{TSCHEMA}.not_temp"], ["pg_temp.wide"]):
-            if staging[0].endswith("not_temp"):
-                conn.execute(f"CREATE TABLE {TSCHEMA}.not_temp AS SELECT generation, listing_id, t0, "
-                             "0 AS fold_id, true AS is_oof, 0::float8 AS woe_logit, 0::float8 AS woe_p FROM sec_src")
-            if staging[0].endswith("wide"):
-                conn.execute("CREATE TEMP TABLE wide AS SELECT generation, listing_id, t0, 0 AS fold_id, true AS is_oof, "
-                             "0::float8 AS woe_logit, 0::float8 AS woe_p, 1 AS extra FROM sec_src")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a staging table"):
-                conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)",
-                             [json.dumps(dict(payload, staging=staging))])
+                             [json.dumps(dict(payload, staging=[f"{schema}.scores"]))])
+    assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'woe\\_anchor\\_staging\\_%'"
+                        ).fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM ml._woe_anchor_staging").fetchone()[0] == 0
+    with as_role(conn, TRAINER):
         # a band schema other than the stored one is refused too
         doc = json.loads(payload["registry"]["band_schema"])
         doc["bands"] = doc["bands"][:2]

@@ -290,7 +290,7 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
         staging, shard_tables, n_scored = _write_scores_on_shards(
             plpy, sql, plan, src, shards, fold, scoring, fold_ids.tolist() if oof else None, phases)
     else:
-        staging, shard_tables = [persist.staging_name()], []
+        staging, shard_tables = [persist.staging_table(plpy)], []
         n_scored = plpy.execute(sql.scores(plan, staging[0], fold, *scoring, fold_ids.tolist() if oof else None)
                                 ).nrows()
         phases.done("scores_write")

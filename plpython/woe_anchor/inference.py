@@ -157,7 +157,7 @@ WITH RECURSIVE uses (rel, classid, objid) AS (
     SELECT k.conrelid, d.refclassid, d.refobjid
     FROM pg_catalog.pg_constraint AS k JOIN pg_catalog.pg_depend AS d
       ON d.classid = 'pg_catalog.pg_constraint'::regclass AND d.objid = k.oid
-    WHERE k.contype = 'c' 
+    WHERE k.contype = 'c'
     UNION ALL
     SELECT d.objid, d.refclassid, d.refobjid  -- a partition key's expressions
     FROM pg_catalog.pg_depend AS d

@@ -265,7 +265,7 @@ FROM (SELECT GROUPING(k.oof, k.ins, k.ev) AS grouping, coalesce(k.oof, k.ins, k.
                base_logit: list[float], tables: list[list[float]], fold_ids: list[int] | None) -> str:
         """CREATE TABLE AS of every TRAIN SOLD row's score (parallel plans allowed).
 
-        ``target`` is a staging table of the caller's session (or a shard's
+        ``target`` is a staging table of the caller's (``persist.staging_table``; or a shard's
         score table); the model's key is added when the scores are persisted
         (``persist.py``). ``fold`` gives a row's fit index, whose fold id is
         ``fold_ids[index]`` (None: OOF off); ``tables[j]`` is pack j's WOE

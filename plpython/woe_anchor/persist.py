@@ -1,16 +1,18 @@
 """The one writer of a model's artifacts: ml._woe_anchor_persist, a SECURITY DEFINER entry point.
 
 The fit runs with its caller's rights: it reads the source as the caller may,
-learns the model and writes its scores into temporary staging tables of its
-own session. Trainers have no rights to write the artifact tables and no
-CREATE anywhere the extension later acts (docs/security.md). This function
-runs as the extension's owner and checks everything it is given, because a
-trainer can call it directly: the caller is who its ticket says, a replaced
-model must be one the caller may manage, the staging tables must be plain
-temporary tables of this session owned by the caller with exactly the score
-columns (so copying them runs no code of anyone's), the band schema must be
-the stored one, and the columns a caller must not set (id, owner, code hash,
-version, activity) are set here.
+learns the model and writes its scores with one CREATE TABLE AS into a
+staging schema opened for it (ml._woe_anchor_open_staging: CREATE for this
+caller, in this transaction only). Trainers have no rights to write the
+artifact tables and no CREATE anywhere the extension later acts
+(docs/security.md). This function runs as the extension's owner and checks
+everything it is given, because a trainer can call it directly: the caller is
+who its ticket says, a replaced model must be one the caller may manage, a
+staging table must be a plain table of the caller's staging schema with
+exactly the score columns and nothing attached (so taking it over runs no code
+of anyone's), the band schema must be the stored one, and the columns a
+caller must not set (id, owner, code hash, version, activity) are set here.
+The staging table becomes the model's partition: no row is copied.
 """
 from __future__ import annotations
 
@@ -44,14 +46,16 @@ STAGING_COLUMNS = (("generation", "integer"), ("listing_id", "bigint"), ("t0", "
                    ("fold_id", "integer"), ("is_oof", "boolean"), ("woe_logit", "double precision"),
                    ("woe_p", "double precision"))
 
-# A staging table may be read by the extension's owner only if reading it can run no code of
-# anyone's: a temporary table of this session, the caller's, with exactly the score columns and
+# A staging table (of a staging schema this caller opened in this transaction) becomes a partition
+# the extension owns, and is read as its owner, only if that can run no code of anyone's: a
+# permanent heap table, the caller's, no grants or storage options, exactly the score columns and
 # nothing attached (an index expression or predicate, a statistics object, a check constraint, a
 # policy, a trigger, a rule, an inheritance child or parent would all be planned or run as the
 # reader). What may depend on it is its row type, and a TOAST table.
 _STAGING_SQL = """
-SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name,
-       c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind = 'r' AND NOT c.relrowsecurity
+SELECT n.nspname AS schema_name, c.relname,
+       c.relkind = 'r' AND c.relpersistence = 'p' AND NOT c.relrowsecurity
+           AND c.relacl IS NULL AND c.reloptions IS NULL
            AND c.relam = (SELECT a.oid FROM pg_catalog.pg_am AS a WHERE a.amname = 'heap')
            AND c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = $2)
            AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
@@ -110,7 +114,7 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
     except plpy.spiexceptions.UniqueViolation:
         raise FitError("40001", f"a concurrent fit committed model {key!r} after this transaction's snapshot "
                                 "was taken", hint=RETRY)
-    timings = _write_partition(plpy, key, model_id, staging)
+    timings = _write_partition(plpy, key, model_id, staging, who)
     plpy.execute(plpy.prepare(f"UPDATE {REGISTRY} SET timings_ms = timings_ms || $2::jsonb "
                               "|| jsonb_build_object('total', (timings_ms ->> 'total')::float8 + $3) "
                               "WHERE model_key = $1", ["text", "text", "float8"]),
@@ -154,14 +158,19 @@ def default_key(plpy) -> str:
     return key
 
 
+def partition_name(model_id: int) -> str:
+    """The model's partition of the scores table, named by its id (never by its key), unqualified."""
+    return f"woe_anchor_scores_v1_m{int(model_id)}"
+
+
 def score_partition(model_id: int) -> str:
-    """The model's partition of the scores table, named by its id (never by its key)."""
-    return "woe_anchor_scores." + quote_ident(f"woe_anchor_scores_v1_m{int(model_id)}")
+    return "woe_anchor_scores." + quote_ident(partition_name(model_id))
 
 
-def staging_name() -> str:
-    """A fresh name for a temporary table of this session that holds scores until they are persisted."""
-    return "pg_temp." + quote_ident(f"woe_anchor_staging_{uuid.uuid4().hex[:16]}")
+def staging_table(plpy) -> str:
+    """A fresh name for the scores of this fit, in a staging schema opened for the caller."""
+    schema = _one(plpy, "SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket()) AS s")["s"]
+    return f"{schema}.{quote_ident('woe_anchor_staging_' + uuid.uuid4().hex[:16])}"
 
 
 def thresholds_json(learned: dict) -> str:
@@ -170,16 +179,25 @@ def thresholds_json(learned: dict) -> str:
                        for k, v in learned.items()})
 
 
-def _staging_table(plpy, name: str, who: str) -> str:
-    """The quoted name of a staging table, once it is shown to be one the copy can read safely."""
-    row = _one(plpy, _STAGING_SQL, ["text", "name"], [name, who])
+def _staging_table(plpy, name: str, who: str) -> tuple[str, str]:
+    """(schema, table) of a staging table, once it is shown to be one the persist may take over."""
+    # only a table of the caller's own staging schema is locked: no other session can see those
+    mine = _one(plpy, "SELECT EXISTS (SELECT FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n "
+                      "ON n.oid = c.relnamespace JOIN ml._woe_anchor_staging AS s ON s.schema_name = n.nspname "
+                      "WHERE c.oid = pg_catalog.to_regclass($1) AND s.role_name = $2 "
+                      "AND s.xact = pg_catalog.pg_current_xact_id()) AS mine", ["text", "name"], [name, who])["mine"]
+    if mine:
+        plpy.execute(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE")  # nothing changes it from here on
+    row = _one(plpy, _STAGING_SQL, ["text", "name"], [name, who]) if mine else None
     want = [f"{column} {kind}" for column, kind in STAGING_COLUMNS]
     if row is None or not row["plain"] or row["columns"] != want:
-        raise FitError("42501", f"{name} is not a staging table of this session's role {who}",
-                       detail=f"A staging table is a temporary table of this session owned by the caller, with "
-                              f"exactly the columns {', '.join(want)} and nothing attached to it (no index, "
-                              f"constraint, statistics, policy, trigger, rule or inheritance).")
-    return row["name"]
+        raise FitError("42501", f"{name} is not a staging table of role {who} in this transaction",
+                       detail=f"A staging table is a plain table that role {who} created in a staging schema "
+                              f"opened for it in this transaction (ml._woe_anchor_open_staging), with exactly "
+                              f"the columns {', '.join(want)}, no grants or storage options and nothing "
+                              f"attached to it (no index, constraint, statistics, policy, trigger, rule or "
+                              f"inheritance).")
+    return row["schema_name"], row["relname"]
 
 
 def _check_schema(plpy, registry: dict) -> None:
@@ -237,21 +255,51 @@ def _insert_fits(plpy, key, fits: dict, maps: dict, thresholds: str):
                                                   "sum_w_neg", "n_rows")])
 
 
-def _write_partition(plpy, key: str, model_id: int, staging: list[str]) -> dict:
-    """The model's partition: the staging tables' rows under its key, keyed, checked and attached.
+def _write_partition(plpy, key: str, model_id: int, staging: list[tuple[str, str]], who: str) -> dict:
+    """The model's partition: the staging table taken over, keyed, checked and attached.
 
-    Returns the milliseconds of the copy and of the key and checks.
+    The first staging table becomes the partition (the extension's, in schema
+    woe_anchor_scores); the model's key is a column added with a default,
+    which PostgreSQL records once rather than writing into every row. Other
+    staging tables (a sharded source's local leaves) are copied into it.
+    Returns the milliseconds of taking over and of the key and checks.
     """
     start = time.monotonic()
     part = score_partition(model_id)
-    columns = ", ".join(f"s.{name}::{kind} AS {name}" for name, kind in STAGING_COLUMNS)
-    rows = " UNION ALL ".join(f"SELECT {columns} FROM {t} AS s" for t in staging) or \
-        f"SELECT {columns} FROM ml.woe_anchor_scores_v1 AS s WHERE false"
-    plpy.execute(f"CREATE TABLE {part} AS SELECT {quote_literal(key)}::text AS model_key, q.* FROM ({rows}) AS q")
-    copied = time.monotonic()
+    columns = ", ".join(name for name, _ in STAGING_COLUMNS)
+    if staging:
+        schema, table = staging[0]
+        plpy.execute(f"ALTER TABLE {_qualified(schema, table)} RENAME TO {quote_ident(partition_name(model_id))}")
+        taken = _qualified(schema, partition_name(model_id))
+        plpy.execute(f"ALTER TABLE {taken} OWNER TO CURRENT_USER")
+        plpy.execute(f"ALTER TABLE {taken} SET SCHEMA woe_anchor_scores")
+        for other in staging[1:]:
+            plpy.execute(f"INSERT INTO {part} ({columns}) SELECT {columns} FROM {_qualified(*other)}")
+            plpy.execute(f"DROP TABLE {_qualified(*other)}")
+    else:
+        plpy.execute(f"CREATE TABLE {part} AS SELECT {columns} FROM ml.woe_anchor_scores_v1 WHERE false")
+    plpy.execute(f"ALTER TABLE {part} ADD COLUMN model_key text NOT NULL DEFAULT {quote_literal(key)}")
+    plpy.execute(f"ALTER TABLE {part} ALTER COLUMN model_key DROP DEFAULT")
+    _close_staging(plpy, who)
+    moved_at = time.monotonic()
     plpy.execute(passes.constrain_scores_sql(part, key))
     plpy.execute(f"ALTER TABLE ml.woe_anchor_scores_v1 ATTACH PARTITION {part} FOR VALUES IN ({quote_literal(key)})")
-    for t in staging:
-        plpy.execute(f"DROP TABLE {t}")
-    return {"scores_copy": round((copied - start) * 1000.0, 3),
-            "scores_index": round((time.monotonic() - copied) * 1000.0, 3)}
+    return {"scores_take_over": round((moved_at - start) * 1000.0, 3),
+            "scores_index": round((time.monotonic() - moved_at) * 1000.0, 3)}
+
+
+def _qualified(schema: str, name: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def _close_staging(plpy, who: str) -> None:
+    """Drops the caller's staging schemas of this transaction, which must be empty by now."""
+    for row in plpy.execute(plpy.prepare(
+            "DELETE FROM ml._woe_anchor_staging WHERE role_name = $1 AND xact = pg_catalog.pg_current_xact_id() "
+            "RETURNING schema_name", ["name"]), [who]):
+        try:
+            with plpy.subtransaction():
+                plpy.execute(f"DROP SCHEMA {quote_ident(row['schema_name'])} RESTRICT")
+        except plpy.spiexceptions.DependentObjectsStillExist:
+            raise FitError("2BP01", f"staging schema {quote_ident(row['schema_name'])} holds objects besides "
+                                    f"the fit's scores", hint="Nothing but the fit may create objects there.")

@@ -24,7 +24,7 @@ import numpy as np
 from . import bands as b
 from . import errors
 from .passes import Statements, array_lit, constrain_scores_sql
-from .persist import STAGING_COLUMNS, staging_name
+from .persist import STAGING_COLUMNS, staging_table
 from .rowset import percentile_cont
 from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
 
@@ -172,13 +172,13 @@ class Fanout:
 
         Each shard runs a CREATE TABLE AS of its own rows' scores into schema
         woe_anchor_scores there and builds its primary key, all shards at once;
-        a local leaf's rows go to a staging table of this session, as an
+        a local leaf's rows go to a staging table of the caller's, as an
         unsharded fit's do. Nothing but the statements crosses the network.
         """
         # a shard may serve other coordinators (or a restored copy of this one): names of its own
         tag = uuid.uuid4().hex[:12]
         remote = {i: f"woe_anchor_scores_v1_{tag}_p{i}" for i, leaf in enumerate(self.leaves) if leaf.server}
-        target = [f"woe_anchor_scores.{quote_ident(remote[i])}" if i in remote else staging_name()
+        target = [f"woe_anchor_scores.{quote_ident(remote[i])}" if i in remote else staging_table(self.plpy)
                   for i in range(len(self.leaves))]
         for leaf_name in self.names.values():
             self.plpy.execute(f"SELECT {self.dblink}.dblink_exec({leaf_name}, "

@@ -15,7 +15,7 @@ SELECT CASE kind
         'woe_anchor_band_schema_problems', '_woe_anchor_band_schema_problems', 'woe_anchor_model_bands',
         '_woe_anchor_model_bands']
     WHEN 'trainer' THEN ARRAY[
-        'fit_woe_anchor', '_fit_woe_anchor', '_woe_anchor_persist', '_woe_anchor_ticket', '_woe_anchor_stamp_ticket',
+        'fit_woe_anchor', '_fit_woe_anchor', '_woe_anchor_open_staging', '_woe_anchor_persist', '_woe_anchor_ticket', '_woe_anchor_stamp_ticket',
         'woe_anchor_activate', '_woe_anchor_activate', 'woe_anchor_drop_model', '_woe_anchor_drop',
         'woe_anchor_prune', '_woe_anchor_prune', '_woe_anchor_drop_shard_table_of', '_woe_anchor_drop_shard_table',
         'woe_anchor_copy_band_schema', 'woe_anchor_create_band_schema', 'woe_anchor_set_band', 'woe_anchor_drop_band',

@@ -14,6 +14,17 @@ CREATE TABLE ml._woe_anchor_callers (
 COMMENT ON TABLE ml._woe_anchor_callers IS
     'woe_anchor internal: tickets that tell a definer entry point which role called it';
 
+-- The schemas a fit writes its scores into before ml._woe_anchor_persist takes them over: each
+-- made for one caller and one transaction (CREATE for that caller, no USAGE), dropped by the
+-- persist. A deferred trigger (functions/persist.sql) fails a commit that would leave one behind.
+CREATE TABLE ml._woe_anchor_staging (
+    schema_name  name PRIMARY KEY,
+    role_name    name NOT NULL,
+    xact         xid8 NOT NULL
+);
+COMMENT ON TABLE ml._woe_anchor_staging IS
+    'woe_anchor internal: staging schemas open in a running fit (always empty once committed)';
+
 -- The score tables a scores_on_shards fit wrote on a shard (schema woe_anchor_scores there).
 -- Nothing local points at them: a scan of ml.woe_anchor_scores_v1 never leaves this server.
 CREATE TABLE ml.woe_anchor_shard_scores (
