@@ -194,6 +194,14 @@ def test_a_trainer_cannot_write_artifacts_take_ids_or_create_where_the_extension
                             [TRAINER, part]).fetchone()[0]
     assert conn.execute("SELECT array_agg(nspname::text) FROM pg_namespace WHERE has_schema_privilege(%s, oid, 'CREATE')",
                         [TRAINER]).fetchone()[0] == [TSCHEMA]
+    # the trainer's default privileges grant its new tables to another role: not the partition
+    with as_role(conn, TRAINER):
+        conn.execute(f"ALTER DEFAULT PRIVILEGES GRANT SELECT, INSERT ON TABLES TO {OTHER}, PUBLIC")
+        granted = fit(conn, "sec_src", model_key="sec_granted", activate=False)
+    granted_part = f"woe_anchor_scores.woe_anchor_scores_v1_m{artifacts.registry(conn, granted)['model_id']}"
+    for role in (OTHER, READER):
+        assert not conn.execute("SELECT has_table_privilege(%s, %s, 'SELECT, INSERT')",
+                                [role, granted_part]).fetchone()[0]
     # a fit after all that still gets the next id and its partition
     with as_role(conn, TRAINER):
         assert fit(conn, "sec_src", model_key="sec_next", activate=False) == "sec_next"
@@ -231,7 +239,9 @@ def test_forged_calls_of_the_definer_entry_points_are_refused(cast):
                  f"CREATE UNLOGGED TABLE {{}} ({scores})",
                  f"CREATE TABLE {{}} ({scores}) WITH (autovacuum_enabled = false)",
                  f"CREATE TABLE {{}} ({scores}, extra int)",
-                 f"CREATE TABLE {{}} ({scores}) PARTITION BY LIST (generation)")
+                 f"CREATE TABLE {{}} ({scores}) PARTITION BY LIST (generation)",
+                 f"CREATE TABLE {{}} OF {TSCHEMA}.score_row")
+        conn.execute(f"CREATE TYPE {TSCHEMA}.score_row AS ({scores})")
         for statement in armed:
             with conn.transaction(force_rollback=True):
                 schema = conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())").fetchone()[0]
@@ -239,6 +249,19 @@ def test_forged_calls_of_the_definer_entry_points_are_refused(cast):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a staging table"):
                     conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)",
                                  [json.dumps(dict(payload, staging=[f"{schema}.armed"]))])
+        # a name is looked up, never run: tables named like SQL in the caller's own staging schema are
+        # taken over as what they are, and the SQL in their names does nothing
+        for injected in (f"t;alter/**/role/**/{TRAINER}/**/superuser--",
+                         "t;select/**/pg_read_file('/etc/hostname')::int--"):
+            with conn.transaction(force_rollback=True):
+                schema = conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())").fetchone()[0]
+                conn.execute(f"CREATE TABLE {schema}.t ({scores})")
+                conn.execute(f'CREATE TABLE {schema}."{injected}" ({scores})')
+                written = conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)",
+                                       [json.dumps(dict(payload, staging=[f"{schema}.{injected}", f"{schema}.t"]))]
+                                       ).fetchone()[0]
+                assert json.loads(written)["model_key"] == payload["model_key"]
+                assert not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
         # an index or a trigger needs the table by name, so USAGE on the schema, which it never has
         with conn.transaction(force_rollback=True):
             schema = conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())").fetchone()[0]

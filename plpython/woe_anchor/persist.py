@@ -48,14 +48,14 @@ STAGING_COLUMNS = (("generation", "integer"), ("listing_id", "bigint"), ("t0", "
 
 # A staging table (of a staging schema this caller opened in this transaction) becomes a partition
 # the extension owns, and is read as its owner, only if that can run no code of anyone's: a
-# permanent heap table, the caller's, no grants or storage options, exactly the score columns and
-# nothing attached (an index expression or predicate, a statistics object, a check constraint, a
-# policy, a trigger, a rule, an inheritance child or parent would all be planned or run as the
-# reader). What may depend on it is its row type, and a TOAST table.
+# permanent heap table, the caller's, of no composite type, with no storage options, exactly the
+# score columns and nothing attached (an index expression or predicate, a statistics object, a
+# check constraint, a default, a policy, a trigger, a rule, an inheritance child or parent would
+# all be planned or run as the reader). What may depend on it is its row type, and a TOAST table.
+# Grants its owner's default privileges gave it are revoked once it is taken over.
 _STAGING_SQL = """
-SELECT n.nspname AS schema_name, c.relname,
-       c.relkind = 'r' AND c.relpersistence = 'p' AND NOT c.relrowsecurity
-           AND c.relacl IS NULL AND c.reloptions IS NULL
+SELECT c.relkind = 'r' AND c.relpersistence = 'p' AND NOT c.relrowsecurity
+           AND c.reloftype = 0 AND c.reloptions IS NULL
            AND c.relam = (SELECT a.oid FROM pg_catalog.pg_am AS a WHERE a.amname = 'heap')
            AND c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = $2)
            AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
@@ -68,8 +68,15 @@ SELECT n.nspname AS schema_name, c.relname,
        (SELECT array_agg(a.attname::text || ' ' || pg_catalog.format_type(a.atttypid, NULL) ORDER BY a.attnum)
         FROM pg_catalog.pg_attribute AS a
         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
+FROM pg_catalog.pg_class AS c WHERE c.oid = $1
+"""
+# the caller's name of a staging table, resolved to a table of a staging schema opened for the
+# caller in this transaction (those are invisible to every other transaction)
+_MINE_SQL = """
+SELECT c.oid, n.nspname, c.relname
 FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-WHERE c.oid = pg_catalog.to_regclass($1)
+JOIN ml._woe_anchor_staging AS s ON s.schema_name = n.nspname
+WHERE c.oid = pg_catalog.to_regclass($1) AND s.role_name = $2 AND s.xact = pg_catalog.pg_current_xact_id()
 """
 
 
@@ -180,24 +187,24 @@ def thresholds_json(learned: dict) -> str:
 
 
 def _staging_table(plpy, name: str, who: str) -> tuple[str, str]:
-    """(schema, table) of a staging table, once it is shown to be one the persist may take over."""
+    """(schema, table) of a staging table, once it is shown to be one the persist may take over.
+
+    ``name`` comes from the caller: it is only ever looked up, never put into SQL.
+    """
     # only a table of the caller's own staging schema is locked: no other session can see those
-    mine = _one(plpy, "SELECT EXISTS (SELECT FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n "
-                      "ON n.oid = c.relnamespace JOIN ml._woe_anchor_staging AS s ON s.schema_name = n.nspname "
-                      "WHERE c.oid = pg_catalog.to_regclass($1) AND s.role_name = $2 "
-                      "AND s.xact = pg_catalog.pg_current_xact_id()) AS mine", ["text", "name"], [name, who])["mine"]
-    if mine:
-        plpy.execute(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE")  # nothing changes it from here on
-    row = _one(plpy, _STAGING_SQL, ["text", "name"], [name, who]) if mine else None
+    found = _one(plpy, _MINE_SQL, ["text", "name"], [name, who])
+    if found is not None:
+        plpy.execute(f"LOCK TABLE {_qualified(found['nspname'], found['relname'])} IN ACCESS EXCLUSIVE MODE")
+    row = _one(plpy, _STAGING_SQL, ["oid", "name"], [found["oid"], who]) if found else None
     want = [f"{column} {kind}" for column, kind in STAGING_COLUMNS]
     if row is None or not row["plain"] or row["columns"] != want:
         raise FitError("42501", f"{name} is not a staging table of role {who} in this transaction",
                        detail=f"A staging table is a plain table that role {who} created in a staging schema "
                               f"opened for it in this transaction (ml._woe_anchor_open_staging), with exactly "
-                              f"the columns {', '.join(want)}, no grants or storage options and nothing "
-                              f"attached to it (no index, constraint, statistics, policy, trigger, rule or "
+                              f"the columns {', '.join(want)}, no storage options and nothing attached to it "
+                              f"(no index, constraint, default, statistics, policy, trigger, rule, type or "
                               f"inheritance).")
-    return row["schema_name"], row["relname"]
+    return found["nspname"], found["relname"]
 
 
 def _check_schema(plpy, registry: dict) -> None:
@@ -272,6 +279,7 @@ def _write_partition(plpy, key: str, model_id: int, staging: list[tuple[str, str
         plpy.execute(f"ALTER TABLE {_qualified(schema, table)} RENAME TO {quote_ident(partition_name(model_id))}")
         taken = _qualified(schema, partition_name(model_id))
         plpy.execute(f"ALTER TABLE {taken} OWNER TO CURRENT_USER")
+        _revoke_grants(plpy, taken)
         plpy.execute(f"ALTER TABLE {taken} SET SCHEMA woe_anchor_scores")
         for other in staging[1:]:
             plpy.execute(f"INSERT INTO {part} ({columns}) SELECT {columns} FROM {_qualified(*other)}")
@@ -290,6 +298,16 @@ def _write_partition(plpy, key: str, model_id: int, staging: list[tuple[str, str
 
 def _qualified(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def _revoke_grants(plpy, table: str) -> None:
+    """Revokes whatever the staging table's creator granted others (ALTER DEFAULT PRIVILEGES)."""
+    for g in plpy.execute(plpy.prepare(
+            "SELECT DISTINCT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END AS role "
+            "FROM pg_catalog.pg_class AS c, pg_catalog.aclexplode(c.relacl) AS a "
+            "LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = a.grantee "
+            "WHERE c.oid = $1::regclass AND a.grantee <> c.relowner", ["text"]), [table]):
+        plpy.execute(f"REVOKE ALL ON {table} FROM {g['role']}")
 
 
 def _close_staging(plpy, who: str) -> None:
