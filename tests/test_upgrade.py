@@ -86,15 +86,26 @@ def test_the_update_from_0_1_0_gives_the_catalog_of_a_fresh_install(databases):
     assert got == want, [(a, b) for a, b in zip(got, want) if a != b][:3]
 
 
-def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(databases):
-    """Under 0.1.0 a trainer fitted (owning its partition), altered its partition and hung its code on it."""
-    upgraded, _ = databases
-    suffix = os.getpid()
-    trainer, reader = f"woe_up_t_{suffix}", f"woe_up_r_{suffix}"
-    with psycopg.connect(upgraded, autocommit=True) as conn:
-        for role in (trainer, reader):
+@pytest.fixture
+def roles(databases):
+    """A trainer and a reader of the upgraded database, dropped afterwards whatever happened."""
+    names = (f"woe_up_t_{os.getpid()}", f"woe_up_r_{os.getpid()}")
+    with psycopg.connect(databases[0], autocommit=True) as conn:
+        for role in names:
             conn.execute(f"DROP ROLE IF EXISTS {role}")
             conn.execute(f"CREATE ROLE {role}")
+    yield names
+    with psycopg.connect(databases[0], autocommit=True) as conn:
+        for role in names:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(databases, roles):
+    """Under 0.1.0 a trainer fitted (owning its partition), altered its partition and hung its code on it."""
+    upgraded, _ = databases
+    trainer, reader = roles
+    with psycopg.connect(upgraded, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION woe_anchor VERSION '0.1.0' CASCADE")
         conn.execute("CREATE TABLE public.woe_pwned (who name, what text)")
         conn.execute("GRANT INSERT ON public.woe_pwned TO PUBLIC")
@@ -191,6 +202,3 @@ def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(
         conn.execute(f"SET ROLE {reader}")
         assert conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_live_train_v").fetchone()[0] == 800
         conn.execute("RESET ROLE")
-        for role in (trainer, reader):
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
