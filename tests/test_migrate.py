@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -260,3 +262,48 @@ def test_migrate_reads_no_trainer_table_that_carries_its_owners_code(trainer_db)
     with psycopg.connect(dsn) as t:
         _not_escalated(t)
         assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 0
+
+
+def test_the_import_locks_every_legacy_table_before_it_checks_any(trainer_db):
+    """The import checks a legacy table, then reads it as a superuser: its owner must not be able to
+    hang code on a table already checked while the import waits for the next one's lock."""
+    dsn, _ = trainer_db
+    assert _cli(dsn, *MIGRATE, "--recreate-views").returncode == 0
+    legacy_tables = "woe_anchor_trainer.woe_anchor_model_registry_v1, woe_anchor_trainer.woe_anchor_cuts_v1"
+    with psycopg.connect(dsn, autocommit=True) as t:
+        _hostile_owner(t, "woe_anchor_trainer.woe_anchor_model_registry_v1")
+        t.execute("DROP STATISTICS o.armed")
+        t.execute(f"ALTER TABLE woe_anchor_trainer.woe_anchor_cuts_v1 OWNER TO {OWNER}")
+        t.execute(f"GRANT CREATE ON SCHEMA woe_anchor_trainer TO {OWNER}")
+    with psycopg.connect(dsn, autocommit=True) as owner, psycopg.connect(dsn, autocommit=True) as admin:
+        owner.execute(f"SET ROLE {OWNER}")
+        with owner.transaction(force_rollback=True):
+            owner.execute(f"LOCK TABLE {legacy_tables.split(', ')[1]} IN ROW EXCLUSIVE MODE")
+            importing = threading.Thread(target=_import_quietly, args=(admin,))
+            importing.start()
+            _wait_for_lock_wait(dsn, admin.info.backend_pid)
+            owner.execute("SET lock_timeout = '300ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                owner.execute("CREATE INDEX ON woe_anchor_trainer.woe_anchor_model_registry_v1 (model_key) "
+                              "WHERE o.evil_key(1) = 1")
+        importing.join(timeout=60)
+        assert not importing.is_alive()
+    with psycopg.connect(dsn) as t:
+        _not_escalated(t)
+
+
+def _import_quietly(conn):
+    try:
+        conn.execute("SELECT * FROM ml.woe_anchor_import_trainer('woe_anchor_trainer')").fetchall()
+    except psycopg.Error:
+        pass  # the models were imported by the migration already: only the locks matter here
+
+
+def _wait_for_lock_wait(dsn, pid):
+    with psycopg.connect(dsn, autocommit=True) as watcher:  # a superuser sees every backend's wait
+        for _ in range(200):
+            if watcher.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                               [pid]).fetchone()[0]:
+                return
+            time.sleep(0.05)
+    pytest.fail("the import never waited for the lock")

@@ -540,6 +540,55 @@ def test_activation_hooks_run_with_narrow_rights_and_a_pinned_search_path(cast):
         conn.execute(f"DROP ROLE {elevated}")
 
 
+def test_a_hooks_owner_cannot_change_it_between_its_check_and_its_call(cast, dsn):
+    """Hooks run as the extension's owner's callee: one that stops being SECURITY DEFINER, or is
+    swapped for another function by name, between its check and its call would run as the owner."""
+    conn = cast
+    pinned = f"SECURITY DEFINER SET search_path = {TSCHEMA}, pg_catalog, pg_temp"
+    with as_role(conn, TRAINER):
+        conn.execute(f"CREATE FUNCTION {TSCHEMA}.hook_b(k text) RETURNS void LANGUAGE plpgsql {pinned} AS "
+                     f"$$ BEGIN PERFORM {TSCHEMA}.evil(); END $$")
+        # an earlier hook of the same owner strips the later one of SECURITY DEFINER ...
+        conn.execute(f"CREATE FUNCTION {TSCHEMA}.hook_a(k text) RETURNS void LANGUAGE plpgsql {pinned} AS "
+                     f"$$ BEGIN ALTER FUNCTION {TSCHEMA}.hook_b(text) SECURITY INVOKER; END $$")
+        # ... or renames it and puts a plain function in its place
+        conn.execute(f"CREATE FUNCTION {TSCHEMA}.hook_swap(k text) RETURNS void LANGUAGE plpgsql {pinned} AS "
+                     f"$$ BEGIN ALTER FUNCTION {TSCHEMA}.hook_c(text) RENAME TO hook_c_orig; "
+                     f"CREATE FUNCTION {TSCHEMA}.hook_c(k text) RETURNS void LANGUAGE plpgsql "
+                     f"AS 'BEGIN PERFORM {TSCHEMA}.evil(); END'; END $$")
+        conn.execute(f"CREATE FUNCTION {TSCHEMA}.hook_c(k text) RETURNS void LANGUAGE sql {pinned} AS "
+                     "'INSERT INTO public.woe_pwned VALUES (current_user, ''hook_c ran'')'")
+        key = fit(conn, "sec_src", model_key="sec_swapped", activate=False)
+    try:
+        for hook in ("hook_a", "hook_b"):
+            conn.execute("SELECT ml.woe_anchor_add_activation_hook(%s)", [f"{TSCHEMA}.{hook}(text)"])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be SECURITY DEFINER"):
+            conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
+        conn.execute("DELETE FROM ml.woe_anchor_activation_hooks")
+        for hook in ("hook_swap", "hook_c"):
+            conn.execute("SELECT ml.woe_anchor_add_activation_hook(%s)", [f"{TSCHEMA}.{hook}(text)"])
+        conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
+        # the registered function ran, as its owner; the one put in its name's place did not run
+        assert conn.execute("SELECT who, what FROM public.woe_pwned").fetchall() == [(TRAINER, "hook_c ran")]
+        # while an activation's transaction is open, its hooks are locked against their owner
+        conn.execute("DELETE FROM ml.woe_anchor_activation_hooks WHERE hook = %s::regprocedure",
+                     [f"{TSCHEMA}.hook_swap(text)"])
+        other = fit(conn, "sec_src", model_key="sec_swapped_2", activate=False)
+        conn.execute(f"GRANT CREATE ON DATABASE {conn.info.dbname} TO {TRAINER}")  # to rename its schema
+        with psycopg.connect(dsn, autocommit=True) as owner:
+            owner.execute(f"SET ROLE {TRAINER}")
+            owner.execute("SET lock_timeout = '200ms'")
+            with conn.transaction(force_rollback=True):
+                conn.execute("SELECT ml.woe_anchor_activate(%s)", [other])
+                with pytest.raises(psycopg.errors.LockNotAvailable):
+                    owner.execute(f"ALTER FUNCTION {TSCHEMA}.hook_c_orig(text) SECURITY INVOKER")
+                with pytest.raises(psycopg.errors.LockNotAvailable):
+                    owner.execute(f"ALTER SCHEMA {TSCHEMA} RENAME TO {TSCHEMA}_moved")
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [other])
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_activation_hooks")
+
+
 def test_source_views_live_only_in_a_superusers_schema(cast):
     conn = cast
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="owned by a superuser"):

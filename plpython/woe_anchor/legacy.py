@@ -92,10 +92,13 @@ def _import(plpy, version, legacy_schema) -> list[tuple]:
     legacy = {t: f"{quote_ident(legacy_schema)}.{quote_ident(t)}" for t in TABLES}
     # messages name the legacy tables as the user knows them
     shown = {legacy[t]: f"{legacy_schema}.{t}" for t in TABLES}
+    # every table locked before any is checked, in a mode that also keeps out CREATE INDEX and
+    # CREATE STATISTICS (SHARE would let the owner add an index to a table already checked)
+    for name in legacy.values():
+        if _rows(plpy, "SELECT to_regclass($1) IS NOT NULL AS found", ["text"], [name])[0]["found"]:
+            plpy.execute(f"LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE")
     stamped = {}
     for table, name in legacy.items():
-        if _rows(plpy, "SELECT to_regclass($1) IS NOT NULL AS found", ["text"], [name])[0]["found"]:
-            plpy.execute(f"LOCK TABLE {name} IN SHARE MODE")
         row = _rows(plpy, _TABLE_SQL, ["text"], [name])
         if not row or not row[0]["plain"]:
             raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,

@@ -4,7 +4,7 @@
 -- DEFINER and owned by a role that is not a superuser: it runs with that role's rights, never the
 -- owner's, and whatever code the relations it reads carry runs with them too. It must pin a
 -- search_path ending with pg_temp, or the activating trainer's temporary tables would be what its
--- unqualified names reach. Checked when it is registered and each time it runs.
+-- unqualified names reach. Checked when it is registered and each time it runs (below).
 CREATE FUNCTION ml._woe_anchor_hook_problem(hook regprocedure) RETURNS text
 LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -32,25 +32,32 @@ FROM (SELECT hook AS oid) AS h
 LEFT JOIN pg_proc AS p ON p.oid = h.oid
 LEFT JOIN pg_roles AS r ON r.oid = p.proowner
 $$;
+-- Each hook is checked right before it is called, with its function's and schema's catalog rows
+-- locked until commit: its owner (from another session, or from an earlier hook's code) can then
+-- neither make it SECURITY INVOKER, nor rename, replace or drop it between the check and the call.
+-- It is called by the names read under that lock.
 CREATE FUNCTION ml._woe_anchor_run_activation_hooks() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    h record;
+    hook regprocedure;
+    f record;
+    problem text;
 BEGIN
-    -- a hook whose function is gone refuses every activation until it is removed: fail closed
-    FOR h IN SELECT a.hook, n.nspname, p.proname, p.pronargs, ml._woe_anchor_hook_problem(a.hook) AS problem
-             FROM ml.woe_anchor_activation_hooks AS a
-             LEFT JOIN pg_proc AS p ON p.oid = a.hook
-             LEFT JOIN pg_namespace AS n ON n.oid = p.pronamespace
-             ORDER BY a.registered_at, a.hook LOOP
-        IF h.problem IS NOT NULL THEN
-            RAISE EXCEPTION 'activation hook % %', h.hook, h.problem
+    FOR hook IN SELECT a.hook FROM ml.woe_anchor_activation_hooks AS a ORDER BY a.registered_at, a.hook LOOP
+        SELECT n.nspname, p.proname, p.pronargs INTO f
+        FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+        WHERE p.oid = hook
+        FOR SHARE;
+        problem := ml._woe_anchor_hook_problem(hook);
+        -- a hook whose function is gone refuses every activation until it is removed: fail closed
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION 'activation hook % %', hook, problem
                 USING ERRCODE = 'insufficient_privilege',
-                      HINT = format('Fix it, or remove it: SELECT ml.woe_anchor_remove_activation_hook(%L);', h.hook);
+                      HINT = format('Fix it, or remove it: SELECT ml.woe_anchor_remove_activation_hook(%L);', hook);
         END IF;
-        EXECUTE format('SELECT %I.%I(%s)', h.nspname, h.proname, CASE WHEN h.pronargs = 1 THEN '$1' ELSE '' END)
+        EXECUTE format('SELECT %I.%I(%s)', f.nspname, f.proname, CASE WHEN f.pronargs = 1 THEN '$1' ELSE '' END)
             USING NEW.model_key;
     END LOOP;
     RETURN NULL;
