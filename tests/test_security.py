@@ -123,6 +123,14 @@ def test_training_features_never_read_a_trainers_source_as_someone_else(cast):
                            [trap]).fetchone()[0]
     assert got == 900
     conn.execute(f"DROP VIEW public.{admin_view}")
+    # an administrator's own table in the trainer's schema: the trainer could rename the schema and
+    # put its view under the recorded name between the check and the read
+    conn.execute(f"CREATE TABLE {TSCHEMA}.admins_table AS SELECT * FROM public.sec_src")
+    in_theirs = fit(conn, f"{TSCHEMA}.admins_table", model_key="sec_in_their_schema", activate=False)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"schema {TSCHEMA} "):
+        conn.execute("SELECT count(*) FROM ml.woe_anchor_training_features(%s)", [in_theirs])
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [in_theirs])
+    conn.execute(f"DROP TABLE {TSCHEMA}.admins_table")
 
 
 def test_views_read_the_source_with_the_readers_rights(cast):
@@ -587,6 +595,37 @@ def test_a_hooks_owner_cannot_change_it_between_its_check_and_its_call(cast, dsn
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [other])
     finally:
         conn.execute("DELETE FROM ml.woe_anchor_activation_hooks")
+
+
+def test_a_hook_leaves_nothing_behind_in_the_session_that_activates(cast):
+    """A hook runs in the activator's session: a plain SET, a temporary view in front of the
+    activator's tables or a prepared statement in place of one of the activator's would outlive it."""
+    conn = cast
+    pinned = f"SECURITY DEFINER SET search_path = {TSCHEMA}, pg_catalog, pg_temp"
+    bodies = {"sets": f"SET search_path = {TSCHEMA}, pg_catalog, public",
+              "shadows": f"CREATE TEMP VIEW sec_src AS SELECT * FROM public.sec_src WHERE {TSCHEMA}.evil()",
+              "prepares": f"EXECUTE 'DEALLOCATE sec_mine'; EXECUTE 'PREPARE sec_mine AS SELECT {TSCHEMA}.evil()'"}
+    with as_role(conn, TRAINER):
+        for name, body in bodies.items():
+            conn.execute(f"CREATE FUNCTION {TSCHEMA}.{name}(k text) RETURNS void LANGUAGE plpgsql {pinned} AS "
+                         f"$$ BEGIN {body}; END $$")
+        key = fit(conn, "sec_src", model_key="sec_session", activate=False)
+    search_path = conn.execute("SHOW search_path").fetchone()[0]
+    conn.execute("PREPARE sec_mine AS SELECT 1")
+    try:
+        for name in bodies:
+            conn.execute("SELECT ml.woe_anchor_add_activation_hook(%s)", [f"{TSCHEMA}.{name}(text)"])
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="changed the session"):
+                conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
+            conn.execute("DELETE FROM ml.woe_anchor_activation_hooks")
+        assert conn.execute("SHOW search_path").fetchone()[0] == search_path
+        assert conn.execute("SELECT to_regclass('pg_temp.sec_src')").fetchone()[0] is None
+        # the statement the hook put in place of the administrator's is gone: executing it fails, runs nothing
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            conn.execute("EXECUTE sec_mine")
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_activation_hooks")
+        conn.execute("DEALLOCATE ALL")
 
 
 def test_source_views_live_only_in_a_superusers_schema(cast):

@@ -198,6 +198,58 @@ def test_a_failing_fit_leaves_no_shard_tables_and_a_replace_keeps_the_old_ones_u
     assert all_shard_score_tables(shards) == before - 2
 
 
+def test_an_activation_finds_no_shard_connection_and_shard_scores_need_a_superusers_schema(conn, shards,
+                                                                                          sharded_cases):
+    """The fit's shard connections (with the caller's rights there) are closed before its activation runs
+    the hooks; schema woe_anchor_scores on a shard must be a superuser's, or its owner could rename it
+    and put other objects under the names readers look up."""
+    hooker = f"woe_sh_hook_{os.getpid()}"
+    conn.execute(f"DROP ROLE IF EXISTS {hooker}")
+    conn.execute(f"CREATE ROLE {hooker}")
+    conn.execute("CREATE TABLE public.sh_hook_seen (connections text[])")
+    conn.execute(f"GRANT INSERT ON public.sh_hook_seen TO {hooker}")
+    conn.execute("CREATE FUNCTION public.sh_hook(k text) RETURNS void LANGUAGE sql SECURITY DEFINER "
+                 "SET search_path = public, pg_catalog, pg_temp "
+                 "AS 'INSERT INTO public.sh_hook_seen SELECT dblink_get_connections()'")
+    conn.execute(f"ALTER FUNCTION public.sh_hook(text) OWNER TO {hooker}")
+    conn.execute("SELECT ml.woe_anchor_add_activation_hook('public.sh_hook(text)')")
+    before = all_shard_score_tables(shards)
+    try:
+        key = fit(conn, "sh_src", model_key="on_shards_hooked", replace=True, scores_on_shards=True)
+        assert conn.execute("SELECT connections FROM public.sh_hook_seen").fetchall() == [(None,)]
+        assert all_shard_score_tables(shards) == before + 2
+        # an activation refused after the shards committed: the fit's shard tables are dropped again
+        conn.execute("CREATE OR REPLACE FUNCTION public.sh_hook(k text) RETURNS void LANGUAGE plpgsql "
+                     "SECURITY DEFINER SET search_path = public, pg_catalog, pg_temp "
+                     "AS $$ BEGIN RAISE EXCEPTION 'not certified'; END $$")
+        with pytest.raises(psycopg.errors.RaiseException, match="not certified"):
+            fit(conn, "sh_src", model_key="on_shards_refused", scores_on_shards=True)
+        assert all_shard_score_tables(shards) == before + 2
+        conn.execute("DELETE FROM ml.woe_anchor_activation_hooks")
+        # a schema woe_anchor_scores owned by a role that is not a superuser: neither written nor read
+        with psycopg.connect(shards[0], autocommit=True) as s:
+            s.execute(f"DROP ROLE IF EXISTS {hooker}")
+            s.execute(f"CREATE ROLE {hooker}")
+            s.execute(f"ALTER SCHEMA woe_anchor_scores OWNER TO {hooker}")
+        try:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="owned by a superuser"):
+                fit(conn, "sh_src", model_key="on_shards_squatted", scores_on_shards=True, activate=False)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="superuser's schema"):
+                conn.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [key])
+        finally:
+            with psycopg.connect(shards[0], autocommit=True) as s:
+                s.execute("ALTER SCHEMA woe_anchor_scores OWNER TO CURRENT_USER")
+                s.execute(f"DROP ROLE {hooker}")
+        assert all_shard_score_tables(shards) == before + 2
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+        assert all_shard_score_tables(shards) == before
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_activation_hooks")
+        conn.execute("DROP TABLE public.sh_hook_seen")
+        conn.execute("DROP FUNCTION public.sh_hook(text)")
+        conn.execute(f"DROP ROLE {hooker}")
+
+
 def test_a_trainer_fits_a_sharded_source_with_only_the_documented_grants(conn, shard_servers, shards, sharded_cases):
     """A trainer that may read the parent table (not its partitions), with password user mappings;
     what its mapping wrote on the shards is dropped only by itself, and a reader without any

@@ -327,13 +327,21 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
     payload = dict(model_key=p["model_key"], replace=p["replace"], activate=p["activate"], registry=registry,
                    thresholds=persist.thresholds_json(learned), fits=_fits(final, folds),
                    maps=_maps([final] + list(folds.values()), schema), staging=staging, shard_tables=shard_tables)
-    try:
-        written = json.loads(_one(plpy, "SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), $1) AS w",
-                                  ["text"], [json.dumps(payload)])["w"])
-    except plpy.spiexceptions.UniqueViolation:
-        _duplicate_keys(src)
     if shards:
-        shards.succeeded = True  # the shard tables now belong to the model (ml.woe_anchor_drop_model drops them)
+        # the shards' work is done: commit it and close their connections before anything else runs in
+        # this session (an activation hook must find no connection with the caller's shard rights)
+        shards.succeeded = True
+        shards.close()
+    try:
+        with plpy.subtransaction():
+            written = json.loads(_one(plpy, "SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), $1) AS w",
+                                      ["text"], [json.dumps(payload)])["w"])
+    except plpy.spiexceptions.UniqueViolation:
+        _drop_shard_tables(plpy, shard_tables)
+        _duplicate_keys(src)
+    except Exception:
+        _drop_shard_tables(plpy, shard_tables)  # committed on the shards, and no model records them
+        raise
     key = written["model_key"]
     drop = plpy.prepare("SELECT ml._woe_anchor_drop_shard_table_of($1, $2, $3, $4)", ["text", "name", "name", "text"])
     for old in written["left_on_shards"]:
@@ -341,6 +349,13 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
     plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={written['activated']})")
     plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
     return key
+
+
+def _drop_shard_tables(plpy, tables: list[dict]) -> None:
+    """Drops the shard tables a fit wrote, when it failed after the shards committed them."""
+    drop = plpy.prepare("SELECT ml._woe_anchor_drop_shard_table($1, $2)", ["text", "text"])
+    for t in tables:
+        plpy.execute(drop, [t["server"], t["remote_table"]])
 
 
 def _fits(final: woe.Fit, folds: dict) -> dict:

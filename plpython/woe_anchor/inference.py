@@ -177,6 +177,14 @@ WITH RECURSIVE uses (rel, classid, objid) AS (
     SELECT c.oid::regclass::text, c.relowner, false
     FROM reached AS r JOIN pg_catalog.pg_class AS c ON r.classid = 'pg_catalog.pg_class'::regclass AND c.oid = r.objid
     UNION ALL
+    -- the source is read by its name: its schema's owner could rename it and put another in its place
+    SELECT 'schema ' || pg_catalog.quote_ident(n.nspname),
+           CASE WHEN n.nspowner = 'pg_database_owner'::regrole
+                THEN (SELECT d.datdba FROM pg_catalog.pg_database AS d WHERE d.datname = pg_catalog.current_database())
+                ELSE n.nspowner END, false
+    FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.oid = $1
+    UNION ALL
     SELECT 'statistics ' || s.stxname, s.stxowner, false
     FROM reached AS r JOIN pg_catalog.pg_statistic_ext AS s
       ON r.classid = 'pg_catalog.pg_statistic_ext'::regclass AND s.oid = r.objid

@@ -180,9 +180,8 @@ class Fanout:
         remote = {i: f"woe_anchor_scores_v1_{tag}_p{i}" for i, leaf in enumerate(self.leaves) if leaf.server}
         target = [f"woe_anchor_scores.{quote_ident(remote[i])}" if i in remote else staging_table(self.plpy)
                   for i in range(len(self.leaves))]
-        for leaf_name in self.names.values():
-            self.plpy.execute(f"SELECT {self.dblink}.dblink_exec({leaf_name}, "
-                              f"'CREATE SCHEMA IF NOT EXISTS woe_anchor_scores')")
+        for server in sorted({leaf.server for leaf in self.leaves if leaf.server}):
+            self._check_scores_schema(server)
         created = self.results([st.over(leaf.relation).scores(packs, target[i], fold, *lookups, fold_ids)
                                 for i, leaf in enumerate(self.leaves)], "(status text)")
         written = [int(rows[0]["status"].split()[-1]) for rows in created]
@@ -193,6 +192,24 @@ class Fanout:
         shard_tables = [{"server": self.leaves[i].server, "remote_table": name, "n_rows": written[i]}
                         for i, name in remote.items()]
         return [t for i, t in enumerate(target) if i not in remote], shard_tables, sum(written)
+
+    def _check_scores_schema(self, server: str) -> None:
+        """Schema woe_anchor_scores on a shard must be a superuser's: its owner could rename it and put
+        other objects under the names that readers of the model's tables look up. A superuser's
+        mapping creates it (committed at once, outside the fit's shard transactions)."""
+        name = quote_literal(f"woe_anchor_schema_{uuid.uuid4().hex[:16]}")
+        self.plpy.execute(f"SELECT {self.dblink}.dblink_connect({name}, {quote_literal(server)})")
+        try:
+            self.plpy.execute(f"SELECT {self.dblink}.dblink_exec({name}, {quote_literal(CREATE_SCORES_SCHEMA)})")
+            ok = self.plpy.execute(f"SELECT t.ok FROM {self.dblink}.dblink({name}, {quote_literal(SCORES_SCHEMA_OK)}) "
+                                   "AS t (ok boolean)")[0]["ok"]
+        finally:
+            self.plpy.execute(f"SELECT {self.dblink}.dblink_disconnect({name})")
+        if not ok:
+            raise errors.FitError("42501", f"server {server} has no schema woe_anchor_scores owned by a superuser, "
+                                           "where scores_on_shards writes",
+                                  hint="On that server, as a superuser: CREATE SCHEMA woe_anchor_scores; GRANT USAGE, "
+                                       "CREATE ON SCHEMA woe_anchor_scores TO <the user your mapping names>;")
 
     def _selector(self, st: Statements, x: str, where: str):
         """(count of non-NULL x over TRAIN SOLD rows matching ``where``, rank -> value of the sorted x)."""
@@ -279,8 +296,16 @@ def add_up(parts: list, keys: tuple, counts: tuple) -> dict:
 # with predicates, so neither planning nor reading it runs code of its owner's (the role whose user
 # mapping wrote it; its checks are not planned: constraint_exclusion stays 'partition'). Checked
 # under a lock that holds until the read is done.
+# schema woe_anchor_scores on a shard: created only by a superuser's mapping, and read or written
+# only when a superuser owns it (no one else can rename it or take its name)
+CREATE_SCORES_SCHEMA = ("DO $$ BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) "
+                        "THEN CREATE SCHEMA IF NOT EXISTS woe_anchor_scores; END IF; END $$")
+SCORES_SCHEMA_OK = ("SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_namespace AS n JOIN pg_catalog.pg_roles AS r "
+                    "ON r.oid = n.nspowner WHERE n.nspname = 'woe_anchor_scores'), false)")
 _SHARD_TABLE_CHECK = """
 SELECT c.relkind = 'r' AND NOT c.relrowsecurity
+       AND (SELECT r.rolsuper FROM pg_namespace AS n JOIN pg_roles AS r ON r.oid = n.nspowner
+            WHERE n.oid = c.relnamespace)
        AND (SELECT array_agg(a.attname::text || ' ' || format_type(a.atttypid, NULL) ORDER BY a.attnum)
             FROM pg_attribute AS a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) = {columns}
        AND NOT EXISTS (SELECT FROM pg_index AS i WHERE i.indrelid = c.oid
@@ -315,7 +340,7 @@ def shard_scores_sql(plpy, server: str, remote_table: str) -> str:
     ok = plpy.execute(f"SELECT t.ok FROM {dblink}.dblink({name}, {quote_literal(check)}) AS t (ok boolean)")
     if not ok or not ok[0]["ok"]:
         raise errors.FitError("42501", f"table woe_anchor_scores.{remote_table} on server {server} is no longer "
-                                       "a plain score table: not read",
+                                       "a plain score table in a superuser's schema: not read",
                               hint="Its owner on the shard changed it; drop and refit the model.")
     select = f"SELECT {', '.join(c for c, _ in STAGING_COLUMNS)} FROM {table}"
     types = ", ".join(f"{c} {t}" for c, t in STAGING_COLUMNS)

@@ -32,10 +32,46 @@ FROM (SELECT hook AS oid) AS h
 LEFT JOIN pg_proc AS p ON p.oid = h.oid
 LEFT JOIN pg_roles AS r ON r.oid = p.proowner
 $$;
+-- What a hook could leave behind in the activating session for whoever activates to run or reach
+-- later, besides settings: temporary objects (they come first on the search_path), prepared
+-- statements, cursors, channels, advisory locks, dblink connections. (Settings are read by the
+-- caller: inside this function its own SET clause would hide a changed search_path.)
+CREATE FUNCTION ml._woe_anchor_session_state() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dblink text := ml._woe_anchor_dblink();
+    state jsonb;
+    connections jsonb;
+BEGIN
+    SELECT jsonb_build_object(
+        'temporary', (SELECT jsonb_agg(o ORDER BY o) FROM (
+                          SELECT 'c' || c.oid FROM pg_class AS c WHERE c.relnamespace = pg_my_temp_schema()
+                          UNION ALL SELECT 'p' || p.oid FROM pg_proc AS p WHERE p.pronamespace = pg_my_temp_schema()
+                          UNION ALL SELECT 't' || t.oid FROM pg_type AS t WHERE t.typnamespace = pg_my_temp_schema()
+                          UNION ALL SELECT 'o' || o.oid FROM pg_operator AS o WHERE o.oprnamespace = pg_my_temp_schema()
+                      ) AS t (o)),
+        'prepared', (SELECT jsonb_agg(p.name || ': ' || p.statement ORDER BY p.name) FROM pg_prepared_statements AS p),
+        'cursors', (SELECT jsonb_agg(c.name || ': ' || c.statement ORDER BY c.name) FROM pg_cursors AS c),
+        'channels', (SELECT jsonb_agg(c ORDER BY c) FROM pg_listening_channels() AS c),
+        'advisory', (SELECT jsonb_agg(l.classid || '/' || l.objid || '/' || l.objsubid || l.mode ORDER BY 1)
+                     FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()))
+    INTO state;
+    IF dblink IS NOT NULL THEN
+        EXECUTE format('SELECT coalesce(to_jsonb(%s.dblink_get_connections()), ''[]'')', dblink) INTO connections;
+        state := state || jsonb_build_object('dblink', connections);
+    END IF;
+    RETURN state;
+END
+$$;
+
 -- Each hook is checked right before it is called, with its function's and schema's catalog rows
 -- locked until commit: its owner (from another session, or from an earlier hook's code) can then
 -- neither make it SECURITY INVOKER, nor rename, replace or drop it between the check and the call.
--- It is called by the names read under that lock.
+-- It is called by the names read under that lock. A hook that changed the session (above) refuses
+-- the activation: the rollback undoes what is transactional, and the prepared statements and
+-- dblink connections the hook made or replaced are dropped here.
 CREATE FUNCTION ml._woe_anchor_run_activation_hooks() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -44,6 +80,9 @@ DECLARE
     hook regprocedure;
     f record;
     problem text;
+    before jsonb;
+    after jsonb;
+    stmt text;
 BEGIN
     FOR hook IN SELECT a.hook FROM ml.woe_anchor_activation_hooks AS a ORDER BY a.registered_at, a.hook LOOP
         SELECT n.nspname, p.proname, p.pronargs INTO f
@@ -57,8 +96,35 @@ BEGIN
                 USING ERRCODE = 'insufficient_privilege',
                       HINT = format('Fix it, or remove it: SELECT ml.woe_anchor_remove_activation_hook(%L);', hook);
         END IF;
+        -- a plain SET outlives the function that ran it
+        before := ml._woe_anchor_session_state()
+                  || jsonb_build_object('settings', (SELECT jsonb_object_agg(s.name, s.setting) FROM pg_settings AS s));
         EXECUTE format('SELECT %I.%I(%s)', f.nspname, f.proname, CASE WHEN f.pronargs = 1 THEN '$1' ELSE '' END)
             USING NEW.model_key;
+        after := ml._woe_anchor_session_state()
+                 || jsonb_build_object('settings', (SELECT jsonb_object_agg(s.name, s.setting) FROM pg_settings AS s));
+        -- settings a language defined on its first call are new, not changed
+        after := jsonb_set(after, '{settings}', (SELECT coalesce(jsonb_object_agg(a.key, a.value), '{}')
+                                                 FROM jsonb_each(after -> 'settings') AS a
+                                                 WHERE before -> 'settings' ? a.key));
+        IF after IS DISTINCT FROM before THEN
+            -- the rollback undoes settings, temporary objects, cursors and channels, not these
+            FOR stmt IN SELECT p.name FROM pg_prepared_statements AS p
+                        WHERE NOT coalesce(before -> 'prepared', '[]') ? (p.name || ': ' || p.statement) LOOP
+                EXECUTE format('DEALLOCATE %I', stmt);
+            END LOOP;
+            IF ml._woe_anchor_dblink() IS NOT NULL THEN
+                FOR stmt IN SELECT c FROM jsonb_array_elements_text(coalesce(after -> 'dblink', '[]')) AS c
+                            WHERE NOT coalesce(before -> 'dblink', '[]') ? c LOOP
+                    EXECUTE format('SELECT %s.dblink_disconnect(%L)', ml._woe_anchor_dblink(), stmt);
+                END LOOP;
+            END IF;
+            RAISE EXCEPTION 'activation hook % changed the session that activates: %', hook,
+                (SELECT string_agg(k, ', ') FROM jsonb_object_keys(before) AS k WHERE before -> k IS DISTINCT FROM after -> k)
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'A hook must not leave settings, temporary objects, prepared statements, cursors, '
+                               'channels, advisory locks or dblink connections behind for whoever activates.';
+        END IF;
     END LOOP;
     RETURN NULL;
 END
@@ -100,6 +166,8 @@ $$;
 
 COMMENT ON FUNCTION ml._woe_anchor_hook_problem(regprocedure) IS 'woe_anchor internal: why a function cannot be an activation hook';
 COMMENT ON FUNCTION ml._woe_anchor_run_activation_hooks() IS 'woe_anchor internal: runs the activation hooks';
+COMMENT ON FUNCTION ml._woe_anchor_session_state() IS
+    'woe_anchor internal: what an activation hook must leave unchanged in the activating session';
 COMMENT ON FUNCTION ml.woe_anchor_add_activation_hook(regprocedure) IS
     'Run a function (of the model key, or of nothing) in every model activation''s transaction';
 COMMENT ON FUNCTION ml.woe_anchor_remove_activation_hook(regprocedure) IS 'Stop running an activation hook; true if it was registered';
