@@ -604,8 +604,15 @@ def test_a_hook_leaves_nothing_behind_in_the_session_that_activates(cast):
     pinned = f"SECURITY DEFINER SET search_path = {TSCHEMA}, pg_catalog, pg_temp"
     bodies = {"sets": f"SET search_path = {TSCHEMA}, pg_catalog, public",
               "shadows": f"CREATE TEMP VIEW sec_src AS SELECT * FROM public.sec_src WHERE {TSCHEMA}.evil()",
-              "prepares": f"EXECUTE 'DEALLOCATE sec_mine'; EXECUTE 'PREPARE sec_mine AS SELECT {TSCHEMA}.evil()'"}
+              "prepares": f"EXECUTE 'DEALLOCATE sec_mine'; EXECUTE 'PREPARE sec_mine AS SELECT {TSCHEMA}.evil()'",
+              # a deferred trigger fires at commit as whoever commits: the administrator
+              "defers": f"INSERT INTO {TSCHEMA}.later VALUES (1)"}
     with as_role(conn, TRAINER):
+        conn.execute(f"CREATE TABLE {TSCHEMA}.later (x int)")
+        conn.execute(f"CREATE FUNCTION {TSCHEMA}.at_commit() RETURNS trigger LANGUAGE plpgsql AS "
+                     f"$$ BEGIN PERFORM {TSCHEMA}.evil(); RETURN NULL; END $$")
+        conn.execute(f"CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON {TSCHEMA}.later "
+                     f"DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {TSCHEMA}.at_commit()")
         for name, body in bodies.items():
             conn.execute(f"CREATE FUNCTION {TSCHEMA}.{name}(k text) RETURNS void LANGUAGE plpgsql {pinned} AS "
                          f"$$ BEGIN {body}; END $$")

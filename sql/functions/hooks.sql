@@ -34,7 +34,8 @@ LEFT JOIN pg_roles AS r ON r.oid = p.proowner
 $$;
 -- What a hook could leave behind in the activating session for whoever activates to run or reach
 -- later, besides settings: temporary objects (they come first on the search_path), prepared
--- statements, cursors, channels, advisory locks, dblink connections. (Settings are read by the
+-- statements, cursors, channels, advisory locks, dblink connections, deferred triggers (seen
+-- through this transaction's row counts, so the runner needs track_counts on). (Settings are read by the
 -- caller: inside this function its own SET clause would hide a changed search_path.)
 CREATE FUNCTION ml._woe_anchor_session_state() RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -56,7 +57,13 @@ BEGIN
         'cursors', (SELECT jsonb_agg(c.name || ': ' || c.statement ORDER BY c.name) FROM pg_cursors AS c),
         'channels', (SELECT jsonb_agg(c ORDER BY c) FROM pg_listening_channels() AS c),
         'advisory', (SELECT jsonb_agg(l.classid || '/' || l.objid || '/' || l.objsubid || l.mode ORDER BY 1)
-                     FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()))
+                     FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()),
+        -- rows written to a table with a deferrable constraint trigger or exclusion constraint queue
+        -- code that runs at commit as whoever commits, not as the hook's owner
+        'deferred', (SELECT jsonb_agg(s.relid || ': ' || (s.n_tup_ins + s.n_tup_upd + s.n_tup_del) ORDER BY s.relid)
+                     FROM pg_stat_xact_all_tables AS s
+                     WHERE EXISTS (SELECT FROM pg_trigger AS t JOIN pg_constraint AS c ON c.oid = t.tgconstraint
+                                   WHERE t.tgrelid = s.relid AND t.tgdeferrable AND c.contype IN ('t', 'x'))))
     INTO state;
     IF dblink IS NOT NULL THEN
         EXECUTE format('SELECT coalesce(to_jsonb(%s.dblink_get_connections()), ''[]'')', dblink) INTO connections;
@@ -96,6 +103,10 @@ BEGIN
                 USING ERRCODE = 'insufficient_privilege',
                       HINT = format('Fix it, or remove it: SELECT ml.woe_anchor_remove_activation_hook(%L);', hook);
         END IF;
+        IF NOT current_setting('track_counts')::boolean THEN
+            RAISE EXCEPTION 'activation hooks need track_counts = on: it is how a deferred trigger a hook queued is seen'
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
         -- a plain SET outlives the function that ran it
         before := ml._woe_anchor_session_state()
                   || jsonb_build_object('settings', (SELECT jsonb_object_agg(s.name, s.setting) FROM pg_settings AS s));
@@ -123,7 +134,8 @@ BEGIN
                 (SELECT string_agg(k, ', ') FROM jsonb_object_keys(before) AS k WHERE before -> k IS DISTINCT FROM after -> k)
                 USING ERRCODE = 'insufficient_privilege',
                       DETAIL = 'A hook must not leave settings, temporary objects, prepared statements, cursors, '
-                               'channels, advisory locks or dblink connections behind for whoever activates.';
+                               'channels, advisory locks, dblink connections or deferred triggers behind for '
+                               'whoever activates.';
         END IF;
     END LOOP;
     RETURN NULL;
