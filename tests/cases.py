@@ -13,6 +13,8 @@ from decimal import Decimal
 import numpy as np
 from psycopg import sql
 
+import reference
+
 US = 1_000_000
 HOUR_US = 3600 * US
 DAY_US = 86400 * US
@@ -123,6 +125,12 @@ def to_datetime(us: int) -> dt.datetime:
     return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=int(us))
 
 
+def epoch_us(t: dt.datetime) -> int:
+    """Microseconds since the epoch of a timezone-aware datetime, exactly (no float seconds)."""
+    delta = t - to_datetime(0)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def _sql_value(column: str, v):
     kind = COLUMN_TYPES[column]
     if column in ("t0", "sold_time"):
@@ -193,7 +201,7 @@ def define_schema_2(conn, version: int, min_weight: float) -> dict:
                  "(%(v)s, 11, 'gen', 'gen_band', jsonb_build_object('kind', 'category', 'column', 'generation', "
                  "'min_weight', %(w)s::float8)), (%(v)s, 12, 'watch', 'watch_band', %(watch)s::jsonb)",
                  dict(v=version, w=min_weight, watch=_WATCH_RULE))
-    return {"drop": SCHEMA_2_DROPPED, "min_weight": min_weight}
+    return reference.schema_2_variant(SCHEMA_2_DROPPED, min_weight)
 
 
 def skew_generations(rows: dict, seed: int) -> dict:

@@ -1,10 +1,11 @@
 """Fixtures: a real PostgreSQL server with plpython3u, the extension installed, a throwaway database.
 
-Which server: WOE_ANCHOR_DSN names one to use as is (the extension must already
-be installed there); else, when a container engine answers, a container of
-docker/Dockerfile started by testcontainers; else the harness's private local
-cluster, created and started on demand. Tests marked ``local_server`` need
-this machine's own server files and are skipped against a container.
+Which server (``containers.server_kind``): WOE_ANCHOR_DSN names one to use as is (the
+extension must already be installed there); WOE_ANCHOR_CONTAINERS=1 asks for a container of
+docker/Dockerfile started by testcontainers; else the harness's private local cluster,
+created and started on demand (what the README's test command and CI use). Tests marked
+``local_server`` need this machine's own server files: they are skipped against a container,
+as the README says, and run everywhere else.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ sys.path[:0] = [str(REPO / "harness"), str(REPO / "plpython"), str(REPO / "tests
 
 from woe_anchor_harness import containers, install, server as servers  # noqa: E402
 
-IN_CONTAINER = "WOE_ANCHOR_DSN" not in os.environ and containers.engine_answers()
+SERVER_KIND = containers.server_kind()
 
 
 def pytest_configure(config):
@@ -29,15 +30,15 @@ def pytest_configure(config):
 
 
 def pytest_runtest_setup(item):
-    if IN_CONTAINER and item.get_closest_marker("local_server"):
+    if SERVER_KIND == "container" and item.get_closest_marker("local_server"):
         pytest.skip("needs a local PostgreSQL installation; the tests run against a container")
 
 
 @pytest.fixture(scope="session")
 def server():
-    if "WOE_ANCHOR_DSN" in os.environ:
+    if SERVER_KIND == "dsn":
         yield servers.from_env_or_local()
-    elif IN_CONTAINER:
+    elif SERVER_KIND == "container":
         with containers.running(int(os.environ.get("WOE_ANCHOR_PG_MAJOR", "15"))) as srv:
             yield srv
     else:

@@ -22,34 +22,76 @@ FEATURE_COLUMNS = (
     "dmg_band_hq_struct", "charger_bundle_level", "box_present", "receipt_present",
 )
 
-# Issue #8's schema 2 for the band-schema tests: schema 1 without two bands, plus a category
-# band on generation and a ladder on a new numeric column. ``variant`` describes it.
-WATCHERS = "watcher_count"
-WATCH_STEPS = ((3.0, "watch_lo"), (10.0, "watch_mid"))   # x < 3, x < 10, else watch_hi
+# Band schemas other than schema 1 (issue #8), for the band-schema tests: a ``variant`` drops some
+# of schema 1's bands and adds bands, each {"name", "subset": None or "has_assets", "labels":
+# f(columns, cuts) -> labels of the rows (None for NULL), "min_weight": float for a category band}.
+# ``columns`` maps every source column to its TRAIN SOLD (or scored) rows; ``cuts`` is (c1, c2).
+# The rules below are README's rule kinds, written here from their description.
 OTHER, NULL_VALUE = "__other__", "__null__"
+WATCH_STEPS = (("<", 3.0, "watch_lo"), ("<", 10.0, "watch_mid"))   # x < 3, x < 10, else watch_hi
+
+_OPS = {"<": np.less, "<=": np.less_equal, "=": np.equal, ">=": np.greater_equal, ">": np.greater}
+
+
+def ladder_labels(x, steps, otherwise, null=None):
+    """Per value, the label of the first (op, threshold, label) step that holds; a NULL (NaN)
+    input gets ``null`` if given, else ``otherwise``, as does a value no step holds for."""
+    out = np.empty(len(x), dtype=object)
+    for i, v in enumerate(np.asarray(x, dtype=np.float64)):
+        if np.isnan(v):
+            out[i] = otherwise if null is None else null
+            continue
+        out[i] = next((label for op, t, label in steps if _OPS[op](v, t)), otherwise)
+    return out
+
+
+def sum_input(columns, terms):
+    """A weighted sum of (coef, column) terms, left to right, NULL read as 0; NaN (from
+    infinities of both signs) stays NaN, which a ladder reads as NULL."""
+    total = 0.0
+    with np.errstate(invalid="ignore"):
+        for coef, name in terms:
+            total = total + coef * _null_as_zero(np.asarray(columns[name], dtype=np.float64))
+    return total
+
+
+def category_values(x):
+    """A column's values as a category band reads them: text as is, integers printed, NULL None."""
+    return np.array([None if v is None or (isinstance(v, float) and np.isnan(v))
+                     else v if isinstance(v, str) else str(int(v)) for v in x], dtype=object)
+
+
+def schema_2_variant(drop, min_weight):
+    """Issue #8's schema 2: schema 1 without ``drop``, plus generation as a category and a
+    ladder on watcher_count."""
+    return {"drop": tuple(drop), "bands": [
+        {"name": "gen", "subset": None, "min_weight": min_weight,
+         "labels": lambda cols, cuts: category_values(cols["generation"])},
+        {"name": "watch", "subset": None,
+         "labels": lambda cols, cuts: ladder_labels(cols["watcher_count"], WATCH_STEPS, "watch_hi", "watch_missing")},
+    ]}
 
 
 def band_set(variant):
     """(global band names, vision band names, {category band: min_weight}) of a variant."""
     if variant is None:
         return BAND_NAMES_GLOBAL, BAND_NAMES_VISION, {}
-    keep = tuple(n for n in BAND_NAMES_GLOBAL if n not in variant["drop"])
-    return keep + ("gen", "watch"), BAND_NAMES_VISION, {"gen": variant["min_weight"]}
+    extra = variant["bands"]
+    kept = [n for n in BAND_NAMES_GLOBAL + BAND_NAMES_VISION if n not in variant["drop"]]
+    names_global = tuple(n for n in kept if n in BAND_NAMES_GLOBAL) + tuple(
+        b["name"] for b in extra if b["subset"] is None)
+    names_vision = tuple(n for n in kept if n in BAND_NAMES_VISION) + tuple(
+        b["name"] for b in extra if b["subset"] == "has_assets")
+    return names_global, names_vision, {b["name"]: b["min_weight"] for b in extra if "min_weight" in b}
 
 
-def _watch_band(x):
-    if np.isnan(x):
-        return "watch_missing"
-    for threshold, label in WATCH_STEPS:
-        if x < threshold:
-            return label
-    return "watch_hi"
-
-
-def add_variant_bands(out, rows_generation, watchers):
-    """Schema 2's extra bands: generation as its text value, watcher_count as a ladder."""
-    out["gen"] = np.array([None if g is None else str(int(g)) for g in rows_generation], dtype=object)
-    out["watch"] = np.array([_watch_band(x) for x in watchers], dtype=object)
+def add_variant_bands(out, variant, columns, has_assets, cuts):
+    """A variant's added bands, labelled on the given rows; NULL outside a band's subset."""
+    for band in variant["bands"]:
+        labels = band["labels"](columns, cuts)
+        if band["subset"] == "has_assets":
+            labels = np.where(has_assets, labels, None)
+        out[band["name"]] = labels
 
 
 def category_labels(vals, ws, min_weight):
@@ -347,10 +389,10 @@ def fit_reference(rows, *, cutoff=None, n_folds=5, half_life_days=150.0, eps=0.5
     (t0/sold_time datetime64[us], NaT = NULL; numeric features float64, NaN = NULL;
     final_status object array of str/None).
 
-    Returns {"cutoff", "ref_epoch_s", "dsold_thresholds", "cuts", "n_train_sold",
+    Returns {"cutoff", "ref_epoch_s", "ref_us", "dsold_thresholds", "cuts", "n_train_sold",
     "n_learned", "n_days", "fits", "scores"}; see the module's caller brief.
     Raises ValueError for an empty TRAIN SOLD set, or fewer than 2 distinct days with OOF on.
-    ``variant`` (None: schema 1) is {"drop": band names, "min_weight": floor} for schema 2.
+    ``variant`` (None: schema 1) describes another band schema (see band_set).
     """
     # ---- inputs (section 2) ----
     generation = np.asarray(rows["generation"]).astype(np.int64)
@@ -400,6 +442,10 @@ def fit_reference(rows, *, cutoff=None, n_folds=5, half_life_days=150.0, eps=0.5
     sold_s = sold.astype(np.int64) / US_PER_S
     label_ts = np.where(y == 1, t0_s + slow_threshold_hours * 3600.0, sold_s)
     ref = float(np.max(label_ts[final_idx])) if len(final_idx) > 0 else float("nan")
+    # the same instant in whole microseconds, as a timestamptz stores it
+    label_us = np.where(y == 1, t0.astype(np.int64) + round(slow_threshold_hours * 3600 * US_PER_S),
+                        sold.astype(np.int64))
+    ref_us = int(np.max(label_us[final_idx])) if len(final_idx) > 0 else None
     hl = half_life_days
     if hl is None or not (float(hl) > 0):          # NULL, NaN or <= 0: no decay
         w_raw = np.ones(n_train, dtype=np.float64)
@@ -428,7 +474,7 @@ def fit_reference(rows, *, cutoff=None, n_folds=5, half_life_days=150.0, eps=0.5
 
     bands = compute_bands(c, t0, has_assets, thresholds, cuts)
     if variant is not None:
-        add_variant_bands(bands, gen, np.asarray(rows[WATCHERS], dtype=np.float64)[train])
+        add_variant_bands(bands, variant, {name: np.asarray(a)[train] for name, a in rows.items()}, has_assets, cuts)
 
     # ---- final fit (sections 6, 7) ----
     fits = {None: _fit_one(final_idx, w_raw, y, bands, has_assets, eps, variant)}
@@ -462,6 +508,7 @@ def fit_reference(rows, *, cutoff=None, n_folds=5, half_life_days=150.0, eps=0.5
     return {
         "cutoff": cutoff,
         "ref_epoch_s": ref,
+        "ref_us": ref_us,
         "dsold_thresholds": tuple(float(t) for t in thresholds),
         "cuts": (float(cuts[0]), float(cuts[1])),
         "n_train_sold": n_train,
@@ -614,6 +661,6 @@ def score_rows(rows, result):
     bands = compute_bands(c, t0, has_assets, result["dsold_thresholds"], result["cuts"])
     final = result["fits"][None]
     if final["variant"] is not None:
-        add_variant_bands(bands, rows["generation"], np.asarray(rows[WATCHERS], dtype=np.float64))
+        add_variant_bands(bands, final["variant"], rows, has_assets, result["cuts"])
     return {(int(g), int(l), int(t.astype(np.int64))): _score_row(final, i, bands, has_assets)
             for i, (g, l, t) in enumerate(zip(rows["generation"], rows["listing_id"], t0))}

@@ -198,9 +198,24 @@ EDGE_BANDS = [
                                            {"op": ">", "value": 0.0, "label": "over_mid"}], "else": "over_lo"}),
 ]
 
+# The same three bands as the reference reads them, written from README's rule kinds, not compiled
+EDGE_VARIANT = {"drop": (), "bands": [
+    {"name": "region", "subset": "has_assets", "min_weight": 25,
+     "labels": lambda cols, cuts: reference.category_values(cols["region"])},
+    {"name": "mix", "subset": None,
+     "labels": lambda cols, cuts: reference.ladder_labels(
+         reference.sum_input(cols, [(1, "caption_share"), (1, "stock_photo_share")]),
+         [("<=", cuts[0], "mix_lo"), ("<=", cuts[1], "mix_mid")], "mix_hi")},
+    {"name": "over", "subset": None,
+     "labels": lambda cols, cuts: reference.ladder_labels(
+         cols["delta_vs_sold_median_30d"], [(">", 0.1, "over_hi"), (">", 0.0, "over_mid")], "over_lo")},
+]}
 
-def test_fitted_scoring_and_live_views_agree_on_edge_values(conn):
-    """NULL, NaN and infinite inputs band the same in the compiled scoring and in the live views."""
+
+def test_edge_bands_fit_and_score_like_the_reference(conn):
+    """A text category inside a subset, a <= ladder over a sum on learned thresholds and a >
+    ladder: the fit's artifacts match the reference, and scoring matches it on NULL, NaN and
+    infinite inputs, in the compiled scoring and in the live views."""
     conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE band_schema_version = 4")
     conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version = 4")
     conn.execute("SELECT ml.woe_anchor_copy_band_schema(1, 4)")
@@ -216,6 +231,11 @@ def test_fitted_scoring_and_live_views_agree_on_edge_values(conn):
     live["region"][60:80] = "never_seen"
     cases.load(conn, "edge_live", live)
     key = fit(conn, "edge_train", model_key="edge_model", band_schema_version=4, replace=True)
+    ref = reference.fit_reference(cases.as_reference(rows), variant=EDGE_VARIANT)
+    assert_matches(conn, key, ref)
+    learned = {band for fit_ in ref["fits"].values() for (band, _) in fit_["map"]}
+    assert {"region", "mix", "over"} <= learned
+    assert not any("west's" in f["kept"]["region"] for f in ref["fits"].values()), "the floor bites"
     stored = {r[0] for r in conn.execute("SELECT DISTINCT band_value FROM ml.woe_anchor_map_v1 "
                                          "WHERE model_key = %s AND band_name = 'region'", [key]).fetchall()}
     assert "__null__" in stored and "west's" not in stored, "NULL is its own value; the rare value is folded"
@@ -224,7 +244,9 @@ def test_fitted_scoring_and_live_views_agree_on_edge_values(conn):
     conn.execute("SELECT ml.woe_anchor_create_views('edge_live')")
     compiled = _logits(conn, "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_score('edge_live')")
     views = _logits(conn, "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_scores_live_train_v")
-    _assert_close(views, compiled)
+    want = reference.score_rows(cases.as_reference(live), ref)
+    _assert_close(compiled, want)
+    _assert_close(views, want)
     labels = dict(conn.execute("SELECT mix_band, count(*) FROM ml.v_woe_anchor_bands_live_v1 "
                                "WHERE listing_id = ANY(%s) GROUP BY 1", [live["listing_id"][:20].tolist()]).fetchall())
     assert labels == {"mix_hi": 20}, "a NaN sum satisfies no test: the default label"

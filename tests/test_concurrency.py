@@ -35,13 +35,18 @@ def test_three_simultaneous_fits_and_a_reader(conn, dsn):
     cases.load(conn, "cc_src", rows)
     first = fit(conn, "cc_src", model_key="cc_first", replace=True)
     conn.execute("SELECT ml.woe_anchor_create_views('cc_src')")
-    seen, stop = [], threading.Event()
+    seen, failures, stop = [], [], threading.Event()
 
     def reader():
-        with psycopg.connect(dsn, autocommit=True) as r:
-            while not stop.is_set():
-                seen.append(r.execute("SELECT count(*), count(DISTINCT model_key), min(model_key) "
-                                      "FROM ml.woe_anchor_scores_live_train_v").fetchone())
+        # a read that raises (the view refuses 0 or 2 active models) must fail the test, not
+        # end the thread with a warning while the reads before it pass
+        try:
+            with psycopg.connect(dsn, autocommit=True) as r:
+                while not stop.is_set():
+                    seen.append(r.execute("SELECT count(*), count(DISTINCT model_key), min(model_key) "
+                                          "FROM ml.woe_anchor_scores_live_train_v").fetchone())
+        except Exception as e:
+            failures.append(e)
 
     watcher = threading.Thread(target=reader)
     watcher.start()
@@ -51,6 +56,7 @@ def test_three_simultaneous_fits_and_a_reader(conn, dsn):
     stop.set()
     watcher.join()
 
+    assert not failures, f"the reader failed: {failures}"
     assert sorted(results.values()) == ["cc_a", "cc_b", "cc_c"], results
     assert len(artifacts.active_keys(conn)) == 1 and artifacts.active_keys(conn)[0] in results.values()
     for key in results.values():

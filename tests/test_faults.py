@@ -16,14 +16,20 @@ import artifacts
 import cases
 from conftest import fit
 
-# lock taken by a blocker session -> where in the fit that blocks it
+# where in the fit -> the relation a blocker session locks to stop the fit there, and how
 POINTS = {
-    "source_read": "LOCK TABLE faults_src IN ACCESS EXCLUSIVE MODE",
-    "registry_lock": "LOCK TABLE ml.woe_anchor_model_registry_v1 IN EXCLUSIVE MODE",
-    "cuts_insert": "LOCK TABLE ml.woe_anchor_cuts_v1 IN ACCESS EXCLUSIVE MODE",
-    "map_insert": "LOCK TABLE ml.woe_anchor_map_v1 IN ACCESS EXCLUSIVE MODE",
-    "attach": "LOCK TABLE ml.woe_anchor_scores_v1 IN ACCESS EXCLUSIVE MODE",
+    "source_read": ("faults_src", "ACCESS EXCLUSIVE"),
+    "registry_lock": ("ml.woe_anchor_model_registry_v1", "EXCLUSIVE"),
+    "cuts_insert": ("ml.woe_anchor_cuts_v1", "ACCESS EXCLUSIVE"),
+    "map_insert": ("ml.woe_anchor_map_v1", "ACCESS EXCLUSIVE"),
+    "attach": ("ml.woe_anchor_scores_v1", "ACCESS EXCLUSIVE"),
 }
+
+
+def _hold(blocker, point):
+    """Lock the point's relation in the blocker's transaction (held until it ends)."""
+    relation, mode = POINTS[point]
+    blocker.execute(f"LOCK TABLE {relation} IN {mode} MODE")
 
 
 @pytest.fixture
@@ -33,12 +39,12 @@ def serving(conn):
     return key
 
 
-def _blocked(conn, pid, timeout=30.0):
-    """Wait until backend ``pid`` waits on a heavyweight lock."""
+def _blocked(conn, pid, point, timeout=30.0):
+    """Wait until backend ``pid`` waits for the lock on the point's relation (not any lock)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
-                        [pid]).fetchone()[0]:
+        if conn.execute("SELECT EXISTS (SELECT FROM pg_locks WHERE pid = %s AND NOT granted "
+                        "AND relation = %s::regclass)", [pid, POINTS[point][0]]).fetchone()[0]:
             return True
         time.sleep(0.02)
     return False
@@ -79,9 +85,9 @@ def _assert_untouched(conn, before, active):
 def test_interrupted_fit_leaves_nothing(conn, dsn, serving, point, how):
     before = artifacts.stored_counts(conn)
     with psycopg.connect(dsn) as blocker:
-        blocker.execute(POINTS[point])  # held until the blocker's transaction ends
+        _hold(blocker, point)
         thread, out = _fit_in_background(dsn)
-        assert _blocked(conn, out["pid"]), f"the fit never blocked at {point}"
+        assert _blocked(conn, out["pid"], point), f"the fit never blocked at {point}"
         conn.execute(f"SELECT pg_{how}_backend(%s)", [out["pid"]])
         thread.join(30)
         blocker.rollback()
@@ -90,16 +96,20 @@ def test_interrupted_fit_leaves_nothing(conn, dsn, serving, point, how):
     _assert_untouched(conn, before, serving)
 
 
-@pytest.mark.parametrize("setting", ["SET statement_timeout = '300ms'", "SET lock_timeout = '300ms'"])
-def test_timeouts_while_blocked_at_the_registry_leave_nothing(conn, dsn, serving, setting):
-    """A lock wait is visible in pg_stat_activity and bounded by lock_timeout / statement_timeout."""
+@pytest.mark.parametrize("setting, error", [("statement_timeout", psycopg.errors.QueryCanceled),
+                                            ("lock_timeout", psycopg.errors.LockNotAvailable)])
+def test_timeouts_while_blocked_at_the_registry_leave_nothing(conn, dsn, serving, setting, error):
+    """A lock wait is visible in pg_locks and bounded by lock_timeout / statement_timeout. The
+    timeout is long enough for the 2,000-row fit to reach the registry first: the test fails,
+    rather than passing on a cancellation elsewhere, if it does not."""
     before = artifacts.stored_counts(conn)
     with psycopg.connect(dsn) as blocker:
-        blocker.execute(POINTS["registry_lock"])
-        thread, out = _fit_in_background(dsn, [setting])
+        _hold(blocker, "registry_lock")
+        thread, out = _fit_in_background(dsn, [f"SET {setting} = '3s'"])
+        assert _blocked(conn, out["pid"], "registry_lock"), "the fit never blocked at the registry"
         thread.join(30)
         blocker.rollback()
-    assert isinstance(out.get("error"), (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)), out
+    assert isinstance(out.get("error"), error) and setting.replace("_", " ") in str(out["error"]), out
     _assert_untouched(conn, before, serving)
 
 
@@ -109,9 +119,9 @@ def test_readers_see_the_old_model_until_the_new_one_commits(conn, dsn, serving)
     conn.execute("SELECT ml.woe_anchor_create_views('faults_src')")
     view = "SELECT count(*), min(model_key), max(model_key) FROM ml.woe_anchor_scores_live_train_v"
     with psycopg.connect(dsn) as blocker:
-        blocker.execute(POINTS["attach"])  # the fit has written its registry, cuts and map rows by then
+        _hold(blocker, "attach")  # the fit has written its registry, cuts and map rows by then
         thread, out = _fit_in_background(dsn)
-        assert _blocked(conn, out["pid"])
+        assert _blocked(conn, out["pid"], "attach")
         with psycopg.connect(dsn, autocommit=True) as reader:
             assert reader.execute(view).fetchone() == (2000, serving, serving)
         blocker.rollback()

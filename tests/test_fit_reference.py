@@ -22,7 +22,9 @@ def assert_matches(conn, key, ref):
     assert reg["n_train_sold"] == ref["n_train_sold"]
     assert reg["n_learned"] == ref["n_learned"]
     assert reg["n_days"] == ref["n_days"]
-    assert close(reg["weight_ref_ts"].timestamp(), ref["ref_epoch_s"])
+    # timestamps to the microsecond: a float tolerance on epoch seconds would allow about 2 s
+    assert cases.epoch_us(reg["weight_ref_ts"]) == ref["ref_us"]
+    assert cases.epoch_us(reg["train_cutoff_ts"]) == int(ref["cutoff"].astype(np.int64))
     assert close(reg["base_rate"], final["base_rate"])
     assert close(reg["base_logit"], final["base_logit"])
     got_t = (reg["dsold_t1"], reg["dsold_t2"], reg["dsold_t3"], reg["dsold_t4"])

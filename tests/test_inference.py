@@ -30,13 +30,9 @@ def fitted(conn):
 
 
 def _logits(conn, query, params=()):
-    return {(g, l, conn_us(t)): v for g, l, t, v in conn.execute(query, params).fetchall()}
+    return {(g, l, cases.epoch_us(t)): v for g, l, t, v in conn.execute(query, params).fetchall()}
 
 
-def conn_us(t):
-    """Microseconds since the epoch of a timezone-aware datetime, exactly."""
-    delta = t - cases.to_datetime(0)
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _assert_close(got: dict, want: dict):
@@ -103,13 +99,13 @@ def test_training_features_give_oof_on_train_sold_and_final_elsewhere(conn, fitt
                        "woe_anchor_p_slow21 FROM ml.woe_anchor_training_features(%s)", [key]).fetchall()
     stored = artifacts.scores(conn, key)
     final = reference.score_rows(train, ref)
-    cutoff_us = conn_us(artifacts.registry(conn, key)["train_cutoff_ts"])
+    cutoff_us = int(ref["cutoff"].astype(np.int64))  # the reference's, not the engine's stored one
     sold = {(int(g), int(l), int(t)): (s, d) for g, l, t, s, d in zip(
         train["generation"], train["listing_id"], train["t0"].astype(np.int64),
         rows["sold_time"], rows["duration_hours"])}
     splits = set()
     for g, l, t, split, fold_id, is_oof, logit, p in got:
-        k = (g, l, conn_us(t))
+        k = (g, l, cases.epoch_us(t))
         sold_us, duration = sold[k]
         want_split = ("train_sold" if 0 <= sold_us <= cutoff_us else
                       "eval_sold_last_7d" if sold_us > cutoff_us and sold_us <= cutoff_us + 7 * cases.DAY_US else

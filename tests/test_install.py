@@ -5,12 +5,17 @@ import os
 import re
 import subprocess
 
+import numpy as np
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+import cases
+import reference
 from conftest import REPO
 from woe_anchor_harness import install
+
+REGRESS = REPO / "tests" / "regress"
 
 
 @pytest.mark.local_server
@@ -22,6 +27,67 @@ def test_make_installcheck_passes(server):
                             env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All 1 tests passed" in result.stdout
+
+
+def _psql_tables(out: str) -> list[list[list[str]]]:
+    """The result tables of an aligned psql transcript, in order, as rows of stripped cells."""
+    tables, rows = [], None
+    for line in out.splitlines():
+        if re.fullmatch(r"-+(\+-+)*", line):
+            rows = []
+        elif rows is not None and re.fullmatch(r"\(\d+ rows?\)", line):
+            tables.append(rows)
+            rows = None
+        elif rows is not None:
+            rows.append([cell.strip() for cell in line.split("|")])
+    return tables
+
+
+def test_the_smoke_tests_expected_numbers_are_the_references(conn):
+    """make installcheck's golden numbers are not the engine's say-so: the independent reference,
+    run on the same rows, gives each of them (to the 6 decimals printed)."""
+    script = (REGRESS / "sql" / "woe_anchor_smoke.sql").read_text()
+    create = re.search(r"CREATE TABLE smoke_listings AS.*?;", script, re.DOTALL)[0]
+    conn.execute(create.replace("smoke_listings", "pg_temp.smoke_listings"))
+    cutoff = re.search(r"cutoff => '([\d-]+)'", script)[1]
+    cur = conn.execute("SELECT * FROM pg_temp.smoke_listings ORDER BY listing_id")
+    names = [d.name for d in cur.description]
+    columns = dict(zip(names, map(list, zip(*cur.fetchall()))))
+    rows = {}
+    for name, values in columns.items():
+        if name in ("t0", "sold_time"):
+            rows[name] = np.array([cases.epoch_us(v) for v in values], dtype=np.int64).astype("datetime64[us]")
+        elif name == "final_status":
+            rows[name] = np.array(values, dtype=object)
+        else:
+            rows[name] = np.array([float(v) for v in values], dtype=np.float64)
+    ref = reference.fit_reference(rows, cutoff=np.datetime64(cutoff, "us"))
+    _, registry, cuts, maps, scores = _psql_tables((REGRESS / "expected" / "woe_anchor_smoke.out").read_text())
+
+    def same(printed: str, value: float) -> bool:
+        return abs(float(printed) - value) <= 5e-7 + 1e-12
+
+    final = ref["fits"][None]
+    (_, _, n_train_sold, n_learned, n_days, n_folds, base_rate, t1, t4), = registry
+    assert (int(n_train_sold), int(n_learned), int(n_days), int(n_folds)) == (
+        ref["n_train_sold"], ref["n_learned"], ref["n_days"], len(ref["fits"]) - 1)
+    assert same(base_rate, final["base_rate"])
+    assert (float(t1), float(t4)) == (ref["dsold_thresholds"][0], ref["dsold_thresholds"][3])
+    assert [int(r[0]) if r[0] else None for r in cuts] == [None] + sorted(k for k in ref["fits"] if k is not None)
+    for fold, c1, c2, n in cuts:
+        fit_ = ref["fits"][int(fold) if fold else None]
+        assert same(c1, ref["cuts"][0]) and same(c2, ref["cuts"][1]) and int(n) == fit_["n_learned"]
+    bands = sorted({band for band, _ in final["map"]})
+    assert [r[0] for r in maps] == bands
+    for band, n_values, weight in maps:
+        entries = [v for (b, _), v in final["map"].items() if b == band]
+        assert int(n_values) == len(entries) and same(weight, sum(e[1] + e[2] for e in entries)), band
+    by_fold = {}
+    for fold, _, _, p in ref["scores"].values():
+        by_fold.setdefault(fold, []).append(p)
+    assert [(int(f), o, int(n)) for f, o, n, _ in scores] == [(f, "t", len(by_fold[f])) for f in sorted(by_fold)]
+    for fold, _, _, mean_p in scores:
+        assert same(mean_p, float(np.mean(by_fold[int(fold)]))), fold
 
 
 @pytest.fixture

@@ -40,8 +40,7 @@ def test_recorded_quality_matches_numpy(conn):
     evaluation = (sold > cutoff) & (sold <= cutoff + 7 * cases.DAY_US)
     assert evaluation.sum() > 20
 
-    stored = artifacts.scores(conn, key)
-    oof = [stored[keys[i]][2] for i in np.flatnonzero(train)]
+    oof = [ref["scores"][keys[i]][2] for i in np.flatnonzero(train)]  # the reference's OOF logits
     final = reference.score_rows(ref_rows, ref)
     insample = [final[keys[i]] for i in np.flatnonzero(train)]
     on_eval = [final[keys[i]] for i in np.flatnonzero(evaluation)]

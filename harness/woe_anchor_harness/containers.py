@@ -1,13 +1,14 @@
-"""The test server as a container of docker/Dockerfile (testcontainers), when an engine answers.
+"""The test server as a container of docker/Dockerfile (testcontainers), on request.
 
-Where no container engine runs (these development machines: ``docker`` is a
-client only), ``engine_answers`` is False within seconds and the harness
-uses its private local cluster instead.
+The tests use a container only when ``WOE_ANCHOR_CONTAINERS=1`` asks for one, and then an
+engine must answer: no silent fallback, and no silent skip of the tests that need this
+machine's own installation when nobody asked for a container. Where no container engine
+runs (these development machines: ``docker`` is a client only), ``engine_answers`` is
+False within seconds.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import time
 from pathlib import Path
@@ -20,17 +21,27 @@ REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "woe_anchor"  # a throwaway container's superuser, reachable from this host only
 
 
-@functools.lru_cache(maxsize=1)
 def engine_answers(timeout: float = 3.0) -> bool:
-    """True when a Docker-compatible engine answers a ping (WOE_ANCHOR_CONTAINERS=0 turns this off)."""
-    if os.environ.get("WOE_ANCHOR_CONTAINERS", "1") == "0":
-        return False
+    """True when a Docker-compatible engine answers a ping."""
     try:
         # testcontainers' own client: the same DOCKER_HOST and testcontainers settings it will use
         from testcontainers.core.docker_client import DockerClient
         return bool(DockerClient(timeout=timeout).client.ping())
     except Exception:  # no socket, no permission, no daemon: all mean "no engine"
         return False
+
+
+def server_kind(environ=os.environ) -> str:
+    """Which server the tests use: "dsn" (WOE_ANCHOR_DSN, as is), "container" (asked for with
+    WOE_ANCHOR_CONTAINERS=1; an engine must answer), else "local" (the harness's private cluster)."""
+    if "WOE_ANCHOR_DSN" in environ:
+        return "dsn"
+    if environ.get("WOE_ANCHOR_CONTAINERS", "0") == "1":
+        if not engine_answers():
+            raise RuntimeError("WOE_ANCHOR_CONTAINERS=1 asks for a container, but no Docker engine answers "
+                               f"(DOCKER_HOST={environ.get('DOCKER_HOST', 'unset')})")
+        return "container"
+    return "local"
 
 
 @contextlib.contextmanager

@@ -1,4 +1,6 @@
 -- Smoke test for `make installcheck`: install, fit a small deterministic source, inspect.
+-- The expected numbers are the independent reference's (tests/reference.py) on these rows:
+-- tests/test_install.py runs the reference on this table and checks every one of them.
 CREATE EXTENSION woe_anchor CASCADE;
 SET TimeZone = 'UTC';
 
