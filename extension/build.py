@@ -19,12 +19,18 @@ def sql_text(text):
     return "'" + text.replace("'", "''") + "'"
 
 
+def load_module(path, name):
+    """A module of the package, loaded on its own (bands.py and catalog.py import nothing relative)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
 def built_in_schemas(bands_module):
     """INSERTs of the schemas that ship with the extension, from their one definition in bands.py."""
-    spec = importlib.util.spec_from_file_location("woe_anchor_bands", bands_module)
-    bands = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bands  # dataclasses resolve their module by name
-    spec.loader.exec_module(bands)
+    bands = load_module(bands_module, "woe_anchor_bands")
     out = []
     for schema in bands.BUILT_IN.values():
         head, rows = bands.schema_to_rows(schema)
@@ -83,6 +89,9 @@ def render(version, sql_files, modules, upgrade=False):
         "@END_SHARD_READS_AND_RERAISE@": "    PERFORM ml._woe_anchor_end_shard_reads();\n"
                                          + reraise("PERFORM ml._woe_anchor_end_shard_reads();"),
     }
+    # the fit's defaults, declared by every routine that takes the fit's parameters
+    catalog = load_module(next(m for m in modules if Path(m).name == "catalog.py"), "woe_anchor_catalog")
+    values.update({f"@DEFAULT:{name}@": literal for name, literal in catalog.FIT_DEFAULTS.items()})
     if any("@BUILT_IN_SCHEMAS@" in Path(f).read_text() for f in sql_files):
         values["@BUILT_IN_SCHEMAS@"] = built_in_schemas(next(m for m in modules if Path(m).name == "bands.py"))
     parts = []
@@ -94,6 +103,9 @@ def render(version, sql_files, modules, upgrade=False):
             text = text.replace('"CREATE EXTENSION woe_anchor CASCADE"', '"ALTER EXTENSION woe_anchor UPDATE"')
             if "/functions/" in f or f.endswith("grants.sql"):
                 text = REPLACEABLE.sub(lambda m: f"CREATE OR REPLACE {m.group(1)} ", text)
+        left = re.findall(r"@[A-Z_]+(?::\w+)?@", text)
+        if left:
+            sys.exit(f"{f}: unknown placeholders {sorted(set(left))}")
         parts.append(f"-- source: {f}\n{text.rstrip()}\n")
     return "\n".join(parts)
 

@@ -270,14 +270,14 @@ def _params(**over):
     dict(slow_threshold_hours=math.nan),
 ])
 def test_bad_parameters_are_refused(bad):
-    with pytest.raises(errors.FitError) as err:
+    with pytest.raises(errors.Refusal) as err:
         fit.check_params(_params(**bad))
     assert err.value.sqlstate == errors.INVALID_PARAMETER_VALUE
 
 
 @pytest.mark.parametrize("name", ["activate", "oof", "persist", "replace", "scores_on_shards"])
 def test_null_switches_are_refused(name):
-    with pytest.raises(errors.FitError) as err:
+    with pytest.raises(errors.Refusal) as err:
         fit.check_params(_params(**{name: None}))
     assert err.value.sqlstate == errors.NULL_VALUE_NOT_ALLOWED
 

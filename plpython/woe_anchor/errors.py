@@ -1,4 +1,4 @@
-"""Errors the fit reports to the caller, with a SQLSTATE and a hint."""
+"""Refusals the extension reports to its caller (fit, scoring, views, import), with a SQLSTATE and a hint."""
 from __future__ import annotations
 
 # SQLSTATEs (PostgreSQL appendix A) used by the extension
@@ -16,8 +16,8 @@ DATETIME_FIELD_OVERFLOW = "22008"
 UNDEFINED_OBJECT = "42704"
 
 
-class FitError(Exception):
-    """A refusal the caller can act on; raised before anything is written."""
+class Refusal(Exception):
+    """A refusal the caller can act on, raised before anything is written; never a traceback."""
 
     def __init__(self, sqlstate: str, message: str, hint: str | None = None,
                  detail: str | None = None):
@@ -35,12 +35,19 @@ class FitError(Exception):
 
 def source_changed(qualified: str, hint: str = "Run the CALL in a REPEATABLE READ transaction, or retry."):
     """The refusal of a fit whose source changed between its statements (counts disagree)."""
-    raise FitError("40001", f"source {qualified} changed while the fit was reading it", hint=hint)
+    raise Refusal("40001", f"source {qualified} changed while the fit was reading it", hint=hint)
+
+
+def duplicate_keys(qualified: str):
+    """The refusal of a source with a TRAIN SOLD key twice (found when the scores' key is built)."""
+    raise Refusal(UNIQUE_VIOLATION,
+                   f"source {qualified} has duplicate (generation, listing_id, t0) keys among TRAIN SOLD rows",
+                   hint="Each listing snapshot must appear once; deduplicate in a view.")
 
 
 def reported(plpy, fn, *args):
-    """Run ``fn``; a FitError becomes a PostgreSQL error with its SQLSTATE and hint."""
+    """Run ``fn``; a Refusal becomes a PostgreSQL error with its SQLSTATE and hint."""
     try:
         return fn(*args)
-    except FitError as e:
+    except Refusal as e:
         e.raise_with(plpy)

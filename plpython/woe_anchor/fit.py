@@ -14,8 +14,8 @@ import unicodedata
 
 import numpy as np
 
-from . import bands, errors, packs, passes, persist, quality, rowset, schemas, sharded, source, woe
-from .errors import FitError
+from . import bands, errors, packs, passes, persist, quality, readers, rowset, schemas, source, woe
+from .errors import Refusal
 from .sqlgen import Compiler, quote_literal, utc_iso_sql
 
 # weights are summed as integers of 2^-61 of the newest row's weight; a fit whose rows
@@ -30,7 +30,7 @@ DSOLD_COLUMNS = ("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4")
 def check_params(p: dict) -> None:
     """Refuse bad parameters before touching the source."""
     def bad(msg, hint=None):
-        raise FitError(errors.INVALID_PARAMETER_VALUE, msg, hint=hint)
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, msg, hint=hint)
 
     if p["n_folds"] is None or p["n_folds"] < 1:
         bad(f"n_folds must be at least 1, got {p['n_folds']}", "Use n_folds => 1 or oof => false to skip OOF.")
@@ -54,7 +54,7 @@ def check_params(p: dict) -> None:
         bad("model_key must be 1 to 128 characters without control characters")
     for name in ("activate", "oof", "persist", "replace", "scores_on_shards"):
         if p[name] is None:
-            raise FitError(errors.NULL_VALUE_NOT_ALLOWED, f"{name} must be true or false, not NULL")
+            raise Refusal(errors.NULL_VALUE_NOT_ALLOWED, f"{name} must be true or false, not NULL")
 
 
 def learn_thresholds(schema: bands.BandSchema, stats: dict, given) -> tuple[dict, str | None]:
@@ -143,35 +143,34 @@ def _fit(plpy, version, code_sha256, p) -> str:
     schema_doc, schema = schemas.load(plpy, p["band_schema_version"])
     if p["dsold_thresholds"] is not None and not any(
             isinstance(r, bands.ScaleRule) and r.parameter for r in schema.learning):
-        raise FitError(errors.INVALID_PARAMETER_VALUE,
+        raise Refusal(errors.INVALID_PARAMETER_VALUE,
                        f"band schema {schema.version} has no thresholds that dsold_thresholds sets")
     src = source.resolve(plpy, p["source"], schema)
     if p["model_key"] is not None and p["persist"] and not p["replace"] and persist.key_exists(plpy, p["model_key"]):
         raise persist.exists(p["model_key"])
-    shards = sharded.open_fanout(plpy, src)
+    reader = readers.open_rows(plpy, src)
     try:
-        return _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, shards)
+        return _fit_source(plpy, p, phases, schema_doc, schema, src, reader)
     finally:
-        if shards:
-            shards.close()
+        reader.close()
 
 
 def _refuse_unlearnable(stats: dict, p: dict, src, cutoff: str) -> None:
     """Refuse a source the fit cannot learn from, by the row counts of ``Statements.stats`` or ``RowSet.statistics``."""
     if stats["n_train_sold"] == 0:
-        raise FitError(errors.NO_DATA_FOUND,
+        raise Refusal(errors.NO_DATA_FOUND,
                        f"TRAIN SOLD is empty: no row of {src.qualified} has sold_time <= {cutoff.split(chr(39))[1]}",
                        hint="Pass an earlier-ending cutoff or check sold_time.")
     if stats["n_null_keys"]:
-        raise FitError(errors.NULL_VALUE_NOT_ALLOWED,
+        raise Refusal(errors.NULL_VALUE_NOT_ALLOWED,
                        f"{stats['n_null_keys']} TRAIN SOLD rows have a NULL generation, listing_id or t0",
                        hint="Key columns must be NOT NULL; filter them out in a view.")
     if stats["n_infinite"]:
-        raise FitError(errors.DATETIME_FIELD_OVERFLOW,
+        raise Refusal(errors.DATETIME_FIELD_OVERFLOW,
                        f"{stats['n_infinite']} TRAIN SOLD rows have an infinite t0 or sold_time",
                        hint="Timestamps must be finite; filter or fix those rows in a view.")
     if stats["n_learned"] == 0:
-        raise FitError(errors.NO_DATA_FOUND,
+        raise Refusal(errors.NO_DATA_FOUND,
                        f"no TRAIN SOLD row has duration_hours >= {p['min_duration_hours']}: nothing to learn",
                        hint="Lower min_duration_hours or check duration_hours.")
 
@@ -183,7 +182,7 @@ def _learn(schema, stats: dict, p: dict, src, cutoff: str):
     odd = sorted(name for name, v in learned.items() if math.isnan(v))
     if odd:
         # quantiles of infinite inputs: SQL and numpy order NaN differently, and no band could use it
-        raise FitError(errors.INVALID_PARAMETER_VALUE,
+        raise Refusal(errors.INVALID_PARAMETER_VALUE,
                        f"learned thresholds {', '.join(odd)} are NaN: their inputs hold infinities",
                        hint="Filter or clamp infinite inputs in a view.")
     return learned, dsold_source
@@ -194,106 +193,69 @@ def _with_categories(schema, stats: dict):
     kept = category_values(schema, stats)
     for name, vals in kept.items():
         if len(vals) > MAX_CATEGORY_VALUES:
-            raise FitError(errors.INVALID_PARAMETER_VALUE,
+            raise Refusal(errors.INVALID_PARAMETER_VALUE,
                            f"category band {name!r} has {len(vals)} distinct values among the learned rows, "
                            f"more than {MAX_CATEGORY_VALUES}",
                            hint="Band the column coarser in a view, or use a ladder.")
     return schema.resolve(kept)
 
 
-def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, shards) -> str:
-    """The fit once its parameters, schema and source are checked; ``shards`` fans out a sharded source."""
-    cutoff = _cutoff_literal(plpy, src, p["cutoff"], shards)
+def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) -> str:
+    """The fit once its parameters, schema and source are checked: check, read, learn the thresholds,
+    fold, fit the WOE, persist. ``reader`` is where the rows come from (``readers``)."""
+    cutoff = _cutoff_literal(plpy, src, p["cutoff"], reader)
     phases.done("cutoff")
 
     def statements(learned=None):
         return passes.Statements(Compiler(schema, src.reads, learned), src.qualified, cutoff,
                                  p["slow_threshold_hours"], p["min_duration_hours"])
 
-    if shards:
-        stats = shards.stats(statements())
-        stats_values = shards.values_returned
-        phases.done("stats")
-        learned, dsold_source = _learn(schema, stats, p, src, cutoff)
-        schema = _with_categories(schema, stats)
-        rows, days = None, np.asarray(stats["days"], dtype=np.int64)
-        plan = packs.plan(schema)
-    else:
-        # only a category band's values need a read of their own: the rows carry everything else
-        values = None
-        if any(band.category for band in schema.bands):
-            values = plpy.execute(statements().stats(percentiles=False, days=False))[0]
-            _refuse_unlearnable(values, p, src, cutoff)  # before the category values are checked
-        phases.done("stats")
-        schema = _with_categories(schema, values or {})
-        plan = packs.plan(schema)
-        # one read gives the statistics, every fold's sums, and the quality figures once the mapping is known
-        ship = rowset.shipment(schema)
-        words = rowset.word_layout(plan, ship)
-        rows = rowset.read(plpy.execute(statements().rows(plan, words, ship.deferred, ship.inputs, ship.subsets))[0],
-                           plan, words, ship)
-        stats = rows.statistics(schema, ship)
-        phases.done("rows")
-        if values is not None and values["n_train_sold"] != stats["n_train_sold"]:
-            errors.source_changed(src.qualified)
-        learned, dsold_source = _learn(schema, stats, p, src, cutoff)
-        rows.band_deferred(schema, plan, ship, learned)
-        rows.weigh(stats["ref_epoch"], p["half_life_days"])
-        days = rows.train_days()
+    stats = reader.first_statistics(statements())
+    if stats is not None:
+        _refuse_unlearnable(stats, p, src, cutoff)  # before the category values are checked
+    phases.done("stats")
+    schema = _with_categories(schema, stats or {})
+    plan = packs.plan(schema)
+    stats = reader.all_statistics(statements(), plan, stats)
+    phases.done("rows")
+    learned, dsold_source = _learn(schema, stats, p, src, cutoff)
+    reader.prepare(schema, plan, learned, stats["ref_epoch"], p["half_life_days"])
+    days = reader.train_days(stats)
     sql = statements(learned)
+
     n_days = len(days)
     oof = bool(p["oof"]) and p["n_folds"] > 1
     if oof and n_days < 2:
-        raise FitError(errors.INVALID_PARAMETER_VALUE,
+        raise Refusal(errors.INVALID_PARAMETER_VALUE,
                        f"OOF needs at least 2 distinct t0 days in TRAIN SOLD, found {n_days}",
                        hint="Pass oof => false (or n_folds => 1) to score in-sample.")
     # a row's block: its fold with OOF on (numbered densely: with fewer days than folds some
     # fold ids have no rows), block 0 (the final fit) without
     fold_of_day = woe.fold_of_days(n_days, p["n_folds"]) if oof else np.zeros(n_days, dtype=np.int64)
     fold_ids, block_of_day = np.unique(fold_of_day, return_inverse=True)
-    n_blocks = len(fold_ids)
     fold = sql.fold_of_row([_utc_midnight(days[i]) for i in range(1, n_days)
                             if block_of_day[i] != block_of_day[i - 1]])
-    if shards:
-        per_pack = shards.sums(sql, plan, fold, stats["ref_epoch"], p["half_life_days"])
-        plpy.notice(f"[shards] {sum(1 for leaf in src.leaves if leaf.server)} of {len(src.leaves)} leaves "
-                    f"aggregated on their shards: the sums returned {shards.values_returned - stats_values} values "
-                    f"and the statistics {stats_values}, for {stats['n_train_sold']} TRAIN SOLD rows")
-    else:
-        rows.put_in_blocks(days, block_of_day)
-        per_pack = rowset.pack_sums(rows, plan)
-    sums = rowset.fold_sums(per_pack, schema, plan, n_blocks)
+    per_pack = reader.pack_sums(sql, plan, fold, days, block_of_day, stats["ref_epoch"], p["half_life_days"])
+    sums = rowset.fold_sums(per_pack, schema, plan, len(fold_ids))
     phases.done("sums")
     if int(sums.n_rows.sum()) != stats["n_train_sold"]:
         errors.source_changed(src.qualified)
+
     band_subsets = {band.name: band.subset for band in schema.bands}
     floors = {band.name: band.category.min_weight for band in schema.bands if band.category}
     final, folds = woe.fit_all(sums, band_subsets, p["eps"], fold_ids.tolist() if oof else None, floors)
-    for f in [final, *folds.values()]:
-        if f.n_learned and f.sum_w < f.n_learned * MIN_MEAN_WEIGHT:
-            which = "the final fit" if f.fold_id is None else f"fold {f.fold_id}'s training rows"
-            raise FitError(errors.INVALID_PARAMETER_VALUE,
-                           f"half_life_days => {p['half_life_days']} decays {which} to a mean weight of "
-                           f"{f.sum_w / f.n_learned:.3g} of the newest row's, below the exact range (2^-24)",
-                           hint="Use a longer half_life_days, fewer folds, or NULL for no decay.")
+    _refuse_underflowed_weights([final, *folds.values()], p)
     phases.done("woe")
     plpy.notice(f"[woe] trained slow21 WOE anchor on TRAIN SOLD n={stats['n_train_sold']} "
                 f"(learned={stats['n_learned']}, days={n_days}, base_rate={final.base_rate:.6f})")
-
     if not p["persist"]:
         key = p["model_key"] or persist.default_key(plpy)
         plpy.notice(f"[woe] persist => false: nothing written (model_key={key})")
         return key
 
     scoring = lookup_tables([folds[k] for k in fold_ids.tolist()] if oof else [final], plan, schema)
-    if p["scores_on_shards"]:
-        staging, shard_tables, n_scored = _write_scores_on_shards(
-            plpy, sql, plan, src, shards, fold, scoring, fold_ids.tolist() if oof else None, phases)
-    else:
-        staging, shard_tables = [persist.staging_table(plpy)], []
-        n_scored = plpy.execute(sql.scores(plan, staging[0], fold, *scoring, fold_ids.tolist() if oof else None)
-                                ).nrows()
-        phases.done("scores_write")
+    staging, shard_tables, n_scored = reader.write_scores(sql, plan, fold, scoring, fold_ids.tolist() if oof else None,
+                                                          phases, p["scores_on_shards"])
     if n_scored != stats["n_train_sold"]:
         errors.source_changed(src.qualified)
     if oof:
@@ -301,11 +263,7 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
     else:
         plpy.notice(f"[woe] in-sample scoring applied to TRAIN SOLD (OOF off): rows={n_scored}")
     final_lookups = scoring if not oof else lookup_tables([final], plan, schema)
-    if shards:
-        scored = rowset.statement_sets(shards.quality(sql, plan, fold, scoring if oof else None, final_lookups))
-    else:
-        scored = rowset.quality_sets(rows, plan, scoring if oof else None, final_lookups)
-    measured = _quality(scored)
+    measured = _quality(reader.quality_sets(sql, plan, fold, scoring if oof else None, final_lookups))
     phases.done("quality")
 
     registry = dict(
@@ -327,18 +285,30 @@ def _fit_source(plpy, version, code_sha256, p, phases, schema_doc, schema, src, 
     payload = dict(model_key=p["model_key"], replace=p["replace"], activate=p["activate"], registry=registry,
                    thresholds=persist.thresholds_json(learned), fits=_fits(final, folds),
                    maps=_maps([final] + list(folds.values()), schema), staging=staging, shard_tables=shard_tables)
-    if shards:
-        # the shards' work is done: commit it and close their connections before anything else runs in
-        # this session (an activation hook must find no connection with the caller's shard rights)
-        shards.succeeded = True
-        shards.close()
+    reader.finish()
+    return _persist(plpy, payload, shard_tables, src)
+
+
+def _refuse_underflowed_weights(fits: list, p: dict) -> None:
+    for f in fits:
+        if f.n_learned and f.sum_w < f.n_learned * MIN_MEAN_WEIGHT:
+            which = "the final fit" if f.fold_id is None else f"fold {f.fold_id}'s training rows"
+            raise Refusal(errors.INVALID_PARAMETER_VALUE,
+                           f"half_life_days => {p['half_life_days']} decays {which} to a mean weight of "
+                           f"{f.sum_w / f.n_learned:.3g} of the newest row's, below the exact range (2^-24)",
+                           hint="Use a longer half_life_days, fewer folds, or NULL for no decay.")
+
+
+def _persist(plpy, payload: dict, shard_tables: list, src) -> str:
+    """Write the model through the persist entry point; shard tables already committed are dropped
+    again when that fails."""
     try:
         with plpy.subtransaction():
             written = json.loads(_one(plpy, "SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), $1) AS w",
                                       ["text"], [json.dumps(payload)])["w"])
     except plpy.spiexceptions.UniqueViolation:
         _drop_shard_tables(plpy, shard_tables)
-        _duplicate_keys(src)
+        errors.duplicate_keys(src.qualified)
     except Exception:
         _drop_shard_tables(plpy, shard_tables)  # committed on the shards, and no model records them
         raise
@@ -390,21 +360,17 @@ def _utc_midnight(day: int) -> str:
     return (datetime.datetime(1970, 1, 1) + datetime.timedelta(days=int(day))).strftime("%Y-%m-%dT00:00:00+00")
 
 
-def _cutoff_literal(plpy, src, given, shards) -> str:
+def _cutoff_literal(plpy, src, given, reader) -> str:
     """The cutoff as an exact, DateStyle-proof timestamptz literal (default: SPEC.md 3)."""
     if given is None:
-        if shards:
-            text = shards.cutoff()
-        else:
-            c = "max(s.sold_time) FILTER (WHERE isfinite(s.sold_time)) - interval '168 hours'"
-            text = plpy.execute(f"SELECT {utc_iso_sql(c)} AS t FROM {src.qualified} AS s")[0]["t"]
+        text = reader.default_cutoff()
         if text is None:
-            raise FitError(errors.NO_DATA_FOUND, f"source {src.qualified} has no sold rows",
+            raise Refusal(errors.NO_DATA_FOUND, f"source {src.qualified} has no sold rows",
                            hint="TRAIN SOLD needs rows with sold_time set.")
     else:
         text = _one(plpy, f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"], [given])["t"]
         if text is None:
-            raise FitError(errors.INVALID_PARAMETER_VALUE, f"cutoff must be a finite timestamp, got {given}")
+            raise Refusal(errors.INVALID_PARAMETER_VALUE, f"cutoff must be a finite timestamp, got {given}")
     return f"{quote_literal(text)}::timestamptz"
 
 
@@ -425,22 +391,3 @@ def lookup_tables(fits: list, plan: list, schema: bands.BandSchema) -> tuple[lis
         per_fit = [packs.woe_table(pack, [f.woe[b.name] for b in schema.bands]) for f in fits]
         tables.append(np.concatenate(per_fit).tolist())
     return [f.base_logit for f in fits], tables
-
-
-def _duplicate_keys(src):
-    raise FitError(errors.UNIQUE_VIOLATION,
-                   f"source {src.qualified} has duplicate (generation, listing_id, t0) keys among TRAIN SOLD rows",
-                   hint="Each listing snapshot must appear once; deduplicate in a view.")
-
-
-def _write_scores_on_shards(plpy, sql, plan, src, shards, fold, lookups, fold_ids, phases):
-    """Scores written next to the rows they score: (local staging tables, shard tables, rows written)."""
-    if shards is None:
-        raise FitError(errors.INVALID_PARAMETER_VALUE,
-                       f"scores_on_shards => true needs a source partitioned over postgres_fdw servers "
-                       f"(with dblink installed); {src.qualified} is not one",
-                       hint="Pass scores_on_shards => false to write the scores here.")
-    try:
-        return shards.write_scores(sql, plan, fold, lookups, fold_ids, phases)
-    except plpy.spiexceptions.UniqueViolation:
-        _duplicate_keys(src)

@@ -13,24 +13,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import bands, errors, packs, passes, schemas, sharded, source
-from .errors import FitError
-from .persist import REGISTRY
+from .errors import Refusal
+from .catalog import CENSORED_HOURS, CUTS, EVAL_WINDOW, MAPS, REGISTRY, SCORES, SHARD_SCORES
 from .sqlgen import Compiler, quote_literal, utc_iso_sql
 
-BANDS_VIEW = "ml.v_woe_anchor_bands_live_v1"
-SCORES_VIEW = "ml.woe_anchor_scores_live_v1"
-TRAIN_VIEW = "ml.woe_anchor_scores_live_train_v"
-SPLIT_CENSORED_HOURS = 504  # SPEC.md 3: censored_ge_21d is 21 days whatever the label threshold
 
 _MODEL_SQL = f"""
 SELECT r.model_key, r.band_schema::text AS band_schema, r.base_logit, c.thresholds::text AS thresholds,
        r.source_relation, {utc_iso_sql('r.train_cutoff_ts')} AS cutoff
 FROM {REGISTRY} r
-LEFT JOIN ml.woe_anchor_cuts_v1 c ON c.model_key = r.model_key AND c.fold_id IS NULL
+LEFT JOIN {CUTS} c ON c.model_key = r.model_key AND c.fold_id IS NULL
 WHERE CASE WHEN $1::text IS NULL THEN r.is_active ELSE r.model_key = $1 END
 """
-_MAP_SQL = """
-SELECT band_name, band_value, woe FROM ml.woe_anchor_map_v1 WHERE model_key = $1 AND fold_id IS NULL
+_MAP_SQL = f"""
+SELECT band_name, band_value, woe FROM {MAPS} WHERE model_key = $1 AND fold_id IS NULL
 """
 
 
@@ -50,18 +46,18 @@ def load_model(plpy, key: str | None) -> Model:
     rows = plpy.execute(plpy.prepare(_MODEL_SQL, ["text"]), [key])
     if not rows:
         what = f"model {key!r} does not exist" if key else "no model is active"
-        raise FitError(errors.NO_DATA_FOUND, what,
+        raise Refusal(errors.NO_DATA_FOUND, what,
                        hint="List models with ml.woe_anchor_models(); fit one with CALL ml.fit_woe_anchor(...).")
     m = rows[0]
     if m["thresholds"] is None:
-        raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+        raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                        f"model {m['model_key']!r} has no final cuts row")
     stored = {(r["band_name"], r["band_value"]): r["woe"]
               for r in plpy.execute(plpy.prepare(_MAP_SQL, ["text"]), [m["model_key"]])}
     # the schema as the fit read it: editing or dropping schema rows never changes a model
     schema, problems = schemas.parse(m["band_schema"])
     if problems:
-        raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+        raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                        f"model {m['model_key']!r} records an unreadable band schema: {problems[0][1]}")
     # a category band keeps exactly the values its final map stores (everything else is OTHER)
     schema = schema.resolve({band.name: sorted(v for (name, v) in stored if name == band.name
@@ -111,8 +107,8 @@ def training_features_sql(plpy, key: str | None, source_oid=None) -> str:
     cutoff = f"{quote_literal(model.cutoff)}::timestamptz"
     dur = src.reads["duration_hours"]
     split = (f"CASE WHEN s.sold_time <= {cutoff} THEN 'train_sold' "
-             f"WHEN s.sold_time <= {cutoff} + interval '168 hours' THEN 'eval_sold_last_7d' "
-             f"WHEN s.sold_time IS NULL AND {dur} >= {SPLIT_CENSORED_HOURS} THEN 'censored_ge_21d' "
+             f"WHEN s.sold_time <= {cutoff} + {EVAL_WINDOW} THEN 'eval_sold_last_7d' "
+             f"WHEN s.sold_time IS NULL AND {dur} >= {CENSORED_HOURS} THEN 'censored_ge_21d' "
              f"ELSE 'other' END")
     rows = _final_rows(Compiler(model.schema, src.reads, model.learned), src.qualified, model,
                        extra=((split, "split"),))
@@ -223,11 +219,11 @@ def recorded_source(plpy, model: Model):
     oid = plpy.execute(plpy.prepare("SELECT to_regclass($1)::oid AS oid", ["text"]),
                        [model.source_relation])[0]["oid"]
     if oid is None:
-        raise FitError(errors.UNDEFINED_TABLE,
+        raise Refusal(errors.UNDEFINED_TABLE,
                        f"training source {model.source_relation} of model {model.key!r} no longer exists")
     untrusted = untrusted_code(plpy, oid)
     if untrusted:
-        raise FitError("42501", f"training source {model.source_relation} of model {model.key!r} runs code of "
+        raise Refusal("42501", f"training source {model.source_relation} of model {model.key!r} runs code of "
                                 f"roles without your rights: {untrusted}",
                        hint="Pass the source yourself, source => '...', once you trust what reading it runs "
                             "(it runs with your rights).")
@@ -242,7 +238,7 @@ def stored_scores_sql(plpy, key: str | None) -> str:
 def _stored_scores(plpy, key: str) -> str:
     """The model's stored scores: its partition, and for scores_on_shards the shards' tables."""
     local = (f"SELECT s.generation, s.listing_id, s.t0, s.fold_id, s.is_oof, s.woe_logit, s.woe_p "
-             f"FROM ml.woe_anchor_scores_v1 AS s WHERE s.model_key = {quote_literal(key)}")
-    remote = plpy.execute(plpy.prepare("SELECT server::text, remote_table FROM ml.woe_anchor_shard_scores "
+             f"FROM {SCORES} AS s WHERE s.model_key = {quote_literal(key)}")
+    remote = plpy.execute(plpy.prepare(f"SELECT server::text, remote_table FROM {SHARD_SCORES} "
                                        "WHERE model_key = $1 ORDER BY 1, 2", ["text"]), [key])
     return " UNION ALL ".join([local] + [sharded.shard_scores_sql(plpy, r["server"], r["remote_table"]) for r in remote])

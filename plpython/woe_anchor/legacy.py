@@ -28,8 +28,9 @@ What cannot be mapped is refused, naming the legacy model, table and rows.
 from __future__ import annotations
 
 from . import errors, passes
-from .errors import FitError
-from .persist import REGISTRY, score_partition
+from .errors import Refusal
+from .catalog import CUTS, FIT_DEFAULTS, MAPS, P_CLAMP, REGISTRY, SCORES
+from .persist import score_partition
 from .sqlgen import quote_ident, quote_literal
 
 TABLES = ("woe_anchor_model_registry_v1", "woe_anchor_cuts_v1", "woe_anchor_map_v1", "woe_anchor_scores_v1")
@@ -85,10 +86,10 @@ def _rows(plpy, sql, types=(), args=()):
 
 def _import(plpy, version, legacy_schema) -> list[tuple]:
     if not _rows(plpy, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0]["rolsuper"]:
-        raise FitError("42501", "importing the trainer's models needs a superuser",
+        raise Refusal("42501", "importing the trainer's models needs a superuser",
                        hint="It writes artifacts and score partitions directly.")
     if legacy_schema is None:
-        raise FitError(errors.NULL_VALUE_NOT_ALLOWED, "legacy_schema must not be NULL")
+        raise Refusal(errors.NULL_VALUE_NOT_ALLOWED, "legacy_schema must not be NULL")
     legacy = {t: f"{quote_ident(legacy_schema)}.{quote_ident(t)}" for t in TABLES}
     # messages name the legacy tables as the user knows them
     shown = {legacy[t]: f"{legacy_schema}.{t}" for t in TABLES}
@@ -101,7 +102,7 @@ def _import(plpy, version, legacy_schema) -> list[tuple]:
     for table, name in legacy.items():
         row = _rows(plpy, _TABLE_SQL, ["text"], [name])
         if not row or not row[0]["plain"]:
-            raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+            raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                            f"{shown[name]} is not a plain table, or reading it as a superuser would run functions "
                            "of a role that is not one (a column of a type that is not built in, an index "
                            "expression or predicate, statistics, a constraint or a policy), or it has inheritance",
@@ -120,7 +121,7 @@ FROM {registry} AS r ORDER BY r.created_at, r.model_key""")
     for m in models:
         if not m["has_map"]:
             if served and m["model_key"] == served[0]["model_key"]:
-                raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                                f"legacy model {m['model_key']!r} ({shown[registry]}) is the active one, and it has no "
                                f"final map rows ({shown[maps]}): the trainer's views serve NaN for it",
                                hint="Activate another of the trainer's models first (UPDATE its is_active), then "
@@ -144,7 +145,7 @@ def _refuse_unmappable(plpy, registry, cuts, maps, shown: dict) -> None:
     bad = _rows(plpy, f"SELECT string_agg(quote_literal(model_key), ', ') AS keys FROM {registry} "
                       "WHERE NOT (length(model_key) BETWEEN 1 AND 128 AND model_key !~ '[[:cntrl:]]')")[0]["keys"]
     if bad:
-        raise FitError(errors.INVALID_PARAMETER_VALUE, f"legacy models {bad} ({shown[registry]}) have keys woe_anchor cannot "
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"legacy models {bad} ({shown[registry]}) have keys woe_anchor cannot "
                                                        "hold (1 to 128 characters, no control characters)",
                        hint="Rename them in the legacy registry, cuts, map and scores tables, then migrate.")
     for table, key in ((cuts, "model_key, fold_id"), (maps, "model_key, fold_id, band_name, band_value")):
@@ -152,7 +153,7 @@ def _refuse_unmappable(plpy, registry, cuts, maps, shown: dict) -> None:
                           "ORDER BY 1 LIMIT 5")
         if dup:
             rows = "; ".join(", ".join(f"{k}={v!r}" for k, v in d.items()) for d in dup)
-            raise FitError(errors.UNIQUE_VIOLATION, f"{shown[table]} repeats ({key}): {rows}",
+            raise Refusal(errors.UNIQUE_VIOLATION, f"{shown[table]} repeats ({key}): {rows}",
                            hint="The trainer's script 01 indexes prevent this; delete the extra rows, then migrate.")
 
 
@@ -188,7 +189,8 @@ INSERT INTO {REGISTRY} (
     n_days, n_folds_with_rows, n_scored_oof, source_relation, extension_version, parameters, timings_ms)
 SELECT r.model_key, r.train_cutoff_ts, r.half_life_days, r.eps, r.n_folds, 1, ml.woe_anchor_band_schema(1),
        r.code_sha256, r.created_at, coalesce(r.base_rate, 'NaN'), coalesce(r.base_logit, 'NaN'), $2, $3, $4, $5,
-       504, 48, coalesce(s.n_oof, 0) > 0, r.train_cutoff_ts, 'given', coalesce(s.n, 0), 0, coalesce(s.n_days, 0),
+       {FIT_DEFAULTS['slow_threshold_hours']}, {FIT_DEFAULTS['min_duration_hours']}, coalesce(s.n_oof, 0) > 0,
+       r.train_cutoff_ts, 'given', coalesce(s.n, 0), 0, coalesce(s.n_days, 0),
        coalesce(s.n_folds, 0), coalesce(s.n_oof, 0), {quote_literal('imported from ' + registry)}, 'imported',
        jsonb_build_object('imported_from', {quote_literal(registry)}), '{{}}'::jsonb
 FROM {registry} AS r
@@ -204,7 +206,7 @@ RETURNING model_id""", ["text", "float8", "float8", "float8", "float8"], [key, *
     if null_sums:
         notes.append(f"{null_sums} map rows with NULL sums: NaN (unknown)")
     plpy.execute(plpy.prepare(
-        f"INSERT INTO ml.woe_anchor_map_v1 (model_key, fold_id, band_name, band_value, woe, sum_w_pos, sum_w_neg) "
+        f"INSERT INTO {MAPS} (model_key, fold_id, band_name, band_value, woe, sum_w_pos, sum_w_neg) "
         f"SELECT model_key, fold_id, band_name, band_value, woe, coalesce(sum_w_pos, 'NaN'), "
         f"coalesce(sum_w_neg, 'NaN') FROM {maps} WHERE model_key = $1", ["text"]), [key])
     dropped = _rows(plpy, f"SELECT string_agg(c.fold_id::text, ', ' ORDER BY c.fold_id) AS folds FROM {cuts} AS c "
@@ -219,17 +221,18 @@ RETURNING model_id""", ["text", "float8", "float8", "float8", "float8"], [key, *
     # every learned row has a dsold value: that band's sums are each fit's totals (NaN when unknown,
     # and then the final fit's base rate is the registry's)
     plpy.execute(plpy.prepare(f"""
-INSERT INTO ml.woe_anchor_cuts_v1 (model_key, fold_id, thresholds, c1, c2, base_rate, base_logit, n_learned)
+INSERT INTO {CUTS} (model_key, fold_id, thresholds, c1, c2, base_rate, base_logit, n_learned)
 SELECT c.model_key, c.fold_id, jsonb_build_object('dsold_t1', $2, 'dsold_t2', $3, 'dsold_t3', $4, 'dsold_t4', $5,
            'c1', coalesce(c.c1, '-Infinity'), 'c2', coalesce(c.c2, '-Infinity')),
        coalesce(c.c1, '-Infinity'), coalesce(c.c2, '-Infinity'), f.rate,
        CASE WHEN f.rate = 'NaN' THEN 'NaN'
-            ELSE ln(greatest(least(f.rate, 1 - 1e-12), 1e-12) / (1 - greatest(least(f.rate, 1 - 1e-12), 1e-12))) END,
+            ELSE ln(greatest(least(f.rate, 1 - {P_CLAMP!r}), {P_CLAMP!r})
+                    / (1 - greatest(least(f.rate, 1 - {P_CLAMP!r}), {P_CLAMP!r}))) END,
        CASE WHEN t.pos + t.neg <> 'NaN' THEN round(t.pos + t.neg)::bigint ELSE 0 END
 FROM {cuts} AS c
 JOIN {REGISTRY} AS r ON r.model_key = c.model_key
 LEFT JOIN LATERAL (SELECT coalesce(sum(p.sum_w_pos), 0) AS pos, coalesce(sum(p.sum_w_neg), 0) AS neg
-                   FROM ml.woe_anchor_map_v1 AS p
+                   FROM {MAPS} AS p
                    WHERE p.model_key = c.model_key AND p.fold_id IS NOT DISTINCT FROM c.fold_id
                      AND p.band_name = 'dsold') AS t ON true
 -- (PostgreSQL orders NaN above every number and equal to itself: tested as a value)
@@ -237,10 +240,10 @@ CROSS JOIN LATERAL (SELECT CASE WHEN c.fold_id IS NULL AND (t.pos + t.neg = 'NaN
                                 THEN r.base_rate
                                 ELSE coalesce(t.pos / nullif(t.pos + t.neg, 0), 0.5) END AS rate) AS f
 WHERE c.model_key = $1
-  AND (c.fold_id IS NULL OR EXISTS (SELECT FROM ml.woe_anchor_map_v1 AS p
+  AND (c.fold_id IS NULL OR EXISTS (SELECT FROM {MAPS} AS p
                                     WHERE p.model_key = c.model_key AND p.fold_id = c.fold_id))""",
         ["text", "float8", "float8", "float8", "float8"]), [key, *thresholds])
-    plpy.execute(plpy.prepare(f"UPDATE {REGISTRY} AS r SET n_learned = c.n_learned FROM ml.woe_anchor_cuts_v1 AS c "
+    plpy.execute(plpy.prepare(f"UPDATE {REGISTRY} AS r SET n_learned = c.n_learned FROM {CUTS} AS c "
                               "WHERE c.model_key = r.model_key AND c.fold_id IS NULL AND r.model_key = $1",
                               ["text"]), [key])
     part = score_partition(row["model_id"])
@@ -257,5 +260,5 @@ WHERE s.model_key = {quote_literal(key)} AND {fresh} AND NOT (s.woe_logit IS NUL
     plpy.execute(passes.constrain_scores_sql(part, key))
     owner = _rows(plpy, "SELECT pg_get_userbyid(extowner) AS o FROM pg_extension WHERE extname = 'woe_anchor'")[0]["o"]
     plpy.execute(f"ALTER TABLE {part} OWNER TO {quote_ident(owner)}")
-    plpy.execute(f"ALTER TABLE ml.woe_anchor_scores_v1 ATTACH PARTITION {part} FOR VALUES IN ({quote_literal(key)})")
+    plpy.execute(f"ALTER TABLE {SCORES} ATTACH PARTITION {part} FOR VALUES IN ({quote_literal(key)})")
     return notes

@@ -27,6 +27,7 @@ import copy
 
 from . import bands as b
 from . import packs as pk
+from .catalog import EVAL_WINDOW
 from .sqlgen import Compiler, float_lit, quote_literal
 
 # floor of epoch days: the UTC date as an integer, cheaper than AT TIME ZONE + ::date
@@ -63,7 +64,7 @@ class Statements:
         self.cutoff = cutoff_literal
         self.where = f"s.sold_time IS NOT NULL AND s.sold_time <= {cutoff_literal}"
         # TRAIN SOLD and the eval window after it (SPEC.md 3)
-        self.window = f"s.sold_time IS NOT NULL AND s.sold_time <= {cutoff_literal} + interval '168 hours'"
+        self.window = f"s.sold_time IS NOT NULL AND s.sold_time <= {cutoff_literal} + {EVAL_WINDOW}"
         slow = float_lit(slow_threshold_hours)
         # SPEC.md 3: y = 1 iff duration >= threshold or final_status = 'older21days'
         self.y = f"(coalesce({dur} >= {slow}, false) OR coalesce(s.final_status = 'older21days', false))"

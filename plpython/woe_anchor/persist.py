@@ -22,10 +22,10 @@ import time
 import uuid
 
 from . import errors, passes, schemas
-from .errors import FitError
+from .errors import Refusal
+from .catalog import CUTS, MAPS, REGISTRY, SCORES
 from .sqlgen import quote_ident, quote_literal
 
-REGISTRY = "ml.woe_anchor_model_registry_v1"
 # registry columns a fit reports (the rest are set here), with their SQL types
 REPORTED = {
     "train_cutoff_ts": "timestamptz", "half_life_days": "float8", "eps": "float8", "n_folds": "int",
@@ -94,7 +94,7 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
     who = _one(plpy, "SELECT ml._woe_anchor_caller($1) AS who", ["uuid"], [ticket])["who"]
     registry = p["registry"]
     if set(registry) - set(REPORTED):
-        raise FitError(errors.INVALID_PARAMETER_VALUE, f"unknown registry columns: {sorted(set(registry) - set(REPORTED))}")
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"unknown registry columns: {sorted(set(registry) - set(REPORTED))}")
     staging = [_staging_table(plpy, name, who) for name in p["staging"]]
     _check_schema(plpy, registry)
     _check_thresholds(p["thresholds"])
@@ -108,7 +108,7 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
             raise exists(key)
         if not _one(plpy, "SELECT ml._woe_anchor_may_manage($1, $2) AS ok", ["name", "name"],
                     [who, old["fitted_by"]])["ok"]:
-            raise FitError("42501", f"permission denied to replace model {key!r}: it was fitted by {old['fitted_by']}",
+            raise Refusal("42501", f"permission denied to replace model {key!r}: it was fitted by {old['fitted_by']}",
                            hint="Choose another model_key.")
         # the old model's shard tables go only once the new model is written: a failure keeps them
         left_on_shards = [dict(r) for r in plpy.execute(plpy.prepare(
@@ -119,7 +119,7 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
                                     code_sha256=code_sha256, extension_version=version))
         _insert_fits(plpy, key, p["fits"], p["maps"], p["thresholds"])
     except plpy.spiexceptions.UniqueViolation:
-        raise FitError("40001", f"a concurrent fit committed model {key!r} after this transaction's snapshot "
+        raise Refusal("40001", f"a concurrent fit committed model {key!r} after this transaction's snapshot "
                                 "was taken", hint=RETRY)
     timings = _write_partition(plpy, key, model_id, staging, who)
     plpy.execute(plpy.prepare(f"UPDATE {REGISTRY} SET timings_ms = timings_ms || $2::jsonb "
@@ -131,22 +131,22 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
                         ["text", "name", "text", "bigint"])
     for t in p["shard_tables"]:
         if plpy.execute(plan, [key, t["server"], t["remote_table"], t["n_rows"]]).nrows() != 1:
-            raise FitError(errors.UNDEFINED_OBJECT, f"foreign server {t['server']!r} does not exist")
+            raise Refusal(errors.UNDEFINED_OBJECT, f"foreign server {t['server']!r} does not exist")
     # replacing the active model keeps it active, so serving never loses its model
     activate = p["activate"] or bool(old and old["is_active"])
     if activate:
         try:
             _one(plpy, "SELECT ml._woe_anchor_set_active($1)", ["text"], [key])
         except plpy.spiexceptions.UniqueViolation:
-            raise FitError("40001", f"a concurrent fit activated a model after this transaction's snapshot of "
+            raise Refusal("40001", f"a concurrent fit activated a model after this transaction's snapshot of "
                                     f"model {key!r} was taken",
                            hint=RETRY)
     return json.dumps({"model_key": key, "model_id": model_id, "activated": activate,
                        "left_on_shards": left_on_shards})
 
 
-def exists(key) -> FitError:
-    return FitError(errors.DUPLICATE_OBJECT, f"model {key!r} already exists",
+def exists(key) -> Refusal:
+    return Refusal(errors.DUPLICATE_OBJECT, f"model {key!r} already exists",
                     hint="Pass replace => true to replace it, or choose another model_key.")
 
 
@@ -180,6 +180,15 @@ def staging_table(plpy) -> str:
     return f"{schema}.{quote_ident('woe_anchor_staging_' + uuid.uuid4().hex[:16])}"
 
 
+def write_scores_here(plpy, st, packs: list, fold: str, lookups, fold_ids, phases):
+    """The scores of every TRAIN SOLD row in one CREATE TABLE AS into a staging table of the
+    caller's, on this server: (staging tables, shard tables: none, rows written)."""
+    staging = staging_table(plpy)
+    n_scored = plpy.execute(st.scores(packs, staging, fold, *lookups, fold_ids)).nrows()
+    phases.done("scores_write")
+    return [staging], [], n_scored
+
+
 def thresholds_json(learned: dict) -> str:
     """Learned thresholds as JSON that reads back exactly: shortest round-trip numbers, infinities as text."""
     return json.dumps({k: v if math.isfinite(v) else str(v).replace("inf", "Infinity")
@@ -198,7 +207,7 @@ def _staging_table(plpy, name: str, who: str) -> tuple[str, str]:
     row = _one(plpy, _STAGING_SQL, ["oid", "name"], [found["oid"], who]) if found else None
     want = [f"{column} {kind}" for column, kind in STAGING_COLUMNS]
     if row is None or not row["plain"] or row["columns"] != want:
-        raise FitError("42501", f"{name} is not a staging table of role {who} in this transaction",
+        raise Refusal("42501", f"{name} is not a staging table of role {who} in this transaction",
                        detail=f"A staging table is a plain table that role {who} created in a staging schema "
                               f"opened for it in this transaction (ml._woe_anchor_open_staging), with exactly "
                               f"the columns {', '.join(want)}, no storage options and nothing attached to it "
@@ -215,13 +224,13 @@ def _check_schema(plpy, registry: dict) -> None:
     same = _one(plpy, "SELECT $1::jsonb = ml.woe_anchor_band_schema($2) AS same", ["text", "int"],
                 [registry.get("band_schema"), registry.get("band_schema_version")])["same"]
     if not same:
-        raise FitError(errors.INVALID_PARAMETER_VALUE,
+        raise Refusal(errors.INVALID_PARAMETER_VALUE,
                        f"the band schema recorded with the model is not band schema "
                        f"{registry.get('band_schema_version')} as stored: did it change while the fit ran?",
                        hint="Retry the fit.")
     schema, problems = schemas.parse(registry["band_schema"])
     if problems:
-        raise FitError(errors.INVALID_PARAMETER_VALUE, f"band schema is invalid: {problems[0][1]}")
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"band schema is invalid: {problems[0][1]}")
 
 
 def _check_thresholds(thresholds: str) -> None:
@@ -229,7 +238,7 @@ def _check_thresholds(thresholds: str) -> None:
     for name, v in json.loads(thresholds).items():
         if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                 or v in ("Infinity", "-Infinity")):
-            raise FitError(errors.INVALID_PARAMETER_VALUE, f"learned threshold {name!r} is not a number: {v!r}")
+            raise Refusal(errors.INVALID_PARAMETER_VALUE, f"learned threshold {name!r} is not a number: {v!r}")
 
 
 def _insert_registry(plpy, r: dict):
@@ -246,7 +255,7 @@ def _insert_fits(plpy, key, fits: dict, maps: dict, thresholds: str):
     """Cuts (one row per fit: the learned thresholds, shared) and map rows (every stored band value per fit)."""
     learned = json.loads(thresholds)
     plan = plpy.prepare(
-        "INSERT INTO ml.woe_anchor_cuts_v1 (model_key, fold_id, c1, c2, thresholds, base_rate, base_logit, "
+        f"INSERT INTO {CUTS} (model_key, fold_id, c1, c2, thresholds, base_rate, base_logit, "
         "n_learned) SELECT $1, u.fold_id, $2, $3, $4, u.base_rate, u.base_logit, u.n_learned "
         "FROM unnest($5::int[], $6::float8[], $7::float8[], $8::bigint[]) AS u (fold_id, base_rate, "
         "base_logit, n_learned)",
@@ -254,7 +263,7 @@ def _insert_fits(plpy, key, fits: dict, maps: dict, thresholds: str):
     plpy.execute(plan, [key, learned.get("c1"), learned.get("c2"), thresholds,
                         fits["fold_id"], fits["base_rate"], fits["base_logit"], fits["n_learned"]])
     plan = plpy.prepare(
-        "INSERT INTO ml.woe_anchor_map_v1 (model_key, fold_id, band_name, band_value, woe, sum_w_pos, "
+        f"INSERT INTO {MAPS} (model_key, fold_id, band_name, band_value, woe, sum_w_pos, "
         "sum_w_neg, n_rows) SELECT $1, u.* FROM unnest($2::int[], $3::text[], $4::text[], $5::float8[], "
         "$6::float8[], $7::float8[], $8::bigint[]) AS u",
         ["text", "int[]", "text[]", "text[]", "float8[]", "float8[]", "float8[]", "bigint[]"])
@@ -285,13 +294,13 @@ def _write_partition(plpy, key: str, model_id: int, staging: list[tuple[str, str
             plpy.execute(f"INSERT INTO {part} ({columns}) SELECT {columns} FROM {_qualified(*other)}")
             plpy.execute(f"DROP TABLE {_qualified(*other)}")
     else:
-        plpy.execute(f"CREATE TABLE {part} AS SELECT {columns} FROM ml.woe_anchor_scores_v1 WHERE false")
+        plpy.execute(f"CREATE TABLE {part} AS SELECT {columns} FROM {SCORES} WHERE false")
     plpy.execute(f"ALTER TABLE {part} ADD COLUMN model_key text NOT NULL DEFAULT {quote_literal(key)}")
     plpy.execute(f"ALTER TABLE {part} ALTER COLUMN model_key DROP DEFAULT")
     _close_staging(plpy, who)
     moved_at = time.monotonic()
     plpy.execute(passes.constrain_scores_sql(part, key))
-    plpy.execute(f"ALTER TABLE ml.woe_anchor_scores_v1 ATTACH PARTITION {part} FOR VALUES IN ({quote_literal(key)})")
+    plpy.execute(f"ALTER TABLE {SCORES} ATTACH PARTITION {part} FOR VALUES IN ({quote_literal(key)})")
     return {"scores_take_over": round((moved_at - start) * 1000.0, 3),
             "scores_index": round((time.monotonic() - moved_at) * 1000.0, 3)}
 
@@ -319,5 +328,5 @@ def _close_staging(plpy, who: str) -> None:
             with plpy.subtransaction():
                 plpy.execute(f"DROP SCHEMA {quote_ident(row['schema_name'])} RESTRICT")
         except plpy.spiexceptions.DependentObjectsStillExist:
-            raise FitError("2BP01", f"staging schema {quote_ident(row['schema_name'])} holds objects besides "
+            raise Refusal("2BP01", f"staging schema {quote_ident(row['schema_name'])} holds objects besides "
                                     f"the fit's scores", hint="Nothing but the fit may create objects there.")

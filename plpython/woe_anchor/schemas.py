@@ -26,10 +26,10 @@ def read(plpy, version) -> tuple[str, bands.BandSchema | None, list]:
     the schema's row, that the schema is still that (``persist.py``).
     """
     if version is None:
-        raise errors.FitError(errors.NULL_VALUE_NOT_ALLOWED, "band_schema_version must not be NULL")
+        raise errors.Refusal(errors.NULL_VALUE_NOT_ALLOWED, "band_schema_version must not be NULL")
     doc = plpy.execute(plpy.prepare(_DOC_SQL, ["int"]), [version])[0]["doc"]
     if doc is None:
-        raise errors.FitError(errors.UNDEFINED_OBJECT, f"band schema {version} does not exist",
+        raise errors.Refusal(errors.UNDEFINED_OBJECT, f"band schema {version} does not exist",
                               hint="List schemas in ml.woe_anchor_band_schemas; copy one with "
                                    "ml.woe_anchor_copy_band_schema(from_version, to_version).")
     return (doc, *parse(doc))
@@ -40,7 +40,7 @@ def load(plpy, version) -> tuple[str, bands.BandSchema]:
     doc, schema, problems = read(plpy, version)
     if problems:
         listed = "; ".join(f"{b}: {p}" if b and not p.startswith("band ") else p for b, p in problems)
-        raise errors.FitError(errors.INVALID_PARAMETER_VALUE, f"band schema {version} is invalid: {listed}",
+        raise errors.Refusal(errors.INVALID_PARAMETER_VALUE, f"band schema {version} is invalid: {listed}",
                               hint=f"See SELECT * FROM ml.woe_anchor_band_schema_problems({version});")
     return doc, schema
 
@@ -51,6 +51,6 @@ def problems(plpy, version, source_oid=None) -> list[tuple[str | None, str]]:
     if schema is not None and source_oid is not None:
         try:
             source.resolve(plpy, source_oid, schema)
-        except errors.FitError as e:
+        except errors.Refusal as e:
             found.append((None, e.message))
     return found

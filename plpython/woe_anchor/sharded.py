@@ -23,9 +23,10 @@ import numpy as np
 
 from . import bands as b
 from . import errors
+from .catalog import EVAL_WINDOW
 from .passes import Statements, array_lit, constrain_scores_sql
-from .persist import STAGING_COLUMNS, staging_table
-from .rowset import percentile_cont
+from .persist import STAGING_COLUMNS, staging_table, write_scores_here
+from .rowset import percentile_cont, statement_sets
 from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
 
 # exact floats, the fit's time settings, only built-in names, and one snapshot per shard for the whole
@@ -33,12 +34,14 @@ from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
 REMOTE_SETTINGS = ("SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET jit = off; "
                    "SET search_path = pg_catalog, pg_temp; SET constraint_exclusion = partition; "
                    "BEGIN ISOLATION LEVEL REPEATABLE READ")
-CUTOFF_OF_LATEST = "max(u.m::timestamptz) - interval '168 hours'"  # SPEC.md 3, as the local fit has it
+CUTOFF_OF_LATEST = f"max(u.m::timestamptz) - {EVAL_WINDOW}"  # SPEC.md 3, as the local fit has it
 SPI_OK_SELECT = 5       # plpy result status of a query (others are commands)
 SHARDS_CHANGED = "Stop writes to the shards during the fit, or retry."
 BUCKETS = 1024          # histogram buckets per narrowing round
 FETCH_AT_MOST = 4096    # a value range with this few rows left is fetched and sorted
 MAX_ROUNDS = 6
+NOT_SHARDED = ("scores_on_shards => true needs a source partitioned over postgres_fdw servers "
+               "(with dblink installed); {} is not one")
 
 
 def dblink_schema(plpy) -> str | None:
@@ -59,9 +62,10 @@ def open_fanout(plpy, src) -> "Fanout | None":
 
 
 class Fanout:
-    """Runs one statement per leaf of a source: on its shard through dblink, all shards at once."""
+    """The transport: one statement per leaf of a source, on its shard through dblink (all shards at
+    once) or, for a local leaf, here. A fan-out over local leaves only needs no dblink."""
 
-    def __init__(self, plpy, leaves: tuple, dblink: str):
+    def __init__(self, plpy, leaves: tuple, dblink: str | None):
         self.plpy, self.leaves, self.dblink = plpy, leaves, dblink
         self.values_returned = 0  # array elements and rows that came back from shards
         self.succeeded = False    # set by the fit once its artifacts are written: shards then commit
@@ -116,10 +120,30 @@ class Fanout:
             out[i] = got
         return out
 
-    # ---------------------------------------------------------------- the fit's passes
 
-    def cutoff(self) -> str | None:
-        """max(finite sold_time) - 168 hours, as the exact ISO text the fit uses (None: no sale)."""
+
+class ShardedRows:
+    """The fit's reads of a source as set-based statements (``passes.Statements``) run on each leaf by
+    a ``Fanout``, the parts added up here: the other implementation of ``readers.Rows``."""
+
+    def __init__(self, plpy, fanout: Fanout, qualified: str):
+        self.plpy, self.fanout, self.qualified = plpy, fanout, qualified
+        self.leaves = fanout.leaves
+        self.run, self.run_each, self.results = fanout.run, fanout.run_each, fanout.results
+        self._stats_values = 0
+        self._n_train_sold = 0
+
+    def close(self) -> None:
+        self.fanout.close()
+
+    def finish(self) -> None:
+        """The shards' work is done: commit it and close their connections before anything else runs
+        in this session (an activation hook must find no connection with the caller's shard rights)."""
+        self.fanout.succeeded = True
+        self.fanout.close()
+
+    def default_cutoff(self) -> str | None:
+        """max(finite sold_time) - EVAL_WINDOW, as the exact ISO text the fit uses (None: no sale)."""
         rows = self.run(lambda rel: f"SELECT {utc_iso_sql('max(s.sold_time) FILTER (WHERE isfinite(s.sold_time))')} "
                                     f"AS m FROM {rel} AS s", "(m text)")
         latest = [r["m"] for r in rows if r["m"] is not None]
@@ -127,7 +151,52 @@ class Fanout:
                                  ["text[]"])
         return self.plpy.execute(plan, [latest])[0]["t"]
 
-    def stats(self, st: Statements) -> dict:
+    def first_statistics(self, st: Statements) -> dict:
+        """Every statistic at once (``Statements.stats`` over all leaves together)."""
+        out = self._stats(st)
+        self._stats_values, self._n_train_sold = self.fanout.values_returned, out["n_train_sold"]
+        return out
+
+    def all_statistics(self, st: Statements, plan: list, stats: dict) -> dict:
+        return stats
+
+    def prepare(self, schema, plan, learned: dict, ref_epoch: float, half_life_days) -> None:
+        """Nothing to do here: each statement bands and weighs its rows itself."""
+
+    def train_days(self, stats: dict) -> np.ndarray:
+        return np.asarray(stats["days"], dtype=np.int64)
+
+    def pack_sums(self, st: Statements, packs: list, fold: str, days, block_of_day, ref_epoch: float,
+                  half_life_days) -> dict:
+        """``Statements.sums`` over all leaves: groups added up, weights as exact integers first."""
+        parts = self.run(lambda rel: st.over(rel).sums(packs, fold, ref_epoch, half_life_days),
+                         "(grouping int[], key bigint[], n bigint[], sw numeric[])")
+        servers = sum(1 for leaf in self.leaves if leaf.server)
+        if servers:
+            self.plpy.notice(f"[shards] {servers} of {len(self.leaves)} leaves aggregated on their shards: the sums "
+                             f"returned {self.fanout.values_returned - self._stats_values} values and the statistics "
+                             f"{self._stats_values}, for {self._n_train_sold} TRAIN SOLD rows")
+        return add_up(parts, ("grouping", "key"), ("n", "sw"))
+
+    def quality_sets(self, st: Statements, packs: list, fold: str, oof, final) -> dict:
+        """``Statements.quality`` over all leaves: each shard groups its logits, equal logits add up."""
+        parts = self.run(lambda rel: st.over(rel).quality(packs, fold, oof, final),
+                         "(grouping int[], logit float8[], n_pos bigint[], n_neg bigint[])")
+        return statement_sets(add_up(parts, ("grouping", "logit"), ("n_pos", "n_neg")))
+
+    def write_scores(self, st: Statements, packs: list, fold: str, lookups, fold_ids, phases, on_shards: bool):
+        """(local staging tables, shard tables, rows written): on the shards with ``on_shards``."""
+        if not on_shards:
+            return write_scores_here(self.plpy, st, packs, fold, lookups, fold_ids, phases)
+        if not any(leaf.server for leaf in self.leaves):
+            raise errors.Refusal(errors.INVALID_PARAMETER_VALUE, NOT_SHARDED.format(self.qualified),
+                                  hint="Pass scores_on_shards => false to write the scores here.")
+        try:
+            return self._write_scores_on_shards(st, packs, fold, lookups, fold_ids, phases)
+        except self.plpy.spiexceptions.UniqueViolation:
+            errors.duplicate_keys(self.qualified)
+
+    def _stats(self, st: Statements) -> dict:
         """What ``Statements.stats`` returns over all leaves together."""
         schema = st.c.schema
         cats = [j for j, band in enumerate(schema.bands) if band.category is not None]
@@ -155,19 +224,7 @@ class Fanout:
                 out[f"q_{i}"] = [percentile_cont(n, p, at) for p in (*rule.probs, 0.5)] if n else None
         return out
 
-    def sums(self, st: Statements, packs: list, fold: str, ref_epoch: float, half_life_days) -> dict:
-        """``Statements.sums`` over all leaves: groups added up, weights as exact integers first."""
-        parts = self.run(lambda rel: st.over(rel).sums(packs, fold, ref_epoch, half_life_days),
-                         "(grouping int[], key bigint[], n bigint[], sw numeric[])")
-        return add_up(parts, ("grouping", "key"), ("n", "sw"))
-
-    def quality(self, st: Statements, packs: list, fold: str, oof, final) -> dict:
-        """``Statements.quality`` over all leaves: each shard groups its logits, equal logits add up."""
-        parts = self.run(lambda rel: st.over(rel).quality(packs, fold, oof, final),
-                         "(grouping int[], logit float8[], n_pos bigint[], n_neg bigint[])")
-        return add_up(parts, ("grouping", "logit"), ("n_pos", "n_neg"))
-
-    def write_scores(self, st: Statements, packs: list, fold: str, lookups, fold_ids, phases):
+    def _write_scores_on_shards(self, st: Statements, packs: list, fold: str, lookups, fold_ids, phases):
         """Scores written next to the rows they score: (local staging tables, shard tables, rows written).
 
         Each shard runs a CREATE TABLE AS of its own rows' scores into schema
@@ -198,15 +255,16 @@ class Fanout:
         other objects under the names that readers of the model's tables look up. A superuser's
         mapping creates it (committed at once, outside the fit's shard transactions)."""
         name = quote_literal(f"woe_anchor_schema_{uuid.uuid4().hex[:16]}")
-        self.plpy.execute(f"SELECT {self.dblink}.dblink_connect({name}, {quote_literal(server)})")
+        dblink = self.fanout.dblink
+        self.plpy.execute(f"SELECT {dblink}.dblink_connect({name}, {quote_literal(server)})")
         try:
-            self.plpy.execute(f"SELECT {self.dblink}.dblink_exec({name}, {quote_literal(CREATE_SCORES_SCHEMA)})")
-            ok = self.plpy.execute(f"SELECT t.ok FROM {self.dblink}.dblink({name}, {quote_literal(SCORES_SCHEMA_OK)}) "
+            self.plpy.execute(f"SELECT {dblink}.dblink_exec({name}, {quote_literal(CREATE_SCORES_SCHEMA)})")
+            ok = self.plpy.execute(f"SELECT t.ok FROM {dblink}.dblink({name}, {quote_literal(SCORES_SCHEMA_OK)}) "
                                    "AS t (ok boolean)")[0]["ok"]
         finally:
-            self.plpy.execute(f"SELECT {self.dblink}.dblink_disconnect({name})")
+            self.plpy.execute(f"SELECT {dblink}.dblink_disconnect({name})")
         if not ok:
-            raise errors.FitError("42501", f"server {server} has no schema woe_anchor_scores owned by a superuser, "
+            raise errors.Refusal("42501", f"server {server} has no schema woe_anchor_scores owned by a superuser, "
                                            "where scores_on_shards writes",
                                   hint="On that server, as a superuser: CREATE SCHEMA woe_anchor_scores; GRANT USAGE, "
                                        "CREATE ON SCHEMA woe_anchor_scores TO <the user your mapping names>;")
@@ -327,7 +385,7 @@ def shard_scores_sql(plpy, server: str, remote_table: str) -> str:
     """
     dblink = dblink_schema(plpy)
     if dblink is None:
-        raise errors.FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+        raise errors.Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                               f"this model's scores live on server {server}: reading them needs dblink",
                               hint="CREATE EXTENSION dblink;")
     name = quote_literal(f"{SHARD_READS}{uuid.uuid4().hex[:16]}")
@@ -339,7 +397,7 @@ def shard_scores_sql(plpy, server: str, remote_table: str) -> str:
     check = _SHARD_TABLE_CHECK.format(columns=columns, table=quote_literal(table))
     ok = plpy.execute(f"SELECT t.ok FROM {dblink}.dblink({name}, {quote_literal(check)}) AS t (ok boolean)")
     if not ok or not ok[0]["ok"]:
-        raise errors.FitError("42501", f"table woe_anchor_scores.{remote_table} on server {server} is no longer "
+        raise errors.Refusal("42501", f"table woe_anchor_scores.{remote_table} on server {server} is no longer "
                                        "a plain score table in a superuser's schema: not read",
                               hint="Its owner on the shard changed it; drop and refit the model.")
     select = f"SELECT {', '.join(c for c, _ in STAGING_COLUMNS)} FROM {table}"

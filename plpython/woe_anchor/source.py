@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import bands, errors, sqlgen
+from .catalog import SCORES
 
 NUMERIC_TYPES = ("smallint", "integer", "bigint", "real", "double precision", "numeric")
 INTEGER_TYPES = ("smallint", "integer", "bigint")
@@ -19,21 +20,21 @@ KEY_AND_LABEL_COLUMNS = {
     "final_status": TEXT_TYPES,
 }
 
-_COLUMNS_SQL = """
+_COLUMNS_SQL = f"""
 SELECT format('%I.%I', n.nspname, c.relname) AS qualified, c.relkind::text AS relkind,
        EXISTS (SELECT FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
                WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                  AND d.deptype = 'e' AND e.extname = 'woe_anchor')
        OR EXISTS (SELECT FROM pg_catalog.pg_inherits i
-                  WHERE i.inhrelid = c.oid AND i.inhparent = 'ml.woe_anchor_scores_v1'::regclass)
+                  WHERE i.inhrelid = c.oid AND i.inhparent = '{SCORES}'::regclass)
           AS is_own,
        coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum)
                  FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
-                   AND NOT a.attisdropped), '{}') AS names,
+                   AND NOT a.attisdropped), '{{}}') AS names,
        coalesce((SELECT array_agg(pg_catalog.format_type(coalesce(nullif(t.typbasetype, 0), t.oid), NULL)
                                   ORDER BY a.attnum)
                  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}') AS types
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{{}}') AS types
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = $1
 """
@@ -73,32 +74,32 @@ def check_columns(have: dict, want: dict) -> None:
     """Name every missing column and every column of an unusable type at once."""
     missing = [c for c in want if c not in have]
     if missing:
-        raise errors.FitError(
+        raise errors.Refusal(
             errors.UNDEFINED_COLUMN,
             f"source is missing {len(missing)} required column(s): {', '.join(missing)}",
             hint="Expose them under these names, e.g. through a view over your table.")
     wrong = [f"{c} is {have[c]} (expected {' or '.join(want[c]) or 'a type no use of it shares'})"
              for c in want if have[c] not in want[c]]
     if wrong:
-        raise errors.FitError(errors.DATATYPE_MISMATCH,
+        raise errors.Refusal(errors.DATATYPE_MISMATCH,
                               "source columns have unusable types: " + "; ".join(wrong),
                               hint="Cast them in a view over your table.")
 
 
 def resolve(plpy, source_oid, schema: bands.BandSchema, labels: bool = True) -> Source:
     if source_oid is None:
-        raise errors.FitError(errors.NULL_VALUE_NOT_ALLOWED, "source must not be NULL",
+        raise errors.Refusal(errors.NULL_VALUE_NOT_ALLOWED, "source must not be NULL",
                               hint="Pass a table or view, e.g. source => 'public.listings'.")
     plan = plpy.prepare(_COLUMNS_SQL, ["oid"])
     rows = plpy.execute(plan, [source_oid])
     if not rows:
-        raise errors.FitError(errors.UNDEFINED_TABLE, f"source relation with OID {source_oid} does not exist")
+        raise errors.Refusal(errors.UNDEFINED_TABLE, f"source relation with OID {source_oid} does not exist")
     row = rows[0]
     if row["relkind"] not in ("r", "v", "m", "p", "f"):
-        raise errors.FitError(errors.WRONG_OBJECT_TYPE,
+        raise errors.Refusal(errors.WRONG_OBJECT_TYPE,
                               f"source {row['qualified']} is not a table, view or materialized view")
     if row["is_own"]:
-        raise errors.FitError(errors.INVALID_PARAMETER_VALUE,
+        raise errors.Refusal(errors.INVALID_PARAMETER_VALUE,
                               f"source {row['qualified']} is one of woe_anchor's own artifact tables")
     have = dict(zip(row["names"], row["types"]))
     want = expected_types(schema, labels)

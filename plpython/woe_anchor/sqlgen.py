@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from . import bands as b
+from .catalog import MAPS
 
 _TRANSFORM_SQL = {
     "identity": "{x}",
@@ -188,7 +189,7 @@ class Compiler:
         x = self.category_read(band)
         other, null = quote_literal(b.OTHER), quote_literal(b.NULL_VALUE)
         if self.live:
-            kept = (f"EXISTS (SELECT FROM ml.woe_anchor_map_v1 AS v WHERE v.model_key = {self.live}.model_key "
+            kept = (f"EXISTS (SELECT FROM {MAPS} AS v WHERE v.model_key = {self.live}.model_key "
                     f"AND v.fold_id IS NULL AND v.band_name = {quote_literal(band.name)} "
                     f"AND v.band_value = {x} AND v.band_value NOT IN ({other}, {null}))")
             return f"CASE WHEN {x} IS NULL THEN {null} WHEN {kept} THEN {x} ELSE {other} END"

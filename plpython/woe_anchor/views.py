@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 
 from . import bands, errors, passes, schemas, source
-from .errors import FitError
-from .inference import BANDS_VIEW, SCORES_VIEW, TRAIN_VIEW, untrusted_code
-from .persist import REGISTRY
+from .errors import Refusal
+from .catalog import BANDS_VIEW, CUTS, MAPS, REGISTRY, SCORES_VIEW, TRAIN_VIEW
+from .inference import untrusted_code
 from .sqlgen import Compiler, quote_ident, quote_literal
 
 # the live views and what each shows; ml.woe_anchor_views records those woe_anchor made
@@ -70,7 +70,7 @@ def create_views(plpy, source_oid, version, guard: str | None, replace_views: bo
     column_sql = ",\n       ".join(f"{expr} AS {quote_ident(name)}" for expr, name in columns)
     joins, terms = [], ["b.base_logit"]
     for i, band in enumerate(schema.bands):
-        joins.append(f"LEFT JOIN ml.woe_anchor_map_v1 AS m{i} ON m{i}.model_key = b.model_key "
+        joins.append(f"LEFT JOIN {MAPS} AS m{i} ON m{i}.model_key = b.model_key "
                      f"AND m{i}.fold_id IS NULL AND m{i}.band_name = {quote_literal(band.name)} "
                      f"AND m{i}.band_value = b.{quote_ident(band.column)}")
         terms.append(f"coalesce(m{i}.woe, 0::float8)")
@@ -82,7 +82,7 @@ SELECT s.generation::int AS generation, s.listing_id::bigint AS listing_id, s.t0
 FROM {src.qualified} AS s
 CROSS JOIN (SELECT r.model_key, r.base_logit, k.thresholds
             FROM {REGISTRY} AS r
-            JOIN ml.woe_anchor_cuts_v1 AS k ON k.model_key = r.model_key AND k.fold_id IS NULL
+            JOIN {CUTS} AS k ON k.model_key = r.model_key AND k.fold_id IS NULL
             WHERE r.is_active AND r.band_schema_version = {int(version)}) AS m""",
         "scores": f"""
 SELECT q.generation, q.listing_id, q.t0, q.model_key, q.woe_logit,
@@ -103,7 +103,7 @@ SELECT s.* FROM {SCORES_VIEW} AS s
         # CREATE OR REPLACE keeps grants and dependents but cannot change columns: drop, unless that
         # would drop views of someone else's
         if outside:
-            raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+            raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                            f"the live views change columns, and views woe_anchor did not make depend on them: "
                            f"{', '.join(sorted(set(outside)))}",
                            hint="Drop those views, call this again, then re-create them.")
@@ -142,7 +142,7 @@ def _claim(plpy, view: str, replace: bool, ours: list[str] = ()) -> list[str]:
         return []
     row = row[0]
     if row["relkind"] != "v" or not (row["ours"] or replace):
-        raise FitError(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+        raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                        f"{view} exists and woe_anchor did not create it (owner {row['owner']})",
                        hint=("It may be a view of your own pipeline. To serve woe_anchor's models under that name, "
                              "pass replace_views => true" + (" after dropping the views that depend on it: "
@@ -159,10 +159,10 @@ def _view_name(plpy, name: str) -> str:
     """
     parts = (name or "").split(".")
     if len(parts) != 2 or not all(bands.COLUMN_RE.match(p) for p in parts):
-        raise FitError(errors.INVALID_PARAMETER_VALUE, f"view name {name!r} must be schema.name of plain identifiers")
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"view name {name!r} must be schema.name of plain identifiers")
     if not plpy.execute(plpy.prepare("SELECT ml._woe_anchor_superusers_schema($1) AS ok", ["name"]),
                         [parts[0]])[0]["ok"]:
-        raise FitError("42501", f"schema {parts[0]} must exist and be owned by a superuser",
+        raise Refusal("42501", f"schema {parts[0]} must exist and be owned by a superuser",
                        hint="woe_anchor records the views it makes by name: only a superuser's schema keeps them "
                             "its own (ml is one).")
     return ".".join(quote_ident(p) for p in parts)
@@ -196,12 +196,12 @@ def create_source_view(plpy, name: str, relation_oids: list, columns_doc: str, v
     mapping = json.loads(columns_doc or "{}")
     relations = [plpy.execute(plpy.prepare(_RELATION_SQL, ["oid"]), [oid]) for oid in relation_oids or []]
     if not relations or any(not r for r in relations):
-        raise FitError(errors.UNDEFINED_TABLE, "relations must name one or more existing relations, the base first")
+        raise Refusal(errors.UNDEFINED_TABLE, "relations must name one or more existing relations, the base first")
     relations = [r[0] for r in relations]
     wanted = source.expected_types(schema)
     unknown = sorted(set(mapping) - set(wanted))
     if unknown or not isinstance(mapping, dict):
-        raise FitError(errors.INVALID_PARAMETER_VALUE,
+        raise Refusal(errors.INVALID_PARAMETER_VALUE,
                        f"columns maps columns the contract does not have: {', '.join(unknown)}",
                        hint=f"The contract's columns for band schema {version}: {', '.join(wanted)}.")
 
@@ -216,7 +216,7 @@ def create_source_view(plpy, name: str, relation_oids: list, columns_doc: str, v
         given = mapping.get(contract, contract)
         names = given if isinstance(given, list) else [given]
         if not names or not all(isinstance(n, str) and bands.COLUMN_RE.match(n) for n in names):
-            raise FitError(errors.INVALID_PARAMETER_VALUE,
+            raise Refusal(errors.INVALID_PARAMETER_VALUE,
                            f"columns.{contract} must name a column, or list columns (the first not NULL)")
         found = [find(n) for n in names]
         if all(found):
@@ -225,7 +225,7 @@ def create_source_view(plpy, name: str, relation_oids: list, columns_doc: str, v
         elif contract in mapping or contract not in bands.LABEL_COLUMNS:
             missing.append(f"{contract} (looked for {', '.join(n for n, f in zip(names, found) if not f)})")
     if missing:
-        raise FitError(errors.UNDEFINED_COLUMN,
+        raise Refusal(errors.UNDEFINED_COLUMN,
                        f"the relations lack {len(missing)} column(s) the source needs: {'; '.join(missing)}",
                        hint="Map each to the column that holds it: columns => '{\"t0\": \"edited_date\"}'.")
     joins = []
@@ -233,7 +233,7 @@ def create_source_view(plpy, name: str, relation_oids: list, columns_doc: str, v
     for i, r in enumerate(relations[1:], start=1):
         keys = [k for k in JOIN_KEYS if k in base and k in r["names"]]
         if not keys:
-            raise FitError(errors.INVALID_PARAMETER_VALUE,
+            raise Refusal(errors.INVALID_PARAMETER_VALUE,
                            f"{r['qualified']} shares none of {', '.join(JOIN_KEYS)} with {relations[0]['qualified']}")
         on = " AND ".join(f"r{i}.{quote_ident(k)} = r0.{quote_ident(k)}" for k in keys)
         joins.append(f"LEFT JOIN {r['qualified']} AS r{i} ON {on}")

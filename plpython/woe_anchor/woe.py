@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-P_CLAMP = 1e-12
+from .catalog import P_CLAMP
 
 
 @dataclass

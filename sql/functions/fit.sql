@@ -30,18 +30,18 @@ $woe_anchor_py$;
 CREATE PROCEDURE ml.fit_woe_anchor(
     source regclass,
     cutoff timestamptz DEFAULT NULL,
-    n_folds int DEFAULT 5,
-    half_life_days float8 DEFAULT 150,
-    eps float8 DEFAULT 0.5,
-    slow_threshold_hours float8 DEFAULT 504,
-    min_duration_hours float8 DEFAULT 48,
+    n_folds int DEFAULT @DEFAULT:n_folds@,
+    half_life_days float8 DEFAULT @DEFAULT:half_life_days@,
+    eps float8 DEFAULT @DEFAULT:eps@,
+    slow_threshold_hours float8 DEFAULT @DEFAULT:slow_threshold_hours@,
+    min_duration_hours float8 DEFAULT @DEFAULT:min_duration_hours@,
     dsold_thresholds float8[] DEFAULT NULL,
     INOUT model_key text DEFAULT NULL,
     activate boolean DEFAULT true,
     oof boolean DEFAULT true,
     persist boolean DEFAULT true,
     replace boolean DEFAULT false,
-    band_schema_version int DEFAULT 1,
+    band_schema_version int DEFAULT @DEFAULT:band_schema_version@,
     scores_on_shards boolean DEFAULT false)
 LANGUAGE plpgsql SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp

@@ -87,14 +87,14 @@ CREATE FUNCTION ml.schedule_woe_anchor_fit(
     job_name text,
     schedule text,
     source regclass,
-    n_folds int DEFAULT 5,
-    half_life_days float8 DEFAULT 150,
-    eps float8 DEFAULT 0.5,
-    slow_threshold_hours float8 DEFAULT 504,
-    min_duration_hours float8 DEFAULT 48,
+    n_folds int DEFAULT @DEFAULT:n_folds@,
+    half_life_days float8 DEFAULT @DEFAULT:half_life_days@,
+    eps float8 DEFAULT @DEFAULT:eps@,
+    slow_threshold_hours float8 DEFAULT @DEFAULT:slow_threshold_hours@,
+    min_duration_hours float8 DEFAULT @DEFAULT:min_duration_hours@,
     dsold_thresholds float8[] DEFAULT NULL,
     activate boolean DEFAULT true,
-    band_schema_version int DEFAULT 1)
+    band_schema_version int DEFAULT @DEFAULT:band_schema_version@)
 RETURNS bigint
 LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp

@@ -1,0 +1,73 @@
+"""The fit's two readers (plpython/woe_anchor/readers.py) on the same rows: the per-row read with
+numpy, and the set-based statements a sharded fit sends to its shards, here over one local
+table. Where a rule exists in both languages (statistics, percentiles, exact weight sums,
+quality groups) this drives both; their artifacts must be the same, bit for bit."""
+from __future__ import annotations
+
+import psycopg
+import psycopg.types.json
+import pytest
+
+import artifacts
+import cases
+from conftest import fit
+from test_band_schemas import EDGE_BANDS
+
+VERSION = 9  # schema 1 plus the edge bands: categories, ladders over sums on learned thresholds
+
+
+@pytest.fixture(scope="module")
+def edge_schema(dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE band_schema_version = %s", [VERSION])
+        conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version = %s", [VERSION])
+        conn.execute("SELECT ml.woe_anchor_copy_band_schema(1, %s)", [VERSION])
+        for i, (name, column, subset, rule) in enumerate(EDGE_BANDS):
+            conn.execute("INSERT INTO ml.woe_anchor_bands VALUES (%s, %s, %s, %s, %s, %s)",
+                         [VERSION, 20 + i, name, column, subset, psycopg.types.json.Jsonb(rule)])
+    return VERSION
+
+
+def _fit_with(conn, reader: str, **params) -> str:
+    conn.execute("SELECT set_config('woe_anchor.reader', %s, false)", [reader])
+    try:
+        conn.notices.clear()
+        key = fit(conn, "rd_src", model_key=f"rd_{reader}", replace=True, activate=False, **params)
+    finally:
+        conn.execute("RESET woe_anchor.reader")
+    said = any(n.startswith("[fit] woe_anchor.reader = statements") for n in conn.notices)
+    assert said == (reader == "statements"), "the reader asked for is the one that read"
+    return key
+
+
+@pytest.mark.parametrize("params", [
+    {},
+    {"n_folds": 20, "half_life_days": None},
+    {"oof": False, "cutoff": "at_sale"},
+    {"band_schema_version": "edge"},
+], ids=["defaults", "twenty_folds_no_decay", "in_sample_at_a_sale", "categories_and_sums"])
+def test_both_readers_give_bit_identical_artifacts(conn, edge_schema, params):
+    rows = cases.make_rows(seed=95)
+    cases.load(conn, "rd_src", rows)
+    params = dict(params)
+    if params.get("cutoff") == "at_sale":
+        params["cutoff"] = cases.to_datetime(cases.cutoff_at_a_sale(rows))
+    if params.get("band_schema_version") == "edge":
+        params["band_schema_version"] = edge_schema
+    by_rows = _fit_with(conn, "rows", **params)
+    by_statements = _fit_with(conn, "statements", **params)
+    got_rows, got_statements = artifacts.comparable(conn, by_rows), artifacts.comparable(conn, by_statements)
+    assert got_rows[1] and got_rows[2] and got_rows[3], "the fit wrote cuts, maps and scores"
+    assert got_statements == got_rows, "bit-identical artifacts"
+    for key in (by_rows, by_statements):
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+
+
+def test_an_unknown_reader_is_refused(conn):
+    cases.load(conn, "rd_src", cases.make_rows(seed=96, n=300))
+    conn.execute("SET woe_anchor.reader = 'psychic'")
+    try:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="'rows' or 'statements'"):
+            fit(conn, "rd_src", model_key="rd_unknown", activate=False)
+    finally:
+        conn.execute("RESET woe_anchor.reader")
