@@ -7,7 +7,7 @@
 * ``best_effort``: the fastest reasonable client. It runs COPY out, bands and
   sums in numpy with ``bincount``, then runs COPY in and adds the primary key.
 
-Both follow SPEC.md closely enough to do the same work as the extension; they
+Both follow docs/contract.md closely enough to do the same work as the extension; they
 are baselines for timing, not references for correctness (tests/reference.py
 is that).
 """
@@ -36,7 +36,7 @@ VISION = ("present", "vdmg", "acc")
 
 
 def prepare(df: pd.DataFrame, slow=504.0, min_dur=48.0, half_life=150.0, n_folds=5):
-    """Splits, label, weights, thresholds, band codes and folds (SPEC.md 3-5, 7) in numpy."""
+    """Splits, label, weights, thresholds, band codes and folds (docs/contract.md 3-5, 7) in numpy."""
     cutoff = np.nanmax(df["sold_time"].to_numpy()) - 7 * 86400
     df = df[df["sold_time"].notna() & (df["sold_time"] <= cutoff)].reset_index(drop=True)
     col = {c: df[c].to_numpy(dtype=np.float64) for c in FEATURES + ("duration_hours", "t0", "sold_time")}

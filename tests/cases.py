@@ -1,4 +1,4 @@
-"""Generated sources for the tests, with every edge case SPEC.md names.
+"""Generated sources for the tests, with every edge case docs/contract.md names.
 
 ``make_rows`` builds numpy columns; ``load`` copies them into a table whose
 column types vary on purpose (numeric, real, smallint, boolean, ...), and
@@ -183,7 +183,7 @@ def as_reference(rows: dict) -> dict:
     return out
 
 
-# ---- band schema 2 of issue #8: schema 1 without sale and bat, plus generation and watchers
+# ---- band schema 2: schema 1 without sale and bat, plus generation and watchers
 
 SCHEMA_2_DROPPED = ("sale", "bat")
 _WATCH_RULE = ('{"kind": "ladder", "input": {"column": "watcher_count"}, "null": "watch_missing", '

@@ -5,7 +5,7 @@ extension must already be installed there); WOE_ANCHOR_CONTAINERS=1 asks for a c
 docker/Dockerfile started by testcontainers; else the harness's private local cluster,
 created and started on demand (what the README's test command and CI use). Tests marked
 ``local_server`` need this machine's own server files: they are skipped against a container,
-as the README says, and run everywhere else.
+as docs/install.md says, and run everywhere else.
 """
 from __future__ import annotations
 

@@ -36,14 +36,14 @@ BANDS_VIEW = "ml.v_woe_anchor_bands_live_v1"
 SCORES_VIEW = "ml.woe_anchor_scores_live_v1"
 ENTRYPOINT = "ml.woe_anchor_feature_store_t0_v1_v"
 TRAIN_VIEW = "ml.woe_anchor_scores_live_train_v"
-# the listing rows behind the feature store: SPEC.md section 2 columns, usable as a fit or score source
+# the listing rows behind the feature store: docs/contract.md section 2 columns, usable as a fit or score source
 RAW_TABLE = "market.listing_snapshots"
 
 # how the guard's and the assertion's errors start (tests match on these)
 GUARD_ERROR = "t0 guard:"
 ASSERT_ERROR = "WOE anchor store not certifiable:"
 
-# SPEC.md section 8 columns of the trainer's tables, the only ones the trainer writes
+# docs/contract.md section 8 columns of the trainer's tables, the only ones the trainer writes
 TRAINER_COLUMNS = {
     "woe_anchor_model_registry_v1": ("model_key", "train_cutoff_ts", "half_life_days", "eps", "n_folds",
                                      "band_schema_version", "code_sha256", "created_at", "is_active",
@@ -54,7 +54,7 @@ TRAINER_COLUMNS = {
                              "woe_logit", "woe_p"),
 }
 
-# band_name in the map -> column of the banding view (SPEC.md section 5, band schema 1)
+# band_name in the map -> column of the banding view (docs/contract.md section 5, band schema 1)
 BANDS = (("dsold", "dsold_band"), ("trust", "trust_tier"), ("ship", "ship_band"), ("sale", "sale_band"),
          ("cond", "cond_band"), ("dmg", "dmg_ai_band"), ("bat", "bat_band"),
          ("present", "presentation_band"), ("vdmg", "vdmg_band"), ("acc", "accessories_band"))
@@ -182,7 +182,7 @@ def create_feature_store(conn, rows: dict, vision_without_images: bool = True) -
     """The user's source relations, as views over one table of listing snapshots; returns that table's name.
 
     The table (``RAW_TABLE``) holds ``rows`` exactly as ``cases.load`` writes
-    them (SPEC.md section 2 columns, NaN kept where cases keeps it), so a test
+    them (docs/contract.md section 2 columns, NaN kept where cases keeps it), so a test
     can fit or score the same rows with the extension. Over it:
 
     - the socio store has both ``t0`` and ``edited_date``: edited_date is
@@ -246,7 +246,7 @@ FROM {raw} AS s""").format(labels=_ident(LABELS), raw=_ident(RAW_TABLE)))
 
 # ---------------------------------------------------------------- 8: the inference views
 
-# Band rules of SPEC.md section 5 in SQL, with the SQL-side differences of the
+# Band rules of docs/contract.md section 5 in SQL, with the SQL-side differences of the
 # user's views (existing-installation.md section 10, items 11 to 16):
 # - has_assets is "a vision row exists", not image_count > 0 (11);
 # - damage: only 0, 1, 2 exactly and >= 3 have their own label; any other value
@@ -258,7 +258,7 @@ FROM {raw} AS s""").format(labels=_ident(LABELS), raw=_ident(RAW_TABLE)))
 #   row present_hi; base_logit falls back to the unclamped logit of base_rate (15);
 # - a NULL band adds 0 in the scoring view, and NaN inputs are not NULL: NaN
 #   compares above every number (16).
-# Inputs are read as float8, as SPEC.md section 2 reads them.
+# Inputs are read as float8, as docs/contract.md section 2 reads them.
 _BANDS_VIEW_SQL = """
 CREATE VIEW ml.v_woe_anchor_bands_live_v1 AS
 WITH active AS (
@@ -649,7 +649,7 @@ def recertify(conn) -> None:
 def load_trainer_models(conn, source_conn, keys) -> dict:
     """Copy models the extension fitted (in ``source_conn``'s database) into the trainer's tables.
 
-    Only the SPEC.md section 8 columns travel, as the trainer would have
+    Only the docs/contract.md section 8 columns travel, as the trainer would have
     written them; ``created_at`` of cuts, map and scores is the copy's time.
     Returns {model_key: {table: rows copied}}.
     """

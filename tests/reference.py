@@ -1,6 +1,6 @@
-"""Independent reference implementation of the woe_anchor contract (SPEC.md, sections 2-7).
+"""Independent reference implementation of the woe_anchor contract (docs/contract.md, sections 2-7).
 
-Written only from /work/shared/SPEC.md and requirements/oof-and-persistence.md, in plain
+Written only from the user's specification and OOF requirements (restated in docs/contract.md), in plain
 Python + numpy, for tests to compare the PostgreSQL extension against.  Clarity over speed.
 
 Entry point: ``fit_reference(rows, ...)``; see its docstring for the input and output shapes.
@@ -22,11 +22,11 @@ FEATURE_COLUMNS = (
     "dmg_band_hq_struct", "charger_bundle_level", "box_present", "receipt_present",
 )
 
-# Band schemas other than schema 1 (issue #8), for the band-schema tests: a ``variant`` drops some
+# Band schemas other than schema 1, for the band-schema tests: a ``variant`` drops some
 # of schema 1's bands and adds bands, each {"name", "subset": None or "has_assets", "labels":
 # f(columns, cuts) -> labels of the rows (None for NULL), "min_weight": float for a category band}.
 # ``columns`` maps every source column to its TRAIN SOLD (or scored) rows; ``cuts`` is (c1, c2).
-# The rules below are README's rule kinds, written here from their description.
+# The rules below are the rule kinds of docs/band-schemas.md, written here from their description.
 OTHER, NULL_VALUE = "__other__", "__null__"
 WATCH_STEPS = (("<", 3.0, "watch_lo"), ("<", 10.0, "watch_mid"))   # x < 3, x < 10, else watch_hi
 
@@ -120,7 +120,7 @@ DSOLD_WIDE = (-2000.0, -500.0, 500.0, 2000.0)
 # --------------------------------------------------------------------------------------
 
 def _percentile_cont(values, q):
-    """PostgreSQL ``percentile_cont(q)`` over non-NULL float values (SPEC.md section 5).
+    """PostgreSQL ``percentile_cont(q)`` over non-NULL float values (docs/contract.md section 5).
 
     position = q * (n - 1); first = floor(position), second = ceil(position);
     result = v[first] if first == second else v[first] + (v[second] - v[first]) * frac.
@@ -143,7 +143,7 @@ def _percentile_cont(values, q):
 
 
 def _sigmoid(logit):
-    """p = 1 / (1 + e^(-logit)) without overflow for any logit (SPEC.md section 6).
+    """p = 1 / (1 + e^(-logit)) without overflow for any logit (docs/contract.md section 6).
 
     Uses the literal formula except where e^(-logit) would overflow, where the
     algebraically identical e^logit / (1 + e^logit) is used instead.
@@ -156,12 +156,12 @@ def _sigmoid(logit):
 
 
 def _null_as_zero(a):
-    """NULL (NaN) read as 0 (SPEC.md section 5, presentation score and accessories)."""
+    """NULL (NaN) read as 0 (docs/contract.md section 5, presentation score and accessories)."""
     return np.where(np.isnan(a), 0.0, a)
 
 
 # --------------------------------------------------------------------------------------
-# bands (SPEC.md section 5)
+# bands (docs/contract.md section 5)
 # --------------------------------------------------------------------------------------
 
 def _dsold_band(x, t):
@@ -256,7 +256,7 @@ def _accessories_band(acc):
 
 
 def presentation_score(c):
-    """Presentation score of SPEC.md section 5, each NULL input read as 0 (summed left to right)."""
+    """Presentation score of docs/contract.md section 5, each NULL input read as 0 (summed left to right)."""
     ic = _null_as_zero(c["image_count"])
     pq = _null_as_zero(c["photo_quality_avg"])
     bg = _null_as_zero(c["bg_clean_avg"])
@@ -268,14 +268,14 @@ def presentation_score(c):
 
 
 def accessories_value(c):
-    """charger_bundle_level + box_present + receipt_present, NULL as 0 (SPEC.md section 5)."""
+    """charger_bundle_level + box_present + receipt_present, NULL as 0 (docs/contract.md section 5)."""
     with np.errstate(invalid="ignore"):
         return (_null_as_zero(c["charger_bundle_level"]) + _null_as_zero(c["box_present"])
                 + _null_as_zero(c["receipt_present"]))
 
 
 def compute_bands(c, t0, has_assets, thresholds, cuts):
-    """Band labels of every row (SPEC.md section 5).
+    """Band labels of every row (docs/contract.md section 5).
 
     Returns {band_name: object array}; vision bands are None where not has_assets.
     """
@@ -308,11 +308,11 @@ def compute_bands(c, t0, has_assets, thresholds, cuts):
 
 
 # --------------------------------------------------------------------------------------
-# one fit and scoring (SPEC.md sections 4 and 6)
+# one fit and scoring (docs/contract.md sections 4 and 6)
 # --------------------------------------------------------------------------------------
 
 def _fit_one(learned_idx, w_raw, y, bands, has_assets, eps, variant=None):
-    """One WOE fit on the given learned rows (SPEC.md section 6).
+    """One WOE fit on the given learned rows (docs/contract.md section 6).
 
     Weights are w_raw divided by their mean over these learned rows (section 4).
     Global bands use all of them, vision bands only the has_assets ones.
@@ -362,7 +362,7 @@ def _fit_one(learned_idx, w_raw, y, bands, has_assets, eps, variant=None):
 
 
 def _score_row(fit, i, bands, has_assets):
-    """logit = base_logit + sum of woe of the row's bands; unseen values add 0 (SPEC.md section 6)."""
+    """logit = base_logit + sum of woe of the row's bands; unseen values add 0 (docs/contract.md section 6)."""
     logit = fit["base_logit"]
     names_global, names_vision, categories = band_set(fit["variant"])
     names = names_global + (names_vision if has_assets[i] else ())
@@ -377,15 +377,15 @@ def _score_row(fit, i, bands, has_assets):
 
 
 # --------------------------------------------------------------------------------------
-# the whole CALL (SPEC.md sections 3-7)
+# the whole CALL (docs/contract.md sections 3-7)
 # --------------------------------------------------------------------------------------
 
 def fit_reference(rows, *, cutoff=None, n_folds=5, half_life_days=150.0, eps=0.5,
                   slow_threshold_hours=504.0, min_duration_hours=48.0,
                   dsold_thresholds=None, oof=True, variant=None) -> dict:
-    """Reference for ml.fit_woe_anchor's computation (SPEC.md sections 3-7; no persistence).
+    """Reference for ml.fit_woe_anchor's computation (docs/contract.md sections 3-7; no persistence).
 
-    rows: dict of equal-length numpy arrays, one per SPEC.md section 2 column
+    rows: dict of equal-length numpy arrays, one per docs/contract.md section 2 column
     (t0/sold_time datetime64[us], NaT = NULL; numeric features float64, NaN = NULL;
     final_status object array of str/None).
 
@@ -597,7 +597,7 @@ def _summarise(label, res):
 
 
 def _check(res):
-    """Invariants that follow from SPEC.md sections 4-7."""
+    """Invariants that follow from docs/contract.md sections 4-7."""
     assert len(res["scores"]) == res["n_train_sold"]
     for k, f in res["fits"].items():
         for name in BAND_NAMES_GLOBAL:
@@ -612,7 +612,7 @@ def _check(res):
 
 
 def _check_band_edges():
-    """A few band edge cases of SPEC.md section 5."""
+    """A few band edge cases of docs/contract.md section 5."""
     t = DSOLD_NARROW
     assert _dsold_band(np.inf, t) == "dSold_overpriced" and _dsold_band(-np.inf, t) == "dSold_cheap"
     assert _dsold_band(-0.15, t) == "dSold_cheap" and _dsold_band(np.nan, t) == "dSold_missing"
@@ -649,7 +649,7 @@ if __name__ == "__main__":
 
 
 def score_rows(rows, result):
-    """Score every row of ``rows`` with the final mapping of a ``fit_reference`` result (SPEC.md 6).
+    """Score every row of ``rows`` with the final mapping of a ``fit_reference`` result (docs/contract.md 6).
 
     Returns {(generation, listing_id, t0 µs): logit}; only the model's stored
     pieces are used: thresholds, cuts and the final fit's base logit and map.

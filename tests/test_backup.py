@@ -92,7 +92,7 @@ def test_dump_and_restore_keep_every_model(server, source_db, tmp_path, form):
 
 
 def test_drop_extension_needs_cascade_with_views_and_takes_the_models_with_it(source_db):
-    """What README "Backup, restore and DROP EXTENSION" promises."""
+    """What docs/backup.md promises."""
     _, dsn = source_db
     with psycopg.connect(dsn, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="v_woe_anchor_bands_live_v1"):

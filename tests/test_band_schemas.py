@@ -1,4 +1,4 @@
-"""Band schemas as data (issue #8): a user-defined schema fits, scores and serves like schema 1."""
+"""Band schemas as data: a user-defined schema fits, scores and serves like schema 1."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +18,7 @@ MIN_WEIGHT = 70.0
 
 @pytest.fixture(scope="module")
 def schema_2(dsn):
-    """Schema 2 built from schema 1 with the helpers and plain DML, as the README shows."""
+    """Schema 2 built from schema 1 with the helpers and plain DML, as docs/band-schemas.md shows."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE band_schema_version >= 2")
         conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version >= 2")
@@ -198,7 +198,7 @@ EDGE_BANDS = [
                                            {"op": ">", "value": 0.0, "label": "over_mid"}], "else": "over_lo"}),
 ]
 
-# The same three bands as the reference reads them, written from README's rule kinds, not compiled
+# The same three bands as the reference reads them, written from docs/band-schemas.md's rule kinds, not compiled
 EDGE_VARIANT = {"drop": (), "bands": [
     {"name": "region", "subset": "has_assets", "min_weight": 25,
      "labels": lambda cols, cuts: reference.category_values(cols["region"])},

@@ -1,4 +1,4 @@
-"""The woe-anchor command (issue #6, items 5 and 6), run as a real process against real databases."""
+"""The woe-anchor command, run as a real process against real databases."""
 from __future__ import annotations
 
 import os
@@ -70,7 +70,7 @@ COPIES = {
 
 
 def test_migrate_adopts_the_trainers_tables(conn, server, tmp_path):
-    """A trainer database (its tables hold this extension's models, SPEC.md columns only) migrates intact."""
+    """A trainer database (its tables hold this extension's models, docs/contract.md columns only) migrates intact."""
     rows = cases.make_rows(seed=98, n=900)
     cases.load(conn, "mig_src", rows)
     old = fit(conn, "mig_src", model_key="trainer_old", n_folds=3, replace=True, activate=False)

@@ -1,4 +1,4 @@
-"""docker/Dockerfile (issue #6, item 3). No container engine runs on the development machines, so
+"""docker/Dockerfile. No container engine runs on the development machines, so
 the image itself is not built here; these tests check what can be checked without one."""
 from __future__ import annotations
 

@@ -93,7 +93,7 @@ def test_fit_matches_reference(conn, name):
 
 
 def test_edge_cases_are_present():
-    """The generated data really contains what SPEC.md asks the tests to cover."""
+    """The generated data really contains what docs/contract.md asks the tests to cover."""
     rows = cases.make_rows(seed=1)
     assert (rows["duration_hours"] == 48.0).any() and (rows["duration_hours"] == 504.0).any()
     assert (rows["final_status"] == "older21days").any()

@@ -1,4 +1,4 @@
-"""`woe-anchor migrate` on a database set up as the user's trainer and SQL package set it up (issue #23).
+"""`woe-anchor migrate` on a database set up as the user's trainer and SQL package set it up.
 
 tests/legacy_install.py rebuilds that installation: the trainer's four tables
 holding two real models plus one model per trainer quirk, the user's feature

@@ -1,4 +1,4 @@
-"""PGXN release (issue #6, item 2): META.json per the PGXN meta spec, `make dist`, a real pgxnclient install."""
+"""PGXN release: META.json per the PGXN meta spec, `make dist`, a real pgxnclient install."""
 from __future__ import annotations
 
 import json

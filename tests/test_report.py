@@ -1,4 +1,4 @@
-"""The model report (issue #6, item 7): one self-contained HTML page, rendered by a real headless Chromium."""
+"""The model report: one self-contained HTML page, rendered by a real headless Chromium."""
 from __future__ import annotations
 
 import re

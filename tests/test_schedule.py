@@ -1,4 +1,4 @@
-"""Scheduled fits with a real pg_cron (issue #6, item 1): jobs run in background workers.
+"""Scheduled fits with a real pg_cron: jobs run in background workers.
 
 pg_cron lives in the cluster's `postgres` database; the fits run in the test
 database, so scheduling goes through dblink, as it does for a user whose
@@ -23,7 +23,7 @@ from conftest import SERVER_KIND, fit
 def cron(conn, server):
     if conn.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0] is None:
         missing = "pg_cron is not preloaded on this server (harness/run.sh installs and preloads it)"
-        if SERVER_KIND == "dsn":  # a server of the user's: the README says this test needs pg_cron there
+        if SERVER_KIND == "dsn":  # a server of the user's: docs/install.md says this test needs pg_cron there
             pytest.skip(missing)
         pytest.fail(missing)
     cron_db = conn.execute("SELECT current_setting('cron.database_name')").fetchone()[0]

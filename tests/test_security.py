@@ -1,4 +1,4 @@
-"""A hostile trainer (issue #16, docs/security.md): it never acts as another role.
+"""A hostile trainer (docs/security.md): it never acts as another role.
 
 Every test plays the attacks a trainer set up with ml.woe_anchor_grant could
 try: make an administrator or a reader run its code, read what it may not,

@@ -1,4 +1,4 @@
-"""Sharded sources (issue #9): two extra PostgreSQL clusters on loopback, rows sharded by generation.
+"""Sharded sources: two extra PostgreSQL clusters on loopback, rows sharded by generation.
 
 A LIST-partitioned source whose partitions are postgres_fdw foreign tables on
 the shards (and one local table) fits exactly like the same rows in one

@@ -6,7 +6,7 @@ the WOE, score and persist.
 
     catalog    table names, windows and defaults shared by modules and SQL
     errors     refusals with a SQLSTATE and a hint (never a traceback)
-    bands      band schemas as data; schema 1 (SPEC.md 5)
+    bands      band schemas as data; schema 1 (docs/contract.md 5)
     schemas    loading and checking a stored band schema
     sqlgen     band schemas compiled to SQL expressions
     source     the source relation: columns, types, shards
@@ -15,7 +15,7 @@ the WOE, score and persist.
     rowset     the per-row read decoded and aggregated in numpy
     sharded    the fan-out over shards (dblink) and its reader
     readers    the reader interface: LocalRows (rowset) and ShardedRows (sharded)
-    woe        WOE of every fit from per-fold sums (SPEC.md 4, 6, 7)
+    woe        WOE of every fit from per-fold sums (docs/contract.md 4, 6, 7)
     quality    AUC, log loss, score bins, band report
     persist    writing a model: the definer entry point's side and the caller's staging
     fit        ml.fit_woe_anchor

@@ -4,7 +4,7 @@ The engine never hard-wires a band: it compiles these descriptions to SQL
 (``sqlgen``) and learns WOE per label. Users keep schemas as rows of
 ``ml.woe_anchor_band_schemas`` and ``ml.woe_anchor_bands`` (a JSON rule per
 band); ``schema_from_rows`` parses and checks them, ``schema_to_rows`` writes
-them. Schema 1 below is SPEC.md section 5 and ships as such rows.
+them. Schema 1 below is docs/contract.md section 5 and ships as such rows.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ script: ``@DEFAULT:<name>@`` in sql/ becomes ``FIT_DEFAULTS[<name>]``, so
 ml.fit_woe_anchor and ml.schedule_woe_anchor_fit declare the same defaults.
 """
 
-# the artifact tables (SPEC.md 8) and the live views
+# the artifact tables (docs/contract.md 8) and the live views
 REGISTRY = "ml.woe_anchor_model_registry_v1"
 CUTS = "ml.woe_anchor_cuts_v1"
 MAPS = "ml.woe_anchor_map_v1"
@@ -15,13 +15,13 @@ BANDS_VIEW = "ml.v_woe_anchor_bands_live_v1"
 SCORES_VIEW = "ml.woe_anchor_scores_live_v1"
 TRAIN_VIEW = "ml.woe_anchor_scores_live_train_v"
 
-# SPEC.md 3: the eval window follows the cutoff, and the default cutoff is the latest finite
+# docs/contract.md 3: the eval window follows the cutoff, and the default cutoff is the latest finite
 # sale less the window's width
 EVAL_WINDOW = "interval '168 hours'"
-# SPEC.md 3: the split censored_ge_21d is 21 days, whatever the label threshold of a fit
+# docs/contract.md 3: the split censored_ge_21d is 21 days, whatever the label threshold of a fit
 CENSORED_HOURS = 504
 
-# the fit's parameters that have a default, as SQL literals (SPEC.md 3-7)
+# the fit's parameters that have a default, as SQL literals (docs/contract.md 3-7)
 FIT_DEFAULTS = {
     "n_folds": "5",
     "half_life_days": "150",
@@ -31,5 +31,5 @@ FIT_DEFAULTS = {
     "band_schema_version": "1",
 }
 
-# SPEC.md 6: the base rate is clamped into [P_CLAMP, 1 - P_CLAMP] before its logit
+# docs/contract.md 6: the base rate is clamped into [P_CLAMP, 1 - P_CLAMP] before its logit
 P_CLAMP = 1e-12

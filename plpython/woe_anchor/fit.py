@@ -23,7 +23,7 @@ from .sqlgen import Compiler, quote_literal, utc_iso_sql
 MIN_MEAN_WEIGHT = 2.0 ** -24
 # a category band's learned values are looked up row by row in an array: keep it small
 MAX_CATEGORY_VALUES = 10_000
-# SPEC.md 8 registry columns, filled when the schema learns thresholds of these names
+# docs/contract.md 8 registry columns, filled when the schema learns thresholds of these names
 DSOLD_COLUMNS = ("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4")
 
 
@@ -58,7 +58,7 @@ def check_params(p: dict) -> None:
 
 
 def learn_thresholds(schema: bands.BandSchema, stats: dict, given) -> tuple[dict, str | None]:
-    """SPEC.md 5 for any schema: each learned rule's values from the stats pass.
+    """docs/contract.md 5 for any schema: each learned rule's values from the stats pass.
 
     Returns ({name: value}, how the dsold_thresholds rule was set, or None
     when the schema has none). ``given`` is the dsold_thresholds parameter.
@@ -361,7 +361,7 @@ def _utc_midnight(day: int) -> str:
 
 
 def _cutoff_literal(plpy, src, given, reader) -> str:
-    """The cutoff as an exact, DateStyle-proof timestamptz literal (default: SPEC.md 3)."""
+    """The cutoff as an exact, DateStyle-proof timestamptz literal (default: docs/contract.md 3)."""
     if given is None:
         text = reader.default_cutoff()
         if text is None:

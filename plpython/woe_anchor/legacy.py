@@ -34,7 +34,7 @@ from .persist import score_partition
 from .sqlgen import quote_ident, quote_literal
 
 TABLES = ("woe_anchor_model_registry_v1", "woe_anchor_cuts_v1", "woe_anchor_map_v1", "woe_anchor_scores_v1")
-RATIO_DEFAULTS = (-0.15, -0.05, 0.05, 0.15)  # SPEC.md 5, what the trainer's views use for NULL thresholds
+RATIO_DEFAULTS = (-0.15, -0.05, 0.05, 0.15)  # docs/contract.md 5, what the trainer's views use for NULL thresholds
 
 # The import reads the trainer's tables as a superuser: only when planning or reading them runs no
 # code but a superuser's. Their columns are of built-in types (casts of another type are its

@@ -63,13 +63,13 @@ class Statements:
         dur = compiler.reads["duration_hours"]
         self.cutoff = cutoff_literal
         self.where = f"s.sold_time IS NOT NULL AND s.sold_time <= {cutoff_literal}"
-        # TRAIN SOLD and the eval window after it (SPEC.md 3)
+        # TRAIN SOLD and the eval window after it (docs/contract.md 3)
         self.window = f"s.sold_time IS NOT NULL AND s.sold_time <= {cutoff_literal} + {EVAL_WINDOW}"
         slow = float_lit(slow_threshold_hours)
-        # SPEC.md 3: y = 1 iff duration >= threshold or final_status = 'older21days'
+        # docs/contract.md 3: y = 1 iff duration >= threshold or final_status = 'older21days'
         self.y = f"(coalesce({dur} >= {slow}, false) OR coalesce(s.final_status = 'older21days', false))"
         self.learned = f"coalesce({dur} >= {float_lit(min_duration_hours)}, false)"
-        # SPEC.md 4: seconds since epoch of the label's moment
+        # docs/contract.md 4: seconds since epoch of the label's moment
         self.label_ts = (f"CASE WHEN {self.y} THEN date_part('epoch', s.t0) + {slow} * 3600::float8 "
                          f"ELSE date_part('epoch', s.sold_time) END")
         # the rows a fit refuses, never NULL themselves (isfinite(NULL) is NULL)
@@ -138,7 +138,7 @@ FROM (SELECT {self.learned} AS learned,{day}
 """
 
     def weight(self, ref_epoch: float, half_life_days: float | None) -> str:
-        """w_raw * 2^61 as an exact integer (SPEC.md 4): 0.5 ^ (age_days / half_life - 61).
+        """w_raw * 2^61 as an exact integer (docs/contract.md 4): 0.5 ^ (age_days / half_life - 61).
 
         The exponent is capped where 0.5 ^ x underflows (PostgreSQL raises there,
         numpy gives 0); capped weights are far below 2^-61 and round to 0 anyway.
@@ -203,7 +203,7 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         INFINITE, SUBSET << k in ``subsets[k]``; day = the UTC day of t0
         (epoch days) + 2^31; code 0 for the ``deferred`` bands (those with
         learned thresholds, banded in numpy once the thresholds are known).
-        ``label_ts``: SPEC.md 4's label moment (epoch seconds); ``x<k>``:
+        ``label_ts``: docs/contract.md 4's label moment (epoch seconds); ``x<k>``:
         ``inputs[k]`` as float8, NaN for NULL. Each column is the rows'
         big-endian values (int8send/float8send) concatenated by string_agg,
         which skips NULLs: no value here is ever NULL, so the columns stay
@@ -286,7 +286,7 @@ FROM ({rows}) AS q
 def constrain_scores_sql(table: str, model_key: str | None = None) -> str:
     """One ALTER, one scan: the score key, and the constraints ATTACH PARTITION then trusts.
 
-    The key is SPEC.md's four columns with model_key last: it is the same in
+    The key is docs/contract.md's four columns with model_key last: it is the same in
     every row of a partition, so leading with it would only add a text
     comparison to every step of the index build's sort (twice the build time).
     A shard's score table (``model_key`` None) holds one model's rows without

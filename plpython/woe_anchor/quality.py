@@ -89,7 +89,7 @@ def fold_stability(final: woe.Fit, folds: dict, band: str) -> dict:
 
 
 def band_report(final: woe.Fit, folds: dict, band_subsets: dict) -> dict:
-    """Per band: information value and fold stability (SPEC.md band names)."""
+    """Per band: information value and fold stability (docs/contract.md band names)."""
     out = {}
     for band, subset in band_subsets.items():
         pos = sum(final.sum_pos[band])

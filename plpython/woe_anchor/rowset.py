@@ -88,7 +88,7 @@ class RowSet:
     flags: np.ndarray        # TRAIN | Y | LEARNED bits
     day: np.ndarray          # epoch day of t0
     combos: list             # per pack: the combination of its bands' codes
-    label_ts: np.ndarray     # SPEC.md 4's label moment, epoch seconds
+    label_ts: np.ndarray     # docs/contract.md 4's label moment, epoch seconds
     marks: np.ndarray        # NULL_KEY | INFINITE | SUBSET << k bits
     x: list = field(default_factory=list)  # the shipment's inputs, NaN for NULL
     w: np.ndarray | None = None       # weight in integers of 2^-61 (0 for rows not learned from), once weighed

@@ -34,7 +34,7 @@ from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
 REMOTE_SETTINGS = ("SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET jit = off; "
                    "SET search_path = pg_catalog, pg_temp; SET constraint_exclusion = partition; "
                    "BEGIN ISOLATION LEVEL REPEATABLE READ")
-CUTOFF_OF_LATEST = f"max(u.m::timestamptz) - {EVAL_WINDOW}"  # SPEC.md 3, as the local fit has it
+CUTOFF_OF_LATEST = f"max(u.m::timestamptz) - {EVAL_WINDOW}"  # docs/contract.md 3, as the local fit has it
 SPI_OK_SELECT = 5       # plpy result status of a query (others are commands)
 SHARDS_CHANGED = "Stop writes to the shards during the fit, or retry."
 BUCKETS = 1024          # histogram buckets per narrowing round

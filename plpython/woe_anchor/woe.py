@@ -1,4 +1,4 @@
-"""WOE math on aggregated sums (SPEC.md sections 4, 6, 7): numpy in, numpy out.
+"""WOE math on aggregated sums (docs/contract.md sections 4, 6, 7): numpy in, numpy out.
 
 The database returns, per fold (a block of UTC days), the raw time-decay
 weight sums of every band value. Every fit, the final one and each fold's

@@ -50,7 +50,7 @@ woe_anchor.sharded.end_shard_reads(plpy)
 $woe_anchor_py$;
 
 
--- Scores every row of any relation with the SPEC.md input columns, with a stored model
+-- Scores every row of any relation with the docs/contract.md input columns, with a stored model
 -- (default: the active one) and nothing but its artifacts.
 CREATE FUNCTION ml.woe_anchor_score(source regclass, model_key text DEFAULT NULL)
 RETURNS SETOF ml.woe_anchor_score_row
