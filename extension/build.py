@@ -92,20 +92,25 @@ def render(version, sql_files, modules, upgrade=False):
     # the fit's defaults, declared by every routine that takes the fit's parameters
     catalog = load_module(next(m for m in modules if Path(m).name == "catalog.py"), "woe_anchor_catalog")
     values.update({f"@DEFAULT:{name}@": literal for name, literal in catalog.FIT_DEFAULTS.items()})
+    values["@LEARNING_PARAMETERS@"] = ",\n".join(f"    {name} {kind} DEFAULT {default}"
+                                                  for name, kind, default in catalog.LEARNING_PARAMETERS)
     if any("@BUILT_IN_SCHEMAS@" in Path(f).read_text() for f in sql_files):
         values["@BUILT_IN_SCHEMAS@"] = built_in_schemas(next(m for m in modules if Path(m).name == "bands.py"))
     parts = []
     for f in sql_files:
         text = Path(f).read_text()
         for k, v in values.items():
-            text = text.replace(k, v)
+            if k != "@MODULES@":
+                text = text.replace(k, v)
+        left = re.findall(r"@[A-Z_]+(?::\w+)?@", text.replace("@MODULES@", ""))
+        if left:
+            sys.exit(f"{f}: unknown placeholders {sorted(set(left))}")
+        # the package's own text last: nothing in a module is read as a placeholder
+        text = text.replace("@MODULES@", values["@MODULES@"])
         if upgrade:
             text = text.replace('"CREATE EXTENSION woe_anchor CASCADE"', '"ALTER EXTENSION woe_anchor UPDATE"')
             if "/functions/" in f or f.endswith("grants.sql"):
                 text = REPLACEABLE.sub(lambda m: f"CREATE OR REPLACE {m.group(1)} ", text)
-        left = re.findall(r"@[A-Z_]+(?::\w+)?@", text)
-        if left:
-            sys.exit(f"{f}: unknown placeholders {sorted(set(left))}")
         parts.append(f"-- source: {f}\n{text.rstrip()}\n")
     return "\n".join(parts)
 

@@ -1,8 +1,9 @@
 """What several modules, and the SQL, share: one definition each.
 
 ``extension/build.py`` reads this module when it generates the extension
-script: ``@DEFAULT:<name>@`` in sql/ becomes ``FIT_DEFAULTS[<name>]``, so
-ml.fit_woe_anchor and ml.schedule_woe_anchor_fit declare the same defaults.
+script: the placeholder LEARNING_PARAMETERS in sql/ becomes the parameter list below and
+DEFAULT:<name> the default of ``<name>``, so ml.fit_woe_anchor and
+ml.schedule_woe_anchor_fit declare the same parameters with the same defaults.
 """
 
 # the artifact tables (docs/contract.md 8) and the live views
@@ -21,15 +22,16 @@ EVAL_WINDOW = "interval '168 hours'"
 # docs/contract.md 3: the split censored_ge_21d is 21 days, whatever the label threshold of a fit
 CENSORED_HOURS = 504
 
-# the fit's parameters that have a default, as SQL literals (docs/contract.md 3-7)
-FIT_DEFAULTS = {
-    "n_folds": "5",
-    "half_life_days": "150",
-    "eps": "0.5",
-    "slow_threshold_hours": "504",   # slow21: 21 days
-    "min_duration_hours": "48",      # rows that sold faster are scored, not learned from
-    "band_schema_version": "1",
-}
+# the parameters of how a model learns (docs/contract.md 3-7): name, SQL type, default literal
+LEARNING_PARAMETERS = (
+    ("n_folds", "int", "5"),
+    ("half_life_days", "float8", "150"),
+    ("eps", "float8", "0.5"),
+    ("slow_threshold_hours", "float8", "504"),   # slow21: 21 days
+    ("min_duration_hours", "float8", "48"),      # rows that sold faster are scored, not learned from
+    ("dsold_thresholds", "float8[]", "NULL"),
+)
+FIT_DEFAULTS = {name: default for name, _, default in LEARNING_PARAMETERS} | {"band_schema_version": "1"}
 
 # docs/contract.md 6: the base rate is clamped into [P_CLAMP, 1 - P_CLAMP] before its logit
 P_CLAMP = 1e-12

@@ -30,12 +30,7 @@ $woe_anchor_py$;
 CREATE PROCEDURE ml.fit_woe_anchor(
     source regclass,
     cutoff timestamptz DEFAULT NULL,
-    n_folds int DEFAULT @DEFAULT:n_folds@,
-    half_life_days float8 DEFAULT @DEFAULT:half_life_days@,
-    eps float8 DEFAULT @DEFAULT:eps@,
-    slow_threshold_hours float8 DEFAULT @DEFAULT:slow_threshold_hours@,
-    min_duration_hours float8 DEFAULT @DEFAULT:min_duration_hours@,
-    dsold_thresholds float8[] DEFAULT NULL,
+@LEARNING_PARAMETERS@,
     INOUT model_key text DEFAULT NULL,
     activate boolean DEFAULT true,
     oof boolean DEFAULT true,

@@ -87,12 +87,7 @@ CREATE FUNCTION ml.schedule_woe_anchor_fit(
     job_name text,
     schedule text,
     source regclass,
-    n_folds int DEFAULT @DEFAULT:n_folds@,
-    half_life_days float8 DEFAULT @DEFAULT:half_life_days@,
-    eps float8 DEFAULT @DEFAULT:eps@,
-    slow_threshold_hours float8 DEFAULT @DEFAULT:slow_threshold_hours@,
-    min_duration_hours float8 DEFAULT @DEFAULT:min_duration_hours@,
-    dsold_thresholds float8[] DEFAULT NULL,
+@LEARNING_PARAMETERS@,
     activate boolean DEFAULT true,
     band_schema_version int DEFAULT @DEFAULT:band_schema_version@)
 RETURNS bigint
