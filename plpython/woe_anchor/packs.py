@@ -66,19 +66,36 @@ def words(radix: list[int], limit: int = 2 ** 62) -> list[Radix]:
     return out + [Radix(tuple(current))]
 
 
-def plan(schema: b.BandSchema, budget: int = COMBINATION_BUDGET) -> list[Pack]:
-    """Greedy packing in band order, each pack at most ``budget`` combinations."""
-    packs, current, size = [], [], 1
+def groups(schema: b.BandSchema, budget: int = COMBINATION_BUDGET) -> list[tuple[int, ...]]:
+    """Which bands share a pack: greedy in band order, each pack at most ``budget`` combinations.
+
+    A category band, whose values each model learns, is a pack of its own: the grouping is then
+    the schema's alone, and the live views, made for a schema, add each pack's WOE in the same
+    groups as the compiled scoring, so both give the same bits.
+    """
+    out, current, size = [], [], 1
     for i, band in enumerate(schema.bands):
+        if band.category is not None:
+            if current:
+                out.append(tuple(current))
+                current, size = [], 1
+            out.append((i,))
+            continue
         slots = len(band.labels) + 1
         if current and size * slots > budget:
-            packs.append(current)
+            out.append(tuple(current))
             current, size = [], 1
         current.append(i)
         size *= slots
-    packs.append(current)
-    return [Pack(radix=tuple(len(schema.bands[i].labels) + 1 for i in members), bands=tuple(members))
-            for members in packs]
+    if current or not out:
+        out.append(tuple(current))
+    return out
+
+
+def plan(schema: b.BandSchema, budget: int = COMBINATION_BUDGET) -> list[Pack]:
+    """The packs of a schema whose category bands know their values (``BandSchema.resolve``)."""
+    return [Pack(radix=tuple(len(schema.bands[i].labels) + 1 for i in members), bands=members)
+            for members in groups(schema, budget)]
 
 
 def combination_sql(pack: Pack, band_sql: list[str]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from . import bands, errors, passes, schemas, source
+from . import bands, errors, packs, passes, schemas, source
 from .errors import Refusal
 from .catalog import BANDS_VIEW, CUTS, MAPS, REGISTRY, SCORES_VIEW, TRAIN_VIEW
 from .inference import untrusted_code
@@ -68,16 +68,18 @@ def create_views(plpy, source_oid, version, guard: str | None, replace_views: bo
         exprs.append(f"CASE WHEN {c.subset(band.subset)} THEN {score} END" if band.subset else score)
     columns = list(zip(exprs, bands.view_columns(schema)))
     column_sql = ",\n       ".join(f"{expr} AS {quote_ident(name)}" for expr, name in columns)
-    joins, terms = [], ["b.base_logit"]
+    joins = []
     for i, band in enumerate(schema.bands):
         joins.append(f"LEFT JOIN {MAPS} AS m{i} ON m{i}.model_key = b.model_key "
                      f"AND m{i}.fold_id IS NULL AND m{i}.band_name = {quote_literal(band.name)} "
                      f"AND m{i}.band_value = b.{quote_ident(band.column)}")
-        terms.append(f"coalesce(m{i}.woe, 0::float8)")
+    # the WOE added pack by pack, in the compiled scoring's order: the same bits on both paths
+    terms = ["b.base_logit"] + ["(" + " + ".join(f"coalesce(m{i}.woe, 0::float8)" for i in group) + ")"
+                                for group in packs.groups(schema)]
     gate = f"CROSS JOIN LATERAL (SELECT {guard}) AS guard\n" if guard.strip() else ""
     bodies = {
         "bands": f"""
-SELECT s.generation::int AS generation, s.listing_id::bigint AS listing_id, s.t0, m.model_key, m.base_logit,
+SELECT s.generation, s.listing_id, s.t0, m.model_key, m.base_logit,
        {column_sql}
 FROM {src.qualified} AS s
 CROSS JOIN (SELECT r.model_key, r.base_logit, k.thresholds
@@ -99,9 +101,9 @@ SELECT s.* FROM {SCORES_VIEW} AS s
     try:
         with plpy.subtransaction():
             _create_live_views(plpy, bodies, src.qualified, int(version), guard)
-    except plpy.spiexceptions.InvalidTableDefinition:
-        # CREATE OR REPLACE keeps grants and dependents but cannot change columns: drop, unless that
-        # would drop views of someone else's
+    except (plpy.spiexceptions.InvalidTableDefinition, plpy.spiexceptions.UndefinedColumn):
+        # CREATE OR REPLACE keeps grants and dependents but cannot change columns (nor name one the
+        # view below does not have yet): drop, unless that would drop views of someone else's
         if outside:
             raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                            f"the live views change columns, and views woe_anchor did not make depend on them: "
@@ -116,7 +118,12 @@ SELECT s.* FROM {SCORES_VIEW} AS s
 
 
 def _create_live_views(plpy, bodies: dict, qualified: str, version: int, guard: str) -> None:
-    for kind in ("bands", "scores", "train"):
+    # A query of the train view locks train, then scores, then bands: replacing them in that order
+    # makes a reader wait instead of deadlocking. A first creation goes the other way (each view
+    # names the one below it), when no reader can hold any of them.
+    exist = all(plpy.execute(plpy.prepare("SELECT to_regclass($1) IS NOT NULL AS e", ["text"]), [view])[0]["e"]
+                for view, _ in LIVE_VIEWS.values())
+    for kind in ("train", "scores", "bands") if exist else ("bands", "scores", "train"):
         view, what = LIVE_VIEWS[kind]
         # prepared: one statement, whatever the administrator's guard text holds
         plpy.execute(plpy.prepare(f"CREATE OR REPLACE VIEW {view} WITH (security_invoker = true) AS {bodies[kind]}"))
