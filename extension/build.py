@@ -71,7 +71,7 @@ def render(version, sql_files, modules, upgrade=False):
     # PL/pgSQL wrappers catch whatever the PL/Python layer raised and re-raise it plainly
     error_variables = "state text; message text; detail text; hint text;"
     def reraise(first=""):
-        return ("EXCEPTION WHEN OTHERS THEN\n"
+        return ("EXCEPTION WHEN OTHERS OR query_canceled THEN\n"
                 "    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,\n"
                 "                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;\n"
                 + (f"    {first}\n" if first else "") +

@@ -17,6 +17,7 @@ import pytest
 import artifacts
 import cases
 from conftest import SERVER_KIND, fit
+from woe_anchor_harness import install
 
 
 @pytest.fixture
@@ -108,3 +109,18 @@ def test_a_scheduled_fit_runs_and_a_failing_one_changes_nothing(conn, dsn, cron)
     conn.execute(f"SET ROLE {trainer}")
     assert conn.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [trainer_name]).fetchone()[0] is True
     conn.execute("RESET ROLE")
+
+
+def test_scheduling_from_another_database_without_dblink_says_where_to_install_it(cron, server):
+    """pg_cron lives in cron.database_name; the hint must point at this database, not at that one."""
+    name = f"woe_anchor_nodblink_{os.getpid()}"
+    dsn = install.fresh_database(server, name)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            cases.load(c, "nd_src", cases.make_rows(seed=101, n=300))
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as err:
+                c.execute("SELECT ml.schedule_woe_anchor_fit('nd_job', '0 3 * * *', 'nd_src')")
+            assert "CREATE EXTENSION dblink in this database" in err.value.diag.message_hint
+            assert "call this function in database" not in err.value.diag.message_hint
+    finally:
+        install.drop_database(server, name)

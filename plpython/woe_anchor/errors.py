@@ -15,6 +15,11 @@ OBJECT_NOT_IN_PREREQUISITE_STATE = "55000"
 DATETIME_FIELD_OVERFLOW = "22008"
 UNDEFINED_OBJECT = "42704"
 
+# hints shared by every function that looks a model up
+LIST_MODELS = "List models with ml.woe_anchor_models()."
+ACTIVATE_ONE = ("Activate a stored model with ml.woe_anchor_activate(model_key) (ml.woe_anchor_models() lists "
+                "them), or fit one with CALL ml.fit_woe_anchor(...).")
+
 
 class Refusal(Exception):
     """A refusal the caller can act on, raised before anything is written; never a traceback."""

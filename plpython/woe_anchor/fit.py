@@ -52,6 +52,8 @@ def check_params(p: dict) -> None:
     if key is not None and (not 1 <= len(key) <= 128
                             or any(unicodedata.category(ch) == "Cc" for ch in key)):
         bad("model_key must be 1 to 128 characters without control characters")
+    if key is not None and (not key.strip() or key != key.strip()):
+        bad(f"model_key {key!r} is blank or starts or ends with spaces", "Pass the key without surrounding spaces.")
     for name in ("activate", "oof", "persist", "replace", "scores_on_shards"):
         if p[name] is None:
             raise Refusal(errors.NULL_VALUE_NOT_ALLOWED, f"{name} must be true or false, not NULL")
@@ -140,6 +142,8 @@ def _one(plpy, sql, types=(), args=()):
 def _fit(plpy, version, code_sha256, p) -> str:
     phases = Phases()
     check_params(p)
+    if p["half_life_days"] is not None and p["half_life_days"] <= 0:
+        plpy.warning(f"half_life_days => {p['half_life_days']:g}: no time decay (every weight 1), as with NULL")
     schema_doc, schema = schemas.load(plpy, p["band_schema_version"])
     if p["dsold_thresholds"] is not None and not any(
             isinstance(r, bands.ScaleRule) and r.parameter for r in schema.learning):
@@ -160,7 +164,7 @@ def _refuse_unlearnable(stats: dict, p: dict, src, cutoff: str) -> None:
     if stats["n_train_sold"] == 0:
         raise Refusal(errors.NO_DATA_FOUND,
                        f"TRAIN SOLD is empty: no row of {src.qualified} has sold_time <= {cutoff.split(chr(39))[1]}",
-                       hint="Pass an earlier-ending cutoff or check sold_time.")
+                       hint="Pass a later cutoff (TRAIN SOLD is sold_time <= cutoff) or check sold_time.")
     if stats["n_null_keys"]:
         raise Refusal(errors.NULL_VALUE_NOT_ALLOWED,
                        f"{stats['n_null_keys']} TRAIN SOLD rows have a NULL generation, listing_id or t0",
@@ -233,6 +237,9 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
     # fold ids have no rows), block 0 (the final fit) without
     fold_of_day = woe.fold_of_days(n_days, p["n_folds"]) if oof else np.zeros(n_days, dtype=np.int64)
     fold_ids, block_of_day = np.unique(fold_of_day, return_inverse=True)
+    if oof and len(fold_ids) < p["n_folds"]:
+        plpy.warning(f"n_folds => {p['n_folds']}, but TRAIN SOLD spans {n_days} days: {len(fold_ids)} folds have rows "
+                     "(folds are blocks of whole days)")
     fold = sql.fold_of_row([_utc_midnight(days[i]) for i in range(1, n_days)
                             if block_of_day[i] != block_of_day[i - 1]])
     per_pack = reader.pack_sums(sql, plan, fold, days, block_of_day, stats["ref_epoch"], p["half_life_days"])
@@ -264,6 +271,8 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
         plpy.notice(f"[woe] in-sample scoring applied to TRAIN SOLD (OOF off): rows={n_scored}")
     final_lookups = scoring if not oof else lookup_tables([final], plan, schema)
     measured = _quality(reader.quality_sets(sql, plan, fold, scoring if oof else None, final_lookups))
+    if not measured["n_eval"]:
+        plpy.warning("no row sold in the 7 days after the cutoff: the eval figures are empty (NULL)")
     phases.done("quality")
 
     registry = dict(

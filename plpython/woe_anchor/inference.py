@@ -45,9 +45,9 @@ def load_model(plpy, key: str | None) -> Model:
     """The named model, or the active one; refuses a missing or incomplete model."""
     rows = plpy.execute(plpy.prepare(_MODEL_SQL, ["text"]), [key])
     if not rows:
-        what = f"model {key!r} does not exist" if key else "no model is active"
-        raise Refusal(errors.NO_DATA_FOUND, what,
-                       hint="List models with ml.woe_anchor_models(); fit one with CALL ml.fit_woe_anchor(...).")
+        if key:
+            raise Refusal(errors.NO_DATA_FOUND, f"model {key!r} does not exist", hint=errors.LIST_MODELS)
+        raise Refusal(errors.NO_DATA_FOUND, "no model is active", hint=errors.ACTIVATE_ONE)
     m = rows[0]
     if m["thresholds"] is None:
         raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,

@@ -139,11 +139,18 @@ AS $$
 DECLARE
     d record;
     existed boolean := false;
+    was_active boolean := EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r
+                                  WHERE r.model_key = woe_anchor_drop_model.model_key AND r.is_active);
 BEGIN
     FOR d IN SELECT * FROM ml._woe_anchor_drop(ml._woe_anchor_ticket(), model_key) LOOP
         existed := true;
         PERFORM ml._woe_anchor_drop_shard_table_of(d.model_key, d.fitted_by, d.server, d.remote_table);
     END LOOP;
+    IF existed AND was_active THEN
+        RAISE WARNING 'model % was the active one: no model is active now, and the live views score nothing',
+            quote_literal(model_key)
+            USING HINT = 'Activate another with ml.woe_anchor_activate(model_key) (ml.woe_anchor_models() lists them).';
+    END IF;
     RETURN existed;
 END
 $$;
@@ -201,9 +208,22 @@ COMMENT ON FUNCTION ml.woe_anchor_models() IS 'Stored WOE anchor models, newest 
 -- Quality recorded at fit time: AUC and log loss (OOF, in-sample, eval), then per band IV and fold stability.
 CREATE FUNCTION ml.woe_anchor_quality(model_key text DEFAULT NULL)
 RETURNS TABLE (metric text, band_name text, value float8)
-LANGUAGE sql STABLE SECURITY INVOKER
+LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    -- an unknown key or no active model is an error here too, as in every other model function
+    IF NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r
+                   WHERE CASE WHEN woe_anchor_quality.model_key IS NULL THEN r.is_active
+                              ELSE r.model_key = woe_anchor_quality.model_key END) THEN
+        IF woe_anchor_quality.model_key IS NULL THEN
+            RAISE EXCEPTION 'no model is active' USING ERRCODE = 'no_data_found',
+                HINT = 'Activate a stored model with ml.woe_anchor_activate(model_key), or name one.';
+        END IF;
+        RAISE EXCEPTION 'model % does not exist', quote_literal(woe_anchor_quality.model_key)
+            USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
+    END IF;
+    RETURN QUERY
     WITH m AS (
         SELECT r.* FROM ml.woe_anchor_model_registry_v1 AS r
         WHERE CASE WHEN woe_anchor_quality.model_key IS NULL THEN r.is_active
@@ -217,7 +237,8 @@ AS $$
     UNION ALL
     SELECT s.key, b.key, (s.value #>> '{}')::float8
     FROM m CROSS JOIN LATERAL jsonb_each(m.band_quality) AS b
-    CROSS JOIN LATERAL jsonb_each(b.value) AS s
+    CROSS JOIN LATERAL jsonb_each(b.value) AS s;
+END
 $$;
 
 COMMENT ON FUNCTION ml.woe_anchor_quality(text) IS 'Quality of a WOE anchor model (default: the active one) recorded at fit time';

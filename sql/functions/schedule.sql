@@ -34,7 +34,8 @@ BEGIN
         RAISE EXCEPTION 'pg_cron lives in database %, not in %: scheduling from here needs dblink', cron_db,
             current_database()
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'CREATE EXTENSION dblink here, or call this function in database ' || cron_db || '.';
+                  HINT = 'CREATE EXTENSION dblink in this database: pg_cron lives in database ' || cron_db
+                         || ', and jobs for models in other databases are scheduled through dblink.';
     END IF;
     -- libpq values in single quotes, backslash-escaped
     SELECT string_agg(k || '=''' || replace(replace(v, '\', '\\'), '''', '\''') || '''', ' ')
