@@ -87,3 +87,20 @@ def test_dropping_the_serving_model_warns_and_scoring_hints_to_activate(conn):
         conn.execute("SELECT * FROM ml.woe_anchor_quality()")
     if active_before:
         conn.execute("SELECT ml.woe_anchor_activate(%s)", [active_before[0]])
+
+
+def test_a_fitted_models_artifacts_do_not_change(conn):
+    cases.load(conn, "fu_frozen", cases.make_rows(seed=102, n=600))
+    key = fit(conn, "fu_frozen", model_key="fu_frozen", replace=True, activate=False)
+    for change in ("UPDATE ml.woe_anchor_map_v1 SET woe = 5 WHERE model_key = %(k)s",
+                   "DELETE FROM ml.woe_anchor_map_v1 WHERE model_key = %(k)s AND fold_id IS NULL",
+                   "UPDATE ml.woe_anchor_cuts_v1 SET c1 = 0 WHERE model_key = %(k)s",
+                   "UPDATE ml.woe_anchor_scores_v1 SET woe_p = 0.5 WHERE model_key = %(k)s",
+                   "DELETE FROM ml.woe_anchor_scores_v1 WHERE model_key = %(k)s",
+                   "UPDATE ml.woe_anchor_model_registry_v1 SET base_logit = 0 WHERE model_key = %(k)s"):
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="do not change"):
+            conn.execute(change, {"k": key})
+    # activation is the one change; deleting the registry row drops the whole model
+    conn.execute("UPDATE ml.woe_anchor_model_registry_v1 SET is_active = false WHERE model_key = %s", [key])
+    conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s", [key])
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_map_v1 WHERE model_key = %s", [key]).fetchone()[0] == 0

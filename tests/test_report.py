@@ -88,12 +88,14 @@ def test_report_of_a_model_without_score_bins(conn, dsn, report_model, tmp_path)
     kept = conn.execute("SELECT score_bins FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
                         [report_model]).fetchone()[0]
     assert kept is not None
+    conn.execute("SET woe_anchor.artifact_write = on")  # what an imported model looks like
     conn.execute("UPDATE ml.woe_anchor_model_registry_v1 SET score_bins = NULL WHERE model_key = %s", [report_model])
     try:
         html = _write(dsn, tmp_path, report_model)
     finally:
         conn.execute("UPDATE ml.woe_anchor_model_registry_v1 SET score_bins = %s WHERE model_key = %s",
                      [psycopg.types.json.Jsonb(kept), report_model])
+        conn.execute("RESET woe_anchor.artifact_write")
     assert "records no score bins" in html and "Calibration" not in html
 
 

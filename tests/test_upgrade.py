@@ -163,7 +163,7 @@ def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(
                              "WHERE extname = 'woe_anchor'").fetchone()[0]
         partitions = conn.execute(
             "SELECT c.oid::regclass::text, pg_get_userbyid(c.relowner), "
-            "(SELECT count(*) FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal) "
+            "(SELECT count(*) FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal AND g.tgparentid = 0) "
             "+ (SELECT count(*) FROM pg_statistic_ext x WHERE x.stxrelid = c.oid) "
             "+ (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) "
             "+ (SELECT count(*) FROM pg_index x WHERE x.indrelid = c.oid AND NOT x.indisprimary), "

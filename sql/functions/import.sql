@@ -2,6 +2,7 @@ CREATE FUNCTION ml._woe_anchor_import_trainer(legacy_schema name)
 RETURNS TABLE (model_key text, outcome text, mapped text)
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+SET woe_anchor.artifact_write = on
 SET TimeZone = 'UTC'
 -- check constraints of the trainer's tables are never planned
 SET constraint_exclusion = partition

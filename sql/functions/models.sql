@@ -48,6 +48,7 @@ CREATE FUNCTION ml._woe_anchor_delete(keys text[])
 RETURNS TABLE (model_key text, fitted_by name, server name, remote_table text)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+SET woe_anchor.artifact_write = on
 AS $$
 BEGIN
     RETURN QUERY
@@ -242,3 +243,43 @@ END
 $$;
 
 COMMENT ON FUNCTION ml.woe_anchor_quality(text) IS 'Quality of a WOE anchor model (default: the active one) recorded at fit time';
+
+-- A fitted model's artifacts do not change. Its activation does, and the extension's own writers
+-- (persist, import, delete: they run with woe_anchor.artifact_write on) write what they write.
+-- Deleting a registry row drops a whole model, its cuts and map rows going with it (a cascade);
+-- single cuts, map or score rows are neither updated nor deleted. A restore only inserts, and
+-- passes. An administrator who must repair a model by hand says so first:
+-- SET LOCAL woe_anchor.artifact_write = on.
+CREATE FUNCTION ml._woe_anchor_artifact_guard() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF coalesce(current_setting('woe_anchor.artifact_write', true), '') = 'on'
+       OR (TG_OP = 'DELETE' AND (TG_TABLE_NAME = 'woe_anchor_model_registry_v1' OR pg_trigger_depth() > 1))
+       OR (TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'woe_anchor_model_registry_v1'
+           AND to_jsonb(NEW) - 'is_active' = to_jsonb(OLD) - 'is_active') THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    RAISE EXCEPTION 'the artifacts of a fitted model do not change: % of % refused', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Only activation changes a model. Drop it (ml.woe_anchor_drop_model) and fit again; to repair '
+                     'one by hand, SET LOCAL woe_anchor.artifact_write = on first.';
+END
+$$;
+
+CREATE TRIGGER woe_anchor_registry_immutable
+    BEFORE UPDATE OR DELETE ON ml.woe_anchor_model_registry_v1
+    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+CREATE TRIGGER woe_anchor_cuts_immutable
+    BEFORE UPDATE OR DELETE ON ml.woe_anchor_cuts_v1
+    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+CREATE TRIGGER woe_anchor_map_immutable
+    BEFORE UPDATE OR DELETE ON ml.woe_anchor_map_v1
+    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+CREATE TRIGGER woe_anchor_scores_immutable
+    BEFORE UPDATE OR DELETE ON ml.woe_anchor_scores_v1
+    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+
+COMMENT ON FUNCTION ml._woe_anchor_artifact_guard() IS
+    'woe_anchor internal: a fitted model''s artifacts do not change (activation aside)';

@@ -6,6 +6,7 @@
 CREATE FUNCTION ml._woe_anchor_persist(ticket uuid, payload text) RETURNS text
 LANGUAGE plpython3u VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET woe_anchor.artifact_write = on
 SET jit = off
 SET TimeZone = 'UTC'
 SET DateStyle = 'ISO, YMD'
