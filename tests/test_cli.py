@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -42,7 +44,75 @@ def test_fit_list_activate_and_drop_from_the_command_line(conn, dsn):
     bad = _cli(dsn, "fit", "no_such_table")
     assert bad.returncode == 2 and "no_such_table" in bad.stderr and "Traceback" not in bad.stderr
     assert _cli(dsn, "drop", "cli_model").returncode == 0
-    assert _cli(dsn, "drop", "cli_model").returncode == 1
+    again = _cli(dsn, "drop", "cli_model")
+    assert again.returncode == 2 and again.stderr.startswith("woe-anchor: P0002 model 'cli_model' does not exist")
+
+
+def test_the_command_line_speaks_options_and_never_a_traceback(conn, dsn, tmp_path):
+    cases.load(conn, "cli_opts", cases.make_rows(seed=103, n=900))
+    exe_version = _cli(dsn, "--version")
+    assert exe_version.returncode == 0 and exe_version.stdout.startswith("woe-anchor 0.")
+    # options after the command, the learning parameters, a dry run that stores nothing
+    dry = _cli(dsn, "fit", "cli_opts", "--model-key", "cli_dry", "--half-life", "none", "--eps", "1.0",
+               "--cutoff", str(cases.to_datetime(cases.cutoff_at_a_sale(cases.make_rows(seed=103, n=900)))),
+               "--no-oof", "--dry-run", "--no-activate")
+    assert dry.returncode == 0, dry.stderr
+    assert any("persist => false: nothing written" in line for line in dry.stdout.splitlines())
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1 WHERE model_key = 'cli_dry'"
+                        ).fetchone()[0] == 0
+    fitted = _cli(dsn, "fit", "cli_opts", "--model-key", "cli_opts_model", "--no-activate", "--n-folds", "3")
+    assert fitted.returncode == 0, fitted.stderr
+    listed = _cli(dsn, "models").stdout.splitlines()
+    starts = {name: listed[0].index(name) for name in listed[0].split()}
+    row = next(line for line in listed if line.startswith("cli_opts_model "))
+
+    def cell(name):
+        after = [s for s in starts.values() if s > starts[name]]
+        return row[starts[name]:min(after, default=len(row))].strip()
+    assert cell("folds") == "3" and len(cell("oof_auc")) <= 6 and float(cell("oof_auc")) > 0.5
+    # a server hint names the option, not the SQL parameter
+    again = _cli(dsn, "fit", "cli_opts", "--model-key", "cli_opts_model")
+    assert again.returncode == 2 and "hint: Pass --replace to replace it" in again.stderr
+    # files and unknown keys: one line each, exit 2
+    unwritable = _cli(dsn, "report", "cli_opts_model", "-o", "/nonexistent/dir/x.html")
+    assert unwritable.returncode == 2 and "No such file or directory: /nonexistent/dir/x.html" in unwritable.stderr
+    unknown = _cli(dsn, "report", "cli_nope")
+    assert unknown.returncode == 2 and "P0002" in unknown.stderr
+    for done in (dry, again, unwritable, unknown):
+        assert "Traceback" not in done.stderr + done.stdout
+    conn.execute("SELECT ml.woe_anchor_drop_model('cli_opts_model')")
+
+
+def test_without_a_server_the_command_line_touches_nothing(tmp_path):
+    """No --dsn and no cluster on the port: a clear error, and no cluster created or started."""
+    exe = Path(sys.executable).parent / "woe-anchor"
+    env = dict(os.environ, WOE_ANCHOR_DSN="", WOE_ANCHOR_PGPORT="54998", WOE_ANCHOR_PGDATA=str(tmp_path / "pg"))
+    done = subprocess.run([str(exe), "models"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2 and "no local cluster answers" in done.stderr and "woe-anchor setup" in done.stderr
+    assert not (tmp_path / "pg").exists()
+
+
+def test_an_interrupted_fit_exits_130_and_leaves_nothing(conn, dsn):
+    """Ctrl-C while the fit waits (here for the registry lock another session holds)."""
+    cases.load(conn, "cli_int", cases.make_rows(seed=104, n=900))
+    exe = Path(sys.executable).parent / "woe-anchor"
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute("LOCK TABLE ml.woe_anchor_model_registry_v1 IN EXCLUSIVE MODE")
+        running = subprocess.Popen([str(exe), "--dsn", dsn, "fit", "cli_int", "--model-key", "cli_interrupted"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=dict(os.environ, WOE_ANCHOR_DSN=""))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not conn.execute(
+                "SELECT EXISTS (SELECT FROM pg_locks WHERE NOT granted "
+                "AND relation = 'ml.woe_anchor_model_registry_v1'::regclass)").fetchone()[0]:
+            time.sleep(0.05)
+        running.send_signal(signal.SIGINT)
+        out, err = running.communicate(timeout=60)
+        blocker.rollback()
+    assert running.returncode == 130, (out, err)
+    assert "interrupted" in err and "Traceback" not in err + out
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1 WHERE model_key = 'cli_interrupted'"
+                        ).fetchone()[0] == 0
 
 
 TRAINER_DDL = """

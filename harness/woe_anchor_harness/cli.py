@@ -1,12 +1,16 @@
 """woe-anchor: the command line of the extension (set up, install, fit, list, activate, drop, schedule, migrate, report).
 
 Every command talks to a real server: --dsn (or WOE_ANCHOR_DSN), else the
-harness's private local cluster and the database named by --db.
+harness's private local cluster and the database named by --db. Only `setup`
+and `install` create, start or install anything; the other commands connect
+to what is there and say so when nothing answers. Errors print their SQLSTATE
+and hint, never a traceback, and exit 2 (130 when interrupted).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -18,9 +22,15 @@ DEFAULT_DB = "woe_anchor_demo"
 
 
 def _dsn(args) -> str:
+    """The server asked for; without one, the private local cluster's address (never started here)."""
     if args.dsn or os.environ.get("WOE_ANCHOR_DSN"):
         return args.dsn or os.environ["WOE_ANCHOR_DSN"]
-    return server.ensure_local().dsn_for(args.db)
+    port = int(os.environ.get("WOE_ANCHOR_PGPORT", server.DEFAULT_PORT))
+    return f"host=127.0.0.1 port={port} user=postgres dbname={args.db}"
+
+
+class Failed(Exception):
+    """A refusal of the command itself, printed as one line, exit 2."""
 
 
 def _connect(args):
@@ -59,13 +69,22 @@ def cmd_install(args):
         print(conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0])
 
 
+def _learning(args) -> dict:
+    """The fit's learning parameters given on the command line (the rest keep their defaults)."""
+    given = {"n_folds": args.n_folds, "eps": args.eps, "slow_threshold_hours": args.slow_threshold_hours,
+             "min_duration_hours": args.min_duration_hours, "band_schema_version": args.band_schema}
+    params = {k: v for k, v in given.items() if v is not None}
+    if args.half_life is not None:
+        params["half_life_days"] = None if args.half_life.lower() == "none" else float(args.half_life)
+    return params
+
+
 def cmd_fit(args):
-    params = {"source": args.source, "n_folds": args.n_folds, "activate": not args.no_activate,
-              "band_schema_version": args.band_schema, "scores_on_shards": args.scores_on_shards}
-    if args.model_key:
-        params["model_key"] = args.model_key
-    if args.replace:
-        params["replace"] = True
+    params = {"source": args.source, **_learning(args), "activate": not args.no_activate,
+              "oof": not args.no_oof, "persist": not args.dry_run, "scores_on_shards": args.scores_on_shards}
+    for name, value in (("model_key", args.model_key), ("cutoff", args.cutoff), ("replace", args.replace or None)):
+        if value is not None:
+            params[name] = value
     named = ", ".join(f"{k} => %({k})s" for k in params)
     with _connect(args) as conn:
         key = conn.execute(f"CALL ml.fit_woe_anchor({named})", params).fetchone()[0]
@@ -74,8 +93,13 @@ def cmd_fit(args):
 
 def cmd_models(args):
     with _connect(args) as conn:
-        print(_table(conn.execute("SELECT model_key, is_active, created_at, n_train_sold, base_rate, map_rows, "
-                                  "score_rows FROM ml.woe_anchor_models()")))
+        print(_table(conn.execute(
+            "SELECT m.model_key, m.is_active AS active, to_char(m.created_at AT TIME ZONE 'UTC', "
+            "'YYYY-MM-DD HH24:MI:SS') AS created_utc, m.n_train_sold, r.n_folds_with_rows AS folds, "
+            "round(r.oof_auc::numeric, 4) AS oof_auc, round(r.eval_auc::numeric, 4) AS eval_auc, "
+            "round(m.base_rate::numeric, 4) AS base_rate, m.map_rows, m.score_rows "
+            "FROM ml.woe_anchor_models() AS m JOIN ml.woe_anchor_model_registry_v1 AS r USING (model_key) "
+            "ORDER BY m.created_at DESC")))
 
 
 def cmd_activate(args):
@@ -86,15 +110,17 @@ def cmd_activate(args):
 
 def cmd_drop(args):
     with _connect(args) as conn:
-        dropped = conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [args.model_key]).fetchone()[0]
-    print(f"dropped: {args.model_key}" if dropped else f"no model {args.model_key}")
-    return 0 if dropped else 1
+        if not conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [args.model_key]).fetchone()[0]:
+            raise Failed(f"P0002 model {args.model_key!r} does not exist", "List models with `woe-anchor models`.")
+    print(f"dropped: {args.model_key}")
 
 
 def cmd_schedule(args):
+    params = {"job_name": args.job_name, "schedule": args.schedule, "source": args.source, **_learning(args),
+              "activate": not args.no_activate}
+    named = ", ".join(f"{k} => %({k})s" for k in params)
     with _connect(args) as conn:
-        job = conn.execute("SELECT ml.schedule_woe_anchor_fit(%s, %s, %s, n_folds => %s)",
-                           [args.job_name, args.schedule, args.source, args.n_folds]).fetchone()[0]
+        job = conn.execute(f"SELECT ml.schedule_woe_anchor_fit({named})", params).fetchone()[0]
     print(f"job {job}: {args.job_name} '{args.schedule}' fits {args.source}")
 
 
@@ -110,8 +136,7 @@ def cmd_report(args):
         try:
             report.write(conn, args.model_key, path)
         except report.ReportError as e:
-            print(f"woe-anchor: {e}", file=sys.stderr)
-            return 1
+            raise Failed(f"P0002 {e}", "List models with `woe-anchor models`.") from None
     print(path)
 
 
@@ -148,35 +173,64 @@ def cmd_migrate(args):
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="woe-anchor", description=__doc__.splitlines()[0])
-    parser.add_argument("--dsn", help="libpq connection string (default: WOE_ANCHOR_DSN, else the local cluster)")
-    parser.add_argument("--db", default=DEFAULT_DB, help=f"database on the local cluster (default {DEFAULT_DB})")
+# the SQL parameter a server hint names -> the option that sets it here
+_OPTIONS = {"replace => true": "--replace", "oof => false": "--no-oof", "n_folds => 1": "--n-folds 1",
+            "scores_on_shards => false": "no --scores-on-shards", "activate => false": "--no-activate"}
+
+
+def _cli_hint(hint: str) -> str:
+    return re.sub("|".join(map(re.escape, _OPTIONS)), lambda m: _OPTIONS[m.group(0)], hint)
+
+
+def _version() -> str:
+    control = (install.REPO / "woe_anchor.control").read_text()
+    return "woe-anchor " + re.search(r"default_version\s*=\s*'([^']+)'", control)[1]
+
+
+def _parser() -> argparse.ArgumentParser:
+    # --dsn and --db are read before or after the command (SUPPRESS: a sub-command's absent
+    # option does not overwrite the one given before it)
+    conn = argparse.ArgumentParser(add_help=False)
+    conn.add_argument("--dsn", default=argparse.SUPPRESS,
+                      help="libpq connection string (default: WOE_ANCHOR_DSN, else the local cluster)")
+    conn.add_argument("--db", default=argparse.SUPPRESS, help=f"database on the local cluster (default {DEFAULT_DB})")
+    learning = argparse.ArgumentParser(add_help=False)
+    learning.add_argument("--n-folds", type=int)
+    learning.add_argument("--half-life", metavar="DAYS", help="half life of the time decay in days, or 'none'")
+    learning.add_argument("--eps", type=float)
+    learning.add_argument("--slow-threshold-hours", type=float)
+    learning.add_argument("--min-duration-hours", type=float)
+    learning.add_argument("--band-schema", type=int)
+    learning.add_argument("--no-activate", action="store_true")
+
+    parser = argparse.ArgumentParser(prog="woe-anchor", description=__doc__.splitlines()[0], parents=[conn])
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("setup", help="create and start the private local cluster; print its DSN").set_defaults(run=cmd_setup)
-    sub.add_parser("install", help="make install, then CREATE EXTENSION in --db").set_defaults(run=cmd_install)
-    f = sub.add_parser("fit", help="CALL ml.fit_woe_anchor, showing its progress as it goes")
+
+    def command(name, run, text, *parents):
+        p = sub.add_parser(name, help=text, parents=[conn, *parents])
+        p.set_defaults(run=run)
+        return p
+
+    command("setup", cmd_setup, "create and start the private local cluster; print its DSN")
+    command("install", cmd_install, "make install, then CREATE EXTENSION in --db")
+    f = command("fit", cmd_fit, "CALL ml.fit_woe_anchor, showing its progress as it goes", learning)
     f.add_argument("source")
     f.add_argument("--model-key")
-    f.add_argument("--n-folds", type=int, default=5)
-    f.add_argument("--band-schema", type=int, default=1)
-    f.add_argument("--no-activate", action="store_true")
+    f.add_argument("--cutoff", help="timestamp with time zone (default: the latest sale less 7 days)")
+    f.add_argument("--no-oof", action="store_true", help="score the training rows in-sample")
+    f.add_argument("--dry-run", action="store_true", help="fit and report, store nothing (persist => false)")
     f.add_argument("--replace", action="store_true")
     f.add_argument("--scores-on-shards", action="store_true")
-    f.set_defaults(run=cmd_fit)
-    sub.add_parser("models", help="list the stored models").set_defaults(run=cmd_models)
+    command("models", cmd_models, "list the stored models")
     for name, run, text in (("activate", cmd_activate, "make a model the active one"),
                             ("drop", cmd_drop, "drop a model and its artifacts")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("model_key")
-        p.set_defaults(run=run)
-    s = sub.add_parser("schedule", help="schedule a fit with pg_cron (idempotent by job name)")
+        command(name, run, text).add_argument("model_key")
+    s = command("schedule", cmd_schedule, "schedule a fit with pg_cron (idempotent by job name)", learning)
     s.add_argument("job_name")
     s.add_argument("schedule")
     s.add_argument("source")
-    s.add_argument("--n-folds", type=int, default=5)
-    s.set_defaults(run=cmd_schedule)
-    m = sub.add_parser("migrate", help="take over the Python trainer's tables and the views on them (one transaction)")
+    m = command("migrate", cmd_migrate, "take over the Python trainer's tables and the views on them (one transaction)")
     m.add_argument("--legacy-schema", default="woe_anchor_trainer",
                    help="where the trainer's tables are moved and kept (default woe_anchor_trainer)")
     m.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
@@ -194,23 +248,42 @@ def main(argv=None) -> int:
                                    "guard call found in the trainer's fail-closed view; '' for none)")
     m.add_argument("--rollback", action="store_true", help="put the trainer's tables and views back")
     m.add_argument("--force", action="store_true", help="with --rollback: drop models fitted since the migration")
-    m.set_defaults(run=cmd_migrate)
-    r = sub.add_parser("report", help="write one self-contained HTML page with a model's plots")
+    r = command("report", cmd_report, "write one self-contained HTML page with a model's plots")
     r.add_argument("model_key")
     r.add_argument("-o", "--output", help="file to write (default woe_anchor_report_<model_key>.html)")
-    r.set_defaults(run=cmd_report)
-    u = sub.add_parser("unschedule", help="remove a scheduled fit")
-    u.add_argument("job_name")
-    u.set_defaults(run=cmd_unschedule)
-    args = parser.parse_args(argv)
+    command("unschedule", cmd_unschedule, "remove a scheduled fit").add_argument("job_name")
+    return parser
+
+
+def _fail(message: str, hint: str | None = None) -> int:
+    print(f"woe-anchor: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+    return 2
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    args.dsn = getattr(args, "dsn", None)
+    args.db = getattr(args, "db", DEFAULT_DB)
     try:
         return args.run(args) or 0
+    except KeyboardInterrupt:  # psycopg cancels the running statement; nothing half-done stays
+        print("woe-anchor: interrupted", file=sys.stderr)
+        return 130
+    except Failed as e:
+        return _fail(*e.args)
     except psycopg.Error as e:
+        if e.sqlstate is None and isinstance(e, psycopg.OperationalError):  # no server answered
+            if args.dsn or os.environ.get("WOE_ANCHOR_DSN"):
+                return _fail(f"cannot connect: {str(e).strip().splitlines()[-1]}")
+            return _fail(f"no local cluster answers at {_dsn(args)}",
+                         "Pass --dsn (or set WOE_ANCHOR_DSN), or start the private cluster: woe-anchor setup")
         diag = e.diag
-        print(f"woe-anchor: {diag.sqlstate or ''} {diag.message_primary or e}".strip(), file=sys.stderr)
-        if diag.message_hint:
-            print(f"hint: {diag.message_hint}", file=sys.stderr)
-        return 2
+        hint = diag.message_hint and _cli_hint(diag.message_hint)
+        return _fail(f"{diag.sqlstate or ''} {diag.message_primary or e}".strip(), hint)
+    except OSError as e:  # a file the command writes or reads
+        return _fail(f"{e.strerror}: {e.filename}" if e.filename else str(e))
 
 
 if __name__ == "__main__":
