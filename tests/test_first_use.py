@@ -104,3 +104,34 @@ def test_a_fitted_models_artifacts_do_not_change(conn):
     conn.execute("UPDATE ml.woe_anchor_model_registry_v1 SET is_active = false WHERE model_key = %s", [key])
     conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s", [key])
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_map_v1 WHERE model_key = %s", [key]).fetchone()[0] == 0
+
+
+def test_model_bands_list_every_ladder_from_low_to_high(conn):
+    cases.load(conn, "fu_order", cases.make_rows(seed=105, n=600))
+    key = fit(conn, "fu_order", model_key="fu_order", replace=True, activate=False)
+    got = {}
+    for band, value in conn.execute("SELECT band_name, band_value FROM ml.woe_anchor_model_bands(%s) "
+                                    "ORDER BY band_position, value_position", [key]).fetchall():
+        got.setdefault(band, []).append(value)
+    assert got["cond"] == ["cond_missing", "cond_lo", "cond_mid", "cond_hi"]
+    assert got["bat"] == ["bat_missing", "bat_lo", "bat_mid", "bat_hi"]
+    assert got["dmg"] == ["dmg_missing", "dmg_0", "dmg_1", "dmg_2", "dmg_3p"]
+    assert got["dsold"] == ["dSold_missing", "dSold_cheap", "dSold_under", "dSold_fair", "dSold_over",
+                            "dSold_overpriced"]
+    assert got["present"] == ["present_lo", "present_mid", "present_hi"]
+    assert got["acc"] == ["acc_lo", "acc_mid", "acc_hi"]
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+
+
+def test_a_fit_says_each_phase_as_it_starts_and_its_quality_at_the_end(conn):
+    cases.load(conn, "fu_phases", cases.make_rows(seed=106, n=700))
+    conn.notices.clear()
+    key = fit(conn, "fu_phases", model_key="fu_phases", replace=True, activate=False)
+    said = list(conn.notices)
+    order = ["[woe] reading ", "[woe] read TRAIN SOLD n=", "[woe] trained slow21 WOE anchor", "[woe] scoring and writing",
+             "[woe] OOF scoring applied", "[woe] quality: OOF AUC", "[db] persisted", "[woe] persisted"]
+    positions = [next(i for i, line in enumerate(said) if line.startswith(prefix)) for prefix in order]
+    assert positions == sorted(positions), said
+    reg = conn.execute("SELECT oof_auc FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s", [key]).fetchone()
+    assert f"OOF AUC {reg[0]:.4f}" in said[positions[5]]
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])

@@ -86,6 +86,19 @@ def test_persist_false_writes_nothing(conn, source):
     assert count() == before
     assert artifacts.active_keys(conn) == [active]
     assert any(line.startswith("[woe] trained slow21") for line in conn.notices)
+    # it reports what the same fit stores: the quality figures and the final map
+    said = list(conn.notices)
+    stored = fit(conn, source, model_key="dry_run_stored", activate=False)
+    reg = conn.execute("SELECT n_folds_with_rows, oof_auc, insample_auc, eval_auc FROM ml.woe_anchor_model_registry_v1 "
+                       "WHERE model_key = %s", [stored]).fetchone()
+    summary = next(line for line in said if line.startswith("[woe] would store:"))
+    fmt = lambda v: "NULL" if v is None else f"{v:.4f}"  # noqa: E731
+    assert f"folds={reg[0]}, OOF AUC {fmt(reg[1])}, in-sample AUC {fmt(reg[2])}, eval AUC {fmt(reg[3])}" in summary
+    for band, value, woe in conn.execute("SELECT band_name, band_value, woe FROM ml.woe_anchor_map_v1 "
+                                         "WHERE model_key = %s AND fold_id IS NULL", [stored]).fetchall():
+        line = next(x for x in said if x.startswith(f"[woe] map {band}: "))
+        assert f"{value} {woe:+.4f}" in line, (band, value)
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [stored])
 
 
 def test_replace_leaves_no_stale_rows_and_existing_key_needs_it(conn, source):

@@ -650,6 +650,17 @@ def scored_sums(schema: BandSchema) -> list[tuple[Band, str]]:
             if b.kind == "ladder" and isinstance(b.rules[0].tests[0].input, WeightedSum)]
 
 
+def display_order(band: Band) -> tuple[str, ...]:
+    """A band's labels as people read them: the NULL label first, then a ladder from its lowest
+    input to its highest (a ladder whose first step is ``>`` or ``>=`` tests from the top, so its
+    default is the lowest), other kinds in the order their rule tests them."""
+    null = (band.null_label,) if band.null_label else ()
+    rest = tuple(label for label in band.labels if label not in null)
+    if band.kind == "ladder" and band.rules and band.rules[0].tests[0].op in (">", ">="):
+        rest = tuple(reversed(rest))
+    return null + rest
+
+
 def view_columns(schema: BandSchema) -> list[str]:
     """The live bands view's columns after its keys: band outputs, subsets, weighted-sum scores."""
     return [b.column for b in schema.bands] + list(schema.subsets) + [name for _, name in scored_sums(schema)]

@@ -209,6 +209,7 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
     fold, fit the WOE, persist. ``reader`` is where the rows come from (``readers``)."""
     cutoff = _cutoff_literal(plpy, src, p["cutoff"], reader)
     phases.done("cutoff")
+    plpy.notice(f"[woe] reading {src.qualified}: TRAIN SOLD is sold_time <= {cutoff.split(chr(39))[1]}")
 
     def statements(learned=None):
         return passes.Statements(Compiler(schema, src.reads, learned), src.qualified, cutoff,
@@ -222,6 +223,8 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
     plan = packs.plan(schema)
     stats = reader.all_statistics(statements(), plan, stats)
     phases.done("rows")
+    plpy.notice(f"[woe] read TRAIN SOLD n={stats['n_train_sold']} (learned={stats['n_learned']}); "
+                f"learning the thresholds and {p['n_folds'] if p['oof'] and p['n_folds'] > 1 else 1} fold(s)")
     learned, dsold_source = _learn(schema, stats, p, src, cutoff)
     reader.prepare(schema, plan, learned, stats["ref_epoch"], p["half_life_days"])
     days = reader.train_days(stats)
@@ -255,25 +258,25 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
     phases.done("woe")
     plpy.notice(f"[woe] trained slow21 WOE anchor on TRAIN SOLD n={stats['n_train_sold']} "
                 f"(learned={stats['n_learned']}, days={n_days}, base_rate={final.base_rate:.6f})")
-    if not p["persist"]:
-        key = p["model_key"] or persist.default_key(plpy)
-        plpy.notice(f"[woe] persist => false: nothing written (model_key={key})")
-        return key
-
     scoring = lookup_tables([folds[k] for k in fold_ids.tolist()] if oof else [final], plan, schema)
-    staging, shard_tables, n_scored = reader.write_scores(sql, plan, fold, scoring, fold_ids.tolist() if oof else None,
-                                                          phases, p["scores_on_shards"])
-    if n_scored != stats["n_train_sold"]:
-        errors.source_changed(src.qualified)
-    if oof:
-        plpy.notice(f"[woe] OOF scoring applied to TRAIN SOLD: folds={len(folds)} rows={n_scored}")
-    else:
-        plpy.notice(f"[woe] in-sample scoring applied to TRAIN SOLD (OOF off): rows={n_scored}")
+    if p["persist"]:
+        plpy.notice(f"[woe] scoring and writing {stats['n_train_sold']} TRAIN SOLD rows")
+        staging, shard_tables, n_scored = reader.write_scores(
+            sql, plan, fold, scoring, fold_ids.tolist() if oof else None, phases, p["scores_on_shards"])
+        if n_scored != stats["n_train_sold"]:
+            errors.source_changed(src.qualified)
+        if oof:
+            plpy.notice(f"[woe] OOF scoring applied to TRAIN SOLD: folds={len(folds)} rows={n_scored}")
+        else:
+            plpy.notice(f"[woe] in-sample scoring applied to TRAIN SOLD (OOF off): rows={n_scored}")
     final_lookups = scoring if not oof else lookup_tables([final], plan, schema)
     measured = _quality(reader.quality_sets(sql, plan, fold, scoring if oof else None, final_lookups))
     if not measured["n_eval"]:
         plpy.warning("no row sold in the 7 days after the cutoff: the eval figures are empty (NULL)")
     phases.done("quality")
+    plpy.notice(f"[woe] quality: {_quality_line(measured)}")
+    if not p["persist"]:
+        return _report_unsaved(plpy, p, final, folds, measured, schema)
 
     registry = dict(
         train_cutoff_ts=cutoff.split("'")[1], half_life_days=p["half_life_days"],
@@ -296,6 +299,27 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
                    maps=_maps([final] + list(folds.values()), schema), staging=staging, shard_tables=shard_tables)
     reader.finish()
     return _persist(plpy, payload, shard_tables, src)
+
+
+def _report_unsaved(plpy, p: dict, final, folds: dict, measured: dict, schema) -> str:
+    """persist => false: what the fit would have stored, as notices, so settings can be compared."""
+    key = p["model_key"] or persist.default_key(plpy)
+    plpy.notice(f"[woe] would store: folds={len(folds)}, {_quality_line(measured)}")
+    for band in schema.bands:
+        seen = [(label, float(final.woe[band.name][code])) for code, label in enumerate(band.labels)
+                if final.n_rows[band.name][code]]
+        plpy.notice(f"[woe] map {band.name}: " + ", ".join(f"{label} {woe:+.4f}" for label, woe in seen))
+    plpy.notice(f"[woe] persist => false: nothing written (model_key={key})")
+    return key
+
+
+def _quality_line(measured: dict) -> str:
+    def figure(name):
+        value = measured.get(name)
+        return "NULL" if value is None else f"{value:.4f}"
+    return (f"OOF AUC {figure('oof_auc')}, in-sample AUC {figure('insample_auc')}, eval AUC {figure('eval_auc')} "
+            f"(n_eval={measured['n_eval']}), OOF log loss {figure('oof_logloss')}, eval log loss "
+            f"{figure('eval_logloss')}")
 
 
 def _refuse_underflowed_weights(fits: list, p: dict) -> None:

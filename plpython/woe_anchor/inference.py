@@ -71,10 +71,11 @@ def load_model(plpy, key: str | None) -> Model:
 
 
 def model_bands(plpy, key: str | None) -> list[tuple]:
-    """(band position, band, view column, subset, value position, value) of a model, in code order."""
+    """(band position, band, view column, subset, value position, value) of a model: bands in schema
+    order, each band's values in ``bands.display_order``."""
     model = load_model(plpy, key)
     return [(i, band.name, band.column, band.subset, j, label)
-            for i, band in enumerate(model.schema.bands) for j, label in enumerate(band.labels)]
+            for i, band in enumerate(model.schema.bands) for j, label in enumerate(bands.display_order(band))]
 
 
 def _final_rows(compiler: Compiler, qualified: str, model: Model, extra=()) -> str:

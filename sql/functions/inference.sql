@@ -92,8 +92,9 @@ AS $woe_anchor_py$
 return woe_anchor.errors.reported(plpy, woe_anchor.inference.model_bands, plpy, model_key)
 $woe_anchor_py$;
 
--- The bands of a model (default: the active one) and every value each can take, in the order
--- of its schema: ladders low to high, a category's kept values, then __other__ and __null__.
+-- The bands of a model (default: the active one) and every value each can take, bands in the
+-- order of its schema, values as people read them: the NULL label first, ladders from the
+-- lowest input to the highest, a category's kept values, then __other__ and __null__.
 CREATE FUNCTION ml.woe_anchor_model_bands(model_key text DEFAULT NULL)
 RETURNS TABLE (band_position int, band_name text, column_name text, subset text, value_position int, band_value text)
 LANGUAGE plpgsql STABLE SECURITY INVOKER
