@@ -107,3 +107,26 @@ def test_drop_extension_needs_cascade_with_views_and_takes_the_models_with_it(so
         assert conn.execute("SELECT to_regnamespace('woe_anchor_scores')").fetchone()[0] is None
         conn.execute("CREATE EXTENSION woe_anchor")
         assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0] == 0
+
+
+@pytest.mark.local_server
+def test_files_no_relation_owns_are_listed(conn, server):
+    """A killed fit leaves its half-written scores' files; the function lists such files (here one
+    put there by hand, as a crash would leave it) and nothing a relation owns."""
+    import pwd
+    from pathlib import Path
+    data = Path(conn.execute("SHOW data_directory").fetchone()[0])
+    dboid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
+    stray = data / "base" / str(dboid) / "4000000001"
+    stray.write_bytes(b"\0" * 8192)
+    owner = pwd.getpwnam("postgres")
+    os.chown(stray, owner.pw_uid, owner.pw_gid)
+    try:
+        listed = conn.execute("SELECT file, bytes FROM ml.woe_anchor_orphaned_files()").fetchall()
+        assert (f"base/{dboid}/4000000001", 8192) in listed
+        mine = conn.execute("SELECT pg_relation_filepath('ml.woe_anchor_map_v1')").fetchone()[0]
+        assert all(file != mine for file, _ in listed)
+    finally:
+        stray.unlink()
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_orphaned_files() WHERE file LIKE '%%/4000000001'"
+                        ).fetchone()[0] == 0

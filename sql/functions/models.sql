@@ -283,3 +283,28 @@ CREATE TRIGGER woe_anchor_scores_immutable
 
 COMMENT ON FUNCTION ml._woe_anchor_artifact_guard() IS
     'woe_anchor internal: a fitted model''s artifacts do not change (activation aside)';
+
+-- Files in this database's directory (default tablespace) that no relation owns. A transaction
+-- that created a relation and never ended (its backend killed, the server crashed: a fit killed
+-- while writing its scores, say) leaves its files behind; PostgreSQL reclaims them only when the
+-- database is dropped. A relation being created by a transaction still running shows here too,
+-- so look again once nothing runs, then remove the files listed with the server stopped.
+-- Superusers only (it lists the data directory).
+CREATE FUNCTION ml.woe_anchor_orphaned_files()
+RETURNS TABLE (file text, bytes bigint, modified timestamptz)
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH dir AS (SELECT 'base/' || d.oid AS path FROM pg_database AS d WHERE d.datname = current_database()),
+     named AS (SELECT dir.path || '/' || f AS file, f AS name FROM dir, pg_ls_dir(dir.path) AS f
+               WHERE f ~ '^[0-9]+(_(fsm|vm|init))?([.][0-9]+)?$'),
+     owned AS (SELECT pg_relation_filenode(c.oid) AS node FROM pg_class AS c)
+SELECT n.file, s.size, s.modification
+FROM named AS n CROSS JOIN LATERAL pg_stat_file(n.file, true) AS s
+WHERE s.size IS NOT NULL
+  AND NOT EXISTS (SELECT FROM owned AS o WHERE o.node = substring(n.name FROM '^[0-9]+')::oid)
+ORDER BY n.file
+$$;
+
+COMMENT ON FUNCTION ml.woe_anchor_orphaned_files() IS
+    'Files of this database that no relation owns (left by killed or crashed transactions); superusers only';
