@@ -11,7 +11,7 @@ FUNCTION_SOURCES = sql/functions/errors.sql sql/functions/loader.sql sql/functio
                    sql/functions/drop_scores.sql sql/functions/band_schemas.sql sql/functions/models.sql \
                    sql/functions/hooks.sql sql/functions/persist.sql sql/functions/fit.sql \
                    sql/functions/schedule.sql sql/functions/import.sql sql/functions/inference.sql \
-                   sql/functions/views.sql sql/functions/roles.sql \
+                   sql/functions/views.sql sql/functions/roles.sql sql/functions/comments.sql \
                    sql/grants.sql
 # The tables of the first release, then every migration since, in version order: a fresh install
 # is the same chain of table changes an upgraded one went through.

@@ -148,3 +148,13 @@ def test_only_the_documented_entry_points_are_security_definer(conn):
     assert [r[0] for r in rows] == ["_woe_anchor_activate", "_woe_anchor_drop", "_woe_anchor_edit_band_schema",
                                     "_woe_anchor_open_staging", "_woe_anchor_persist", "_woe_anchor_prune",
                                     "_woe_anchor_schedule", "_woe_anchor_unschedule"]
+
+
+def test_every_artifact_column_says_what_it_holds(conn):
+    missing = conn.execute("""
+        SELECT c.relname || '.' || a.attname FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid
+        WHERE c.relnamespace = 'ml'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+          AND c.relname IN ('woe_anchor_model_registry_v1', 'woe_anchor_cuts_v1', 'woe_anchor_map_v1',
+                            'woe_anchor_scores_v1', 'woe_anchor_shard_scores')
+          AND col_description(c.oid, a.attnum) IS NULL""").fetchall()
+    assert missing == []
