@@ -68,14 +68,16 @@ def create_views(plpy, source_oid, version, guard: str | None, replace_views: bo
         exprs.append(f"CASE WHEN {c.subset(band.subset)} THEN {score} END" if band.subset else score)
     columns = list(zip(exprs, bands.view_columns(schema)))
     column_sql = ",\n       ".join(f"{expr} AS {quote_ident(name)}" for expr, name in columns)
-    joins = []
-    for i, band in enumerate(schema.bands):
-        joins.append(f"LEFT JOIN {MAPS} AS m{i} ON m{i}.model_key = b.model_key "
-                     f"AND m{i}.fold_id IS NULL AND m{i}.band_name = {quote_literal(band.name)} "
-                     f"AND m{i}.band_value = b.{quote_ident(band.column)}")
+    # The active model's final map as one row: per band, its values and their WOE as two arrays.
+    # One join instead of one per band keeps planning cheap (a point query is mostly planning).
+    pivot = ",\n           ".join(
+        f"array_agg(w.band_value ORDER BY w.band_value) FILTER (WHERE w.band_name = {quote_literal(band.name)}) "
+        f"AS v{i}, array_agg(w.woe ORDER BY w.band_value) FILTER (WHERE w.band_name = {quote_literal(band.name)}) "
+        f"AS w{i}" for i, band in enumerate(schema.bands))
+    woe_of = [f"coalesce(w.w{i}[array_position(w.v{i}, b.{quote_ident(band.column)})], 0::float8)"
+              for i, band in enumerate(schema.bands)]
     # the WOE added pack by pack, in the compiled scoring's order: the same bits on both paths
-    terms = ["b.base_logit"] + ["(" + " + ".join(f"coalesce(m{i}.woe, 0::float8)" for i in group) + ")"
-                                for group in packs.groups(schema)]
+    terms = ["b.base_logit"] + ["(" + " + ".join(woe_of[i] for i in group) + ")" for group in packs.groups(schema)]
     gate = f"CROSS JOIN LATERAL (SELECT {guard}) AS guard\n" if guard.strip() else ""
     bodies = {
         "bands": f"""
@@ -91,7 +93,11 @@ SELECT q.generation, q.listing_id, q.t0, q.model_key, q.woe_logit,
        {passes.sigmoid_sql('q.woe_logit')} AS woe_anchor_p_slow21
 FROM (SELECT b.generation, b.listing_id, b.t0, b.model_key, {' + '.join(terms)} AS woe_logit
       FROM {BANDS_VIEW} AS b
-      {chr(10).join('      ' + j for j in joins).strip()}) AS q""",
+      JOIN (SELECT w.model_key,
+           {pivot}
+            FROM {MAPS} AS w JOIN {REGISTRY} AS r ON r.model_key = w.model_key AND r.is_active
+            WHERE w.fold_id IS NULL
+            GROUP BY w.model_key) AS w ON w.model_key = b.model_key) AS q""",
         "train": f"""
 SELECT s.* FROM {SCORES_VIEW} AS s
 {gate}WHERE ml.woe_anchor_assert_ready({int(version)})""",

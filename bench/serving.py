@@ -1,0 +1,136 @@
+"""Serving benchmark with pgbench (PostgreSQL's load tool): point scoring under concurrency.
+
+    .venv/bin/python bench/serving.py [--rows 300000] [--clients 8] [--seconds 15]
+
+In a database of its own it generates --rows listings (integer listing_id, as the demo has
+them, plus an index on listing_id), fits a model and creates the live views. Then, for each
+script below, pgbench runs --clients clients for --seconds, unprepared (`-M simple`) and
+prepared, and the transaction log gives TPS and p50/p99 latency:
+
+* the live score view for one random listing;
+* the fail-closed train view for one random listing (its readiness check runs per query);
+* the stored OOF scores of one listing by (generation, listing_id), the partition's key prefix.
+
+Last, the view script runs while the administration a production server sees goes on beside
+it: the views re-created, a refit that activates, a replace of the active model, a drop and a
+prune. pgbench's failed transactions and the longest transaction are what it reports.
+Writes bench/serving.md.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent / "harness")]
+
+from woe_anchor_harness import datagen, install, server  # noqa: E402
+
+DB = "woe_anchor_bench_serving"
+SCRIPTS = {
+    "score view, one listing": "SELECT * FROM ml.woe_anchor_scores_live_v1 WHERE listing_id = :id;",
+    "train view, one listing": "SELECT * FROM ml.woe_anchor_scores_live_train_v WHERE listing_id = :id;",
+    "stored OOF score, one listing": ("SELECT * FROM ml.woe_anchor_scores_v1 WHERE model_key = 'bench_serving' "
+                                      "AND generation = :gen AND listing_id = :id;"),
+}
+
+
+def prepare(srv, rows: int) -> tuple[str, int, int]:
+    dsn = install.fresh_database(srv, DB)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET client_min_messages = warning")
+        datagen.generate_listings(conn, "listings", rows=rows, days=200)
+        conn.execute("CREATE INDEX ON listings (listing_id)")
+        conn.execute("ANALYZE listings")
+        conn.execute("CALL ml.fit_woe_anchor(source => 'listings', model_key => 'bench_serving')")
+        conn.execute("SELECT ml.woe_anchor_create_views('listings')")
+        lo, hi = conn.execute("SELECT min(listing_id), max(listing_id) FROM listings").fetchone()
+    return dsn, lo, hi
+
+
+def pgbench(srv, dsn: str, script: str, lo: int, hi: int, clients: int, seconds: int, mode: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "script.sql"
+        # generation of a listing: the generator's rule (1 + i % 4 with listing_id = 1000000 + i, see datagen)
+        path.write_text(f"\\set id random({lo}, {hi})\n\\set gen 1 + :id % 4\n{script}\n")
+        prefix = Path(tmp) / "log"
+        done = subprocess.run(
+            [f"{srv.bindir}/pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-M", mode,
+             "-f", str(path), "--log", f"--log-prefix={prefix}", dsn],
+            capture_output=True, text=True)
+        latencies = [int(line.split()[2]) / 1000.0 for f in Path(tmp).glob("log*") for line in f.read_text().splitlines()]
+    tps = next((float(line.split("=")[1].split()[0]) for line in done.stdout.splitlines() if line.startswith("tps =")), 0.0)
+    failed = next((int(line.split(":")[1].split()[0]) for line in done.stdout.splitlines()
+                   if line.startswith("number of failed transactions")), 0)
+    aborted = done.stderr.count("aborted")
+    latencies.sort()
+    pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")  # noqa: E731
+    return {"tps": tps, "p50": pct(0.50), "p99": pct(0.99), "max": latencies[-1] if latencies else float("nan"),
+            "n": len(latencies), "failed": failed + aborted, "stderr": done.stderr.strip()}
+
+
+def administer(dsn: str, stop: threading.Event, log: list) -> None:
+    """What runs beside the readers: re-created views, refits that activate, a replace, a drop, a prune."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET client_min_messages = warning")
+        steps = [("create_views", "SELECT ml.woe_anchor_create_views('listings')"),
+                 ("refit, activate", "CALL ml.fit_woe_anchor(source => 'listings', model_key => 'bench_refit', "
+                                     "replace => true)"),
+                 ("replace the active model", "CALL ml.fit_woe_anchor(source => 'listings', model_key => "
+                                              "'bench_refit', replace => true, n_folds => 3)"),
+                 ("activate another", "SELECT ml.woe_anchor_activate('bench_serving')"),
+                 ("drop", "SELECT ml.woe_anchor_drop_model('bench_refit')"),
+                 ("prune", "SELECT ml.woe_anchor_prune(1)")]
+        for name, statement in steps:
+            if stop.is_set():
+                break
+            t = time.monotonic()
+            conn.execute(statement)
+            log.append((name, time.monotonic() - t))
+            time.sleep(1.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=300_000)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--seconds", type=int, default=15)
+    args = ap.parse_args()
+    srv = server.ensure_local()
+    install.make_install(srv)
+    dsn, lo, hi = prepare(srv, args.rows)
+    out = [f"# Serving benchmark ({args.rows:,} listings, {args.clients} clients, {args.seconds} s per run)", "",
+           "| query | mode | TPS | p50 ms | p99 ms | max ms | failed |", "|---|---|---|---|---|---|---|"]
+    for name, script in SCRIPTS.items():
+        for mode in ("simple", "prepared"):
+            r = pgbench(srv, dsn, script, lo, hi, args.clients, args.seconds, mode)
+            out.append(f"| {name} | {mode} | {r['tps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['max']:.1f} "
+                       f"| {r['failed']} |")
+            print(out[-1], flush=True)
+    stop, log = threading.Event(), []
+    admin = threading.Thread(target=administer, args=(dsn, stop, log))
+    admin.start()
+    r = pgbench(srv, dsn, SCRIPTS["score view, one listing"], lo, hi, args.clients, 30, "simple")
+    stop.set()
+    admin.join()
+    out += ["", "Under administration (score view, unprepared, 30 s, beside: "
+            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in log) + "):", "",
+            f"TPS {r['tps']:,.0f}, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, longest transaction "
+            f"{r['max']:.0f} ms, failed transactions {r['failed']}"]
+    if r["stderr"]:
+        out += ["", "pgbench said: " + r["stderr"][:500]]
+    print("\n".join(out[-3:]))
+    (HERE / "serving.md").write_text("\n".join(out) + "\n")
+    install.drop_database(srv, DB)
+
+
+if __name__ == "__main__":
+    main()
