@@ -118,3 +118,35 @@ def test_views_are_recreated_under_readers_without_an_error(conn, dsn, served):
             t.join(30)
     assert errors == [], errors
     assert all(reads), reads
+
+
+@pytest.mark.parametrize("schema", [1, "categories"])
+def test_reasons_add_up_to_the_scores(conn, schema):
+    """Per band: the final WOE adds up (with the base logit) to the score, and on training rows the
+    out-of-fold WOE adds up (with the fold's base logit) to the stored OOF score."""
+    version = 1
+    if schema == "categories":
+        version = 13
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE band_schema_version = 13")
+        conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version = 13")
+        cases.define_schema_2(conn, 13, 70.0)
+    rows = cases.skew_generations(cases.make_rows(seed=107), 107)
+    cases.load(conn, "sv_reasons", rows)
+    key = fit(conn, "sv_reasons", model_key=f"sv_reasons_{version}", replace=True, activate=False,
+              band_schema_version=version)
+    base = dict(conn.execute("SELECT coalesce(fold_id, -1), base_logit FROM ml.woe_anchor_cuts_v1 WHERE model_key = %s",
+                             [key]).fetchall())
+    final, oof = {}, {}
+    for g, lid, t0, band, value, woe, fold, oof_woe in conn.execute(
+            "SELECT * FROM ml.woe_anchor_reasons('sv_reasons', %s)", [key]):
+        final[(g, lid, t0)] = final.get((g, lid, t0), base[-1]) + woe
+        if fold is not None:
+            oof[(g, lid, t0)] = oof.get((g, lid, t0), base[fold]) + oof_woe
+    scores = {r[:3]: r[3] for r in conn.execute(
+        "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_score('sv_reasons', %s)", [key])}
+    stored = {r[:3]: r[3] for r in conn.execute(
+        "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_stored_scores(%s)", [key])}
+    assert final.keys() == scores.keys() and oof.keys() == stored.keys() and stored
+    assert max(abs(final[k] - scores[k]) for k in scores) < 1e-12
+    assert max(abs(oof[k] - stored[k]) for k in stored) < 1e-12
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])

@@ -124,6 +124,41 @@ LEFT JOIN ({_stored_scores(plpy, model.key)}) AS sc
 """
 
 
+def reasons_sql(plpy, source_oid, key: str | None) -> str:
+    """Every row of ``source`` with each band's value and what it adds: the final mapping's WOE
+    (these add up, with the base logit, to the row's score), and for a row the model stored a
+    score for, the WOE its out-of-fold mapping gave (with the fold's base logit, they add up to
+    the stored OOF score). NULL bands (outside their subset) are left out.
+
+    A fold's mapping looks a category's raw value up in what that fold kept, else its
+    ``__other__`` (``__null__`` for NULL), as its scoring did.
+    """
+    model = load_model(plpy, key)
+    src = source.resolve(plpy, source_oid, model.schema, labels=False)
+    c = Compiler(model.schema, src.reads, model.learned)
+    k = quote_literal(model.key)
+    null = quote_literal(bands.NULL_VALUE)
+    values = ", ".join(
+        f"({quote_literal(band.name)}, {c.band(band, as_label=True)}, "
+        f"{f'coalesce({c.category_read(band)}, {null})' if band.category else 'NULL::text'})"
+        for band in model.schema.bands)
+    return f"""
+SELECT s.generation::int, s.listing_id::bigint, s.t0, u.band_name, u.band_value, coalesce(f.woe, 0::float8),
+       sc.fold_id, CASE WHEN sc.is_oof THEN coalesce(k.woe, o.woe, 0::float8) END
+FROM {src.qualified} AS s
+CROSS JOIN LATERAL (VALUES {values}) AS u (band_name, band_value, raw_value)
+LEFT JOIN ({_stored_scores(plpy, model.key)}) AS sc
+       ON (sc.generation, sc.listing_id, sc.t0) = (s.generation::int, s.listing_id::bigint, s.t0)
+LEFT JOIN {MAPS} AS f ON f.model_key = {k} AND f.fold_id IS NULL AND f.band_name = u.band_name
+                     AND f.band_value = u.band_value
+LEFT JOIN {MAPS} AS k ON k.model_key = {k} AND k.fold_id = sc.fold_id AND k.band_name = u.band_name
+                     AND k.band_value = coalesce(u.raw_value, u.band_value)
+LEFT JOIN {MAPS} AS o ON u.raw_value <> {null} AND k.woe IS NULL AND o.model_key = {k} AND o.fold_id = sc.fold_id
+                     AND o.band_name = u.band_name AND o.band_value = {quote_literal(bands.OTHER)}
+WHERE u.band_value IS NOT NULL
+"""
+
+
 # Objects whose code reading a relation may run as the reader, transitively: what its view rules
 # and row-level policies read, call and cast to; the expressions and predicates of its indexes, its
 # statistics objects, check constraints and partition key, which the planner may evaluate; and its

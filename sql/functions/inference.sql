@@ -40,6 +40,33 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION ml._woe_anchor_reasons_sql(source oid, model_key text) RETURNS text
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+return woe_anchor.errors.reported(plpy, woe_anchor.inference.reasons_sql, plpy, source, model_key)
+$woe_anchor_py$;
+
+-- Why a row scores what it scores: per band, its value and the WOE it adds (final mapping; with
+-- the base logit they add up to the score), and on rows the model stored a score for, the WOE of
+-- the out-of-fold mapping that scored it: per-band OOF features for a downstream model. Reason
+-- codes are the bands with the largest WOE.
+CREATE FUNCTION ml.woe_anchor_reasons(source regclass, model_key text DEFAULT NULL)
+RETURNS TABLE (generation int, listing_id bigint, t0 timestamptz, band_name text, band_value text, woe float8,
+               fold_id int, oof_woe float8)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    @ERROR_VARIABLES@
+BEGIN
+    RETURN QUERY EXECUTE ml._woe_anchor_reasons_sql(source::oid, model_key);
+@END_SHARD_READS_AND_RERAISE@
+END
+$$;
+
 -- Closes the shard connections a training-features statement read through.
 CREATE FUNCTION ml._woe_anchor_end_shard_reads() RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
@@ -158,3 +185,5 @@ COMMENT ON FUNCTION ml.woe_anchor_training_features(text, regclass) IS 'Rows of 
 COMMENT ON FUNCTION ml.woe_anchor_assert_ready(int) IS 'Raise unless the active WOE anchor model (of this band schema, when given) passes the artifact assertions; else true';
 COMMENT ON FUNCTION ml._woe_anchor_model_bands(text) IS 'woe_anchor internal: the rows behind ml.woe_anchor_model_bands';
 COMMENT ON FUNCTION ml.woe_anchor_model_bands(text) IS 'Bands of a WOE anchor model (default: the active one) and their values in schema order';
+COMMENT ON FUNCTION ml._woe_anchor_reasons_sql(oid, text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_reasons';
+COMMENT ON FUNCTION ml.woe_anchor_reasons(regclass, text) IS 'Per row and band: its value, its WOE in the final mapping, and on stored rows its out-of-fold WOE';
