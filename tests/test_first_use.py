@@ -135,3 +135,11 @@ def test_a_fit_says_each_phase_as_it_starts_and_its_quality_at_the_end(conn):
     reg = conn.execute("SELECT oof_auc FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s", [key]).fetchone()
     assert f"OOF AUC {reg[0]:.4f}" in said[positions[5]]
     conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+
+
+def test_live_views_over_a_temporary_source_are_refused_clearly(conn):
+    cases.load(conn, "fu_perm", cases.make_rows(seed=108, n=400))
+    conn.execute("CREATE TEMP TABLE fu_temp AS SELECT * FROM fu_perm")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="is temporary") as err:
+        conn.execute("SELECT ml.woe_anchor_create_views('fu_temp')")
+    assert "ml.woe_anchor_score" in err.value.diag.message_hint
