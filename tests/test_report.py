@@ -137,3 +137,26 @@ def test_chromium_renders_the_report(dsn, report_model, tmp_path):
     # the charts were drawn, not shown as text: thousands of pixels in each of the plot colours
     assert min(pixels.values()) > 2000, pixels
     assert html.count("<svg") >= 5
+
+
+def test_bands_share_one_scale_and_show_their_cut_points_rates_and_iv(conn, dsn, report_model, tmp_path):
+    html = _write(dsn, tmp_path, report_model)
+    charts = re.findall(r"<svg[^>]*>.*?</svg>", html, re.DOTALL)
+    band_charts = [c for c in charts if "WOE per value of band" in c]
+    assert len(band_charts) == 10
+    axes = {tuple(re.findall(r'text-anchor="middle" font-size="11"[^>]*>([^<]*)<', c)) for c in band_charts}
+    assert len(axes) == 1 and len(next(iter(axes))) >= 3, "every band on the same WOE axis"
+    # the price band's cut points by their labels, with the learned values
+    t1 = conn.execute("SELECT dsold_t1 FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
+                      [report_model]).fetchone()[0]
+    cheap = re.search(r"<td>dSold_cheap</td><td>≤ (-?[\d.]+) \(dsold_t1\)</td>", html)
+    assert cheap and abs(float(cheap[1]) - t1) < 1e-4
+    assert "<td>cond_hi</td><td>≥ 0.9" in html and "<td>cond_missing</td><td>NULL</td>" in html
+    # per value: its slow21 rate and IV share, adding up to the band's IV
+    quality = conn.execute("SELECT band_quality FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
+                           [report_model]).fetchone()[0]
+    section = html.split("<h3>cond</h3>")[1].split("<h3>")[0]
+    ivs = [float(x) for x in re.findall(r"<td class='num'>(-?[\d.]+)</td></tr>", section)]
+    assert abs(sum(ivs) - quality["cond"]["iv"]) < 5e-4 * len(ivs)
+    for label in ("eps", "slow21 threshold (hours)", "learned from duration (hours)"):
+        assert f"<th>{label}</th>" in html

@@ -160,19 +160,18 @@ def histogram(edges: list[float], stacks: list[tuple[str, str, list[int]]], titl
     return svg(width, height, body, title)
 
 
-def band_woe(name: str, rows: list[dict], title: str) -> str:
-    """One band: a bar per value (final WOE), its learned rows, and each fold's WOE as a dot."""
+def band_woe(name: str, rows: list[dict], title: str, reach: float) -> str:
+    """One band: a bar per value (final WOE), its learned rows, and each fold's WOE as a dot, on a
+    WOE axis from -reach to reach (the same for every band of a report)."""
     row, left, right = 24, 170, 120
-    width = 760
-    values = [r["woe"] for r in rows if r["woe"] is not None] + [w for r in rows for w in r["folds"]]
-    reach = max([abs(v) for v in values] + [0.1])
+    width = 560
     x = Scale(-reach, reach, left, width - right)
     height = 46 + row * len(rows)
     body = x_axis(x, height - 40, 6, ticks(-reach, reach, 6), f"WOE of {name} (final mapping; dots: per fold)")
     body.append(line(x(0), 6, x(0), height - 40, stroke="#444"))
     for i, r in enumerate(rows):
         y = 8 + i * row
-        body.append(text(left - 8, y + 13, r["value"], "end"))
+        body.append(text(left - 8, y + 13, r["value"], "end"))  # its rule is in the table beside
         if r["woe"] is None:
             body.append(text(x(0) + 6, y + 13, "unseen", fill=NEUTRAL, size=11))
         else:

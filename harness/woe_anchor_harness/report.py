@@ -12,8 +12,9 @@ from . import plots
 from .plots import esc, fmt
 
 REGISTRY_SQL = "SELECT * FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s"
+THRESHOLDS_SQL = "SELECT thresholds FROM ml.woe_anchor_cuts_v1 WHERE model_key = %s AND fold_id IS NULL"
 BANDS_SQL = """
-SELECT b.band_position, b.band_name, b.subset, b.band_value, m.woe, m.n_rows,
+SELECT b.band_position, b.band_name, b.subset, b.band_value, m.woe, m.n_rows, m.sum_w_pos, m.sum_w_neg,
        coalesce(f.folds, '{}') AS folds
 FROM ml.woe_anchor_model_bands(%(key)s) AS b
 LEFT JOIN ml.woe_anchor_map_v1 AS m
@@ -47,11 +48,39 @@ def fetch(conn, key: str) -> dict:
     if row is None:
         raise ReportError(f"no model {key!r}")
     registry = dict(zip([d.name for d in cur.description], row))
+    found = conn.execute(THRESHOLDS_SQL, [key]).fetchone()
+    limits = cut_points(registry["band_schema"], found[0] if found else {})
     bands: dict[str, dict] = {}
-    for position, name, subset, value, woe, n_rows, folds in conn.execute(BANDS_SQL, {"key": key}):
+    for position, name, subset, value, woe, n_rows, pos, neg, folds in conn.execute(BANDS_SQL, {"key": key}):
         band = bands.setdefault(name, {"name": name, "subset": subset, "values": []})
-        band["values"].append({"value": value, "woe": woe, "n_rows": n_rows, "folds": list(folds)})
+        band["values"].append({"value": value, "woe": woe, "n_rows": n_rows, "pos": pos, "neg": neg,
+                               "folds": list(folds), "rule": limits.get((name, value), "")})
     return {"registry": registry, "bands": list(bands.values())}
+
+
+def cut_points(band_schema: dict, thresholds: dict) -> dict:
+    """(band, label) -> the test that gives the label, with learned thresholds' values, e.g.
+    ('dsold', 'dSold_cheap') -> '≤ -0.15 (dsold_t1)'; a ladder's NULL and default labels too."""
+    out = {}
+    for band in (band_schema or {}).get("bands", []):
+        rule, name = band["rule"], band["band_name"]
+        if rule.get("kind") != "ladder":
+            continue
+        shown = {"<": "<", "<=": "≤", "=": "=", ">=": "≥", ">": ">"}
+        for step in rule["steps"]:
+            value = step["value"]
+            if isinstance(value, dict) and "learned" in value:
+                learned = thresholds.get(value["learned"])
+                value = f"{fmt(learned, 4)} ({value['learned']})" if learned is not None else value["learned"]
+            elif isinstance(value, (int, float)):
+                value = fmt(value, 4)
+            else:
+                value = "an input"
+            out.setdefault((name, step["label"]), f"{shown.get(step['op'], step['op'])} {value}")
+        out.setdefault((name, rule["else"]), "otherwise")
+        if rule.get("null"):
+            out[(name, rule["null"])] = "NULL"
+    return out
 
 
 def calibration_points(bins: dict, name: str) -> list[tuple[float, float, int]]:
@@ -69,10 +98,15 @@ def render(data: dict, generated_at: datetime | None = None) -> str:
              f"{esc(generated_at.strftime('%Y-%m-%d %H:%M UTC'))}</p>",
              _summary(r), "<h2>Quality</h2>", _quality(r), _score_sections(r),
              "<h2>Bands</h2>", _band_table(r, data["bands"])]
+    # one WOE scale for every band: a ±0.1 band looks weaker than a ±0.6 one
+    reach = max([abs(w) for band in data["bands"] for v in band["values"]
+                 for w in [v["woe"], *v["folds"]] if w is not None] + [0.1])
     for band in data["bands"]:
         where = f" (on subset {esc(band['subset'])})" if band["subset"] else ""
         parts.append(f"<h3>{esc(band['name'])}{where}</h3>")
-        parts.append(plots.band_woe(band["name"], band["values"], f"WOE per value of band {band['name']}"))
+        parts.append("<div class='row'>" + plots.band_woe(band["name"], band["values"],
+                                                          f"WOE per value of band {band['name']}", reach)
+                     + _value_table(band) + "</div>")
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>woe_anchor report: {esc(r['model_key'])}</title><style>{CSS}</style></head>"
             f"<body>{''.join(parts)}</body></html>")
@@ -84,6 +118,8 @@ def _summary(r: dict) -> str:
              ("out-of-fold", "yes" if r["oof"] else "no (in-sample scores)"),
              ("base rate / base logit", f"{fmt(r['base_rate'], 4)} / {fmt(r['base_logit'], 4)}"),
              ("band schema", r["band_schema_version"]), ("half-life (days)", r["half_life_days"]),
+             ("eps", r["eps"]), ("slow21 threshold (hours)", r["slow_threshold_hours"]),
+             ("learned from duration (hours)", f"≥ {r['min_duration_hours']}"),
              ("fit time", f"{r['timings_ms'].get('total', 0) / 1000:.2f} s" if r.get("timings_ms") else "n/a"),
              ("extension / code", f"{r['extension_version']} / {str(r['code_sha256'])[:12]}")]
     cells = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in items)
@@ -139,6 +175,25 @@ def _band_table(r: dict, bands: list[dict]) -> str:
                                0.0, max(known + [0.01]) * 1.15, colors=(plots.FOLD_DOT,))
              if known else "<p class='muted'>No per-fold fits: the model was fitted with OOF off.</p>")
     return f"<div class='row'><table>{head}{''.join(cells)}</table>{chart}</div>"
+
+
+def _value_table(band: dict) -> str:
+    """Per value: its rule, learned rows, weighted slow21 rate, WOE and share of the band's IV."""
+    seen = [v for v in band["values"] if v["pos"] is not None and v["neg"] is not None]
+    total_pos, total_neg = sum(v["pos"] for v in seen), sum(v["neg"] for v in seen)
+    head = "<tr><th>value</th><th>rule</th><th>rows</th><th>slow21 rate</th><th>WOE</th><th>IV</th></tr>"
+    cells = []
+    for v in band["values"]:
+        rate = iv = None
+        if v in seen and v["pos"] + v["neg"] > 0:
+            rate = v["pos"] / (v["pos"] + v["neg"])
+            if total_pos > 0 and total_neg > 0 and v["woe"] is not None:
+                iv = (v["pos"] / total_pos - v["neg"] / total_neg) * v["woe"]
+        rows = "n/a" if v["n_rows"] is None else f"{v['n_rows']:,}"
+        cells.append(f"<tr><td>{esc(v['value'])}</td><td>{esc(v['rule'])}</td><td class='num'>{rows}</td>"
+                     f"<td class='num'>{fmt(rate, 4)}</td><td class='num'>{fmt(v['woe'], 4)}</td>"
+                     f"<td class='num'>{fmt(iv, 4)}</td></tr>")
+    return f"<table>{head}{''.join(cells)}</table>"
 
 
 def write(conn, key: str, path: str) -> str:
