@@ -100,6 +100,19 @@ def test_a_fitted_models_artifacts_do_not_change(conn):
                    "UPDATE ml.woe_anchor_model_registry_v1 SET base_logit = 0 WHERE model_key = %(k)s"):
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="do not change"):
             conn.execute(change, {"k": key})
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="do not change"):
+        conn.execute("TRUNCATE ml.woe_anchor_map_v1 CASCADE")
+    # nor does a DELETE from some trigger's body go through (only the cascade of a dropped model)
+    conn.execute("CREATE TABLE fu_cleanup (k text)")
+    conn.execute("CREATE FUNCTION fu_wipe() RETURNS trigger LANGUAGE plpgsql AS "
+                 "$$ BEGIN DELETE FROM ml.woe_anchor_map_v1 WHERE model_key = NEW.k; RETURN NULL; END $$")
+    conn.execute("CREATE TRIGGER fu_wipe AFTER INSERT ON fu_cleanup FOR EACH ROW EXECUTE FUNCTION fu_wipe()")
+    try:
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="do not change"):
+            conn.execute("INSERT INTO fu_cleanup VALUES (%s)", [key])
+    finally:
+        conn.execute("DROP TABLE fu_cleanup")
+        conn.execute("DROP FUNCTION fu_wipe()")
     # activation is the one change; deleting the registry row drops the whole model
     conn.execute("UPDATE ml.woe_anchor_model_registry_v1 SET is_active = false WHERE model_key = %s", [key])
     conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s", [key])

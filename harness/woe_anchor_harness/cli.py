@@ -26,7 +26,7 @@ def _dsn(args) -> str:
     if args.dsn or os.environ.get("WOE_ANCHOR_DSN"):
         return args.dsn or os.environ["WOE_ANCHOR_DSN"]
     port = int(os.environ.get("WOE_ANCHOR_PGPORT", server.DEFAULT_PORT))
-    return f"host=127.0.0.1 port={port} user=postgres dbname={args.db}"
+    return psycopg.conninfo.make_conninfo(host="127.0.0.1", port=port, user="postgres", dbname=args.db)
 
 
 class Failed(Exception):

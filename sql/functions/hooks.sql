@@ -35,8 +35,8 @@ $$;
 -- What a hook could leave behind in the activating session for whoever activates to run or reach
 -- later, besides settings: temporary objects (they come first on the search_path), prepared
 -- statements, cursors, channels, advisory locks, dblink connections, deferred triggers (seen
--- through this transaction's row counts, so the runner needs track_counts on). (Settings are read by the
--- caller: inside this function its own SET clause would hide a changed search_path.)
+-- through this transaction's row counts, so the runner needs track_counts on). Settings are
+-- ml._woe_anchor_settings(search_path).
 CREATE FUNCTION ml._woe_anchor_session_state() RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -71,6 +71,20 @@ BEGIN
     END IF;
     RETURN state;
 END
+$$;
+
+-- Every setting of the session, with the extension's own (woe_anchor.artifact_write, reader): a
+-- setting nothing has defined is a placeholder, which pg_settings does not list. The caller passes
+-- search_path as it reads it: in here, this function's own SET clause would hide a changed one.
+CREATE FUNCTION ml._woe_anchor_settings(search_path text) RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT pg_catalog.jsonb_object_agg(s.name, s.setting) || pg_catalog.jsonb_build_object(
+           'search_path', _woe_anchor_settings.search_path,
+           'woe_anchor.artifact_write', pg_catalog.current_setting('woe_anchor.artifact_write', true),
+           'woe_anchor.reader', pg_catalog.current_setting('woe_anchor.reader', true))
+FROM pg_catalog.pg_settings AS s
 $$;
 
 -- Each hook is checked right before it is called, with its function's and schema's catalog rows
@@ -108,16 +122,14 @@ BEGIN
                 USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
         -- a plain SET outlives the function that ran it
-        before := ml._woe_anchor_session_state()
-                  || jsonb_build_object('settings', (SELECT jsonb_object_agg(s.name, s.setting) FROM pg_settings AS s));
+        before := ml._woe_anchor_session_state() || jsonb_build_object('settings', ml._woe_anchor_settings(current_setting('search_path')));
         EXECUTE format('SELECT %I.%I(%s)', f.nspname, f.proname, CASE WHEN f.pronargs = 1 THEN '$1' ELSE '' END)
             USING NEW.model_key;
-        after := ml._woe_anchor_session_state()
-                 || jsonb_build_object('settings', (SELECT jsonb_object_agg(s.name, s.setting) FROM pg_settings AS s));
-        -- settings a language defined on its first call are new, not changed
+        after := ml._woe_anchor_session_state() || jsonb_build_object('settings', ml._woe_anchor_settings(current_setting('search_path')));
+        -- settings PL/pgSQL defines when it first runs are new, not changed; any other new one is a change
         after := jsonb_set(after, '{settings}', (SELECT coalesce(jsonb_object_agg(a.key, a.value), '{}')
                                                  FROM jsonb_each(after -> 'settings') AS a
-                                                 WHERE before -> 'settings' ? a.key));
+                                                 WHERE before -> 'settings' ? a.key OR a.key NOT LIKE 'plpgsql.%'));
         IF after IS DISTINCT FROM before THEN
             -- the rollback undoes settings, temporary objects, cursors and channels, not these
             FOR stmt IN SELECT p.name FROM pg_prepared_statements AS p
@@ -183,3 +195,4 @@ COMMENT ON FUNCTION ml._woe_anchor_session_state() IS
 COMMENT ON FUNCTION ml.woe_anchor_add_activation_hook(regprocedure) IS
     'Run a function (of the model key, or of nothing) in every model activation''s transaction';
 COMMENT ON FUNCTION ml.woe_anchor_remove_activation_hook(regprocedure) IS 'Stop running an activation hook; true if it was registered';
+COMMENT ON FUNCTION ml._woe_anchor_settings(text) IS 'woe_anchor internal: the session''s settings, placeholders of the extension included';

@@ -246,17 +246,19 @@ COMMENT ON FUNCTION ml.woe_anchor_quality(text) IS 'Quality of a WOE anchor mode
 
 -- A fitted model's artifacts do not change. Its activation does, and the extension's own writers
 -- (persist, import, delete: they run with woe_anchor.artifact_write on) write what they write.
--- Deleting a registry row drops a whole model, its cuts and map rows going with it (a cascade);
--- single cuts, map or score rows are neither updated nor deleted. A restore only inserts, and
--- passes. An administrator who must repair a model by hand says so first:
--- SET LOCAL woe_anchor.artifact_write = on.
+-- Deleting a registry row drops a whole model, its cuts and map rows going with it (the cascade
+-- runs once the registry row is gone); single cuts, map or score rows are neither updated nor
+-- deleted, and those tables are not truncated. A restore only inserts, and passes. An
+-- administrator who must repair a model by hand says so first: SET LOCAL woe_anchor.artifact_write = on.
 CREATE FUNCTION ml._woe_anchor_artifact_guard() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF coalesce(current_setting('woe_anchor.artifact_write', true), '') = 'on'
-       OR (TG_OP = 'DELETE' AND (TG_TABLE_NAME = 'woe_anchor_model_registry_v1' OR pg_trigger_depth() > 1))
+       OR (TG_OP = 'DELETE' AND TG_TABLE_NAME = 'woe_anchor_model_registry_v1')
+       OR (TG_OP = 'DELETE' AND TG_TABLE_NAME IN ('woe_anchor_cuts_v1', 'woe_anchor_map_v1')
+           AND NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = OLD.model_key))
        OR (TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'woe_anchor_model_registry_v1'
            AND to_jsonb(NEW) - 'is_active' = to_jsonb(OLD) - 'is_active') THEN
         RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
@@ -280,6 +282,15 @@ CREATE TRIGGER woe_anchor_map_immutable
 CREATE TRIGGER woe_anchor_scores_immutable
     BEFORE UPDATE OR DELETE ON ml.woe_anchor_scores_v1
     FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+CREATE TRIGGER woe_anchor_cuts_no_truncate
+    BEFORE TRUNCATE ON ml.woe_anchor_cuts_v1
+    FOR EACH STATEMENT EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+CREATE TRIGGER woe_anchor_map_no_truncate
+    BEFORE TRUNCATE ON ml.woe_anchor_map_v1
+    FOR EACH STATEMENT EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+CREATE TRIGGER woe_anchor_scores_no_truncate
+    BEFORE TRUNCATE ON ml.woe_anchor_scores_v1
+    FOR EACH STATEMENT EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
 
 COMMENT ON FUNCTION ml._woe_anchor_artifact_guard() IS
     'woe_anchor internal: a fitted model''s artifacts do not change (activation aside)';
@@ -288,22 +299,38 @@ COMMENT ON FUNCTION ml._woe_anchor_artifact_guard() IS
 -- that created a relation and never ended (its backend killed, the server crashed: a fit killed
 -- while writing its scores, say) leaves its files behind; PostgreSQL reclaims them only when the
 -- database is dropped. A relation being created by a transaction still running shows here too,
--- so look again once nothing runs, then remove the files listed with the server stopped.
--- Superusers only (it lists the data directory).
+-- so look again once nothing runs, then remove the files listed with the server stopped. The
+-- default tablespace only; refused while prepared transactions exist. Superusers only (it lists
+-- the data directory).
 CREATE FUNCTION ml.woe_anchor_orphaned_files()
 RETURNS TABLE (file text, bytes bigint, modified timestamptz)
-LANGUAGE sql VOLATILE SECURITY INVOKER
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-WITH dir AS (SELECT 'base/' || d.oid AS path FROM pg_database AS d WHERE d.datname = current_database()),
-     named AS (SELECT dir.path || '/' || f AS file, f AS name FROM dir, pg_ls_dir(dir.path) AS f
-               WHERE f ~ '^[0-9]+(_(fsm|vm|init))?([.][0-9]+)?$'),
-     owned AS (SELECT pg_relation_filenode(c.oid) AS node FROM pg_class AS c)
-SELECT n.file, s.size, s.modification
-FROM named AS n CROSS JOIN LATERAL pg_stat_file(n.file, true) AS s
-WHERE s.size IS NOT NULL
-  AND NOT EXISTS (SELECT FROM owned AS o WHERE o.node = substring(n.name FROM '^[0-9]+')::oid)
-ORDER BY n.file
+BEGIN
+    -- a prepared transaction's new relations are not visible yet: their files would look orphaned
+    IF EXISTS (SELECT FROM pg_prepared_xacts AS x WHERE x.database = current_database()) THEN
+        RAISE EXCEPTION 'this database has prepared transactions: the relations they created are not visible yet'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'COMMIT PREPARED or ROLLBACK PREPARED them (pg_prepared_xacts lists them), then look again.';
+    END IF;
+    IF (SELECT d.dattablespace FROM pg_database AS d WHERE d.datname = current_database())
+       <> (SELECT t.oid FROM pg_tablespace AS t WHERE t.spcname = 'pg_default') THEN
+        RAISE EXCEPTION 'this database''s default tablespace is not pg_default: only base/ is searched'
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    RETURN QUERY
+    WITH dir AS (SELECT 'base/' || d.oid AS path FROM pg_database AS d WHERE d.datname = current_database()),
+         named AS (SELECT dir.path || '/' || f AS file, f AS name FROM dir, pg_ls_dir(dir.path) AS f
+                   WHERE f ~ '^[0-9]+(_(fsm|vm|init))?([.][0-9]+)?$'),
+         owned AS (SELECT pg_relation_filenode(c.oid) AS node FROM pg_class AS c
+                   WHERE c.reltablespace = 0)
+    SELECT n.file, s.size, s.modification
+    FROM named AS n CROSS JOIN LATERAL pg_stat_file(n.file, true) AS s
+    WHERE s.size IS NOT NULL
+      AND NOT EXISTS (SELECT FROM owned AS o WHERE o.node = substring(n.name FROM '^[0-9]+')::oid)
+    ORDER BY n.file;
+END
 $$;
 
 COMMENT ON FUNCTION ml.woe_anchor_orphaned_files() IS
