@@ -47,16 +47,22 @@ def test_views_keep_the_source_key_types_and_reach_its_index(conn, served):
     assert conn.execute(f"SELECT count(*) FROM {LIVE[0]} WHERE listing_id = %s", [lid]).fetchone()[0] == 1
 
 
+def _three_paths(conn, source: str, key: str) -> tuple[dict, dict, dict]:
+    """(generation, listing_id, t0) -> (logit, p) by the scoring function, the live train view and
+    the model's stored scores."""
+    def read(query, *args):
+        return {r[:3]: r[3:] for r in conn.execute(query, args)}
+    return (read("SELECT generation, listing_id, t0, woe_logit, woe_anchor_p_slow21 "
+                 "FROM ml.woe_anchor_score(%s::regclass)", source),
+            read(f"SELECT generation, listing_id, t0, woe_logit, woe_anchor_p_slow21 FROM {LIVE[0]}"),
+            read("SELECT generation, listing_id, t0, woe_logit, woe_p FROM ml.woe_anchor_scores_v1 "
+                 "WHERE model_key = %s", key))
+
+
 def test_every_scoring_path_gives_the_same_bits(conn, served):
     """The scoring function, the live views and an in-sample fit's stored scores: one mapping, one
     result, to the last bit (the views add each pack's WOE in the compiled scoring's order)."""
-    function = {r[:2]: r[2:] for r in conn.execute(
-        "SELECT generation, listing_id, woe_logit, woe_anchor_p_slow21 FROM ml.woe_anchor_score('sv_src')")}
-    views = {r[:2]: r[2:] for r in conn.execute(
-        f"SELECT generation, listing_id, woe_logit, woe_anchor_p_slow21 FROM {LIVE[0]}")}
-    stored = {r[:2]: r[2:] for r in conn.execute(
-        "SELECT generation, listing_id, woe_logit, woe_p FROM ml.woe_anchor_scores_v1 WHERE model_key = %s",
-        [served])}
+    function, views, stored = _three_paths(conn, "sv_src", served)
     assert len(function) == 20_000 and views.keys() == function.keys() and stored.keys() <= function.keys()
     assert [k for k in function if views[k] != function[k]] == [], "views and function differ"
     assert [k for k in stored if stored[k] != function[k]] == [], "stored in-sample scores and function differ"
@@ -74,13 +80,7 @@ def test_a_schema_with_categories_scores_the_same_bits_everywhere(conn, dsn):
     _drop_views(conn)
     try:
         conn.execute("SELECT ml.woe_anchor_create_views('sv_cat')")
-        function = {r[:3]: r[3:] for r in conn.execute(
-            "SELECT generation, listing_id, t0, woe_logit, woe_anchor_p_slow21 FROM ml.woe_anchor_score('sv_cat')")}
-        views = {r[:3]: r[3:] for r in conn.execute(
-            f"SELECT generation, listing_id, t0, woe_logit, woe_anchor_p_slow21 FROM {LIVE[0]}")}
-        stored = {r[:3]: r[3:] for r in conn.execute(
-            "SELECT generation, listing_id, t0, woe_logit, woe_p FROM ml.woe_anchor_scores_v1 WHERE model_key = %s",
-            [key])}
+        function, views, stored = _three_paths(conn, "sv_cat", key)
         assert views == function
         assert all(stored[k] == function[k] for k in stored) and stored
     finally:
