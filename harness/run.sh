@@ -91,8 +91,8 @@ setup_chromium() {
 cmd=${1:-}
 shift || true
 case "$cmd" in
-    demo|test) ;;
-    *) echo "usage: harness/run.sh {demo|test} [args...]" >&2; exit 2 ;;
+    demo|test|test-matrix) ;;
+    *) echo "usage: harness/run.sh {demo|test|test-matrix} [args...]" >&2; exit 2 ;;
 esac
 if [ -z "${WOE_ANCHOR_DSN:-}" ]; then setup_postgres; fi
 setup_venv
@@ -100,5 +100,14 @@ if [ "$cmd" = test ]; then setup_chromium; fi
 export PYTHONPATH="$REPO/harness:$REPO/plpython${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$cmd" = demo ]; then
     exec "$VENV/bin/python" -m woe_anchor_harness demo "$@"
+fi
+if [ "$cmd" = test-matrix ]; then
+    # the whole suite on the host's major, then all but its local_server tests on each other one
+    status=0
+    "$VENV/bin/python" -m pytest "$REPO/tests" "$@" || status=1
+    for major in ${WOE_ANCHOR_MATRIX:-17 18}; do
+        "$VENV/bin/python" -m woe_anchor_harness test-major "$major" "$@" || status=1
+    done
+    exit $status
 fi
 exec "$VENV/bin/python" -m pytest "$REPO/tests" "$@"

@@ -1,7 +1,8 @@
-"""python -m woe_anchor_harness {demo,server,install}"""
+"""python -m woe_anchor_harness {demo,server,install,test-major}"""
 import argparse
+import sys
 
-from . import demo, install, server
+from . import demo, install, roots, server
 
 
 def main(argv=None):
@@ -11,7 +12,13 @@ def main(argv=None):
     d.add_argument("--rows", type=int, default=300_000)
     sub.add_parser("server", help="create/start the local cluster and print its DSN")
     sub.add_parser("install", help="make install into the local server")
-    args = parser.parse_args(argv)
+    t = sub.add_parser("test-major", help="the suite (but local_server tests) on another major, in a Debian root")
+    t.add_argument("major", type=int, choices=sorted(roots.RELEASES))
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "test-major":
+        sys.exit(roots.test_major(args.major, rest))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo":
         demo.run(rows=args.rows)
     elif args.command == "server":
