@@ -637,6 +637,29 @@ def test_a_hook_leaves_nothing_behind_in_the_session_that_activates(cast):
         conn.execute("DEALLOCATE ALL")
 
 
+def test_a_hook_that_changes_nothing_is_not_refused(cast, dsn):
+    """In a fresh session, a hook that loads a library defining settings of its own (postgres_fdw),
+    or calls an extension function that defines the extension's own setting (a prune), changes
+    nothing the activator keeps: the activation goes through."""
+    conn = cast
+    conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")
+    pinned = f"SECURITY DEFINER SET search_path = {TSCHEMA}, public, pg_catalog, pg_temp"
+    with as_role(conn, TRAINER):
+        conn.execute(f"CREATE FUNCTION {TSCHEMA}.quiet(k text) RETURNS void LANGUAGE plpgsql {pinned} AS "
+                     "$$ BEGIN PERFORM count(*) FROM postgres_fdw_get_connections(); "
+                     "PERFORM ml.woe_anchor_prune(1000); END $$")
+        key = fit(conn, "sec_src", model_key="sec_quiet", activate=False)
+    conn.execute(f"GRANT EXECUTE ON FUNCTION postgres_fdw_get_connections() TO {TRAINER}")
+    conn.execute("SELECT ml.woe_anchor_add_activation_hook(%s)", [f"{TSCHEMA}.quiet(text)"])
+    try:
+        with psycopg.connect(dsn, autocommit=True) as fresh:  # nothing loaded, nothing defined yet
+            fresh.execute("SELECT ml.woe_anchor_activate(%s)", [key])
+            assert fresh.execute("SELECT current_setting('postgres_fdw.application_name', true) IS NOT NULL"
+                                 ).fetchone()[0], "the hook did load the library"
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_activation_hooks")
+
+
 def test_source_views_live_only_in_a_superusers_schema(cast):
     conn = cast
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="owned by a superuser"):

@@ -87,5 +87,10 @@ def test_major(major: int, pytest_args: list[str]) -> int:
     with running(major) as srv:
         env = dict(os.environ, WOE_ANCHOR_DSN=srv.dsn, WOE_ANCHOR_CONTAINERS="0")
         print(f"[matrix] PostgreSQL {major} from Debian {RELEASES[major]}: {srv.dsn}", flush=True)
-        return subprocess.run([sys.executable, "-m", "pytest", str(REPO / "tests"), "-m", "not local_server",
-                               *pytest_args], env=env).returncode
+        args, marks = list(pytest_args), "not local_server"
+        if "-m" in args:  # pytest keeps the last -m: fold the caller's into ours
+            at = args.index("-m")
+            marks = f"({args[at + 1]}) and not local_server"
+            del args[at:at + 2]
+        return subprocess.run([sys.executable, "-m", "pytest", str(REPO / "tests"), "-m", marks, *args],
+                              env=env).returncode

@@ -73,18 +73,21 @@ BEGIN
 END
 $$;
 
--- Every setting of the session, with the extension's own (woe_anchor.artifact_write, reader): a
--- setting nothing has defined is a placeholder, which pg_settings does not list. The caller passes
--- search_path as it reads it: in here, this function's own SET clause would hide a changed one.
+-- The settings of the session that are not at their defaults (a library a hook loads defines
+-- settings of its own, at their defaults: no change), with the extension's own
+-- (woe_anchor.artifact_write, reader; '' when unset): a setting nothing has defined is a
+-- placeholder, which pg_settings does not list. The caller passes search_path as it reads it: in
+-- here, this function's own SET clause would hide a changed one.
 CREATE FUNCTION ml._woe_anchor_settings(search_path text) RETURNS jsonb
 LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT pg_catalog.jsonb_object_agg(s.name, s.setting) || pg_catalog.jsonb_build_object(
            'search_path', _woe_anchor_settings.search_path,
-           'woe_anchor.artifact_write', pg_catalog.current_setting('woe_anchor.artifact_write', true),
-           'woe_anchor.reader', pg_catalog.current_setting('woe_anchor.reader', true))
+           'woe_anchor.artifact_write', coalesce(pg_catalog.current_setting('woe_anchor.artifact_write', true), ''),
+           'woe_anchor.reader', coalesce(pg_catalog.current_setting('woe_anchor.reader', true), ''))
 FROM pg_catalog.pg_settings AS s
+WHERE s.source <> 'default'
 $$;
 
 -- Each hook is checked right before it is called, with its function's and schema's catalog rows
@@ -126,10 +129,6 @@ BEGIN
         EXECUTE format('SELECT %I.%I(%s)', f.nspname, f.proname, CASE WHEN f.pronargs = 1 THEN '$1' ELSE '' END)
             USING NEW.model_key;
         after := ml._woe_anchor_session_state() || jsonb_build_object('settings', ml._woe_anchor_settings(current_setting('search_path')));
-        -- settings PL/pgSQL defines when it first runs are new, not changed; any other new one is a change
-        after := jsonb_set(after, '{settings}', (SELECT coalesce(jsonb_object_agg(a.key, a.value), '{}')
-                                                 FROM jsonb_each(after -> 'settings') AS a
-                                                 WHERE before -> 'settings' ? a.key OR a.key NOT LIKE 'plpgsql.%'));
         IF after IS DISTINCT FROM before THEN
             -- the rollback undoes settings, temporary objects, cursors and channels, not these
             FOR stmt IN SELECT p.name FROM pg_prepared_statements AS p
