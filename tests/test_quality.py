@@ -1,7 +1,10 @@
 """Model quality recorded at fit time equals a plain numpy computation on the same rows."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import psycopg
 import pytest
 
 import artifacts
@@ -90,3 +93,45 @@ def test_oof_auc_is_below_in_sample_auc_on_demo_data(conn):
     reg = artifacts.registry(conn, key)
     assert 0.5 < reg["oof_auc"] < reg["insample_auc"] < 1
     assert reg["eval_auc"] is not None and reg["oof_logloss"] > reg["insample_logloss"]
+
+
+def test_compare_gives_both_models_figures_on_the_same_rows(conn):
+    """AUC and log loss of two models on one window's labelled rows, with the DeLong standard error
+    of the AUC difference, against a plain O(m n) computation of the same definitions."""
+    rows = cases.make_rows(seed=109, n=2500)
+    cases.load(conn, "cmp_src", rows)
+    cut = cases.cutoff_at_a_sale(rows, 0.7)
+    a = fit(conn, "cmp_src", model_key="cmp_a", replace=True, activate=False, cutoff=cases.to_datetime(cut))
+    b = fit(conn, "cmp_src", model_key="cmp_b", replace=True, activate=False, cutoff=cases.to_datetime(cut),
+            n_folds=3, half_life_days=20.0, eps=2.0)
+    got = {r[0]: r[1:] for r in conn.execute("SELECT * FROM ml.woe_anchor_compare(%s, %s, 'cmp_src')", [a, b])}
+
+    sold = rows["sold_time"]
+    window = (sold > cut) & (sold <= cut + 7 * cases.DAY_US)
+    y = ((rows["duration_hours"] >= 504) | (rows["final_status"] == "older21days"))[window]
+    keys = list(zip(rows["generation"][window].tolist(), rows["listing_id"][window].tolist(),
+                    rows["t0"][window].tolist()))
+    logits = {}
+    for key in (a, b):
+        scored = {(g, lid, cases.epoch_us(t)): l for g, lid, t, l in conn.execute(
+            "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_score('cmp_src', %s)", [key])}
+        logits[key] = np.array([scored[k] for k in keys])
+    assert got["rows"][:2] == (len(keys), len(keys)) and got["slow21 rows"][0] == y.sum()
+    want_a, want_b = pairwise_auc(logits[a], y), pairwise_auc(logits[b], y)
+    assert got["auc"][:3] == pytest.approx((want_a, want_b, want_a - want_b), rel=1e-12, abs=1e-12)
+    # DeLong: per positive and per negative, the share of the other class it outscores (ties half)
+    def components(s):
+        diff = s[y][:, None] - s[~y][None, :]
+        psi = (diff > 0) + 0.5 * (diff == 0)
+        return psi.mean(axis=1), psi.mean(axis=0)
+    (v10a, v01a), (v10b, v01b) = components(logits[a]), components(logits[b])
+    var = (np.var(v10a - v10b, ddof=1) / y.sum()) + (np.var(v01a - v01b, ddof=1) / (~y).sum())
+    assert got["auc"][3] == pytest.approx(np.sqrt(var), rel=1e-9)
+    assert got["auc"][4] == pytest.approx(math.erfc(abs(want_a - want_b) / np.sqrt(var) / math.sqrt(2)), rel=1e-9)
+    loss_a, loss_b = log_loss(logits[a], y), log_loss(logits[b], y)
+    assert got["logloss"][:3] == pytest.approx((loss_a, loss_b, loss_a - loss_b), rel=1e-9)
+    with pytest.raises(psycopg.errors.NoDataFound, match="both classes"):
+        conn.execute("SELECT * FROM ml.woe_anchor_compare(%s, %s, 'cmp_src', %s, %s)",
+                     [a, b, cases.to_datetime(0), cases.to_datetime(1)])
+    for key in (a, b):
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])

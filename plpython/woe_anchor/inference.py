@@ -8,11 +8,12 @@ wrappers in sql/functions/inference.sql run them.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import bands, errors, packs, passes, schemas, sharded, source
+from . import bands, errors, packs, passes, quality, schemas, sharded, source
 from .errors import Refusal
 from .catalog import CENSORED_HOURS, CUTS, EVAL_WINDOW, MAPS, REGISTRY, SCORES, SHARD_SCORES
 from .sqlgen import Compiler, quote_literal, utc_iso_sql
@@ -78,11 +79,12 @@ def model_bands(plpy, key: str | None) -> list[tuple]:
             for i, band in enumerate(model.schema.bands) for j, label in enumerate(bands.display_order(band))]
 
 
-def _final_rows(compiler: Compiler, qualified: str, model: Model, extra=()) -> str:
-    """Every row of the relation scored with the model's final mapping (fit index 0)."""
+def _final_rows(compiler: Compiler, qualified: str, model: Model, extra=(), where: str | None = None) -> str:
+    """Every row of the relation (matching ``where``) scored with the model's final mapping (fit index 0)."""
     plan = packs.plan(model.schema)
     tables = [packs.woe_table(p, model.woe).tolist() for p in plan]
-    return passes.scored_rows_sql(compiler, qualified, plan, "0", [model.base_logit], tables, extra=extra)
+    return passes.scored_rows_sql(compiler, qualified, plan, "0", [model.base_logit], tables, where=where,
+                                  extra=extra)
 
 
 def score_sql(plpy, source_oid, key: str | None) -> str:
@@ -122,6 +124,61 @@ LEFT JOIN ({_stored_scores(plpy, model.key)}) AS sc
        ON q.split = 'train_sold'
       AND (sc.generation, sc.listing_id, sc.t0) = (q.generation::int, q.listing_id::bigint, q.t0)
 """
+
+
+_LABEL_SQL = f"""
+SELECT r.model_key, r.slow_threshold_hours, {utc_iso_sql('r.train_cutoff_ts')} AS cutoff
+FROM {REGISTRY} AS r WHERE r.model_key = ANY ($1)
+"""
+
+
+def compare(plpy, key_a: str, key_b: str, source_oid, start, end) -> list[tuple]:
+    """Models a and b scored with their final mappings on the same labelled rows of ``source``:
+    sold in (start, end], by default the 7-day window after the later of their cutoffs. Rows of
+    (metric, a, b, a - b, standard error of the difference, two-sided p): the rows compared,
+    AUC (paired, DeLong), and mean log loss (paired row by row)."""
+    models = [load_model(plpy, key_a), load_model(plpy, key_b)]
+    found = {r["model_key"]: r for r in plpy.execute(plpy.prepare(_LABEL_SQL, ["text[]"]), [[key_a, key_b]])}
+    thresholds = {found[m.key]["slow_threshold_hours"] for m in models}
+    if len(thresholds) != 1:
+        raise Refusal(errors.INVALID_PARAMETER_VALUE,
+                      f"models {key_a!r} and {key_b!r} learned different labels (slow_threshold_hours "
+                      f"{' and '.join(f'{t:g}' for t in sorted(thresholds))}): their scores cannot be compared on one")
+    bound = plpy.prepare(f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"])
+    literal = lambda text: f"{quote_literal(text)}::timestamptz"  # noqa: E731
+    later = max(found[m.key]["cutoff"] for m in models)  # ISO UTC text: orders as time does
+    start = literal(plpy.execute(bound, [start])[0]["t"] if start is not None else later)
+    end = literal(plpy.execute(bound, [end])[0]["t"]) if end is not None else f"{start} + {EVAL_WINDOW}"
+    sources = [source.resolve(plpy, source_oid, m.schema) for m in models]
+    reads = sources[0].reads
+    label = (f"(coalesce({reads['duration_hours']} >= {float(thresholds.pop())!r}::float8, false) "
+             f"OR coalesce(s.final_status::text = 'older21days', false))")
+    window = f"s.sold_time > {start} AND s.sold_time <= {end}"
+    scored = [_final_rows(Compiler(m.schema, src.reads, m.learned), src.qualified, m, where=window,
+                          extra=((label, "y"),)) for m, src in zip(models, sources)]
+    rows = plpy.execute(f"""
+SELECT array_agg(a.y ORDER BY a.generation, a.listing_id, a.t0) AS y,
+       array_agg(a.l ORDER BY a.generation, a.listing_id, a.t0) AS la,
+       array_agg(b.l ORDER BY a.generation, a.listing_id, a.t0) AS lb
+FROM ({scored[0]}) AS a JOIN ({scored[1]}) AS b USING (generation, listing_id, t0)""")[0]
+    y = np.asarray(rows["y"] or [], dtype=bool)
+    if not y.any() or y.all():
+        raise Refusal(errors.NO_DATA_FOUND, f"the window holds {len(y)} sold rows of {sources[0].qualified}, "
+                                            f"{int(y.sum())} of them slow21: AUC needs both classes",
+                      hint="Pass window_start and window_end around sales that both models did not learn from.")
+    la, lb = np.asarray(rows["la"], dtype=np.float64), np.asarray(rows["lb"], dtype=np.float64)
+    auc_a, auc_b, auc_se = quality.paired_auc(y, la, lb)
+    loss_a, loss_b = quality.row_logloss(y, la), quality.row_logloss(y, lb)
+    loss_diff = loss_a - loss_b
+    loss_se = float(np.std(loss_diff, ddof=1) / math.sqrt(len(y))) if len(y) > 1 else float("nan")
+
+    def paired(name, a, b, se):
+        diff = a - b
+        return (name, a, b, diff, se, quality.two_sided_p(diff / se) if se > 0 else None)
+    return [("rows", float(len(y)), float(len(y)), None, None, None),
+            ("slow21 rows", float(y.sum()), float(y.sum()), None, None, None),
+            paired("auc", auc_a, auc_b, auc_se),
+            paired("logloss", float(loss_a.mean()), float(loss_b.mean()), loss_se)]
 
 
 def reasons_sql(plpy, source_oid, key: str | None) -> str:

@@ -106,3 +106,43 @@ def metrics(groups: dict) -> dict:
         out[f"{name}_logloss"] = logloss(logit, n_pos, n_neg)
         out[f"{name}_rows"] = int(n_pos.sum() + n_neg.sum())
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+
+
+def midranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of x, ties sharing their mean rank."""
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    ranks = np.empty(len(x))
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def paired_auc(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """AUC of scores a and b of the same rows, and the standard error of AUC(a) - AUC(b) by DeLong,
+    DeLong and Clarke-Pearson's (1988) structural components, computed from midranks."""
+    y = np.asarray(y, dtype=bool)
+    m, n = int(y.sum()), int((~y).sum())
+    components = []
+    for s in (np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)):
+        x, z = s[y], s[~y]
+        every = midranks(np.concatenate([x, z]))
+        v10 = (every[:m] - midranks(x)) / n          # per positive: share of negatives below it (ties half)
+        v01 = 1.0 - (every[m:] - midranks(z)) / m    # per negative: share of positives above it
+        components.append((float(v10.mean()), v10, v01))
+    (auc_a, v10a, v01a), (auc_b, v10b, v01b) = components
+    s10, s01 = np.cov(np.vstack([v10a, v10b])), np.cov(np.vstack([v01a, v01b]))
+    variance = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / m + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / n
+    return auc_a, auc_b, math.sqrt(max(variance, 0.0))
+
+
+def row_logloss(y: np.ndarray, logit: np.ndarray) -> np.ndarray:
+    """Each row's log loss of the probability 1 / (1 + e^-logit), clipped as the recorded log loss is."""
+    p = np.clip(1.0 / (1.0 + np.exp(-np.asarray(logit, dtype=np.float64))), LOGLOSS_CLIP, 1 - LOGLOSS_CLIP)
+    return -np.where(np.asarray(y, dtype=bool), np.log(p), np.log1p(-p))
+
+
+def two_sided_p(z: float) -> float:
+    """P(|N(0, 1)| > |z|)."""
+    return math.erfc(abs(z) / math.sqrt(2.0))

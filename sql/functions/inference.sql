@@ -67,6 +67,36 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION ml._woe_anchor_compare(model_a text, model_b text, source oid, window_start timestamptz,
+                                       window_end timestamptz)
+RETURNS TABLE (metric text, a float8, b float8, a_minus_b float8, std_error float8, p_value float8)
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+return woe_anchor.errors.reported(plpy, woe_anchor.inference.compare, plpy, model_a, model_b, source,
+                                  window_start, window_end)
+$woe_anchor_py$;
+
+-- Two models on the same labelled rows of a source (sold in the window; by default the 7 days
+-- after the later of their cutoffs): rows compared, AUC of each with the DeLong standard error of
+-- the paired difference, mean log loss of each with the standard error of the row-wise difference,
+-- and two-sided p-values.
+CREATE FUNCTION ml.woe_anchor_compare(model_a text, model_b text, source regclass,
+                                      window_start timestamptz DEFAULT NULL, window_end timestamptz DEFAULT NULL)
+RETURNS TABLE (metric text, a float8, b float8, a_minus_b float8, std_error float8, p_value float8)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    @ERROR_VARIABLES@
+BEGIN
+    RETURN QUERY SELECT * FROM ml._woe_anchor_compare(model_a, model_b, source::oid, window_start, window_end);
+@RERAISE_AS_PLAIN_ERROR@
+END
+$$;
+
 -- Closes the shard connections a training-features statement read through.
 CREATE FUNCTION ml._woe_anchor_end_shard_reads() RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
@@ -187,3 +217,5 @@ COMMENT ON FUNCTION ml._woe_anchor_model_bands(text) IS 'woe_anchor internal: th
 COMMENT ON FUNCTION ml.woe_anchor_model_bands(text) IS 'Bands of a WOE anchor model (default: the active one) and their values in schema order';
 COMMENT ON FUNCTION ml._woe_anchor_reasons_sql(oid, text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_reasons';
 COMMENT ON FUNCTION ml.woe_anchor_reasons(regclass, text) IS 'Per row and band: its value, its WOE in the final mapping, and on stored rows its out-of-fold WOE';
+COMMENT ON FUNCTION ml._woe_anchor_compare(text, text, oid, timestamptz, timestamptz) IS 'woe_anchor internal: the figures behind ml.woe_anchor_compare';
+COMMENT ON FUNCTION ml.woe_anchor_compare(text, text, regclass, timestamptz, timestamptz) IS 'Two models on the same labelled rows: AUC (DeLong) and log loss, each, their difference, its standard error and p-value';

@@ -10,6 +10,7 @@ SELECT CASE kind
         '_woe_anchor_load', '_woe_anchor_reraise', 'woe_anchor_score', '_woe_anchor_score_sql',
         'woe_anchor_training_features', '_woe_anchor_training_features_sql', '_woe_anchor_end_shard_reads',
         'woe_anchor_stored_scores', '_woe_anchor_stored_scores_sql', 'woe_anchor_reasons', '_woe_anchor_reasons_sql',
+        'woe_anchor_compare', '_woe_anchor_compare',
         '_woe_anchor_dblink',
         'woe_anchor_quality', 'woe_anchor_models', 'woe_anchor_assert_ready', 'woe_anchor_band_schema',
         'woe_anchor_band_schema_problems', '_woe_anchor_band_schema_problems', 'woe_anchor_model_bands',
