@@ -189,7 +189,7 @@ def sharded_fit(conn, n):
     """The same n rows fitted from two postgres_fdw shards and from one local table."""
     notices = []
     conn.add_notice_handler(lambda d: notices.append(d.message_primary))
-    with shards.Shards(2, base_port=54351) as s:
+    with shards.Shards(2, base_port=25451) as s:
         shards.generate_sharded(conn, "bench_sharded", n, {s.dsns[0]: [1, 2], s.dsns[1]: [3, 4]},
                                 local_copy="bench_flat")
         conn.execute("CHECKPOINT")

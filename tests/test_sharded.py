@@ -22,7 +22,7 @@ from woe_anchor_harness import shards as sharding
 
 pytestmark = pytest.mark.local_server  # throwaway shard clusters on this machine
 
-SHARD_PORTS = 54341  # and the next one
+SHARD_PORTS = 25441  # and the next one: below the ephemeral ports (32768-60999) clients bind
 VOLUME_ROWS = 400_000
 COLUMNS = ", ".join(f"{c} {t}" for c, t in cases.COLUMN_TYPES.items())
 

@@ -20,7 +20,10 @@ ROOT = Path("/var/tmp/woe_anchor_shards")
 
 
 class Shards:
-    """``with Shards(2, base_port=54341) as shards:`` gives shards.dsns, one per running cluster."""
+    """``with Shards(2, base_port=25441) as shards:`` gives shards.dsns, one per running cluster.
+
+    Use ports below the kernel's ephemeral range (32768-60999 by default): a client connection that
+    happens to hold the port locally would keep the cluster from listening on it."""
 
     def __init__(self, n: int, base_port: int, major: int | None = None):
         self.major = major or servers.pick_major()
@@ -53,8 +56,12 @@ class Shards:
             with open(pgdata / "postgresql.auto.conf", "a") as f:
                 f.write(f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{pgdata}'\n"
                         "shared_buffers = '128MB'\nfsync = off\n")
-            servers._as_postgres([f"{self.bindir}/pg_ctl", "start", "-w", "-D", str(pgdata),
-                                  "-l", str(pgdata / "server.log")], stdout=subprocess.DEVNULL)
+            try:
+                servers._as_postgres([f"{self.bindir}/pg_ctl", "start", "-w", "-D", str(pgdata),
+                                      "-l", str(pgdata / "server.log")], stdout=subprocess.DEVNULL)
+            except subprocess.CalledProcessError:
+                log = (pgdata / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"shard cluster on port {port} did not start:\n{log}") from None
             self.dsns.append(f"host=127.0.0.1 port={port} user=postgres dbname=postgres")
 
     def add_login(self, role: str, password: str) -> None:
