@@ -185,7 +185,7 @@ def _value_table(band: dict) -> str:
     cells = []
     for v in band["values"]:
         rate = iv = None
-        if v in seen and v["pos"] + v["neg"] > 0:
+        if v["pos"] is not None and v["neg"] is not None and v["pos"] + v["neg"] > 0:
             rate = v["pos"] / (v["pos"] + v["neg"])
             if total_pos > 0 and total_neg > 0 and v["woe"] is not None:
                 iv = (v["pos"] / total_pos - v["neg"] / total_neg) * v["woe"]

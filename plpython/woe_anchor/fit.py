@@ -163,7 +163,7 @@ def _refuse_unlearnable(stats: dict, p: dict, src, cutoff: str) -> None:
     """Refuse a source the fit cannot learn from, by the row counts of ``Statements.stats`` or ``RowSet.statistics``."""
     if stats["n_train_sold"] == 0:
         raise Refusal(errors.NO_DATA_FOUND,
-                       f"TRAIN SOLD is empty: no row of {src.qualified} has sold_time <= {cutoff.split(chr(39))[1]}",
+                       f"TRAIN SOLD is empty: no row of {src.qualified} has sold_time <= {_cutoff_text(cutoff)}",
                        hint="Pass a later cutoff (TRAIN SOLD is sold_time <= cutoff) or check sold_time.")
     if stats["n_null_keys"]:
         raise Refusal(errors.NULL_VALUE_NOT_ALLOWED,
@@ -209,7 +209,8 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
     fold, fit the WOE, persist. ``reader`` is where the rows come from (``readers``)."""
     cutoff = _cutoff_literal(plpy, src, p["cutoff"], reader)
     phases.done("cutoff")
-    plpy.notice(f"[woe] reading {src.qualified}: TRAIN SOLD is sold_time <= {cutoff.split(chr(39))[1]}")
+    oof = bool(p["oof"]) and p["n_folds"] > 1
+    plpy.notice(f"[woe] reading {src.qualified}: TRAIN SOLD is sold_time <= {_cutoff_text(cutoff)}")
 
     def statements(learned=None):
         return passes.Statements(Compiler(schema, src.reads, learned), src.qualified, cutoff,
@@ -224,14 +225,13 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
     stats = reader.all_statistics(statements(), plan, stats)
     phases.done("rows")
     plpy.notice(f"[woe] read TRAIN SOLD n={stats['n_train_sold']} (learned={stats['n_learned']}); "
-                f"learning the thresholds and {p['n_folds'] if p['oof'] and p['n_folds'] > 1 else 1} fold(s)")
+                f"learning the thresholds and {p['n_folds'] if oof else 1} fold(s)")
     learned, dsold_source = _learn(schema, stats, p, src, cutoff)
     reader.prepare(schema, plan, learned, stats["ref_epoch"], p["half_life_days"])
     days = reader.train_days(stats)
     sql = statements(learned)
 
     n_days = len(days)
-    oof = bool(p["oof"]) and p["n_folds"] > 1
     if oof and n_days < 2:
         raise Refusal(errors.INVALID_PARAMETER_VALUE,
                        f"OOF needs at least 2 distinct t0 days in TRAIN SOLD, found {n_days}",
@@ -279,7 +279,7 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
         return _report_unsaved(plpy, p, final, folds, measured, schema)
 
     registry = dict(
-        train_cutoff_ts=cutoff.split("'")[1], half_life_days=p["half_life_days"],
+        train_cutoff_ts=_cutoff_text(cutoff), half_life_days=p["half_life_days"],
         eps=p["eps"], n_folds=p["n_folds"], band_schema_version=schema.version, band_schema=schema_doc,
         base_rate=final.base_rate, base_logit=final.base_logit,
         **{name: learned.get(name) for name in DSOLD_COLUMNS},
@@ -405,6 +405,11 @@ def _cutoff_literal(plpy, src, given, reader) -> str:
         if text is None:
             raise Refusal(errors.INVALID_PARAMETER_VALUE, f"cutoff must be a finite timestamp, got {given}")
     return f"{quote_literal(text)}::timestamptz"
+
+
+def _cutoff_text(literal: str) -> str:
+    """The ISO text inside a ``_cutoff_literal``."""
+    return literal.split("'")[1]
 
 
 def _quality(scored: dict) -> dict:

@@ -21,7 +21,7 @@ from .sqlgen import Compiler, quote_literal, utc_iso_sql
 
 _MODEL_SQL = f"""
 SELECT r.model_key, r.band_schema::text AS band_schema, r.base_logit, c.thresholds::text AS thresholds,
-       r.source_relation, {utc_iso_sql('r.train_cutoff_ts')} AS cutoff
+       r.source_relation, {utc_iso_sql('r.train_cutoff_ts')} AS cutoff, r.slow_threshold_hours
 FROM {REGISTRY} r
 LEFT JOIN {CUTS} c ON c.model_key = r.model_key AND c.fold_id IS NULL
 WHERE CASE WHEN $1::text IS NULL THEN r.is_active ELSE r.model_key = $1 END
@@ -40,6 +40,7 @@ class Model:
     woe: list              # per band of the schema: WOE per label, 0 where unseen
     source_relation: str
     cutoff: str            # ISO text, UTC
+    slow_threshold_hours: float  # its label's threshold
 
 
 def load_model(plpy, key: str | None) -> Model:
@@ -68,7 +69,7 @@ def load_model(plpy, key: str | None) -> Model:
            for band in schema.bands]
     learned = {name: float(v) for name, v in json.loads(m["thresholds"]).items()}
     return Model(m["model_key"], schema, m["base_logit"], learned, woe,
-                 m["source_relation"], m["cutoff"])
+                 m["source_relation"], m["cutoff"], m["slow_threshold_hours"])
 
 
 def model_bands(plpy, key: str | None) -> list[tuple]:
@@ -126,33 +127,24 @@ LEFT JOIN ({_stored_scores(plpy, model.key)}) AS sc
 """
 
 
-_LABEL_SQL = f"""
-SELECT r.model_key, r.slow_threshold_hours, {utc_iso_sql('r.train_cutoff_ts')} AS cutoff
-FROM {REGISTRY} AS r WHERE r.model_key = ANY ($1)
-"""
-
-
 def compare(plpy, key_a: str, key_b: str, source_oid, start, end) -> list[tuple]:
     """Models a and b scored with their final mappings on the same labelled rows of ``source``:
     sold in (start, end], by default the 7-day window after the later of their cutoffs. Rows of
     (metric, a, b, a - b, standard error of the difference, two-sided p): the rows compared,
     AUC (paired, DeLong), and mean log loss (paired row by row)."""
     models = [load_model(plpy, key_a), load_model(plpy, key_b)]
-    found = {r["model_key"]: r for r in plpy.execute(plpy.prepare(_LABEL_SQL, ["text[]"]), [[key_a, key_b]])}
-    thresholds = {found[m.key]["slow_threshold_hours"] for m in models}
+    thresholds = {m.slow_threshold_hours for m in models}
     if len(thresholds) != 1:
         raise Refusal(errors.INVALID_PARAMETER_VALUE,
                       f"models {key_a!r} and {key_b!r} learned different labels (slow_threshold_hours "
                       f"{' and '.join(f'{t:g}' for t in sorted(thresholds))}): their scores cannot be compared on one")
     bound = plpy.prepare(f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"])
     literal = lambda text: f"{quote_literal(text)}::timestamptz"  # noqa: E731
-    later = max(found[m.key]["cutoff"] for m in models)  # ISO UTC text: orders as time does
+    later = max(m.cutoff for m in models)  # ISO UTC text: orders as time does
     start = literal(plpy.execute(bound, [start])[0]["t"] if start is not None else later)
     end = literal(plpy.execute(bound, [end])[0]["t"]) if end is not None else f"{start} + {EVAL_WINDOW}"
     sources = [source.resolve(plpy, source_oid, m.schema) for m in models]
-    reads = sources[0].reads
-    label = (f"(coalesce({reads['duration_hours']} >= {float(thresholds.pop())!r}::float8, false) "
-             f"OR coalesce(s.final_status::text = 'older21days', false))")
+    label = passes.label_sql(sources[0].reads, thresholds.pop())
     window = f"s.sold_time > {start} AND s.sold_time <= {end}"
     scored = [_final_rows(Compiler(m.schema, src.reads, m.learned), src.qualified, m, where=window,
                           extra=((label, "y"),)) for m, src in zip(models, sources)]

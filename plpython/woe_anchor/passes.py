@@ -53,6 +53,13 @@ def array_lit(values, kind: str) -> str:
     return f"('{{{items}}}'::{kind}[])"
 
 
+def label_sql(reads: dict, slow_threshold_hours: float) -> str:
+    """docs/contract.md 3: y = 1 iff duration_hours >= the threshold or final_status = 'older21days'
+    (of the source row ``s``; never NULL)."""
+    return (f"(coalesce({reads['duration_hours']} >= {float_lit(slow_threshold_hours)}, false) "
+            f"OR coalesce(s.final_status = 'older21days', false))")
+
+
 class Statements:
     """The statements of one fit over one source, with its cutoff and label parameters."""
 
@@ -66,8 +73,7 @@ class Statements:
         # TRAIN SOLD and the eval window after it (docs/contract.md 3)
         self.window = f"s.sold_time IS NOT NULL AND s.sold_time <= {cutoff_literal} + {EVAL_WINDOW}"
         slow = float_lit(slow_threshold_hours)
-        # docs/contract.md 3: y = 1 iff duration >= threshold or final_status = 'older21days'
-        self.y = f"(coalesce({dur} >= {slow}, false) OR coalesce(s.final_status = 'older21days', false))"
+        self.y = label_sql(compiler.reads, slow_threshold_hours)
         self.learned = f"coalesce({dur} >= {float_lit(min_duration_hours)}, false)"
         # docs/contract.md 4: seconds since epoch of the label's moment
         self.label_ts = (f"CASE WHEN {self.y} THEN date_part('epoch', s.t0) + {slow} * 3600::float8 "

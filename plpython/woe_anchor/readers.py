@@ -11,7 +11,7 @@
 
 Both give the same statistics, the same exact weight sums and the same
 quality groups, so a fit's artifacts are bit-identical whichever reads
-(tests/test_sharded.py drives both on the same rows). ``fit._fit_source``
+(tests/test_readers.py drives both on the same rows). ``fit._fit_source``
 calls these methods in this order, on either:
 
     default_cutoff -> first_statistics -> all_statistics -> prepare ->
@@ -128,8 +128,7 @@ class LocalRows:
     def write_scores(self, st: Statements, plan: list, fold: str, lookups, fold_ids, phases,
                      on_shards: bool) -> tuple[list, list, int]:
         if on_shards:
-            raise errors.Refusal(errors.INVALID_PARAMETER_VALUE, sharded.NOT_SHARDED.format(self.qualified),
-                                  hint="Pass scores_on_shards => false to write the scores here.")
+            raise sharded.not_sharded(self.qualified)
         return write_scores_here(self.plpy, st, plan, fold, lookups, fold_ids, phases)
 
     def quality_sets(self, st: Statements, plan: list, fold: str, oof, final) -> dict:

@@ -40,8 +40,14 @@ SHARDS_CHANGED = "Stop writes to the shards during the fit, or retry."
 BUCKETS = 1024          # histogram buckets per narrowing round
 FETCH_AT_MOST = 4096    # a value range with this few rows left is fetched and sorted
 MAX_ROUNDS = 6
-NOT_SHARDED = ("scores_on_shards => true needs a source partitioned over postgres_fdw servers "
-               "(with dblink installed); {} is not one")
+
+
+def not_sharded(qualified: str) -> errors.Refusal:
+    """The refusal of scores_on_shards for a source with no leaf on a postgres_fdw server."""
+    return errors.Refusal(errors.INVALID_PARAMETER_VALUE,
+                          f"scores_on_shards => true needs a source partitioned over postgres_fdw servers "
+                          f"(with dblink installed); {qualified} is not one",
+                          hint="Pass scores_on_shards => false to write the scores here.")
 
 
 def dblink_schema(plpy) -> str | None:
@@ -189,8 +195,7 @@ class ShardedRows:
         if not on_shards:
             return write_scores_here(self.plpy, st, packs, fold, lookups, fold_ids, phases)
         if not any(leaf.server for leaf in self.leaves):
-            raise errors.Refusal(errors.INVALID_PARAMETER_VALUE, NOT_SHARDED.format(self.qualified),
-                                  hint="Pass scores_on_shards => false to write the scores here.")
+            raise not_sharded(self.qualified)
         try:
             return self._write_scores_on_shards(st, packs, fold, lookups, fold_ids, phases)
         except self.plpy.spiexceptions.UniqueViolation:

@@ -22,6 +22,7 @@ KEY_AND_LABEL_COLUMNS = {
 
 _COLUMNS_SQL = f"""
 SELECT format('%I.%I', n.nspname, c.relname) AS qualified, c.relkind::text AS relkind,
+       c.relpersistence = 't' AS temporary,
        EXISTS (SELECT FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
                WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                  AND d.deptype = 'e' AND e.extname = 'woe_anchor')
@@ -52,6 +53,7 @@ class Source:
     qualified: str          # quoted schema.name, safe to splice into SQL
     reads: dict             # column -> read expression (float8, NaN as NULL)
     leaves: tuple = ()      # set when rows live on postgres_fdw servers (see ``sharded``)
+    temporary: bool = False  # a temporary table (this session's)
 
 
 def expected_types(schema: bands.BandSchema, labels: bool = True) -> dict:
@@ -108,8 +110,8 @@ def resolve(plpy, source_oid, schema: bands.BandSchema, labels: bool = True) -> 
     reads = {c: sqlgen.column_read(c, have[c] == "boolean") for c in numeric}
     leaves = _leaves(plpy, source_oid, row["qualified"]) if row["relkind"] in ("p", "f") else ()
     if not any(leaf.server for leaf in leaves):
-        return Source(row["qualified"], reads)
-    return Source(row["qualified"], reads, leaves)
+        leaves = ()
+    return Source(row["qualified"], reads, leaves, row["temporary"])
 
 
 # Leaf tables of a partitioned source (or a foreign table itself), with how their server names them.

@@ -56,9 +56,7 @@ def create_views(plpy, source_oid, version, guard: str | None, replace_views: bo
         version = active[0]["v"] if active else 1
     _, schema = schemas.load(plpy, version)
     src = source.resolve(plpy, source_oid, schema, labels=False)
-    temporary = plpy.execute(plpy.prepare("SELECT relpersistence = 't' AS t FROM pg_catalog.pg_class WHERE oid = $1",
-                                          ["oid"]), [source_oid])[0]["t"]
-    if temporary:
+    if src.temporary:
         raise Refusal(errors.INVALID_PARAMETER_VALUE,
                       f"{src.qualified} is temporary: views over it would be temporary too, and gone with this session",
                       hint="Create the live views over a permanent table or view (score a temporary table with "

@@ -33,11 +33,15 @@ LEFT JOIN pg_proc AS p ON p.oid = h.oid
 LEFT JOIN pg_roles AS r ON r.oid = p.proowner
 $$;
 -- What a hook could leave behind in the activating session for whoever activates to run or reach
--- later, besides settings: temporary objects (they come first on the search_path), prepared
--- statements, cursors, channels, advisory locks, dblink connections, deferred triggers (seen
--- through this transaction's row counts, so the runner needs track_counts on). Settings are
--- ml._woe_anchor_settings(search_path).
-CREATE FUNCTION ml._woe_anchor_session_state() RETURNS jsonb
+-- later: settings, temporary objects (they come first on the search_path), prepared statements,
+-- cursors, channels, advisory locks, dblink connections, deferred triggers (seen through this
+-- transaction's row counts, so the runner needs track_counts on).
+-- Settings: those not at their defaults (a library a hook loads defines settings of its own, at
+-- their defaults: no change), with the extension's own (woe_anchor.artifact_write, reader; '' when
+-- unset): a setting nothing has defined is a placeholder, which pg_settings does not list. The
+-- caller passes search_path as it reads it: in here, this function's own SET clause would hide a
+-- changed one.
+CREATE FUNCTION ml._woe_anchor_session_state(search_path text) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -47,6 +51,12 @@ DECLARE
     connections jsonb;
 BEGIN
     SELECT jsonb_build_object(
+        'settings', (SELECT coalesce(jsonb_object_agg(s.name, s.setting), '{}') FROM pg_settings AS s
+                     WHERE s.source <> 'default')
+                    || jsonb_build_object(
+                           'search_path', _woe_anchor_session_state.search_path,
+                           'woe_anchor.artifact_write', coalesce(current_setting('woe_anchor.artifact_write', true), ''),
+                           'woe_anchor.reader', coalesce(current_setting('woe_anchor.reader', true), '')),
         'temporary', (SELECT jsonb_agg(o ORDER BY o) FROM (
                           SELECT 'c' || c.oid FROM pg_class AS c WHERE c.relnamespace = pg_my_temp_schema()
                           UNION ALL SELECT 'p' || p.oid FROM pg_proc AS p WHERE p.pronamespace = pg_my_temp_schema()
@@ -71,23 +81,6 @@ BEGIN
     END IF;
     RETURN state;
 END
-$$;
-
--- The settings of the session that are not at their defaults (a library a hook loads defines
--- settings of its own, at their defaults: no change), with the extension's own
--- (woe_anchor.artifact_write, reader; '' when unset): a setting nothing has defined is a
--- placeholder, which pg_settings does not list. The caller passes search_path as it reads it: in
--- here, this function's own SET clause would hide a changed one.
-CREATE FUNCTION ml._woe_anchor_settings(search_path text) RETURNS jsonb
-LANGUAGE sql VOLATILE SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-SELECT pg_catalog.jsonb_object_agg(s.name, s.setting) || pg_catalog.jsonb_build_object(
-           'search_path', _woe_anchor_settings.search_path,
-           'woe_anchor.artifact_write', coalesce(pg_catalog.current_setting('woe_anchor.artifact_write', true), ''),
-           'woe_anchor.reader', coalesce(pg_catalog.current_setting('woe_anchor.reader', true), ''))
-FROM pg_catalog.pg_settings AS s
-WHERE s.source <> 'default'
 $$;
 
 -- Each hook is checked right before it is called, with its function's and schema's catalog rows
@@ -125,10 +118,10 @@ BEGIN
                 USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
         -- a plain SET outlives the function that ran it
-        before := ml._woe_anchor_session_state() || jsonb_build_object('settings', ml._woe_anchor_settings(current_setting('search_path')));
+        before := ml._woe_anchor_session_state(current_setting('search_path'));
         EXECUTE format('SELECT %I.%I(%s)', f.nspname, f.proname, CASE WHEN f.pronargs = 1 THEN '$1' ELSE '' END)
             USING NEW.model_key;
-        after := ml._woe_anchor_session_state() || jsonb_build_object('settings', ml._woe_anchor_settings(current_setting('search_path')));
+        after := ml._woe_anchor_session_state(current_setting('search_path'));
         IF after IS DISTINCT FROM before THEN
             -- the rollback undoes settings, temporary objects, cursors and channels, not these
             FOR stmt IN SELECT p.name FROM pg_prepared_statements AS p
@@ -189,9 +182,8 @@ $$;
 
 COMMENT ON FUNCTION ml._woe_anchor_hook_problem(regprocedure) IS 'woe_anchor internal: why a function cannot be an activation hook';
 COMMENT ON FUNCTION ml._woe_anchor_run_activation_hooks() IS 'woe_anchor internal: runs the activation hooks';
-COMMENT ON FUNCTION ml._woe_anchor_session_state() IS
+COMMENT ON FUNCTION ml._woe_anchor_session_state(text) IS
     'woe_anchor internal: what an activation hook must leave unchanged in the activating session';
 COMMENT ON FUNCTION ml.woe_anchor_add_activation_hook(regprocedure) IS
     'Run a function (of the model key, or of nothing) in every model activation''s transaction';
 COMMENT ON FUNCTION ml.woe_anchor_remove_activation_hook(regprocedure) IS 'Stop running an activation hook; true if it was registered';
-COMMENT ON FUNCTION ml._woe_anchor_settings(text) IS 'woe_anchor internal: the session''s settings, placeholders of the extension included';
