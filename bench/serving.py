@@ -8,12 +8,16 @@ script below, pgbench runs --clients clients for --seconds, unprepared (`-M simp
 prepared, and the transaction log gives TPS and p50/p99 latency:
 
 * the live score view for one random listing;
+* the per-row function ml.woe_anchor_p(l) on one random listing, and the LATERAL form
+  ml.woe_anchor_scores_of(l);
 * the fail-closed train view for one random listing (its readiness check runs per query);
 * the stored OOF scores of one listing by (generation, listing_id), the partition's key prefix.
 
-Last, the view script runs while the administration a production server sees goes on beside
-it: the views re-created, a refit that activates, a replace of the active model, a drop and a
-prune. pgbench's failed transactions and the longest transaction are what it reports.
+Then 10,000 listings scored in one query (median of 5): read alone, through the LATERAL
+function, through the per-row function and through the score view. Last, the view and the
+per-row scripts run while the administration a production server sees goes on beside them: the
+views re-created, a refit that activates, a replace of the active model, a drop and a prune.
+pgbench's failed transactions and the longest transaction are what it reports.
 Writes bench/serving.md.
 """
 from __future__ import annotations
@@ -37,6 +41,9 @@ from woe_anchor_harness import datagen, install, server  # noqa: E402
 DB = "woe_anchor_bench_serving"
 SCRIPTS = {
     "score view, one listing": "SELECT * FROM ml.woe_anchor_scores_live_v1 WHERE listing_id = :id;",
+    "ml.woe_anchor_p(l), one listing": "SELECT l.*, ml.woe_anchor_p(l) FROM listings AS l WHERE l.listing_id = :id;",
+    "LATERAL ml.woe_anchor_scores_of(l), one listing": (
+        "SELECT s.* FROM listings AS l CROSS JOIN LATERAL ml.woe_anchor_scores_of(l) AS s WHERE l.listing_id = :id;"),
     "train view, one listing": "SELECT * FROM ml.woe_anchor_scores_live_train_v WHERE listing_id = :id;",
     "stored OOF score, one listing": ("SELECT * FROM ml.woe_anchor_scores_v1 WHERE model_key = 'bench_serving' "
                                       "AND generation = :gen AND listing_id = :id;"),
@@ -77,6 +84,31 @@ def pgbench(srv, dsn: str, script: str, lo: int, hi: int, clients: int, seconds:
             "n": len(latencies), "failed": failed + aborted, "stderr": done.stderr.strip()}
 
 
+BULK = {
+    "read the rows": "SELECT l.* FROM listings AS l WHERE l.listing_id < {end}",
+    "LATERAL ml.woe_anchor_scores_of(l)": ("SELECT l.*, s.woe_anchor_p_slow21 FROM listings AS l "
+                                           "CROSS JOIN LATERAL ml.woe_anchor_scores_of(l) AS s WHERE l.listing_id < {end}"),
+    "ml.woe_anchor_p(l)": "SELECT l.*, ml.woe_anchor_p(l) FROM listings AS l WHERE l.listing_id < {end}",
+    "score view": "SELECT * FROM ml.woe_anchor_scores_live_v1 WHERE listing_id < {end}",
+}
+
+
+def bulk(dsn: str, lo: int, n: int = 10_000, runs: int = 5) -> dict:
+    """Median seconds of each BULK query over n listings (one warm-up run first)."""
+    out = {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name, query in BULK.items():
+            sql = query.format(end=lo + n)
+            conn.execute(sql).fetchall()
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                conn.execute(sql).fetchall()
+                times.append(time.perf_counter() - t)
+            out[name] = statistics.median(times)
+    return out
+
+
 def administer(dsn: str, stop: threading.Event, log: list) -> None:
     """What runs beside the readers: re-created views, refits that activate, a replace, a drop, a prune."""
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -115,18 +147,24 @@ def main() -> None:
             out.append(f"| {name} | {mode} | {r['tps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['max']:.1f} "
                        f"| {r['failed']} |")
             print(out[-1], flush=True)
-    stop, log = threading.Event(), []
-    admin = threading.Thread(target=administer, args=(dsn, stop, log))
-    admin.start()
-    r = pgbench(srv, dsn, SCRIPTS["score view, one listing"], lo, hi, args.clients, 30, "simple")
-    stop.set()
-    admin.join()
-    out += ["", "Under administration (score view, unprepared, 30 s, beside: "
-            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in log) + "):", "",
-            f"TPS {r['tps']:,.0f}, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, longest transaction "
-            f"{r['max']:.0f} ms, failed transactions {r['failed']}"]
-    if r["stderr"]:
-        out += ["", "pgbench said: " + r["stderr"][:500]]
+    seconds = bulk(dsn, lo)
+    out += ["", "10,000 listings in one query (median of 5, seconds; the rows fetched by the client):", "",
+            "| query | s | / reading the rows |", "|---|---|---|"]
+    out += [f"| {name} | {s:.3f} | {s / seconds['read the rows']:.2f} |" for name, s in seconds.items()]
+    print("\n".join(out[-len(seconds) - 2:]), flush=True)
+    for name in ("score view, one listing", "ml.woe_anchor_p(l), one listing"):
+        stop, log = threading.Event(), []
+        admin = threading.Thread(target=administer, args=(dsn, stop, log))
+        admin.start()
+        r = pgbench(srv, dsn, SCRIPTS[name], lo, hi, args.clients, 30, "simple")
+        stop.set()
+        admin.join()
+        out += ["", f"Under administration ({name}, unprepared, 30 s, beside: "
+                + ", ".join(f"{step} {s:.1f} s" for step, s in log) + "):", "",
+                f"TPS {r['tps']:,.0f}, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, longest transaction "
+                f"{r['max']:.0f} ms, failed transactions {r['failed']}"]
+        if r["stderr"]:
+            out += ["", "pgbench said: " + r["stderr"][:500]]
     print("\n".join(out[-3:]))
     (HERE / "serving.md").write_text("\n".join(out) + "\n")
     install.drop_database(srv, DB)

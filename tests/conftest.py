@@ -64,6 +64,16 @@ def conn(dsn):
         yield c
 
 
+def drop_live_views(conn) -> None:
+    """Drop every set of live views and per-row functions (they keep their sources from being dropped)."""
+    for (source,) in conn.execute("SELECT DISTINCT source FROM ml.woe_anchor_views "
+                                  "WHERE kind <> 'source' AND to_regclass(source) IS NOT NULL").fetchall():
+        conn.execute("SELECT ml.woe_anchor_drop_views(%s)", [source])
+    conn.execute("DROP VIEW IF EXISTS ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
+                 "ml.v_woe_anchor_bands_live_v1")
+    conn.execute("DELETE FROM ml.woe_anchor_views WHERE kind <> 'source'")
+
+
 def fit(conn, source: str, **params) -> str:
     """CALL ml.fit_woe_anchor with named parameters; returns the model key."""
     names = ", ".join(f"{k} => %({k})s" for k in params)

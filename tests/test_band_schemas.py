@@ -9,7 +9,7 @@ import pytest
 import artifacts
 import cases
 import reference
-from conftest import fit
+from conftest import fit, drop_live_views
 from test_fit_reference import assert_matches
 from test_inference import _assert_close, _logits
 
@@ -59,8 +59,7 @@ def both_schemas(conn, schema_2):
     live = {k: v.copy() for k, v in rows.items()}
     live["generation"] = np.where(live["generation"] == 1, 7, live["generation"])  # a generation never seen
     cases.load(conn, "s2_live", live)
-    conn.execute("DROP VIEW IF EXISTS ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
-                 "ml.v_woe_anchor_bands_live_v1")
+    drop_live_views(conn)
     k1 = fit(conn, "s2_train", model_key="s2_one", replace=True, activate=False)
     k2 = fit(conn, "s2_train", model_key="s2_two", band_schema_version=2, replace=True)
     ref1 = reference.fit_reference(cases.as_reference(rows))
@@ -94,8 +93,7 @@ def test_views_follow_the_active_model_of_their_schema(conn, both_schemas):
     conn.execute("SELECT ml.woe_anchor_create_views('s2_live')")  # now for schema 1
     want1 = reference.score_rows(cases.as_reference(live), ref1)
     _assert_close(_logits(conn, view), want1)
-    conn.execute("DROP VIEW ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
-                 "ml.v_woe_anchor_bands_live_v1")
+    drop_live_views(conn)
 
 
 def test_a_used_schema_and_schema_1_are_immutable_and_copies_are_editable(conn, both_schemas):
@@ -239,8 +237,7 @@ def test_edge_bands_fit_and_score_like_the_reference(conn):
     stored = {r[0] for r in conn.execute("SELECT DISTINCT band_value FROM ml.woe_anchor_map_v1 "
                                          "WHERE model_key = %s AND band_name = 'region'", [key]).fetchall()}
     assert "__null__" in stored and "west's" not in stored, "NULL is its own value; the rare value is folded"
-    conn.execute("DROP VIEW IF EXISTS ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
-                 "ml.v_woe_anchor_bands_live_v1")
+    drop_live_views(conn)
     conn.execute("SELECT ml.woe_anchor_create_views('edge_live')")
     compiled = _logits(conn, "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_score('edge_live')")
     views = _logits(conn, "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_scores_live_train_v")
@@ -250,6 +247,5 @@ def test_edge_bands_fit_and_score_like_the_reference(conn):
     labels = dict(conn.execute("SELECT mix_band, count(*) FROM ml.v_woe_anchor_bands_live_v1 "
                                "WHERE listing_id = ANY(%s) GROUP BY 1", [live["listing_id"][:20].tolist()]).fetchall())
     assert labels == {"mix_hi": 20}, "a NaN sum satisfies no test: the default label"
-    conn.execute("DROP VIEW ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
-                 "ml.v_woe_anchor_bands_live_v1")
+    drop_live_views(conn)
     conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])

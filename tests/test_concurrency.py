@@ -7,7 +7,7 @@ import psycopg
 
 import artifacts
 import cases
-from conftest import fit
+from conftest import fit, drop_live_views
 
 
 def _run_all(dsn, source, keys):
@@ -30,8 +30,7 @@ def _run_all(dsn, source, keys):
 
 def test_three_simultaneous_fits_and_a_reader(conn, dsn):
     rows = cases.make_rows(seed=61, n=4000)
-    conn.execute("DROP VIEW IF EXISTS ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
-                 "ml.v_woe_anchor_bands_live_v1")
+    drop_live_views(conn)
     cases.load(conn, "cc_src", rows)
     first = fit(conn, "cc_src", model_key="cc_first", replace=True)
     conn.execute("SELECT ml.woe_anchor_create_views('cc_src')")

@@ -14,7 +14,7 @@ import pytest
 
 import artifacts
 import cases
-from conftest import fit
+from conftest import fit, drop_live_views
 
 # where in the fit -> the relation a blocker session locks to stop the fit there, and how
 POINTS = {
@@ -114,8 +114,7 @@ def test_timeouts_while_blocked_at_the_registry_leave_nothing(conn, dsn, serving
 
 
 def test_readers_see_the_old_model_until_the_new_one_commits(conn, dsn, serving):
-    conn.execute("DROP VIEW IF EXISTS ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
-                 "ml.v_woe_anchor_bands_live_v1")
+    drop_live_views(conn)
     conn.execute("SELECT ml.woe_anchor_create_views('faults_src')")
     view = "SELECT count(*), min(model_key), max(model_key) FROM ml.woe_anchor_scores_live_train_v"
     with psycopg.connect(dsn) as blocker:

@@ -8,7 +8,7 @@ import pytest
 import artifacts
 import cases
 import reference
-from conftest import fit
+from conftest import fit, drop_live_views
 
 TOL = 1e-9
 
@@ -19,8 +19,7 @@ def fitted(conn):
     rows = cases.make_rows(seed=31)
     train = {k: v.copy() for k, v in rows.items()}
     train["damage_severity_ai"] = np.where(train["damage_severity_ai"] >= 3, 2.0, train["damage_severity_ai"])
-    conn.execute("DROP VIEW IF EXISTS ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
-                 "ml.v_woe_anchor_bands_live_v1")
+    drop_live_views(conn)
     cases.load(conn, "inf_train", train)
     cases.load(conn, "inf_live", rows)  # every split, and dmg_3p values the mapping never saw
     key = fit(conn, "inf_train", model_key="inf_model", replace=True)

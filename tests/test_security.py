@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 import artifacts
 import cases
-from conftest import fit
+from conftest import fit, drop_live_views
 from woe_anchor_harness import install
 
 SUFFIX = os.getpid()
@@ -160,8 +160,7 @@ def test_views_read_the_source_with_the_readers_rights(cast):
         with as_role(conn, READER):
             assert conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_live_train_v").fetchone()[0] == 900
     finally:
-        conn.execute("DROP VIEW ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
-                     "ml.v_woe_anchor_bands_live_v1")
+        drop_live_views(conn)
         conn.execute("SELECT ml.woe_anchor_drop_model('sec_look')")
 
 

@@ -9,15 +9,10 @@ import psycopg
 import pytest
 
 import cases
-from conftest import fit
+from conftest import drop_live_views, fit
 from woe_anchor_harness import datagen
 
 LIVE = ("ml.woe_anchor_scores_live_train_v", "ml.woe_anchor_scores_live_v1", "ml.v_woe_anchor_bands_live_v1")
-
-
-def _drop_views(conn):
-    conn.execute(f"DROP VIEW IF EXISTS {', '.join(LIVE)}")
-    conn.execute("DELETE FROM ml.woe_anchor_views WHERE kind <> 'source'")
 
 
 @pytest.fixture
@@ -27,10 +22,10 @@ def served(conn):
     conn.execute("CREATE INDEX ON sv_src (listing_id)")
     conn.execute("ANALYZE sv_src")
     key = fit(conn, "sv_src", model_key="sv_model", replace=True, oof=False)
-    _drop_views(conn)
+    drop_live_views(conn)
     conn.execute("SELECT ml.woe_anchor_create_views('sv_src')")
     yield key
-    _drop_views(conn)
+    drop_live_views(conn)
 
 
 def test_views_keep_the_source_key_types_and_reach_its_index(conn, served):
@@ -77,14 +72,14 @@ def test_a_schema_with_categories_scores_the_same_bits_everywhere(conn, dsn):
     rows = cases.skew_generations(cases.make_rows(seed=97), 97)
     cases.load(conn, "sv_cat", rows)
     key = fit(conn, "sv_cat", model_key="sv_cat_model", replace=True, oof=False, band_schema_version=12)
-    _drop_views(conn)
+    drop_live_views(conn)
     try:
         conn.execute("SELECT ml.woe_anchor_create_views('sv_cat')")
         function, views, stored = _three_paths(conn, "sv_cat", key)
         assert views == function
         assert all(stored[k] == function[k] for k in stored) and stored
     finally:
-        _drop_views(conn)
+        drop_live_views(conn)
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
 
 
@@ -150,3 +145,95 @@ def test_reasons_add_up_to_the_scores(conn, schema):
     assert max(abs(final[k] - scores[k]) for k in scores) < 1e-12
     assert max(abs(oof[k] - stored[k]) for k in stored) < 1e-12
     conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+
+
+def _by_key(rows) -> dict:
+    return {r[:3]: r[3:] for r in rows}
+
+
+def _plan(conn, query: str, *args) -> str:
+    return "\n".join(r[0] for r in conn.execute(f"EXPLAIN (COSTS OFF) {query}", args).fetchall())
+
+
+def test_per_row_functions_give_the_same_bits_and_cost_a_lookup(conn, served):
+    """ml.woe_anchor_scores_of(row) (inlined into a LATERAL join), ml.woe_anchor_logit(row) and
+    ml.woe_anchor_p(row) score with the final mapping exactly as ml.woe_anchor_score does, and a
+    point query through them is an index scan of the source."""
+    function = _by_key(conn.execute("SELECT generation, listing_id, t0, woe_logit, woe_anchor_p_slow21 "
+                                    "FROM ml.woe_anchor_score('sv_src'::regclass)"))
+    lateral = _by_key(conn.execute("SELECT l.generation, l.listing_id, l.t0, s.woe_logit, s.woe_anchor_p_slow21 "
+                                   "FROM sv_src AS l CROSS JOIN LATERAL ml.woe_anchor_scores_of(l) AS s"))
+    scalar = _by_key(conn.execute("SELECT generation, listing_id, t0, ml.woe_anchor_logit(l), ml.woe_anchor_p(l) "
+                                  "FROM sv_src AS l WHERE listing_id % 40 = 0"))
+    assert len(function) == 20_000 and lateral == function
+    assert len(scalar) >= 400 and all(scalar[k] == function[k] for k in scalar)
+    lid = conn.execute("SELECT listing_id FROM sv_src ORDER BY listing_id OFFSET 321 LIMIT 1").fetchone()[0]
+    point = _plan(conn, "SELECT l.*, ml.woe_anchor_p(l) FROM sv_src AS l WHERE listing_id = %s", lid)
+    assert "sv_src_listing_id_idx" in point and "Seq Scan" not in point, point
+    joined = _plan(conn, "SELECT s.* FROM sv_src AS l CROSS JOIN LATERAL ml.woe_anchor_scores_of(l) AS s "
+                         "WHERE l.listing_id = %s", lid)
+    assert "Function Scan" not in joined and "sv_src_listing_id_idx" in joined, "inlined: " + joined
+
+
+def test_per_row_functions_take_a_model_key(conn, served):
+    """Any stored model of the set's band schema, by key; an unknown key is an error, as everywhere."""
+    other = fit(conn, "sv_src", model_key="sv_other", replace=True, oof=False, activate=False, half_life_days=30)
+    try:
+        want = _by_key(conn.execute("SELECT generation, listing_id, t0, woe_logit, woe_anchor_p_slow21 "
+                                    "FROM ml.woe_anchor_score('sv_src'::regclass, %s)", [other]))
+        got = _by_key(conn.execute("SELECT generation, listing_id, t0, ml.woe_anchor_logit(l, %s), "
+                                   "ml.woe_anchor_p(l, %s) FROM sv_src AS l WHERE listing_id %% 50 = 0",
+                                   [other, other]))
+        assert got and all(got[k] == want[k] for k in got)
+        active = conn.execute("SELECT ml.woe_anchor_p(l) FROM sv_src AS l LIMIT 1").fetchone()[0]
+        assert active == conn.execute("SELECT ml.woe_anchor_p(l, %s) FROM sv_src AS l LIMIT 1", [served]).fetchone()[0]
+        with pytest.raises(psycopg.errors.NoDataFound, match="model 'nope' does not exist"):
+            conn.execute("SELECT ml.woe_anchor_p(l, 'nope') FROM sv_src AS l LIMIT 1")
+    finally:
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [other])
+
+
+def test_named_sets_of_views_one_per_source(conn, served):
+    """name => 'two' makes ml.woe_anchor_two_bands, _scores and _train over a second source beside
+    the default set; a source has one set; drop_views(source) drops that set and its functions only."""
+    datagen.generate_listings(conn, "sv_two", rows=2_000, days=30)
+    conn.execute("SELECT ml.woe_anchor_create_views('sv_two', name => 'two')")
+    made = dict(conn.execute("SELECT view_name, kind FROM ml.woe_anchor_views WHERE set_name = 'two'").fetchall())
+    assert made == {"ml.woe_anchor_two_bands": "bands", "ml.woe_anchor_two_scores": "scores",
+                    "ml.woe_anchor_two_train": "train",
+                    "ml.woe_anchor_scores_of(public.sv_two, text)": "function",
+                    "ml.woe_anchor_logit(public.sv_two, text)": "function",
+                    "ml.woe_anchor_p(public.sv_two, text)": "function"}
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_two_train").fetchone()[0] == 2_000
+    assert conn.execute(f"SELECT count(*) FROM {LIVE[1]}").fetchone()[0] == 20_000, "the default set still serves"
+    with pytest.raises(psycopg.errors.DuplicateObject, match="exist already, as the set 'two'"):
+        conn.execute("SELECT ml.woe_anchor_create_views('sv_two', name => 'again')")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="lower-case identifier"):
+        conn.execute("SELECT ml.woe_anchor_create_views('sv_two', name => 'Two; DROP')")
+    dropped = {r[0] for r in conn.execute("SELECT ml.woe_anchor_drop_views('sv_two')")}
+    assert dropped == set(made)
+    assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname IN ('woe_anchor_p', 'woe_anchor_logit', "
+                        "'woe_anchor_scores_of') AND pg_get_function_arguments(oid) LIKE 's sv_two%'").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_views WHERE source = 'public.sv_src'").fetchone()[0] == 6
+
+
+def test_per_row_functions_are_granted_not_public(conn, served):
+    """Like every routine of the extension: no EXECUTE for PUBLIC; ml.woe_anchor_grant gives readers it."""
+    conn.execute("DROP ROLE IF EXISTS sv_reader")
+    conn.execute("CREATE ROLE sv_reader")
+    try:
+        public = conn.execute("SELECT bool_or(has_function_privilege('public', p.oid, 'EXECUTE')) FROM pg_proc AS p "
+                              "WHERE p.proname IN ('woe_anchor_p', 'woe_anchor_logit', 'woe_anchor_scores_of')").fetchone()[0]
+        assert public is False
+        conn.execute("GRANT SELECT ON sv_src TO sv_reader")
+        conn.execute("SELECT ml.woe_anchor_grant(reader => 'sv_reader')")
+        conn.execute("SET ROLE sv_reader")
+        try:
+            p = conn.execute("SELECT ml.woe_anchor_p(l) FROM sv_src AS l LIMIT 1").fetchone()[0]
+        finally:
+            conn.execute("RESET ROLE")
+        assert 0 < p < 1
+    finally:
+        conn.execute("SELECT ml.woe_anchor_revoke('sv_reader')")
+        conn.execute("DROP OWNED BY sv_reader")
+        conn.execute("DROP ROLE sv_reader")

@@ -16,7 +16,7 @@ import pytest
 import artifacts
 import cases
 import reference
-from conftest import fit
+from conftest import fit, drop_live_views
 from test_fit_reference import assert_matches
 from woe_anchor_harness import shards as sharding
 
@@ -75,16 +75,14 @@ def test_scoring_and_views_work_over_a_sharded_live_source(conn, sharded_cases):
     key = fit(conn, "sh_flat", model_key="flat_for_scoring", replace=True)
     query = "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_score(%s, %s) ORDER BY 1, 2, 3"
     assert conn.execute(query, ["sh_src", key]).fetchall() == conn.execute(query, ["sh_flat", key]).fetchall()
-    conn.execute("DROP VIEW IF EXISTS ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
-                 "ml.v_woe_anchor_bands_live_v1")
+    drop_live_views(conn)
     conn.execute("SELECT ml.woe_anchor_create_views('sh_src')")
     live = conn.execute("SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_scores_live_train_v "
                         "ORDER BY 1, 2, 3").fetchall()
     direct = conn.execute(query, ["sh_src", key]).fetchall()
     assert len(live) == len(direct) == len(sharded_cases["t0"])
     assert all(a[:3] == b[:3] and abs(a[3] - b[3]) <= 1e-9 * max(1.0, abs(b[3])) for a, b in zip(live, direct))
-    conn.execute("DROP VIEW ml.woe_anchor_scores_live_train_v, ml.woe_anchor_scores_live_v1, "
-                 "ml.v_woe_anchor_bands_live_v1")
+    drop_live_views(conn)
 
 
 def test_without_dblink_rows_travel_and_the_result_is_the_same(conn, sharded_cases):

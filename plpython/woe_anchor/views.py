@@ -10,6 +10,7 @@ trainer").
 from __future__ import annotations
 
 import json
+import re
 
 from . import bands, errors, packs, passes, schemas, source
 from .errors import Refusal
@@ -17,10 +18,28 @@ from .catalog import BANDS_VIEW, CUTS, MAPS, REGISTRY, SCORES_VIEW, TRAIN_VIEW
 from .inference import untrusted_code
 from .sqlgen import Compiler, quote_ident, quote_literal
 
-# the live views and what each shows; ml.woe_anchor_views records those woe_anchor made
-LIVE_VIEWS = {"bands": (BANDS_VIEW, "band values of the active WOE anchor model"),
-              "scores": (SCORES_VIEW, "active WOE anchor model scores, joined from the final map"),
-              "train": (TRAIN_VIEW, "active WOE anchor model scores; every query fails unless the model is ready")}
+# what each live view shows; ml.woe_anchor_views records those woe_anchor made
+LIVE_VIEWS = {"bands": "band values of the active WOE anchor model",
+              "scores": "active WOE anchor model scores, joined from the final map",
+              "train": "active WOE anchor model scores; every query fails unless the model is ready"}
+# the default set keeps the names the Python trainer's pipeline reads
+TRAINER_VIEW_NAMES = {"bands": BANDS_VIEW, "scores": SCORES_VIEW, "train": TRAIN_VIEW}
+# a set's name goes into ml.woe_anchor_<name>_<kind>: a plain identifier that fits in 63 bytes
+SET_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,44}$")
+# the per-row scoring functions, overloaded on the source's row type
+SCORES_OF, ROW_LOGIT, ROW_P = "ml.woe_anchor_scores_of", "ml.woe_anchor_logit", "ml.woe_anchor_p"
+ROW_FUNCTIONS = {SCORES_OF: "the score row", ROW_LOGIT: "the WOE logit", ROW_P: "P(slow21)"}
+
+
+def view_names(set_name: str | None) -> dict[str, str]:
+    """kind -> qualified name of the views of a set: ml.woe_anchor_<set>_<kind>, or the trainer's names."""
+    if set_name is None:
+        return dict(TRAINER_VIEW_NAMES)
+    if not SET_NAME_RE.match(set_name):
+        raise Refusal(errors.INVALID_PARAMETER_VALUE,
+                      f"views name {set_name!r} must be a lower-case identifier of at most 45 characters",
+                      hint="For example name => 'listings' makes ml.woe_anchor_listings_scores.")
+    return {kind: f"ml.woe_anchor_{set_name}_{kind}" for kind in LIVE_VIEWS}
 
 _EXISTING_VIEW_SQL = """
 SELECT c.oid, pg_catalog.pg_get_userbyid(c.relowner) AS owner, c.relkind::text AS relkind,
@@ -35,15 +54,22 @@ WHERE c.oid = pg_catalog.to_regclass($1)
 """
 
 
-def create_views(plpy, source_oid, version, guard: str | None, replace_views: bool) -> None:
-    """(Re)create the live views over the caller's source for band schema ``version``.
+def create_views(plpy, source_oid, version, guard: str | None, replace_views: bool,
+                 set_name: str | None = None) -> None:
+    """(Re)create the live views over the caller's source for band schema ``version``, and its
+    per-row scoring functions.
 
-    The views read the active model's thresholds and map rows at query time,
-    so activating another model of the same schema changes what they return
-    without recreating them. They score the active model only while its
-    schema is ``version`` (default: the active model's); the train view fails
-    otherwise. A model of another schema needs another call. They read the
-    source with their reader's rights (security_invoker).
+    The views and functions read the active model's thresholds and map rows
+    at query time, so activating another model of the same schema changes
+    what they return without recreating them. They score the active model
+    only while its schema is ``version`` (default: the active model's); the
+    train view fails otherwise, the functions give no score. A model of
+    another schema needs another call. Everything reads the source, and the
+    artifacts, with its reader's rights (security_invoker).
+
+    ``set_name`` names the set (ml.woe_anchor_<name>_bands, _scores, _train);
+    without it the views take the names the Python trainer's pipeline reads.
+    One source has one set.
 
     ``guard`` is an administrator's SQL expression that every query of the
     train view runs first (its own fail-closed check, such as a certification
@@ -51,6 +77,7 @@ def create_views(plpy, source_oid, version, guard: str | None, replace_views: bo
     names that woe_anchor did not make is replaced only with ``replace_views``;
     a view of someone else's that depends on one is never dropped.
     """
+    names = view_names(set_name)
     if version is None:
         active = plpy.execute(f"SELECT band_schema_version AS v FROM {REGISTRY} WHERE is_active")
         version = active[0]["v"] if active else 1
@@ -61,8 +88,19 @@ def create_views(plpy, source_oid, version, guard: str | None, replace_views: bo
                       f"{src.qualified} is temporary: views over it would be temporary too, and gone with this session",
                       hint="Create the live views over a permanent table or view (score a temporary table with "
                            "ml.woe_anchor_score).")
+    other = plpy.execute(plpy.prepare(
+        "SELECT set_name FROM ml.woe_anchor_views WHERE kind = 'scores' AND source = $1 "
+        "AND set_name IS DISTINCT FROM $2", ["text", "text"]), [src.qualified, set_name])
+    if other:
+        taken = other[0]["set_name"]
+        raise Refusal(errors.DUPLICATE_OBJECT,
+                      f"live views over {src.qualified} exist already, as the set "
+                      + (repr(taken) if taken else "with the Python trainer's names"),
+                      hint="One source has one set of live views: re-create that set, or drop it first with "
+                           f"SELECT ml.woe_anchor_drop_views({quote_literal(src.qualified)}).")
     if guard is None:
-        recorded = plpy.execute(plpy.prepare("SELECT guard FROM ml.woe_anchor_views WHERE kind = 'train'"))
+        recorded = plpy.execute(plpy.prepare("SELECT guard FROM ml.woe_anchor_views WHERE kind = 'train' "
+                                             "AND set_name IS NOT DISTINCT FROM $1", ["text"]), [set_name])
         guard = recorded[0]["guard"] if recorded else ""
     c = Compiler(schema, src.reads, live="m")
     exprs = [c.band(band, as_label=True) for band in schema.bands]
@@ -84,34 +122,48 @@ def create_views(plpy, source_oid, version, guard: str | None, replace_views: bo
     # the WOE added pack by pack, in the compiled scoring's order: the same bits on both paths
     terms = ["b.base_logit"] + ["(" + " + ".join(woe_of[i] for i in group) + ")" for group in packs.groups(schema)]
     gate = f"CROSS JOIN LATERAL (SELECT {guard}) AS guard\n" if guard.strip() else ""
-    bodies = {
-        "bands": f"""
+
+    def band_rows(rows: str, serving: str) -> str:
+        # ``rows`` (alias s) with the band values of the model(s) ``serving`` picks from the registry r
+        return f"""
 SELECT s.generation, s.listing_id, s.t0, m.model_key, m.base_logit,
        {column_sql}
-FROM {src.qualified} AS s
+FROM {rows}
 CROSS JOIN (SELECT r.model_key, r.base_logit, k.thresholds
             FROM {REGISTRY} AS r
             JOIN {CUTS} AS k ON k.model_key = r.model_key AND k.fold_id IS NULL
-            WHERE r.is_active AND r.band_schema_version = {int(version)}) AS m""",
-        "scores": f"""
+            WHERE {serving} AND r.band_schema_version = {int(version)}) AS m"""
+
+    def scored(bands_sql: str, serving: str) -> str:
+        # the rows of ``bands_sql`` (alias b) scored with their model's final map
+        return f"""
 SELECT q.generation, q.listing_id, q.t0, q.model_key, q.woe_logit,
        {passes.sigmoid_sql('q.woe_logit')} AS woe_anchor_p_slow21
 FROM (SELECT b.generation, b.listing_id, b.t0, b.model_key, {' + '.join(terms)} AS woe_logit
-      FROM {BANDS_VIEW} AS b
+      FROM {bands_sql} AS b
       JOIN (SELECT w.model_key,
            {pivot}
-            FROM {MAPS} AS w JOIN {REGISTRY} AS r ON r.model_key = w.model_key AND r.is_active
+            FROM {MAPS} AS w JOIN {REGISTRY} AS r ON r.model_key = w.model_key AND {serving}
             WHERE w.fold_id IS NULL
-            GROUP BY w.model_key) AS w ON w.model_key = b.model_key) AS q""",
+            GROUP BY w.model_key) AS w ON w.model_key = b.model_key) AS q"""
+
+    bodies = {
+        "bands": band_rows(f"{src.qualified} AS s", "r.is_active"),
+        "scores": scored(names["bands"], "r.is_active"),
         "train": f"""
-SELECT s.* FROM {SCORES_VIEW} AS s
+SELECT s.* FROM {names['scores']} AS s
 {gate}WHERE ml.woe_anchor_assert_ready({int(version)})""",
     }
-    names = [view for view, _ in LIVE_VIEWS.values()]
-    outside = [d for view in names for d in _claim(plpy, view, replace_views, names)]
+    # the per-row function: its argument s as the one row, the model it names or the active one
+    key = f"{SCORES_OF.split('.')[1]}.model_key"  # a parameter, named by its function
+    serving = (f"ml._woe_anchor_serves({key}, {int(version)}) "
+               f"AND CASE WHEN {key} IS NULL THEN r.is_active ELSE r.model_key = {key} END")
+    row_body = scored(f"({band_rows('(SELECT) AS one', serving)})", serving)
+    outside = [d for view in names.values() for d in _claim(plpy, view, replace_views, list(names.values()))]
+    record = dict(set_name=set_name, source=src.qualified, version=int(version))
     try:
         with plpy.subtransaction():
-            _create_live_views(plpy, bodies, src.qualified, int(version), guard)
+            _create_live_views(plpy, names, bodies, guard, record)
     except (plpy.spiexceptions.InvalidTableDefinition, plpy.spiexceptions.UndefinedColumn):
         # CREATE OR REPLACE keeps grants and dependents but cannot change columns (nor name one the
         # view below does not have yet): drop, unless that would drop views of someone else's
@@ -120,33 +172,73 @@ SELECT s.* FROM {SCORES_VIEW} AS s
                            f"the live views change columns, and views woe_anchor did not make depend on them: "
                            f"{', '.join(sorted(set(outside)))}",
                            hint="Drop those views, call this again, then re-create them.")
-        plpy.execute(f"DROP VIEW IF EXISTS {TRAIN_VIEW}, {SCORES_VIEW}, {BANDS_VIEW}")
-        _create_live_views(plpy, bodies, src.qualified, int(version), guard)
+        plpy.execute(f"DROP VIEW IF EXISTS {names['train']}, {names['scores']}, {names['bands']}")
+        _create_live_views(plpy, names, bodies, guard, record)
+    _create_row_functions(plpy, source_oid, row_body, record)
     untrusted = untrusted_code(plpy, source_oid)
     if untrusted:
         plpy.notice(f"readers of the live views run code of {src.qualified} with their own rights, "
                      f"and it uses objects of other roles: {untrusted}")
 
 
-def _create_live_views(plpy, bodies: dict, qualified: str, version: int, guard: str) -> None:
+_RECORD_SQL = (
+    "INSERT INTO ml.woe_anchor_views (view_name, kind, set_name, source, band_schema_version, guard) "
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (view_name) DO UPDATE SET kind = EXCLUDED.kind, "
+    "set_name = EXCLUDED.set_name, source = EXCLUDED.source, band_schema_version = EXCLUDED.band_schema_version, "
+    "guard = EXCLUDED.guard, created_by = current_user, created_at = now()")
+
+
+def _record(plpy, name: str, kind: str, record: dict, guard: str | None = None) -> None:
+    plpy.execute(plpy.prepare(_RECORD_SQL, ["text", "text", "text", "text", "int", "text"]),
+                 [name, kind, record["set_name"], record["source"], record["version"], guard])
+
+
+def _create_live_views(plpy, names: dict, bodies: dict, guard: str, record: dict) -> None:
     # A query of the train view locks train, then scores, then bands: replacing them in that order
     # makes a reader wait instead of deadlocking. A first creation goes the other way (each view
     # names the one below it), when no reader can hold any of them.
     exist = all(plpy.execute(plpy.prepare("SELECT to_regclass($1) IS NOT NULL AS e", ["text"]), [view])[0]["e"]
-                for view, _ in LIVE_VIEWS.values())
+                for view in names.values())
     for kind in ("train", "scores", "bands") if exist else ("bands", "scores", "train"):
-        view, what = LIVE_VIEWS[kind]
+        view = names[kind]
         # prepared: one statement, whatever the administrator's guard text holds
         plpy.execute(plpy.prepare(f"CREATE OR REPLACE VIEW {view} WITH (security_invoker = true) AS {bodies[kind]}"))
-        comment = f"woe_anchor: {what} over {qualified}, band schema {version}"
+        comment = f"woe_anchor: {LIVE_VIEWS[kind]} over {record['source']}, band schema {record['version']}"
         plpy.execute(f"COMMENT ON VIEW {view} IS {quote_literal(comment)}")
-        plpy.execute(plpy.prepare(
-            "INSERT INTO ml.woe_anchor_views (view_name, kind, source, band_schema_version, guard) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (view_name) DO UPDATE SET kind = EXCLUDED.kind, "
-            "source = EXCLUDED.source, band_schema_version = EXCLUDED.band_schema_version, "
-            "guard = EXCLUDED.guard, created_by = current_user, created_at = now()",
-            ["text", "text", "text", "int", "text"]), [view, kind, qualified, version,
-                                                       guard if kind == "train" else None])
+        _record(plpy, view, kind, record, guard if kind == "train" else None)
+
+
+# ---------------------------------------------------------------- per-row scoring functions
+
+_ROW_TYPE_SQL = "SELECT c.reltype::regtype::text AS t FROM pg_catalog.pg_class AS c WHERE c.oid = $1"
+
+
+def _create_row_functions(plpy, source_oid, body: str, record: dict) -> None:
+    """ml.woe_anchor_scores_of(row, model_key), ml.woe_anchor_logit(row, model_key) and
+    ml.woe_anchor_p(row, model_key) for the source's row type.
+
+    scores_of is the score view's statement over one row: a set-returning SQL
+    function with one SELECT, so a LATERAL call is inlined into the caller's
+    query and the model is read once per query, not once per row. logit and p
+    take it one row at a time, anywhere an expression goes. SQL-standard
+    bodies: their names are bound here, under the pinned search_path, and
+    nothing but the artifacts (with the caller's rights) is read at a call.
+    """
+    row_type = plpy.execute(plpy.prepare(_ROW_TYPE_SQL, ["oid"]), [source_oid])[0]["t"]
+    args = f"s {row_type}, model_key text DEFAULT NULL"
+    plpy.execute(f"CREATE OR REPLACE FUNCTION {SCORES_OF}({args}) RETURNS SETOF ml.woe_anchor_score_row "
+                 f"LANGUAGE sql STABLE PARALLEL SAFE ROWS 1 BEGIN ATOMIC {body}; END")
+    for name, column in ((ROW_LOGIT, "woe_logit"), (ROW_P, "woe_anchor_p_slow21")):
+        plpy.execute(f"CREATE OR REPLACE FUNCTION {name}({args}) RETURNS float8 LANGUAGE sql STABLE "
+                     f"PARALLEL SAFE BEGIN ATOMIC SELECT x.{column} FROM {SCORES_OF}(s, model_key) AS x; END")
+    for name, what in ROW_FUNCTIONS.items():
+        signature = f"{name}({row_type}, text)"
+        plpy.execute(f"COMMENT ON FUNCTION {signature} IS "
+                     + quote_literal(f"woe_anchor: {what} of a {record['source']} row, band schema "
+                                     f"{record['version']} (model_key NULL: the active model)"))
+        # like every routine of the extension: granted deliberately (ml.woe_anchor_grant), not to PUBLIC
+        plpy.execute(f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")
+        _record(plpy, signature, "function", record)
 
 
 def _claim(plpy, view: str, replace: bool, ours: list[str] = ()) -> list[str]:

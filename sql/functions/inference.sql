@@ -166,6 +166,38 @@ END
 $$;
 
 
+-- The per-row scoring functions' check of the model they are asked for: true for NULL (the
+-- active model) and for a model of their band schema; an error for any other key, as every
+-- function that takes a model key gives.
+CREATE FUNCTION ml._woe_anchor_serves(model_key text, band_schema_version int)
+RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    version int;
+BEGIN
+    IF model_key IS NULL THEN
+        RETURN true;
+    END IF;
+    SELECT r.band_schema_version INTO version FROM ml.woe_anchor_model_registry_v1 AS r
+    WHERE r.model_key = _woe_anchor_serves.model_key;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model % does not exist', quote_literal(model_key)
+            USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
+    END IF;
+    IF version <> band_schema_version THEN
+        RAISE EXCEPTION 'model % has band schema %, and this function scores band schema %',
+            quote_literal(model_key), version, band_schema_version
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Score it with ml.woe_anchor_score(<source>, %L), or make views and functions '
+                                'for schema %s: SELECT ml.woe_anchor_create_views(<source>, %s, name => ...);',
+                                model_key, version, version);
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- The artifact assertions of the fail-closed view; true, or an error that says what is wrong.
 CREATE FUNCTION ml.woe_anchor_assert_ready(band_schema_version int DEFAULT NULL)
 RETURNS boolean
@@ -212,6 +244,7 @@ COMMENT ON FUNCTION ml.woe_anchor_stored_scores(text) IS 'A model''s stored TRAI
 COMMENT ON FUNCTION ml._woe_anchor_end_shard_reads() IS 'woe_anchor internal: closes the guarded reads of shard score tables';
 COMMENT ON FUNCTION ml.woe_anchor_score(regclass, text) IS 'Score every row of source with a stored WOE anchor model (default: the active one)';
 COMMENT ON FUNCTION ml.woe_anchor_training_features(text, regclass) IS 'Rows of the model''s training source with split, fold and the WOE anchor feature (OOF on TRAIN SOLD)';
+COMMENT ON FUNCTION ml._woe_anchor_serves(text, int) IS 'woe_anchor internal: the model check of the per-row scoring functions';
 COMMENT ON FUNCTION ml.woe_anchor_assert_ready(int) IS 'Raise unless the active WOE anchor model (of this band schema, when given) passes the artifact assertions; else true';
 COMMENT ON FUNCTION ml._woe_anchor_model_bands(text) IS 'woe_anchor internal: the rows behind ml.woe_anchor_model_bands';
 COMMENT ON FUNCTION ml.woe_anchor_model_bands(text) IS 'Bands of a WOE anchor model (default: the active one) and their values in schema order';

@@ -10,7 +10,7 @@ SELECT CASE kind
         '_woe_anchor_load', '_woe_anchor_reraise', 'woe_anchor_score', '_woe_anchor_score_sql',
         'woe_anchor_training_features', '_woe_anchor_training_features_sql', '_woe_anchor_end_shard_reads',
         'woe_anchor_stored_scores', '_woe_anchor_stored_scores_sql', 'woe_anchor_reasons', '_woe_anchor_reasons_sql',
-        'woe_anchor_compare', '_woe_anchor_compare',
+        'woe_anchor_compare', '_woe_anchor_compare', '_woe_anchor_serves',
         '_woe_anchor_dblink',
         'woe_anchor_quality', 'woe_anchor_models', 'woe_anchor_assert_ready', 'woe_anchor_band_schema',
         'woe_anchor_band_schema_problems', '_woe_anchor_band_schema_problems', 'woe_anchor_model_bands',
@@ -52,10 +52,16 @@ BEGIN
         END LOOP;
         -- the views woe_anchor made, in schemas only a superuser owns (its names stay its own there)
         FOR view IN SELECT c.oid FROM ml.woe_anchor_views AS v
-                    JOIN pg_class AS c ON c.oid = to_regclass(v.view_name)
+                    JOIN pg_class AS c ON c.oid = CASE WHEN v.kind <> 'function' THEN to_regclass(v.view_name) END
                     JOIN pg_namespace AS n ON n.oid = c.relnamespace
                     WHERE ml._woe_anchor_superusers_schema(n.nspname) LOOP
             EXECUTE format('GRANT SELECT ON %s TO %s', view, who);
+        END LOOP;
+        -- and the per-row scoring functions it made (in ml)
+        FOR routine IN SELECT p.oid FROM ml.woe_anchor_views AS v
+                       JOIN pg_proc AS p ON p.oid = CASE WHEN v.kind = 'function' THEN to_regprocedure(v.view_name) END
+                       WHERE p.pronamespace = 'ml'::regnamespace LOOP
+            EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO %s', routine, who);
         END LOOP;
     END LOOP;
     IF trainer IS NOT NULL THEN
@@ -81,7 +87,11 @@ DECLARE
     relation regclass;
 BEGIN
     FOR routine IN SELECT d.objid FROM pg_depend AS d JOIN pg_extension AS e ON e.oid = d.refobjid
-                   WHERE e.extname = 'woe_anchor' AND d.deptype = 'e' AND d.classid = 'pg_proc'::regclass LOOP
+                   WHERE e.extname = 'woe_anchor' AND d.deptype = 'e' AND d.classid = 'pg_proc'::regclass
+                   UNION
+                   SELECT f.oid FROM ml.woe_anchor_views AS v,
+                          LATERAL (SELECT CASE WHEN v.kind = 'function' THEN to_regprocedure(v.view_name) END AS oid) AS f
+                   WHERE f.oid IS NOT NULL LOOP
         EXECUTE format('REVOKE ALL ON ROUTINE %s FROM %s', routine, role);
     END LOOP;
     FOR relation IN SELECT c.oid FROM pg_class AS c

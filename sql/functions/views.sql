@@ -1,19 +1,23 @@
-CREATE FUNCTION ml._woe_anchor_create_views(source oid, band_schema_version int, guard text, replace_views boolean)
+CREATE FUNCTION ml._woe_anchor_create_views(source oid, band_schema_version int, guard text, replace_views boolean,
+                                            name text)
 RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
 woe_anchor.errors.reported(plpy, woe_anchor.views.create_views, plpy, source, band_schema_version, guard,
-                           replace_views)
+                           replace_views, name)
 $woe_anchor_py$;
 
--- Creates or replaces the live views over your source (they follow the active model). Needs CREATE
--- on ml: an administrator's. `guard` is your SQL that every query of the train view runs first
--- (NULL keeps the one recorded, '' removes it); views woe_anchor did not make are replaced only
--- with replace_views (README, "Live views").
+-- Creates or replaces the live views over your source (they follow the active model), and its
+-- per-row scoring functions ml.woe_anchor_scores_of, ml.woe_anchor_logit and ml.woe_anchor_p.
+-- Needs CREATE on ml: an administrator's. `name` names the set (ml.woe_anchor_<name>_bands,
+-- _scores, _train; NULL: the Python trainer's view names). `guard` is your SQL that every query
+-- of the train view runs first (NULL keeps the one recorded, '' removes it); views woe_anchor did
+-- not make are replaced only with replace_views (docs/reference.md, "Live views").
 CREATE FUNCTION ml.woe_anchor_create_views(source regclass, band_schema_version int DEFAULT NULL,
-                                           guard text DEFAULT NULL, replace_views boolean DEFAULT false)
+                                           guard text DEFAULT NULL, replace_views boolean DEFAULT false,
+                                           name text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -21,7 +25,7 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    PERFORM ml._woe_anchor_create_views(source::oid, band_schema_version, guard, replace_views);
+    PERFORM ml._woe_anchor_create_views(source::oid, band_schema_version, guard, replace_views, name);
 @RERAISE_AS_PLAIN_ERROR@
 END
 $$;
@@ -56,32 +60,64 @@ BEGIN
 END
 $$;
 
--- Drops the views woe_anchor created (recorded in ml.woe_anchor_views), and nothing else.
-CREATE FUNCTION ml.woe_anchor_drop_views()
+-- Drops the live views and per-row functions woe_anchor made over source (all it made, source
+-- views too, when source is NULL), recorded in ml.woe_anchor_views, and nothing else; returns
+-- their names.
+CREATE FUNCTION ml.woe_anchor_drop_views(source regclass DEFAULT NULL)
 RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v record;
+    named text := CASE WHEN source IS NOT NULL
+                       THEN (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class AS c
+                             JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE c.oid = source) END;
+    functions text[];
 BEGIN
-    -- the train view reads the scores view, which reads the bands view, which may read a source view
-    FOR v IN SELECT w.view_name FROM ml.woe_anchor_views AS w
-             ORDER BY array_position(ARRAY['train', 'scores', 'bands', 'source'], w.kind), w.view_name LOOP
-        IF to_regclass(v.view_name) IS NOT NULL THEN
-            EXECUTE format('DROP VIEW %s', v.view_name);
-        END IF;
-        DELETE FROM ml.woe_anchor_views AS w WHERE w.view_name = v.view_name;
-        RETURN NEXT v.view_name;
+    -- the train view reads the scores view, which reads the bands view; the functions take the
+    -- row type of the source, which may be a source view
+    FOR v IN SELECT w.view_name, w.kind FROM ml.woe_anchor_views AS w
+             WHERE w.kind IN ('train', 'scores', 'bands') AND (named IS NULL OR w.source = named)
+             ORDER BY array_position(ARRAY['train', 'scores', 'bands'], w.kind), w.view_name LOOP
+        RETURN NEXT ml._woe_anchor_drop_view(v.view_name);
+    END LOOP;
+    -- one statement: the logit and p functions call scores_of
+    SELECT array_agg(w.view_name ORDER BY w.view_name) INTO functions FROM ml.woe_anchor_views AS w
+    WHERE w.kind = 'function' AND (named IS NULL OR w.source = named);
+    IF functions IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION IF EXISTS %s', array_to_string(functions, ', '));
+        DELETE FROM ml.woe_anchor_views AS w WHERE w.view_name = ANY (functions);
+        RETURN QUERY SELECT unnest(functions);
+    END IF;
+    FOR v IN SELECT w.view_name FROM ml.woe_anchor_views AS w WHERE w.kind = 'source' AND named IS NULL
+             ORDER BY w.view_name LOOP
+        RETURN NEXT ml._woe_anchor_drop_view(v.view_name);
     END LOOP;
 END
 $$;
 
-COMMENT ON FUNCTION ml._woe_anchor_create_views(oid, int, text, boolean) IS 'woe_anchor internal: creates the live views';
-COMMENT ON FUNCTION ml.woe_anchor_create_views(regclass, int, text, boolean) IS
-    'Create or replace the live band and score views over source for a band schema (default: the active model''s)';
+-- Drops one recorded view (if it is still there) and forgets it; returns its name.
+CREATE FUNCTION ml._woe_anchor_drop_view(view_name text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass(view_name) IS NOT NULL THEN
+        EXECUTE format('DROP VIEW %s', view_name);
+    END IF;
+    DELETE FROM ml.woe_anchor_views AS w WHERE w.view_name = _woe_anchor_drop_view.view_name;
+    RETURN view_name;
+END
+$$;
+
+COMMENT ON FUNCTION ml._woe_anchor_create_views(oid, int, text, boolean, text) IS 'woe_anchor internal: creates the live views';
+COMMENT ON FUNCTION ml.woe_anchor_create_views(regclass, int, text, boolean, text) IS
+    'Create or replace the live band and score views, and the per-row scoring functions, over source for a band schema (default: the active model''s)';
 COMMENT ON FUNCTION ml._woe_anchor_create_source_view(text, oid[], text, int, boolean) IS
     'woe_anchor internal: creates a source view';
 COMMENT ON FUNCTION ml.woe_anchor_create_source_view(text, regclass[], jsonb, int, boolean) IS
     'Create a view giving the source contract''s columns from your relations (joined on their keys, columns mapped)';
-COMMENT ON FUNCTION ml.woe_anchor_drop_views() IS 'Drop the views woe_anchor created; returns their names';
+COMMENT ON FUNCTION ml._woe_anchor_drop_view(text) IS 'woe_anchor internal: drops one recorded view';
+COMMENT ON FUNCTION ml.woe_anchor_drop_views(regclass) IS 'Drop the live views and per-row functions woe_anchor made over source (NULL: all it made); returns their names';

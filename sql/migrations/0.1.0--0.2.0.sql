@@ -38,11 +38,15 @@ COMMENT ON TABLE ml.woe_anchor_shard_scores IS
     'woe_anchor: where the scores of a model fitted with scores_on_shards live (table woe_anchor_scores.<remote_table> on server)';
 SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_shard_scores', '');
 
--- The views ml.woe_anchor_create_views and ml.woe_anchor_create_source_view made. woe_anchor
--- replaces or drops only these: a view of the same name that is not here is someone else's.
+-- The views (and per-row scoring functions) ml.woe_anchor_create_views and
+-- ml.woe_anchor_create_source_view made. woe_anchor replaces or drops only these: a view of the
+-- same name that is not here is someone else's.
 CREATE TABLE ml.woe_anchor_views (
+    -- a view's name, format('%I.%I'); a function's signature, regprocedure
     view_name            text PRIMARY KEY,
-    kind                 text NOT NULL CHECK (kind IN ('bands', 'scores', 'train', 'source')),
+    kind                 text NOT NULL CHECK (kind IN ('bands', 'scores', 'train', 'function', 'source')),
+    -- the set of live views over one source (its name, NULL for the Python trainer's view names)
+    set_name             text,
     source               text,
     band_schema_version  int,
     -- train view: the administrator's SQL expression every query runs first ('' for none)
@@ -52,7 +56,7 @@ CREATE TABLE ml.woe_anchor_views (
     created_by           name NOT NULL DEFAULT current_user,
     created_at           timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE ml.woe_anchor_views IS 'woe_anchor: the views woe_anchor created (it replaces or drops no other)';
+COMMENT ON TABLE ml.woe_anchor_views IS 'woe_anchor: the views and functions woe_anchor created (it replaces or drops no other)';
 SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_views', '');
 
 -- Functions every activation runs in its own transaction (a fit's, ml.woe_anchor_activate, a
