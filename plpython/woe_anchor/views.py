@@ -218,19 +218,23 @@ def _create_row_functions(plpy, source_oid, body: str, record: dict) -> None:
     ml.woe_anchor_p(row, model_key) for the source's row type.
 
     scores_of is the score view's statement over one row: a set-returning SQL
-    function with one SELECT, so a LATERAL call is inlined into the caller's
-    query and the model is read once per query, not once per row. logit and p
-    take it one row at a time, anywhere an expression goes. SQL-standard
-    bodies: their names are bound here, under the pinned search_path, and
-    nothing but the artifacts (with the caller's rights) is read at a call.
+    function with one SELECT and a SQL-standard body (its names bound here,
+    under the pinned search_path), so a LATERAL call is inlined into the
+    caller's query and the model is read once per query, not once per row.
+    logit and p take one row at a time, anywhere an expression goes: PL/pgSQL
+    around scores_of, whose generic plan each session plans once (a SQL
+    function would plan its statement again in every query that calls it).
+    Nothing but the artifacts is read, with the caller's rights.
     """
     row_type = plpy.execute(plpy.prepare(_ROW_TYPE_SQL, ["oid"]), [source_oid])[0]["t"]
     args = f"s {row_type}, model_key text DEFAULT NULL"
     plpy.execute(f"CREATE OR REPLACE FUNCTION {SCORES_OF}({args}) RETURNS SETOF ml.woe_anchor_score_row "
                  f"LANGUAGE sql STABLE PARALLEL SAFE ROWS 1 BEGIN ATOMIC {body}; END")
     for name, column in ((ROW_LOGIT, "woe_logit"), (ROW_P, "woe_anchor_p_slow21")):
-        plpy.execute(f"CREATE OR REPLACE FUNCTION {name}({args}) RETURNS float8 LANGUAGE sql STABLE "
-                     f"PARALLEL SAFE BEGIN ATOMIC SELECT x.{column} FROM {SCORES_OF}(s, model_key) AS x; END")
+        plpy.execute(f"CREATE OR REPLACE FUNCTION {name}({args}) RETURNS float8 LANGUAGE plpgsql STABLE "
+                     f"PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan "
+                     f"AS $woe_anchor$ BEGIN RETURN (SELECT x.{column} FROM {SCORES_OF}(s, model_key) AS x); END "
+                     f"$woe_anchor$")
     for name, what in ROW_FUNCTIONS.items():
         signature = f"{name}({row_type}, text)"
         plpy.execute(f"COMMENT ON FUNCTION {signature} IS "
