@@ -66,7 +66,7 @@ def render(version, sql_files, modules, upgrade=False):
     # keyed by the code's hash too: a session never keeps stale code after a reinstall
     package_key = f"woe_anchor/{version}/{digest.hexdigest()[:16]}"
     load_package = (f"if {package_key!r} not in GD:\n"
-                    f"    plpy.execute('SELECT ml._woe_anchor_load()')\n"
+                    f"    plpy.execute('SELECT woe_anchor_internal.load_package()')\n"
                     f"woe_anchor = GD[{package_key!r}]")
     # PL/pgSQL wrappers catch whatever the PL/Python layer raised and re-raise it plainly
     error_variables = "state text; message text; detail text; hint text;"
@@ -75,7 +75,7 @@ def render(version, sql_files, modules, upgrade=False):
                 "    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,\n"
                 "                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;\n"
                 + (f"    {first}\n" if first else "") +
-                "    PERFORM ml._woe_anchor_reraise(state, message, detail, hint);")
+                "    PERFORM woe_anchor_internal.reraise(state, message, detail, hint);")
     values = {
         "@EXTVERSION@": repr(version),
         "@PACKAGE_KEY@": repr(package_key),
@@ -86,8 +86,8 @@ def render(version, sql_files, modules, upgrade=False):
         "@ERROR_VARIABLES@": error_variables,
         "@RERAISE_AS_PLAIN_ERROR@": reraise(),
         # a statement that read shard tables closes those reads, whether it failed or not
-        "@END_SHARD_READS_AND_RERAISE@": "    PERFORM ml._woe_anchor_end_shard_reads();\n"
-                                         + reraise("PERFORM ml._woe_anchor_end_shard_reads();"),
+        "@END_SHARD_READS_AND_RERAISE@": "    PERFORM woe_anchor_internal.end_shard_reads();\n"
+                                         + reraise("PERFORM woe_anchor_internal.end_shard_reads();"),
     }
     # the fit's defaults, declared by every routine that takes the fit's parameters
     catalog = load_module(next(m for m in modules if Path(m).name == "catalog.py"), "woe_anchor_catalog")

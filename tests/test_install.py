@@ -145,9 +145,24 @@ def test_only_the_documented_entry_points_are_security_definer(conn):
         JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'woe_anchor'
         WHERE p.prosecdef ORDER BY 1""").fetchall()
     # docs/security.md, "Entry points": each learns its caller from a ticket
-    assert [r[0] for r in rows] == ["_woe_anchor_activate", "_woe_anchor_drop", "_woe_anchor_edit_band_schema",
-                                    "_woe_anchor_open_staging", "_woe_anchor_persist", "_woe_anchor_prune",
-                                    "_woe_anchor_schedule", "_woe_anchor_unschedule"]
+    assert [r[0] for r in rows] == ["activate", "drop_model", "edit_band_schema",
+                                    "open_staging", "persist", "prune",
+                                    "schedule", "unschedule"]
+
+
+def test_internal_routines_are_out_of_the_users_way(conn):
+    """\\df ml.* lists what a user calls, each with a comment; the internals are in their own schema."""
+    rows = conn.execute("""
+        SELECT n.nspname, p.proname, obj_description(p.oid, 'pg_proc') FROM pg_proc p
+        JOIN pg_namespace n ON n.oid = p.pronamespace
+        JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+        JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'woe_anchor'""").fetchall()
+    public = {name: comment for schema, name, comment in rows if schema == "ml"}
+    internal = [name for schema, name, _ in rows if schema == "woe_anchor_internal"]
+    assert {schema for schema, _, _ in rows} == {"ml", "woe_anchor_internal"}
+    assert len(internal) > 30 and len(public) < 45
+    assert [n for n in public if "woe_anchor" not in n] == [], "public names say whose they are"
+    assert [n for n, c in public.items() if not c or c.startswith("woe_anchor internal")] == []
 
 
 def test_every_artifact_column_says_what_it_holds(conn):

@@ -185,10 +185,10 @@ def test_a_trainer_cannot_write_artifacts_take_ids_or_create_where_the_extension
                 "CREATE FUNCTION ml.woe_anchor_score(text, text) RETURNS int LANGUAGE sql AS 'SELECT 1'",
                 f"ALTER TABLE {part} ADD CHECK ({TSCHEMA}.evil())",
                 f"CREATE VIEW {TSCHEMA}.on_partition AS SELECT * FROM {part} WHERE {TSCHEMA}.evil()",
-                "SELECT ml._woe_anchor_set_active('sec_mine')",
-                "SELECT ml._woe_anchor_cron('SELECT 1')",
-                "SELECT * FROM ml._woe_anchor_delete(ARRAY['sec_mine'])",
-                f"SELECT ml._woe_anchor_caller('{uuid.uuid4()}')",
+                "SELECT woe_anchor_internal.set_active('sec_mine')",
+                "SELECT woe_anchor_internal.cron('SELECT 1')",
+                "SELECT * FROM woe_anchor_internal.delete_models(ARRAY['sec_mine'])",
+                f"SELECT woe_anchor_internal.caller('{uuid.uuid4()}')",
                 "SELECT count(*) FROM ml._woe_anchor_callers"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
@@ -223,10 +223,10 @@ def test_forged_calls_of_the_definer_entry_points_are_refused(cast):
         with conn.transaction():
             conn.execute("INSERT INTO ml._woe_anchor_callers VALUES (%s, %s, 0, '0')", [ticket, "postgres"])
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="fitted by"), conn.transaction():
-                conn.execute("SELECT * FROM ml._woe_anchor_drop(%s, %s)", [ticket, admin_key])
+                conn.execute("SELECT * FROM woe_anchor_internal.drop_model(%s, %s)", [ticket, admin_key])
         # that ticket is now of an earlier transaction: it is worth nothing
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="ticket"):
-            conn.execute("SELECT ml._woe_anchor_activate(%s, %s)", [ticket, admin_key])
+            conn.execute("SELECT woe_anchor_internal.activate(%s, %s)", [ticket, admin_key])
     # the definer takes staging tables over as the extension's owner: it must refuse anything but
     # a bare score table the caller made in a staging schema opened for it in this transaction,
     # or it would read what the caller may not, or run the caller's code
@@ -251,27 +251,27 @@ def test_forged_calls_of_the_definer_entry_points_are_refused(cast):
         conn.execute(f"CREATE TYPE {TSCHEMA}.score_row AS ({scores})")
         for statement in armed:
             with conn.transaction(force_rollback=True):
-                schema = conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())").fetchone()[0]
+                schema = conn.execute("SELECT woe_anchor_internal.open_staging(woe_anchor_internal.ticket())").fetchone()[0]
                 conn.execute(statement.format(f"{schema}.armed"))
                 with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a staging table"):
-                    conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)",
+                    conn.execute("SELECT woe_anchor_internal.persist(woe_anchor_internal.ticket(), %s)",
                                  [json.dumps(dict(payload, staging=[f"{schema}.armed"]))])
         # a name is looked up, never run: tables named like SQL in the caller's own staging schema are
         # taken over as what they are, and the SQL in their names does nothing
         for injected in (f"t;alter/**/role/**/{TRAINER}/**/superuser--",
                          "t;select/**/pg_read_file('/etc/hostname')::int--"):
             with conn.transaction(force_rollback=True):
-                schema = conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())").fetchone()[0]
+                schema = conn.execute("SELECT woe_anchor_internal.open_staging(woe_anchor_internal.ticket())").fetchone()[0]
                 conn.execute(f"CREATE TABLE {schema}.t ({scores})")
                 conn.execute(f'CREATE TABLE {schema}."{injected}" ({scores})')
-                written = conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)",
+                written = conn.execute("SELECT woe_anchor_internal.persist(woe_anchor_internal.ticket(), %s)",
                                        [json.dumps(dict(payload, staging=[f"{schema}.{injected}", f"{schema}.t"]))]
                                        ).fetchone()[0]
                 assert json.loads(written)["model_key"] == payload["model_key"]
                 assert not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
         # an index or a trigger needs the table by name, so USAGE on the schema, which it never has
         with conn.transaction(force_rollback=True):
-            schema = conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())").fetchone()[0]
+            schema = conn.execute("SELECT woe_anchor_internal.open_staging(woe_anchor_internal.ticket())").fetchone()[0]
             conn.execute(f"CREATE TABLE {schema}.scores ({scores})")
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for schema"):
                 conn.execute(f"CREATE INDEX ON {schema}.scores (({TSCHEMA}.evil_key(generation)))")
@@ -279,24 +279,24 @@ def test_forged_calls_of_the_definer_entry_points_are_refused(cast):
         conn.execute(f"CREATE TEMP TABLE temp_scores ({scores})")
         for staging in ("public.sec_secret", f"{TSCHEMA}.not_staged", "pg_temp.temp_scores"):
             with conn.transaction(force_rollback=True):
-                conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())")
+                conn.execute("SELECT woe_anchor_internal.open_staging(woe_anchor_internal.ticket())")
                 with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not a staging table"):
-                    conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)",
+                    conn.execute("SELECT woe_anchor_internal.persist(woe_anchor_internal.ticket(), %s)",
                                  [json.dumps(dict(payload, staging=[staging]))])
         # a staging schema is for its transaction only: committing one open fails, however it is tried
         for immediate in (False, True):
             with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="not taken over"):
                 with conn.transaction():
-                    conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())")
+                    conn.execute("SELECT woe_anchor_internal.open_staging(woe_anchor_internal.ticket())")
                     if immediate:
                         conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
         # anything else created in it fails the persist that closes it
         with conn.transaction(force_rollback=True):
-            schema = conn.execute("SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket())").fetchone()[0]
+            schema = conn.execute("SELECT woe_anchor_internal.open_staging(woe_anchor_internal.ticket())").fetchone()[0]
             conn.execute(f"CREATE TABLE {schema}.scores ({scores})")
             conn.execute(f"CREATE FUNCTION {schema}.left_behind() RETURNS int LANGUAGE sql AS 'SELECT 1'")
             with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="besides the fit's scores"):
-                conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)",
+                conn.execute("SELECT woe_anchor_internal.persist(woe_anchor_internal.ticket(), %s)",
                              [json.dumps(dict(payload, staging=[f"{schema}.scores"]))])
     assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'woe\\_anchor\\_staging\\_%'"
                         ).fetchone()[0] == 0
@@ -307,7 +307,7 @@ def test_forged_calls_of_the_definer_entry_points_are_refused(cast):
         doc["bands"] = doc["bands"][:2]
         forged = dict(payload, staging=[], registry=dict(payload["registry"], band_schema=json.dumps(doc)))
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="band schema"):
-            conn.execute("SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), %s)", [json.dumps(forged)])
+            conn.execute("SELECT woe_anchor_internal.persist(woe_anchor_internal.ticket(), %s)", [json.dumps(forged)])
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0] == before
     # the trainer's own definer function, run by an administrator, still acts as the trainer
     with as_role(conn, TRAINER):
@@ -320,7 +320,7 @@ def test_forged_calls_of_the_definer_entry_points_are_refused(cast):
 
 
 def forged_payload(conn, staging):
-    """What a trainer would hand ml._woe_anchor_persist itself: a complete, plausible model."""
+    """What a trainer would hand woe_anchor_internal.persist itself: a complete, plausible model."""
     doc = conn.execute("SELECT ml.woe_anchor_band_schema(1)::text").fetchone()[0]
     registry = dict(train_cutoff_ts="2026-01-01T00:00:00+00", half_life_days=150, eps=0.5, n_folds=1,
                     band_schema_version=1, band_schema=doc, base_rate=0.5, base_logit=0.0,
@@ -712,12 +712,12 @@ def test_a_caller_holding_old_tickets_blocks_no_one(cast, dsn):
     with psycopg.connect(dsn, autocommit=True) as a, psycopg.connect(dsn) as b, \
             psycopg.connect(dsn, autocommit=True) as c:
         a.execute(f"SET ROLE {OTHER}")
-        a.execute("SELECT ml._woe_anchor_ticket()")  # committed and never used
+        a.execute("SELECT woe_anchor_internal.ticket()")  # committed and never used
         b.execute(f"SET ROLE {OTHER}")
         b.execute("SELECT ml.woe_anchor_drop_model('sec_no_such_model')")  # cleans up, and stays open
         c.execute(f"SET ROLE {TRAINER}")
         c.execute("SET statement_timeout = '5s'")
-        a.execute("SELECT ml._woe_anchor_ticket()")
+        a.execute("SELECT woe_anchor_internal.ticket()")
         c.execute("SELECT ml.woe_anchor_activate('sec_unblocked')")
         b.rollback()
     assert artifacts.active_keys(conn) == ["sec_unblocked"]

@@ -337,7 +337,7 @@ def _persist(plpy, payload: dict, shard_tables: list, src) -> str:
     again when that fails."""
     try:
         with plpy.subtransaction():
-            written = json.loads(_one(plpy, "SELECT ml._woe_anchor_persist(ml._woe_anchor_ticket(), $1) AS w",
+            written = json.loads(_one(plpy, "SELECT woe_anchor_internal.persist(woe_anchor_internal.ticket(), $1) AS w",
                                       ["text"], [json.dumps(payload)])["w"])
     except plpy.spiexceptions.UniqueViolation:
         _drop_shard_tables(plpy, shard_tables)
@@ -346,7 +346,7 @@ def _persist(plpy, payload: dict, shard_tables: list, src) -> str:
         _drop_shard_tables(plpy, shard_tables)  # committed on the shards, and no model records them
         raise
     key = written["model_key"]
-    drop = plpy.prepare("SELECT ml._woe_anchor_drop_shard_table_of($1, $2, $3, $4)", ["text", "name", "name", "text"])
+    drop = plpy.prepare("SELECT woe_anchor_internal.drop_shard_table_of($1, $2, $3, $4)", ["text", "name", "name", "text"])
     for old in written["left_on_shards"]:
         plpy.execute(drop, [old["model_key"], old["fitted_by"], old["server"], old["remote_table"]])
     plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={written['activated']})")
@@ -356,7 +356,7 @@ def _persist(plpy, payload: dict, shard_tables: list, src) -> str:
 
 def _drop_shard_tables(plpy, tables: list[dict]) -> None:
     """Drops the shard tables a fit wrote, when it failed after the shards committed them."""
-    drop = plpy.prepare("SELECT ml._woe_anchor_drop_shard_table($1, $2)", ["text", "text"])
+    drop = plpy.prepare("SELECT woe_anchor_internal.drop_shard_table($1, $2)", ["text", "text"])
     for t in tables:
         plpy.execute(drop, [t["server"], t["remote_table"]])
 

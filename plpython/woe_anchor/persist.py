@@ -1,8 +1,8 @@
-"""The one writer of a model's artifacts: ml._woe_anchor_persist, a SECURITY DEFINER entry point.
+"""The one writer of a model's artifacts: woe_anchor_internal.persist, a SECURITY DEFINER entry point.
 
 The fit runs with its caller's rights: it reads the source as the caller may,
 learns the model and writes its scores with one CREATE TABLE AS into a
-staging schema opened for it (ml._woe_anchor_open_staging: CREATE for this
+staging schema opened for it (woe_anchor_internal.open_staging: CREATE for this
 caller, in this transaction only). Trainers have no rights to write the
 artifact tables and no CREATE anywhere the extension later acts
 (docs/security.md). This function runs as the extension's owner and checks
@@ -81,7 +81,7 @@ WHERE c.oid = pg_catalog.to_regclass($1) AND s.role_name = $2 AND s.xact = pg_ca
 
 
 def persist(plpy, version: str, code_sha256: str, ticket: str, payload_text: str) -> str:
-    """Entry point of ml._woe_anchor_persist; returns JSON: the key, the id, and what a replace left on shards."""
+    """Entry point of woe_anchor_internal.persist; returns JSON: the key, the id, and what a replace left on shards."""
     return errors.reported(plpy, _persist, plpy, version, code_sha256, ticket, json.loads(payload_text))
 
 
@@ -91,7 +91,7 @@ def _one(plpy, sql, types=(), args=()):
 
 
 def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
-    who = _one(plpy, "SELECT ml._woe_anchor_caller($1) AS who", ["uuid"], [ticket])["who"]
+    who = _one(plpy, "SELECT woe_anchor_internal.caller($1) AS who", ["uuid"], [ticket])["who"]
     registry = p["registry"]
     if set(registry) - set(REPORTED):
         raise Refusal(errors.INVALID_PARAMETER_VALUE, f"unknown registry columns: {sorted(set(registry) - set(REPORTED))}")
@@ -106,13 +106,13 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
     if old is not None:
         if not p["replace"]:
             raise exists(key)
-        if not _one(plpy, "SELECT ml._woe_anchor_may_manage($1, $2) AS ok", ["name", "name"],
+        if not _one(plpy, "SELECT woe_anchor_internal.may_manage($1, $2) AS ok", ["name", "name"],
                     [who, old["fitted_by"]])["ok"]:
             raise Refusal("42501", f"permission denied to replace model {key!r}: it was fitted by {old['fitted_by']}",
                            hint="Choose another model_key.")
         # the old model's shard tables go only once the new model is written: a failure keeps them
         left_on_shards = [dict(r) for r in plpy.execute(plpy.prepare(
-            "SELECT * FROM ml._woe_anchor_delete(ARRAY[$1]) WHERE server IS NOT NULL", ["text"]), [key])]
+            "SELECT * FROM woe_anchor_internal.delete_models(ARRAY[$1]) WHERE server IS NOT NULL", ["text"]), [key])]
     model_id = _one(plpy, "SELECT nextval('ml.woe_anchor_model_id_seq') AS id")["id"]
     try:
         _insert_registry(plpy, dict(registry, model_key=key, model_id=model_id, fitted_by=who,
@@ -136,7 +136,7 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
     activate = p["activate"] or bool(old and old["is_active"])
     if activate:
         try:
-            _one(plpy, "SELECT ml._woe_anchor_set_active($1)", ["text"], [key])
+            _one(plpy, "SELECT woe_anchor_internal.set_active($1)", ["text"], [key])
         except plpy.spiexceptions.UniqueViolation:
             raise Refusal("40001", f"a concurrent fit activated a model after this transaction's snapshot of "
                                     f"model {key!r} was taken",
@@ -176,7 +176,7 @@ def score_partition(model_id: int) -> str:
 
 def staging_table(plpy) -> str:
     """A fresh name for the scores of this fit, in a staging schema opened for the caller."""
-    schema = _one(plpy, "SELECT ml._woe_anchor_open_staging(ml._woe_anchor_ticket()) AS s")["s"]
+    schema = _one(plpy, "SELECT woe_anchor_internal.open_staging(woe_anchor_internal.ticket()) AS s")["s"]
     return f"{schema}.{quote_ident('woe_anchor_staging_' + uuid.uuid4().hex[:16])}"
 
 
@@ -209,7 +209,7 @@ def _staging_table(plpy, name: str, who: str) -> tuple[str, str]:
     if row is None or not row["plain"] or row["columns"] != want:
         raise Refusal("42501", f"{name} is not a staging table of role {who} in this transaction",
                        detail=f"A staging table is a plain table that role {who} created in a staging schema "
-                              f"opened for it in this transaction (ml._woe_anchor_open_staging), with exactly "
+                              f"opened for it in this transaction (woe_anchor_internal.open_staging), with exactly "
                               f"the columns {', '.join(want)}, no storage options and nothing attached to it "
                               f"(no index, constraint, default, statistics, policy, trigger, rule, type or "
                               f"inheritance).")

@@ -52,7 +52,7 @@ def not_sharded(qualified: str) -> errors.Refusal:
 
 def dblink_schema(plpy) -> str | None:
     """The quoted schema of the dblink extension, or None when it is not installed."""
-    return plpy.execute("SELECT ml._woe_anchor_dblink() AS s")[0]["s"]
+    return plpy.execute("SELECT woe_anchor_internal.dblink() AS s")[0]["s"]
 
 
 def open_fanout(plpy, src) -> "Fanout | None":
@@ -385,7 +385,7 @@ def shard_scores_sql(plpy, server: str, remote_table: str) -> str:
 
     Opens a connection (named SHARD_READS...) whose transaction locks the table
     and checks that it is still a plain table of the score columns; the
-    statement returned reads it there. ``ml._woe_anchor_end_shard_reads``
+    statement returned reads it there. ``woe_anchor_internal.end_shard_reads``
     closes such connections once the statement has run.
     """
     dblink = dblink_schema(plpy)

@@ -156,7 +156,7 @@ SELECT s.* FROM {names['scores']} AS s
     }
     # the per-row function: its argument s as the one row, the model it names or the active one
     key = f"{SCORES_OF.split('.')[1]}.model_key"  # a parameter, named by its function
-    serving = (f"ml._woe_anchor_serves({key}, {int(version)}) "
+    serving = (f"woe_anchor_internal.serves({key}, {int(version)}) "
                f"AND CASE WHEN {key} IS NULL THEN r.is_active ELSE r.model_key = {key} END")
     row_body = scored(f"({band_rows('(SELECT) AS one', serving)})", serving)
     outside = [d for view in names.values() for d in _claim(plpy, view, replace_views, list(names.values()))]
@@ -274,7 +274,7 @@ def _view_name(plpy, name: str) -> str:
     parts = (name or "").split(".")
     if len(parts) != 2 or not all(bands.COLUMN_RE.match(p) for p in parts):
         raise Refusal(errors.INVALID_PARAMETER_VALUE, f"view name {name!r} must be schema.name of plain identifiers")
-    if not plpy.execute(plpy.prepare("SELECT ml._woe_anchor_superusers_schema($1) AS ok", ["name"]),
+    if not plpy.execute(plpy.prepare("SELECT woe_anchor_internal.superusers_schema($1) AS ok", ["name"]),
                         [parts[0]])[0]["ok"]:
         raise Refusal("42501", f"schema {parts[0]} must exist and be owned by a superuser",
                        hint="woe_anchor records the views it makes by name: only a superuser's schema keeps them "

@@ -18,7 +18,7 @@ $$;
 -- Keeps every model scorable with the schema it was fitted with: schema 1 never changes, and a
 -- schema a model uses only takes back rows that model recorded (what a restore re-inserts).
 -- A schema is its creator's: another role (not a member, not a superuser) cannot change it.
-CREATE FUNCTION ml._woe_anchor_band_schema_guard()
+CREATE FUNCTION woe_anchor_internal.band_schema_guard()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -51,7 +51,7 @@ BEGIN
         END IF;
         -- a schema is its creator's to edit (or a member's, or a superuser's)
         SELECT s.created_by INTO owner FROM ml.woe_anchor_band_schemas AS s WHERE s.version = target;
-        IF owner IS NOT NULL AND NOT ml._woe_anchor_may_manage(current_user, owner) THEN
+        IF owner IS NOT NULL AND NOT woe_anchor_internal.may_manage(current_user, owner) THEN
             RAISE EXCEPTION 'permission denied to change band schema %: it was created by %', target, owner
                 USING ERRCODE = 'insufficient_privilege',
                       HINT = format('Copy it and edit the copy: SELECT ml.woe_anchor_copy_band_schema(%s, <new version>);',
@@ -78,29 +78,29 @@ $$;
 
 CREATE TRIGGER woe_anchor_band_schemas_guard
     BEFORE INSERT OR UPDATE OR DELETE ON ml.woe_anchor_band_schemas
-    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_band_schema_guard('version');
+    FOR EACH ROW EXECUTE FUNCTION woe_anchor_internal.band_schema_guard('version');
 CREATE TRIGGER woe_anchor_bands_guard
     BEFORE INSERT OR UPDATE OR DELETE ON ml.woe_anchor_bands
-    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_band_schema_guard('schema_version');
+    FOR EACH ROW EXECUTE FUNCTION woe_anchor_internal.band_schema_guard('schema_version');
 CREATE TRIGGER woe_anchor_band_schemas_no_truncate
     BEFORE TRUNCATE ON ml.woe_anchor_band_schemas
-    FOR EACH STATEMENT EXECUTE FUNCTION ml._woe_anchor_band_schema_guard('version');
+    FOR EACH STATEMENT EXECUTE FUNCTION woe_anchor_internal.band_schema_guard('version');
 CREATE TRIGGER woe_anchor_bands_no_truncate
     BEFORE TRUNCATE ON ml.woe_anchor_bands
-    FOR EACH STATEMENT EXECUTE FUNCTION ml._woe_anchor_band_schema_guard('schema_version');
+    FOR EACH STATEMENT EXECUTE FUNCTION woe_anchor_internal.band_schema_guard('schema_version');
 
 -- Band-schema edits for a ticket's role. SECURITY DEFINER: trainers hold no DML on the band
 -- tables (with it they could lock the tables every fit reads). A schema is its creator's to edit
 -- (or a member's, or a superuser's); the guard trigger above still keeps schema 1 and the schemas
 -- models use unchanged. `edit` is one of copy (doc: from, description), create (doc: description,
 -- subsets, learned), set_band (doc: rule, column_name, position, subset), drop_band, drop_schema.
-CREATE FUNCTION ml._woe_anchor_edit_band_schema(ticket uuid, target int, edit text, band text, doc jsonb)
+CREATE FUNCTION woe_anchor_internal.edit_band_schema(ticket uuid, target int, edit text, band text, doc jsonb)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    who name := ml._woe_anchor_caller(ticket);
+    who name := woe_anchor_internal.caller(ticket);
     owner name;
     source int := (doc ->> 'from')::int;
 BEGIN
@@ -131,7 +131,7 @@ BEGIN
     END IF;
     IF owner IS NULL THEN
         RAISE EXCEPTION 'band schema % does not exist', target USING ERRCODE = 'undefined_object';
-    ELSIF NOT ml._woe_anchor_may_manage(who, owner) THEN
+    ELSIF NOT woe_anchor_internal.may_manage(who, owner) THEN
         RAISE EXCEPTION 'permission denied to change band schema %: it was created by %', target, owner
             USING ERRCODE = 'insufficient_privilege',
                   HINT = format('Copy it and edit the copy: SELECT ml.woe_anchor_copy_band_schema(%s, <new version>);',
@@ -167,7 +167,7 @@ RETURNS int
 LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT to_version WHERE ml._woe_anchor_edit_band_schema(ml._woe_anchor_ticket(), to_version, 'copy', NULL,
+SELECT to_version WHERE woe_anchor_internal.edit_band_schema(woe_anchor_internal.ticket(), to_version, 'copy', NULL,
                                                         jsonb_build_object('from', from_version, 'description', description))
 $$;
 
@@ -178,7 +178,7 @@ RETURNS int
 LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT version WHERE ml._woe_anchor_edit_band_schema(ml._woe_anchor_ticket(), version, 'create', NULL,
+SELECT version WHERE woe_anchor_internal.edit_band_schema(woe_anchor_internal.ticket(), version, 'create', NULL,
     jsonb_build_object('description', description, 'subsets', subsets, 'learned', learned))
 $$;
 
@@ -190,7 +190,7 @@ RETURNS void
 LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT FROM ml._woe_anchor_edit_band_schema(ml._woe_anchor_ticket(), schema_version, 'set_band', band_name,
+SELECT FROM woe_anchor_internal.edit_band_schema(woe_anchor_internal.ticket(), schema_version, 'set_band', band_name,
     jsonb_strip_nulls(jsonb_build_object('rule', rule, 'column_name', column_name, 'position', band_position,
                                          'subset', subset)))
 $$;
@@ -201,7 +201,7 @@ RETURNS boolean
 LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT ml._woe_anchor_edit_band_schema(ml._woe_anchor_ticket(), schema_version, 'drop_band', band_name, NULL)
+SELECT woe_anchor_internal.edit_band_schema(woe_anchor_internal.ticket(), schema_version, 'drop_band', band_name, NULL)
 $$;
 
 -- Removes a schema of yours that no model uses; true when it was there.
@@ -210,10 +210,10 @@ RETURNS boolean
 LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT ml._woe_anchor_edit_band_schema(ml._woe_anchor_ticket(), version, 'drop_schema', NULL, NULL)
+SELECT woe_anchor_internal.edit_band_schema(woe_anchor_internal.ticket(), version, 'drop_schema', NULL, NULL)
 $$;
 
-CREATE FUNCTION ml._woe_anchor_band_schema_problems(version int, source oid)
+CREATE FUNCTION woe_anchor_internal.band_schema_problems(version int, source oid)
 RETURNS TABLE (band_name text, problem text)
 LANGUAGE plpython3u STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -231,14 +231,14 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    RETURN QUERY SELECT * FROM ml._woe_anchor_band_schema_problems(version, source::oid);
+    RETURN QUERY SELECT * FROM woe_anchor_internal.band_schema_problems(version, source::oid);
 @RERAISE_AS_PLAIN_ERROR@
 END
 $$;
 
 COMMENT ON FUNCTION ml.woe_anchor_band_schema(int) IS 'A band schema as one JSON document (schema row and bands)';
-COMMENT ON FUNCTION ml._woe_anchor_band_schema_guard() IS 'woe_anchor internal: keeps built-in and used band schemas unchanged';
-COMMENT ON FUNCTION ml._woe_anchor_edit_band_schema(uuid, int, text, text, jsonb) IS
+COMMENT ON FUNCTION woe_anchor_internal.band_schema_guard() IS 'woe_anchor internal: keeps built-in and used band schemas unchanged';
+COMMENT ON FUNCTION woe_anchor_internal.edit_band_schema(uuid, int, text, text, jsonb) IS
     'woe_anchor internal: a band-schema edit for the role of a ticket';
 COMMENT ON FUNCTION ml.woe_anchor_copy_band_schema(int, int, text) IS 'Create band schema to_version as a copy of from_version';
 COMMENT ON FUNCTION ml.woe_anchor_create_band_schema(int, text, jsonb, jsonb) IS 'Create an empty band schema';
@@ -246,6 +246,6 @@ COMMENT ON FUNCTION ml.woe_anchor_set_band(int, text, jsonb, text, int, text) IS
     'Add a band to a band schema of yours, or replace the band of that name';
 COMMENT ON FUNCTION ml.woe_anchor_drop_band(int, text) IS 'Remove a band from a band schema of yours';
 COMMENT ON FUNCTION ml.woe_anchor_drop_band_schema(int) IS 'Remove a band schema of yours that no model uses';
-COMMENT ON FUNCTION ml._woe_anchor_band_schema_problems(int, oid) IS 'woe_anchor internal: the problems behind ml.woe_anchor_band_schema_problems';
+COMMENT ON FUNCTION woe_anchor_internal.band_schema_problems(int, oid) IS 'woe_anchor internal: the problems behind ml.woe_anchor_band_schema_problems';
 COMMENT ON FUNCTION ml.woe_anchor_band_schema_problems(int, regclass) IS
     'Problems of a band schema (unknown columns, bad rules, unsorted thresholds, duplicates); no rows = fit-ready';

@@ -2,7 +2,7 @@
 -- function runs as the extension's owner and cannot see its caller; the caller proves who it
 -- is with a ticket row, which this trigger stamps with the role running the INSERT. It runs as
 -- that role (SECURITY INVOKER), and a trainer can neither disable it nor read others' tickets.
-CREATE FUNCTION ml._woe_anchor_stamp_ticket() RETURNS trigger
+CREATE FUNCTION woe_anchor_internal.stamp_ticket() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -16,10 +16,10 @@ $$;
 
 CREATE TRIGGER woe_anchor_stamp_ticket
     BEFORE INSERT OR UPDATE ON ml._woe_anchor_callers
-    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_stamp_ticket();
+    FOR EACH ROW EXECUTE FUNCTION woe_anchor_internal.stamp_ticket();
 
 -- A fresh ticket of the calling role, for one definer call in this transaction.
-CREATE FUNCTION ml._woe_anchor_ticket() RETURNS uuid
+CREATE FUNCTION woe_anchor_internal.ticket() RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -34,7 +34,7 @@ $$;
 
 -- The role that inserted a ticket in this backend and transaction; the ticket is used up.
 -- Called by definer entry points only (no role is granted it).
-CREATE FUNCTION ml._woe_anchor_caller(ticket uuid) RETURNS name
+CREATE FUNCTION woe_anchor_internal.caller(ticket uuid) RETURNS name
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -49,7 +49,7 @@ BEGIN
                                 AND pg_xact_status(s.xact) IS DISTINCT FROM 'in progress'
                               FOR UPDATE SKIP LOCKED));
     DELETE FROM ml._woe_anchor_callers AS c
-    WHERE c.ticket = _woe_anchor_caller.ticket AND c.backend = pg_backend_pid() AND c.xact = pg_current_xact_id()
+    WHERE c.ticket = caller.ticket AND c.backend = pg_backend_pid() AND c.xact = pg_current_xact_id()
     RETURNING c.role_name INTO who;
     IF who IS NULL THEN
         RAISE EXCEPTION 'no valid woe_anchor caller ticket'
@@ -62,7 +62,7 @@ $$;
 
 -- Whether role `who` may drop or replace what role `owner` made: it is that role, a member of
 -- it, or a superuser. A dropped owner leaves its objects to superusers.
-CREATE FUNCTION ml._woe_anchor_may_manage(who name, owner name) RETURNS boolean
+CREATE FUNCTION woe_anchor_internal.may_manage(who name, owner name) RETURNS boolean
 LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -72,7 +72,7 @@ $$;
 
 -- Whether only superusers own schema `nsp`, so that no one else can swap what is named in it
 -- (pg_database_owner, PostgreSQL 15's owner of schema public, stands for the database's owner).
-CREATE FUNCTION ml._woe_anchor_superusers_schema(nsp name) RETURNS boolean
+CREATE FUNCTION woe_anchor_internal.superusers_schema(nsp name) RETURNS boolean
 LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -84,10 +84,10 @@ SELECT coalesce((SELECT r.rolsuper FROM pg_namespace AS n
                  WHERE n.nspname = nsp), false)
 $$;
 
-COMMENT ON FUNCTION ml._woe_anchor_superusers_schema(name) IS
+COMMENT ON FUNCTION woe_anchor_internal.superusers_schema(name) IS
     'woe_anchor internal: whether a schema is a superuser''s (no one else can swap names in it)';
-COMMENT ON FUNCTION ml._woe_anchor_stamp_ticket() IS 'woe_anchor internal: stamps a caller ticket with the inserting role';
-COMMENT ON FUNCTION ml._woe_anchor_ticket() IS 'woe_anchor internal: a caller ticket for one definer call';
-COMMENT ON FUNCTION ml._woe_anchor_caller(uuid) IS 'woe_anchor internal: the role behind a ticket (consumes it)';
-COMMENT ON FUNCTION ml._woe_anchor_may_manage(name, name) IS
+COMMENT ON FUNCTION woe_anchor_internal.stamp_ticket() IS 'woe_anchor internal: stamps a caller ticket with the inserting role';
+COMMENT ON FUNCTION woe_anchor_internal.ticket() IS 'woe_anchor internal: a caller ticket for one definer call';
+COMMENT ON FUNCTION woe_anchor_internal.caller(uuid) IS 'woe_anchor internal: the role behind a ticket (consumes it)';
+COMMENT ON FUNCTION woe_anchor_internal.may_manage(name, name) IS
     'woe_anchor internal: whether a role may drop or replace what another role made';

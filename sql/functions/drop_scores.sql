@@ -2,7 +2,7 @@
 -- the extension's owner (its definer entry points) and superusers delete registry rows, and
 -- both may drop the partitions. Whatever depends on a partition goes with it: a view someone
 -- made over one cannot keep a model from being dropped.
-CREATE FUNCTION ml._woe_anchor_drop_scores() RETURNS trigger
+CREATE FUNCTION woe_anchor_internal.drop_scores() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -22,12 +22,12 @@ $$;
 
 CREATE TRIGGER woe_anchor_drop_scores_on_delete
     AFTER DELETE ON ml.woe_anchor_model_registry_v1
-    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_drop_scores();
+    FOR EACH ROW EXECUTE FUNCTION woe_anchor_internal.drop_scores();
 CREATE TRIGGER woe_anchor_drop_scores_on_truncate
     AFTER TRUNCATE ON ml.woe_anchor_model_registry_v1
-    FOR EACH STATEMENT EXECUTE FUNCTION ml._woe_anchor_drop_scores();
+    FOR EACH STATEMENT EXECUTE FUNCTION woe_anchor_internal.drop_scores();
 
-COMMENT ON FUNCTION ml._woe_anchor_drop_scores() IS
+COMMENT ON FUNCTION woe_anchor_internal.drop_scores() IS
     'woe_anchor internal: drops the score partitions of deleted or truncated registry rows';
 
 -- Scores written next to a sharded source's rows (scores_on_shards) live in tables on the
@@ -35,7 +35,7 @@ COMMENT ON FUNCTION ml._woe_anchor_drop_scores() IS
 -- that refuses or is down leaves its table, with a warning.
 -- The quoted schema of the dblink extension, NULL when it is not installed: sharded fits,
 -- shard-table drops and cross-database scheduling look it up when they need it.
-CREATE FUNCTION ml._woe_anchor_dblink() RETURNS text
+CREATE FUNCTION woe_anchor_internal.dblink() RETURNS text
 LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -45,12 +45,12 @@ $$;
 
 -- Drops table woe_anchor_scores.<remote> on a shard, through dblink and the caller's own user
 -- mapping (SECURITY INVOKER: on the shard it acts with the caller's rights).
-CREATE FUNCTION ml._woe_anchor_drop_shard_table(server text, remote text) RETURNS void
+CREATE FUNCTION woe_anchor_internal.drop_shard_table(server text, remote text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    dblink text := ml._woe_anchor_dblink();
+    dblink text := woe_anchor_internal.dblink();
 BEGIN
     IF dblink IS NULL THEN
         RAISE WARNING 'dblink is not installed: table % on server % stays', remote, server;
@@ -62,6 +62,6 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
-COMMENT ON FUNCTION ml._woe_anchor_dblink() IS 'woe_anchor internal: the quoted schema of dblink, if installed';
-COMMENT ON FUNCTION ml._woe_anchor_drop_shard_table(text, text) IS
+COMMENT ON FUNCTION woe_anchor_internal.dblink() IS 'woe_anchor internal: the quoted schema of dblink, if installed';
+COMMENT ON FUNCTION woe_anchor_internal.drop_shard_table(text, text) IS
     'woe_anchor internal: drops one shard table through dblink, warning instead of failing';

@@ -1,6 +1,6 @@
 -- Re-raises an error caught by a PL/pgSQL wrapper as a plain PostgreSQL error:
 -- same SQLSTATE, detail and hint, without PL/Python's type prefix and traceback.
-CREATE FUNCTION ml._woe_anchor_reraise(state text, message text, detail text, hint text)
+CREATE FUNCTION woe_anchor_internal.reraise(state text, message text, detail text, hint text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -20,5 +20,5 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION ml._woe_anchor_reraise(text, text, text, text) IS
+COMMENT ON FUNCTION woe_anchor_internal.reraise(text, text, text, text) IS
     'woe_anchor internal: re-raises a caught error without the PL/Python traceback';

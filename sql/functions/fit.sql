@@ -1,5 +1,5 @@
 -- The fit itself, in PL/Python: takes the source as an OID so name resolution is the caller's.
-CREATE FUNCTION ml._fit_woe_anchor(
+CREATE FUNCTION woe_anchor_internal.fit(
     source oid, cutoff timestamptz, n_folds int, half_life_days float8, eps float8,
     slow_threshold_hours float8, min_duration_hours float8, dsold_thresholds float8[],
     model_key text, activate boolean, oof boolean, persist boolean, replace boolean,
@@ -44,14 +44,14 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    model_key := ml._fit_woe_anchor(source::oid, cutoff, n_folds, half_life_days, eps,
+    model_key := woe_anchor_internal.fit(source::oid, cutoff, n_folds, half_life_days, eps,
         slow_threshold_hours, min_duration_hours, dsold_thresholds, model_key, activate, oof,
         persist, replace, band_schema_version, scores_on_shards);
 @RERAISE_AS_PLAIN_ERROR@
 END
 $$;
 
-COMMENT ON FUNCTION ml._fit_woe_anchor(oid, timestamptz, int, float8, float8, float8, float8, float8[], text, boolean, boolean, boolean, boolean, int, boolean)
+COMMENT ON FUNCTION woe_anchor_internal.fit(oid, timestamptz, int, float8, float8, float8, float8, float8[], text, boolean, boolean, boolean, boolean, int, boolean)
     IS 'woe_anchor internal: the fit behind ml.fit_woe_anchor';
 COMMENT ON PROCEDURE ml.fit_woe_anchor(regclass, timestamptz, int, float8, float8, float8, float8, float8[], text, boolean, boolean, boolean, boolean, int, boolean)
     IS 'Fit a slow21 WOE anchor on source: out-of-fold scores, final and per-fold maps, persisted in this transaction; returns model_key';

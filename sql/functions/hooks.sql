@@ -5,7 +5,7 @@
 -- owner's, and whatever code the relations it reads carry runs with them too. It must pin a
 -- search_path ending with pg_temp, or the activating trainer's temporary tables would be what its
 -- unqualified names reach. Checked when it is registered and each time it runs (below).
-CREATE FUNCTION ml._woe_anchor_hook_problem(hook regprocedure) RETURNS text
+CREATE FUNCTION woe_anchor_internal.hook_problem(hook regprocedure) RETURNS text
 LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -41,12 +41,12 @@ $$;
 -- unset): a setting nothing has defined is a placeholder, which pg_settings does not list. The
 -- caller passes search_path as it reads it: in here, this function's own SET clause would hide a
 -- changed one.
-CREATE FUNCTION ml._woe_anchor_session_state(search_path text) RETURNS jsonb
+CREATE FUNCTION woe_anchor_internal.session_state(search_path text) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    dblink text := ml._woe_anchor_dblink();
+    dblink text := woe_anchor_internal.dblink();
     state jsonb;
     connections jsonb;
 BEGIN
@@ -54,7 +54,7 @@ BEGIN
         'settings', (SELECT coalesce(jsonb_object_agg(s.name, s.setting), '{}') FROM pg_settings AS s
                      WHERE s.source <> 'default')
                     || jsonb_build_object(
-                           'search_path', _woe_anchor_session_state.search_path,
+                           'search_path', session_state.search_path,
                            'woe_anchor.artifact_write', coalesce(current_setting('woe_anchor.artifact_write', true), ''),
                            'woe_anchor.reader', coalesce(current_setting('woe_anchor.reader', true), '')),
         'temporary', (SELECT jsonb_agg(o ORDER BY o) FROM (
@@ -89,7 +89,7 @@ $$;
 -- It is called by the names read under that lock. A hook that changed the session (above) refuses
 -- the activation: the rollback undoes what is transactional, and the prepared statements and
 -- dblink connections the hook made or replaced are dropped here.
-CREATE FUNCTION ml._woe_anchor_run_activation_hooks() RETURNS trigger
+CREATE FUNCTION woe_anchor_internal.run_activation_hooks() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -106,7 +106,7 @@ BEGIN
         FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
         WHERE p.oid = hook
         FOR SHARE;
-        problem := ml._woe_anchor_hook_problem(hook);
+        problem := woe_anchor_internal.hook_problem(hook);
         -- a hook whose function is gone refuses every activation until it is removed: fail closed
         IF problem IS NOT NULL THEN
             RAISE EXCEPTION 'activation hook % %', hook, problem
@@ -118,20 +118,20 @@ BEGIN
                 USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
         -- a plain SET outlives the function that ran it
-        before := ml._woe_anchor_session_state(current_setting('search_path'));
+        before := woe_anchor_internal.session_state(current_setting('search_path'));
         EXECUTE format('SELECT %I.%I(%s)', f.nspname, f.proname, CASE WHEN f.pronargs = 1 THEN '$1' ELSE '' END)
             USING NEW.model_key;
-        after := ml._woe_anchor_session_state(current_setting('search_path'));
+        after := woe_anchor_internal.session_state(current_setting('search_path'));
         IF after IS DISTINCT FROM before THEN
             -- the rollback undoes settings, temporary objects, cursors and channels, not these
             FOR stmt IN SELECT p.name FROM pg_prepared_statements AS p
                         WHERE NOT coalesce(before -> 'prepared', '[]') ? (p.name || ': ' || p.statement) LOOP
                 EXECUTE format('DEALLOCATE %I', stmt);
             END LOOP;
-            IF ml._woe_anchor_dblink() IS NOT NULL THEN
+            IF woe_anchor_internal.dblink() IS NOT NULL THEN
                 FOR stmt IN SELECT c FROM jsonb_array_elements_text(coalesce(after -> 'dblink', '[]')) AS c
                             WHERE NOT coalesce(before -> 'dblink', '[]') ? c LOOP
-                    EXECUTE format('SELECT %s.dblink_disconnect(%L)', ml._woe_anchor_dblink(), stmt);
+                    EXECUTE format('SELECT %s.dblink_disconnect(%L)', woe_anchor_internal.dblink(), stmt);
                 END LOOP;
             END IF;
             RAISE EXCEPTION 'activation hook % changed the session that activates: %', hook,
@@ -149,7 +149,7 @@ $$;
 CREATE TRIGGER woe_anchor_activation_hooks
     AFTER UPDATE OF is_active ON ml.woe_anchor_model_registry_v1
     FOR EACH ROW WHEN (NEW.is_active AND NOT OLD.is_active)
-    EXECUTE FUNCTION ml._woe_anchor_run_activation_hooks();
+    EXECUTE FUNCTION woe_anchor_internal.run_activation_hooks();
 
 -- Registers a function every activation runs (fit, ml.woe_anchor_activate, scheduled fits, the
 -- trainer import), e.g. a re-certification of your pipeline. It takes the model key (text) or
@@ -161,7 +161,7 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    problem text := ml._woe_anchor_hook_problem(hook);
+    problem text := woe_anchor_internal.hook_problem(hook);
 BEGIN
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'activation hook % %', hook, problem USING ERRCODE = 'invalid_parameter_value';
@@ -180,9 +180,9 @@ WITH gone AS (DELETE FROM ml.woe_anchor_activation_hooks AS a WHERE a.hook = woe
 SELECT count(*) > 0 FROM gone
 $$;
 
-COMMENT ON FUNCTION ml._woe_anchor_hook_problem(regprocedure) IS 'woe_anchor internal: why a function cannot be an activation hook';
-COMMENT ON FUNCTION ml._woe_anchor_run_activation_hooks() IS 'woe_anchor internal: runs the activation hooks';
-COMMENT ON FUNCTION ml._woe_anchor_session_state(text) IS
+COMMENT ON FUNCTION woe_anchor_internal.hook_problem(regprocedure) IS 'woe_anchor internal: why a function cannot be an activation hook';
+COMMENT ON FUNCTION woe_anchor_internal.run_activation_hooks() IS 'woe_anchor internal: runs the activation hooks';
+COMMENT ON FUNCTION woe_anchor_internal.session_state(text) IS
     'woe_anchor internal: what an activation hook must leave unchanged in the activating session';
 COMMENT ON FUNCTION ml.woe_anchor_add_activation_hook(regprocedure) IS
     'Run a function (of the model key, or of nothing) in every model activation''s transaction';

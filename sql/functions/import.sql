@@ -1,4 +1,4 @@
-CREATE FUNCTION ml._woe_anchor_import_trainer(legacy_schema name)
+CREATE FUNCTION woe_anchor_internal.import_trainer(legacy_schema name)
 RETURNS TABLE (model_key text, outcome text, mapped text)
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -23,11 +23,11 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    RETURN QUERY SELECT * FROM ml._woe_anchor_import_trainer(legacy_schema);
+    RETURN QUERY SELECT * FROM woe_anchor_internal.import_trainer(legacy_schema);
 @RERAISE_AS_PLAIN_ERROR@
 END
 $$;
 
-COMMENT ON FUNCTION ml._woe_anchor_import_trainer(name) IS 'woe_anchor internal: the import behind ml.woe_anchor_import_trainer';
+COMMENT ON FUNCTION woe_anchor_internal.import_trainer(name) IS 'woe_anchor internal: the import behind ml.woe_anchor_import_trainer';
 COMMENT ON FUNCTION ml.woe_anchor_import_trainer(name) IS
     'Import the Python trainer''s models (tables moved to legacy_schema); one row per legacy model says what was mapped';

@@ -1,5 +1,5 @@
 -- Statement builders, in PL/Python: they read the model's artifacts and the source's columns.
-CREATE FUNCTION ml._woe_anchor_score_sql(source oid, model_key text) RETURNS text
+CREATE FUNCTION woe_anchor_internal.score_sql(source oid, model_key text) RETURNS text
 LANGUAGE plpython3u STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $woe_anchor_py$
@@ -8,7 +8,7 @@ return woe_anchor.errors.reported(plpy, woe_anchor.inference.score_sql, plpy, so
 $woe_anchor_py$;
 
 -- Volatile: for a model whose scores live on shards it opens the guarded reads of them.
-CREATE FUNCTION ml._woe_anchor_training_features_sql(model_key text, source oid) RETURNS text
+CREATE FUNCTION woe_anchor_internal.training_features_sql(model_key text, source oid) RETURNS text
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $woe_anchor_py$
@@ -16,7 +16,7 @@ AS $woe_anchor_py$
 return woe_anchor.errors.reported(plpy, woe_anchor.inference.training_features_sql, plpy, model_key, source)
 $woe_anchor_py$;
 
-CREATE FUNCTION ml._woe_anchor_stored_scores_sql(model_key text) RETURNS text
+CREATE FUNCTION woe_anchor_internal.stored_scores_sql(model_key text) RETURNS text
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $woe_anchor_py$
@@ -35,12 +35,12 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    RETURN QUERY EXECUTE ml._woe_anchor_stored_scores_sql(model_key);
+    RETURN QUERY EXECUTE woe_anchor_internal.stored_scores_sql(model_key);
 @END_SHARD_READS_AND_RERAISE@
 END
 $$;
 
-CREATE FUNCTION ml._woe_anchor_reasons_sql(source oid, model_key text) RETURNS text
+CREATE FUNCTION woe_anchor_internal.reasons_sql(source oid, model_key text) RETURNS text
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $woe_anchor_py$
@@ -62,12 +62,12 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    RETURN QUERY EXECUTE ml._woe_anchor_reasons_sql(source::oid, model_key);
+    RETURN QUERY EXECUTE woe_anchor_internal.reasons_sql(source::oid, model_key);
 @END_SHARD_READS_AND_RERAISE@
 END
 $$;
 
-CREATE FUNCTION ml._woe_anchor_compare(model_a text, model_b text, source oid, window_start timestamptz,
+CREATE FUNCTION woe_anchor_internal.compare(model_a text, model_b text, source oid, window_start timestamptz,
                                        window_end timestamptz)
 RETURNS TABLE (metric text, a float8, b float8, a_minus_b float8, std_error float8, p_value float8)
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
@@ -92,13 +92,13 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    RETURN QUERY SELECT * FROM ml._woe_anchor_compare(model_a, model_b, source::oid, window_start, window_end);
+    RETURN QUERY SELECT * FROM woe_anchor_internal.compare(model_a, model_b, source::oid, window_start, window_end);
 @RERAISE_AS_PLAIN_ERROR@
 END
 $$;
 
 -- Closes the shard connections a training-features statement read through.
-CREATE FUNCTION ml._woe_anchor_end_shard_reads() RETURNS void
+CREATE FUNCTION woe_anchor_internal.end_shard_reads() RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $woe_anchor_py$
@@ -118,7 +118,7 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    RETURN QUERY EXECUTE ml._woe_anchor_score_sql(source::oid, model_key);
+    RETURN QUERY EXECUTE woe_anchor_internal.score_sql(source::oid, model_key);
 @RERAISE_AS_PLAIN_ERROR@
 END
 $$;
@@ -135,12 +135,12 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    RETURN QUERY EXECUTE ml._woe_anchor_training_features_sql(model_key, source::oid);
+    RETURN QUERY EXECUTE woe_anchor_internal.training_features_sql(model_key, source::oid);
 @END_SHARD_READS_AND_RERAISE@
 END
 $$;
 
-CREATE FUNCTION ml._woe_anchor_model_bands(model_key text)
+CREATE FUNCTION woe_anchor_internal.model_bands(model_key text)
 RETURNS TABLE (band_position int, band_name text, column_name text, subset text, value_position int, band_value text)
 LANGUAGE plpython3u STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -160,7 +160,7 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    RETURN QUERY SELECT * FROM ml._woe_anchor_model_bands(model_key);
+    RETURN QUERY SELECT * FROM woe_anchor_internal.model_bands(model_key);
 @RERAISE_AS_PLAIN_ERROR@
 END
 $$;
@@ -169,7 +169,7 @@ $$;
 -- The per-row scoring functions' check of the model they are asked for: true for NULL (the
 -- active model) and for a model of their band schema; an error for any other key, as every
 -- function that takes a model key gives.
-CREATE FUNCTION ml._woe_anchor_serves(model_key text, band_schema_version int)
+CREATE FUNCTION woe_anchor_internal.serves(model_key text, band_schema_version int)
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -181,7 +181,7 @@ BEGIN
         RETURN true;
     END IF;
     SELECT r.band_schema_version INTO version FROM ml.woe_anchor_model_registry_v1 AS r
-    WHERE r.model_key = _woe_anchor_serves.model_key;
+    WHERE r.model_key = serves.model_key;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'model % does not exist', quote_literal(model_key)
             USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
@@ -237,18 +237,18 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION ml._woe_anchor_score_sql(oid, text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_score';
-COMMENT ON FUNCTION ml._woe_anchor_training_features_sql(text, oid) IS 'woe_anchor internal: the statement behind ml.woe_anchor_training_features';
-COMMENT ON FUNCTION ml._woe_anchor_stored_scores_sql(text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_stored_scores';
+COMMENT ON FUNCTION woe_anchor_internal.score_sql(oid, text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_score';
+COMMENT ON FUNCTION woe_anchor_internal.training_features_sql(text, oid) IS 'woe_anchor internal: the statement behind ml.woe_anchor_training_features';
+COMMENT ON FUNCTION woe_anchor_internal.stored_scores_sql(text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_stored_scores';
 COMMENT ON FUNCTION ml.woe_anchor_stored_scores(text) IS 'A model''s stored TRAIN SOLD scores, on this server or on its shards';
-COMMENT ON FUNCTION ml._woe_anchor_end_shard_reads() IS 'woe_anchor internal: closes the guarded reads of shard score tables';
+COMMENT ON FUNCTION woe_anchor_internal.end_shard_reads() IS 'woe_anchor internal: closes the guarded reads of shard score tables';
 COMMENT ON FUNCTION ml.woe_anchor_score(regclass, text) IS 'Score every row of source with a stored WOE anchor model (default: the active one)';
 COMMENT ON FUNCTION ml.woe_anchor_training_features(text, regclass) IS 'Rows of the model''s training source with split, fold and the WOE anchor feature (OOF on TRAIN SOLD)';
-COMMENT ON FUNCTION ml._woe_anchor_serves(text, int) IS 'woe_anchor internal: the model check of the per-row scoring functions';
+COMMENT ON FUNCTION woe_anchor_internal.serves(text, int) IS 'woe_anchor internal: the model check of the per-row scoring functions';
 COMMENT ON FUNCTION ml.woe_anchor_assert_ready(int) IS 'Raise unless the active WOE anchor model (of this band schema, when given) passes the artifact assertions; else true';
-COMMENT ON FUNCTION ml._woe_anchor_model_bands(text) IS 'woe_anchor internal: the rows behind ml.woe_anchor_model_bands';
+COMMENT ON FUNCTION woe_anchor_internal.model_bands(text) IS 'woe_anchor internal: the rows behind ml.woe_anchor_model_bands';
 COMMENT ON FUNCTION ml.woe_anchor_model_bands(text) IS 'Bands of a WOE anchor model (default: the active one) and their values in schema order';
-COMMENT ON FUNCTION ml._woe_anchor_reasons_sql(oid, text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_reasons';
+COMMENT ON FUNCTION woe_anchor_internal.reasons_sql(oid, text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_reasons';
 COMMENT ON FUNCTION ml.woe_anchor_reasons(regclass, text) IS 'Per row and band: its value, its WOE in the final mapping, and on stored rows its out-of-fold WOE';
-COMMENT ON FUNCTION ml._woe_anchor_compare(text, text, oid, timestamptz, timestamptz) IS 'woe_anchor internal: the figures behind ml.woe_anchor_compare';
+COMMENT ON FUNCTION woe_anchor_internal.compare(text, text, oid, timestamptz, timestamptz) IS 'woe_anchor internal: the figures behind ml.woe_anchor_compare';
 COMMENT ON FUNCTION ml.woe_anchor_compare(text, text, regclass, timestamptz, timestamptz) IS 'Two models on the same labelled rows: AUC (DeLong) and log loss, each, their difference, its standard error and p-value';

@@ -1,5 +1,5 @@
 -- Compiles the woe_anchor Python package once per session, cached in GD under its version.
-CREATE FUNCTION ml._woe_anchor_load() RETURNS void
+CREATE FUNCTION woe_anchor_internal.load_package() RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $woe_anchor_py$
@@ -19,4 +19,4 @@ if @PACKAGE_KEY@ not in GD:
     GD[@PACKAGE_KEY@] = package
 $woe_anchor_py$;
 
-COMMENT ON FUNCTION ml._woe_anchor_load() IS 'woe_anchor internal: loads the Python package into the session';
+COMMENT ON FUNCTION woe_anchor_internal.load_package() IS 'woe_anchor internal: loads the Python package into the session';

@@ -1,7 +1,7 @@
 -- Makes one model the only active one. Internal: only definer entry points (running as the
 -- extension's owner) call it, after they know who asked. Activations (and fits) serialize on
 -- the registry lock.
-CREATE FUNCTION ml._woe_anchor_set_active(model_key text)
+CREATE FUNCTION woe_anchor_internal.set_active(model_key text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -9,28 +9,28 @@ AS $$
 BEGIN
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
     IF NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r
-                   WHERE r.model_key = _woe_anchor_set_active.model_key) THEN
-        RAISE EXCEPTION 'model % does not exist', quote_literal(_woe_anchor_set_active.model_key)
+                   WHERE r.model_key = set_active.model_key) THEN
+        RAISE EXCEPTION 'model % does not exist', quote_literal(set_active.model_key)
             USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
     END IF;
     -- two statements: the one-active index is checked row by row
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = false
-    WHERE r.is_active AND r.model_key <> _woe_anchor_set_active.model_key;
+    WHERE r.is_active AND r.model_key <> set_active.model_key;
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = true
-    WHERE r.model_key = _woe_anchor_set_active.model_key AND NOT r.is_active;
+    WHERE r.model_key = set_active.model_key AND NOT r.is_active;
 END
 $$;
 
 -- SECURITY DEFINER: trainers have no UPDATE on the registry. Which model serves is the one
 -- switch every trainer may set; the ticket says who set it.
-CREATE FUNCTION ml._woe_anchor_activate(ticket uuid, model_key text)
+CREATE FUNCTION woe_anchor_internal.activate(ticket uuid, model_key text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM ml._woe_anchor_caller(ticket);
-    PERFORM ml._woe_anchor_set_active(model_key);
+    PERFORM woe_anchor_internal.caller(ticket);
+    PERFORM woe_anchor_internal.set_active(model_key);
 END
 $$;
 
@@ -39,12 +39,12 @@ RETURNS void
 LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT ml._woe_anchor_activate(ml._woe_anchor_ticket(), model_key)
+SELECT woe_anchor_internal.activate(woe_anchor_internal.ticket(), model_key)
 $$;
 
 -- Deletes models of the registry (their cuts, maps and score partitions go with them) and
 -- returns each with the shard tables it had. Internal: the definer entry points below call it.
-CREATE FUNCTION ml._woe_anchor_delete(keys text[])
+CREATE FUNCTION woe_anchor_internal.delete_models(keys text[])
 RETURNS TABLE (model_key text, fitted_by name, server name, remote_table text)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -62,13 +62,13 @@ $$;
 
 -- SECURITY DEFINER: trainers cannot delete registry rows. A role drops only models it may
 -- manage: its own, those of roles it is a member of, or any as a superuser.
-CREATE FUNCTION ml._woe_anchor_drop(ticket uuid, key text)
+CREATE FUNCTION woe_anchor_internal.drop_model(ticket uuid, key text)
 RETURNS TABLE (model_key text, fitted_by name, server name, remote_table text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    who name := ml._woe_anchor_caller(ticket);
+    who name := woe_anchor_internal.caller(ticket);
     owner name;
 BEGIN
     IF NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = key) THEN
@@ -77,35 +77,35 @@ BEGIN
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
     SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r
     WHERE r.model_key = key;
-    IF owner IS NOT NULL AND NOT ml._woe_anchor_may_manage(who, owner) THEN
+    IF owner IS NOT NULL AND NOT woe_anchor_internal.may_manage(who, owner) THEN
         RAISE EXCEPTION 'permission denied to drop model %: it was fitted by %', quote_literal(key), owner
             USING ERRCODE = 'insufficient_privilege',
                   HINT = format('Ask %s or a superuser, or GRANT %I TO %I.', owner, owner, who);
     END IF;
-    RETURN QUERY SELECT * FROM ml._woe_anchor_delete(ARRAY[key]);
+    RETURN QUERY SELECT * FROM woe_anchor_internal.delete_models(ARRAY[key]);
 END
 $$;
 
 -- SECURITY DEFINER, as above: among the models the caller may manage, keeps the newest `keep`
 -- and never the active one.
-CREATE FUNCTION ml._woe_anchor_prune(ticket uuid, keep int)
+CREATE FUNCTION woe_anchor_internal.prune(ticket uuid, keep int)
 RETURNS TABLE (model_key text, fitted_by name, server name, remote_table text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    who name := ml._woe_anchor_caller(ticket);
+    who name := woe_anchor_internal.caller(ticket);
 BEGIN
     IF keep IS NULL OR keep < 0 THEN
         RAISE EXCEPTION 'keep must be 0 or more, got %', keep USING ERRCODE = 'invalid_parameter_value';
     END IF;
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
-    RETURN QUERY SELECT * FROM ml._woe_anchor_delete(ARRAY(
+    RETURN QUERY SELECT * FROM woe_anchor_internal.delete_models(ARRAY(
         SELECT m.model_key FROM (
             SELECT r.model_key, r.is_active,
                    row_number() OVER (ORDER BY r.created_at DESC, r.model_id DESC) AS newest
             FROM ml.woe_anchor_model_registry_v1 AS r
-            WHERE ml._woe_anchor_may_manage(who, r.fitted_by)) AS m
+            WHERE woe_anchor_internal.may_manage(who, r.fitted_by)) AS m
         WHERE NOT m.is_active AND m.newest > keep));
 END
 $$;
@@ -113,7 +113,7 @@ $$;
 -- A dropped model's shard table: dropped with the user mapping of the role that wrote it, so
 -- only when that role itself dropped the model; otherwise it stays, with a warning
 -- (docs/security.md, "Shards").
-CREATE FUNCTION ml._woe_anchor_drop_shard_table_of(model_key text, fitted_by name, server name, remote_table text)
+CREATE FUNCTION woe_anchor_internal.drop_shard_table_of(model_key text, fitted_by name, server name, remote_table text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -122,7 +122,7 @@ BEGIN
     IF server IS NULL THEN
         RETURN;
     ELSIF fitted_by = current_user THEN
-        PERFORM ml._woe_anchor_drop_shard_table(server, remote_table);
+        PERFORM woe_anchor_internal.drop_shard_table(server, remote_table);
     ELSE
         RAISE WARNING 'table woe_anchor_scores.% on server % stays: model % was fitted by %, whose user mapping wrote it',
             remote_table, server, quote_literal(model_key), fitted_by
@@ -143,9 +143,9 @@ DECLARE
     was_active boolean := EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r
                                   WHERE r.model_key = woe_anchor_drop_model.model_key AND r.is_active);
 BEGIN
-    FOR d IN SELECT * FROM ml._woe_anchor_drop(ml._woe_anchor_ticket(), model_key) LOOP
+    FOR d IN SELECT * FROM woe_anchor_internal.drop_model(woe_anchor_internal.ticket(), model_key) LOOP
         existed := true;
-        PERFORM ml._woe_anchor_drop_shard_table_of(d.model_key, d.fitted_by, d.server, d.remote_table);
+        PERFORM woe_anchor_internal.drop_shard_table_of(d.model_key, d.fitted_by, d.server, d.remote_table);
     END LOOP;
     IF existed AND was_active THEN
         RAISE WARNING 'model % was the active one: no model is active now, and the live views score nothing',
@@ -166,8 +166,8 @@ DECLARE
     d record;
     previous text;
 BEGIN
-    FOR d IN SELECT * FROM ml._woe_anchor_prune(ml._woe_anchor_ticket(), keep) ORDER BY 1 LOOP
-        PERFORM ml._woe_anchor_drop_shard_table_of(d.model_key, d.fitted_by, d.server, d.remote_table);
+    FOR d IN SELECT * FROM woe_anchor_internal.prune(woe_anchor_internal.ticket(), keep) ORDER BY 1 LOOP
+        PERFORM woe_anchor_internal.drop_shard_table_of(d.model_key, d.fitted_by, d.server, d.remote_table);
         IF d.model_key IS DISTINCT FROM previous THEN
             RETURN NEXT d.model_key;
         END IF;
@@ -193,13 +193,13 @@ AS $$
     ORDER BY r.created_at DESC, r.model_id DESC
 $$;
 
-COMMENT ON FUNCTION ml._woe_anchor_set_active(text) IS 'woe_anchor internal: makes one model the only active one';
-COMMENT ON FUNCTION ml._woe_anchor_activate(uuid, text) IS 'woe_anchor internal: activation for a ticket''s role';
+COMMENT ON FUNCTION woe_anchor_internal.set_active(text) IS 'woe_anchor internal: makes one model the only active one';
+COMMENT ON FUNCTION woe_anchor_internal.activate(uuid, text) IS 'woe_anchor internal: activation for a ticket''s role';
 COMMENT ON FUNCTION ml.woe_anchor_activate(text) IS 'Make this WOE anchor model the only active one';
-COMMENT ON FUNCTION ml._woe_anchor_delete(text[]) IS 'woe_anchor internal: deletes models, returning their shard tables';
-COMMENT ON FUNCTION ml._woe_anchor_drop(uuid, text) IS 'woe_anchor internal: drops a model the ticket''s role may manage';
-COMMENT ON FUNCTION ml._woe_anchor_prune(uuid, int) IS 'woe_anchor internal: prunes the models the ticket''s role may manage';
-COMMENT ON FUNCTION ml._woe_anchor_drop_shard_table_of(text, name, name, text) IS
+COMMENT ON FUNCTION woe_anchor_internal.delete_models(text[]) IS 'woe_anchor internal: deletes models, returning their shard tables';
+COMMENT ON FUNCTION woe_anchor_internal.drop_model(uuid, text) IS 'woe_anchor internal: drops a model the ticket''s role may manage';
+COMMENT ON FUNCTION woe_anchor_internal.prune(uuid, int) IS 'woe_anchor internal: prunes the models the ticket''s role may manage';
+COMMENT ON FUNCTION woe_anchor_internal.drop_shard_table_of(text, name, name, text) IS
     'woe_anchor internal: drops a dropped model''s shard table when the caller wrote it, else warns';
 COMMENT ON FUNCTION ml.woe_anchor_drop_model(text) IS 'Drop a WOE anchor model and all its artifacts; true if it existed';
 COMMENT ON FUNCTION ml.woe_anchor_prune(int) IS
@@ -250,7 +250,7 @@ COMMENT ON FUNCTION ml.woe_anchor_quality(text) IS 'Quality of a WOE anchor mode
 -- runs once the registry row is gone); single cuts, map or score rows are neither updated nor
 -- deleted, and those tables are not truncated. A restore only inserts, and passes. An
 -- administrator who must repair a model by hand says so first: SET LOCAL woe_anchor.artifact_write = on.
-CREATE FUNCTION ml._woe_anchor_artifact_guard() RETURNS trigger
+CREATE FUNCTION woe_anchor_internal.artifact_guard() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -272,27 +272,27 @@ $$;
 
 CREATE TRIGGER woe_anchor_registry_immutable
     BEFORE UPDATE OR DELETE ON ml.woe_anchor_model_registry_v1
-    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+    FOR EACH ROW EXECUTE FUNCTION woe_anchor_internal.artifact_guard();
 CREATE TRIGGER woe_anchor_cuts_immutable
     BEFORE UPDATE OR DELETE ON ml.woe_anchor_cuts_v1
-    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+    FOR EACH ROW EXECUTE FUNCTION woe_anchor_internal.artifact_guard();
 CREATE TRIGGER woe_anchor_map_immutable
     BEFORE UPDATE OR DELETE ON ml.woe_anchor_map_v1
-    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+    FOR EACH ROW EXECUTE FUNCTION woe_anchor_internal.artifact_guard();
 CREATE TRIGGER woe_anchor_scores_immutable
     BEFORE UPDATE OR DELETE ON ml.woe_anchor_scores_v1
-    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+    FOR EACH ROW EXECUTE FUNCTION woe_anchor_internal.artifact_guard();
 CREATE TRIGGER woe_anchor_cuts_no_truncate
     BEFORE TRUNCATE ON ml.woe_anchor_cuts_v1
-    FOR EACH STATEMENT EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+    FOR EACH STATEMENT EXECUTE FUNCTION woe_anchor_internal.artifact_guard();
 CREATE TRIGGER woe_anchor_map_no_truncate
     BEFORE TRUNCATE ON ml.woe_anchor_map_v1
-    FOR EACH STATEMENT EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+    FOR EACH STATEMENT EXECUTE FUNCTION woe_anchor_internal.artifact_guard();
 CREATE TRIGGER woe_anchor_scores_no_truncate
     BEFORE TRUNCATE ON ml.woe_anchor_scores_v1
-    FOR EACH STATEMENT EXECUTE FUNCTION ml._woe_anchor_artifact_guard();
+    FOR EACH STATEMENT EXECUTE FUNCTION woe_anchor_internal.artifact_guard();
 
-COMMENT ON FUNCTION ml._woe_anchor_artifact_guard() IS
+COMMENT ON FUNCTION woe_anchor_internal.artifact_guard() IS
     'woe_anchor internal: a fitted model''s artifacts do not change (activation aside)';
 
 -- Files in this database's directory (default tablespace) that no relation owns. A transaction

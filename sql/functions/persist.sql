@@ -3,7 +3,7 @@
 -- SECURITY DEFINER: trainers have no rights on the artifact tables and create nothing the
 -- extension later acts on; this checks everything it is given (plpython/woe_anchor/persist.py)
 -- and learns its caller from a ticket.
-CREATE FUNCTION ml._woe_anchor_persist(ticket uuid, payload text) RETURNS text
+CREATE FUNCTION woe_anchor_internal.persist(ticket uuid, payload text) RETURNS text
 LANGUAGE plpython3u VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET woe_anchor.artifact_write = on
@@ -16,19 +16,19 @@ AS $woe_anchor_py$
 return woe_anchor.persist.persist(plpy, woe_anchor.VERSION, woe_anchor.CODE_SHA256, ticket, payload)
 $woe_anchor_py$;
 
-COMMENT ON FUNCTION ml._woe_anchor_persist(uuid, text) IS
+COMMENT ON FUNCTION woe_anchor_internal.persist(uuid, text) IS
     'woe_anchor internal: writes a fit''s artifacts for the role of a ticket, after checking all of them';
 
 -- A schema for one fit's scores, before the persist takes them over (docs/security.md). The
 -- caller may CREATE in it and nothing else, for this transaction only: the persist drops it,
 -- and the deferred trigger below refuses a commit that would keep it. SECURITY DEFINER: no
 -- trainer has CREATE on a schema of its own here.
-CREATE FUNCTION ml._woe_anchor_open_staging(ticket uuid) RETURNS text
+CREATE FUNCTION woe_anchor_internal.open_staging(ticket uuid) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    who name := ml._woe_anchor_caller(ticket);
+    who name := woe_anchor_internal.caller(ticket);
     staging name := 'woe_anchor_staging_' || left(replace(gen_random_uuid()::text, '-', ''), 16);
 BEGIN
     EXECUTE format('CREATE SCHEMA %I', staging);
@@ -40,7 +40,7 @@ $$;
 
 -- Fires at commit (or at SET CONSTRAINTS ... IMMEDIATE) for every staging schema opened in the
 -- transaction: the persist must have dropped it by then.
-CREATE FUNCTION ml._woe_anchor_staging_closed() RETURNS trigger
+CREATE FUNCTION woe_anchor_internal.staging_closed() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -56,9 +56,9 @@ $$;
 
 CREATE CONSTRAINT TRIGGER woe_anchor_staging_closed
     AFTER INSERT ON ml._woe_anchor_staging DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION ml._woe_anchor_staging_closed();
+    FOR EACH ROW EXECUTE FUNCTION woe_anchor_internal.staging_closed();
 
-COMMENT ON FUNCTION ml._woe_anchor_open_staging(uuid) IS
+COMMENT ON FUNCTION woe_anchor_internal.open_staging(uuid) IS
     'woe_anchor internal: a schema where the fit of a ticket''s role writes its scores, for this transaction';
-COMMENT ON FUNCTION ml._woe_anchor_staging_closed() IS
+COMMENT ON FUNCTION woe_anchor_internal.staging_closed() IS
     'woe_anchor internal: refuses a commit that leaves a staging schema behind';

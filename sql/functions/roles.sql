@@ -1,28 +1,28 @@
 -- The routines each kind of role may call (docs/security.md, "Roles"). The internals a definer
--- entry point calls as the extension's owner (_woe_anchor_caller, _woe_anchor_set_active,
--- _woe_anchor_delete, _woe_anchor_cron, the import) are granted to no one.
-CREATE FUNCTION ml._woe_anchor_routines(kind text) RETURNS text[]
+-- entry point calls as the extension's owner (caller, set_active,
+-- delete_models, cron, the import) are granted to no one.
+CREATE FUNCTION woe_anchor_internal.routines(kind text) RETURNS text[]
 LANGUAGE sql IMMUTABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT CASE kind
     WHEN 'reader' THEN ARRAY[
-        '_woe_anchor_load', '_woe_anchor_reraise', 'woe_anchor_score', '_woe_anchor_score_sql',
-        'woe_anchor_training_features', '_woe_anchor_training_features_sql', '_woe_anchor_end_shard_reads',
-        'woe_anchor_stored_scores', '_woe_anchor_stored_scores_sql', 'woe_anchor_reasons', '_woe_anchor_reasons_sql',
-        'woe_anchor_compare', '_woe_anchor_compare', '_woe_anchor_serves',
-        '_woe_anchor_dblink',
+        'load_package', 'reraise', 'woe_anchor_score', 'score_sql',
+        'woe_anchor_training_features', 'training_features_sql', 'end_shard_reads',
+        'woe_anchor_stored_scores', 'stored_scores_sql', 'woe_anchor_reasons', 'reasons_sql',
+        'woe_anchor_compare', 'compare', 'serves',
+        'dblink',
         'woe_anchor_quality', 'woe_anchor_models', 'woe_anchor_assert_ready', 'woe_anchor_band_schema',
-        'woe_anchor_band_schema_problems', '_woe_anchor_band_schema_problems', 'woe_anchor_model_bands',
-        '_woe_anchor_model_bands']
+        'woe_anchor_band_schema_problems', 'band_schema_problems', 'woe_anchor_model_bands',
+        'model_bands']
     WHEN 'trainer' THEN ARRAY[
-        'fit_woe_anchor', '_fit_woe_anchor', '_woe_anchor_open_staging', '_woe_anchor_persist', '_woe_anchor_ticket', '_woe_anchor_stamp_ticket',
-        'woe_anchor_activate', '_woe_anchor_activate', 'woe_anchor_drop_model', '_woe_anchor_drop',
-        'woe_anchor_prune', '_woe_anchor_prune', '_woe_anchor_drop_shard_table_of', '_woe_anchor_drop_shard_table',
+        'fit_woe_anchor', 'fit', 'open_staging', 'persist', 'ticket', 'stamp_ticket',
+        'woe_anchor_activate', 'activate', 'woe_anchor_drop_model', 'drop_model',
+        'woe_anchor_prune', 'prune', 'drop_shard_table_of', 'drop_shard_table',
         'woe_anchor_copy_band_schema', 'woe_anchor_create_band_schema', 'woe_anchor_set_band', 'woe_anchor_drop_band',
-        'woe_anchor_drop_band_schema', '_woe_anchor_edit_band_schema', '_woe_anchor_band_schema_guard',
-        '_woe_anchor_may_manage',
-        'schedule_woe_anchor_fit', '_woe_anchor_schedule', 'unschedule_woe_anchor_fit', '_woe_anchor_unschedule']
+        'woe_anchor_drop_band_schema', 'edit_band_schema', 'band_schema_guard',
+        'may_manage',
+        'schedule_woe_anchor_fit', 'schedule', 'unschedule_woe_anchor_fit', 'unschedule']
 END
 $$;
 
@@ -41,20 +41,21 @@ DECLARE
     view regclass;
 BEGIN
     FOREACH who IN ARRAY array_remove(ARRAY[trainer, reader], NULL) LOOP
-        EXECUTE format('GRANT USAGE ON SCHEMA ml TO %s', who);
+        EXECUTE format('GRANT USAGE ON SCHEMA ml, woe_anchor_internal TO %s', who);
         EXECUTE format('GRANT SELECT ON ml.woe_anchor_model_registry_v1, ml.woe_anchor_cuts_v1, '
                        'ml.woe_anchor_map_v1, ml.woe_anchor_scores_v1, ml.woe_anchor_shard_scores, '
                        'ml.woe_anchor_band_schemas, ml.woe_anchor_bands, ml.woe_anchor_views, '
                        'ml.woe_anchor_activation_hooks TO %s', who);
         FOR routine IN SELECT p.oid FROM pg_proc AS p
-                       WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = ANY (ml._woe_anchor_routines('reader')) LOOP
+                       WHERE p.pronamespace IN ('ml'::regnamespace, 'woe_anchor_internal'::regnamespace)
+                         AND p.proname = ANY (woe_anchor_internal.routines('reader')) LOOP
             EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO %s', routine, who);
         END LOOP;
         -- the views woe_anchor made, in schemas only a superuser owns (its names stay its own there)
         FOR view IN SELECT c.oid FROM ml.woe_anchor_views AS v
                     JOIN pg_class AS c ON c.oid = CASE WHEN v.kind <> 'function' THEN to_regclass(v.view_name) END
                     JOIN pg_namespace AS n ON n.oid = c.relnamespace
-                    WHERE ml._woe_anchor_superusers_schema(n.nspname) LOOP
+                    WHERE woe_anchor_internal.superusers_schema(n.nspname) LOOP
             EXECUTE format('GRANT SELECT ON %s TO %s', view, who);
         END LOOP;
         -- and the per-row scoring functions it made (in ml)
@@ -68,7 +69,8 @@ BEGIN
         -- a ticket says who calls a definer entry point (functions/callers.sql)
         EXECUTE format('GRANT INSERT ON ml._woe_anchor_callers TO %s', trainer);
         FOR routine IN SELECT p.oid FROM pg_proc AS p
-                       WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = ANY (ml._woe_anchor_routines('trainer')) LOOP
+                       WHERE p.pronamespace IN ('ml'::regnamespace, 'woe_anchor_internal'::regnamespace)
+                         AND p.proname = ANY (woe_anchor_internal.routines('trainer')) LOOP
             EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO %s', routine, trainer);
         END LOOP;
     END IF;
@@ -101,11 +103,11 @@ BEGIN
         EXECUTE format('REVOKE ALL ON %s FROM %s', relation, role);
     END LOOP;
     -- USAGE on ml stays: the schema may hold the role's own objects too
-    EXECUTE format('REVOKE ALL ON SCHEMA woe_anchor_scores FROM %s', role);
+    EXECUTE format('REVOKE ALL ON SCHEMA woe_anchor_scores, woe_anchor_internal FROM %s', role);
 END
 $$;
 
-COMMENT ON FUNCTION ml._woe_anchor_routines(text) IS 'woe_anchor internal: the routines a reader or a trainer may call';
+COMMENT ON FUNCTION woe_anchor_internal.routines(text) IS 'woe_anchor internal: the routines a reader or a trainer may call';
 COMMENT ON FUNCTION ml.woe_anchor_grant(regrole, regrole) IS
     'Grant a trainer role (fit and manage its models) and/or a reader role (read and score) their rights';
 COMMENT ON FUNCTION ml.woe_anchor_revoke(regrole) IS 'Take back every woe_anchor right of a role';

@@ -2,7 +2,7 @@
 -- here, at call time: CREATE EXTENSION woe_anchor never needs it. From another database the
 -- statement goes through dblink, to this server's socket, as the role running it. Internal:
 -- only the definer entry points below call it (as the extension's owner).
-CREATE FUNCTION ml._woe_anchor_cron(statement text)
+CREATE FUNCTION woe_anchor_internal.cron(statement text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -29,7 +29,7 @@ BEGIN
         EXECUTE statement INTO result;
         RETURN result;
     END IF;
-    dblink := ml._woe_anchor_dblink();
+    dblink := woe_anchor_internal.dblink();
     IF dblink IS NULL THEN
         RAISE EXCEPTION 'pg_cron lives in database %, not in %: scheduling from here needs dblink', cron_db,
             current_database()
@@ -50,7 +50,7 @@ $$;
 -- SECURITY DEFINER: pg_cron lets only a superuser schedule a job for a role (and from another
 -- database the statement needs a connection that asks no password). The job runs as the
 -- ticket's role, in this database, and calls nothing but ml.fit_woe_anchor on the given source.
-CREATE FUNCTION ml._woe_anchor_schedule(
+CREATE FUNCTION woe_anchor_internal.schedule(
     ticket uuid, job_name text, schedule text, source regclass, n_folds int, half_life_days float8, eps float8,
     slow_threshold_hours float8, min_duration_hours float8, dsold_thresholds float8[], activate boolean,
     band_schema_version int)
@@ -61,7 +61,7 @@ SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 3
 AS $$
 DECLARE
-    who name := ml._woe_anchor_caller(ticket);
+    who name := woe_anchor_internal.caller(ticket);
     relation text;
     command text;
 BEGIN
@@ -76,7 +76,7 @@ BEGIN
                       'band_schema_version => %L::int)',
                       relation, n_folds, half_life_days, eps, slow_threshold_hours, min_duration_hours,
                       dsold_thresholds, activate, band_schema_version);
-    RETURN ml._woe_anchor_cron(format('SELECT cron.schedule_in_database(%L, %L, %L, %L, %L)::text',
+    RETURN woe_anchor_internal.cron(format('SELECT cron.schedule_in_database(%L, %L, %L, %L, %L)::text',
                                       job_name, schedule, command, current_database(), who))::bigint;
 END
 $$;
@@ -95,21 +95,21 @@ RETURNS bigint
 LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT ml._woe_anchor_schedule(ml._woe_anchor_ticket(), job_name, schedule, source, n_folds, half_life_days, eps,
+SELECT woe_anchor_internal.schedule(woe_anchor_internal.ticket(), job_name, schedule, source, n_folds, half_life_days, eps,
                                slow_threshold_hours, min_duration_hours, dsold_thresholds, activate,
                                band_schema_version)
 $$;
 
 -- SECURITY DEFINER, as above: removes the ticket's role's job of that name, never another's.
-CREATE FUNCTION ml._woe_anchor_unschedule(ticket uuid, job_name text)
+CREATE FUNCTION woe_anchor_internal.unschedule(ticket uuid, job_name text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN ml._woe_anchor_cron(format(
+    RETURN woe_anchor_internal.cron(format(
         'SELECT (count(cron.unschedule(j.jobid)) > 0)::text FROM cron.job AS j '
-        'WHERE j.jobname = %L AND j.username = %L', job_name, ml._woe_anchor_caller(ticket)))::boolean;
+        'WHERE j.jobname = %L AND j.username = %L', job_name, woe_anchor_internal.caller(ticket)))::boolean;
 END
 $$;
 
@@ -119,13 +119,13 @@ RETURNS boolean
 LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT ml._woe_anchor_unschedule(ml._woe_anchor_ticket(), job_name)
+SELECT woe_anchor_internal.unschedule(woe_anchor_internal.ticket(), job_name)
 $$;
 
-COMMENT ON FUNCTION ml._woe_anchor_cron(text) IS 'woe_anchor internal: runs a pg_cron statement in cron.database_name';
-COMMENT ON FUNCTION ml._woe_anchor_schedule(uuid, text, text, regclass, int, float8, float8, float8, float8, float8[], boolean, int) IS
+COMMENT ON FUNCTION woe_anchor_internal.cron(text) IS 'woe_anchor internal: runs a pg_cron statement in cron.database_name';
+COMMENT ON FUNCTION woe_anchor_internal.schedule(uuid, text, text, regclass, int, float8, float8, float8, float8, float8[], boolean, int) IS
     'woe_anchor internal: schedules a fit as the ticket''s role';
 COMMENT ON FUNCTION ml.schedule_woe_anchor_fit(text, text, regclass, int, float8, float8, float8, float8, float8[], boolean, int) IS
     'Schedule CALL ml.fit_woe_anchor with pg_cron (idempotent by job name); returns the pg_cron job id';
-COMMENT ON FUNCTION ml._woe_anchor_unschedule(uuid, text) IS 'woe_anchor internal: removes a job of the ticket''s role';
+COMMENT ON FUNCTION woe_anchor_internal.unschedule(uuid, text) IS 'woe_anchor internal: removes a job of the ticket''s role';
 COMMENT ON FUNCTION ml.unschedule_woe_anchor_fit(text) IS 'Remove a scheduled woe_anchor fit; false when there was none';

@@ -1,4 +1,4 @@
-CREATE FUNCTION ml._woe_anchor_create_views(source oid, band_schema_version int, guard text, replace_views boolean,
+CREATE FUNCTION woe_anchor_internal.create_views(source oid, band_schema_version int, guard text, replace_views boolean,
                                             name text)
 RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
@@ -25,12 +25,12 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    PERFORM ml._woe_anchor_create_views(source::oid, band_schema_version, guard, replace_views, name);
+    PERFORM woe_anchor_internal.create_views(source::oid, band_schema_version, guard, replace_views, name);
 @RERAISE_AS_PLAIN_ERROR@
 END
 $$;
 
-CREATE FUNCTION ml._woe_anchor_create_source_view(name text, relations oid[], columns text, band_schema_version int,
+CREATE FUNCTION woe_anchor_internal.create_source_view(name text, relations oid[], columns text, band_schema_version int,
                                                   replace_views boolean)
 RETURNS text
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
@@ -54,7 +54,7 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    RETURN ml._woe_anchor_create_source_view(name, relations::oid[], columns::text, band_schema_version,
+    RETURN woe_anchor_internal.create_source_view(name, relations::oid[], columns::text, band_schema_version,
                                              replace_views);
 @RERAISE_AS_PLAIN_ERROR@
 END
@@ -80,7 +80,7 @@ BEGIN
     FOR v IN SELECT w.view_name, w.kind FROM ml.woe_anchor_views AS w
              WHERE w.kind IN ('train', 'scores', 'bands') AND (named IS NULL OR w.source = named)
              ORDER BY array_position(ARRAY['train', 'scores', 'bands'], w.kind), w.view_name LOOP
-        RETURN NEXT ml._woe_anchor_drop_view(v.view_name);
+        RETURN NEXT woe_anchor_internal.drop_view(v.view_name);
     END LOOP;
     -- one statement: the logit and p functions call scores_of
     SELECT array_agg(w.view_name ORDER BY w.view_name) INTO functions FROM ml.woe_anchor_views AS w
@@ -92,13 +92,13 @@ BEGIN
     END IF;
     FOR v IN SELECT w.view_name FROM ml.woe_anchor_views AS w WHERE w.kind = 'source' AND named IS NULL
              ORDER BY w.view_name LOOP
-        RETURN NEXT ml._woe_anchor_drop_view(v.view_name);
+        RETURN NEXT woe_anchor_internal.drop_view(v.view_name);
     END LOOP;
 END
 $$;
 
 -- Drops one recorded view (if it is still there) and forgets it; returns its name.
-CREATE FUNCTION ml._woe_anchor_drop_view(view_name text)
+CREATE FUNCTION woe_anchor_internal.drop_view(view_name text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -107,17 +107,17 @@ BEGIN
     IF to_regclass(view_name) IS NOT NULL THEN
         EXECUTE format('DROP VIEW %s', view_name);
     END IF;
-    DELETE FROM ml.woe_anchor_views AS w WHERE w.view_name = _woe_anchor_drop_view.view_name;
+    DELETE FROM ml.woe_anchor_views AS w WHERE w.view_name = drop_view.view_name;
     RETURN view_name;
 END
 $$;
 
-COMMENT ON FUNCTION ml._woe_anchor_create_views(oid, int, text, boolean, text) IS 'woe_anchor internal: creates the live views';
+COMMENT ON FUNCTION woe_anchor_internal.create_views(oid, int, text, boolean, text) IS 'woe_anchor internal: creates the live views';
 COMMENT ON FUNCTION ml.woe_anchor_create_views(regclass, int, text, boolean, text) IS
     'Create or replace the live band and score views, and the per-row scoring functions, over source for a band schema (default: the active model''s)';
-COMMENT ON FUNCTION ml._woe_anchor_create_source_view(text, oid[], text, int, boolean) IS
+COMMENT ON FUNCTION woe_anchor_internal.create_source_view(text, oid[], text, int, boolean) IS
     'woe_anchor internal: creates a source view';
 COMMENT ON FUNCTION ml.woe_anchor_create_source_view(text, regclass[], jsonb, int, boolean) IS
     'Create a view giving the source contract''s columns from your relations (joined on their keys, columns mapped)';
-COMMENT ON FUNCTION ml._woe_anchor_drop_view(text) IS 'woe_anchor internal: drops one recorded view';
+COMMENT ON FUNCTION woe_anchor_internal.drop_view(text) IS 'woe_anchor internal: drops one recorded view';
 COMMENT ON FUNCTION ml.woe_anchor_drop_views(regclass) IS 'Drop the live views and per-row functions woe_anchor made over source (NULL: all it made); returns their names';

@@ -2,6 +2,11 @@
 -- written only by its SECURITY DEFINER entry points; trainers create nothing the extension later
 -- acts on. On a fresh install the steps after the new tables find nothing to convert.
 
+-- The extension's internal routines live in a schema of their own, out of the way of \df ml.*.
+-- Created here, so it cannot exist before (no one else's objects in it).
+CREATE SCHEMA woe_anchor_internal;
+COMMENT ON SCHEMA woe_anchor_internal IS 'woe_anchor: internal routines (call the ml.woe_anchor_* ones)';
+
 -- Who calls a definer entry point. The caller inserts a ticket; a trigger stamps it with the role
 -- that really runs the INSERT (current_user, whatever functions it went through), its backend
 -- and its transaction; the entry point consumes it. Rows never outlive their transaction.
@@ -352,3 +357,16 @@ DROP FUNCTION IF EXISTS ml._woe_anchor_training_features_sql(text);
 -- shard score tables are found in ml.woe_anchor_shard_scores now
 DROP FUNCTION IF EXISTS ml._woe_anchor_shard_score_tables(text);
 DROP FUNCTION IF EXISTS ml._woe_anchor_drop_shard_scores(text);
+-- 0.1.0's internal routines in ml: their successors are in woe_anchor_internal (the two trigger
+-- functions take their triggers along; the routines re-create them)
+DROP FUNCTION IF EXISTS ml._woe_anchor_reraise(text, text, text, text);
+DROP FUNCTION IF EXISTS ml._woe_anchor_load();
+DROP FUNCTION IF EXISTS ml._woe_anchor_drop_scores() CASCADE;
+DROP FUNCTION IF EXISTS ml._woe_anchor_dblink();
+DROP FUNCTION IF EXISTS ml._woe_anchor_drop_shard_table(text, text);
+DROP FUNCTION IF EXISTS ml._woe_anchor_band_schema_guard() CASCADE;
+DROP FUNCTION IF EXISTS ml._woe_anchor_band_schema_problems(int, oid);
+DROP FUNCTION IF EXISTS ml._woe_anchor_cron(text);
+DROP FUNCTION IF EXISTS ml._woe_anchor_score_sql(oid, text);
+DROP FUNCTION IF EXISTS ml._woe_anchor_model_bands(text);
+DROP FUNCTION IF EXISTS ml._fit_woe_anchor(oid, timestamptz, int, float8, float8, float8, float8, float8[], text, boolean, boolean, boolean, boolean, int, boolean);
