@@ -82,10 +82,16 @@ def running(major: int, port: int | None = None):
 
 
 def test_major(major: int, pytest_args: list[str]) -> int:
-    """The suite on ``major``, but the tests that need the host's own installation (``local_server``)."""
+    """The suite on ``major``, but the tests that need the host's own installation (``local_server``);
+    the host's server (WOE_ANCHOR_DSN, else the private cluster, installed) is named beside it for
+    the tests that compare two majors (tests/test_majors.py)."""
     import sys
+    from . import install, server
+    host = server.from_env_or_local()
+    if not os.environ.get("WOE_ANCHOR_DSN"):
+        install.make_install(host)
     with running(major) as srv:
-        env = dict(os.environ, WOE_ANCHOR_DSN=srv.dsn, WOE_ANCHOR_CONTAINERS="0")
+        env = dict(os.environ, WOE_ANCHOR_DSN=srv.dsn, WOE_ANCHOR_CONTAINERS="0", WOE_ANCHOR_HOST_DSN=host.dsn)
         print(f"[matrix] PostgreSQL {major} from Debian {RELEASES[major]}: {srv.dsn}", flush=True)
         args, marks = list(pytest_args), "not local_server"
         if "-m" in args:  # pytest keeps the last -m: fold the caller's into ours

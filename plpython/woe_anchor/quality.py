@@ -37,9 +37,13 @@ def logloss(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | 
     n = n_pos.sum() + n_neg.sum()
     if n == 0:
         return None
-    with np.errstate(over="ignore"):
-        p = np.clip(1.0 / (1.0 + np.exp(-logit)), LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
-    return float(-(n_pos * np.log(p) + n_neg * np.log1p(-p)).sum() / n)
+    p = np.clip(probability(logit), LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
+    return float(-(n_pos * woe.libm(math.log, p) + n_neg * woe.libm(math.log1p, -p)).sum() / n)
+
+
+def probability(logit) -> np.ndarray:
+    """1 / (1 + e^-logit), with the C library's exp (``woe.libm``)."""
+    return 1.0 / (1.0 + woe.libm(woe.exp, -np.asarray(logit, dtype=np.float64)))
 
 
 def score_bins(groups: dict, n_bins: int = SCORE_BINS) -> dict | None:
@@ -58,8 +62,7 @@ def score_bins(groups: dict, n_bins: int = SCORE_BINS) -> dict | None:
     for name, (logit, n_pos, n_neg) in groups.items():
         # bin i holds edges[i] <= logit < edges[i + 1], the last bin closed (numpy.histogram's rule)
         at = np.clip(np.searchsorted(out["edges"], logit, side="right") - 1, 0, n_bins - 1)
-        with np.errstate(over="ignore"):
-            p = 1.0 / (1.0 + np.exp(-logit))
+        p = probability(logit)
         out[name] = {"n_pos": np.bincount(at, n_pos, n_bins).astype(np.int64).tolist(),
                      "n_neg": np.bincount(at, n_neg, n_bins).astype(np.int64).tolist(),
                      "sum_p": np.bincount(at, (n_pos + n_neg) * p, n_bins).tolist()}
@@ -139,8 +142,8 @@ def paired_auc(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, floa
 
 def row_logloss(y: np.ndarray, logit: np.ndarray) -> np.ndarray:
     """Each row's log loss of the probability 1 / (1 + e^-logit), clipped as the recorded log loss is."""
-    p = np.clip(1.0 / (1.0 + np.exp(-np.asarray(logit, dtype=np.float64))), LOGLOSS_CLIP, 1 - LOGLOSS_CLIP)
-    return -np.where(np.asarray(y, dtype=bool), np.log(p), np.log1p(-p))
+    p = np.clip(probability(logit), LOGLOSS_CLIP, 1 - LOGLOSS_CLIP)
+    return -np.where(np.asarray(y, dtype=bool), woe.libm(math.log, p), woe.libm(math.log1p, -p))
 
 
 def two_sided_p(z: float) -> float:

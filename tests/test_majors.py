@@ -1,0 +1,70 @@
+"""One fit on two PostgreSQL majors gives the same artifacts, to the bit.
+
+`harness/run.sh test-matrix` runs the suite against each other major's server
+with WOE_ANCHOR_HOST_DSN naming the host's own server; this test fits the same
+rows on both and compares every stored value. (Each server's PL/Python brings
+its own Python and numpy: the WOE and quality math uses the C library's log and
+exp, not numpy's, which differ between numpy versions in the last bit.)
+"""
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+
+import cases
+from conftest import fit
+from woe_anchor_harness import install, server as servers
+
+HOST_DSN = os.environ.get("WOE_ANCHOR_HOST_DSN")
+pytestmark = pytest.mark.skipif(not HOST_DSN, reason="runs in harness/run.sh test-matrix, beside the host's server")
+
+# what differs between two fits by design: when, and how long each step took
+VOLATILE = ("created_at", "timings_ms", "model_id")
+ARTIFACTS = {
+    "registry": "SELECT to_jsonb(r) - ARRAY[%s] FROM ml.woe_anchor_model_registry_v1 AS r WHERE model_key = %%s",
+    "cuts": "SELECT to_jsonb(c) FROM ml.woe_anchor_cuts_v1 AS c WHERE model_key = %s ORDER BY fold_id NULLS FIRST",
+    "map": ("SELECT to_jsonb(m) FROM ml.woe_anchor_map_v1 AS m WHERE model_key = %s "
+            "ORDER BY fold_id NULLS FIRST, band_name, band_value"),
+    "scores": ("SELECT generation, listing_id, t0, fold_id, is_oof, woe_logit, woe_p FROM ml.woe_anchor_scores_v1 "
+               "WHERE model_key = %s ORDER BY generation, listing_id, t0"),
+}
+
+
+@pytest.fixture
+def host_conn():
+    host = servers.Server(dsn=HOST_DSN, bindir="", major=0)
+    name = f"woe_anchor_majors_{os.getpid()}"
+    dsn = install.fresh_database(host, name)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            yield c
+    finally:
+        install.drop_database(host, name)
+
+
+def _artifacts(conn, key: str) -> dict:
+    volatile = ", ".join(f"'{c}'" for c in VOLATILE)
+    return {name: conn.execute(query % volatile if name == "registry" else query, [key]).fetchall()
+            for name, query in ARTIFACTS.items()}
+
+
+@pytest.mark.parametrize("params", [{}, {"n_folds": 7, "half_life_days": 20.0}])
+def test_one_fit_gives_the_same_artifacts_on_two_majors(conn, host_conn, params):
+    rows = cases.skew_generations(cases.make_rows(n=20_000, n_days=60, seed=2027), 2027)
+    versions = []
+    stored = []
+    for c in (host_conn, conn):
+        cases.load(c, "mj_src", rows)
+        key = fit(c, "mj_src", model_key="mj_model", replace=True, **params)
+        versions.append(c.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()[0])
+        stored.append(_artifacts(c, key))
+    assert versions[0] != versions[1], f"two majors: {versions}"
+    host, other = stored
+    assert len(host["scores"]) > 10_000 and len(host["map"]) > 100
+    for name in ARTIFACTS:
+        differ = [i for i, (a, b) in enumerate(zip(host[name], other[name])) if a != b]
+        assert len(host[name]) == len(other[name]) and differ == [], \
+            f"{name}: {len(differ)} of {len(host[name])} rows differ between PostgreSQL {versions[0]} and " \
+            f"{versions[1]}, first {host[name][differ[0]] if differ else None} vs {other[name][differ[0]] if differ else None}"
