@@ -67,4 +67,12 @@ def test_one_fit_gives_the_same_artifacts_on_two_majors(conn, host_conn, params)
         differ = [i for i, (a, b) in enumerate(zip(host[name], other[name])) if a != b]
         assert len(host[name]) == len(other[name]) and differ == [], \
             f"{name}: {len(differ)} of {len(host[name])} rows differ between PostgreSQL {versions[0]} and " \
-            f"{versions[1]}, first {host[name][differ[0]] if differ else None} vs {other[name][differ[0]] if differ else None}"
+            f"{versions[1]}; first: {_difference(host[name][differ[0]], other[name][differ[0]])}"
+
+
+def _difference(a: tuple, b: tuple) -> str:
+    """What differs between two rows (for a JSON row, its keys)."""
+    if len(a) == 1 and isinstance(a[0], dict):
+        return ", ".join(f"{k}: {a[0].get(k)!r} vs {b[0].get(k)!r}" for k in sorted(a[0].keys() | b[0].keys())
+                         if a[0].get(k) != b[0].get(k))
+    return f"{a} vs {b}"
