@@ -1,6 +1,10 @@
 """Benchmark: the fit against the write floor and against client-side trainers.
 
     .venv/bin/python bench/bench.py [--sizes 100000,1000000,5000000] [--client-cap 1000000] [--repeat 3]
+                                    [--major 18]
+
+--major runs it on another PostgreSQL major, started from its Debian root
+(harness/woe_anchor_harness/roots.py), and writes bench/results-pg<major>.md.
 
 For each size N it generates N listings inside the server. Then it measures, in one run:
 
@@ -39,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "harness")]
 
 import clients  # noqa: E402
-from woe_anchor_harness import datagen, install, server, shards  # noqa: E402
+from woe_anchor_harness import datagen, install, roots, server, shards  # noqa: E402
 
 FLOOR = """
 CREATE TABLE bench_floor AS
@@ -141,10 +145,19 @@ def main(argv=None):
     ap.add_argument("--out", default=str(HERE / "results.md"))
     ap.add_argument("--sharded", type=int, default=0, help="rows of the sharded comparison (0: skip)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each floor and fit per size (medians reported)")
+    ap.add_argument("--major", type=int, default=0, help="another PostgreSQL major, from its Debian root")
     args = ap.parse_args(argv)
+    if args.major:
+        with roots.running(args.major) as srv:
+            return run(args, srv, args.out if args.out != str(HERE / "results.md") else
+                       str(HERE / f"results-pg{args.major}.md"))
     srv = server.from_env_or_local()
     if "WOE_ANCHOR_DSN" not in os.environ:
         install.make_install(srv)
+    return run(args, srv, args.out)
+
+
+def run(args, srv, out: str) -> None:
     dsn = install.fresh_database(srv, "woe_anchor_bench")
     rows = []
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -181,7 +194,7 @@ def main(argv=None):
             conn.execute(f"DROP TABLE {table}")
         sharded = sharded_fit(conn, args.sharded) if args.sharded else None
     report = _report(rows, version, sharded)
-    Path(args.out).write_text(report)
+    Path(out).write_text(report)
     print(report)
 
 
