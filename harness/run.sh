@@ -96,7 +96,7 @@ case "$cmd" in
 esac
 if [ -z "${WOE_ANCHOR_DSN:-}" ]; then setup_postgres; fi
 setup_venv
-if [ "$cmd" = test ]; then setup_chromium; fi
+if [ "$cmd" != demo ]; then setup_chromium; fi
 export PYTHONPATH="$REPO/harness:$REPO/plpython${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$cmd" = demo ]; then
     exec "$VENV/bin/python" -m woe_anchor_harness demo "$@"

@@ -130,9 +130,9 @@ def _training_rows():
 def test_model_operations(conn, fitted):
     key, _, _ = fitted
     others = [fit(conn, "inf_train", model_key=f"op_{i}", activate=False, n_folds=2, replace=True)
-              for i in range(3)]
+              for i in range(4)]
     models = conn.execute("SELECT model_key, is_active, score_rows, map_rows FROM ml.woe_anchor_models()").fetchall()
-    assert [m[0] for m in models][:3] == others[::-1] and any(m[0] == key and m[1] for m in models)
+    assert [m[0] for m in models][:4] == others[::-1] and any(m[0] == key and m[1] for m in models)
     conn.execute("SELECT ml.woe_anchor_activate(%s)", [others[0]])
     assert artifacts.active_keys(conn) == [others[0]]
     with pytest.raises(psycopg.errors.NoDataFound):
@@ -143,6 +143,7 @@ def test_model_operations(conn, fitted):
     assert conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [others[1]]).fetchone()[0] is False
     dropped = {r[0] for r in conn.execute("SELECT ml.woe_anchor_prune(1)").fetchall()}
     remaining = {r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1").fetchall()}
-    assert others[0] in remaining and others[2] in remaining, "the active one and the newest one stay"
-    assert not dropped & remaining and key in dropped
-    assert not any(artifacts.rows_of(conn, key).values())
+    assert others[0] in remaining and others[3] in remaining, "the active one and the newest one stay"
+    assert key in remaining, "and the one that served before the active one: a rollback restores it"
+    assert not dropped & remaining and others[2] in dropped
+    assert not any(artifacts.rows_of(conn, others[2]).values())

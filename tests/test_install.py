@@ -147,7 +147,7 @@ def test_only_the_documented_entry_points_are_security_definer(conn):
     # docs/security.md, "Entry points": each learns its caller from a ticket
     assert [r[0] for r in rows] == ["activate", "drop_model", "edit_band_schema",
                                     "open_staging", "persist", "prune",
-                                    "schedule", "unschedule"]
+                                    "rollback", "schedule", "unschedule"]
 
 
 def test_internal_routines_are_out_of_the_users_way(conn):

@@ -1,14 +1,16 @@
-"""One fit on two PostgreSQL majors gives the same artifacts, to the bit.
+"""Two PostgreSQL majors: one fit gives the same artifacts to the bit, and a dump of the host's
+major restores on the other with every model.
 
 `harness/run.sh test-matrix` runs the suite against each other major's server
-with WOE_ANCHOR_HOST_DSN naming the host's own server; this test fits the same
-rows on both and compares every stored value. (Each server's PL/Python brings
-its own Python and numpy: the WOE and quality math uses the C library's log and
-exp, not numpy's, which differ between numpy versions in the last bit.)
+with WOE_ANCHOR_HOST_DSN naming the host's own server and WOE_ANCHOR_ROOT the
+Debian root the other one runs from. (Each server's PL/Python brings its own
+Python and numpy: the WOE and quality math uses the C library's log and exp,
+not numpy's, which differ between numpy versions in the last bit.)
 """
 from __future__ import annotations
 
 import os
+import subprocess
 
 import psycopg
 import pytest
@@ -18,6 +20,7 @@ from conftest import fit
 from woe_anchor_harness import install, server as servers
 
 HOST_DSN = os.environ.get("WOE_ANCHOR_HOST_DSN")
+ROOT = os.environ.get("WOE_ANCHOR_ROOT")
 pytestmark = pytest.mark.skipif(not HOST_DSN, reason="runs in harness/run.sh test-matrix, beside the host's server")
 
 # what differs between two fits by design: when, and how long each step took
@@ -76,3 +79,39 @@ def _difference(a: tuple, b: tuple) -> str:
         return ", ".join(f"{k}: {a[0].get(k)!r} vs {b[0].get(k)!r}" for k in sorted(a[0].keys() | b[0].keys())
                          if a[0].get(k) != b[0].get(k))
     return f"{a} vs {b}"
+
+
+def _in_root(command: str) -> None:
+    """A command of the other major's root, as postgres (its pg_dump and pg_restore)."""
+    done = subprocess.run(["chroot", ROOT, "su", "postgres", "-s", "/bin/sh", "-c", command],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_dump_of_the_host_major_restores_on_this_one_with_every_model(server, host_conn):
+    """The upgrade path across majors: the newer major's pg_dump reads the older server, its
+    pg_restore loads the newer one, and every artifact, the active model and the per-row scoring
+    come back as they were."""
+    cases.load(host_conn, "mj_dump_src", cases.make_rows(n=5_000, seed=31))
+    key = fit(host_conn, "mj_dump_src", model_key="mj_dump", replace=True)
+    host_conn.execute("SELECT ml.woe_anchor_create_views('mj_dump_src')")
+    want = _artifacts(host_conn, key)
+    score = "SELECT l.generation, l.listing_id, l.t0, ml.woe_anchor_p(l) FROM mj_dump_src AS l ORDER BY 1, 2, 3"
+    scored = host_conn.execute(score).fetchall()
+    with psycopg.connect(server.dsn_for("postgres")) as c:
+        major = c.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()[0]
+        port = c.info.port
+    info = host_conn.info
+    bindir = f"/usr/lib/postgresql/{major}/bin"
+    _in_root(f"{bindir}/pg_dump -Fc -h {info.host} -p {info.port} -U postgres -d {info.dbname} -f /tmp/mj.dump")
+    name = f"woe_anchor_restored_{os.getpid()}"
+    dsn = install.fresh_database(server, name, extension=False)
+    try:
+        _in_root(f"{bindir}/pg_restore -h 127.0.0.1 -p {port} -U postgres -d {name} /tmp/mj.dump")
+        with psycopg.connect(dsn, autocommit=True) as restored:
+            assert _artifacts(restored, key) == want
+            assert restored.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE is_active"
+                                    ).fetchall() == [(key,)]
+            assert restored.execute(score).fetchall() == scored
+    finally:
+        install.drop_database(server, name)

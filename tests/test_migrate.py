@@ -237,9 +237,9 @@ def test_create_views_never_replaces_a_view_it_did_not_make(server):
             t.execute("DROP VIEW public.on_mine")
             t.execute("SELECT ml.woe_anchor_create_views('fv_src', replace_views => true)")
             assert sorted(r[0] for r in t.execute("SELECT ml.woe_anchor_drop_views()")) == [
-                "ml.v_woe_anchor_bands_live_v1", "ml.woe_anchor_logit(public.fv_src, text)",
-                "ml.woe_anchor_p(public.fv_src, text)", "ml.woe_anchor_scores_live_train_v",
-                "ml.woe_anchor_scores_live_v1", "ml.woe_anchor_scores_of(public.fv_src, text)"]
+                "ml.v_woe_anchor_bands_live_v1", "ml.woe_anchor_logit(public.fv_src,text)",
+                "ml.woe_anchor_p(public.fv_src,text)", "ml.woe_anchor_scores_live_train_v",
+                "ml.woe_anchor_scores_live_v1", "ml.woe_anchor_scores_of(public.fv_src,text)"]
     finally:
         install.drop_database(server, name)
 

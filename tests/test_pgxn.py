@@ -44,7 +44,10 @@ def test_meta_json_follows_the_pgxn_spec_and_the_control_file(tmp_path):
     assert meta["license"] in LICENSES
     assert meta["release_status"] in ("stable", "testing", "unstable")
     runtime = meta["prereqs"]["runtime"]
-    assert "plpython3u" in runtime["requires"] and SEMVER.match(runtime["requires"]["PostgreSQL"])
+    # a version, or a range of clauses such as ">= 15.0.0, < 19.0.0" (the spec's version ranges)
+    clauses = [c.strip() for c in runtime["requires"]["PostgreSQL"].split(",")]
+    assert "plpython3u" in runtime["requires"] and all(
+        SEMVER.match(re.sub(r"^(>=|<=|>|<|==|!=)\s*", "", c)) for c in clauses), clauses
     assert "pg_cron" in runtime["recommends"]
     for ext, spec in meta["provides"].items():
         assert spec["version"] == version and SEMVER.match(spec["version"])

@@ -185,7 +185,7 @@ def test_a_trainer_cannot_write_artifacts_take_ids_or_create_where_the_extension
                 "CREATE FUNCTION ml.woe_anchor_score(text, text) RETURNS int LANGUAGE sql AS 'SELECT 1'",
                 f"ALTER TABLE {part} ADD CHECK ({TSCHEMA}.evil())",
                 f"CREATE VIEW {TSCHEMA}.on_partition AS SELECT * FROM {part} WHERE {TSCHEMA}.evil()",
-                "SELECT woe_anchor_internal.set_active('sec_mine')",
+                "SELECT woe_anchor_internal.set_active('sec_mine', current_user, 'activate', NULL)",
                 "SELECT woe_anchor_internal.cron('SELECT 1')",
                 "SELECT * FROM woe_anchor_internal.delete_models(ARRAY['sec_mine'])",
                 f"SELECT woe_anchor_internal.caller('{uuid.uuid4()}')",
@@ -722,3 +722,45 @@ def test_a_caller_holding_old_tickets_blocks_no_one(cast, dsn):
         b.rollback()
     assert artifacts.active_keys(conn) == ["sec_unblocked"]
     conn.execute("SELECT ml.woe_anchor_drop_model('sec_unblocked')")
+
+
+def test_revoke_takes_back_select_on_source_views_outside_ml(conn):
+    """woe_anchor_grant gives readers SELECT on the views woe_anchor made, source views in any
+    superuser's schema included; woe_anchor_revoke takes all of it back."""
+    cases.load(conn, "sec_sv_base", cases.make_rows(n=300, seed=5))
+    conn.execute("DROP SCHEMA IF EXISTS sec_views CASCADE")
+    conn.execute("CREATE SCHEMA sec_views")
+    conn.execute("DROP ROLE IF EXISTS sec_sv_reader")
+    conn.execute("CREATE ROLE sec_sv_reader")
+    try:
+        view = conn.execute("SELECT ml.woe_anchor_create_source_view('sec_views.listings', "
+                            "ARRAY['sec_sv_base']::regclass[])").fetchone()[0]
+        conn.execute("SELECT ml.woe_anchor_grant(reader => 'sec_sv_reader')")
+        assert conn.execute("SELECT has_table_privilege('sec_sv_reader', %s, 'SELECT')", [view]).fetchone()[0]
+        conn.execute("SELECT ml.woe_anchor_revoke('sec_sv_reader')")
+        assert not conn.execute("SELECT has_table_privilege('sec_sv_reader', %s, 'SELECT')", [view]).fetchone()[0]
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_views WHERE view_name = 'sec_views.listings'")
+        conn.execute("DROP SCHEMA sec_views CASCADE")
+        conn.execute("DROP OWNED BY sec_sv_reader")
+        conn.execute("DROP ROLE sec_sv_reader")
+
+
+def test_a_trainer_rolls_back_as_itself_and_cannot_change_the_policy_or_the_log(cast):
+    """Rollback is the one serving switch again: logged with the trainer as who asked. The
+    activation policy and the log are the extension's: a trainer reads them, nothing more."""
+    conn = cast
+    with as_role(conn, TRAINER):
+        first = fit(conn, "sec_src", model_key=f"sec_rb1_{SUFFIX}")
+        fit(conn, "sec_src", model_key=f"sec_rb2_{SUFFIX}", half_life_days=30.0)
+        assert conn.execute("SELECT ml.woe_anchor_rollback()").fetchone()[0] == first
+        assert conn.execute("SELECT by_role, action FROM ml.woe_anchor_activations ORDER BY id DESC LIMIT 1"
+                            ).fetchone() == (TRAINER, "rollback")
+        for attack in ("SELECT ml.woe_anchor_set_policy('min_oof_auc', 0.99)",
+                       "INSERT INTO ml.woe_anchor_policy (name, value) VALUES ('min_oof_auc', 0.99)",
+                       "DELETE FROM ml.woe_anchor_activations",
+                       f"INSERT INTO ml.woe_anchor_activations (by_role, to_model, action) VALUES ('postgres', '{first}', 'activate')",
+                       "SELECT woe_anchor_internal.set_active('x', 'postgres', 'activate', NULL)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(attack)
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_policy").fetchone()[0] == 0

@@ -193,28 +193,72 @@ def test_per_row_functions_take_a_model_key(conn, served):
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [other])
 
 
-def test_named_sets_of_views_one_per_source(conn, served):
-    """name => 'two' makes ml.woe_anchor_two_bands, _scores and _train over a second source beside
-    the default set; a source has one set; drop_views(source) drops that set and its functions only."""
+def test_named_sets_of_views_and_functions(conn, served):
+    """name => 'two' makes ml.woe_anchor_two_bands, _scores, _train and the functions
+    ml.woe_anchor_two_scores_of, _logit, _p over a second source beside the default set; each
+    function name takes its own source's rows only; drop_views(source) drops that set only."""
     datagen.generate_listings(conn, "sv_two", rows=2_000, days=30)
     conn.execute("SELECT ml.woe_anchor_create_views('sv_two', name => 'two')")
     made = dict(conn.execute("SELECT view_name, kind FROM ml.woe_anchor_views WHERE set_name = 'two'").fetchall())
     assert made == {"ml.woe_anchor_two_bands": "bands", "ml.woe_anchor_two_scores": "scores",
-                    "ml.woe_anchor_two_train": "train",
-                    "ml.woe_anchor_scores_of(public.sv_two, text)": "function",
-                    "ml.woe_anchor_logit(public.sv_two, text)": "function",
-                    "ml.woe_anchor_p(public.sv_two, text)": "function"}
+                    "ml.woe_anchor_two_train": "train", "ml.woe_anchor_two_scores_of": "function",
+                    "ml.woe_anchor_two_logit": "function", "ml.woe_anchor_two_p": "function"}
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_two_train").fetchone()[0] == 2_000
+    assert conn.execute("SELECT count(ml.woe_anchor_two_p(l)) FROM sv_two AS l").fetchone()[0] == 2_000
     assert conn.execute(f"SELECT count(*) FROM {LIVE[1]}").fetchone()[0] == 20_000, "the default set still serves"
-    with pytest.raises(psycopg.errors.DuplicateObject, match="exist already, as the set 'two'"):
-        conn.execute("SELECT ml.woe_anchor_create_views('sv_two', name => 'again')")
+    with pytest.raises(psycopg.errors.UndefinedFunction):
+        conn.execute("SELECT ml.woe_anchor_p(l) FROM sv_two AS l LIMIT 1")  # the default set serves sv_src
+    with pytest.raises(psycopg.errors.DuplicateObject, match="the live views 'two' serve public.sv_two"):
+        conn.execute("SELECT ml.woe_anchor_create_views('sv_src', name => 'two')")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="lower-case identifier"):
         conn.execute("SELECT ml.woe_anchor_create_views('sv_two', name => 'Two; DROP')")
+    conn.execute("SELECT ml.woe_anchor_create_views('sv_two', name => 'again')")  # a second set over one source
     dropped = {r[0] for r in conn.execute("SELECT ml.woe_anchor_drop_views('sv_two')")}
-    assert dropped == set(made)
-    assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname IN ('woe_anchor_p', 'woe_anchor_logit', "
-                        "'woe_anchor_scores_of') AND pg_get_function_arguments(oid) LIKE 's sv_two%'").fetchone()[0] == 0
+    assert dropped == {"ml.woe_anchor_two_bands", "ml.woe_anchor_two_scores", "ml.woe_anchor_two_train",
+                       "ml.woe_anchor_again_bands", "ml.woe_anchor_again_scores", "ml.woe_anchor_again_train"} | {
+        f"ml.woe_anchor_{s}_{f}(public.sv_two,text)" for s in ("two", "again") for f in ("scores_of", "logit", "p")}
+    assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'woe_anchor%' "
+                        "AND pg_get_function_arguments(oid) LIKE 's sv_two%'").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_views WHERE source = 'public.sv_src'").fetchone()[0] == 6
+
+
+def test_a_moved_or_renamed_source_never_blocks_grants_and_drops(conn, served):
+    """Functions are found in the catalog, not by their recorded signature: a renamed source keeps
+    grant, revoke and drop_views working; the default set moved to another source takes its
+    functions along (one signature per name)."""
+    datagen.generate_listings(conn, "sv_moving", rows=1_000, days=30)
+    conn.execute("DROP ROLE IF EXISTS sv_grantee")
+    conn.execute("CREATE ROLE sv_grantee")
+    try:
+        conn.execute("SELECT ml.woe_anchor_create_views('sv_moving', name => 'moving')")
+        conn.execute("ALTER TABLE sv_moving RENAME TO sv_moved")
+        conn.execute("SELECT ml.woe_anchor_grant(reader => 'sv_grantee')")
+        assert conn.execute("SELECT has_function_privilege('sv_grantee', 'ml.woe_anchor_moving_p(sv_moved, text)', "
+                            "'EXECUTE')").fetchone()[0]
+        conn.execute("SELECT ml.woe_anchor_revoke('sv_grantee')")
+        assert not conn.execute("SELECT has_function_privilege('sv_grantee', 'ml.woe_anchor_moving_p(sv_moved, text)', "
+                                "'EXECUTE')").fetchone()[0]
+        dropped = {r[0] for r in conn.execute("SELECT ml.woe_anchor_drop_views('sv_moved')")}
+        assert "ml.woe_anchor_moving_p(public.sv_moved,text)" in dropped and "ml.woe_anchor_moving_scores" in dropped
+        conn.execute("SELECT ml.woe_anchor_create_views('sv_moved')")  # the default set, from sv_src to sv_moved
+        takes = [r[0] for r in conn.execute("SELECT pg_get_function_identity_arguments(oid) FROM pg_proc "
+                                            "WHERE proname = 'woe_anchor_p'")]
+        assert takes == ["s sv_moved, model_key text"]
+    finally:
+        conn.execute("DROP OWNED BY sv_grantee")
+        conn.execute("DROP ROLE sv_grantee")
+        conn.execute("SELECT ml.woe_anchor_create_views('sv_src')")
+        conn.execute("SELECT ml.woe_anchor_drop_views('sv_moved')")
+        conn.execute("DROP TABLE sv_moved")
+
+
+def test_a_null_row_has_no_score(conn, served):
+    """The missing side of an outer join scores NULL (and no row through the LATERAL form)."""
+    row = conn.execute("SELECT ml.woe_anchor_p(l), ml.woe_anchor_logit(l) FROM (VALUES (1)) AS v "
+                       "LEFT JOIN sv_src AS l ON false").fetchone()
+    assert row == (None, None)
+    assert conn.execute("SELECT count(*) FROM (VALUES (1)) AS v LEFT JOIN sv_src AS l ON false "
+                        "CROSS JOIN LATERAL ml.woe_anchor_scores_of(l)").fetchone()[0] == 0
 
 
 def test_per_row_functions_are_granted_not_public(conn, served):

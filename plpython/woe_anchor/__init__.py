@@ -18,10 +18,11 @@ the WOE, score and persist.
     woe        WOE of every fit from per-fold sums (docs/contract.md 4, 6, 7)
     quality    AUC, log loss, score bins, band report
     persist    writing a model: the definer entry point's side and the caller's staging
+    gate       the activation gate: the policy an activating fit must pass
     fit        ml.fit_woe_anchor
     legacy     importing the Python trainer's tables
     inference  scoring with a frozen mapping; training features; stored scores
-    views      the live views and source views
+    views      the live views, per-row scoring functions and source views
 
 Functions that run SQL take ``plpy`` as an argument; everything else is plain
 numpy, and pytest imports every module without a database.

@@ -14,7 +14,7 @@ import unicodedata
 
 import numpy as np
 
-from . import bands, errors, packs, passes, persist, quality, readers, rowset, schemas, source, woe
+from . import bands, errors, gate, packs, passes, persist, quality, readers, rowset, schemas, source, woe
 from .errors import Refusal
 from .sqlgen import Compiler, quote_literal, utc_iso_sql
 
@@ -275,6 +275,14 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
         plpy.warning("no row sold in the 7 days after the cutoff: the eval figures are empty (NULL)")
     phases.done("quality")
     plpy.notice(f"[woe] quality: {_quality_line(measured)}")
+    verdict, checks = None, gate.policy(plpy) if p["activate"] else {}
+    if checks:
+        verdict = gate.verdict(plpy, checks, measured, stats["n_train_sold"], oof, p["source"],
+                               _cutoff_text(cutoff), p["slow_threshold_hours"])
+        plpy.notice(f"[woe] gate: {gate.describe(verdict)}")
+        if not verdict["passed"]:
+            plpy.warning("the gate refused this model: it is stored but not activated, and the active model stays"
+                         if p["persist"] else "the gate would refuse this model")
     if not p["persist"]:
         return _report_unsaved(plpy, p, final, folds, measured, schema)
 
@@ -294,7 +302,8 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
     registry.update(measured, band_quality=json.dumps(quality.band_report(final, folds, band_subsets)))
     phases.done("registry")
     registry["timings_ms"] = json.dumps(dict(phases.ms, total=phases.total()))
-    payload = dict(model_key=p["model_key"], replace=p["replace"], activate=p["activate"], registry=registry,
+    payload = dict(model_key=p["model_key"], replace=p["replace"], activate=p["activate"], gate=verdict,
+                   registry=registry,
                    thresholds=persist.thresholds_json(learned), fits=_fits(final, folds),
                    maps=_maps([final] + list(folds.values()), schema), staging=staging, shard_tables=shard_tables)
     reader.finish()

@@ -127,17 +127,16 @@ LEFT JOIN ({_stored_scores(plpy, model.key)}) AS sc
 """
 
 
-def compare(plpy, key_a: str, key_b: str, source_oid, start, end) -> list[tuple]:
-    """Models a and b scored with their final mappings on the same labelled rows of ``source``:
-    sold in (start, end], by default the 7-day window after the later of their cutoffs. Rows of
-    (metric, a, b, a - b, standard error of the difference, two-sided p): the rows compared,
-    AUC (paired, DeLong), and mean log loss (paired row by row)."""
-    models = [load_model(plpy, key_a), load_model(plpy, key_b)]
+def labelled_logits(plpy, models: list, source_oid, start, end) -> tuple:
+    """The labelled rows of ``source`` sold in (start, end] (default: the 7 days after the latest of
+    the models' cutoffs), each model's final-mapping logit on them: (y, [logits per model], the
+    source's name). The models must share their label (slow_threshold_hours)."""
     thresholds = {m.slow_threshold_hours for m in models}
     if len(thresholds) != 1:
         raise Refusal(errors.INVALID_PARAMETER_VALUE,
-                      f"models {key_a!r} and {key_b!r} learned different labels (slow_threshold_hours "
-                      f"{' and '.join(f'{t:g}' for t in sorted(thresholds))}): their scores cannot be compared on one")
+                      f"models {' and '.join(repr(m.key) for m in models)} learned different labels "
+                      f"(slow_threshold_hours {' and '.join(f'{t:g}' for t in sorted(thresholds))}): their scores "
+                      "cannot be compared on one")
     bound = plpy.prepare(f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"])
     literal = lambda text: f"{quote_literal(text)}::timestamptz"  # noqa: E731
     later = max(m.cutoff for m in models)  # ISO UTC text: orders as time does
@@ -148,17 +147,27 @@ def compare(plpy, key_a: str, key_b: str, source_oid, start, end) -> list[tuple]
     window = f"s.sold_time > {start} AND s.sold_time <= {end}"
     scored = [_final_rows(Compiler(m.schema, src.reads, m.learned), src.qualified, m, where=window,
                           extra=((label, "y"),)) for m, src in zip(models, sources)]
-    rows = plpy.execute(f"""
-SELECT array_agg(a.y ORDER BY a.generation, a.listing_id, a.t0) AS y,
-       array_agg(a.l ORDER BY a.generation, a.listing_id, a.t0) AS la,
-       array_agg(b.l ORDER BY a.generation, a.listing_id, a.t0) AS lb
-FROM ({scored[0]}) AS a JOIN ({scored[1]}) AS b USING (generation, listing_id, t0)""")[0]
-    y = np.asarray(rows["y"] or [], dtype=bool)
+    order = "ORDER BY m0.generation, m0.listing_id, m0.t0"
+    rows = plpy.execute(
+        f"SELECT array_agg(m0.y {order}) AS y, "
+        + ", ".join(f"array_agg(m{i}.l {order}) AS l{i}" for i in range(len(models)))
+        + f" FROM ({scored[0]}) AS m0"
+        + "".join(f" JOIN ({s}) AS m{i} USING (generation, listing_id, t0)" for i, s in enumerate(scored) if i))[0]
+    logits = [np.asarray(rows[f"l{i}"] or [], dtype=np.float64) for i in range(len(models))]
+    return np.asarray(rows["y"] or [], dtype=bool), logits, sources[0].qualified
+
+
+def compare(plpy, key_a: str, key_b: str, source_oid, start, end) -> list[tuple]:
+    """Models a and b scored with their final mappings on the same labelled rows of ``source``:
+    sold in (start, end], by default the 7-day window after the later of their cutoffs. Rows of
+    (metric, a, b, a - b, standard error of the difference, two-sided p): the rows compared,
+    AUC (paired, DeLong), and mean log loss (paired row by row)."""
+    y, (la, lb), qualified = labelled_logits(plpy, [load_model(plpy, key_a), load_model(plpy, key_b)],
+                                             source_oid, start, end)
     if not y.any() or y.all():
-        raise Refusal(errors.NO_DATA_FOUND, f"the window holds {len(y)} sold rows of {sources[0].qualified}, "
+        raise Refusal(errors.NO_DATA_FOUND, f"the window holds {len(y)} sold rows of {qualified}, "
                                             f"{int(y.sum())} of them slow21: AUC needs both classes",
                       hint="Pass window_start and window_end around sales that both models did not learn from.")
-    la, lb = np.asarray(rows["la"], dtype=np.float64), np.asarray(rows["lb"], dtype=np.float64)
     auc_a, auc_b, auc_se = quality.paired_auc(y, la, lb)
     loss_a, loss_b = quality.row_logloss(y, la), quality.row_logloss(y, lb)
     loss_diff = loss_a - loss_b

@@ -132,7 +132,8 @@ FROM {registry} AS r ORDER BY r.created_at, r.model_key""")
         notes = _import_model(plpy, m, legacy, stamped)
         summary.append((m["model_key"], "imported", "; ".join(notes) or None))
     if served:
-        plpy.execute(plpy.prepare("SELECT woe_anchor_internal.set_active($1)", ["text"]), [served[0]["model_key"]])
+        plpy.execute(plpy.prepare("SELECT woe_anchor_internal.set_active($1, current_user, 'activate', "
+                                  "'{\"import\": true}')", ["text"]), [served[0]["model_key"]])
         if served[0]["n"] > 1:
             summary.append((served[0]["model_key"], "active",
                             f"{served[0]['n']} legacy models were marked active: the newest, which the trainer's "

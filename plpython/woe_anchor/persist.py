@@ -132,15 +132,29 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
     for t in p["shard_tables"]:
         if plpy.execute(plan, [key, t["server"], t["remote_table"], t["n_rows"]]).nrows() != 1:
             raise Refusal(errors.UNDEFINED_OBJECT, f"foreign server {t['server']!r} does not exist")
+    # the fit's gate (gate.py, measured with the caller's rights) decides; its refusal is logged
+    verdict = p.get("gate")
+    refused = verdict is not None and not verdict["passed"]
+    if refused and old and old["is_active"]:
+        raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                      f"the gate refused the new model {key!r}, and it would replace the active model of that key",
+                      hint="Fit it under another model_key: the active model stays as it is.")
     # replacing the active model keeps it active, so serving never loses its model
-    activate = p["activate"] or bool(old and old["is_active"])
+    activate = (p["activate"] and not refused) or bool(old and old["is_active"])
+    reason = json.dumps({"fit": True, "gate": verdict})
     if activate:
         try:
-            _one(plpy, "SELECT woe_anchor_internal.set_active($1)", ["text"], [key])
+            _one(plpy, "SELECT woe_anchor_internal.set_active($1, $2, 'activate', $3::jsonb)",
+                 ["text", "name", "text"], [key, who, reason])
         except plpy.spiexceptions.UniqueViolation:
             raise Refusal("40001", f"a concurrent fit activated a model after this transaction's snapshot of "
                                     f"model {key!r} was taken",
                            hint=RETRY)
+    elif refused:
+        plpy.execute(plpy.prepare(
+            "INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, action, reason) "
+            f"SELECT $1, (SELECT model_key FROM {REGISTRY} WHERE is_active), $2, 'refused', $3::jsonb",
+            ["name", "text", "text"]), [who, key, reason])
     return json.dumps({"model_key": key, "model_id": model_id, "activated": activate,
                        "left_on_shards": left_on_shards})
 

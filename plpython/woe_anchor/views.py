@@ -24,22 +24,25 @@ LIVE_VIEWS = {"bands": "band values of the active WOE anchor model",
               "train": "active WOE anchor model scores; every query fails unless the model is ready"}
 # the default set keeps the names the Python trainer's pipeline reads
 TRAINER_VIEW_NAMES = {"bands": BANDS_VIEW, "scores": SCORES_VIEW, "train": TRAIN_VIEW}
-# a set's name goes into ml.woe_anchor_<name>_<kind>: a plain identifier that fits in 63 bytes
-SET_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,44}$")
-# the per-row scoring functions, overloaded on the source's row type
-SCORES_OF, ROW_LOGIT, ROW_P = "ml.woe_anchor_scores_of", "ml.woe_anchor_logit", "ml.woe_anchor_p"
-ROW_FUNCTIONS = {SCORES_OF: "the score row", ROW_LOGIT: "the WOE logit", ROW_P: "P(slow21)"}
+# the per-row scoring functions of a set, and what each gives
+ROW_FUNCTIONS = {"scores_of": "the score row", "logit": "the WOE logit", "p": "P(slow21)"}
+# a set's name goes into ml.woe_anchor_<name>_scores_of: a plain identifier that fits in 63 bytes
+SET_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,41}$")
 
 
-def view_names(set_name: str | None) -> dict[str, str]:
-    """kind -> qualified name of the views of a set: ml.woe_anchor_<set>_<kind>, or the trainer's names."""
+def set_names(set_name: str | None) -> dict[str, str]:
+    """kind -> qualified name of a set's views (bands, scores, train) and per-row functions
+    (scores_of, logit, p): ml.woe_anchor_<set>_<kind>; without a name, the Python trainer's view
+    names and ml.woe_anchor_<kind>. Each function name has one signature: a row of the set's
+    source, so a call never resolves to another set's function."""
     if set_name is None:
-        return dict(TRAINER_VIEW_NAMES)
+        return TRAINER_VIEW_NAMES | {kind: f"ml.woe_anchor_{kind}" for kind in ROW_FUNCTIONS}
     if not SET_NAME_RE.match(set_name):
         raise Refusal(errors.INVALID_PARAMETER_VALUE,
-                      f"views name {set_name!r} must be a lower-case identifier of at most 45 characters",
+                      f"views name {set_name!r} must be a lower-case identifier of at most 42 characters",
                       hint="For example name => 'listings' makes ml.woe_anchor_listings_scores.")
-    return {kind: f"ml.woe_anchor_{set_name}_{kind}" for kind in LIVE_VIEWS}
+    return {kind: f"ml.woe_anchor_{set_name}_{kind}" for kind in [*LIVE_VIEWS, *ROW_FUNCTIONS]}
+
 
 _EXISTING_VIEW_SQL = """
 SELECT c.oid, pg_catalog.pg_get_userbyid(c.relowner) AS owner, c.relkind::text AS relkind,
@@ -77,7 +80,8 @@ def create_views(plpy, source_oid, version, guard: str | None, replace_views: bo
     names that woe_anchor did not make is replaced only with ``replace_views``;
     a view of someone else's that depends on one is never dropped.
     """
-    names = view_names(set_name)
+    everything = set_names(set_name)
+    names = {kind: everything[kind] for kind in LIVE_VIEWS}
     if version is None:
         active = plpy.execute(f"SELECT band_schema_version AS v FROM {REGISTRY} WHERE is_active")
         version = active[0]["v"] if active else 1
@@ -88,16 +92,15 @@ def create_views(plpy, source_oid, version, guard: str | None, replace_views: bo
                       f"{src.qualified} is temporary: views over it would be temporary too, and gone with this session",
                       hint="Create the live views over a permanent table or view (score a temporary table with "
                            "ml.woe_anchor_score).")
-    other = plpy.execute(plpy.prepare(
-        "SELECT set_name FROM ml.woe_anchor_views WHERE kind = 'scores' AND source = $1 "
-        "AND set_name IS DISTINCT FROM $2", ["text", "text"]), [src.qualified, set_name])
-    if other:
-        taken = other[0]["set_name"]
-        raise Refusal(errors.DUPLICATE_OBJECT,
-                      f"live views over {src.qualified} exist already, as the set "
-                      + (repr(taken) if taken else "with the Python trainer's names"),
-                      hint="One source has one set of live views: re-create that set, or drop it first with "
-                           f"SELECT ml.woe_anchor_drop_views({quote_literal(src.qualified)}).")
+    if set_name is not None:
+        taken = plpy.execute(plpy.prepare("SELECT source FROM ml.woe_anchor_views WHERE kind = 'scores' "
+                                          "AND set_name = $1 AND source <> $2", ["text", "text"]),
+                             [set_name, src.qualified])
+        if taken:
+            raise Refusal(errors.DUPLICATE_OBJECT,
+                          f"the live views {set_name!r} serve {taken[0]['source']}",
+                          hint="Choose another name, or drop that set first: SELECT ml.woe_anchor_drop_views("
+                               f"{quote_literal(taken[0]['source'])}).")
     if guard is None:
         recorded = plpy.execute(plpy.prepare("SELECT guard FROM ml.woe_anchor_views WHERE kind = 'train' "
                                              "AND set_name IS NOT DISTINCT FROM $1", ["text"]), [set_name])
@@ -155,8 +158,9 @@ SELECT s.* FROM {names['scores']} AS s
 {gate}WHERE ml.woe_anchor_assert_ready({int(version)})""",
     }
     # the per-row function: its argument s as the one row, the model it names or the active one
-    key = f"{SCORES_OF.split('.')[1]}.model_key"  # a parameter, named by its function
-    serving = (f"woe_anchor_internal.serves({key}, {int(version)}) "
+    key = f"{everything['scores_of'].split('.')[1]}.model_key"  # a parameter, named by its function
+    # a NULL row (an outer join's missing side) has no score
+    serving = (f"NOT (s IS NULL) AND woe_anchor_internal.serves({key}, {int(version)}) "
                f"AND CASE WHEN {key} IS NULL THEN r.is_active ELSE r.model_key = {key} END")
     row_body = scored(f"({band_rows('(SELECT) AS one', serving)})", serving)
     outside = [d for view in names.values() for d in _claim(plpy, view, replace_views, list(names.values()))]
@@ -174,7 +178,7 @@ SELECT s.* FROM {names['scores']} AS s
                            hint="Drop those views, call this again, then re-create them.")
         plpy.execute(f"DROP VIEW IF EXISTS {names['train']}, {names['scores']}, {names['bands']}")
         _create_live_views(plpy, names, bodies, guard, record)
-    _create_row_functions(plpy, source_oid, row_body, record)
+    _create_row_functions(plpy, source_oid, everything, row_body, record)
     untrusted = untrusted_code(plpy, source_oid)
     if untrusted:
         plpy.notice(f"readers of the live views run code of {src.qualified} with their own rights, "
@@ -210,12 +214,20 @@ def _create_live_views(plpy, names: dict, bodies: dict, guard: str, record: dict
 
 # ---------------------------------------------------------------- per-row scoring functions
 
-_ROW_TYPE_SQL = "SELECT c.reltype::regtype::text AS t FROM pg_catalog.pg_class AS c WHERE c.oid = $1"
+_ROW_TYPE_SQL = "SELECT c.reltype, c.reltype::regtype::text AS t FROM pg_catalog.pg_class AS c WHERE c.oid = $1"
+# the functions of these names that take another row type: a set moved to another source
+_MOVED_SQL = """
+SELECT p.oid::regprocedure::text AS f FROM pg_catalog.pg_proc AS p
+WHERE p.pronamespace = 'ml'::regnamespace AND p.proargtypes[0] <> $2
+  AND pg_catalog.format('ml.%I', p.proname) = ANY ($1)
+  AND EXISTS (SELECT FROM ml.woe_anchor_views AS v WHERE v.kind = 'function'
+              AND v.view_name = pg_catalog.format('ml.%I', p.proname))
+"""
 
 
-def _create_row_functions(plpy, source_oid, body: str, record: dict) -> None:
-    """ml.woe_anchor_scores_of(row, model_key), ml.woe_anchor_logit(row, model_key) and
-    ml.woe_anchor_p(row, model_key) for the source's row type.
+def _create_row_functions(plpy, source_oid, names: dict, body: str, record: dict) -> None:
+    """The set's per-row functions scores_of(row, model_key), logit(row, model_key) and
+    p(row, model_key), for the source's row type.
 
     scores_of is the score view's statement over one row: a set-returning SQL
     function with one SELECT and a SQL-standard body (its names bound here,
@@ -224,25 +236,30 @@ def _create_row_functions(plpy, source_oid, body: str, record: dict) -> None:
     logit and p take one row at a time, anywhere an expression goes: PL/pgSQL
     around scores_of, whose generic plan each session plans once (a SQL
     function would plan its statement again in every query that calls it).
-    Nothing but the artifacts is read, with the caller's rights.
+    Nothing but the artifacts is read, with the caller's rights. When the set
+    served another source before, its functions for that row type go.
     """
-    row_type = plpy.execute(plpy.prepare(_ROW_TYPE_SQL, ["oid"]), [source_oid])[0]["t"]
-    args = f"s {row_type}, model_key text DEFAULT NULL"
-    plpy.execute(f"CREATE OR REPLACE FUNCTION {SCORES_OF}({args}) RETURNS SETOF ml.woe_anchor_score_row "
+    row = plpy.execute(plpy.prepare(_ROW_TYPE_SQL, ["oid"]), [source_oid])[0]
+    functions = [names[kind] for kind in ROW_FUNCTIONS]
+    moved = [r["f"] for r in plpy.execute(plpy.prepare(_MOVED_SQL, ["text[]", "oid"]), [functions, row["reltype"]])]
+    if moved:
+        plpy.execute(f"DROP FUNCTION {', '.join(moved)}")
+    scores_of, args = names["scores_of"], f"s {row['t']}, model_key text DEFAULT NULL"
+    plpy.execute(f"CREATE OR REPLACE FUNCTION {scores_of}({args}) RETURNS SETOF ml.woe_anchor_score_row "
                  f"LANGUAGE sql STABLE PARALLEL SAFE ROWS 1 BEGIN ATOMIC {body}; END")
-    for name, column in ((ROW_LOGIT, "woe_logit"), (ROW_P, "woe_anchor_p_slow21")):
-        plpy.execute(f"CREATE OR REPLACE FUNCTION {name}({args}) RETURNS float8 LANGUAGE plpgsql STABLE "
+    for kind, column in (("logit", "woe_logit"), ("p", "woe_anchor_p_slow21")):
+        plpy.execute(f"CREATE OR REPLACE FUNCTION {names[kind]}({args}) RETURNS float8 LANGUAGE plpgsql STABLE "
                      f"PARALLEL SAFE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan "
-                     f"AS $woe_anchor$ BEGIN RETURN (SELECT x.{column} FROM {SCORES_OF}(s, model_key) AS x); END "
+                     f"AS $woe_anchor$ BEGIN RETURN (SELECT x.{column} FROM {scores_of}(s, model_key) AS x); END "
                      f"$woe_anchor$")
-    for name, what in ROW_FUNCTIONS.items():
-        signature = f"{name}({row_type}, text)"
+    for kind, what in ROW_FUNCTIONS.items():
+        signature = f"{names[kind]}({row['t']}, text)"
         plpy.execute(f"COMMENT ON FUNCTION {signature} IS "
                      + quote_literal(f"woe_anchor: {what} of a {record['source']} row, band schema "
                                      f"{record['version']} (model_key NULL: the active model)"))
         # like every routine of the extension: granted deliberately (ml.woe_anchor_grant), not to PUBLIC
         plpy.execute(f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")
-        _record(plpy, signature, "function", record)
+        _record(plpy, names[kind], "function", record)
 
 
 def _claim(plpy, view: str, replace: bool, ours: list[str] = ()) -> list[str]:

@@ -1,11 +1,13 @@
--- Makes one model the only active one. Internal: only definer entry points (running as the
--- extension's owner) call it, after they know who asked. Activations (and fits) serialize on
--- the registry lock.
-CREATE FUNCTION woe_anchor_internal.set_active(model_key text)
+-- Makes one model the only active one, and logs who asked, from which model, and why. Internal:
+-- only definer entry points (running as the extension's owner) call it, after they know who
+-- asked. Activations (and fits) serialize on the registry lock.
+CREATE FUNCTION woe_anchor_internal.set_active(model_key text, by_role name, action text, reason jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    previous text;
 BEGIN
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
     IF NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r
@@ -13,11 +15,17 @@ BEGIN
         RAISE EXCEPTION 'model % does not exist', quote_literal(set_active.model_key)
             USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
     END IF;
+    SELECT r.model_key INTO previous FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.is_active;
+    IF previous IS NOT DISTINCT FROM set_active.model_key THEN
+        RETURN;
+    END IF;
     -- two statements: the one-active index is checked row by row
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = false
     WHERE r.is_active AND r.model_key <> set_active.model_key;
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = true
     WHERE r.model_key = set_active.model_key AND NOT r.is_active;
+    INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, action, reason)
+    VALUES (by_role, previous, set_active.model_key, action, reason);
 END
 $$;
 
@@ -29,8 +37,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM woe_anchor_internal.caller(ticket);
-    PERFORM woe_anchor_internal.set_active(model_key);
+    PERFORM woe_anchor_internal.set_active(model_key, woe_anchor_internal.caller(ticket), 'activate', NULL);
 END
 $$;
 
@@ -40,6 +47,91 @@ LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT woe_anchor_internal.activate(woe_anchor_internal.ticket(), model_key)
+$$;
+
+-- The model a rollback restores (and a prune keeps): the one that served before the active
+-- model, by the last activation that made the active model serve.
+CREATE FUNCTION woe_anchor_internal.previous_model()
+RETURNS text
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT a.from_model FROM ml.woe_anchor_activations AS a
+JOIN ml.woe_anchor_model_registry_v1 AS r ON r.model_key = a.to_model AND r.is_active
+WHERE a.action IN ('activate', 'rollback') ORDER BY a.id DESC LIMIT 1
+$$;
+
+-- SECURITY DEFINER, as activate: re-activates the model that served before the active one (the
+-- last activation log entry that made the active model serve says which), if it still exists.
+CREATE FUNCTION woe_anchor_internal.rollback(ticket uuid)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    who name := woe_anchor_internal.caller(ticket);
+    current text;
+    previous text;
+BEGIN
+    LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
+    SELECT r.model_key INTO current FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.is_active;
+    IF current IS NULL THEN
+        RAISE EXCEPTION 'no model is active: there is nothing to roll back'
+            USING ERRCODE = 'no_data_found', HINT = 'Activate a model with ml.woe_anchor_activate(model_key).';
+    END IF;
+    previous := woe_anchor_internal.previous_model();
+    IF previous IS NULL OR NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = previous) THEN
+        RAISE EXCEPTION 'no model to roll back to: %', CASE WHEN previous IS NULL
+            THEN format('no model served before %L', current)
+            ELSE format('%L, which served before %L, was dropped', previous, current) END
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'ml.woe_anchor_activations lists the activations; ml.woe_anchor_activate(model_key) picks one.';
+    END IF;
+    PERFORM woe_anchor_internal.set_active(previous, who, 'rollback', jsonb_build_object('rollback_from', current));
+    RETURN previous;
+END
+$$;
+
+-- Re-activates the model that served before the active one; returns its key.
+CREATE FUNCTION ml.woe_anchor_rollback()
+RETURNS text
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT woe_anchor_internal.rollback(woe_anchor_internal.ticket())
+$$;
+
+CREATE FUNCTION woe_anchor_internal.check_policy(name text, value float8)
+RETURNS void
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+import json
+woe_anchor.errors.reported(plpy, woe_anchor.gate.parse, json.dumps({name: value}))
+$woe_anchor_py$;
+
+-- Sets one check of the activation gate (value NULL removes it); returns the whole policy. Every
+-- fit that would activate its model must pass every check, or its model stays inactive (see
+-- ml.woe_anchor_activations). Administrators only: the table is the extension's.
+CREATE FUNCTION ml.woe_anchor_set_policy(name text, value float8)
+RETURNS SETOF ml.woe_anchor_policy
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    @ERROR_VARIABLES@
+BEGIN
+    IF value IS NOT NULL THEN
+        PERFORM woe_anchor_internal.check_policy(name, value);
+    END IF;
+    DELETE FROM ml.woe_anchor_policy AS p WHERE p.name = woe_anchor_set_policy.name;
+    IF value IS NOT NULL THEN
+        INSERT INTO ml.woe_anchor_policy (name, value) VALUES (name, value);
+    END IF;
+    RETURN QUERY SELECT * FROM ml.woe_anchor_policy AS p ORDER BY p.name;
+@RERAISE_AS_PLAIN_ERROR@
+END
 $$;
 
 -- Deletes models of the registry (their cuts, maps and score partitions go with them) and
@@ -106,7 +198,8 @@ BEGIN
                    row_number() OVER (ORDER BY r.created_at DESC, r.model_id DESC) AS newest
             FROM ml.woe_anchor_model_registry_v1 AS r
             WHERE woe_anchor_internal.may_manage(who, r.fitted_by)) AS m
-        WHERE NOT m.is_active AND m.newest > keep));
+        WHERE NOT m.is_active AND m.newest > keep
+          AND m.model_key IS DISTINCT FROM woe_anchor_internal.previous_model()));
 END
 $$;
 
@@ -193,7 +286,12 @@ AS $$
     ORDER BY r.created_at DESC, r.model_id DESC
 $$;
 
-COMMENT ON FUNCTION woe_anchor_internal.set_active(text) IS 'woe_anchor internal: makes one model the only active one';
+COMMENT ON FUNCTION woe_anchor_internal.set_active(text, name, text, jsonb) IS 'woe_anchor internal: makes one model the only active one, and logs it';
+COMMENT ON FUNCTION woe_anchor_internal.previous_model() IS 'woe_anchor internal: the model a rollback restores';
+COMMENT ON FUNCTION woe_anchor_internal.rollback(uuid) IS 'woe_anchor internal: re-activates the model that served before the active one';
+COMMENT ON FUNCTION woe_anchor_internal.check_policy(text, float8) IS 'woe_anchor internal: checks one gate check''s name and value';
+COMMENT ON FUNCTION ml.woe_anchor_set_policy(text, float8) IS 'Set one check of the activation gate every activating fit must pass (NULL removes it); returns the policy';
+COMMENT ON FUNCTION ml.woe_anchor_rollback() IS 'Re-activate the model that served before the active one; returns its key';
 COMMENT ON FUNCTION woe_anchor_internal.activate(uuid, text) IS 'woe_anchor internal: activation for a ticket''s role';
 COMMENT ON FUNCTION ml.woe_anchor_activate(text) IS 'Make this WOE anchor model the only active one';
 COMMENT ON FUNCTION woe_anchor_internal.delete_models(text[]) IS 'woe_anchor internal: deletes models, returning their shard tables';
@@ -203,7 +301,7 @@ COMMENT ON FUNCTION woe_anchor_internal.drop_shard_table_of(text, name, name, te
     'woe_anchor internal: drops a dropped model''s shard table when the caller wrote it, else warns';
 COMMENT ON FUNCTION ml.woe_anchor_drop_model(text) IS 'Drop a WOE anchor model and all its artifacts; true if it existed';
 COMMENT ON FUNCTION ml.woe_anchor_prune(int) IS
-    'Drop all but the newest N of the WOE anchor models you may manage, never the active one';
+    'Drop all but the newest N of the WOE anchor models you may manage, never the active one nor the one a rollback would restore';
 COMMENT ON FUNCTION ml.woe_anchor_models() IS 'Stored WOE anchor models, newest first, with their sizes';
 
 -- Quality recorded at fit time: AUC and log loss (OOF, in-sample, eval), then per band IV and fold stability.

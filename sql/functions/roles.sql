@@ -17,7 +17,7 @@ SELECT CASE kind
         'model_bands']
     WHEN 'trainer' THEN ARRAY[
         'fit_woe_anchor', 'fit', 'open_staging', 'persist', 'ticket', 'stamp_ticket',
-        'woe_anchor_activate', 'activate', 'woe_anchor_drop_model', 'drop_model',
+        'woe_anchor_activate', 'activate', 'woe_anchor_rollback', 'rollback', 'woe_anchor_drop_model', 'drop_model',
         'woe_anchor_prune', 'prune', 'drop_shard_table_of', 'drop_shard_table',
         'woe_anchor_copy_band_schema', 'woe_anchor_create_band_schema', 'woe_anchor_set_band', 'woe_anchor_drop_band',
         'woe_anchor_drop_band_schema', 'edit_band_schema', 'band_schema_guard',
@@ -44,7 +44,8 @@ BEGIN
         EXECUTE format('GRANT USAGE ON SCHEMA ml, woe_anchor_internal TO %s', who);
         EXECUTE format('GRANT SELECT ON ml.woe_anchor_model_registry_v1, ml.woe_anchor_cuts_v1, '
                        'ml.woe_anchor_map_v1, ml.woe_anchor_scores_v1, ml.woe_anchor_shard_scores, '
-                       'ml.woe_anchor_band_schemas, ml.woe_anchor_bands, ml.woe_anchor_views, '
+                       'ml.woe_anchor_band_schemas, ml.woe_anchor_bands, ml.woe_anchor_views, ml.woe_anchor_activations, '
+                       'ml.woe_anchor_policy, '
                        'ml.woe_anchor_activation_hooks TO %s', who);
         FOR routine IN SELECT p.oid FROM pg_proc AS p
                        WHERE p.pronamespace IN ('ml'::regnamespace, 'woe_anchor_internal'::regnamespace)
@@ -59,9 +60,7 @@ BEGIN
             EXECUTE format('GRANT SELECT ON %s TO %s', view, who);
         END LOOP;
         -- and the per-row scoring functions it made (in ml)
-        FOR routine IN SELECT p.oid FROM ml.woe_anchor_views AS v
-                       JOIN pg_proc AS p ON p.oid = CASE WHEN v.kind = 'function' THEN to_regprocedure(v.view_name) END
-                       WHERE p.pronamespace = 'ml'::regnamespace LOOP
+        FOR routine IN SELECT f.routine FROM woe_anchor_internal.row_functions() AS f LOOP
             EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO %s', routine, who);
         END LOOP;
     END LOOP;
@@ -91,13 +90,14 @@ BEGIN
     FOR routine IN SELECT d.objid FROM pg_depend AS d JOIN pg_extension AS e ON e.oid = d.refobjid
                    WHERE e.extname = 'woe_anchor' AND d.deptype = 'e' AND d.classid = 'pg_proc'::regclass
                    UNION
-                   SELECT f.oid FROM ml.woe_anchor_views AS v,
-                          LATERAL (SELECT CASE WHEN v.kind = 'function' THEN to_regprocedure(v.view_name) END AS oid) AS f
-                   WHERE f.oid IS NOT NULL LOOP
+                   SELECT f.routine FROM woe_anchor_internal.row_functions() AS f LOOP
         EXECUTE format('REVOKE ALL ON ROUTINE %s FROM %s', routine, role);
     END LOOP;
+    -- the extension's relations, and the views it made elsewhere (source views)
     FOR relation IN SELECT c.oid FROM pg_class AS c
-                    WHERE c.relnamespace IN ('ml'::regnamespace, 'woe_anchor_scores'::regnamespace)
+                    WHERE (c.relnamespace IN ('ml'::regnamespace, 'woe_anchor_scores'::regnamespace)
+                           OR c.oid IN (SELECT to_regclass(v.view_name) FROM ml.woe_anchor_views AS v
+                                        WHERE v.kind <> 'function'))
                       AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
                       AND EXISTS (SELECT FROM aclexplode(c.relacl) AS a WHERE a.grantee = role) LOOP
         EXECUTE format('REVOKE ALL ON %s FROM %s', relation, role);

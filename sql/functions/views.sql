@@ -60,9 +60,25 @@ BEGIN
 END
 $$;
 
--- Drops the live views and per-row functions woe_anchor made over source (all it made, source
--- views too, when source is NULL), recorded in ml.woe_anchor_views, and nothing else; returns
--- their names.
+-- The per-row scoring functions woe_anchor made (recorded by name in ml.woe_anchor_views; each
+-- name has one signature), those of rows of `source` when given. Read from the catalog, so a
+-- renamed or dropped source or type never makes a recorded name fail to resolve.
+CREATE FUNCTION woe_anchor_internal.row_functions(source oid DEFAULT NULL)
+RETURNS TABLE (routine regprocedure, set_name text)
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT p.oid::regprocedure, v.set_name
+FROM ml.woe_anchor_views AS v
+JOIN pg_proc AS p ON p.pronamespace = 'ml'::regnamespace AND format('ml.%I', p.proname) = v.view_name
+WHERE v.kind = 'function'
+  AND (row_functions.source IS NULL
+       OR p.proargtypes[0] = (SELECT c.reltype FROM pg_class AS c WHERE c.oid = row_functions.source))
+$$;
+
+-- Drops the live views and per-row functions woe_anchor made over source (every set over it), or
+-- everything it made (source views too) when source is NULL, as recorded in ml.woe_anchor_views,
+-- and nothing else; returns their names.
 CREATE FUNCTION ml.woe_anchor_drop_views(source regclass DEFAULT NULL)
 RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -73,23 +89,30 @@ DECLARE
     named text := CASE WHEN source IS NOT NULL
                        THEN (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class AS c
                              JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE c.oid = source) END;
+    -- the sets to drop ('' for the default set): those whose functions take source's rows, or
+    -- whose views were recorded over it
+    sets text[] := (SELECT array_agg(DISTINCT coalesce(s.set_name, ''))
+                    FROM (SELECT f.set_name FROM woe_anchor_internal.row_functions(source) AS f
+                          UNION ALL
+                          SELECT w.set_name FROM ml.woe_anchor_views AS w
+                          WHERE w.kind <> 'source' AND (named IS NULL OR w.source = named)) AS s);
     functions text[];
 BEGIN
     -- the train view reads the scores view, which reads the bands view; the functions take the
     -- row type of the source, which may be a source view
     FOR v IN SELECT w.view_name, w.kind FROM ml.woe_anchor_views AS w
-             WHERE w.kind IN ('train', 'scores', 'bands') AND (named IS NULL OR w.source = named)
+             WHERE w.kind IN ('train', 'scores', 'bands') AND coalesce(w.set_name, '') = ANY (sets)
              ORDER BY array_position(ARRAY['train', 'scores', 'bands'], w.kind), w.view_name LOOP
         RETURN NEXT woe_anchor_internal.drop_view(v.view_name);
     END LOOP;
     -- one statement: the logit and p functions call scores_of
-    SELECT array_agg(w.view_name ORDER BY w.view_name) INTO functions FROM ml.woe_anchor_views AS w
-    WHERE w.kind = 'function' AND (named IS NULL OR w.source = named);
+    SELECT array_agg(f.routine::text ORDER BY f.routine::text) INTO functions
+    FROM woe_anchor_internal.row_functions() AS f WHERE coalesce(f.set_name, '') = ANY (sets);
     IF functions IS NOT NULL THEN
-        EXECUTE format('DROP FUNCTION IF EXISTS %s', array_to_string(functions, ', '));
-        DELETE FROM ml.woe_anchor_views AS w WHERE w.view_name = ANY (functions);
+        EXECUTE format('DROP FUNCTION %s', array_to_string(functions, ', '));
         RETURN QUERY SELECT unnest(functions);
     END IF;
+    DELETE FROM ml.woe_anchor_views AS w WHERE w.kind = 'function' AND coalesce(w.set_name, '') = ANY (sets);
     FOR v IN SELECT w.view_name FROM ml.woe_anchor_views AS w WHERE w.kind = 'source' AND named IS NULL
              ORDER BY w.view_name LOOP
         RETURN NEXT woe_anchor_internal.drop_view(v.view_name);
@@ -119,5 +142,6 @@ COMMENT ON FUNCTION woe_anchor_internal.create_source_view(text, oid[], text, in
     'woe_anchor internal: creates a source view';
 COMMENT ON FUNCTION ml.woe_anchor_create_source_view(text, regclass[], jsonb, int, boolean) IS
     'Create a view giving the source contract''s columns from your relations (joined on their keys, columns mapped)';
+COMMENT ON FUNCTION woe_anchor_internal.row_functions(oid) IS 'woe_anchor internal: the per-row scoring functions woe_anchor made';
 COMMENT ON FUNCTION woe_anchor_internal.drop_view(text) IS 'woe_anchor internal: drops one recorded view';
 COMMENT ON FUNCTION ml.woe_anchor_drop_views(regclass) IS 'Drop the live views and per-row functions woe_anchor made over source (NULL: all it made); returns their names';

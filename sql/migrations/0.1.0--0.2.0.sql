@@ -64,6 +64,38 @@ CREATE TABLE ml.woe_anchor_views (
 COMMENT ON TABLE ml.woe_anchor_views IS 'woe_anchor: the views and functions woe_anchor created (it replaces or drops no other)';
 SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_views', '');
 
+-- The activation policy: checks every fit that would activate its model must pass (gate.py),
+-- set by an administrator with ml.woe_anchor_set_policy. No row: no check.
+CREATE TABLE ml.woe_anchor_policy (
+    name    text PRIMARY KEY,
+    value   float8 NOT NULL,
+    set_by  name NOT NULL DEFAULT current_user,
+    set_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ml.woe_anchor_policy IS 'woe_anchor: the checks a fit must pass to activate its model (the activation gate)';
+SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_policy', '');
+
+-- Every change of the serving model, and every refusal of a fit's gate: who, when, from which
+-- model to which, and why. Written only by the extension's entry points (set_active, persist).
+CREATE TABLE ml.woe_anchor_activations (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT now(),
+    by_role     name NOT NULL,
+    from_model  text,
+    to_model    text NOT NULL,
+    action      text NOT NULL CHECK (action IN ('activate', 'rollback', 'refused')),
+    reason      jsonb
+);
+COMMENT ON TABLE ml.woe_anchor_activations IS
+    'woe_anchor: every activation (who, when, from which model, why) and every model a fit''s gate refused';
+COMMENT ON COLUMN ml.woe_anchor_activations.by_role IS 'The role that asked (a fit''s, ml.woe_anchor_activate''s or ml.woe_anchor_rollback''s caller)';
+COMMENT ON COLUMN ml.woe_anchor_activations.from_model IS 'The model that served before (NULL: none)';
+COMMENT ON COLUMN ml.woe_anchor_activations.to_model IS 'The model activated, or the one the gate refused';
+COMMENT ON COLUMN ml.woe_anchor_activations.action IS 'activate, rollback, or refused (the gate kept the model inactive)';
+COMMENT ON COLUMN ml.woe_anchor_activations.reason IS 'Why: {"fit": true, "gate": {...}} with each gate check''s value and limit, {"rollback_from": key}, or NULL';
+SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_activations', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('ml.woe_anchor_activations', 'id'), '');
+
 -- Functions every activation runs in its own transaction (a fit's, ml.woe_anchor_activate, a
 -- scheduled fit's, the trainer import's): a re-certification, say. One that raises refuses the
 -- activation. Each takes the model key, or nothing.

@@ -1,0 +1,107 @@
+"""Model lifecycle: the activation gate, the activation log, rollback, and what prune keeps."""
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+import pytest
+
+import cases
+from conftest import fit
+
+POLICY = {"min_oof_auc": 0.55, "max_auc_drop": 0.02, "min_train_sold": 1000}
+# 40 of the 50 days: the 7 days after it hold enough sales of both classes to measure an AUC
+CUTOFF = "2026-04-11 00:00+00"
+
+
+@pytest.fixture
+def lifecycle(conn):
+    """A source with signal and the same rows with their labels shuffled; no model, no policy."""
+    conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'lc\\_%'")
+    conn.execute("DELETE FROM ml.woe_anchor_policy")
+    rows = cases.make_rows(n=20_000, n_days=50, seed=404)
+    cases.load(conn, "lc_src", rows)
+    shuffled = dict(rows)
+    order = np.random.default_rng(404).permutation(len(rows["duration_hours"]))
+    for column in ("duration_hours", "final_status"):
+        shuffled[column] = np.asarray(rows[column], dtype=object)[order]
+    cases.load(conn, "lc_shuffled", shuffled)
+    yield
+    conn.execute("DELETE FROM ml.woe_anchor_policy")
+    conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'lc\\_%'")
+
+
+def _active(conn):
+    return conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE is_active").fetchone()[0]
+
+
+def _last_log(conn):
+    return conn.execute("SELECT by_role, from_model, to_model, action, reason FROM ml.woe_anchor_activations "
+                        "ORDER BY id DESC LIMIT 1").fetchone()
+
+
+def test_the_gate_refuses_a_degraded_model_and_the_active_one_stays(conn, lifecycle):
+    good = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_good")
+    for name, value in POLICY.items():
+        conn.execute("SELECT ml.woe_anchor_set_policy(%s, %s)", [name, value])
+    conn.notices.clear()
+    bad = fit(conn, "lc_shuffled", cutoff=CUTOFF, model_key="lc_bad")
+    assert _active(conn) == good, "the degraded model does not serve"
+    assert any("the gate refused this model" in n for n in conn.notices), conn.notices
+    by_role, from_model, to_model, action, reason = _last_log(conn)
+    assert (by_role, from_model, to_model, action) == ("postgres", good, bad, "refused")
+    checks = reason["gate"]["checks"]
+    oof_auc, n_train_sold = conn.execute("SELECT oof_auc, n_train_sold FROM ml.woe_anchor_model_registry_v1 "
+                                         "WHERE model_key = %s", [bad]).fetchone()
+    assert checks["min_oof_auc"] == {"limit": 0.55, "value": oof_auc, "passed": False}
+    assert checks["min_train_sold"] == {"limit": 1000, "value": n_train_sold, "passed": True}
+    # the drop is measured on the new model's eval window, as ml.woe_anchor_compare measures it
+    compared = {r[0]: r[1:3] for r in conn.execute("SELECT metric, a, b FROM ml.woe_anchor_compare(%s, %s, 'lc_shuffled')",
+                                                   [good, bad])}
+    drop = checks["max_auc_drop"]
+    assert drop["active_auc"] == pytest.approx(compared["auc"][0], abs=1e-12)
+    assert drop["value"] == pytest.approx(compared["auc"][0] - compared["auc"][1], abs=1e-12)
+    assert drop["passed"] == (drop["value"] <= 0.02)
+    # a refit of good data passes and activates, with the verdict logged
+    better = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_better")  # the same data again: nothing dropped
+    assert _active(conn) == better
+    by_role, from_model, to_model, action, reason = _last_log(conn)
+    assert (from_model, to_model, action) == (good, better, "activate") and reason["gate"]["passed"] is True
+    assert reason["gate"]["checks"]["max_auc_drop"]["value"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_refused_model_never_replaces_the_active_one_of_its_key(conn, lifecycle):
+    good = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_same")
+    conn.execute("SELECT ml.woe_anchor_set_policy('min_oof_auc', 0.55)")
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="the gate refused the new model"):
+        fit(conn, "lc_shuffled", cutoff=CUTOFF, model_key="lc_same", replace=True)
+    assert _active(conn) == good
+    assert conn.execute("SELECT n_train_sold FROM ml.woe_anchor_model_registry_v1 WHERE model_key = 'lc_same'"
+                        ).fetchone()[0] > 0
+
+
+def test_rollback_restores_the_model_that_served_before_and_prune_keeps_it(conn, lifecycle):
+    first = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_first")
+    second = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_second", half_life_days=30.0)
+    assert _last_log(conn)[1:4] == (first, second, "activate")
+    assert conn.execute("SELECT ml.woe_anchor_rollback()").fetchone()[0] == first
+    assert _active(conn) == first
+    assert _last_log(conn)[1:] == (second, first, "rollback", {"rollback_from": second})
+    assert conn.execute("SELECT ml.woe_anchor_rollback()").fetchone()[0] == second, "a rollback of a rollback"
+    third = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_third", activate=False, half_life_days=90.0)
+    dropped = [r[0] for r in conn.execute("SELECT ml.woe_anchor_prune(0)")]
+    assert third in dropped and first not in dropped, "prune keeps the active model and the one before it"
+    assert {first, second} <= {r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1")}
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [first])
+    with pytest.raises(psycopg.errors.NoDataFound, match="was dropped"):
+        conn.execute("SELECT ml.woe_anchor_rollback()")
+    assert _active(conn) == second
+
+
+def test_the_policy_takes_known_checks_with_finite_values(conn, lifecycle):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown gate check: min_auc"):
+        conn.execute("SELECT ml.woe_anchor_set_policy('min_auc', 0.7)")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="finite number"):
+        conn.execute("SELECT ml.woe_anchor_set_policy('min_oof_auc', 'NaN')")
+    rows = conn.execute("SELECT name, value FROM ml.woe_anchor_set_policy('min_oof_auc', 0.7)").fetchall()
+    assert rows == [("min_oof_auc", 0.7)]
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_set_policy('min_oof_auc', NULL)").fetchone()[0] == 0
