@@ -2,8 +2,8 @@
 major restores on the other with every model.
 
 `harness/run.sh test-matrix` runs the suite against each other major's server
-with WOE_ANCHOR_HOST_DSN naming the host's own server and WOE_ANCHOR_ROOT the
-Debian root the other one runs from. (Each server's PL/Python brings its own
+with WOE_ANCHOR_HOST_DSN naming the host's own server (WOE_ANCHOR_HOST_BINDIR its
+programs) and WOE_ANCHOR_ROOT the Debian root the other one runs from. (Each server's PL/Python brings its own
 Python and numpy: the WOE and quality math uses the C library's log and exp,
 not numpy's, which differ between numpy versions in the last bit.)
 """
@@ -21,6 +21,7 @@ from woe_anchor_harness import install, server as servers
 
 HOST_DSN = os.environ.get("WOE_ANCHOR_HOST_DSN")
 ROOT = os.environ.get("WOE_ANCHOR_ROOT")
+HOST_BINDIR = os.environ.get("WOE_ANCHOR_HOST_BINDIR", "")
 pytestmark = pytest.mark.skipif(not HOST_DSN, reason="runs in harness/run.sh test-matrix, beside the host's server")
 
 # what differs between two fits by design: when, and how long each step took
@@ -89,9 +90,10 @@ def _in_root(command: str) -> None:
 
 
 def test_a_dump_of_the_host_major_restores_on_this_one_with_every_model(server, host_conn):
-    """The upgrade path across majors: the newer major's pg_dump reads the older server, its
-    pg_restore loads the newer one, and every artifact, the active model and the per-row scoring
-    come back as they were."""
+    """The upgrade path across majors: a dump of the host's server, restored by the other major's
+    pg_restore, brings back every artifact, the active model and the per-row scoring as they
+    were. (The host's pg_dump writes it: Debian unstable's pg_dump 18.6-3 dumps every column
+    with a `pg_attver` option its own server refuses, whatever the table.)"""
     cases.load(host_conn, "mj_dump_src", cases.make_rows(n=5_000, seed=31))
     key = fit(host_conn, "mj_dump_src", model_key="mj_dump", replace=True)
     host_conn.execute("SELECT ml.woe_anchor_create_views('mj_dump_src')")
@@ -103,7 +105,10 @@ def test_a_dump_of_the_host_major_restores_on_this_one_with_every_model(server, 
         port = c.info.port
     info = host_conn.info
     bindir = f"/usr/lib/postgresql/{major}/bin"
-    _in_root(f"{bindir}/pg_dump -Fc -h {info.host} -p {info.port} -U postgres -d {info.dbname} -f /tmp/mj.dump")
+    dump = subprocess.run([os.path.join(HOST_BINDIR, "pg_dump"),
+                           "-Fc", "-h", info.host, "-p", str(info.port), "-U", "postgres", "-d", info.dbname,
+                           "-f", os.path.join(ROOT, "tmp/mj.dump")], capture_output=True, text=True)
+    assert dump.returncode == 0, dump.stderr
     name = f"woe_anchor_restored_{os.getpid()}"
     dsn = install.fresh_database(server, name, extension=False)
     try:

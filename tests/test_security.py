@@ -648,7 +648,7 @@ def test_a_hook_that_changes_nothing_is_not_refused(cast, dsn):
                      "$$ BEGIN PERFORM count(*) FROM postgres_fdw_get_connections(); "
                      "PERFORM ml.woe_anchor_prune(1000); END $$")
         key = fit(conn, "sec_src", model_key="sec_quiet", activate=False)
-    conn.execute(f"GRANT EXECUTE ON FUNCTION postgres_fdw_get_connections() TO {TRAINER}")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION postgres_fdw_get_connections TO {TRAINER}")  # 18 added an argument
     conn.execute("SELECT ml.woe_anchor_add_activation_hook(%s)", [f"{TSCHEMA}.quiet(text)"])
     try:
         with psycopg.connect(dsn, autocommit=True) as fresh:  # nothing loaded, nothing defined yet

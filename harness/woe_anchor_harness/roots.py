@@ -92,7 +92,7 @@ def test_major(major: int, pytest_args: list[str]) -> int:
         install.make_install(host)
     with running(major) as srv:
         env = dict(os.environ, WOE_ANCHOR_DSN=srv.dsn, WOE_ANCHOR_CONTAINERS="0", WOE_ANCHOR_HOST_DSN=host.dsn,
-                   WOE_ANCHOR_ROOT=str(build(major)))
+                   WOE_ANCHOR_HOST_BINDIR=host.bindir, WOE_ANCHOR_ROOT=str(build(major)))
         print(f"[matrix] PostgreSQL {major} from Debian {RELEASES[major]}: {srv.dsn}", flush=True)
         args, marks = list(pytest_args), "not local_server"
         if "-m" in args:  # pytest keeps the last -m: fold the caller's into ours

@@ -38,7 +38,7 @@ def logloss(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | 
     if n == 0:
         return None
     p = np.clip(probability(logit), LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
-    return float(-(n_pos * woe.libm(math.log, p) + n_neg * woe.libm(math.log1p, -p)).sum() / n)
+    return -woe.total(n_pos * woe.libm(math.log, p) + n_neg * woe.libm(math.log1p, -p)) / float(n)
 
 
 def probability(logit) -> np.ndarray:
@@ -75,7 +75,7 @@ def information_value(fit: woe.Fit, band: str, total_pos: float, total_neg: floa
     if total_pos <= 0 or total_neg <= 0:
         return 0.0
     share = fit.sum_pos[band] / total_pos - fit.sum_neg[band] / total_neg
-    return float((share * fit.woe[band])[seen].sum())
+    return woe.total((share * fit.woe[band])[seen])
 
 
 def fold_stability(final: woe.Fit, folds: dict, band: str) -> dict:
@@ -86,7 +86,9 @@ def fold_stability(final: woe.Fit, folds: dict, band: str) -> dict:
     weights = final.n_rows[band].astype(np.float64)
     if weights.sum() == 0:
         return {"woe_fold_std": 0.0, "woe_fold_max_abs_dev": 0.0}
-    std = float((per_fold.std(axis=0) * weights).sum() / weights.sum())
+    mean = woe.column_totals(per_fold) / len(per_fold)
+    spread = np.sqrt(woe.column_totals((per_fold - mean) ** 2) / len(per_fold))
+    std = woe.total(spread * weights) / woe.total(weights)
     dev = float(np.abs(per_fold - final.woe[band])[:, weights > 0].max())
     return {"woe_fold_std": std, "woe_fold_max_abs_dev": dev}
 

@@ -75,6 +75,18 @@ def libm(fn, x) -> np.ndarray:
 
 
 
+def total(x) -> float:
+    """The exactly rounded sum (math.fsum): numpy's summation order, and so the last bit of its
+    sums, changes between numpy versions, and a stored figure must not."""
+    return math.fsum(np.asarray(x, dtype=np.float64).ravel().tolist())
+
+
+def column_totals(a) -> np.ndarray:
+    """``total`` of each column of a 2-D array (per label, over the folds)."""
+    a = np.asarray(a, dtype=np.float64)
+    return np.array([total(column) for column in a.T], dtype=np.float64).reshape(a.shape[1:])
+
+
 def _woe(s_pos, s_neg, t_pos, t_neg, eps):
     if t_pos <= 0 or t_neg <= 0:
         return np.zeros_like(s_pos)
@@ -109,23 +121,23 @@ def fit_folds(sums: FoldSums, mask: np.ndarray, band_subsets: dict, eps: float,
     """
     floors = floors or {}
     n = int(sums.n_learned[mask].sum())
-    sw = float(sums.pos[mask].sum() + sums.neg[mask].sum())
+    sw = total(sums.pos[mask]) + total(sums.neg[mask])
     # an empty or fully underflowed fit has zero weights: T+ = T- = 0, every woe 0
     scale = n / sw if n > 0 and sw > 0 else 0.0
 
     def totals(subset):
         pos = sums.pos if subset is None else sums.subset_pos[subset]
         neg = sums.neg if subset is None else sums.subset_neg[subset]
-        return float(pos[mask].sum()) * scale, float(neg[mask].sum()) * scale
+        return total(pos[mask]) * scale, total(neg[mask]) * scale
 
     t_pos, t_neg = totals(None)
-    total = t_pos + t_neg
-    base_rate = t_pos / total if total > 0 else 0.5
+    t_all = t_pos + t_neg
+    base_rate = t_pos / t_all if t_all > 0 else 0.5
     woe, sp, sn, cnt = {}, {}, {}, {}
     for band, subset in band_subsets.items():
         b_pos, b_neg = totals(subset)
-        sp[band] = sums.band_pos[band][mask].sum(axis=0) * scale
-        sn[band] = sums.band_neg[band][mask].sum(axis=0) * scale
+        sp[band] = column_totals(sums.band_pos[band][mask]) * scale
+        sn[band] = column_totals(sums.band_neg[band][mask]) * scale
         cnt[band] = sums.band_n[band][mask].sum(axis=0)
         rare = fold_rare_values(sp[band], sn[band], cnt[band], floors[band]) if band in floors else None
         woe[band] = np.where(cnt[band] > 0, _woe(sp[band], sn[band], b_pos, b_neg, eps), 0.0)
