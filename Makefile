@@ -11,7 +11,7 @@ FUNCTION_SOURCES = sql/functions/errors.sql sql/functions/loader.sql sql/functio
                    sql/functions/drop_scores.sql sql/functions/band_schemas.sql sql/functions/models.sql \
                    sql/functions/hooks.sql sql/functions/persist.sql sql/functions/fit.sql \
                    sql/functions/schedule.sql sql/functions/import.sql sql/functions/inference.sql \
-                   sql/functions/views.sql sql/functions/roles.sql sql/functions/comments.sql \
+                   sql/functions/monitor.sql sql/functions/views.sql sql/functions/roles.sql sql/functions/comments.sql \
                    sql/grants.sql
 # The tables of the first release, then every migration since, in version order: a fresh install
 # is the same chain of table changes an upgraded one went through.
@@ -22,7 +22,7 @@ MIGRATIONS   = $(wildcard sql/migrations/*--$(EXTVERSION).sql)
 UPGRADES     = $(patsubst sql/migrations/%.sql,extension/woe_anchor--%.sql,$(MIGRATIONS))
 # Dependency order: a module comes after every module it imports.
 PY_MODULES   = $(addprefix plpython/woe_anchor/, catalog.py errors.py bands.py sqlgen.py woe.py \
-               packs.py source.py schemas.py passes.py persist.py rowset.py sharded.py readers.py quality.py legacy.py inference.py gate.py fit.py views.py)
+               packs.py source.py schemas.py passes.py persist.py rowset.py sharded.py readers.py quality.py legacy.py inference.py gate.py fit.py monitor.py views.py)
 
 DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql $(UPGRADES)
 # released scripts, committed and frozen: older versions' full scripts and their upgrade steps

@@ -1,4 +1,4 @@
-"""Model lifecycle: the activation gate, the activation log, rollback, and what prune keeps."""
+"""Model lifecycle: the activation gate, the activation log, rollback, what prune keeps, and drift."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 import cases
+import reference
 from conftest import fit
 
 POLICY = {"min_oof_auc": 0.55, "max_auc_drop": 0.02, "min_train_sold": 1000}
@@ -105,3 +106,61 @@ def test_the_policy_takes_known_checks_with_finite_values(conn, lifecycle):
     rows = conn.execute("SELECT name, value FROM ml.woe_anchor_set_policy('min_oof_auc', 0.7)").fetchall()
     assert rows == [("min_oof_auc", 0.7)]
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_set_policy('min_oof_auc', NULL)").fetchone()[0] == 0
+
+
+def _reference_psi(conn, key, start, end) -> dict:
+    """Band PSI computed apart: the window's rows as stored (a `real` column reads as its float8
+    value), banded by tests/reference.py with the model's stored thresholds; the training counts
+    from the final map; numpy for the rest."""
+    registry = conn.execute("SELECT dsold_t1, dsold_t2, dsold_t3, dsold_t4 FROM ml.woe_anchor_model_registry_v1 "
+                            "WHERE model_key = %s", [key]).fetchone()
+    c1, c2 = conn.execute("SELECT c1, c2 FROM ml.woe_anchor_cuts_v1 WHERE model_key = %s AND fold_id IS NULL",
+                          [key]).fetchone()
+    columns = ", ".join(f"{name}::int::float8" if cases.COLUMN_TYPES[name] == "boolean" else f"{name}::float8"
+                        for name in reference.FEATURE_COLUMNS)
+    window = conn.execute(f"SELECT t0, {columns} FROM lc_src WHERE t0 >= %s AND t0 < %s", [start, end]).fetchall()
+    c = {name: np.array([np.nan if r[i + 1] is None else r[i + 1] for r in window], dtype=np.float64)
+         for i, name in enumerate(reference.FEATURE_COLUMNS)}
+    t0 = np.array([r[0].replace(tzinfo=None) for r in window], dtype="datetime64[us]")
+    ic = c["image_count"]
+    labels = reference.compute_bands(c, t0, ~np.isnan(ic) & (ic > 0), tuple(registry), (c1, c2))
+    trained = {}
+    for band, value, n in conn.execute("SELECT band_name, band_value, n_rows FROM ml.woe_anchor_map_v1 "
+                                       "WHERE model_key = %s AND fold_id IS NULL", [key]):
+        trained.setdefault(band, {})[value] = n
+    out = {}
+    for band, values in labels.items():
+        live = {}
+        for v in values[values != None]:  # noqa: E711 (object array: None outside the subset)
+            live[v] = live.get(v, 0) + 1
+        names = sorted(set(trained.get(band, {})) | set(live))
+        t = np.array([trained.get(band, {}).get(v, 0) for v in names], dtype=float)
+        w = np.array([live.get(v, 0) for v in names], dtype=float)
+        ts, ws = np.maximum(t / t.sum(), 1e-4), np.maximum(w / w.sum(), 1e-4)
+        out[band] = float(np.sum((ws - ts) * np.log(ws / ts)))
+    return out
+
+
+def test_drift_reads_a_planted_shift_as_major_and_matches_numpy(conn, lifecycle):
+    key = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_drift")
+    start, end = "2026-04-11 00:00+00", "2026-04-21 00:00+00"
+
+    def drift():
+        return {(r[0], r[1]): r[2:] for r in conn.execute(
+            "SELECT * FROM ml.woe_anchor_drift('lc_src', %s, %s, %s)", [start, end, key])}
+
+    calm = drift()
+    psi = {band: next(v[5] for k, v in calm.items() if k[0] == band) for band, _ in calm}
+    assert psi == pytest.approx(_reference_psi(conn, key, start, end), abs=1e-9)
+    assert all(v[6] == "stable" for v in calm.values()), psi
+    # every listing of the window now in top condition: the cond band moves, nothing else does
+    conn.execute("UPDATE lc_src SET condition_score = 0.97 WHERE t0 >= %s AND t0 < %s", [start, end])
+    shifted = drift()
+    psi = {band: next(v[5] for k, v in shifted.items() if k[0] == band) for band, _ in shifted}
+    assert psi == pytest.approx(_reference_psi(conn, key, start, end), abs=1e-9)
+    assert shifted[("cond", "cond_hi")][6] == "major" and psi["cond"] > 0.25
+    assert all(v[6] == "stable" for k, v in shifted.items() if k[0] != "cond")
+    assert shifted[("cond", "cond_hi")][1] == sum(v[1] for k, v in shifted.items() if k[0] == "cond")
+    assert shifted[("cond", "cond_hi")][3] == 1.0
+    with pytest.raises(psycopg.errors.NoDataFound):
+        conn.execute("SELECT * FROM ml.woe_anchor_drift('lc_src', %s, %s, 'nope')", [start, end])

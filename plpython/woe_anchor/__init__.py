@@ -22,6 +22,7 @@ the WOE, score and persist.
     fit        ml.fit_woe_anchor
     legacy     importing the Python trainer's tables
     inference  scoring with a frozen mapping; training features; stored scores
+    monitor    drift of the live population from what a model learned (PSI)
     views      the live views, per-row scoring functions and source views
 
 Functions that run SQL take ``plpy`` as an argument; everything else is plain
