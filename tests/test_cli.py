@@ -183,3 +183,30 @@ def test_migrate_adopts_the_trainers_tables(conn, server, tmp_path):
         assert "records no score bins" in html and html.count("<h3>") == n_bands > 0
     finally:
         install.drop_database(server, name)
+
+
+def test_lifecycle_and_monitoring_from_the_command_line(conn, dsn):
+    """rollback, activations, policy, compare and drift: the same functions, the same conventions."""
+    cases.load(conn, "cli_lc", cases.make_rows(seed=98, n=4000, n_days=40))
+    cutoff = "2026-04-01 00:00+00"
+    first = fit(conn, "cli_lc", model_key="cli_lc_1", cutoff=cutoff, replace=True)
+    second = fit(conn, "cli_lc", model_key="cli_lc_2", cutoff=cutoff, replace=True, half_life_days=20.0)
+    try:
+        back = _cli(dsn, "rollback")
+        assert back.returncode == 0 and back.stdout.strip() == f"active: {first}", back.stderr
+        log = _cli(dsn, "activations", "--limit", "2")
+        assert log.returncode == 0 and log.stdout.splitlines()[2].split()[3:6] == ["rollback", second, first]
+        policy = _cli(dsn, "policy", "min_oof_auc", "0.5")
+        assert policy.returncode == 0 and "min_oof_auc  0.5" in policy.stdout
+        assert "min_oof_auc" not in _cli(dsn, "policy", "min_oof_auc", "none").stdout
+        bad = _cli(dsn, "policy", "min_auc", "0.5")
+        assert bad.returncode == 2 and bad.stderr.startswith("woe-anchor: 22023 unknown gate check: min_auc")
+        compared = _cli(dsn, "compare", first, second, "cli_lc")
+        assert compared.returncode == 0 and compared.stdout.splitlines()[4].startswith("auc"), compared.stdout
+        drift = _cli(dsn, "drift", "cli_lc", "2026-04-01", "2026-04-11")
+        assert drift.returncode == 0 and "stable" in drift.stdout and drift.stdout.startswith("band_name")
+        assert "Traceback" not in drift.stderr + compared.stderr + bad.stderr
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_policy")
+        for key in (first, second):
+            conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])

@@ -1,4 +1,4 @@
-"""woe-anchor: the command line of the extension (set up, install, fit, list, activate, drop, schedule, migrate, report).
+"""woe-anchor: the command line of the extension (set up, install, fit, list, activate, roll back, drop, schedule, monitor, migrate, report).
 
 Every command talks to a real server: --dsn (or WOE_ANCHOR_DSN), else the
 harness's private local cluster and the database named by --db. Only `setup`
@@ -106,6 +106,52 @@ def cmd_activate(args):
     with _connect(args) as conn:
         conn.execute("SELECT ml.woe_anchor_activate(%s)", [args.model_key])
     print(f"active: {args.model_key}")
+
+
+def cmd_rollback(args):
+    with _connect(args) as conn:
+        key = conn.execute("SELECT ml.woe_anchor_rollback()").fetchone()[0]
+    print(f"active: {key}")
+
+
+def cmd_activations(args):
+    with _connect(args) as conn:
+        print(_table(conn.execute(
+            "SELECT to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS at_utc, a.by_role, a.action, "
+            "a.from_model, a.to_model, CASE WHEN a.reason ? 'gate' AND a.reason -> 'gate' <> 'null' THEN "
+            "CASE WHEN (a.reason #>> '{gate,passed}')::boolean THEN 'gate passed' ELSE 'gate refused: ' || "
+            "(SELECT string_agg(c.key, ', ') FROM jsonb_each(a.reason #> '{gate,checks}') AS c "
+            "WHERE NOT (c.value ->> 'passed')::boolean) END END AS why "
+            "FROM ml.woe_anchor_activations AS a ORDER BY a.id DESC LIMIT %s", [args.limit])))
+
+
+def cmd_policy(args):
+    with _connect(args) as conn:
+        if args.check:
+            if args.value is None:
+                raise Failed(f"22023 policy {args.check} needs a value (or 'none' to remove it)")
+            value = None if args.value.lower() == "none" else float(args.value)
+            cur = conn.execute("SELECT name, value, set_by FROM ml.woe_anchor_set_policy(%s, %s)", [args.check, value])
+        else:
+            cur = conn.execute("SELECT name, value, set_by FROM ml.woe_anchor_policy ORDER BY name")
+        print(_table(cur))
+
+
+def cmd_compare(args):
+    with _connect(args) as conn:
+        print(_table(conn.execute(
+            "SELECT metric, round(a::numeric, 6) AS a, round(b::numeric, 6) AS b, round(a_minus_b::numeric, 6) "
+            "AS a_minus_b, round(std_error::numeric, 6) AS std_error, round(p_value::numeric, 4) AS p_value "
+            "FROM ml.woe_anchor_compare(%s, %s, %s, %s, %s)",
+            [args.model_a, args.model_b, args.source, args.start, args.end])))
+
+
+def cmd_drift(args):
+    with _connect(args) as conn:
+        print(_table(conn.execute(
+            "SELECT band_name, band_value, train_rows, window_rows, round(train_share::numeric, 4) AS train_share, "
+            "round(window_share::numeric, 4) AS window_share, round(band_psi::numeric, 4) AS band_psi, reading, "
+            "unseen FROM ml.woe_anchor_drift(%s, %s, %s, %s)", [args.source, args.start, args.end, args.model_key])))
 
 
 def cmd_drop(args):
@@ -226,6 +272,22 @@ def _parser() -> argparse.ArgumentParser:
     for name, run, text in (("activate", cmd_activate, "make a model the active one"),
                             ("drop", cmd_drop, "drop a model and its artifacts")):
         command(name, run, text).add_argument("model_key")
+    command("rollback", cmd_rollback, "re-activate the model that served before the active one")
+    command("activations", cmd_activations, "the activation log, newest first").add_argument(
+        "--limit", type=int, default=20)
+    pol = command("policy", cmd_policy, "show the activation gate, or set one check of it (value 'none' removes it)")
+    pol.add_argument("check", nargs="?", help="min_train_sold, min_oof_auc, min_eval_auc or max_auc_drop")
+    pol.add_argument("value", nargs="?", help="its limit, or 'none'")
+    cmp = command("compare", cmd_compare, "two models on the same labelled rows: AUC (DeLong) and log loss")
+    for name in ("model_a", "model_b", "source"):
+        cmp.add_argument(name)
+    cmp.add_argument("--start", help="window start (default: the later cutoff)")
+    cmp.add_argument("--end", help="window end (default: 7 days after the start)")
+    dr = command("drift", cmd_drift, "PSI of each band between training and the source's rows with t0 in a window")
+    dr.add_argument("source")
+    dr.add_argument("start")
+    dr.add_argument("end")
+    dr.add_argument("--model-key", help="default: the active model")
     s = command("schedule", cmd_schedule, "schedule a fit with pg_cron (idempotent by job name)", learning)
     s.add_argument("job_name")
     s.add_argument("schedule")
