@@ -203,6 +203,9 @@ def test_lifecycle_and_monitoring_from_the_command_line(conn, dsn):
         assert bad.returncode == 2 and bad.stderr.startswith("woe-anchor: 22023 unknown gate check: min_auc")
         compared = _cli(dsn, "compare", first, second, "cli_lc")
         assert compared.returncode == 0 and compared.stdout.splitlines()[4].startswith("auc"), compared.stdout
+        tagged = _cli(dsn, "tag", first, "--description", "first one", "--tag", "a", "--tag", "b", "--pin")
+        assert tagged.returncode == 0 and tagged.stdout.splitlines()[2].split() == [first, "first", "one", "a,b", "True"]
+        assert "pinned  a,b" in _cli(dsn, "models").stdout
         drift = _cli(dsn, "drift", "cli_lc", "2026-04-01", "2026-04-11")
         assert drift.returncode == 0 and "stable" in drift.stdout and drift.stdout.startswith("band_name")
         assert "Traceback" not in drift.stderr + compared.stderr + bad.stderr

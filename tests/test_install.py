@@ -145,7 +145,7 @@ def test_only_the_documented_entry_points_are_security_definer(conn):
         JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'woe_anchor'
         WHERE p.prosecdef ORDER BY 1""").fetchall()
     # docs/security.md, "Entry points": each learns its caller from a ticket
-    assert [r[0] for r in rows] == ["activate", "drop_model", "edit_band_schema",
+    assert [r[0] for r in rows] == ["activate", "annotate", "drop_model", "edit_band_schema",
                                     "open_staging", "persist", "prune",
                                     "rollback", "schedule", "unschedule"]
 

@@ -164,3 +164,23 @@ def test_drift_reads_a_planted_shift_as_major_and_matches_numpy(conn, lifecycle)
     assert shifted[("cond", "cond_hi")][3] == 1.0
     with pytest.raises(psycopg.errors.NoDataFound):
         conn.execute("SELECT * FROM ml.woe_anchor_drift('lc_src', %s, %s, 'nope')", [start, end])
+
+
+def test_notes_describe_tag_and_pin_and_a_pin_outlives_every_prune(conn, lifecycle):
+    keys = [fit(conn, "lc_src", cutoff=CUTOFF, model_key=f"lc_n{i}", activate=(i == 0), half_life_days=30.0 + i)
+            for i in range(4)]
+    note = conn.execute("SELECT description, tags, pinned FROM ml.woe_anchor_annotate(%s, 'the launch model', "
+                        "ARRAY['launch', 'q2'], true)", [keys[1]]).fetchone()
+    assert note == ("the launch model", ["launch", "q2"], True)
+    kept = conn.execute("SELECT description, tags, pinned FROM ml.woe_anchor_annotate(%s, tags => ARRAY['q3'])",
+                        [keys[1]]).fetchone()
+    assert kept == ("the launch model", ["q3"], True), "NULL keeps what is there"
+    listed = {r[0]: r[1:] for r in conn.execute("SELECT model_key, description, tags, pinned FROM ml.woe_anchor_models()")}
+    assert listed[keys[1]] == ("the launch model", ["q3"], True) and listed[keys[2]] == (None, [], False)
+    dropped = {r[0] for r in conn.execute("SELECT ml.woe_anchor_prune(0)")}
+    assert {keys[2], keys[3]} <= dropped and not {keys[0], keys[1]} & dropped, "the active and the pinned one stay"
+    with pytest.raises(psycopg.errors.NoDataFound):
+        conn.execute("SELECT ml.woe_anchor_annotate('lc_none', 'x')")
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [keys[1]])
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_notes WHERE model_key = %s",
+                        [keys[1]]).fetchone()[0] == 0, "the notes go with the model"

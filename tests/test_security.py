@@ -764,3 +764,12 @@ def test_a_trainer_rolls_back_as_itself_and_cannot_change_the_policy_or_the_log(
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(attack)
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_policy").fetchone()[0] == 0
+    # notes: the owner's, another trainer may not touch them, nor write the table
+    with as_role(conn, TRAINER):
+        assert conn.execute("SELECT pinned FROM ml.woe_anchor_annotate(%s, pinned => true)", [first]).fetchone()[0]
+    with as_role(conn, OTHER):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied to annotate model"):
+            conn.execute("SELECT ml.woe_anchor_annotate(%s, pinned => false)", [first])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE ml.woe_anchor_model_notes SET pinned = false")
+    assert conn.execute("SELECT pinned FROM ml.woe_anchor_model_notes WHERE model_key = %s", [first]).fetchone()[0]

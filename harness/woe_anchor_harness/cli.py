@@ -1,4 +1,4 @@
-"""woe-anchor: the command line of the extension (set up, install, fit, list, activate, roll back, drop, schedule, monitor, migrate, report).
+"""woe-anchor: the command line of the extension (set up, install, fit, list, tag, activate, roll back, drop, schedule, monitor, migrate, report).
 
 Every command talks to a real server: --dsn (or WOE_ANCHOR_DSN), else the
 harness's private local cluster and the database named by --db. Only `setup`
@@ -97,7 +97,8 @@ def cmd_models(args):
             "SELECT m.model_key, m.is_active AS active, to_char(m.created_at AT TIME ZONE 'UTC', "
             "'YYYY-MM-DD HH24:MI:SS') AS created_utc, m.n_train_sold, r.n_folds_with_rows AS folds, "
             "round(r.oof_auc::numeric, 4) AS oof_auc, round(r.eval_auc::numeric, 4) AS eval_auc, "
-            "round(m.base_rate::numeric, 4) AS base_rate, m.map_rows, m.score_rows "
+            "round(m.base_rate::numeric, 4) AS base_rate, m.map_rows, m.score_rows, "
+            "CASE WHEN m.pinned THEN 'pinned' ELSE '' END AS pin, array_to_string(m.tags, ',') AS tags "
             "FROM ml.woe_anchor_models() AS m JOIN ml.woe_anchor_model_registry_v1 AS r USING (model_key) "
             "ORDER BY m.created_at DESC")))
 
@@ -106,6 +107,14 @@ def cmd_activate(args):
     with _connect(args) as conn:
         conn.execute("SELECT ml.woe_anchor_activate(%s)", [args.model_key])
     print(f"active: {args.model_key}")
+
+
+def cmd_tag(args):
+    pinned = True if args.pin else False if args.unpin else None
+    with _connect(args) as conn:
+        print(_table(conn.execute(
+            "SELECT model_key, description, array_to_string(tags, ',') AS tags, pinned "
+            "FROM ml.woe_anchor_annotate(%s, %s, %s, %s)", [args.model_key, args.description, args.tag, pinned])))
 
 
 def cmd_rollback(args):
@@ -272,6 +281,13 @@ def _parser() -> argparse.ArgumentParser:
     for name, run, text in (("activate", cmd_activate, "make a model the active one"),
                             ("drop", cmd_drop, "drop a model and its artifacts")):
         command(name, run, text).add_argument("model_key")
+    tag = command("tag", cmd_tag, "describe, tag or pin a model (a pinned model is never pruned)")
+    tag.add_argument("model_key")
+    tag.add_argument("--description")
+    tag.add_argument("--tag", action="append", help="a tag; repeat for several (they replace the model's tags)")
+    pin = tag.add_mutually_exclusive_group()
+    pin.add_argument("--pin", action="store_true")
+    pin.add_argument("--unpin", action="store_true")
     command("rollback", cmd_rollback, "re-activate the model that served before the active one")
     command("activations", cmd_activations, "the activation log, newest first").add_argument(
         "--limit", type=int, default=20)

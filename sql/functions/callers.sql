@@ -70,6 +70,21 @@ SELECT EXISTS (SELECT FROM pg_roles AS r WHERE r.rolname = who AND r.rolsuper)
     OR (EXISTS (SELECT FROM pg_roles AS r WHERE r.rolname = owner) AND pg_has_role(who, owner, 'MEMBER'))
 $$;
 
+-- Refuses role `who` an `action` (drop, annotate) on model `key` that role `owner` fitted, unless
+-- it may manage it.
+CREATE FUNCTION woe_anchor_internal.require_manage(who name, owner name, action text, key text) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF owner IS NOT NULL AND NOT woe_anchor_internal.may_manage(who, owner) THEN
+        RAISE EXCEPTION 'permission denied to % model %: it was fitted by %', action, quote_literal(key), owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Ask %s or a superuser, or GRANT %I TO %I.', owner, owner, who);
+    END IF;
+END
+$$;
+
 -- Whether only superusers own schema `nsp`, so that no one else can swap what is named in it
 -- (pg_database_owner, PostgreSQL 15's owner of schema public, stands for the database's owner).
 CREATE FUNCTION woe_anchor_internal.superusers_schema(nsp name) RETURNS boolean
@@ -89,5 +104,7 @@ COMMENT ON FUNCTION woe_anchor_internal.superusers_schema(name) IS
 COMMENT ON FUNCTION woe_anchor_internal.stamp_ticket() IS 'woe_anchor internal: stamps a caller ticket with the inserting role';
 COMMENT ON FUNCTION woe_anchor_internal.ticket() IS 'woe_anchor internal: a caller ticket for one definer call';
 COMMENT ON FUNCTION woe_anchor_internal.caller(uuid) IS 'woe_anchor internal: the role behind a ticket (consumes it)';
+COMMENT ON FUNCTION woe_anchor_internal.require_manage(name, name, text, text) IS
+    'woe_anchor internal: refuses an action on a model its role may not manage';
 COMMENT ON FUNCTION woe_anchor_internal.may_manage(name, name) IS
     'woe_anchor internal: whether a role may drop or replace what another role made';

@@ -169,11 +169,7 @@ BEGIN
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
     SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r
     WHERE r.model_key = key;
-    IF owner IS NOT NULL AND NOT woe_anchor_internal.may_manage(who, owner) THEN
-        RAISE EXCEPTION 'permission denied to drop model %: it was fitted by %', quote_literal(key), owner
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = format('Ask %s or a superuser, or GRANT %I TO %I.', owner, owner, who);
-    END IF;
+    PERFORM woe_anchor_internal.require_manage(who, owner, 'drop', key);
     RETURN QUERY SELECT * FROM woe_anchor_internal.delete_models(ARRAY[key]);
 END
 $$;
@@ -199,7 +195,8 @@ BEGIN
             FROM ml.woe_anchor_model_registry_v1 AS r
             WHERE woe_anchor_internal.may_manage(who, r.fitted_by)) AS m
         WHERE NOT m.is_active AND m.newest > keep
-          AND m.model_key IS DISTINCT FROM woe_anchor_internal.previous_model()));
+          AND m.model_key IS DISTINCT FROM woe_anchor_internal.previous_model()
+          AND NOT EXISTS (SELECT FROM ml.woe_anchor_model_notes AS n WHERE n.model_key = m.model_key AND n.pinned)));
 END
 $$;
 
@@ -273,7 +270,7 @@ $$;
 CREATE FUNCTION ml.woe_anchor_models()
 RETURNS TABLE (model_key text, is_active boolean, created_at timestamptz, train_cutoff_ts timestamptz,
                n_folds int, n_train_sold bigint, base_rate float8, map_rows bigint, score_rows bigint,
-               scores_bytes bigint, source_relation text)
+               scores_bytes bigint, source_relation text, description text, tags text[], pinned boolean)
 LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -281,9 +278,50 @@ AS $$
            (SELECT count(*) FROM ml.woe_anchor_map_v1 AS m WHERE m.model_key = r.model_key),
            r.n_train_sold,  -- one row per TRAIN SOLD row (on the shards for scores_on_shards)
            pg_total_relation_size(to_regclass(format('woe_anchor_scores.%I', 'woe_anchor_scores_v1_m' || r.model_id))),
-           r.source_relation
+           r.source_relation, n.description, coalesce(n.tags, '{}'), coalesce(n.pinned, false)
     FROM ml.woe_anchor_model_registry_v1 AS r
+    LEFT JOIN ml.woe_anchor_model_notes AS n ON n.model_key = r.model_key
     ORDER BY r.created_at DESC, r.model_id DESC
+$$;
+
+-- SECURITY DEFINER: trainers have no DML on the notes either. A role annotates the models it may
+-- manage (its own, those of roles it is a member of, any as a superuser); NULL keeps what is there.
+CREATE FUNCTION woe_anchor_internal.annotate(ticket uuid, model_key text, description text, tags text[],
+                                             pinned boolean)
+RETURNS ml.woe_anchor_model_notes
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    who name := woe_anchor_internal.caller(ticket);
+    owner name;
+    note ml.woe_anchor_model_notes;
+BEGIN
+    SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = annotate.model_key;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model % does not exist', quote_literal(annotate.model_key)
+            USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
+    END IF;
+    PERFORM woe_anchor_internal.require_manage(who, owner, 'annotate', annotate.model_key);
+    INSERT INTO ml.woe_anchor_model_notes AS n (model_key, description, tags, pinned, updated_by)
+    VALUES (annotate.model_key, annotate.description, coalesce(annotate.tags, '{}'), coalesce(annotate.pinned, false), who)
+    ON CONFLICT ON CONSTRAINT woe_anchor_model_notes_pkey DO UPDATE
+        SET description = coalesce(annotate.description, n.description), tags = coalesce(annotate.tags, n.tags),
+            pinned = coalesce(annotate.pinned, n.pinned), updated_by = who, updated_at = now()
+    RETURNING n.* INTO note;
+    RETURN note;
+END
+$$;
+
+-- Describes, tags or pins a model (NULL keeps what is there); a pinned model is never pruned.
+-- Returns the model's notes.
+CREATE FUNCTION ml.woe_anchor_annotate(model_key text, description text DEFAULT NULL, tags text[] DEFAULT NULL,
+                                       pinned boolean DEFAULT NULL)
+RETURNS ml.woe_anchor_model_notes
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT woe_anchor_internal.annotate(woe_anchor_internal.ticket(), model_key, description, tags, pinned)
 $$;
 
 COMMENT ON FUNCTION woe_anchor_internal.set_active(text, name, text, jsonb) IS 'woe_anchor internal: makes one model the only active one, and logs it';
@@ -301,8 +339,10 @@ COMMENT ON FUNCTION woe_anchor_internal.drop_shard_table_of(text, name, name, te
     'woe_anchor internal: drops a dropped model''s shard table when the caller wrote it, else warns';
 COMMENT ON FUNCTION ml.woe_anchor_drop_model(text) IS 'Drop a WOE anchor model and all its artifacts; true if it existed';
 COMMENT ON FUNCTION ml.woe_anchor_prune(int) IS
-    'Drop all but the newest N of the WOE anchor models you may manage, never the active one nor the one a rollback would restore';
-COMMENT ON FUNCTION ml.woe_anchor_models() IS 'Stored WOE anchor models, newest first, with their sizes';
+    'Drop all but the newest N of the WOE anchor models you may manage, never the active one, the one a rollback would restore, nor a pinned one';
+COMMENT ON FUNCTION ml.woe_anchor_models() IS 'Stored WOE anchor models, newest first, with their sizes, description, tags and pin';
+COMMENT ON FUNCTION woe_anchor_internal.annotate(uuid, text, text, text[], boolean) IS 'woe_anchor internal: notes on a model the ticket''s role may manage';
+COMMENT ON FUNCTION ml.woe_anchor_annotate(text, text, text[], boolean) IS 'Describe, tag or pin a model (NULL keeps what is there); a pinned model is never pruned';
 
 -- Quality recorded at fit time: AUC and log loss (OOF, in-sample, eval), then per band IV and fold stability.
 CREATE FUNCTION ml.woe_anchor_quality(model_key text DEFAULT NULL)

@@ -17,7 +17,8 @@ SELECT CASE kind
         'model_bands']
     WHEN 'trainer' THEN ARRAY[
         'fit_woe_anchor', 'fit', 'open_staging', 'persist', 'ticket', 'stamp_ticket',
-        'woe_anchor_activate', 'activate', 'woe_anchor_rollback', 'rollback', 'woe_anchor_drop_model', 'drop_model',
+        'woe_anchor_activate', 'activate', 'woe_anchor_rollback', 'rollback', 'woe_anchor_annotate', 'annotate',
+        'woe_anchor_drop_model', 'drop_model',
         'woe_anchor_prune', 'prune', 'drop_shard_table_of', 'drop_shard_table',
         'woe_anchor_copy_band_schema', 'woe_anchor_create_band_schema', 'woe_anchor_set_band', 'woe_anchor_drop_band',
         'woe_anchor_drop_band_schema', 'edit_band_schema', 'band_schema_guard',
@@ -45,7 +46,7 @@ BEGIN
         EXECUTE format('GRANT SELECT ON ml.woe_anchor_model_registry_v1, ml.woe_anchor_cuts_v1, '
                        'ml.woe_anchor_map_v1, ml.woe_anchor_scores_v1, ml.woe_anchor_shard_scores, '
                        'ml.woe_anchor_band_schemas, ml.woe_anchor_bands, ml.woe_anchor_views, ml.woe_anchor_activations, '
-                       'ml.woe_anchor_policy, '
+                       'ml.woe_anchor_policy, ml.woe_anchor_model_notes, '
                        'ml.woe_anchor_activation_hooks TO %s', who);
         FOR routine IN SELECT p.oid FROM pg_proc AS p
                        WHERE p.pronamespace IN ('ml'::regnamespace, 'woe_anchor_internal'::regnamespace)

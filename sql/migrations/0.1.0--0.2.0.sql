@@ -64,6 +64,20 @@ CREATE TABLE ml.woe_anchor_views (
 COMMENT ON TABLE ml.woe_anchor_views IS 'woe_anchor: the views and functions woe_anchor created (it replaces or drops no other)';
 SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_views', '');
 
+-- What people say of a model, which they may change (unlike its artifacts): a description, tags,
+-- and a pin that keeps it from every prune. A row per model that has any; it goes with the model.
+CREATE TABLE ml.woe_anchor_model_notes (
+    model_key    text PRIMARY KEY REFERENCES ml.woe_anchor_model_registry_v1 (model_key) ON DELETE CASCADE,
+    description  text,
+    tags         text[] NOT NULL DEFAULT '{}',
+    pinned       boolean NOT NULL DEFAULT false,
+    updated_by   name NOT NULL DEFAULT current_user,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ml.woe_anchor_model_notes IS
+    'woe_anchor: a model''s description, tags and pin (ml.woe_anchor_annotate), the one thing about a model that changes';
+SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_model_notes', '');
+
 -- The activation policy: checks every fit that would activate its model must pass (gate.py),
 -- set by an administrator with ml.woe_anchor_set_policy. No row: no check.
 CREATE TABLE ml.woe_anchor_policy (
@@ -401,4 +415,6 @@ DROP FUNCTION IF EXISTS ml._woe_anchor_band_schema_problems(int, oid);
 DROP FUNCTION IF EXISTS ml._woe_anchor_cron(text);
 DROP FUNCTION IF EXISTS ml._woe_anchor_score_sql(oid, text);
 DROP FUNCTION IF EXISTS ml._woe_anchor_model_bands(text);
+-- the model list shows the notes
+DROP FUNCTION IF EXISTS ml.woe_anchor_models();
 DROP FUNCTION IF EXISTS ml._fit_woe_anchor(oid, timestamptz, int, float8, float8, float8, float8, float8[], text, boolean, boolean, boolean, boolean, int, boolean);
