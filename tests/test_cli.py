@@ -208,7 +208,12 @@ def test_lifecycle_and_monitoring_from_the_command_line(conn, dsn):
         assert "pinned  a,b" in _cli(dsn, "models").stdout
         drift = _cli(dsn, "drift", "cli_lc", "2026-04-01", "2026-04-11")
         assert drift.returncode == 0 and "stable" in drift.stdout and drift.stdout.startswith("band_name")
-        assert "Traceback" not in drift.stderr + compared.stderr + bad.stderr
+        realized = _cli(dsn, "realized", "cli_lc")
+        assert realized.returncode == 0 and realized.stdout.startswith("week"), realized.stderr
+        monitored = _cli(dsn, "monitor", "cli_lc", "--window-days", "3650")
+        assert monitored.returncode == 0, monitored.stderr
+        assert monitored.stdout.strip() == "no alerts" or monitored.stdout.startswith("kind"), monitored.stdout
+        assert "Traceback" not in drift.stderr + compared.stderr + bad.stderr + monitored.stderr
     finally:
         conn.execute("DELETE FROM ml.woe_anchor_policy")
         for key in (first, second):

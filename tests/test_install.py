@@ -146,7 +146,7 @@ def test_only_the_documented_entry_points_are_security_definer(conn):
         WHERE p.prosecdef ORDER BY 1""").fetchall()
     # docs/security.md, "Entry points": each learns its caller from a ticket
     assert [r[0] for r in rows] == ["activate", "annotate", "drop_model", "edit_band_schema",
-                                    "open_staging", "persist", "prune",
+                                    "open_staging", "persist", "prune", "record_monitoring",
                                     "rollback", "schedule", "unschedule"]
 
 

@@ -1,5 +1,8 @@
-"""Model lifecycle: the activation gate, the activation log, rollback, what prune keeps, and drift."""
+"""Model lifecycle and monitoring: the activation gate and log, rollback, notes and what prune keeps,
+drift, realized performance, and the alerts of a monitor run."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import psycopg
@@ -184,3 +187,57 @@ def test_notes_describe_tag_and_pin_and_a_pin_outlives_every_prune(conn, lifecyc
     conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [keys[1]])
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_notes WHERE model_key = %s",
                         [keys[1]]).fetchone()[0] == 0, "the notes go with the model"
+
+
+def _settled(conn, key):
+    """(week, logit, label) of every settled listing created since the cutoff, from the scoring
+    function and the source's own columns (NaN durations read as unknown, as the fit reads them)."""
+    return conn.execute(
+        "SELECT (date_trunc('week', s.t0 AT TIME ZONE 'UTC'))::date::text, sc.woe_logit, "
+        "coalesce(nullif(s.duration_hours, 'NaN') >= 504, false) OR coalesce(s.final_status = 'older21days', false) "
+        "FROM lc_src AS s JOIN ml.woe_anchor_score('lc_src'::regclass, %s) AS sc USING (generation, listing_id, t0) "
+        "WHERE s.t0 >= %s AND (s.sold_time IS NOT NULL OR coalesce(nullif(s.duration_hours, 'NaN') >= 504, false) "
+        "OR coalesce(s.final_status = 'older21days', false))", [key, CUTOFF]).fetchall()
+
+
+def test_realized_performance_per_week_matches_numpy(conn, lifecycle):
+    key = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_real")
+    got = {r[0]: r[1:] for r in conn.execute(
+        "SELECT week::text, n_rows, n_slow21, auc, logloss, mean_p, observed_rate FROM ml.woe_anchor_realized('lc_src', %s)",
+        [key])}
+    rows = _settled(conn, key)
+    assert got and sum(v[0] for v in got.values()) == len(rows)
+    for week in got:
+        s = np.array([r[1] for r in rows if r[0] == week])
+        y = np.array([r[2] for r in rows if r[0] == week])
+        pos, neg = s[y], s[~y]
+        auc = (np.sum(pos[:, None] > neg[None, :]) + 0.5 * np.sum(pos[:, None] == neg[None, :])) / (len(pos) * len(neg))
+        p = 1 / (1 + np.exp(-s))
+        pc = np.clip(p, 1e-15, 1 - 1e-15)
+        loss = -np.mean(np.where(y, np.log(pc), np.log1p(-pc)))
+        assert got[week][:2] == (len(y), int(y.sum()))
+        assert got[week][2:] == pytest.approx((auc, loss, p.mean(), y.mean()), abs=1e-9), week
+
+
+def test_monitor_records_weeks_and_alerts_a_planted_drift_by_notify(conn, dsn, lifecycle):
+    key = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_watch")
+    # the window is the last 7 days: put the listings' t0 there, every one in top condition
+    conn.execute("UPDATE lc_src SET t0 = now() - interval '1 day' * random(), condition_score = 0.97 "
+                 "WHERE t0 >= %s", [CUTOFF])
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN lc_alerts")
+        alerts = conn.execute("SELECT kind, subject, value, threshold FROM ml.woe_anchor_monitor('lc_src', "
+                              "channel => 'lc_alerts')").fetchall()
+        heard = next(listener.notifies(timeout=10, stop_after=1), None)
+    assert ("drift", "cond") in {(k, s) for k, s, _, _ in alerts}, alerts
+    assert all(v > t for k, _, v, t in alerts if k == "drift")
+    assert heard is not None and heard.channel == "lc_alerts"
+    sent = json.loads(heard.payload)
+    assert sent["model_key"] == key and any(a["kind"] == "drift" and a["subject"] == "cond" for a in sent["alerts"])
+    recorded = conn.execute("SELECT kind, subject, by_role FROM ml.woe_anchor_alerts WHERE model_key = %s", [key]).fetchall()
+    assert ("drift", "cond", "postgres") in recorded
+    weeks = conn.execute("SELECT count(*) FROM ml.woe_anchor_realized WHERE model_key = %s", [key]).fetchone()[0]
+    conn.execute("SELECT * FROM ml.woe_anchor_monitor('lc_src', channel => NULL)")
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_realized WHERE model_key = %s", [key]).fetchone()[0] == weeks
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="channel"):
+        conn.execute("SELECT * FROM ml.woe_anchor_monitor('lc_src', channel => 'Bad Channel')")

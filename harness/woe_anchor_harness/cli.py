@@ -163,6 +163,22 @@ def cmd_drift(args):
             "unseen FROM ml.woe_anchor_drift(%s, %s, %s, %s)", [args.source, args.start, args.end, args.model_key])))
 
 
+def cmd_realized(args):
+    with _connect(args) as conn:
+        print(_table(conn.execute(
+            "SELECT week, n_rows, n_slow21, round(auc::numeric, 4) AS auc, round(logloss::numeric, 4) AS logloss, "
+            "round(mean_p::numeric, 4) AS mean_p, round(observed_rate::numeric, 4) AS observed_rate "
+            "FROM ml.woe_anchor_realized(%s, %s)", [args.source, args.model_key])))
+
+
+def cmd_monitor(args):
+    with _connect(args) as conn:
+        cur = conn.execute("SELECT kind, subject, round(value::numeric, 4) AS value, round(threshold::numeric, 4) "
+                           "AS threshold FROM ml.woe_anchor_monitor(%s, %s, window_days => %s, channel => %s)",
+                           [args.source, args.model_key, args.window_days, args.channel])
+        print(_table(cur) if cur.rowcount else "no alerts")
+
+
 def cmd_drop(args):
     with _connect(args) as conn:
         if not conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [args.model_key]).fetchone()[0]:
@@ -304,6 +320,14 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument("start")
     dr.add_argument("end")
     dr.add_argument("--model-key", help="default: the active model")
+    rz = command("realized", cmd_realized, "AUC, log loss and calibration per week of settled listings since the cutoff")
+    rz.add_argument("source")
+    rz.add_argument("--model-key", help="default: the active model")
+    mo = command("monitor", cmd_monitor, "drift and realized performance, recorded, with alerts (table and NOTIFY)")
+    mo.add_argument("source")
+    mo.add_argument("--model-key", help="default: the active model")
+    mo.add_argument("--window-days", type=float, default=7.0)
+    mo.add_argument("--channel", default="woe_anchor", help="NOTIFY channel of the alerts")
     s = command("schedule", cmd_schedule, "schedule a fit with pg_cron (idempotent by job name)", learning)
     s.add_argument("job_name")
     s.add_argument("schedule")

@@ -88,6 +88,12 @@ def _final_rows(compiler: Compiler, qualified: str, model: Model, extra=(), wher
                                   extra=extra)
 
 
+def final_rows(plpy, model: Model, src, where: str | None = None, extra=()) -> str:
+    """The source's rows (matching ``where``) scored with the model's final mapping."""
+    return _final_rows(Compiler(model.schema, src.reads, model.learned), src.qualified, model, extra=extra,
+                       where=where)
+
+
 def score_sql(plpy, source_oid, key: str | None) -> str:
     """The statement behind ml.woe_anchor_score(source, model_key)."""
     model = load_model(plpy, key)

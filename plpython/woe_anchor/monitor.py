@@ -1,19 +1,30 @@
-"""Monitoring a stored model against the live population: drift of its bands (PSI).
+"""Monitoring a stored model against the live population: drift of its bands (PSI), its realized
+performance on listings whose outcome is now known, and the alerts a scheduled check raises.
 
-Training is what the model's final fit learned from (its map's row counts per
-band value); the window is the source's rows with t0 in [start, end), banded
-by the model's frozen mapping in one pass. Per band value: the rows and shares
-on each side and its PSI term; per band: the PSI and its usual reading.
+Drift: training is what the model's final fit learned from (its map's row
+counts per band value); the window is the source's rows with t0 in [start,
+end), banded by the model's frozen mapping in one pass. Per band value: the
+rows and shares on each side and its PSI term; per band: the PSI and its
+usual reading.
+
+Realized performance: the listings created since the model's cutoff whose
+label is settled (sold, or unsold past the label's threshold), scored with the
+final mapping, per UTC week of t0: AUC, log loss, mean predicted and observed
+rate (calibration), with the fit's label rule.
 """
 from __future__ import annotations
 
+import json
 import math
+import re
 
-from . import bands, source, woe
-from .catalog import MAPS
+import numpy as np
+
+from . import bands, errors, passes, quality, source, woe
+from .catalog import MAPS, REGISTRY
 from .errors import Refusal
-from .inference import load_model
-from .sqlgen import Compiler, quote_literal, utc_iso_sql
+from .inference import final_rows, load_model
+from .sqlgen import Compiler, float_lit, quote_literal, utc_iso_sql
 
 # shares below this count as this (the usual smoothing: a value one side never had adds a large,
 # finite term)
@@ -72,3 +83,67 @@ GROUP BY 1, 2"""):
             out.append((band.name, label, t, w, t / n_train if n_train else None, w / n_window if n_window else None,
                         term, band_psi, reading(band_psi), t == 0))
     return out
+
+
+def realized(plpy, source_oid, key: str | None, since) -> list[tuple]:
+    """Rows (week, rows, slow21_rows, auc, logloss, mean_p, observed_rate) per UTC week of t0, of
+    the source's settled listings created since ``since`` (default: the model's cutoff)."""
+    model = load_model(plpy, key)
+    src = source.resolve(plpy, source_oid, model.schema)
+    start = since if since is not None else model.cutoff
+    start = quote_literal(plpy.execute(plpy.prepare(f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"]),
+                                       [start])[0]["t"]) + "::timestamptz"
+    threshold = float_lit(model.slow_threshold_hours)
+    settled = (f"s.t0 >= {start} AND (s.sold_time IS NOT NULL OR coalesce({src.reads['duration_hours']} >= "
+               f"{threshold}, false) OR coalesce(s.final_status = 'older21days', false))")
+    week = "(date_trunc('week', s.t0 AT TIME ZONE 'UTC'))::date"
+    rows = final_rows(plpy, model, src, where=settled,
+                      extra=((passes.label_sql(src.reads, model.slow_threshold_hours), "y"), (week, "week")))
+    out = []
+    for r in plpy.execute(f"SELECT q.week::text AS week, array_agg(q.l ORDER BY q.l) AS l, "
+                          f"array_agg(q.y ORDER BY q.l) AS y FROM ({rows}) AS q GROUP BY q.week ORDER BY q.week"):
+        logit, y = np.asarray(r["l"], dtype=np.float64), np.asarray(r["y"], dtype=bool)
+        groups = quality.merged(logit, y.astype(np.float64), (~y).astype(np.float64))
+        out.append((r["week"], len(y), int(y.sum()), quality.auc(*groups), quality.logloss(*groups),
+                    woe.total(quality.probability(logit)) / len(y), float(y.mean())))
+    return out
+
+
+CHANNEL_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: float, auc_drop: float,
+            min_rows: int, channel: str | None) -> list[tuple]:
+    """Drift of the last ``window_days`` and realized performance since the cutoff, recorded
+    (ml.woe_anchor_realized, through the record entry point), with an alert for each band whose
+    PSI exceeds ``psi_limit`` and each week of at least ``min_rows`` settled rows whose AUC is
+    more than ``auc_drop`` below the model's out-of-fold AUC. Alerts are recorded
+    (ml.woe_anchor_alerts) and sent to ``channel`` with NOTIFY at commit. Returns the alerts:
+    (kind, subject, value, threshold)."""
+    if channel is not None and not CHANNEL_RE.match(channel):
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"channel {channel!r} must be a lower-case identifier")
+    for name, value in (("window_days", window_days), ("psi_limit", psi_limit), ("auc_drop", auc_drop)):
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise Refusal(errors.INVALID_PARAMETER_VALUE, f"{name} must be a finite number > 0, got {value}")
+    model = load_model(plpy, key)
+    now = plpy.execute("SELECT now()::text AS now, (now() - make_interval(secs => %s))::text AS start"
+                       % float_lit(window_days * 86400.0))[0]
+    alerts = []
+    seen = set()
+    for band, _, _, _, _, _, _, band_psi, _, _ in drift(plpy, source_oid, now["start"], now["now"], model.key):
+        if band not in seen and band_psi > psi_limit:
+            alerts.append(("drift", band, band_psi, psi_limit))
+        seen.add(band)
+    oof_auc = plpy.execute(plpy.prepare(f"SELECT coalesce(oof_auc, insample_auc) AS a FROM {REGISTRY} "
+                                        "WHERE model_key = $1", ["text"]), [model.key])[0]["a"]
+    weeks = realized(plpy, source_oid, model.key, None)
+    for week, n, _, auc, *_ in weeks:
+        if n >= min_rows and auc is not None and oof_auc is not None and auc < oof_auc - auc_drop:
+            alerts.append(("realized_auc", week, auc, oof_auc - auc_drop))
+    payload = {"model_key": model.key, "channel": channel,
+               "weeks": [dict(zip(("week", "rows", "slow21_rows", "auc", "logloss", "mean_p", "observed_rate"), w))
+                         for w in weeks],
+               "alerts": [dict(zip(("kind", "subject", "value", "threshold"), a)) for a in alerts]}
+    plpy.execute(plpy.prepare("SELECT woe_anchor_internal.record_monitoring(woe_anchor_internal.ticket(), $1::jsonb)",
+                              ["text"]), [json.dumps(payload)])
+    return alerts

@@ -30,6 +30,103 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION woe_anchor_internal.realized(source oid, model_key text, since timestamptz)
+RETURNS TABLE (week date, n_rows bigint, n_slow21 bigint, auc float8, logloss float8, mean_p float8,
+               observed_rate float8)
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+return woe_anchor.errors.reported(plpy, woe_anchor.monitor.realized, plpy, source, model_key, since)
+$woe_anchor_py$;
+
+-- A model's (default: the active one's) realized performance: the source's listings created since
+-- `since` (default: its cutoff) whose label is settled (sold, or unsold past its label's threshold),
+-- scored with its final mapping, per UTC week of t0: rows, slow21 rows, AUC, log loss, mean
+-- predicted P(slow21) and the observed rate.
+CREATE FUNCTION ml.woe_anchor_realized(source regclass, model_key text DEFAULT NULL, since timestamptz DEFAULT NULL)
+RETURNS TABLE (week date, n_rows bigint, n_slow21 bigint, auc float8, logloss float8, mean_p float8,
+               observed_rate float8)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    @ERROR_VARIABLES@
+BEGIN
+    RETURN QUERY SELECT * FROM woe_anchor_internal.realized(source::oid, model_key, since);
+@RERAISE_AS_PLAIN_ERROR@
+END
+$$;
+
+CREATE FUNCTION woe_anchor_internal.monitor(source oid, model_key text, window_days float8, psi_limit float8,
+                                           auc_drop float8, min_rows int, channel text)
+RETURNS TABLE (kind text, subject text, value float8, threshold float8)
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+return woe_anchor.errors.reported(plpy, woe_anchor.monitor.monitor, plpy, source, model_key, window_days, psi_limit,
+                                  auc_drop, min_rows, channel)
+$woe_anchor_py$;
+
+-- SECURITY DEFINER: records what a monitor run measured (the caller's figures, attributed to it),
+-- and sends its alerts to `channel` (NOTIFY, delivered at commit).
+CREATE FUNCTION woe_anchor_internal.record_monitoring(ticket uuid, run jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    who name := woe_anchor_internal.caller(ticket);
+    key text := run ->> 'model_key';
+BEGIN
+    INSERT INTO ml.woe_anchor_realized AS h (model_key, week, n_rows, n_slow21, auc, logloss, mean_p, observed_rate,
+                                             recorded_by)
+    SELECT key, w.week, w.rows, w.slow21_rows, w.auc, w.logloss, w.mean_p, w.observed_rate, who
+    FROM jsonb_to_recordset(run -> 'weeks') AS w (week date, rows bigint, slow21_rows bigint, auc float8,
+                                                  logloss float8, mean_p float8, observed_rate float8)
+    ON CONFLICT (model_key, week) DO UPDATE SET n_rows = EXCLUDED.n_rows, n_slow21 = EXCLUDED.n_slow21,
+        auc = EXCLUDED.auc, logloss = EXCLUDED.logloss, mean_p = EXCLUDED.mean_p,
+        observed_rate = EXCLUDED.observed_rate, recorded_by = who, recorded_at = now();
+    INSERT INTO ml.woe_anchor_alerts (by_role, model_key, kind, subject, value, threshold)
+    SELECT who, key, a.kind, a.subject, a.value, a.threshold
+    FROM jsonb_to_recordset(run -> 'alerts') AS a (kind text, subject text, value float8, threshold float8);
+    IF run ->> 'channel' IS NOT NULL AND jsonb_array_length(run -> 'alerts') > 0 THEN
+        PERFORM pg_notify(run ->> 'channel', jsonb_build_object('model_key', key, 'alerts', run -> 'alerts')::text);
+    END IF;
+END
+$$;
+
+-- Checks a model (default: the active one) against the source: drift of the last `window_days`
+-- (an alert per band whose PSI exceeds `psi_limit`) and realized performance since its cutoff
+-- (recorded in ml.woe_anchor_realized; an alert per week of at least `min_rows` settled rows whose
+-- AUC falls more than `auc_drop` below the model's OOF AUC). Alerts go to ml.woe_anchor_alerts and,
+-- at commit, to NOTIFY `channel` (NULL: none). Returns them. Schedule it with pg_cron.
+CREATE FUNCTION ml.woe_anchor_monitor(source regclass, model_key text DEFAULT NULL, window_days float8 DEFAULT 7,
+                                      psi_limit float8 DEFAULT 0.25, auc_drop float8 DEFAULT 0.05,
+                                      min_rows int DEFAULT 200, channel text DEFAULT 'woe_anchor')
+RETURNS TABLE (kind text, subject text, value float8, threshold float8)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    @ERROR_VARIABLES@
+BEGIN
+    RETURN QUERY SELECT * FROM woe_anchor_internal.monitor(source::oid, model_key, window_days, psi_limit, auc_drop,
+                                                          min_rows, channel);
+@RERAISE_AS_PLAIN_ERROR@
+END
+$$;
+
+COMMENT ON FUNCTION woe_anchor_internal.realized(oid, text, timestamptz) IS 'woe_anchor internal: the figures behind ml.woe_anchor_realized';
+COMMENT ON FUNCTION ml.woe_anchor_realized(regclass, text, timestamptz) IS
+    'Realized AUC, log loss and calibration of a model per week of settled listings created since its cutoff';
+COMMENT ON FUNCTION woe_anchor_internal.monitor(oid, text, float8, float8, float8, int, text) IS 'woe_anchor internal: the check behind ml.woe_anchor_monitor';
+COMMENT ON FUNCTION woe_anchor_internal.record_monitoring(uuid, jsonb) IS 'woe_anchor internal: records a monitor run for the ticket''s role';
+COMMENT ON FUNCTION ml.woe_anchor_monitor(regclass, text, float8, float8, float8, int, text) IS
+    'Drift and realized performance of a model, recorded, with alerts past thresholds (table and NOTIFY)';
 COMMENT ON FUNCTION woe_anchor_internal.drift(oid, timestamptz, timestamptz, text) IS 'woe_anchor internal: the figures behind ml.woe_anchor_drift';
 COMMENT ON FUNCTION ml.woe_anchor_drift(regclass, timestamptz, timestamptz, text) IS
     'Per band value of a model: training vs. window shares and PSI; per band the PSI and its reading (stable, moderate, major)';

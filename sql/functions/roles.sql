@@ -10,7 +10,7 @@ SELECT CASE kind
         'load_package', 'reraise', 'woe_anchor_score', 'score_sql',
         'woe_anchor_training_features', 'training_features_sql', 'end_shard_reads',
         'woe_anchor_stored_scores', 'stored_scores_sql', 'woe_anchor_reasons', 'reasons_sql',
-        'woe_anchor_compare', 'compare', 'serves', 'woe_anchor_drift', 'drift',
+        'woe_anchor_compare', 'compare', 'serves', 'woe_anchor_drift', 'drift', 'woe_anchor_realized', 'realized',
         'dblink',
         'woe_anchor_quality', 'woe_anchor_models', 'woe_anchor_assert_ready', 'woe_anchor_band_schema',
         'woe_anchor_band_schema_problems', 'band_schema_problems', 'woe_anchor_model_bands',
@@ -18,6 +18,7 @@ SELECT CASE kind
     WHEN 'trainer' THEN ARRAY[
         'fit_woe_anchor', 'fit', 'open_staging', 'persist', 'ticket', 'stamp_ticket',
         'woe_anchor_activate', 'activate', 'woe_anchor_rollback', 'rollback', 'woe_anchor_annotate', 'annotate',
+        'woe_anchor_monitor', 'monitor', 'record_monitoring',
         'woe_anchor_drop_model', 'drop_model',
         'woe_anchor_prune', 'prune', 'drop_shard_table_of', 'drop_shard_table',
         'woe_anchor_copy_band_schema', 'woe_anchor_create_band_schema', 'woe_anchor_set_band', 'woe_anchor_drop_band',
@@ -46,7 +47,7 @@ BEGIN
         EXECUTE format('GRANT SELECT ON ml.woe_anchor_model_registry_v1, ml.woe_anchor_cuts_v1, '
                        'ml.woe_anchor_map_v1, ml.woe_anchor_scores_v1, ml.woe_anchor_shard_scores, '
                        'ml.woe_anchor_band_schemas, ml.woe_anchor_bands, ml.woe_anchor_views, ml.woe_anchor_activations, '
-                       'ml.woe_anchor_policy, ml.woe_anchor_model_notes, '
+                       'ml.woe_anchor_policy, ml.woe_anchor_model_notes, ml.woe_anchor_realized, ml.woe_anchor_alerts, '
                        'ml.woe_anchor_activation_hooks TO %s', who);
         FOR routine IN SELECT p.oid FROM pg_proc AS p
                        WHERE p.pronamespace IN ('ml'::regnamespace, 'woe_anchor_internal'::regnamespace)

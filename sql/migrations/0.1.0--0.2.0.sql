@@ -78,6 +78,42 @@ COMMENT ON TABLE ml.woe_anchor_model_notes IS
     'woe_anchor: a model''s description, tags and pin (ml.woe_anchor_annotate), the one thing about a model that changes';
 SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_model_notes', '');
 
+-- A model's realized performance per UTC week of t0 on listings whose outcome is settled,
+-- recorded by ml.woe_anchor_monitor (a run replaces the weeks it measures again).
+CREATE TABLE ml.woe_anchor_realized (
+    model_key      text NOT NULL REFERENCES ml.woe_anchor_model_registry_v1 (model_key) ON DELETE CASCADE,
+    week           date NOT NULL,
+    n_rows         bigint NOT NULL,
+    n_slow21       bigint NOT NULL,
+    auc            float8,
+    logloss        float8,
+    mean_p         float8,
+    observed_rate  float8,
+    recorded_by    name NOT NULL,
+    recorded_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model_key, week)
+);
+COMMENT ON TABLE ml.woe_anchor_realized IS
+    'woe_anchor: realized AUC, log loss and calibration per week of settled listings (ml.woe_anchor_monitor)';
+SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_realized', '');
+
+-- What ml.woe_anchor_monitor found past its thresholds: a band's PSI, a week's realized AUC. Kept
+-- after their model goes.
+CREATE TABLE ml.woe_anchor_alerts (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at         timestamptz NOT NULL DEFAULT now(),
+    by_role    name NOT NULL,
+    model_key  text NOT NULL,
+    kind       text NOT NULL CHECK (kind IN ('drift', 'realized_auc')),
+    subject    text NOT NULL,
+    value      float8,
+    threshold  float8
+);
+COMMENT ON TABLE ml.woe_anchor_alerts IS
+    'woe_anchor: alerts of ml.woe_anchor_monitor (kind drift: a band''s PSI; realized_auc: a week''s AUC)';
+SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_alerts', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('ml.woe_anchor_alerts', 'id'), '');
+
 -- The activation policy: checks every fit that would activate its model must pass (gate.py),
 -- set by an administrator with ml.woe_anchor_set_policy. No row: no check.
 CREATE TABLE ml.woe_anchor_policy (
