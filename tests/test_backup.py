@@ -33,6 +33,13 @@ ARTIFACT_QUERIES = {
                     "CASE WHEN version <> 1 THEN created_at END FROM ml.woe_anchor_band_schemas ORDER BY version",
     "bands": "SELECT * FROM ml.woe_anchor_bands ORDER BY schema_version, position",
     "score_fn_schema_2": "SELECT * FROM ml.woe_anchor_score('bk_src', 'bk_schema_2') ORDER BY 1, 2, 3",
+    # the lifecycle and monitoring tables, and the per-row functions
+    "activations": "SELECT * FROM ml.woe_anchor_activations ORDER BY id",
+    "policy": "SELECT * FROM ml.woe_anchor_policy ORDER BY name",
+    "notes": "SELECT * FROM ml.woe_anchor_model_notes ORDER BY model_key",
+    "realized": "SELECT * FROM ml.woe_anchor_realized ORDER BY model_key, week",
+    "alerts": "SELECT * FROM ml.woe_anchor_alerts ORDER BY id",
+    "row_fn": "SELECT ml.woe_anchor_p(l) FROM bk_src AS l ORDER BY generation, listing_id, t0",
 }
 
 
@@ -47,7 +54,7 @@ def source_db(server):
     dsn = install.fresh_database(server, name)
     with psycopg.connect(dsn, autocommit=True) as conn:
         cases.load(conn, "bk_src", cases.make_rows(seed=51, n=1200))
-        fit(conn, "bk_src", model_key="bk_active")
+        fit(conn, "bk_src", model_key="bk_active", cutoff="2026-03-28 00:00+00")  # settled rows after it
         fit(conn, "bk_src", model_key="bk_replaced", activate=False)
         fit(conn, "bk_src", model_key="bk_replaced", activate=False, n_folds=3, replace=True)
         fit(conn, "bk_src", model_key="bk_dropped", activate=False)
@@ -55,6 +62,11 @@ def source_db(server):
         fit(conn, "bk_src", model_key="bk_schema_2", activate=False, band_schema_version=2)
         conn.execute("SELECT ml.woe_anchor_drop_model('bk_dropped')")
         conn.execute("SELECT ml.woe_anchor_create_views('bk_src')")
+        conn.execute("SELECT ml.woe_anchor_annotate('bk_replaced', 'kept', ARRAY['b'], true)")
+        conn.execute("SELECT ml.woe_anchor_set_policy('min_train_sold', 10)")
+        conn.execute("SELECT * FROM ml.woe_anchor_monitor('bk_src', 'bk_active', window_days => 3650, "
+                     "psi_limit => 1e-9, channel => NULL)")
+        conn.execute("SELECT ml.woe_anchor_activate('bk_replaced'), ml.woe_anchor_rollback()")
     yield name, dsn
     install.drop_database(server, name)
 
@@ -72,6 +84,8 @@ def test_dump_and_restore_keep_every_model(server, source_db, tmp_path, form):
     assert len(before["registry"]) == 3 and len(before["partitions"]) == 3
     assert [v[0] for v in before["band_schemas"]] == [1, 2]
     assert all(p[2] == 1 for p in before["partitions"]), "each partition has its primary key"
+    assert all(before[name] for name in ("activations", "policy", "notes", "realized", "alerts")), \
+        {name: len(before[name]) for name in ("activations", "policy", "notes", "realized", "alerts")}
     target = f"{name}_restored"
     restored = install.fresh_database(server, target, extension=False)
     env, dump = _env(server), tmp_path / "woe.dump"

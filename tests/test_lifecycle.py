@@ -102,7 +102,7 @@ def test_rollback_restores_the_model_that_served_before_and_prune_keeps_it(conn,
 
 
 def test_the_policy_takes_known_checks_with_finite_values(conn, lifecycle):
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown gate check: min_auc"):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown policy: min_auc"):
         conn.execute("SELECT ml.woe_anchor_set_policy('min_auc', 0.7)")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="finite number"):
         conn.execute("SELECT ml.woe_anchor_set_policy('min_oof_auc', 'NaN')")
@@ -241,3 +241,26 @@ def test_monitor_records_weeks_and_alerts_a_planted_drift_by_notify(conn, dsn, l
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_realized WHERE model_key = %s", [key]).fetchone()[0] == weeks
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="channel"):
         conn.execute("SELECT * FROM ml.woe_anchor_monitor('lc_src', channel => 'Bad Channel')")
+
+
+def test_retention_keeps_exactly_what_the_policy_says_across_ten_fits(conn, lifecycle):
+    """keep_models 3: after each fit, the newest 3 of the fitter's models, the active one, the one a
+    rollback restores and the pinned ones stay, and nothing else; keep_days keeps the young ones."""
+    conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1")
+    conn.execute("SELECT ml.woe_anchor_set_policy('keep_models', 3)")
+    small = cases.make_rows(n=1500, n_days=20, seed=5)
+    cases.load(conn, "lc_small", small)
+    keys = []
+    for i in range(10):
+        keys.append(fit(conn, "lc_small", model_key=f"lc_r{i}", activate=i in (0, 4), half_life_days=10.0 + i))
+        if i == 1:
+            conn.execute("SELECT ml.woe_anchor_annotate(%s, pinned => true)", [keys[1]])
+        stored = {r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1")}
+        active = 4 if i >= 4 else 0
+        want = set(keys[-3:]) | {keys[active]} | set(keys[1:2]) | ({keys[0]} if i >= 4 else set())
+        assert stored == want, (i, sorted(stored), sorted(want))
+    conn.execute("SELECT ml.woe_anchor_set_policy('keep_days', 1)")  # every model is younger than a day
+    fit(conn, "lc_small", model_key="lc_r10", activate=False)
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0] == 7
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="whole number"):
+        conn.execute("SELECT ml.woe_anchor_set_policy('keep_models', 2.5)")

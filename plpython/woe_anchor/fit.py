@@ -275,7 +275,8 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
         plpy.warning("no row sold in the 7 days after the cutoff: the eval figures are empty (NULL)")
     phases.done("quality")
     plpy.notice(f"[woe] quality: {_quality_line(measured)}")
-    verdict, checks = None, gate.policy(plpy) if p["activate"] else {}
+    checks = {name: value for name, value in gate.policy(plpy).items() if name in gate.CHECKS} if p["activate"] else {}
+    verdict = None
     if checks:
         verdict = gate.verdict(plpy, checks, measured, stats["n_train_sold"], oof, p["source"],
                                _cutoff_text(cutoff), p["slow_threshold_hours"])
@@ -358,6 +359,8 @@ def _persist(plpy, payload: dict, shard_tables: list, src) -> str:
     drop = plpy.prepare("SELECT woe_anchor_internal.drop_shard_table_of($1, $2, $3, $4)", ["text", "name", "name", "text"])
     for old in written["left_on_shards"]:
         plpy.execute(drop, [old["model_key"], old["fitted_by"], old["server"], old["remote_table"]])
+    if written["pruned"]:
+        plpy.notice(f"[db] retention policy: dropped {len(written['pruned'])} model(s): {', '.join(written['pruned'])}")
     plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={written['activated']})")
     plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
     return key

@@ -15,6 +15,11 @@ refusal, with every check's figures, goes to ml.woe_anchor_activations):
 The checks read the source with the caller's rights, before anything is
 written. A check that cannot be measured (no eval rows, one class only)
 fails: an unattended refit must not activate what nobody could judge.
+
+The same policy holds the retention every fit applies once it has stored its
+model, to the models its role may manage: ``keep_models`` (the newest N) and
+``keep_days`` (younger than D days); a model is kept when either keeps it, and
+the active one, the one a rollback restores and pinned ones always stay.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import json
 import math
 
 from . import errors, inference, quality
-from .catalog import REGISTRY
+from .catalog import REGISTRY, RETENTION
 from .errors import Refusal
 
 CHECKS = ("min_train_sold", "min_oof_auc", "min_eval_auc", "max_auc_drop")
@@ -31,18 +36,22 @@ CHECKS = ("min_train_sold", "min_oof_auc", "min_eval_auc", "max_auc_drop")
 def parse(doc: str) -> dict:
     """A gate given as a JSON object of checks, each name and value checked."""
     gate = json.loads(doc)
-    unknown = sorted(set(gate) - set(CHECKS))
+    unknown = sorted(set(gate) - set(CHECKS) - set(RETENTION))
     if unknown:
-        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"unknown gate check: {', '.join(unknown)}",
-                      hint=f"The checks: {', '.join(CHECKS)}.")
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"unknown policy: {', '.join(unknown)}",
+                      hint=f"The gate's checks: {', '.join(CHECKS)}; retention: {', '.join(RETENTION)}.")
     for name, value in gate.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise Refusal(errors.INVALID_PARAMETER_VALUE, f"gate check {name} must be a finite number, got {value!r}")
+            raise Refusal(errors.INVALID_PARAMETER_VALUE, f"policy {name} must be a finite number, got {value!r}")
+        if name in RETENTION and (value < 0 or (name == "keep_models" and value != int(value))):
+            raise Refusal(errors.INVALID_PARAMETER_VALUE,
+                          f"policy {name} must be {'a whole number' if name == 'keep_models' else 'a number'} "
+                          f">= 0, got {value!r}")
     return {name: float(value) for name, value in gate.items()}
 
 
 def policy(plpy) -> dict:
-    """The checks an activating fit must pass (ml.woe_anchor_policy), read with the caller's rights."""
+    """The policy (ml.woe_anchor_policy): the gate's checks and the retention, read with the caller's rights."""
     return parse(json.dumps({r["name"]: r["value"] for r in plpy.execute("SELECT name, value FROM ml.woe_anchor_policy")}))
 
 

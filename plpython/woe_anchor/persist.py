@@ -23,7 +23,7 @@ import uuid
 
 from . import errors, passes, schemas
 from .errors import Refusal
-from .catalog import CUTS, MAPS, REGISTRY, SCORES
+from .catalog import CUTS, MAPS, REGISTRY, RETENTION, SCORES
 from .sqlgen import quote_ident, quote_literal
 
 # registry columns a fit reports (the rest are set here), with their SQL types
@@ -155,8 +155,17 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
             "INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, action, reason) "
             f"SELECT $1, (SELECT model_key FROM {REGISTRY} WHERE is_active), $2, 'refused', $3::jsonb",
             ["name", "text", "text"]), [who, key, reason])
+    # the retention policy, over the models this role may manage (the new one is the newest)
+    keep = {r["name"]: r["value"] for r in plpy.execute("SELECT name, value FROM ml.woe_anchor_policy")
+            if r["name"] in RETENTION}
+    pruned = []
+    if keep:
+        pruned = [dict(r) for r in plpy.execute(plpy.prepare(
+            "SELECT * FROM woe_anchor_internal.prune_models($1, $2, $3)", ["name", "int", "float8"]),
+            [who, int(keep.get("keep_models", 0)), keep.get("keep_days")])]
     return json.dumps({"model_key": key, "model_id": model_id, "activated": activate,
-                       "left_on_shards": left_on_shards})
+                       "left_on_shards": left_on_shards + [r for r in pruned if r["server"] is not None],
+                       "pruned": sorted({r["model_key"] for r in pruned})})
 
 
 def exists(key) -> Refusal:

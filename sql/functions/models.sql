@@ -181,20 +181,33 @@ RETURNS TABLE (model_key text, fitted_by name, server name, remote_table text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    who name := woe_anchor_internal.caller(ticket);
 BEGIN
     IF keep IS NULL OR keep < 0 THEN
         RAISE EXCEPTION 'keep must be 0 or more, got %', keep USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    RETURN QUERY SELECT * FROM woe_anchor_internal.prune_models(woe_anchor_internal.caller(ticket), keep, NULL);
+END
+$$;
+
+-- Deletes the models role `who` may manage that nothing keeps: not among the newest `keep` of
+-- them, not younger than `keep_days` days (NULL: no age rule), not active, not the one a rollback
+-- restores, not pinned; returns them with their shard tables. Internal: ml.woe_anchor_prune and,
+-- with the retention policy, every fit's persist call it as the extension's owner.
+CREATE FUNCTION woe_anchor_internal.prune_models(who name, keep int, keep_days float8)
+RETURNS TABLE (model_key text, fitted_by name, server name, remote_table text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
     RETURN QUERY SELECT * FROM woe_anchor_internal.delete_models(ARRAY(
         SELECT m.model_key FROM (
-            SELECT r.model_key, r.is_active,
+            SELECT r.model_key, r.is_active, r.created_at,
                    row_number() OVER (ORDER BY r.created_at DESC, r.model_id DESC) AS newest
             FROM ml.woe_anchor_model_registry_v1 AS r
             WHERE woe_anchor_internal.may_manage(who, r.fitted_by)) AS m
         WHERE NOT m.is_active AND m.newest > keep
+          AND (keep_days IS NULL OR m.created_at < now() - make_interval(secs => keep_days * 86400))
           AND m.model_key IS DISTINCT FROM woe_anchor_internal.previous_model()
           AND NOT EXISTS (SELECT FROM ml.woe_anchor_model_notes AS n WHERE n.model_key = m.model_key AND n.pinned)));
 END
@@ -335,6 +348,7 @@ COMMENT ON FUNCTION ml.woe_anchor_activate(text) IS 'Make this WOE anchor model 
 COMMENT ON FUNCTION woe_anchor_internal.delete_models(text[]) IS 'woe_anchor internal: deletes models, returning their shard tables';
 COMMENT ON FUNCTION woe_anchor_internal.drop_model(uuid, text) IS 'woe_anchor internal: drops a model the ticket''s role may manage';
 COMMENT ON FUNCTION woe_anchor_internal.prune(uuid, int) IS 'woe_anchor internal: prunes the models the ticket''s role may manage';
+COMMENT ON FUNCTION woe_anchor_internal.prune_models(name, int, float8) IS 'woe_anchor internal: deletes the models of a role that nothing keeps';
 COMMENT ON FUNCTION woe_anchor_internal.drop_shard_table_of(text, name, name, text) IS
     'woe_anchor internal: drops a dropped model''s shard table when the caller wrote it, else warns';
 COMMENT ON FUNCTION ml.woe_anchor_drop_model(text) IS 'Drop a WOE anchor model and all its artifacts; true if it existed';
