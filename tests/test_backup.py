@@ -39,6 +39,7 @@ ARTIFACT_QUERIES = {
     "notes": "SELECT * FROM ml.woe_anchor_model_notes ORDER BY model_key",
     "realized": "SELECT * FROM ml.woe_anchor_realized ORDER BY model_key, week",
     "alerts": "SELECT * FROM ml.woe_anchor_alerts ORDER BY id",
+    "psi": "SELECT * FROM ml.woe_anchor_psi ORDER BY model_key, at, band_name",
     "row_fn": "SELECT ml.woe_anchor_p(l) FROM bk_src AS l ORDER BY generation, listing_id, t0",
 }
 
@@ -84,8 +85,8 @@ def test_dump_and_restore_keep_every_model(server, source_db, tmp_path, form):
     assert len(before["registry"]) == 3 and len(before["partitions"]) == 3
     assert [v[0] for v in before["band_schemas"]] == [1, 2]
     assert all(p[2] == 1 for p in before["partitions"]), "each partition has its primary key"
-    assert all(before[name] for name in ("activations", "policy", "notes", "realized", "alerts")), \
-        {name: len(before[name]) for name in ("activations", "policy", "notes", "realized", "alerts")}
+    kept = ("activations", "policy", "notes", "realized", "alerts", "psi")
+    assert all(before[name] for name in kept), {name: len(before[name]) for name in kept}
     target = f"{name}_restored"
     restored = install.fresh_database(server, target, extension=False)
     env, dump = _env(server), tmp_path / "woe.dump"

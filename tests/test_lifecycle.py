@@ -236,6 +236,8 @@ def test_monitor_records_weeks_and_alerts_a_planted_drift_by_notify(conn, dsn, l
     assert sent["model_key"] == key and any(a["kind"] == "drift" and a["subject"] == "cond" for a in sent["alerts"])
     recorded = conn.execute("SELECT kind, subject, by_role FROM ml.woe_anchor_alerts WHERE model_key = %s", [key]).fetchall()
     assert ("drift", "cond", "postgres") in recorded
+    psi = dict(conn.execute("SELECT band_name, psi FROM ml.woe_anchor_psi WHERE model_key = %s", [key]).fetchall())
+    assert len(psi) == 10 and psi["cond"] == next(v for k, s, v, _ in alerts if (k, s) == ("drift", "cond"))
     weeks = conn.execute("SELECT count(*) FROM ml.woe_anchor_realized WHERE model_key = %s", [key]).fetchone()[0]
     conn.execute("SELECT * FROM ml.woe_anchor_monitor('lc_src', channel => NULL)")
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_realized WHERE model_key = %s", [key]).fetchone()[0] == weeks

@@ -130,6 +130,17 @@ def test_compare_gives_both_models_figures_on_the_same_rows(conn):
     assert got["auc"][4] == pytest.approx(math.erfc(abs(want_a - want_b) / np.sqrt(var) / math.sqrt(2)), rel=1e-9)
     loss_a, loss_b = log_loss(logits[a], y), log_loss(logits[b], y)
     assert got["logloss"][:3] == pytest.approx((loss_a, loss_b, loss_a - loss_b), rel=1e-9)
+    # per band: each model's IV as recorded, and the largest difference of their final WOE
+    maps = {key: {(band, value): woe for band, value, woe in conn.execute(
+        "SELECT band_name, band_value, woe FROM ml.woe_anchor_map_v1 WHERE model_key = %s AND fold_id IS NULL", [key])}
+        for key in (a, b)}
+    quality = {key: conn.execute("SELECT band_quality FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
+                                 [key]).fetchone()[0] for key in (a, b)}
+    for band in quality[a]:
+        shared = maps[a].keys() & maps[b].keys()
+        assert got[f"max woe difference {band}"][2] == max(abs(maps[a][k] - maps[b][k]) for k in shared if k[0] == band)
+        assert got[f"iv {band}"][:3] == (quality[a][band]["iv"], quality[b][band]["iv"],
+                                        quality[a][band]["iv"] - quality[b][band]["iv"])
     with pytest.raises(psycopg.errors.NoDataFound, match="both classes"):
         conn.execute("SELECT * FROM ml.woe_anchor_compare(%s, %s, 'cmp_src', %s, %s)",
                      [a, b, cases.to_datetime(0), cases.to_datetime(1)])

@@ -160,3 +160,27 @@ def test_bands_share_one_scale_and_show_their_cut_points_rates_and_iv(conn, dsn,
     assert abs(sum(ivs) - quality["cond"]["iv"]) < 5e-4 * len(ivs)
     for label in ("eps", "slow21 threshold (hours)", "learned from duration (hours)"):
         assert f"<th>{label}</th>" in html
+
+
+def test_report_shows_what_monitoring_recorded(conn, dsn, report_model, tmp_path):
+    """Notes, PSI per band per monitor run, realized performance per week, alerts and activations:
+    each recorded value is on the page."""
+    key = "report monitored"
+    fit(conn, "report_src", model_key=key, replace=True)
+    try:
+        conn.execute("SELECT ml.woe_anchor_annotate(%s, 'watched <closely>', ARRAY['night'], true)", [key])
+        conn.execute("SELECT * FROM ml.woe_anchor_monitor('report_src', %s, window_days => 3650, psi_limit => 1e-6, "
+                     "channel => NULL)", [key])
+        html = _write(dsn, tmp_path, key)
+        text = unescape(re.sub(r"<[^>]+>", " ", html))
+        assert "watched <closely>" in text and "<closely>" not in html, "notes, escaped"
+        psi = conn.execute("SELECT band_name, psi FROM ml.woe_anchor_psi WHERE model_key = %s", [key]).fetchall()
+        assert len(psi) == 10
+        for band, value in psi:
+            assert re.search(rf"{band}\s+{value:.4f}", text), band
+        weeks = conn.execute("SELECT week::text, n_rows, auc FROM ml.woe_anchor_realized WHERE model_key = %s",
+                             [key]).fetchall()
+        assert weeks and all(re.search(rf"{w}\s+{n}\s+\d+\s+{a:.4f}", text) for w, n, a in weeks if a is not None)
+        assert text.count("drift") >= 1 and "Activations" in text and "activate" in text
+    finally:
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])

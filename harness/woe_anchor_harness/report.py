@@ -1,8 +1,10 @@
-"""One self-contained HTML page about a stored model, from its artifacts alone.
+"""One self-contained HTML page about a stored model, from what the database holds.
 
 Nothing is re-scored: the registry row (quality, score bins), the schema's
 band values (``ml.woe_anchor_model_bands``) and the final and per-fold map
-rows hold everything the page shows.
+rows give the model; its notes, its activations, and what ml.woe_anchor_monitor
+recorded (PSI per band per run, realized performance per week, alerts) give
+its life since.
 """
 from __future__ import annotations
 
@@ -24,6 +26,19 @@ LEFT JOIN LATERAL (SELECT array_agg(x.woe ORDER BY x.fold_id) AS folds FROM ml.w
                      AND x.band_name = b.band_name AND x.band_value = b.band_value) AS f ON true
 ORDER BY b.band_position, b.value_position
 """
+MONITORING_SQL = {
+    "notes": "SELECT description, array_to_string(tags, ', '), pinned FROM ml.woe_anchor_model_notes "
+             "WHERE model_key = %(key)s",
+    "activations": "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), by_role, action, from_model, to_model "
+                   "FROM ml.woe_anchor_activations WHERE %(key)s IN (from_model, to_model) ORDER BY id",
+    "psi": "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), band_name, psi FROM ml.woe_anchor_psi "
+           "WHERE model_key = %(key)s ORDER BY at, band_name",
+    "realized": "SELECT week::text, n_rows, n_slow21, auc, logloss, mean_p, observed_rate FROM ml.woe_anchor_realized "
+                "WHERE model_key = %(key)s ORDER BY week",
+    "alerts": "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), kind, subject, value, threshold "
+              "FROM ml.woe_anchor_alerts WHERE model_key = %(key)s ORDER BY id",
+}
+PSI_RUNS = 12  # the latest monitor runs the PSI table shows
 SETS = (("oof", "OOF (train)"), ("insample", "in-sample (train)"), ("eval", "eval, 7 days after cutoff"))
 
 CSS = """
@@ -55,7 +70,8 @@ def fetch(conn, key: str) -> dict:
         band = bands.setdefault(name, {"name": name, "subset": subset, "values": []})
         band["values"].append({"value": value, "woe": woe, "n_rows": n_rows, "pos": pos, "neg": neg,
                                "folds": list(folds), "rule": limits.get((name, value), "")})
-    return {"registry": registry, "bands": list(bands.values())}
+    monitoring = {name: conn.execute(sql, {"key": key}).fetchall() for name, sql in MONITORING_SQL.items()}
+    return {"registry": registry, "bands": list(bands.values()), **monitoring}
 
 
 def cut_points(band_schema: dict, thresholds: dict) -> dict:
@@ -96,8 +112,8 @@ def render(data: dict, generated_at: datetime | None = None) -> str:
              f"<p class='muted'>{'active' if r['is_active'] else 'not active'} · fitted "
              f"{esc(r['created_at'])} from {esc(r['source_relation'])} · report written "
              f"{esc(generated_at.strftime('%Y-%m-%d %H:%M UTC'))}</p>",
-             _summary(r), "<h2>Quality</h2>", _quality(r), _score_sections(r),
-             "<h2>Bands</h2>", _band_table(r, data["bands"])]
+             _summary(r, data.get("notes")), "<h2>Quality</h2>", _quality(r), _score_sections(r),
+             "<h2>Monitoring</h2>", _monitoring(data), "<h2>Bands</h2>", _band_table(r, data["bands"])]
     # one WOE scale for every band: a ±0.1 band looks weaker than a ±0.6 one
     reach = max([abs(w) for band in data["bands"] for v in band["values"]
                  for w in [v["woe"], *v["folds"]] if w is not None] + [0.1])
@@ -112,8 +128,42 @@ def render(data: dict, generated_at: datetime | None = None) -> str:
             f"<body>{''.join(parts)}</body></html>")
 
 
-def _summary(r: dict) -> str:
-    items = [("train cutoff", r["train_cutoff_ts"]), ("TRAIN SOLD rows", f"{r['n_train_sold']:,}"),
+def _rows(header: list[str], rows, formats) -> str:
+    """A table of ``rows``; ``formats`` turns each cell into text (None: as it is)."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(
+        f"<td class='num'>{esc(f(v))}</td>" if f else f"<td>{esc('' if v is None else v)}</td>"
+        for v, f in zip(row, formats)) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _monitoring(data: dict) -> str:
+    """PSI per band over the latest monitor runs, realized performance per week, alerts, activations."""
+    number = lambda digits: (lambda v: "" if v is None else fmt(v, digits))  # noqa: E731
+    parts = []
+    runs = sorted({at for at, _, _ in data.get("psi", [])})[-PSI_RUNS:]
+    if runs:
+        psi = {(at, band): value for at, band, value in data["psi"]}
+        bands = sorted({band for _, band, _ in data["psi"]})
+        parts.append("<h3>PSI per band (stable below 0.1, moderate to 0.25, major above)</h3>"
+                     + _rows(["band", *runs], [[band, *(psi.get((at, band)) for at in runs)] for band in bands],
+                             [None, *[number(4)] * len(runs)]))
+    if data.get("realized"):
+        parts.append("<h3>Realized performance per week of settled listings</h3>"
+                     + _rows(["week", "rows", "slow21", "AUC", "log loss", "mean predicted", "observed rate"],
+                             data["realized"], [None, str, str, number(4), number(4), number(4), number(4)]))
+    if data.get("alerts"):
+        parts.append("<h3>Alerts</h3>" + _rows(["at (UTC)", "kind", "subject", "value", "threshold"], data["alerts"],
+                                               [None, None, None, number(4), number(4)]))
+    if data.get("activations"):
+        parts.append("<h3>Activations</h3>" + _rows(["at (UTC)", "by", "action", "from", "to"], data["activations"],
+                                                    [None] * 5))
+    return "".join(parts) or ("<p class='muted'>Nothing recorded yet: ml.woe_anchor_monitor records drift and "
+                              "realized performance; activations are logged as they happen.</p>")
+
+
+def _summary(r: dict, notes=None) -> str:
+    items = [*_note_items(notes), ("train cutoff", r["train_cutoff_ts"]), ("TRAIN SOLD rows", f"{r['n_train_sold']:,}"),
              ("learned rows", f"{r['n_learned']:,}"), ("days / folds with rows", f"{r['n_days']} / {r['n_folds_with_rows']}"),
              ("out-of-fold", "yes" if r["oof"] else "no (in-sample scores)"),
              ("base rate / base logit", f"{fmt(r['base_rate'], 4)} / {fmt(r['base_logit'], 4)}"),
@@ -124,6 +174,13 @@ def _summary(r: dict) -> str:
              ("extension / code", f"{r['extension_version']} / {str(r['code_sha256'])[:12]}")]
     cells = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in items)
     return f"<table>{cells}</table>"
+
+
+def _note_items(notes) -> list[tuple[str, str]]:
+    if not notes:
+        return []
+    description, tags, pinned = notes[0]
+    return [("description", description or ""), ("tags", tags or ""), ("pinned", "yes" if pinned else "no")]
 
 
 def _quality(r: dict) -> str:

@@ -185,7 +185,30 @@ def compare(plpy, key_a: str, key_b: str, source_oid, start, end) -> list[tuple]
     return [("rows", float(len(y)), float(len(y)), None, None, None),
             ("slow21 rows", float(y.sum()), float(y.sum()), None, None, None),
             paired("auc", auc_a, auc_b, auc_se),
-            paired("logloss", float(loss_a.mean()), float(loss_b.mean()), loss_se)]
+            paired("logloss", float(loss_a.mean()), float(loss_b.mean()), loss_se),
+            *_band_differences(plpy, key_a, key_b)]
+
+
+_BAND_DIFFERENCES_SQL = f"""
+SELECT band, (ra.band_quality -> band ->> 'iv')::float8 AS iv_a, (rb.band_quality -> band ->> 'iv')::float8 AS iv_b,
+       (SELECT max(abs(a.woe - b.woe)) FROM {MAPS} AS a JOIN {MAPS} AS b USING (band_name, band_value)
+        WHERE a.model_key = $1 AND b.model_key = $2 AND a.fold_id IS NULL AND b.fold_id IS NULL
+          AND a.band_name = band) AS max_woe_difference
+FROM {REGISTRY} AS ra, {REGISTRY} AS rb, jsonb_object_keys(ra.band_quality) AS band
+WHERE ra.model_key = $1 AND rb.model_key = $2 AND rb.band_quality ? band
+ORDER BY band
+"""
+
+
+def _band_differences(plpy, key_a: str, key_b: str) -> list[tuple]:
+    """Per band both models have: its information value in each ('iv <band>', a, b, a - b), and the
+    largest difference of their final WOE over the values both stored ('max woe difference <band>')."""
+    out = []
+    for r in plpy.execute(plpy.prepare(_BAND_DIFFERENCES_SQL, ["text", "text"]), [key_a, key_b]):
+        if r["iv_a"] is not None and r["iv_b"] is not None:
+            out.append((f"iv {r['band']}", r["iv_a"], r["iv_b"], r["iv_a"] - r["iv_b"], None, None))
+        out.append((f"max woe difference {r['band']}", None, None, r["max_woe_difference"], None, None))
+    return out
 
 
 def reasons_sql(plpy, source_oid, key: str | None) -> str:

@@ -128,19 +128,15 @@ def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: fl
     model = load_model(plpy, key)
     now = plpy.execute("SELECT now()::text AS now, (now() - make_interval(secs => %s))::text AS start"
                        % float_lit(window_days * 86400.0))[0]
-    alerts = []
-    seen = set()
-    for band, _, _, _, _, _, _, band_psi, _, _ in drift(plpy, source_oid, now["start"], now["now"], model.key):
-        if band not in seen and band_psi > psi_limit:
-            alerts.append(("drift", band, band_psi, psi_limit))
-        seen.add(band)
+    psi = {r[0]: r[7] for r in drift(plpy, source_oid, now["start"], now["now"], model.key)}
+    alerts = [("drift", band, value, psi_limit) for band, value in psi.items() if value > psi_limit]
     oof_auc = plpy.execute(plpy.prepare(f"SELECT coalesce(oof_auc, insample_auc) AS a FROM {REGISTRY} "
                                         "WHERE model_key = $1", ["text"]), [model.key])[0]["a"]
     weeks = realized(plpy, source_oid, model.key, None)
     for week, n, _, auc, *_ in weeks:
         if n >= min_rows and auc is not None and oof_auc is not None and auc < oof_auc - auc_drop:
             alerts.append(("realized_auc", week, auc, oof_auc - auc_drop))
-    payload = {"model_key": model.key, "channel": channel,
+    payload = {"model_key": model.key, "channel": channel, "window_days": window_days, "psi": psi,
                "weeks": [dict(zip(("week", "rows", "slow21_rows", "auc", "logloss", "mean_p", "observed_rate"), w))
                          for w in weeks],
                "alerts": [dict(zip(("kind", "subject", "value", "threshold"), a)) for a in alerts]}

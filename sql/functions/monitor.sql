@@ -80,21 +80,24 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     who name := woe_anchor_internal.caller(ticket);
-    key text := run ->> 'model_key';
+    model text := run ->> 'model_key';
 BEGIN
     INSERT INTO ml.woe_anchor_realized AS h (model_key, week, n_rows, n_slow21, auc, logloss, mean_p, observed_rate,
                                              recorded_by)
-    SELECT key, w.week, w.rows, w.slow21_rows, w.auc, w.logloss, w.mean_p, w.observed_rate, who
+    SELECT model, w.week, w.rows, w.slow21_rows, w.auc, w.logloss, w.mean_p, w.observed_rate, who
     FROM jsonb_to_recordset(run -> 'weeks') AS w (week date, rows bigint, slow21_rows bigint, auc float8,
                                                   logloss float8, mean_p float8, observed_rate float8)
     ON CONFLICT (model_key, week) DO UPDATE SET n_rows = EXCLUDED.n_rows, n_slow21 = EXCLUDED.n_slow21,
         auc = EXCLUDED.auc, logloss = EXCLUDED.logloss, mean_p = EXCLUDED.mean_p,
         observed_rate = EXCLUDED.observed_rate, recorded_by = who, recorded_at = now();
+    INSERT INTO ml.woe_anchor_psi (model_key, at, window_days, band_name, psi, recorded_by)
+    SELECT model, now(), (run ->> 'window_days')::float8, b.key, (b.value #>> '{}')::float8, who
+    FROM jsonb_each(run -> 'psi') AS b;
     INSERT INTO ml.woe_anchor_alerts (by_role, model_key, kind, subject, value, threshold)
-    SELECT who, key, a.kind, a.subject, a.value, a.threshold
+    SELECT who, model, a.kind, a.subject, a.value, a.threshold
     FROM jsonb_to_recordset(run -> 'alerts') AS a (kind text, subject text, value float8, threshold float8);
     IF run ->> 'channel' IS NOT NULL AND jsonb_array_length(run -> 'alerts') > 0 THEN
-        PERFORM pg_notify(run ->> 'channel', jsonb_build_object('model_key', key, 'alerts', run -> 'alerts')::text);
+        PERFORM pg_notify(run ->> 'channel', jsonb_build_object('model_key', model, 'alerts', run -> 'alerts')::text);
     END IF;
 END
 $$;
@@ -102,7 +105,8 @@ $$;
 -- Checks a model (default: the active one) against the source: drift of the last `window_days`
 -- (an alert per band whose PSI exceeds `psi_limit`) and realized performance since its cutoff
 -- (recorded in ml.woe_anchor_realized; an alert per week of at least `min_rows` settled rows whose
--- AUC falls more than `auc_drop` below the model's OOF AUC). Alerts go to ml.woe_anchor_alerts and,
+-- AUC falls more than `auc_drop` below the model's OOF AUC); each band's PSI is recorded in
+-- ml.woe_anchor_psi. Alerts go to ml.woe_anchor_alerts and,
 -- at commit, to NOTIFY `channel` (NULL: none). Returns them. Schedule it with pg_cron.
 CREATE FUNCTION ml.woe_anchor_monitor(source regclass, model_key text DEFAULT NULL, window_days float8 DEFAULT 7,
                                       psi_limit float8 DEFAULT 0.25, auc_drop float8 DEFAULT 0.05,

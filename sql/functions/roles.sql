@@ -48,6 +48,7 @@ BEGIN
                        'ml.woe_anchor_map_v1, ml.woe_anchor_scores_v1, ml.woe_anchor_shard_scores, '
                        'ml.woe_anchor_band_schemas, ml.woe_anchor_bands, ml.woe_anchor_views, ml.woe_anchor_activations, '
                        'ml.woe_anchor_policy, ml.woe_anchor_model_notes, ml.woe_anchor_realized, ml.woe_anchor_alerts, '
+                       'ml.woe_anchor_psi, '
                        'ml.woe_anchor_activation_hooks TO %s', who);
         FOR routine IN SELECT p.oid FROM pg_proc AS p
                        WHERE p.pronamespace IN ('ml'::regnamespace, 'woe_anchor_internal'::regnamespace)

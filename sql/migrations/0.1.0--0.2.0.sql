@@ -97,6 +97,19 @@ COMMENT ON TABLE ml.woe_anchor_realized IS
     'woe_anchor: realized AUC, log loss and calibration per week of settled listings (ml.woe_anchor_monitor)';
 SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_realized', '');
 
+-- Each band's PSI at each ml.woe_anchor_monitor run (its window ending at `at`).
+CREATE TABLE ml.woe_anchor_psi (
+    model_key    text NOT NULL REFERENCES ml.woe_anchor_model_registry_v1 (model_key) ON DELETE CASCADE,
+    at           timestamptz NOT NULL,
+    window_days  float8 NOT NULL,
+    band_name    text NOT NULL,
+    psi          float8 NOT NULL,
+    recorded_by  name NOT NULL,
+    PRIMARY KEY (model_key, at, band_name)
+);
+COMMENT ON TABLE ml.woe_anchor_psi IS 'woe_anchor: each band''s PSI at each monitor run (ml.woe_anchor_monitor)';
+SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_psi', '');
+
 -- What ml.woe_anchor_monitor found past its thresholds: a band's PSI, a week's realized AUC. Kept
 -- after their model goes.
 CREATE TABLE ml.woe_anchor_alerts (
