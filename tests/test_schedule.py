@@ -124,3 +124,53 @@ def test_scheduling_from_another_database_without_dblink_says_where_to_install_i
             assert "call this function in database" not in err.value.diag.message_hint
     finally:
         install.drop_database(server, name)
+
+
+def test_scheduled_runs_obey_the_policy_and_a_scheduled_monitor_alerts(conn, dsn, cron):
+    """pg_cron runs a trainer's fit under an activation policy that refuses it and a retention that
+    keeps one model, and an administrator's ml.woe_anchor_monitor job that raises alerts: the model is
+    stored but not active, the refusal is logged for the trainer, only the trainer's own unpinned
+    older model is pruned, and the alerts are recorded and heard by NOTIFY."""
+    cron_conn, (fit_job, _, _), trainer = cron
+    monitor_job = f"woe_monitor_{os.getpid()}"
+    cases.load(conn, "sched_pol", cases.make_rows(seed=96, n=1500))
+    conn.execute(f"GRANT SELECT ON sched_pol TO {trainer}")
+    active_before = artifacts.active_keys(conn)
+    conn.execute(f"SET ROLE {trainer}")
+    old = fit(conn, "sched_pol", model_key="sched_pol_old", activate=False)
+    kept = fit(conn, "sched_pol", model_key="sched_pol_pinned", activate=False)
+    conn.execute("SELECT ml.woe_anchor_annotate(%s, pinned => true)", [kept])
+    conn.execute("RESET ROLE")
+    conn.execute("SELECT ml.woe_anchor_set_policy('min_oof_auc', 0.999), ml.woe_anchor_set_policy('keep_models', 1)")
+    try:
+        conn.execute(f"SET ROLE {trainer}")
+        job = conn.execute("SELECT ml.schedule_woe_anchor_fit(%s, '* * * * *', 'sched_pol', n_folds => 2)",
+                           [fit_job]).fetchone()[0]
+        conn.execute("RESET ROLE")
+        command = (f"SELECT count(*) FROM ml.woe_anchor_monitor('public.sched_pol', '{kept}', window_days => 3650, "
+                   "psi_limit => 1e-9, channel => 'sched_alerts')")
+        watch = cron_conn.execute("SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s)",
+                                  [monitor_job, command, conn.info.dbname]).fetchone()[0]
+        with psycopg.connect(dsn, autocommit=True) as listener:
+            listener.execute("LISTEN sched_alerts")
+            deadline = time.monotonic() + 150
+            while len({r[0] for r in _finished_runs(cron_conn, [job, watch])}) < 2 and time.monotonic() < deadline:
+                time.sleep(2)
+            heard = next(listener.notifies(timeout=5, stop_after=1), None)
+        runs = {jobid: (status, message) for jobid, status, message in _finished_runs(cron_conn, [job, watch])}
+        assert runs.get(job, ("",))[0] == "succeeded" and runs.get(watch, ("",))[0] == "succeeded", runs
+        stored = {r[0]: r[1] for r in conn.execute(
+            "SELECT model_key, is_active FROM ml.woe_anchor_model_registry_v1 WHERE fitted_by = %s", [trainer])}
+        new = [k for k in stored if k not in (old, kept)]
+        assert len(new) >= 1 and not any(stored.values()), "stored, none activated"
+        assert old not in stored and kept in stored, "retention: the newest, and the pinned one"
+        assert artifacts.active_keys(conn) == active_before
+        refused = conn.execute("SELECT by_role, to_model FROM ml.woe_anchor_activations WHERE action = 'refused' "
+                               "AND to_model = ANY(%s)", [new]).fetchall()
+        assert refused and all(by == trainer for by, _ in refused)
+        assert heard is not None and heard.channel == "sched_alerts"
+        assert conn.execute("SELECT count(*) FROM ml.woe_anchor_alerts WHERE model_key = %s AND by_role = 'postgres'",
+                            [kept]).fetchone()[0] >= 1
+    finally:
+        cron_conn.execute("SELECT cron.unschedule(%s)", [monitor_job])
+        conn.execute("DELETE FROM ml.woe_anchor_policy")
