@@ -19,7 +19,8 @@ For each size N it generates N listings inside the server. Then it measures, in 
 * the trainer-style client and the best-effort client (bench/clients.py),
   up to --client-cap rows;
 * at 1M rows, scoring every row through ml.woe_anchor_score against a plain
-  SELECT of the same rows joined to ten small lookup tables;
+  SELECT of the same rows joined to ten small lookup tables, and drift and
+  realized performance over the whole table against that scoring pass;
 * with --sharded N: N rows sharded by generation over two extra local
   clusters (postgres_fdw partitions), the fit against the same rows in one
   table, and how many values the shards sent back.
@@ -130,6 +131,19 @@ def scoring(conn, table, key):
     return fn, joins
 
 
+def monitoring(conn, table, key):
+    """Seconds for drift and for realized performance over every row of the table (the widest
+    window), against one scoring pass of the same rows (median of 3 each)."""
+    start, end = conn.execute(f"SELECT min(t0), max(t0) + interval '1 second' FROM {table}").fetchone()
+    queries = {
+        "scoring": ("SELECT count(*), sum(woe_logit) FROM ml.woe_anchor_score(%s, %s)", [table, key]),
+        "drift": ("SELECT count(*) FROM ml.woe_anchor_drift(%s, %s, %s, %s)", [table, start, end, key]),
+        "realized": ("SELECT count(*) FROM ml.woe_anchor_realized(%s, %s, %s)", [table, key, start]),
+    }
+    return {name: statistics.median(timed(lambda: conn.execute(q, args).fetchone())[0] for _ in range(3))
+            for name, (q, args) in queries.items()}
+
+
 def floor(conn, table, key=FLOOR_KEY):
     conn.execute("DROP TABLE IF EXISTS bench_floor")
     with conn.transaction():
@@ -185,6 +199,7 @@ def run(args, srv, out: str) -> None:
             r.update({name: statistics.median(v) for name, v in r["samples"].items() if v})
             if n == 1_000_000:
                 r["score_fn"], r["score_joins"] = scoring(conn, table, f"bench_{n}")
+                r["monitoring"] = monitoring(conn, table, f"bench_{n}")
             if n <= args.client_cap:
                 conn.execute("DROP TABLE IF EXISTS bench_trainer_scores")
                 r["trainer"], _ = timed(lambda: clients.trainer_style(dsn, table, f"trainer_{n}"))
@@ -266,6 +281,11 @@ def _report(rows, version, sharded=None):
         r = by_n[1_000_000]
         out.append(f"\nScoring 1M rows: ml.woe_anchor_score {r['score_fn']:.2f} s; plain SELECT joined to ten "
                    f"small lookup tables {r['score_joins']:.2f} s (ratio {r['score_fn'] / r['score_joins']:.2f}).")
+    if "monitoring" in by_n.get(1_000_000, {}):
+        m = by_n[1_000_000]["monitoring"]
+        out.append(f"\nMonitoring 1M rows (the whole table as the window, medians of 3): scoring "
+                   f"{m['scoring']:.2f} s; ml.woe_anchor_drift {m['drift']:.2f} s ({m['drift'] / m['scoring']:.2f}x); "
+                   f"ml.woe_anchor_realized {m['realized']:.2f} s ({m['realized'] / m['scoring']:.2f}x).")
     if sharded:
         r = sharded
         out.append(f"\nSharded: {r['n']:,} rows on two postgres_fdw shards (loopback clusters on this machine), "

@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from . import bands, errors, passes, quality, source, woe
+from . import bands, errors, packs, passes, quality, source, woe
 from .catalog import MAPS, REGISTRY
 from .errors import Refusal
 from .inference import final_rows, load_model
@@ -58,15 +58,26 @@ def drift(plpy, source_oid, start, end, key: str | None) -> list[tuple]:
     src = source.resolve(plpy, source_oid, model.schema, labels=False)
     bound = plpy.prepare(f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"])
     start, end = (quote_literal(plpy.execute(bound, [x])[0]["t"]) + "::timestamptz" for x in (start, end))
-    c = Compiler(model.schema, src.reads, model.learned)
-    values = ", ".join(f"({i}, {c.band(band, as_label=True)})" for i, band in enumerate(model.schema.bands))
-    window = {}
+    # one banding pass: rows per combination of each pack, decoded into rows per band value (a
+    # pack's slot past its labels is NULL: no value)
+    plan = packs.plan(model.schema)
+    combos = passes.combinations_sql(Compiler(model.schema, src.reads, model.learned), plan)
+    counts = [np.zeros(pack.size, dtype=np.int64) for pack in plan]
+    grouped = ", ".join(f"GROUPING(r.c{j}) = 0" for j in range(len(plan)))
     for r in plpy.execute(f"""
-SELECT u.band, u.band_value, count(*) AS n
-FROM {src.qualified} AS s CROSS JOIN LATERAL (VALUES {values}) AS u (band, band_value)
-WHERE s.t0 >= {start} AND s.t0 < {end} AND u.band_value IS NOT NULL
-GROUP BY 1, 2"""):
-        window[(r["band"], r["band_value"])] = int(r["n"])
+SELECT array_position(ARRAY[{grouped}], true) - 1 AS pack,
+       coalesce({', '.join(f'r.c{j}' for j in range(len(plan)))}) AS combination, count(*) AS n
+FROM (SELECT {', '.join(f'{c} AS c{j}' for j, c in enumerate(combos))}
+      FROM {src.qualified} AS s WHERE s.t0 >= {start} AND s.t0 < {end}) AS r
+GROUP BY GROUPING SETS ({', '.join(f'(r.c{j})' for j in range(len(plan)))})"""):
+        counts[r["pack"]][r["combination"]] = int(r["n"])
+    window = {}
+    for pack, n in zip(plan, counts):
+        for i, codes in zip(pack.bands, pack.codes(np.arange(pack.size))):
+            labels = model.schema.bands[i].labels
+            for code, rows in zip(codes.tolist(), n.tolist()):
+                if rows and code < len(labels):
+                    window[(i, labels[code])] = window.get((i, labels[code]), 0) + rows
     trained = {(r["band_name"], r["band_value"]): int(r["n_rows"]) for r in plpy.execute(plpy.prepare(
         f"SELECT band_name, band_value, n_rows FROM {MAPS} WHERE model_key = $1 AND fold_id IS NULL",
         ["text"]), [model.key])}
@@ -100,12 +111,17 @@ def realized(plpy, source_oid, key: str | None, since) -> list[tuple]:
     rows = final_rows(plpy, model, src, where=settled,
                       extra=((passes.label_sql(src.reads, model.slow_threshold_hours), "y"), (week, "week")))
     out = []
-    for r in plpy.execute(f"SELECT q.week::text AS week, array_agg(q.l ORDER BY q.l) AS l, "
-                          f"array_agg(q.y ORDER BY q.l) AS y FROM ({rows}) AS q GROUP BY q.week ORDER BY q.week"):
-        logit, y = np.asarray(r["l"], dtype=np.float64), np.asarray(r["y"], dtype=bool)
-        groups = quality.merged(logit, y.astype(np.float64), (~y).astype(np.float64))
-        out.append((r["week"], len(y), int(y.sum()), quality.auc(*groups), quality.logloss(*groups),
-                    woe.total(quality.probability(logit)) / len(y), float(y.mean())))
+    # logits and labels as big-endian bytes (the fit's own read does the same): no Python float per row
+    for r in plpy.execute(f"SELECT q.week::text AS week, string_agg(float8send(q.l), NULL) AS l, "
+                          f"string_agg(int2send(q.y::int::int2), NULL) AS y "
+                          f"FROM ({rows}) AS q GROUP BY q.week ORDER BY q.week"):
+        logit = np.frombuffer(r["l"], dtype=">f8").astype(np.float64)
+        y = np.frombuffer(r["y"], dtype=">i2").astype(bool)
+        # the same logit for many rows (a model has few band combinations): every figure from the groups
+        distinct, n_pos, n_neg = quality.merged(logit, y.astype(np.float64), (~y).astype(np.float64))
+        mean_p = woe.total((n_pos + n_neg) * quality.probability(distinct)) / len(y)
+        out.append((r["week"], len(y), int(y.sum()), quality.auc(distinct, n_pos, n_neg),
+                    quality.logloss(distinct, n_pos, n_neg), mean_p, float(y.mean())))
     return out
 
 
