@@ -19,8 +19,9 @@ CUTOFF = "2026-04-11 00:00+00"
 
 @pytest.fixture
 def lifecycle(conn):
-    """A source with signal and the same rows with their labels shuffled; no model, no policy."""
-    conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'lc\\_%'")
+    """A source with signal and the same rows with their labels shuffled; no model (of any test: what
+    served before decides a rollback), no policy."""
+    conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1")
     conn.execute("DELETE FROM ml.woe_anchor_policy")
     rows = cases.make_rows(n=20_000, n_days=50, seed=404)
     cases.load(conn, "lc_src", rows)
@@ -96,7 +97,7 @@ def test_rollback_restores_the_model_that_served_before_and_prune_keeps_it(conn,
     assert third in dropped and first not in dropped, "prune keeps the active model and the one before it"
     assert {first, second} <= {r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1")}
     conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [first])
-    with pytest.raises(psycopg.errors.NoDataFound, match="was dropped"):
+    with pytest.raises(psycopg.errors.NoDataFound, match="no model to roll back to"):
         conn.execute("SELECT ml.woe_anchor_rollback()")
     assert _active(conn) == second
 
@@ -248,7 +249,6 @@ def test_monitor_records_weeks_and_alerts_a_planted_drift_by_notify(conn, dsn, l
 def test_retention_keeps_exactly_what_the_policy_says_across_ten_fits(conn, lifecycle):
     """keep_models 3: after each fit, the newest 3 of the fitter's models, the active one, the one a
     rollback restores and the pinned ones stay, and nothing else; keep_days keeps the young ones."""
-    conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1")
     conn.execute("SELECT ml.woe_anchor_set_policy('keep_models', 3)")
     small = cases.make_rows(n=1500, n_days=20, seed=5)
     cases.load(conn, "lc_small", small)
@@ -266,3 +266,23 @@ def test_retention_keeps_exactly_what_the_policy_says_across_ten_fits(conn, life
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0] == 7
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="whole number"):
         conn.execute("SELECT ml.woe_anchor_set_policy('keep_models', 2.5)")
+
+
+def test_rollback_follows_models_not_keys(conn, lifecycle):
+    """A key fitted again is another model: rollback never activates a refitted (here gate-refused)
+    rollback target, and an active model replaced in place hands the rollback to the model before it."""
+    first = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_k1")
+    second = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_k2", half_life_days=40.0)
+    conn.execute("SELECT ml.woe_anchor_set_policy('min_oof_auc', 0.55)")
+    fit(conn, "lc_shuffled", cutoff=CUTOFF, model_key=first, replace=True)  # refused, stored under lc_k1
+    with pytest.raises(psycopg.errors.NoDataFound, match="no model to roll back to"):
+        conn.execute("SELECT ml.woe_anchor_rollback()")
+    assert _active(conn) == second
+    # refitting the active key in place, without asking to activate: judged all the same
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="the gate refused"):
+        fit(conn, "lc_shuffled", cutoff=CUTOFF, model_key=second, replace=True, activate=False)
+    conn.execute("DELETE FROM ml.woe_anchor_policy")
+    third = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_k3", half_life_days=60.0)
+    fit(conn, "lc_src", cutoff=CUTOFF, model_key=third, replace=True, half_life_days=70.0)  # replaced in place
+    assert _active(conn) == third
+    assert conn.execute("SELECT ml.woe_anchor_rollback()").fetchone()[0] == second, "the model before the replaced one"

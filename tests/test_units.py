@@ -434,3 +434,21 @@ def test_merged_quality_groups_count_ties_once():
     assert logit.tolist() == [-1.0, 0.5] and pos.tolist() == [0.0, 3.0] and neg.tolist() == [4.0, 1.0]
     # one positive and one negative tied at 0.5, four negatives below: (3 * 4 + 3 * 0.5) / (3 * 5)
     assert quality.auc(logit, pos, neg) == pytest.approx((12 + 1.5) / 15)
+
+
+def test_the_persisted_verdict_rests_on_the_stored_figures():
+    """The persist entry point settles the gate on the figures it stores: a verdict a caller made up
+    for those checks is ignored, and a missing or malformed max_auc_drop fails."""
+    from woe_anchor import policy
+    rules = {"min_oof_auc": 0.6, "min_train_sold": 100, "max_auc_drop": 0.01, "keep_models": 3}
+    registry = {"oof": True, "oof_auc": 0.1, "insample_auc": 0.9, "eval_auc": 0.7, "n_train_sold": 1000}
+    forged = {"passed": True, "checks": {"min_oof_auc": {"limit": 0.6, "value": 0.97, "passed": True},
+                                         "max_auc_drop": {"limit": 0.01, "value": 0.0, "passed": True}}}
+    settled = policy.settle(rules, registry, forged)
+    assert settled["passed"] is False and settled["checks"]["min_oof_auc"] == {"limit": 0.6, "value": 0.1,
+                                                                               "passed": False}
+    assert settled["checks"]["max_auc_drop"]["passed"] is True and "keep_models" not in settled["checks"]
+    for odd in (None, "x", [1], 5, {"checks": {}}, {"checks": {"max_auc_drop": {"value": True}}}):
+        assert policy.settle(rules, dict(registry, oof_auc=0.7), odd)["checks"]["max_auc_drop"]["passed"] is False
+    assert policy.settle({"min_oof_auc": 0.6}, dict(registry, oof=False), None)["passed"] is True, "in-sample AUC"
+    assert policy.settle({"max_auc_drop": 0.01}, registry, {"checks": {"max_auc_drop": {"value": 0.02}}})["passed"] is False

@@ -17,6 +17,7 @@ the WOE, score and persist.
     readers    the reader interface: LocalRows (rowset) and ShardedRows (sharded)
     woe        WOE of every fit from per-fold sums (docs/contract.md 4, 6, 7)
     quality    AUC, log loss, score bins, band report
+    policy     the activation policy's rules: checks, retention, the verdict on stored figures
     persist    writing a model: the definer entry point's side and the caller's staging
     gate       the activation gate: the policy an activating fit must pass
     fit        ml.fit_woe_anchor

@@ -35,6 +35,3 @@ FIT_DEFAULTS = {name: default for name, _, default in LEARNING_PARAMETERS} | {"b
 
 # docs/contract.md 6: the base rate is clamped into [P_CLAMP, 1 - P_CLAMP] before its logit
 P_CLAMP = 1e-12
-
-# the retention settings of ml.woe_anchor_policy (gate.py checks them, persist.py applies them)
-RETENTION = ("keep_models", "keep_days")

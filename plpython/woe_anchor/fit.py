@@ -14,7 +14,8 @@ import unicodedata
 
 import numpy as np
 
-from . import bands, errors, gate, packs, passes, persist, quality, readers, rowset, schemas, source, woe
+from . import bands, errors, gate, packs, passes, persist, policy, quality, readers, rowset, schemas, source, woe
+from .catalog import REGISTRY
 from .errors import Refusal
 from .sqlgen import Compiler, quote_literal, utc_iso_sql
 
@@ -275,11 +276,14 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
         plpy.warning("no row sold in the 7 days after the cutoff: the eval figures are empty (NULL)")
     phases.done("quality")
     plpy.notice(f"[woe] quality: {_quality_line(measured)}")
-    checks = {name: value for name, value in gate.policy(plpy).items() if name in gate.CHECKS} if p["activate"] else {}
+    # the gate judges every model that will serve: one the fit activates, or one that replaces the
+    # active model of its key (it keeps serving)
+    rules = policy.checks(policy.read(plpy))
     verdict = None
-    if checks:
-        verdict = gate.verdict(plpy, checks, measured, stats["n_train_sold"], oof, p["source"],
-                               _cutoff_text(cutoff), p["slow_threshold_hours"])
+    if rules and (p["activate"] or _replaces_the_active_model(plpy, p)):
+        figures = dict(measured, n_train_sold=stats["n_train_sold"], oof=oof,
+                       slow_threshold_hours=p["slow_threshold_hours"])
+        verdict = gate.verdict(plpy, rules, figures, p["source"], _cutoff_text(cutoff))
         plpy.notice(f"[woe] gate: {gate.describe(verdict)}")
         if not verdict["passed"]:
             plpy.warning("the gate refused this model: it is stored but not activated, and the active model stays"
@@ -309,6 +313,12 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
                    maps=_maps([final] + list(folds.values()), schema), staging=staging, shard_tables=shard_tables)
     reader.finish()
     return _persist(plpy, payload, shard_tables, src)
+
+
+def _replaces_the_active_model(plpy, p: dict) -> bool:
+    return bool(p["persist"] and p["replace"] and p["model_key"] and _one(
+        plpy, f"SELECT EXISTS (SELECT FROM {REGISTRY} WHERE model_key = $1 AND is_active) AS a",
+        ["text"], [p["model_key"]])["a"])
 
 
 def _report_unsaved(plpy, p: dict, final, folds: dict, measured: dict, schema) -> str:

@@ -12,9 +12,10 @@ refusal, with every check's figures, goes to ml.woe_anchor_activations):
   one's at most this (the active model scored with its own final mapping; no
   active model passes, an active model of another label fails).
 
-The checks read the source with the caller's rights, before anything is
-written. A check that cannot be measured (no eval rows, one class only)
-fails: an unattended refit must not activate what nobody could judge.
+The checks are measured with the caller's rights, before anything is
+written, and settled again by the persist entry point (``policy.py``). A
+check that cannot be measured (no eval rows, one class only) fails: an
+unattended refit must not activate what nobody could judge.
 
 The same policy holds the retention every fit applies once it has stored its
 model, to the models its role may manage: ``keep_models`` (the newest N) and
@@ -23,82 +24,42 @@ the active one, the one a rollback restores and pinned ones always stay.
 """
 from __future__ import annotations
 
-import json
-import math
-
-from . import errors, inference, quality
-from .catalog import REGISTRY, RETENTION
+from . import inference, policy, quality
+from .catalog import REGISTRY
 from .errors import Refusal
 
-CHECKS = ("min_train_sold", "min_oof_auc", "min_eval_auc", "max_auc_drop")
+
+def verdict(plpy, rules: dict, registry: dict, source_oid, cutoff: str) -> dict:
+    """{"passed": bool, "checks": {name: {"limit", "value", "passed", ...}}} of a fit's figures
+    (``registry``: what it will store), the drop against the active model measured here."""
+    measured = None
+    if "max_auc_drop" in rules:
+        value, about = _drop(plpy, registry["eval_auc"], source_oid, cutoff, registry["slow_threshold_hours"])
+        measured = {"checks": {"max_auc_drop": {"value": value, **about}}}
+    return policy.settle(rules, registry, measured)
 
 
-def parse(doc: str) -> dict:
-    """A gate given as a JSON object of checks, each name and value checked."""
-    gate = json.loads(doc)
-    unknown = sorted(set(gate) - set(CHECKS) - set(RETENTION))
-    if unknown:
-        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"unknown policy: {', '.join(unknown)}",
-                      hint=f"The gate's checks: {', '.join(CHECKS)}; retention: {', '.join(RETENTION)}.")
-    for name, value in gate.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise Refusal(errors.INVALID_PARAMETER_VALUE, f"policy {name} must be a finite number, got {value!r}")
-        if name in RETENTION and (value < 0 or (name == "keep_models" and value != int(value))):
-            raise Refusal(errors.INVALID_PARAMETER_VALUE,
-                          f"policy {name} must be {'a whole number' if name == 'keep_models' else 'a number'} "
-                          f">= 0, got {value!r}")
-    return {name: float(value) for name, value in gate.items()}
-
-
-def policy(plpy) -> dict:
-    """The policy (ml.woe_anchor_policy): the gate's checks and the retention, read with the caller's rights."""
-    return parse(json.dumps({r["name"]: r["value"] for r in plpy.execute("SELECT name, value FROM ml.woe_anchor_policy")}))
-
-
-def verdict(plpy, gate: dict, measured: dict, n_train_sold: int, oof: bool, source_oid, cutoff: str,
-            slow_threshold_hours: float) -> dict:
-    """{"passed": bool, "checks": {name: {"limit", "value", "passed"}}} of a fit's figures."""
-    checks = {}
-
-    def check(name, value, passed, **more):
-        checks[name] = {"limit": gate[name], "value": value, "passed": bool(passed), **more}
-
-    if "min_train_sold" in gate:
-        check("min_train_sold", n_train_sold, n_train_sold >= gate["min_train_sold"])
-    if "min_oof_auc" in gate:
-        auc = measured["oof_auc"] if oof else measured["insample_auc"]
-        check("min_oof_auc", auc, auc is not None and auc >= gate["min_oof_auc"])
-    if "min_eval_auc" in gate:
-        auc = measured["eval_auc"]
-        check("min_eval_auc", auc, auc is not None and auc >= gate["min_eval_auc"])
-    if "max_auc_drop" in gate:
-        value, passed, about = _drop(plpy, measured["eval_auc"], source_oid, cutoff, slow_threshold_hours,
-                                     gate["max_auc_drop"])
-        check("max_auc_drop", value, passed, **about)
-    return {"passed": all(c["passed"] for c in checks.values()), "checks": checks}
-
-
-def _drop(plpy, new_auc, source_oid, cutoff: str, slow_threshold_hours: float, limit: float):
-    """(the active model's eval-window AUC less the new one's, passed, what was compared)."""
+def _drop(plpy, new_auc, source_oid, cutoff: str, slow_threshold_hours: float):
+    """(the active model's eval-window AUC less the new one's, what was compared); no active model:
+    a drop of 0; None when it cannot be measured."""
     active = plpy.execute(f"SELECT model_key FROM {REGISTRY} WHERE is_active")
     if not active:
-        return None, True, {"active": None}
+        return 0.0, {"active": None}
     model = inference.load_model(plpy, active[0]["model_key"])
     about = {"active": model.key}
     if model.slow_threshold_hours != slow_threshold_hours:
-        return None, False, about | {"why": "the active model learned another label"}
+        return None, about | {"why": "the active model learned another label"}
     if new_auc is None:
-        return None, False, about | {"why": "no eval rows"}
+        return None, about | {"why": "no eval rows"}
     try:
         y, (logit,), _ = inference.labelled_logits(plpy, [model], source_oid, cutoff, None)
     except Refusal as e:  # the active model cannot read this source
-        return None, False, about | {"why": e.message}
+        return None, about | {"why": e.message}
     groups = quality.merged(logit, y.astype(float), (~y).astype(float))
     active_auc = quality.auc(*groups)
     if active_auc is None:
-        return None, False, about | {"why": "the eval rows hold one class"}
-    drop = active_auc - new_auc
-    return drop, drop <= limit, about | {"active_auc": active_auc, "new_auc": new_auc}
+        return None, about | {"why": "the eval rows hold one class"}
+    return active_auc - new_auc, about | {"active_auc": active_auc, "new_auc": new_auc}
 
 
 def describe(result: dict) -> str:

@@ -21,9 +21,9 @@ import math
 import time
 import uuid
 
-from . import errors, passes, schemas
+from . import errors, passes, policy, schemas
 from .errors import Refusal
-from .catalog import CUTS, MAPS, REGISTRY, RETENTION, SCORES
+from .catalog import CUTS, MAPS, REGISTRY, SCORES
 from .sqlgen import quote_ident, quote_literal
 
 # registry columns a fit reports (the rest are set here), with their SQL types
@@ -101,7 +101,7 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
     # short critical section: registry writes serialize, readers never wait
     plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
     key = p["model_key"] or default_key(plpy)
-    old = _one(plpy, f"SELECT is_active, fitted_by FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])
+    old = _one(plpy, f"SELECT is_active, fitted_by, model_id FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])
     left_on_shards = []
     if old is not None:
         if not p["replace"]:
@@ -132,8 +132,11 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
     for t in p["shard_tables"]:
         if plpy.execute(plan, [key, t["server"], t["remote_table"], t["n_rows"]]).nrows() != 1:
             raise Refusal(errors.UNDEFINED_OBJECT, f"foreign server {t['server']!r} does not exist")
-    # the fit's gate (gate.py, measured with the caller's rights) decides; its refusal is logged
-    verdict = p.get("gate")
+    # the gate judges a model that will serve: settled here on the figures stored (policy.py), the
+    # drop against the active model as the fit measured it; a refusal is logged
+    rules = policy.read(plpy)
+    will_serve = p["activate"] or bool(old and old["is_active"])
+    verdict = policy.settle(rules, registry, p.get("gate")) if will_serve and policy.checks(rules) else None
     refused = verdict is not None and not verdict["passed"]
     if refused and old and old["is_active"]:
         raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -144,20 +147,21 @@ def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
     reason = json.dumps({"fit": True, "gate": verdict})
     if activate:
         try:
-            _one(plpy, "SELECT woe_anchor_internal.set_active($1, $2, 'activate', $3::jsonb)",
-                 ["text", "name", "text"], [key, who, reason])
+            replaced = old["model_id"] if old and old["is_active"] else None
+            _one(plpy, "SELECT woe_anchor_internal.set_active($1, $2, 'activate', $3::jsonb, $4)",
+                 ["text", "name", "text", "bigint"], [key, who, reason, replaced])
         except plpy.spiexceptions.UniqueViolation:
             raise Refusal("40001", f"a concurrent fit activated a model after this transaction's snapshot of "
                                     f"model {key!r} was taken",
                            hint=RETRY)
     elif refused:
         plpy.execute(plpy.prepare(
-            "INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, action, reason) "
-            f"SELECT $1, (SELECT model_key FROM {REGISTRY} WHERE is_active), $2, 'refused', $3::jsonb",
-            ["name", "text", "text"]), [who, key, reason])
+            "INSERT INTO ml.woe_anchor_activations (by_role, from_model, from_model_id, to_model, to_model_id, "
+            f"action, reason) SELECT $1, a.model_key, a.model_id, $2, $3, 'refused', $4::jsonb "
+            f"FROM (SELECT) AS one LEFT JOIN {REGISTRY} AS a ON a.is_active",
+            ["name", "text", "bigint", "text"]), [who, key, model_id, reason])
     # the retention policy, over the models this role may manage (the new one is the newest)
-    keep = {r["name"]: r["value"] for r in plpy.execute("SELECT name, value FROM ml.woe_anchor_policy")
-            if r["name"] in RETENTION}
+    keep = {name: value for name, value in rules.items() if name in policy.RETENTION}
     pruned = []
     if keep:
         pruned = [dict(r) for r in plpy.execute(plpy.prepare(

@@ -1,31 +1,41 @@
 -- Makes one model the only active one, and logs who asked, from which model, and why. Internal:
 -- only definer entry points (running as the extension's owner) call it, after they know who
 -- asked. Activations (and fits) serialize on the registry lock.
-CREATE FUNCTION woe_anchor_internal.set_active(model_key text, by_role name, action text, reason jsonb)
+CREATE FUNCTION woe_anchor_internal.set_active(model_key text, by_role name, action text, reason jsonb,
+                                               replaced_id bigint DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    target bigint;
     previous text;
+    previous_id bigint;
 BEGIN
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
-    IF NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r
-                   WHERE r.model_key = set_active.model_key) THEN
+    SELECT r.model_id INTO target FROM ml.woe_anchor_model_registry_v1 AS r
+    WHERE r.model_key = set_active.model_key;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'model % does not exist', quote_literal(set_active.model_key)
             USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
     END IF;
-    SELECT r.model_key INTO previous FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.is_active;
+    SELECT r.model_key, r.model_id INTO previous, previous_id FROM ml.woe_anchor_model_registry_v1 AS r
+    WHERE r.is_active;
     IF previous IS NOT DISTINCT FROM set_active.model_key THEN
         RETURN;
+    END IF;
+    IF previous IS NULL AND replaced_id IS NOT NULL THEN
+        -- the active model of this key was replaced (its row is gone): it served before
+        previous := set_active.model_key;
+        previous_id := replaced_id;
     END IF;
     -- two statements: the one-active index is checked row by row
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = false
     WHERE r.is_active AND r.model_key <> set_active.model_key;
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = true
     WHERE r.model_key = set_active.model_key AND NOT r.is_active;
-    INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, action, reason)
-    VALUES (by_role, previous, set_active.model_key, action, reason);
+    INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, from_model_id, to_model_id, action, reason)
+    VALUES (by_role, previous, set_active.model_key, previous_id, target, action, reason);
 END
 $$;
 
@@ -53,16 +63,35 @@ $$;
 -- model, by the last activation that made the active model serve.
 CREATE FUNCTION woe_anchor_internal.previous_model()
 RETURNS text
-LANGUAGE sql STABLE SECURITY INVOKER
+LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT a.from_model FROM ml.woe_anchor_activations AS a
-JOIN ml.woe_anchor_model_registry_v1 AS r ON r.model_key = a.to_model AND r.is_active
-WHERE a.action IN ('activate', 'rollback') ORDER BY a.id DESC LIMIT 1
+DECLARE
+    current bigint := (SELECT r.model_id FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.is_active);
+    before bigint := NULL;  -- log entries older than the one that made `current` serve
+    entry record;
+BEGIN
+    -- by model_id: a key fitted again is another model. A model that served before but is gone
+    -- (dropped, or replaced in place) hands over to the one that served before it.
+    LOOP
+        SELECT a.id, a.from_model, a.from_model_id INTO entry FROM ml.woe_anchor_activations AS a
+        WHERE a.to_model_id = current AND a.action IN ('activate', 'rollback') AND (before IS NULL OR a.id < before)
+        ORDER BY a.id DESC LIMIT 1;
+        IF NOT FOUND OR entry.from_model_id IS NULL THEN
+            RETURN NULL;
+        END IF;
+        IF EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r
+                   WHERE r.model_id = entry.from_model_id AND NOT r.is_active) THEN
+            RETURN entry.from_model;
+        END IF;
+        current := entry.from_model_id;
+        before := entry.id;
+    END LOOP;
+END
 $$;
 
 -- SECURITY DEFINER, as activate: re-activates the model that served before the active one (the
--- last activation log entry that made the active model serve says which), if it still exists.
+-- activation log says which, by model id; one that is gone hands over to the one before it).
 CREATE FUNCTION woe_anchor_internal.rollback(ticket uuid)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -80,10 +109,8 @@ BEGIN
             USING ERRCODE = 'no_data_found', HINT = 'Activate a model with ml.woe_anchor_activate(model_key).';
     END IF;
     previous := woe_anchor_internal.previous_model();
-    IF previous IS NULL OR NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = previous) THEN
-        RAISE EXCEPTION 'no model to roll back to: %', CASE WHEN previous IS NULL
-            THEN format('no model served before %L', current)
-            ELSE format('%L, which served before %L, was dropped', previous, current) END
+    IF previous IS NULL THEN
+        RAISE EXCEPTION 'no model to roll back to: none that served before % is stored', quote_literal(current)
             USING ERRCODE = 'no_data_found',
                   HINT = 'ml.woe_anchor_activations lists the activations; ml.woe_anchor_activate(model_key) picks one.';
     END IF;
@@ -108,7 +135,7 @@ SET search_path = pg_catalog, pg_temp
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
 import json
-woe_anchor.errors.reported(plpy, woe_anchor.gate.parse, json.dumps({name: value}))
+woe_anchor.errors.reported(plpy, woe_anchor.policy.parse, json.dumps({name: value}))
 $woe_anchor_py$;
 
 -- Sets one check of the activation gate (value NULL removes it); returns the whole policy. Every
@@ -337,7 +364,7 @@ AS $$
 SELECT woe_anchor_internal.annotate(woe_anchor_internal.ticket(), model_key, description, tags, pinned)
 $$;
 
-COMMENT ON FUNCTION woe_anchor_internal.set_active(text, name, text, jsonb) IS 'woe_anchor internal: makes one model the only active one, and logs it';
+COMMENT ON FUNCTION woe_anchor_internal.set_active(text, name, text, jsonb, bigint) IS 'woe_anchor internal: makes one model the only active one, and logs it';
 COMMENT ON FUNCTION woe_anchor_internal.previous_model() IS 'woe_anchor internal: the model a rollback restores';
 COMMENT ON FUNCTION woe_anchor_internal.rollback(uuid) IS 'woe_anchor internal: re-activates the model that served before the active one';
 COMMENT ON FUNCTION woe_anchor_internal.check_policy(text, float8) IS 'woe_anchor internal: checks one gate check''s name and value';

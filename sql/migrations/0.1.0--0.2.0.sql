@@ -146,6 +146,9 @@ CREATE TABLE ml.woe_anchor_activations (
     by_role     name NOT NULL,
     from_model  text,
     to_model    text NOT NULL,
+    -- which models, by model_id (a key can be fitted again; an id is never reused)
+    from_model_id  bigint,
+    to_model_id    bigint NOT NULL,
     action      text NOT NULL CHECK (action IN ('activate', 'rollback', 'refused')),
     reason      jsonb
 );
