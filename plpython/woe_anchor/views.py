@@ -70,9 +70,10 @@ def create_views(plpy, source_oid, version, guard: str | None, replace_views: bo
     another schema needs another call. Everything reads the source, and the
     artifacts, with its reader's rights (security_invoker).
 
-    ``set_name`` names the set (ml.woe_anchor_<name>_bands, _scores, _train);
-    without it the views take the names the Python trainer's pipeline reads.
-    One source has one set.
+    ``set_name`` names the set (ml.woe_anchor_<name>_bands, _scores, _train and
+    its functions); without it the views take the names the Python trainer's
+    pipeline reads. A name serves one source; a source may have several sets
+    (one per band schema, say).
 
     ``guard`` is an administrator's SQL expression that every query of the
     train view runs first (its own fail-closed check, such as a certification
