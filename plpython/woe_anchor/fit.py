@@ -14,10 +14,11 @@ import unicodedata
 
 import numpy as np
 
-from . import bands, errors, gate, packs, passes, persist, policy, quality, readers, rowset, schemas, source, woe
+from . import (bands, errors, gate, inference, packs, passes, persist, policy, quality, readers, rowset, schemas,
+               source, woe)
 from .catalog import REGISTRY
 from .errors import Refusal
-from .sqlgen import Compiler, quote_literal, utc_iso_sql
+from .sqlgen import Compiler, quote_literal
 
 # weights are summed as integers of 2^-61 of the newest row's weight; a fit whose rows
 # average below this keeps fewer than ~37 bits per weight and would drift from float8
@@ -422,11 +423,8 @@ def _cutoff_literal(plpy, src, given, reader) -> str:
         if text is None:
             raise Refusal(errors.NO_DATA_FOUND, f"source {src.qualified} has no sold rows",
                            hint="TRAIN SOLD needs rows with sold_time set.")
-    else:
-        text = _one(plpy, f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"], [given])["t"]
-        if text is None:
-            raise Refusal(errors.INVALID_PARAMETER_VALUE, f"cutoff must be a finite timestamp, got {given}")
-    return f"{quote_literal(text)}::timestamptz"
+        return f"{quote_literal(text)}::timestamptz"
+    return inference.timestamp_literal(plpy, given, "cutoff")
 
 
 def _cutoff_text(literal: str) -> str:

@@ -55,8 +55,7 @@ def _drop(plpy, new_auc, source_oid, cutoff: str, slow_threshold_hours: float):
         y, (logit,), _ = inference.labelled_logits(plpy, [model], source_oid, cutoff, None)
     except Refusal as e:  # the active model cannot read this source
         return None, about | {"why": e.message}
-    groups = quality.merged(logit, y.astype(float), (~y).astype(float))
-    active_auc = quality.auc(*groups)
+    active_auc = quality.auc(*quality.grouped(logit, y))
     if active_auc is None:
         return None, about | {"why": "the eval rows hold one class"}
     return active_auc - new_auc, about | {"active_auc": active_auc, "new_auc": new_auc}

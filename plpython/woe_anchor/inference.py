@@ -80,25 +80,28 @@ def model_bands(plpy, key: str | None) -> list[tuple]:
             for i, band in enumerate(model.schema.bands) for j, label in enumerate(bands.display_order(band))]
 
 
-def _final_rows(compiler: Compiler, qualified: str, model: Model, extra=(), where: str | None = None) -> str:
-    """Every row of the relation (matching ``where``) scored with the model's final mapping (fit index 0)."""
+def final_rows(model: Model, src, where: str | None = None, extra=()) -> str:
+    """Every row of the source (matching ``where``) scored with the model's final mapping (fit index 0)."""
     plan = packs.plan(model.schema)
     tables = [packs.woe_table(p, model.woe).tolist() for p in plan]
-    return passes.scored_rows_sql(compiler, qualified, plan, "0", [model.base_logit], tables, where=where,
-                                  extra=extra)
+    return passes.scored_rows_sql(Compiler(model.schema, src.reads, model.learned), src.qualified, plan, "0",
+                                  [model.base_logit], tables, where=where, extra=extra)
 
 
-def final_rows(plpy, model: Model, src, where: str | None = None, extra=()) -> str:
-    """The source's rows (matching ``where``) scored with the model's final mapping."""
-    return _final_rows(Compiler(model.schema, src.reads, model.learned), src.qualified, model, extra=extra,
-                       where=where)
+def timestamp_literal(plpy, value, name: str = "window bound") -> str:
+    """A caller's timestamptz ``name`` (as PL/Python hands it over: text in the session's style) as an
+    exact, DateStyle-proof SQL literal in UTC; an infinite one is refused."""
+    text = plpy.execute(plpy.prepare(f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"]), [value])[0]["t"]
+    if text is None:
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"{name} must be a finite timestamp, got {value}")
+    return f"{quote_literal(text)}::timestamptz"
 
 
 def score_sql(plpy, source_oid, key: str | None) -> str:
     """The statement behind ml.woe_anchor_score(source, model_key)."""
     model = load_model(plpy, key)
     src = source.resolve(plpy, source_oid, model.schema, labels=False)
-    rows = _final_rows(Compiler(model.schema, src.reads, model.learned), src.qualified, model)
+    rows = final_rows(model, src)
     return (f"SELECT q.generation::int, q.listing_id::bigint, q.t0, {quote_literal(model.key)}::text, "
             f"q.l, {passes.sigmoid_sql('q.l')} FROM ({rows}) AS q")
 
@@ -120,8 +123,7 @@ def training_features_sql(plpy, key: str | None, source_oid=None) -> str:
              f"WHEN s.sold_time <= {cutoff} + {EVAL_WINDOW} THEN 'eval_sold_last_7d' "
              f"WHEN s.sold_time IS NULL AND {dur} >= {CENSORED_HOURS} THEN 'censored_ge_21d' "
              f"ELSE 'other' END")
-    rows = _final_rows(Compiler(model.schema, src.reads, model.learned), src.qualified, model,
-                       extra=((split, "split"),))
+    rows = final_rows(model, src, extra=((split, "split"),))
     return f"""
 SELECT q.generation::int, q.listing_id::bigint, q.t0, q.split, sc.fold_id,
        coalesce(sc.is_oof, false), coalesce(sc.woe_logit, q.l),
@@ -143,16 +145,13 @@ def labelled_logits(plpy, models: list, source_oid, start, end) -> tuple:
                       f"models {' and '.join(repr(m.key) for m in models)} learned different labels "
                       f"(slow_threshold_hours {' and '.join(f'{t:g}' for t in sorted(thresholds))}): their scores "
                       "cannot be compared on one")
-    bound = plpy.prepare(f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"])
-    literal = lambda text: f"{quote_literal(text)}::timestamptz"  # noqa: E731
     later = max(m.cutoff for m in models)  # ISO UTC text: orders as time does
-    start = literal(plpy.execute(bound, [start])[0]["t"] if start is not None else later)
-    end = literal(plpy.execute(bound, [end])[0]["t"]) if end is not None else f"{start} + {EVAL_WINDOW}"
+    start = timestamp_literal(plpy, start if start is not None else later)
+    end = timestamp_literal(plpy, end) if end is not None else f"{start} + {EVAL_WINDOW}"
     sources = [source.resolve(plpy, source_oid, m.schema) for m in models]
     label = passes.label_sql(sources[0].reads, thresholds.pop())
     window = f"s.sold_time > {start} AND s.sold_time <= {end}"
-    scored = [_final_rows(Compiler(m.schema, src.reads, m.learned), src.qualified, m, where=window,
-                          extra=((label, "y"),)) for m, src in zip(models, sources)]
+    scored = [final_rows(m, src, where=window, extra=((label, "y"),)) for m, src in zip(models, sources)]
     order = "ORDER BY m0.generation, m0.listing_id, m0.t0"
     rows = plpy.execute(
         f"SELECT array_agg(m0.y {order}) AS y, "

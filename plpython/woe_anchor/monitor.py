@@ -20,11 +20,11 @@ import re
 
 import numpy as np
 
-from . import bands, errors, packs, passes, quality, source, woe
+from . import bands, errors, packs, passes, policy, quality, source, woe
 from .catalog import MAPS, REGISTRY
 from .errors import Refusal
-from .inference import final_rows, load_model
-from .sqlgen import Compiler, float_lit, quote_literal, utc_iso_sql
+from .inference import final_rows, load_model, timestamp_literal
+from .sqlgen import Compiler, float_lit
 
 # shares below this count as this (the usual smoothing: a value one side never had adds a large,
 # finite term)
@@ -56,8 +56,7 @@ def drift(plpy, source_oid, start, end, key: str | None) -> list[tuple]:
                       hint="The window is the source's rows with t0 in [window_start, window_end).")
     model = load_model(plpy, key)
     src = source.resolve(plpy, source_oid, model.schema, labels=False)
-    bound = plpy.prepare(f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"])
-    start, end = (quote_literal(plpy.execute(bound, [x])[0]["t"]) + "::timestamptz" for x in (start, end))
+    start, end = timestamp_literal(plpy, start), timestamp_literal(plpy, end)
     # one banding pass: rows per combination of each pack, decoded into rows per band value (a
     # pack's slot past its labels is NULL: no value)
     plan = packs.plan(model.schema)
@@ -101,14 +100,12 @@ def realized(plpy, source_oid, key: str | None, since) -> list[tuple]:
     the source's settled listings created since ``since`` (default: the model's cutoff)."""
     model = load_model(plpy, key)
     src = source.resolve(plpy, source_oid, model.schema)
-    start = since if since is not None else model.cutoff
-    start = quote_literal(plpy.execute(plpy.prepare(f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"]),
-                                       [start])[0]["t"]) + "::timestamptz"
+    start = timestamp_literal(plpy, since if since is not None else model.cutoff)
     threshold = float_lit(model.slow_threshold_hours)
     settled = (f"s.t0 >= {start} AND (s.sold_time IS NOT NULL OR coalesce({src.reads['duration_hours']} >= "
                f"{threshold}, false) OR coalesce(s.final_status = 'older21days', false))")
     week = "(date_trunc('week', s.t0 AT TIME ZONE 'UTC'))::date"
-    rows = final_rows(plpy, model, src, where=settled,
+    rows = final_rows(model, src, where=settled,
                       extra=((passes.label_sql(src.reads, model.slow_threshold_hours), "y"), (week, "week")))
     out = []
     # logits and labels as big-endian bytes (the fit's own read does the same): no Python float per row
@@ -118,7 +115,7 @@ def realized(plpy, source_oid, key: str | None, since) -> list[tuple]:
         logit = np.frombuffer(r["l"], dtype=">f8").astype(np.float64)
         y = np.frombuffer(r["y"], dtype=">i2").astype(bool)
         # the same logit for many rows (a model has few band combinations): every figure from the groups
-        distinct, n_pos, n_neg = quality.merged(logit, y.astype(np.float64), (~y).astype(np.float64))
+        distinct, n_pos, n_neg = quality.grouped(logit, y)
         mean_p = woe.total((n_pos + n_neg) * quality.probability(distinct)) / len(y)
         out.append((r["week"], len(y), int(y.sum()), quality.auc(distinct, n_pos, n_neg),
                     quality.logloss(distinct, n_pos, n_neg), mean_p, float(y.mean())))
@@ -146,8 +143,8 @@ def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: fl
                        % float_lit(window_days * 86400.0))[0]
     psi = {r[0]: r[7] for r in drift(plpy, source_oid, now["start"], now["now"], model.key)}
     alerts = [("drift", band, value, psi_limit) for band, value in psi.items() if value > psi_limit]
-    oof_auc = plpy.execute(plpy.prepare(f"SELECT coalesce(oof_auc, insample_auc) AS a FROM {REGISTRY} "
-                                        "WHERE model_key = $1", ["text"]), [model.key])[0]["a"]
+    oof_auc = policy.figure("min_oof_auc", plpy.execute(plpy.prepare(
+        f"SELECT oof, oof_auc, insample_auc FROM {REGISTRY} WHERE model_key = $1", ["text"]), [model.key])[0])
     weeks = realized(plpy, source_oid, model.key, None)
     for week, n, _, auc, *_ in weeks:
         if n >= min_rows and auc is not None and oof_auc is not None and auc < oof_auc - auc_drop:

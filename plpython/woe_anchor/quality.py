@@ -22,6 +22,11 @@ def merged(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> tuple:
     return (distinct, np.bincount(at, n_pos, len(distinct)), np.bincount(at, n_neg, len(distinct)))
 
 
+def grouped(logit: np.ndarray, y: np.ndarray) -> tuple:
+    """``merged`` groups of rows given one by one: their logits and boolean labels."""
+    return merged(logit, y.astype(np.float64), (~y).astype(np.float64))
+
+
 def auc(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | None:
     """P(score of a positive > score of a negative) + 0.5 P(tie) over ``merged`` groups; None without both classes."""
     pos, neg = n_pos.astype(np.float64), n_neg.astype(np.float64)
