@@ -207,17 +207,17 @@ def run(args, srv, out: str) -> None:
             rows.append(r)
             print(_line(r), flush=True)
             conn.execute(f"DROP TABLE {table}")
-        sharded = sharded_fit(conn, args.sharded) if args.sharded else None
+        sharded = sharded_fit(conn, args.sharded, srv) if args.sharded else None
     report = _report(rows, version, sharded)
     Path(out).write_text(report)
     print(report)
 
 
-def sharded_fit(conn, n):
+def sharded_fit(conn, n, srv):
     """The same n rows fitted from two postgres_fdw shards and from one local table."""
     notices = []
     conn.add_notice_handler(lambda d: notices.append(d.message_primary))
-    with shards.Shards(2, base_port=25451) as s:
+    with shards.Shards(2, base_port=25451, server=srv) as s:
         shards.generate_sharded(conn, "bench_sharded", n, {s.dsns[0]: [1, 2], s.dsns[1]: [3, 4]},
                                 local_copy="bench_flat")
         conn.execute("CHECKPOINT")

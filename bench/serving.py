@@ -1,6 +1,6 @@
 """Serving benchmark with pgbench (PostgreSQL's load tool): point scoring under concurrency.
 
-    .venv/bin/python bench/serving.py [--rows 300000] [--clients 8] [--seconds 15]
+    .venv/bin/python bench/serving.py [--rows 300000] [--clients 8] [--seconds 15] [--major 18]
 
 In a database of its own it generates --rows listings (integer listing_id, as the demo has
 them, plus an index on listing_id), fits a model and creates the live views. Then, for each
@@ -18,7 +18,8 @@ function, through the per-row function and through the score view. Last, the vie
 per-row scripts run while the administration a production server sees goes on beside them: the
 views re-created, a refit that activates, a replace of the active model, a drop and a prune.
 pgbench's failed transactions and the longest transaction are what it reports.
-Writes bench/serving.md.
+Writes bench/serving.md (bench/serving-pg<major>.md with --major: that major's server from its
+root, harness/woe_anchor_harness/roots.py, and its own pgbench).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ import psycopg
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "harness")]
 
-from woe_anchor_harness import datagen, install, server  # noqa: E402
+from woe_anchor_harness import datagen, install, roots, server  # noqa: E402
 
 DB = "woe_anchor_bench_serving"
 SCRIPTS = {
@@ -70,7 +71,7 @@ def pgbench(srv, dsn: str, script: str, lo: int, hi: int, clients: int, seconds:
         path.write_text(f"\\set id random({lo}, {hi})\n\\set gen 1 + :id % 4\n{script}\n")
         prefix = Path(tmp) / "log"
         done = subprocess.run(
-            [f"{srv.bindir}/pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-M", mode,
+            [*srv.client("pgbench"), "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-M", mode,
              "-f", str(path), "--log", f"--log-prefix={prefix}", dsn],
             capture_output=True, text=True)
         latencies = [int(line.split()[2]) / 1000.0 for f in Path(tmp).glob("log*") for line in f.read_text().splitlines()]
@@ -135,9 +136,17 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=300_000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=int, default=15)
+    ap.add_argument("--major", type=int, default=0, help="another PostgreSQL major, from its root (roots.py)")
     args = ap.parse_args()
+    if args.major:
+        with roots.running(args.major) as srv:
+            return run(args, srv, HERE / f"serving-pg{args.major}.md")
     srv = server.ensure_local()
     install.make_install(srv)
+    run(args, srv, HERE / "serving.md")
+
+
+def run(args, srv, out_file: Path) -> None:
     dsn, lo, hi = prepare(srv, args.rows)
     out = [f"# Serving benchmark ({args.rows:,} listings, {args.clients} clients, {args.seconds} s per run)", "",
            "| query | mode | TPS | p50 ms | p99 ms | max ms | failed |", "|---|---|---|---|---|---|---|"]
@@ -166,7 +175,7 @@ def main() -> None:
         if r["stderr"]:
             out += ["", "pgbench said: " + r["stderr"][:500]]
     print("\n".join(out[-3:]))
-    (HERE / "serving.md").write_text("\n".join(out) + "\n")
+    out_file.write_text("\n".join(out) + "\n")
     install.drop_database(srv, DB)
 
 

@@ -92,12 +92,12 @@ def test_dump_and_restore_keep_every_model(server, source_db, tmp_path, form):
     env, dump = _env(server), tmp_path / "woe.dump"
     try:
         if form == "custom":
-            subprocess.run([f"{server.bindir}/pg_dump", "-Fc", "-d", name, "-f", str(dump)], env=env, check=True)
-            subprocess.run([f"{server.bindir}/pg_restore", "--exit-on-error", "-d", target, str(dump)],
+            subprocess.run([*server.client("pg_dump"), "-Fc", "-d", name, "-f", str(dump)], env=env, check=True)
+            subprocess.run([*server.client("pg_restore"), "--exit-on-error", "-d", target, str(dump)],
                            env=env, check=True)
         else:
-            subprocess.run([f"{server.bindir}/pg_dump", "-d", name, "-f", str(dump)], env=env, check=True)
-            subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target, "-f", str(dump)],
+            subprocess.run([*server.client("pg_dump"), "-d", name, "-f", str(dump)], env=env, check=True)
+            subprocess.run([*server.client("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target, "-f", str(dump)],
                            env=env, check=True, capture_output=True)
         assert snapshot(restored) == before
         with psycopg.connect(restored, autocommit=True) as conn:  # the restored copy keeps fitting
@@ -131,14 +131,11 @@ def test_drop_extension_needs_cascade_with_views_and_takes_the_models_with_it(so
 def test_files_no_relation_owns_are_listed(conn, server):
     """A killed fit leaves its half-written scores' files; the function lists such files (here one
     put there by hand, as a crash would leave it) and nothing a relation owns."""
-    import pwd
-    from pathlib import Path
-    data = Path(conn.execute("SHOW data_directory").fetchone()[0])
+    data = server.host_path(conn.execute("SHOW data_directory").fetchone()[0])
     dboid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
     stray = data / "base" / str(dboid) / "4000000001"
     stray.write_bytes(b"\0" * 8192)
-    owner = pwd.getpwnam("postgres")
-    os.chown(stray, owner.pw_uid, owner.pw_gid)
+    os.chown(stray, *server.owner_ids())
     try:
         listed = conn.execute("SELECT file, bytes FROM ml.woe_anchor_orphaned_files()").fetchall()
         assert (f"base/{dboid}/4000000001", 8192) in listed

@@ -17,6 +17,8 @@ DOCKERFILE = (REPO / "docker" / "Dockerfile").read_text()
 @pytest.mark.local_server
 def test_what_the_image_copies_is_enough_to_build_the_extension(server, tmp_path):
     """The image's `make install` runs on exactly the files its COPY lines bring in."""
+    if server.root:
+        pytest.skip("the image context builds with this machine's PGXS, whatever major serves the tests")
     copies = re.findall(r"^COPY (?!docker/)(.+) /src/woe_anchor/(\S*)$", DOCKERFILE, re.MULTILINE)
     assert copies, "the Dockerfile copies the sources into /src/woe_anchor"
     src = tmp_path / "woe_anchor"

@@ -268,6 +268,22 @@ def test_retention_keeps_exactly_what_the_policy_says_across_ten_fits(conn, life
         conn.execute("SELECT ml.woe_anchor_set_policy('keep_models', 2.5)")
 
 
+def test_retention_counts_models_in_the_order_they_were_stored(conn, dsn, lifecycle):
+    """A fit whose transaction began before two others stored their models stores the newest model all
+    the same: keep_models 2 keeps it and the later of the two (by when a fit began, it would drop its
+    own model)."""
+    conn.execute("SELECT ml.woe_anchor_set_policy('keep_models', 2)")
+    cases.load(conn, "lc_small", cases.make_rows(n=1500, n_days=20, seed=6))
+    with psycopg.connect(dsn, autocommit=True) as late:
+        with late.transaction():
+            late.execute("SELECT now()")  # the transaction, and the created_at of what it stores, begin here
+            first = [fit(conn, "lc_small", model_key=f"lc_o{i}", activate=False) for i in range(2)]
+            last = fit(late, "lc_small", model_key="lc_o_late", activate=False)
+    stored = dict(conn.execute("SELECT model_key, created_at FROM ml.woe_anchor_model_registry_v1").fetchall())
+    assert set(stored) == {first[1], last}
+    assert stored[last] < stored[first[1]], "the late fit's model carries the earlier start"
+
+
 def test_rollback_follows_models_not_keys(conn, lifecycle):
     """A key fitted again is another model: rollback never activates a refitted (here gate-refused)
     rollback target, and an active model replaced in place hands the rollback to the model before it."""

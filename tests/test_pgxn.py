@@ -60,6 +60,8 @@ def test_meta_json_follows_the_pgxn_spec_and_the_control_file(tmp_path):
 
 @pytest.mark.local_server
 def test_pgxnclient_installs_the_release_zip(server, tmp_path):
+    if server.root:
+        pytest.skip("pgxn installs with this machine's pg_config, not into a root's server")
     release = _dist(tmp_path)
     pgxn = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "pgxn"
     if not pgxn.exists():

@@ -126,6 +126,21 @@ def test_scheduling_from_another_database_without_dblink_says_where_to_install_i
         install.drop_database(server, name)
 
 
+def _trainer_source_and_old_models(conn, trainer, name, seed, n):
+    """A source the trainer may read, the trainer's models from earlier tests (the role's name is the
+    fixture's: leave those aside), and two of its inactive models fitted by hand, the second pinned."""
+    cases.load(conn, name, cases.make_rows(seed=seed, n=n))
+    conn.execute(f"GRANT SELECT ON {name} TO {trainer}")
+    earlier = {r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE fitted_by = %s",
+                                          [trainer])}
+    conn.execute(f"SET ROLE {trainer}")
+    old = fit(conn, name, model_key=f"{name}_old", activate=False)
+    pinned = fit(conn, name, model_key=f"{name}_pinned", activate=False)
+    conn.execute("SELECT ml.woe_anchor_annotate(%s, pinned => true)", [pinned])
+    conn.execute("RESET ROLE")
+    return earlier, old, pinned
+
+
 def test_scheduled_runs_obey_the_policy_and_a_scheduled_monitor_alerts(conn, dsn, cron):
     """pg_cron runs a trainer's fit under an activation policy that refuses it and a retention that
     keeps one model, and an administrator's ml.woe_anchor_monitor job that raises alerts: the model is
@@ -133,17 +148,8 @@ def test_scheduled_runs_obey_the_policy_and_a_scheduled_monitor_alerts(conn, dsn
     older model is pruned, and the alerts are recorded and heard by NOTIFY."""
     cron_conn, (fit_job, _, _), trainer = cron
     monitor_job = f"woe_monitor_{os.getpid()}"
-    cases.load(conn, "sched_pol", cases.make_rows(seed=96, n=1500))
-    conn.execute(f"GRANT SELECT ON sched_pol TO {trainer}")
     active_before = artifacts.active_keys(conn)
-    # the role's name is the fixture's, so an earlier test's models may carry it: leave those aside
-    earlier = {r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE fitted_by = %s",
-                                          [trainer])}
-    conn.execute(f"SET ROLE {trainer}")
-    old = fit(conn, "sched_pol", model_key="sched_pol_old", activate=False)
-    kept = fit(conn, "sched_pol", model_key="sched_pol_pinned", activate=False)
-    conn.execute("SELECT ml.woe_anchor_annotate(%s, pinned => true)", [kept])
-    conn.execute("RESET ROLE")
+    earlier, old, kept = _trainer_source_and_old_models(conn, trainer, "sched_pol", seed=96, n=1500)
     conn.execute("SELECT ml.woe_anchor_set_policy('min_oof_auc', 0.999), ml.woe_anchor_set_policy('keep_models', 1)")
     try:
         conn.execute(f"SET ROLE {trainer}")
@@ -177,4 +183,45 @@ def test_scheduled_runs_obey_the_policy_and_a_scheduled_monitor_alerts(conn, dsn
                             [kept]).fetchone()[0] >= 1
     finally:
         cron_conn.execute("SELECT cron.unschedule(%s)", [monitor_job])
+        conn.execute("DELETE FROM ml.woe_anchor_policy")
+
+
+def test_retention_keeps_exactly_what_the_policy_says_across_ten_scheduled_fits(conn, cron):
+    """Ten of a trainer's jobs fire in the same minute under keep_models = 3: the runs overlap, and once
+    all have committed the trainer holds exactly the three newest models, the active one among them,
+    and its pinned old one; its other old model and every other run's model are gone."""
+    cron_conn, _, trainer = cron
+    earlier, old, pinned = _trainer_source_and_old_models(conn, trainer, "sched_keep", seed=97, n=1200)
+    conn.execute("SELECT ml.woe_anchor_set_policy('keep_models', 3)")  # before any job can fire
+    try:
+        conn.execute(f"SET ROLE {trainer}")
+        started = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        names = [f"woe_keep_{os.getpid()}_{i}" for i in range(10)]
+        jobs = [conn.execute("SELECT ml.schedule_woe_anchor_fit(%s, '* * * * *', 'sched_keep', n_folds => 2)",
+                             [name]).fetchone()[0] for name in names]
+        conn.execute("RESET ROLE")
+        deadline = time.monotonic() + 180
+        while len({r[0] for r in _finished_runs(cron_conn, jobs)}) < len(jobs) and time.monotonic() < deadline:
+            time.sleep(2)
+        conn.execute(f"SET ROLE {trainer}")
+        for name in names:  # no second round: what is counted below is ten runs
+            conn.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [name])
+        conn.execute("RESET ROLE")
+        runs = {}
+        for jobid, status, message in _finished_runs(cron_conn, jobs):
+            runs.setdefault(jobid, []).append((status, message))
+        assert sorted(runs) == sorted(jobs) and all(s == "succeeded" for r in runs.values() for s, _ in r), runs
+        fitted = sum(len(r) for r in runs.values())
+        stored = conn.execute(
+            "SELECT model_key, is_active FROM ml.woe_anchor_model_registry_v1 WHERE fitted_by = %s "
+            "AND NOT (model_key = ANY(%s)) ORDER BY model_id", [trainer, list(earlier)]).fetchall()
+        logged = conn.execute("SELECT count(*) FROM ml.woe_anchor_activations WHERE by_role = %s "
+                              "AND action = 'activate' AND at >= %s", [trainer, started]).fetchone()[0]
+        assert fitted >= 10 and logged >= fitted, (fitted, logged)
+        keys = [k for k, _ in stored]
+        assert pinned in keys and old not in keys
+        newest = [k for k in keys if k != pinned]
+        assert len(newest) == 3, keys
+        assert [k for k, active in stored if active] == [newest[-1]], "the last run to commit is active"
+    finally:
         conn.execute("DELETE FROM ml.woe_anchor_policy")

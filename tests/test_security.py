@@ -432,9 +432,9 @@ def test_dump_and_restore_run_no_trainer_code(server, tmp_path):
         info = conninfo_to_dict(server.dsn)
         dump = tmp_path / "db.dump"
         common = ["-h", info["host"], "-p", str(info["port"]), "-U", info["user"]]
-        subprocess.run([os.path.join(server.bindir, "pg_dump"), *common, "-Fc", "-f", str(dump), name], check=True)
+        subprocess.run([*server.client("pg_dump"), *common, "-Fc", "-f", str(dump), name], check=True)
         install.fresh_database(server, restored, extension=False)
-        subprocess.run([os.path.join(server.bindir, "pg_restore"), *common, "-d", restored, "--exit-on-error",
+        subprocess.run([*server.client("pg_restore"), *common, "-d", restored, "--exit-on-error",
                         str(dump)], check=True, capture_output=True)
         with psycopg.connect(server.dsn_for(restored)) as r:
             assert r.execute("SELECT count(*) FROM public.woe_pwned").fetchone()[0] == 0

@@ -28,13 +28,16 @@ COLUMNS = ", ".join(f"{c} {t}" for c, t in cases.COLUMN_TYPES.items())
 
 
 @pytest.fixture(scope="module")
-def shard_servers():
-    with sharding.Shards(2, base_port=SHARD_PORTS) as s:
+def shard_servers(server):
+    with sharding.Shards(2, base_port=SHARD_PORTS, server=server) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
-def shards(shard_servers):
+def shards(shard_servers, server):
+    for dsn in shard_servers.dsns:  # the shards run the coordinator's major (in its root, if it has one)
+        with psycopg.connect(dsn) as s:
+            assert s.info.server_version // 10000 == server.major
     return shard_servers.dsns
 
 

@@ -12,7 +12,7 @@ def main(argv=None):
     d.add_argument("--rows", type=int, default=300_000)
     sub.add_parser("server", help="create/start the local cluster and print its DSN")
     sub.add_parser("install", help="make install into the local server")
-    t = sub.add_parser("test-major", help="the suite (but local_server tests) on another major, in a Debian root")
+    t = sub.add_parser("test-major", help="the whole suite on another major, its server in a root of a release that ships it")
     t.add_argument("major", type=int, choices=sorted(roots.RELEASES))
     args, rest = parser.parse_known_args(argv)
     if args.command == "test-major":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -20,15 +21,55 @@ DEFAULT_PORT = 54329
 @dataclass(frozen=True)
 class Server:
     dsn: str          # libpq connection string to the maintenance database
-    bindir: str       # where pg_config, pg_ctl, pg_dump of this major live
+    bindir: str       # where pg_config, pg_ctl, pg_dump of this major live, as the server sees it
     major: int
+    root: str = ""    # the root directory the server runs in (roots.py), "" for this machine's own
 
     def dsn_for(self, dbname: str) -> str:
         return f"{self.dsn} dbname={dbname}"
 
     @property
     def pg_config(self) -> str:
-        return os.path.join(self.bindir, "pg_config")
+        """PGXS of this machine's server: the extension is plain SQL, so its build is the same for any
+        major (a root has no PGXS; roots.running copies the built files into it)."""
+        return os.path.join(self.bindir if not self.root else host_bindir(), "pg_config")
+
+    def host_path(self, path: str | os.PathLike) -> Path:
+        """Where a path of the server's file system is on this machine."""
+        return Path(self.root + os.fspath(path)) if self.root else Path(path)
+
+    def client(self, program: str) -> list[str]:
+        """argv that runs this major's own ``program`` (pg_dump, pgbench, ...) from this machine, with
+        this machine's paths: a root's program runs with the root's loader and libraries."""
+        if not self.root:
+            return [os.path.join(self.bindir, program)]
+        libs = ":".join(f"{self.root}{d}" for d in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"))
+        # the loader itself, not /lib64's link to it: bookworm's is absolute and would name this machine's
+        return [f"{self.root}/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "--library-path", libs,
+                f"{self.root}{self.bindir}/{program}"]
+
+    def as_postgres(self, cmd: list[str], **kw) -> subprocess.CompletedProcess:
+        """Run a server program (initdb, pg_ctl) as ``postgres``, in the server's root if it has one;
+        paths in ``cmd`` are the server's."""
+        if self.root:
+            return subprocess.run(["chroot", self.root, "su", "postgres", "-s", "/bin/sh", "-c",
+                                   shlex.join(cmd)], **{"check": True, **kw})
+        return _as_postgres(cmd, **kw)
+
+    def owner_ids(self) -> tuple[int, int]:
+        """uid and gid of the ``postgres`` user the server runs as (a root has its own)."""
+        if not self.root:
+            return _owner_ids()
+        for line in (Path(self.root) / "etc/passwd").read_text().splitlines():
+            name, _, uid, gid = line.split(":")[:4]
+            if name == "postgres":
+                return int(uid), int(gid)
+        raise RuntimeError(f"no postgres user in {self.root}")
+
+
+def host_bindir() -> str:
+    pg_config = shutil.which("pg_config")
+    return os.path.dirname(pg_config) if pg_config else f"/usr/lib/postgresql/{pick_major()}/bin"
 
 
 def majors_with_plpython() -> list[int]:
@@ -55,7 +96,7 @@ def _as_postgres(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     """PostgreSQL refuses to run as root: drop to the postgres user when we are root."""
     if os.geteuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    return subprocess.run(cmd, check=True, cwd="/", **kw)
+    return subprocess.run(cmd, **{"check": True, "cwd": "/", **kw})
 
 
 def _owner_ids():
@@ -112,9 +153,14 @@ def _preload_pg_cron(pgdata: Path, major: int) -> bool:
 
 
 def from_env_or_local() -> Server:
-    """The server named by WOE_ANCHOR_DSN, else the private local cluster."""
+    """The server named by WOE_ANCHOR_DSN (running in WOE_ANCHOR_ROOT when that is set: roots.py),
+    else the private local cluster."""
     dsn = os.environ.get("WOE_ANCHOR_DSN")
-    if dsn:
-        pg_config = shutil.which("pg_config") or ""
-        return Server(dsn=dsn, bindir=os.path.dirname(pg_config), major=pick_major())
-    return ensure_local()
+    if not dsn:
+        return ensure_local()
+    import psycopg
+    with psycopg.connect(dsn, dbname="postgres", connect_timeout=10) as conn:
+        major = conn.info.server_version // 10000
+    root = os.environ.get("WOE_ANCHOR_ROOT", "")
+    bindir = f"/usr/lib/postgresql/{major}/bin"
+    return Server(dsn=dsn, bindir=bindir if root or os.path.isdir(bindir) else host_bindir(), major=major, root=root)

@@ -25,13 +25,16 @@ class Shards:
     Use ports below the kernel's ephemeral range (32768-60999 by default): a client connection that
     happens to hold the port locally would keep the cluster from listening on it."""
 
-    def __init__(self, n: int, base_port: int, major: int | None = None):
-        self.major = major or servers.pick_major()
+    def __init__(self, n: int, base_port: int, server: servers.Server | None = None):
+        """The shards run this machine's major, or ``server``'s installation (its major, its root)."""
+        self.server = server or servers.Server(dsn="", bindir=f"/usr/lib/postgresql/{servers.pick_major()}/bin",
+                                               major=servers.pick_major())
         self.ports = [base_port + i for i in range(n)]
-        self.bindir = f"/usr/lib/postgresql/{self.major}/bin"
+        self.bindir = self.server.bindir
         self.dsns: list[str] = []
 
     def _pgdata(self, port: int) -> Path:
+        """The cluster's directory as its server sees it (self.server.host_path gives it here)."""
         return ROOT / str(port)
 
     def __enter__(self) -> "Shards":
@@ -43,24 +46,24 @@ class Shards:
         return self
 
     def _start(self) -> None:
-        uid, gid = servers._owner_ids()
+        uid, gid = self.server.owner_ids()
         for port in self.ports:
-            pgdata = self._pgdata(port)
+            pgdata, here = self._pgdata(port), self.server.host_path(self._pgdata(port))
             self._stop(port)
-            shutil.rmtree(pgdata, ignore_errors=True)
-            pgdata.mkdir(parents=True)
-            for p in (pgdata, ROOT):
+            shutil.rmtree(here, ignore_errors=True)
+            here.mkdir(parents=True)
+            for p in (here, here.parent):
                 shutil.chown(p, uid, gid)
-            servers._as_postgres([f"{self.bindir}/initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-                                  "--encoding=UTF8", "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
-            with open(pgdata / "postgresql.auto.conf", "a") as f:
+            self.server.as_postgres([f"{self.bindir}/initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust",
+                                     "--encoding=UTF8", "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
+            with open(here / "postgresql.auto.conf", "a") as f:
                 f.write(f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{pgdata}'\n"
                         "shared_buffers = '128MB'\nfsync = off\n")
             try:
-                servers._as_postgres([f"{self.bindir}/pg_ctl", "start", "-w", "-D", str(pgdata),
-                                      "-l", str(pgdata / "server.log")], stdout=subprocess.DEVNULL)
+                self.server.as_postgres([f"{self.bindir}/pg_ctl", "start", "-w", "-D", str(pgdata),
+                                         "-l", str(pgdata / "server.log")], stdout=subprocess.DEVNULL)
             except subprocess.CalledProcessError:
-                log = (pgdata / "server.log").read_text(errors="replace")[-2000:]
+                log = (here / "server.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"shard cluster on port {port} did not start:\n{log}") from None
             self.dsns.append(f"host=127.0.0.1 port={port} user=postgres dbname=postgres")
 
@@ -68,7 +71,7 @@ class Shards:
         """A role that logs in to every shard with a password over TCP (scram): what a user mapping of a
         role that is not a superuser needs, since postgres_fdw and dblink require a password for it."""
         for port, dsn in zip(self.ports, self.dsns):
-            hba = self._pgdata(port) / "pg_hba.conf"
+            hba = self.server.host_path(self._pgdata(port)) / "pg_hba.conf"
             line = f"host all {role} 127.0.0.1/32 scram-sha-256\n"
             if line not in hba.read_text():
                 hba.write_text(line + hba.read_text())
@@ -80,14 +83,14 @@ class Shards:
 
     def _stop(self, port: int) -> None:
         pgdata = self._pgdata(port)
-        if (pgdata / "postmaster.pid").exists():
-            subprocess.run(["runuser", "-u", "postgres", "--", f"{self.bindir}/pg_ctl", "stop", "-m", "immediate",
-                            "-D", str(pgdata)], cwd="/", capture_output=True)
+        if (self.server.host_path(pgdata) / "postmaster.pid").exists():
+            self.server.as_postgres([f"{self.bindir}/pg_ctl", "stop", "-m", "immediate", "-D", str(pgdata)],
+                                    capture_output=True, check=False)
 
     def __exit__(self, *exc) -> None:
         for port in self.ports:
             self._stop(port)
-            shutil.rmtree(self._pgdata(port), ignore_errors=True)
+            shutil.rmtree(self.server.host_path(self._pgdata(port)), ignore_errors=True)
 
 
 def shard_table(conn, name: str, columns_sql: str, placement: dict, batch_size: int = 10000) -> None:

@@ -116,9 +116,10 @@ def realized(plpy, source_oid, key: str | None, since) -> list[tuple]:
         y = np.frombuffer(r["y"], dtype=">i2").astype(bool)
         # the same logit for many rows (a model has few band combinations): every figure from the groups
         distinct, n_pos, n_neg = quality.grouped(logit, y)
-        mean_p = woe.total((n_pos + n_neg) * quality.probability(distinct)) / len(y)
+        p = quality.probability(distinct)
+        mean_p = woe.total((n_pos + n_neg) * p) / len(y)
         out.append((r["week"], len(y), int(y.sum()), quality.auc(distinct, n_pos, n_neg),
-                    quality.logloss(distinct, n_pos, n_neg), mean_p, float(y.mean())))
+                    quality.logloss(distinct, n_pos, n_neg, p), mean_p, float(y.mean())))
     return out
 
 

@@ -37,12 +37,13 @@ def auc(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | None
     return float((pos * (below + 0.5 * neg)).sum() / (total_pos * total_neg))
 
 
-def logloss(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | None:
-    """Mean log loss over ``merged`` groups: summed in their logit order, the same bits on every path."""
+def logloss(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray, p: np.ndarray | None = None) -> float | None:
+    """Mean log loss over ``merged`` groups: summed in their logit order, the same bits on every path.
+    ``p``: ``probability(logit)``, when the caller has it already."""
     n = n_pos.sum() + n_neg.sum()
     if n == 0:
         return None
-    p = np.clip(probability(logit), LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
+    p = np.clip(probability(logit) if p is None else p, LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
     return -woe.total(n_pos * woe.libm(math.log, p) + n_neg * woe.libm(math.log1p, -p)) / float(n)
 
 

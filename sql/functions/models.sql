@@ -230,7 +230,9 @@ BEGIN
     RETURN QUERY SELECT * FROM woe_anchor_internal.delete_models(ARRAY(
         SELECT m.model_key FROM (
             SELECT r.model_key, r.is_active, r.created_at,
-                   row_number() OVER (ORDER BY r.created_at DESC, r.model_id DESC) AS newest
+                   -- newest by the order models were stored in (ids are taken under the registry's lock);
+                   -- created_at is when a fit's transaction began, and fits overlap
+                   row_number() OVER (ORDER BY r.model_id DESC) AS newest
             FROM ml.woe_anchor_model_registry_v1 AS r
             WHERE woe_anchor_internal.may_manage(who, r.fitted_by)) AS m
         WHERE NOT m.is_active AND m.newest > keep

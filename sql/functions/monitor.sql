@@ -5,6 +5,8 @@ RETURNS TABLE (band_name text, band_value text, train_rows bigint, window_rows b
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
+-- the pass's hash tables stay in memory (a sort or a spill to disk costs more than the scoring)
+SET work_mem = '64MB'
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
 return woe_anchor.errors.reported(plpy, woe_anchor.monitor.drift, plpy, source, window_start, window_end, model_key)
@@ -36,6 +38,8 @@ RETURNS TABLE (week date, n_rows bigint, n_slow21 bigint, auc float8, logloss fl
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
+-- the pass's hash tables stay in memory (a sort or a spill to disk costs more than the scoring)
+SET work_mem = '64MB'
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
 return woe_anchor.errors.reported(plpy, woe_anchor.monitor.realized, plpy, source, model_key, since)
@@ -65,6 +69,7 @@ RETURNS TABLE (kind text, subject text, value float8, threshold float8)
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
+SET work_mem = '64MB'  -- as drift's and realized's
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
 return woe_anchor.errors.reported(plpy, woe_anchor.monitor.monitor, plpy, source, model_key, window_days, psi_limit,

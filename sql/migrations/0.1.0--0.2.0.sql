@@ -204,9 +204,12 @@ BEGIN
              WHERE dep.refclassid = 'pg_class'::regclass AND dep.refobjid = t AND dep.deptype IN ('n', 'a') LOOP
         CASE d.classid
         WHEN 'pg_constraint'::regclass THEN
+            -- a NOT NULL runs no code, and from 18 it is a constraint (inherited, or needed by a primary
+            -- key): it stays, as it does before 18, where it is a flag of the column
             IF NOT EXISTS (SELECT FROM pg_constraint AS k WHERE k.oid = d.objid
-                           AND (CASE WHEN k.contype = 'p' THEN '' ELSE k.conname || ' ' END)
-                               || pg_get_constraintdef(k.oid) = ANY (kept)) THEN
+                           AND (k.contype = 'n'
+                                OR (CASE WHEN k.contype = 'p' THEN '' ELSE k.conname || ' ' END)
+                                   || pg_get_constraintdef(k.oid) = ANY (kept))) THEN
                 EXECUTE format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I CASCADE', t,
                                (SELECT k.conname FROM pg_constraint AS k WHERE k.oid = d.objid));
             END IF;
