@@ -173,6 +173,18 @@ def test_per_row_functions_give_the_same_bits_and_cost_a_lookup(conn, served):
     joined = _plan(conn, "SELECT s.* FROM sv_src AS l CROSS JOIN LATERAL ml.woe_anchor_scores_of(l) AS s "
                          "WHERE l.listing_id = %s", lid)
     assert "Function Scan" not in joined and "sv_src_listing_id_idx" in joined, "inlined: " + joined
+    # over many rows the map is pivoted once, not once per row (the plan's aggregate runs one loop)
+    many = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) SELECT s.* FROM sv_src AS l "
+                        "CROSS JOIN LATERAL ml.woe_anchor_scores_of(l) AS s WHERE l.listing_id % 50 = 0"
+                        ).fetchone()[0][0]["Plan"]
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+    aggregates = [n for n in nodes(many) if n["Node Type"] == "Aggregate"]
+    assert aggregates and all(n["Actual Loops"] == 1 for n in aggregates), \
+        [(n["Node Type"], n["Actual Loops"]) for n in aggregates]
 
 
 def test_per_row_functions_take_a_model_key(conn, served):

@@ -160,10 +160,11 @@ SELECT s.* FROM {names['scores']} AS s
     }
     # the per-row function: its argument s as the one row, the model it names or the active one
     key = f"{everything['scores_of'].split('.')[1]}.model_key"  # a parameter, named by its function
-    # a NULL row (an outer join's missing side) has no score
-    serving = (f"NOT (s IS NULL) AND woe_anchor_internal.serves({key}, {int(version)}) "
+    serving = (f"woe_anchor_internal.serves({key}, {int(version)}) "
                f"AND CASE WHEN {key} IS NULL THEN r.is_active ELSE r.model_key = {key} END")
-    row_body = scored(f"({band_rows('(SELECT) AS one', serving)})", serving)
+    # a NULL row (an outer join's missing side) has no score; the test stays out of the map's pivot,
+    # which would otherwise depend on the row and be aggregated again for every row of a LATERAL join
+    row_body = scored(f"({band_rows('(SELECT) AS one', 'NOT (s IS NULL) AND ' + serving)})", serving)
     outside = [d for view in names.values() for d in _claim(plpy, view, replace_views, list(names.values()))]
     record = dict(set_name=set_name, source=src.qualified, version=int(version))
     try:
