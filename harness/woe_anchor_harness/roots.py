@@ -118,16 +118,14 @@ def build(major: int) -> Path:
     return root
 
 
-def _in_root(root: Path, command: str) -> None:
-    _run(["chroot", str(root), "su", "postgres", "-s", "/bin/sh", "-c", command], stdout=subprocess.DEVNULL)
-
-
 @contextlib.contextmanager
 def running(major: int, port: int | None = None):
     """Start ``major``'s server in its root with woe_anchor installed; yield a Server; stop after."""
     root = build(major)
     port = port or 54300 + major
-    bindir, data = f"/usr/lib/postgresql/{major}/bin", f"/var/lib/postgresql/woe_anchor_{major}"
+    srv = Server(dsn=f"host=127.0.0.1 port={port} user=postgres", bindir=f"/usr/lib/postgresql/{major}/bin",
+                 major=major, root=str(root))
+    pg_ctl, data = f"{srv.bindir}/pg_ctl", f"/var/lib/postgresql/woe_anchor_{major}"
     _run(["make", "-s", "-C", str(REPO)], stdout=subprocess.DEVNULL)
     extension_dir = root / f"usr/share/postgresql/{major}/extension"
     for f in [REPO / "woe_anchor.control", *sorted((REPO / "extension").glob("woe_anchor--*.sql"))]:
@@ -136,17 +134,19 @@ def running(major: int, port: int | None = None):
     if not os.path.ismount(proc):
         _run(["mount", "-t", "proc", "proc", str(proc)])
     try:
-        _in_root(root, f"rm -rf {data} && {bindir}/initdb -D {data} --auth=trust -U postgres")
+        shutil.rmtree(srv.host_path(data), ignore_errors=True)
+        srv.as_postgres([f"{srv.bindir}/initdb", "-D", data, "--auth=trust", "-U", "postgres"],
+                        stdout=subprocess.DEVNULL)
         settings = (f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '/tmp'\n"
                     "shared_preload_libraries = 'pg_cron'\ncron.database_name = 'postgres'\n"
                     "cron.use_background_workers = on\nmax_worker_processes = 16\n")
-        with open(root / data.lstrip("/") / "postgresql.auto.conf", "a") as f:
+        with open(srv.host_path(data) / "postgresql.auto.conf", "a") as f:
             f.write(settings)
-        _in_root(root, f"{bindir}/pg_ctl -D {data} -l {data}/server.log -w start")
+        srv.as_postgres([pg_ctl, "-D", data, "-l", f"{data}/server.log", "-w", "start"], stdout=subprocess.DEVNULL)
         try:
-            yield Server(dsn=f"host=127.0.0.1 port={port} user=postgres", bindir=bindir, major=major, root=str(root))
+            yield srv
         finally:
-            _in_root(root, f"{bindir}/pg_ctl -D {data} -m fast stop")
+            srv.as_postgres([pg_ctl, "-D", data, "-m", "fast", "stop"], stdout=subprocess.DEVNULL)
     finally:
         subprocess.run(["umount", str(proc)], check=False)
 

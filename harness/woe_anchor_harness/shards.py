@@ -20,15 +20,14 @@ ROOT = Path("/var/tmp/woe_anchor_shards")
 
 
 class Shards:
-    """``with Shards(2, base_port=25441) as shards:`` gives shards.dsns, one per running cluster.
+    """``with Shards(2, base_port=25441, server=srv) as shards:`` gives shards.dsns, one per running cluster.
 
     Use ports below the kernel's ephemeral range (32768-60999 by default): a client connection that
     happens to hold the port locally would keep the cluster from listening on it."""
 
-    def __init__(self, n: int, base_port: int, server: servers.Server | None = None):
-        """The shards run this machine's major, or ``server``'s installation (its major, its root)."""
-        self.server = server or servers.Server(dsn="", bindir=f"/usr/lib/postgresql/{servers.pick_major()}/bin",
-                                               major=servers.pick_major())
+    def __init__(self, n: int, base_port: int, server: servers.Server):
+        """The shards run ``server``'s installation: its major, in its root if it has one."""
+        self.server = server
         self.ports = [base_port + i for i in range(n)]
         self.bindir = self.server.bindir
         self.dsns: list[str] = []
