@@ -1,7 +1,10 @@
 """Benchmark: the fit against the write floor and against client-side trainers.
 
     .venv/bin/python bench/bench.py [--sizes 100000,1000000,5000000] [--client-cap 1000000] [--repeat 3]
-                                    [--major 18]
+                                    [--repeat-large 1] [--major 18]
+
+Sizes above 5M (``--sizes 20000000,50000000``) take minutes per fit: they run --repeat-large times
+(default 1). They need about 500 bytes of disk per row while they run.
 
 --major runs it on another PostgreSQL major, started from its Debian root
 (harness/woe_anchor_harness/roots.py), and writes bench/results-pg<major>.md.
@@ -13,7 +16,12 @@ For each size N it generates N listings inside the server. Then it measures, in 
   one transaction (the issue's definition); and the same with the key's
   columns in the order the fit's partitions use (model_key last);
 * CALL ml.fit_woe_anchor with 5 folds, and with 20 folds at 1M rows, while
-  a thread samples the backend's private memory (RssAnon in /proc/PID/status);
+  a thread samples the backend's private memory (RssAnon in /proc/PID/status),
+  with the fit's phases (the registry's timings_ms) and how it read the rows
+  (in one piece, or in chunks of woe_anchor.fit_memory kept on disk);
+* the artifacts of the first fit of each size checked as the tests check them:
+  one registry row, one cuts row per fold and the final one, a score for
+  every TRAIN SOLD row of the source, and one active model once it is activated;
 * each floor and fit --repeat times (default 3), interleaved, reporting
   medians: single runs of the disk-bound floor vary by a quarter here;
 * the trainer-style client and the best-effort client (bench/clients.py),
@@ -90,11 +98,40 @@ def timed(fn):
 
 
 def fit(conn, table, key, n_folds):
-    with PeakMemory(conn.info.backend_pid) as mem:
-        seconds, _ = timed(lambda: conn.execute(
-            "CALL ml.fit_woe_anchor(source => %s, model_key => %s, n_folds => %s, activate => false)",
-            [table, key, n_folds]))
-    return seconds, mem.peak_kb / 1024
+    """Seconds, peak backend MiB, the fit's phases (ms) and its notice on chunks (None: one piece)."""
+    notices = []
+    conn.add_notice_handler(notices.append)
+    try:
+        with PeakMemory(conn.info.backend_pid) as mem:
+            seconds, _ = timed(lambda: conn.execute(
+                "CALL ml.fit_woe_anchor(source => %s, model_key => %s, n_folds => %s, activate => false)",
+                [table, key, n_folds]))
+    finally:
+        conn.remove_notice_handler(notices.append)
+    phases = conn.execute("SELECT timings_ms FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
+                          [key]).fetchone()[0]
+    chunks = next((n.message_primary for n in notices if "chunks" in (n.message_primary or "")), None)
+    return seconds, mem.peak_kb / 1024, phases, chunks
+
+
+def consistent(conn, table, key, n_folds):
+    """The checks the tests make of a fit's artifacts, on a benchmark's model: raises if one fails."""
+    n, cutoff = conn.execute("SELECT n_train_sold, train_cutoff_ts FROM ml.woe_anchor_model_registry_v1 "
+                             "WHERE model_key = %s", [key]).fetchone()
+    train_sold = conn.execute(f"SELECT count(*) FROM {table} WHERE sold_time <= %s", [cutoff]).fetchone()[0]
+    scored, distinct_rows = conn.execute(
+        "SELECT count(*), count(DISTINCT (generation, listing_id, t0)) FROM ml.woe_anchor_scores_v1 "
+        "WHERE model_key = %s", [key]).fetchone()
+    cuts = conn.execute("SELECT count(*) FROM ml.woe_anchor_cuts_v1 WHERE model_key = %s", [key]).fetchone()[0]
+    conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
+    active = conn.execute("SELECT array_agg(model_key) FROM ml.woe_anchor_model_registry_v1 WHERE is_active"
+                          ).fetchone()[0]
+    checks = {"TRAIN SOLD rows": (n, train_sold), "scores": (scored, n), "scored rows distinct": (distinct_rows, n),
+              "cuts rows": (cuts, n_folds + 1), "active models": (active, [key])}
+    failed = {name: pair for name, pair in checks.items() if pair[0] != pair[1]}
+    if failed:
+        raise AssertionError(f"{key}: artifacts inconsistent: {failed}")
+    return f"{n:,} TRAIN SOLD rows, each scored once; {cuts} cuts rows; the one active model"
 
 
 LOOKUPS = """
@@ -159,6 +196,7 @@ def main(argv=None):
     ap.add_argument("--out", default=str(HERE / "results.md"))
     ap.add_argument("--sharded", type=int, default=0, help="rows of the sharded comparison (0: skip)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each floor and fit per size (medians reported)")
+    ap.add_argument("--repeat-large", type=int, default=1, help="runs of each floor and fit above 5M rows")
     ap.add_argument("--major", type=int, default=0, help="another PostgreSQL major, from its Debian root")
     args = ap.parse_args(argv)
     if args.major:
@@ -182,14 +220,16 @@ def run(args, srv, out: str) -> None:
             # a settled table, as autovacuum leaves it: the first scan does not set every hint bit
             conn.execute(f"VACUUM ANALYZE {table}")
             conn.execute("CHECKPOINT")
-            r = {"n": n, "samples": {"floor": [], "floor_fit_key": [], "fit": [], "fit20": []}, "mem_mb": 0.0}
+            r = {"n": n, "samples": {"floor": [], "floor_fit_key": [], "fit": [], "fit20": []}, "mem_mb": 0.0,
+                 "phases": []}
             # the disk-bound floor varies a lot from run to run here: interleave repeats, keep medians
-            for i in range(args.repeat):
+            for i in range(args.repeat if n <= 5_000_000 else args.repeat_large):
                 key = f"bench_{n}" if i == 0 else f"bench_{n}_r{i}"
                 r["samples"]["floor"].append(floor(conn, table))
                 r["samples"]["floor_fit_key"].append(floor(conn, table, FIT_KEY))
-                seconds, mem = fit(conn, table, key, 5)
+                seconds, mem, phases, r["chunks"] = fit(conn, table, key, 5)
                 r["samples"]["fit"].append(seconds)
+                r["phases"].append(phases)
                 r["mem_mb"] = max(r["mem_mb"], mem)
                 if n == 1_000_000:
                     r["samples"]["fit20"].append(fit(conn, table, f"{key}_20", 20)[0])
@@ -197,6 +237,7 @@ def run(args, srv, out: str) -> None:
                 if i:
                     conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
             r.update({name: statistics.median(v) for name, v in r["samples"].items() if v})
+            r["checked"] = consistent(conn, table, f"bench_{n}", 5)
             if n == 1_000_000:
                 r["score_fn"], r["score_joins"] = scoring(conn, table, f"bench_{n}")
                 r["monitoring"] = monitoring(conn, table, f"bench_{n}")
@@ -206,6 +247,7 @@ def run(args, srv, out: str) -> None:
                 r["best_effort"], _ = timed(lambda: clients.best_effort(dsn, table, f"best_{n}"))
             rows.append(r)
             print(_line(r), flush=True)
+            conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [f"bench_{n}"])  # the disk it takes
             conn.execute(f"DROP TABLE {table}")
         sharded = sharded_fit(conn, args.sharded, srv) if args.sharded else None
     report = _report(rows, version, sharded)
@@ -239,6 +281,9 @@ def sharded_fit(conn, n, srv):
     return r
 
 
+PHASES = ("cutoff", "stats", "rows", "sums", "woe", "scores_write", "scores_index", "quality")
+
+
 def _line(r):
     parts = [f"N={r['n']:>9,}", f"floor {r['floor']:.2f}s", f"fit {r['fit']:.2f}s",
              f"fit/floor {r['fit'] / r['floor']:.2f}",
@@ -256,7 +301,8 @@ def _line(r):
 
 def _report(rows, version, sharded=None):
     out = [f"# Benchmark results\n\n{version}; {os.cpu_count()} cores; server defaults "
-           f"(the fit sets work_mem = 64MB and jit = off for itself).\n",
+           f"(the fit sets work_mem = 64MB and jit = off for itself); "
+           f"woe_anchor.fit_memory at its default.\n",
            "| rows | floor s | fit s | fit / floor | floor, model_key last s | fit / that floor | peak backend MiB "
            "| 20 / 5 folds | trainer-style s | trainer / fit | best-effort s | best-effort / fit |",
            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -274,9 +320,20 @@ def _report(rows, version, sharded=None):
     for r in rows:
         runs = "; ".join(f"{name} " + ", ".join(f"{x:.2f}" for x in v) for name, v in r["samples"].items() if v)
         out.append(f"- {r['n']:,}: {runs}")
+    out += ["\nPhases of the fit (ms, medians over its runs; `rows` reads the rows, `scores_write` and "
+            "`scores_index` are the floor's work):\n", "| rows | " + " | ".join(PHASES) + " | total |",
+            "|---:|" + "---:|" * (len(PHASES) + 1)]
+    for r in rows:
+        med = {k: statistics.median(p.get(k, 0.0) for p in r["phases"]) for k in (*PHASES, "total")}
+        out.append(f"| {r['n']:,} | " + " | ".join(f"{med[k]:.0f}" for k in (*PHASES, "total")) + " |")
+    out.append("")
+    for r in rows:
+        out.append(f"- {r['n']:,}: read {r['chunks'] or 'in one piece'}; artifacts: {r['checked']}.")
     by_n = {r["n"]: r for r in rows}
-    if 1_000_000 in by_n and 5_000_000 in by_n:
-        out.append(f"\n5M fit / 1M fit: {by_n[5_000_000]['fit'] / by_n[1_000_000]['fit']:.2f}")
+    for big, small in ((5_000_000, 1_000_000), (50_000_000, 5_000_000)):
+        if big in by_n and small in by_n:
+            out.append(f"\n{big // 1_000_000}M fit / {small // 1_000_000}M fit: "
+                       f"{by_n[big]['fit'] / by_n[small]['fit']:.2f}")
     if "score_fn" in by_n.get(1_000_000, {}):
         r = by_n[1_000_000]
         out.append(f"\nScoring 1M rows: ml.woe_anchor_score {r['score_fn']:.2f} s; plain SELECT joined to ten "

@@ -96,6 +96,20 @@ def test_interrupted_fit_leaves_nothing(conn, dsn, serving, point, how):
     _assert_untouched(conn, before, serving)
 
 
+def test_an_interrupted_fit_that_read_in_chunks_leaves_nothing(conn, dsn, serving):
+    """The same with the rows read in chunks kept on disk (the smallest woe_anchor.fit_memory)."""
+    before = artifacts.stored_counts(conn)
+    with psycopg.connect(dsn) as blocker:
+        _hold(blocker, "attach")
+        thread, out = _fit_in_background(dsn, ["SET woe_anchor.fit_memory = '64kB'"])
+        assert _blocked(conn, out["pid"], "attach"), "the fit never blocked"
+        conn.execute("SELECT pg_cancel_backend(%s)", [out["pid"]])
+        thread.join(30)
+        blocker.rollback()
+    assert isinstance(out.get("error"), psycopg.errors.QueryCanceled), out
+    _assert_untouched(conn, before, serving)
+
+
 @pytest.mark.parametrize("setting, error", [("statement_timeout", psycopg.errors.QueryCanceled),
                                             ("lock_timeout", psycopg.errors.LockNotAvailable)])
 def test_timeouts_while_blocked_at_the_registry_leave_nothing(conn, dsn, serving, setting, error):

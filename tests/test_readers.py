@@ -4,6 +4,8 @@ table. Where a rule exists in both languages (statistics, percentiles, exact wei
 quality groups) this drives both; their artifacts must be the same, bit for bit."""
 from __future__ import annotations
 
+import re
+
 import psycopg
 import psycopg.types.json
 import pytest
@@ -28,15 +30,21 @@ def edge_schema(dsn):
     return VERSION
 
 
-def _fit_with(conn, reader: str, **params) -> str:
+def _fit_with(conn, reader: str, fit_memory: str | None = None, **params) -> str:
+    """A fit by ``reader``; with ``fit_memory``, the rows read in chunks of that size, kept on disk."""
     conn.execute("SELECT set_config('woe_anchor.reader', %s, false)", [reader])
+    if fit_memory:
+        conn.execute("SELECT set_config('woe_anchor.fit_memory', %s, false)", [fit_memory])
     try:
         conn.notices.clear()
-        key = fit(conn, "rd_src", model_key=f"rd_{reader}", replace=True, activate=False, **params)
+        key = fit(conn, "rd_src", model_key=f"rd_{reader}_{fit_memory}", replace=True, activate=False, **params)
     finally:
         conn.execute("RESET woe_anchor.reader")
+        conn.execute("RESET woe_anchor.fit_memory")
     said = any(n.startswith("[fit] woe_anchor.reader = statements") for n in conn.notices)
     assert said == (reader == "statements"), "the reader asked for is the one that read"
+    chunks = [int(m.group(1)) for n in conn.notices if (m := re.search(r"TRAIN SOLD rows in (\d+) chunks", n))]
+    assert (chunks and chunks[0] > 3) if fit_memory else not chunks, f"read in chunks: {chunks}"
     return key
 
 
@@ -56,10 +64,13 @@ def test_both_readers_give_bit_identical_artifacts(conn, edge_schema, params):
         params["band_schema_version"] = edge_schema
     by_rows = _fit_with(conn, "rows", **params)
     by_statements = _fit_with(conn, "statements", **params)
+    # the smallest memory bound: the rows in many chunks, every sum and quality group added up
+    by_chunks = _fit_with(conn, "rows", fit_memory="64kB", **params)
     got_rows, got_statements = artifacts.comparable(conn, by_rows), artifacts.comparable(conn, by_statements)
     assert got_rows[1] and got_rows[2] and got_rows[3], "the fit wrote cuts, maps and scores"
     assert got_statements == got_rows, "bit-identical artifacts"
-    for key in (by_rows, by_statements):
+    assert artifacts.comparable(conn, by_chunks) == got_rows, "bit-identical artifacts, read in chunks"
+    for key in (by_rows, by_statements, by_chunks):
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
 
 
@@ -71,3 +82,17 @@ def test_an_unknown_reader_is_refused(conn):
             fit(conn, "rd_src", model_key="rd_unknown", activate=False)
     finally:
         conn.execute("RESET woe_anchor.reader")
+
+
+@pytest.mark.parametrize("value, message", [("1kB", "at least 64 kB"), ("lots", "invalid size")])
+def test_a_fit_memory_too_small_or_not_a_size_is_refused(conn, value, message):
+    cases.load(conn, "rd_src", cases.make_rows(seed=97, n=300))
+    conn.execute("SELECT set_config('woe_anchor.fit_memory', %s, false)", [value])
+    try:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=message) as refused:
+            fit(conn, "rd_src", model_key="rd_memory", activate=False)
+    finally:
+        conn.execute("RESET woe_anchor.fit_memory")
+    assert "Traceback" not in str(refused.value)
+    assert not conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1 WHERE model_key = 'rd_memory'"
+                            ).fetchone()[0]

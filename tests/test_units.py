@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -347,15 +348,89 @@ def test_distinct_ints_match_unique():
         assert rowset.distinct_ints(values).tolist() == np.unique(values).tolist()
 
 
-def test_exact_sums_equal_python_integers_in_any_order():
+def test_pack_sums_are_exact_integers_however_the_rows_are_cut():
+    plan = [packs.Pack(radix=(5,), bands=(0,))]
     rng = np.random.default_rng(7)
-    index = rng.integers(0, 5, 20_000)
-    w = rng.integers(0, 2 ** 61 + 1, 20_000)
-    w[:10] = 2 ** 61   # the newest rows' weight, the largest there is
-    want = [sum(int(v) for v, i in zip(w, index) if i == c) for c in range(5)]
-    assert rowset.exact_sums(index, rowset.weight_pieces(w), 5) == want
-    order = rng.permutation(len(w))
-    assert rowset.exact_sums(index[order], rowset.weight_pieces(w[order]), 5) == want
+    n = 20_000
+    r = rowset.RowSet(flags=np.full(n, rowset.TRAIN | rowset.LEARNED | rowset.Y), day=np.zeros(n, dtype=np.int32),
+                      combos=[rng.integers(0, 5, n)], label_ts=np.zeros(n), marks=np.zeros(n, dtype=np.int64),
+                      w=rng.integers(0, 2 ** 61 + 1, n), block=np.zeros(n, dtype=np.int64))
+    r.w[:10] = 2 ** 61   # the newest rows' weight, the largest there is
+    want = [sum(int(v) for v, c in zip(r.w, r.combos[0]) if c == k) for k in range(5)]
+    whole = rowset.PackSums(plan, 1)
+    whole.add(r)
+    assert whole.result()["sw"] == want
+    # the same rows in shuffled chunks of random sizes
+    order = rng.permutation(n)
+    cuts = np.sort(rng.choice(np.arange(1, n), 6, replace=False))
+    chunked = rowset.PackSums(plan, 1)
+    for part in np.split(order, cuts):
+        chunked.add(rowset.RowSet(flags=r.flags[part], day=r.day[part], combos=[r.combos[0][part]],
+                                  label_ts=r.label_ts[part], marks=r.marks[part], w=r.w[part], block=r.block[part]))
+    assert chunked.result() == whole.result()
+
+
+def test_exact_sum_is_fsum_however_the_values_are_batched():
+    rng = np.random.default_rng(11)
+    tiny = np.array([5e-324, -5e-324, 2.2250738585072014e-308, -1e-310])
+    for trial in range(60):
+        n = int(rng.integers(1, 3000))
+        x = [rng.normal(size=n) * 10.0 ** rng.integers(-300, 300, size=n),       # every magnitude
+             np.concatenate([rng.normal(size=n) * 1e16, -rng.normal(size=n) * 1e16, tiny]),  # cancellation
+             -np.abs(rng.normal(size=n)) * 30 * rng.integers(0, 1000, size=n)][trial % 3]     # log-loss-like
+        total = quality.ExactSum()
+        for part in np.array_split(rng.permutation(x), int(rng.integers(1, 8))):
+            total.add(part)
+        assert total.value() == math.fsum(x.tolist())
+    with pytest.raises(ValueError):
+        quality.ExactSum().add([1.0, math.inf])
+
+
+def test_runs_merge_to_the_groups_of_all_rows():
+    rng = np.random.default_rng(12)
+    for trial in range(30):
+        n = int(rng.integers(0, 5000))
+        logit = np.round(rng.normal(size=n) * 3, int(rng.integers(0, 3)))   # many ties
+        y = rng.random(n) < 0.3
+        which = rng.integers(0, int(rng.integers(1, 9)), n)
+        runs = [quality.ArrayRun(*quality.grouped(logit[which == k], y[which == k])) for k in range(which.max(initial=0) + 1)]
+        batches = list(quality.merged_runs(runs, block=int(rng.integers(1, 64))))
+        got = [np.concatenate([b[i] for b in batches]) if batches else np.zeros(0) for i in range(3)]
+        want = quality.grouped(logit, y)
+        assert all(a.tolist() == b.tolist() for a, b in zip(got, want))
+        assert all(b[0][-1] < c[0][0] for b, c in zip(batches, batches[1:]) if len(b[0]) and len(c[0]))
+        # the figures from the runs are those of the whole set, bit for bit
+        whole = quality.summary({"eval": [quality.ArrayRun(*want)]})
+        assert quality.summary({"eval": runs}) == whole
+
+
+def test_quality_figures_match_a_per_pair_count():
+    rng = np.random.default_rng(13)
+    logit = np.round(rng.normal(size=400), 1)
+    y = rng.random(400) < 0.4
+    pos, neg = logit[y], logit[~y]
+    pairs = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    figures, bins = quality.summary({"oof": [quality.ArrayRun(*quality.grouped(logit, y))]})
+    assert figures["oof_auc"] == pytest.approx(pairs / (len(pos) * len(neg)), rel=1e-15)
+    p = np.clip(1 / (1 + np.exp(-logit)), quality.LOGLOSS_CLIP, 1 - quality.LOGLOSS_CLIP)
+    assert figures["oof_logloss"] == pytest.approx(-np.mean(np.where(y, np.log(p), np.log1p(-p))), rel=1e-12)
+    assert figures["oof_rows"] == 400 and sum(bins["oof"]["n_pos"]) == y.sum() and sum(bins["oof"]["n_neg"]) == 400 - y.sum()
+    assert bins["edges"][0] == logit.min() and bins["edges"][-1] == logit.max()
+
+
+def test_order_statistics_are_the_sorted_values():
+    rng = np.random.default_rng(14)
+    for trial in range(40):
+        kinds = [lambda: rng.normal(size=int(rng.integers(0, 500))) * 10.0 ** rng.integers(-5, 5),
+                 lambda: np.round(rng.normal(size=int(rng.integers(0, 500))), 1),      # ties
+                 lambda: np.array([0.0, 5e-324, -5e-324, 1e308, -1e308, np.inf, -np.inf])]
+        parts = [kinds[int(rng.integers(0, 3))]() for _ in range(int(rng.integers(1, 5)))]
+        every = np.sort(np.concatenate(parts))
+        if not len(every):
+            continue
+        ranks = sorted(set(rng.integers(0, len(every), 5).tolist()) | {0, len(every) - 1})
+        got = rowset.order_statistics(parts, ranks)
+        assert [got[k] for k in ranks] == [every[k] for k in ranks]
 
 
 def test_group_keys_split_into_int8_words():
@@ -390,7 +465,9 @@ def test_pack_sums_match_a_plain_loop_over_the_rows():
     days = r.train_days()
     block_of_day = np.arange(len(days)) * 3 // len(days)
     r.put_in_blocks(days, block_of_day)
-    got = rowset.pack_sums(r, plan)
+    sums = rowset.PackSums(plan, int(block_of_day.max()) + 1)
+    sums.add(r)
+    got = sums.result()
     want: dict = {}
     for i in range(n):
         if not r.flags[i] & rowset.TRAIN:
@@ -425,7 +502,7 @@ def test_quality_groups_merge_to_the_per_row_figures():
                "oof": (rowset.logits(r.combos, plan, oof, r.block), train)}
     for name, (logit, mine) in per_row.items():
         want = quality.merged(logit[mine], y[mine].astype(float), (~y[mine]).astype(float))
-        merged = quality.merged(*got[name])
+        merged = quality.merged(*got[name])  # the groups of one chunk
         assert all(a.tolist() == b.tolist() for a, b in zip(merged, want)), name
 
 
@@ -452,3 +529,26 @@ def test_the_persisted_verdict_rests_on_the_stored_figures():
         assert policy.settle(rules, dict(registry, oof_auc=0.7), odd)["checks"]["max_auc_drop"]["passed"] is False
     assert policy.settle({"min_oof_auc": 0.6}, dict(registry, oof=False), None)["passed"] is True, "in-sample AUC"
     assert policy.settle({"max_auc_drop": 0.01}, registry, {"checks": {"max_auc_drop": {"value": 0.02}}})["passed"] is False
+
+
+def test_spilled_arrays_read_back_from_a_file_without_a_name(tmp_path, monkeypatch):
+    from woe_anchor import spill
+    monkeypatch.chdir(tmp_path)   # a backend's working directory is the data directory
+    store = spill.Spill()
+    rng = np.random.default_rng(15)
+    kept, runs = spill.Kept(store), spill.Kept(store)
+    chunks = [[rng.integers(0, 9, n).astype(np.uint8), rng.normal(size=n), rng.integers(-5, 5, n).astype(np.int32)]
+              for n in (0, 7, 1000)]
+    for arrays in chunks:
+        kept.append(arrays)
+    groups = quality.grouped(np.round(rng.normal(size=500), 1), rng.random(500) < 0.5)
+    runs.append(groups)
+    assert os.listdir(tmp_path / "base" / "pgsql_tmp") == [], "the file has no name"
+    for _ in range(2):   # read back as often as needed
+        assert [[a.tolist() for a in got] for got in kept] == [[a.tolist() for a in want] for want in chunks]
+    assert [a.tolist() for a in kept.column(1)] == [c[1].tolist() for c in chunks]
+    run, = runs.runs()
+    assert len(run) == len(groups[0]) and all(a.tolist() == b[3:40].tolist() for a, b in zip(run.read(3, 40), groups))
+    assert all(len(a) == 0 for a in run.read(len(run), len(run) + 5))
+    assert store.bytes == sum(a.nbytes for c in chunks for a in c) + sum(g.nbytes for g in groups)
+    store.close()

@@ -12,11 +12,12 @@ the WOE, score and persist.
     source     the source relation: columns, types, shards
     packs      bands packed into integer combinations
     passes     the fit's set-based statements (statistics, sums, rows, scores, quality)
-    rowset     the per-row read decoded and aggregated in numpy
+    rowset     the per-row read decoded and aggregated in numpy, chunk by chunk
+    spill      a fit's chunks of rows kept on disk past its memory bound
     sharded    the fan-out over shards (dblink) and its reader
     readers    the reader interface: LocalRows (rowset) and ShardedRows (sharded)
     woe        WOE of every fit from per-fold sums (docs/contract.md 4, 6, 7)
-    quality    AUC, log loss, score bins, band report
+    quality    AUC, log loss, score bins (exact, from runs read a block at a time), band report
     policy     the activation policy's rules: checks, retention, the verdict on stored figures
     persist    writing a model: the definer entry point's side and the caller's staging
     gate       the activation gate: the policy an activating fit must pass

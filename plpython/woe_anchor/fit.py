@@ -433,10 +433,8 @@ def _cutoff_text(literal: str) -> str:
 
 
 def _quality(scored: dict) -> dict:
-    """Registry columns of model quality from each scored set's (logit, n_pos, n_neg) groups."""
-    sets = {name: quality.merged(*values) for name, values in scored.items()}
-    m = quality.metrics(sets)
-    bins = quality.score_bins(sets)
+    """Registry columns of model quality from each scored set's runs of groups (``quality.summary``)."""
+    m, bins = quality.summary(scored)
     return ({k: m[k] for k in ("oof_auc", "oof_logloss", "insample_auc", "insample_logloss",
                                "eval_auc", "eval_logloss")}
             | {"n_eval": m["eval_rows"], "score_bins": bins and json.dumps(bins)})

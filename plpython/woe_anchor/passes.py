@@ -201,7 +201,7 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
 """
 
     def rows(self, packs: list[pk.Pack], flags_and_combos: list[pk.Radix], deferred: set[int],
-             inputs: list, subsets: list[str]) -> str:
+             inputs: list, subsets: list[str], ranges: list[tuple[int, int]] | None = None) -> str:
         """Every TRAIN SOLD and eval-window row, 8 bytes per row in each of a few binary columns.
 
         ``w<i>``: the int8 words of (flags, marks, day, every pack's
@@ -215,6 +215,10 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         which skips NULLs: no value here is ever NULL, so the columns stay
         aligned. The words are computed below the Gather, by the parallel
         workers; the leader only appends bytes.
+
+        ``ranges``: (first block, block after the last) of the heap: one row
+        per range, (``n``, its number, and the columns above), each range's rows
+        read by a TID range scan; without them, one row of every row.
         """
         combos = combinations_sql(self.c, packs, deferred)
         parts = ["CASE WHEN f.train THEN 4 + f.y * 2 + f.learned::int ELSE f.y * 2 END", "f.marks",
@@ -228,7 +232,8 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         values = [f"coalesce({self.c.input(inp)}, 'NaN'::float8) AS x{k}" for k, inp in enumerate(inputs)]
         columns = ([(f"w{i}", "int8send") for i in range(len(keys))] + [("label_ts", "float8send")]
                    + [(f"x{k}", "float8send") for k in range(len(inputs))])
-        return f"""
+        in_range = " AND s.ctid >= k.lo AND s.ctid < k.hi" if ranges else ""
+        read = f"""
 SELECT {', '.join(f'string_agg({send}(r.{n}), NULL) AS {n}' for n, send in columns)}
 FROM (SELECT {', '.join([f'{key} AS w{i}' for i, key in enumerate(keys)] + ['f.label_ts']
                         + [f'f.x{k}' for k in range(len(inputs))])}
@@ -237,9 +242,13 @@ FROM (SELECT {', '.join([f'{key} AS w{i}' for i, key in enumerate(keys)] + ['f.l
                    coalesce({self.label_ts}, 'NaN'::float8) AS label_ts, {marks} AS marks,
                    {', '.join(values + [f'{c} AS c{i}' for i, c in enumerate(combos)])}
             FROM {self.qualified} AS s
-            WHERE {self.window}) AS f
+            WHERE {self.window}{in_range}) AS f
       OFFSET 0) AS r
 """
+        if not ranges:
+            return read
+        listed = ", ".join(f"({n}, '({lo},0)'::tid, '({hi},0)'::tid)" for n, (lo, hi) in enumerate(ranges))
+        return f"SELECT k.n, a.* FROM (VALUES {listed}) AS k(n, lo, hi) CROSS JOIN LATERAL ({read}) AS a"
 
     def quality(self, packs: list[pk.Pack], fold: str, oof: tuple | None, final: tuple) -> str:
         """Distinct logits with their positive and negative row counts, for three scored sets (a shard's part).

@@ -27,24 +27,186 @@ def grouped(logit: np.ndarray, y: np.ndarray) -> tuple:
     return merged(logit, y.astype(np.float64), (~y).astype(np.float64))
 
 
+MERGE_GROUPS = 1 << 20   # groups held at once while runs are merged, all runs together
+
+
+def merged_runs(runs: list, block: int | None = None):
+    """Batches of ``merged`` groups, in ascending logit order, of several runs that are each
+    ``merged`` already: the runs' groups with equal logits made one, ``block`` groups of each
+    run read at a time (a run: ``len(run)`` and ``run.read(start, stop)`` -> (logit, n_pos, n_neg);
+    by default, ``MERGE_GROUPS`` shared out among the runs).
+
+    Every group up to the smallest last logit of the runs' read blocks is in those blocks (a run
+    holds each logit once), so each batch is final and above the previous one.
+    """
+    block = block or max(1024, MERGE_GROUPS // max(len(runs), 1))
+    at = [0] * len(runs)
+    held = [run.read(0, min(block, len(run))) for run in runs]
+    while any(len(h[0]) for h in held):
+        # runs read to their end place no limit
+        limit = min((h[0][-1] for h, run, i in zip(held, runs, at) if len(h[0]) and i + len(h[0]) < len(run)),
+                    default=np.inf)
+        taken = []
+        for k, h in enumerate(held):
+            cut = int(np.searchsorted(h[0], limit, side="right"))
+            taken.append(tuple(a[:cut] for a in h))
+            rest = tuple(a[cut:] for a in h)
+            if not len(rest[0]):
+                at[k] += len(h[0])
+                rest = runs[k].read(at[k], min(at[k] + block, len(runs[k])))
+            else:
+                at[k] += cut
+                # keep the unread part only: ``at`` is where the held block starts
+            held[k] = rest
+        yield merged(*(np.concatenate(parts) for parts in zip(*taken)))
+
+
+class ArrayRun:
+    """A run of ``merged`` groups held in memory."""
+
+    def __init__(self, logit, n_pos, n_neg):
+        self.arrays = (logit, n_pos, n_neg)
+
+    def __len__(self):
+        return len(self.arrays[0])
+
+    def read(self, start: int, stop: int) -> tuple:
+        return tuple(a[start:stop] for a in self.arrays)
+
+
+class ExactSum:
+    """The exactly rounded sum of floats given in batches: ``math.fsum`` of all of them, bit for bit,
+    however they are batched (log loss over groups read a block at a time).
+
+    Each float is m * 2^e with an integer |m| < 2^53: the sum is kept as one integer of 2^-1126
+    (the smallest exponent a float's m * 2^e has), rounded once, by Python's correctly rounded
+    integer division, when read.
+    """
+    SCALE = 1126
+    HALF = 26            # m cut in halves of < 2^27, added up exactly as float64 per exponent
+    BATCH = 1 << 25      # at most this many per bincount: its float sums of halves stay below 2^53
+
+    def __init__(self):
+        self.total = 0
+
+    def add(self, x) -> None:
+        x = np.asarray(x, dtype=np.float64).ravel()
+        if not np.isfinite(x).all():
+            raise ValueError("ExactSum adds finite values only")
+        for start in range(0, len(x), self.BATCH):
+            m, e = np.frexp(x[start:start + self.BATCH])
+            m = np.ldexp(m, 53).astype(np.int64)
+            exps, at = np.unique(e.astype(np.int64) - 53 + self.SCALE, return_inverse=True)
+            high = np.bincount(at, (m >> self.HALF).astype(np.float64), len(exps))
+            low = np.bincount(at, (m & ((1 << self.HALF) - 1)).astype(np.float64), len(exps))
+            for shift, a, b in zip(exps.tolist(), high.tolist(), low.tolist()):
+                self.total += (int(a) << (shift + self.HALF)) + (int(b) << shift)
+
+    def value(self) -> float:
+        return self.total / (1 << self.SCALE)
+
+
+class SetFigures:
+    """AUC (ties counted half), log loss and rows of one scored set, and its rows per score bin,
+    from its ``merged`` groups given in batches of ascending logits (every batch above the last).
+
+    The AUC's numerator, sum of n_pos * (negatives below + n_neg / 2), is kept exactly (twice it,
+    as an integer): the same figure however the groups are batched, and exact past 2^53.
+    """
+
+    def __init__(self, edges: list | None = None, loss: bool = True):
+        self.n_pos = self.n_neg = self.auc_twice = 0
+        self.loss = ExactSum() if loss else None
+        self.edges = edges
+        if edges is not None:
+            n_bins = len(edges) - 1
+            self.bins = {"n_pos": np.zeros(n_bins), "n_neg": np.zeros(n_bins), "sum_p": np.zeros(n_bins)}
+
+    def add(self, logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray, p: np.ndarray | None = None) -> None:
+        if not len(logit):
+            return
+        pos, neg = n_pos.astype(np.float64), n_neg.astype(np.float64)
+        below = np.cumsum(neg) - neg + self.n_neg  # negatives with a strictly lower score
+        # one batch's terms are integers below 2^53 (an exact float sum) until a set has ~6e7 rows
+        for part in np.array_split(pos * (2.0 * below + neg), max(1, len(pos) >> 20)):
+            self.auc_twice += _exact_integer_sum(part)
+        self.n_pos += int(pos.sum())
+        self.n_neg += int(neg.sum())
+        if self.loss is None and self.edges is None:
+            return
+        p = probability(logit) if p is None else p
+        if self.loss is not None:
+            clipped = np.clip(p, LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
+            self.loss.add(pos * woe.libm(math.log, clipped) + neg * woe.libm(math.log1p, -clipped))
+        if self.edges is not None:
+            # bin i holds edges[i] <= logit < edges[i + 1], the last bin closed (numpy.histogram's rule);
+            # np.add.at adds in the groups' order, as one bincount over every group would
+            at = np.clip(np.searchsorted(self.edges, logit, side="right") - 1, 0, len(self.edges) - 2)
+            np.add.at(self.bins["n_pos"], at, pos)
+            np.add.at(self.bins["n_neg"], at, neg)
+            np.add.at(self.bins["sum_p"], at, (pos + neg) * p)
+
+    @property
+    def rows(self) -> int:
+        return self.n_pos + self.n_neg
+
+    def auc(self) -> float | None:
+        """P(score of a positive > score of a negative) + 0.5 P(tie); None without both classes."""
+        if self.n_pos == 0 or self.n_neg == 0:
+            return None
+        return (self.auc_twice / 2) / (float(self.n_pos) * float(self.n_neg))
+
+    def logloss(self) -> float | None:
+        """Mean log loss (p clipped to [LOGLOSS_CLIP, 1 - LOGLOSS_CLIP])."""
+        return -self.loss.value() / float(self.rows) if self.rows else None
+
+    def binned(self) -> dict:
+        return {"n_pos": self.bins["n_pos"].astype(np.int64).tolist(),
+                "n_neg": self.bins["n_neg"].astype(np.int64).tolist(), "sum_p": self.bins["sum_p"].tolist()}
+
+
+def _exact_integer_sum(terms: np.ndarray) -> int:
+    """The sum of float64 integers as a Python integer (each below 2^53 in size, at most 2^20 of them)."""
+    high = np.floor(terms / (1 << 26))
+    return (int(high.sum()) << 26) + int((terms - high * (1 << 26)).sum())
+
+
+def summary(sets: dict, n_bins: int = SCORE_BINS) -> tuple[dict, dict | None]:
+    """``metrics`` and ``score_bins`` of scored sets given as runs (``merged_runs``): each set's
+    groups are read once, a block at a time, whatever their number."""
+    ends = [x for runs in sets.values() for run in runs if len(run)
+            for x in (float(run.read(0, 1)[0][0]), float(run.read(len(run) - 1, len(run))[0][0]))]
+    edges = bin_edges(min(ends), max(ends), n_bins) if ends else None
+    figures, bins = {}, {"edges": edges} if edges else None
+    for name, runs in sets.items():
+        f = SetFigures(edges)
+        for batch in merged_runs(runs):
+            f.add(*batch)
+        figures.update({f"{name}_auc": f.auc(), f"{name}_logloss": f.logloss(), f"{name}_rows": f.rows})
+        if bins is not None:
+            bins[name] = f.binned()
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in figures.items()}, bins
+
+
+def bin_edges(lo: float, hi: float, n_bins: int = SCORE_BINS) -> list[float]:
+    """``n_bins`` equal-width bins over [lo, hi] (one of width 1 when lo == hi)."""
+    width = (hi - lo) / n_bins or 1.0
+    return [lo + i * width for i in range(n_bins)] + [hi if hi > lo else lo + width]
+
+
 def auc(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | None:
     """P(score of a positive > score of a negative) + 0.5 P(tie) over ``merged`` groups; None without both classes."""
-    pos, neg = n_pos.astype(np.float64), n_neg.astype(np.float64)
-    total_pos, total_neg = pos.sum(), neg.sum()
-    if total_pos == 0 or total_neg == 0:
-        return None
-    below = np.cumsum(neg) - neg  # negatives with a strictly lower score
-    return float((pos * (below + 0.5 * neg)).sum() / (total_pos * total_neg))
+    f = SetFigures(loss=False)
+    f.add(logit, n_pos, n_neg)
+    return f.auc()
 
 
 def logloss(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray, p: np.ndarray | None = None) -> float | None:
-    """Mean log loss over ``merged`` groups: summed in their logit order, the same bits on every path.
+    """Mean log loss over ``merged`` groups: exactly summed, the same bits on every path.
     ``p``: ``probability(logit)``, when the caller has it already."""
-    n = n_pos.sum() + n_neg.sum()
-    if n == 0:
-        return None
-    p = np.clip(probability(logit) if p is None else p, LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
-    return -woe.total(n_pos * woe.libm(math.log, p) + n_neg * woe.libm(math.log1p, -p)) / float(n)
+    f = SetFigures()
+    f.add(logit, n_pos, n_neg, p)
+    return f.logloss()
 
 
 def probability(logit) -> np.ndarray:
@@ -59,20 +221,7 @@ def score_bins(groups: dict, n_bins: int = SCORE_BINS) -> dict | None:
     calibration (mean p against the observed rate per bin) and the score
     distribution of a model, small enough to keep with it. None without rows.
     """
-    every = np.concatenate([g[0] for g in groups.values()])
-    if every.size == 0:
-        return None
-    lo, hi = float(every.min()), float(every.max())
-    width = (hi - lo) / n_bins or 1.0
-    out = {"edges": [lo + i * width for i in range(n_bins)] + [hi if hi > lo else lo + width]}
-    for name, (logit, n_pos, n_neg) in groups.items():
-        # bin i holds edges[i] <= logit < edges[i + 1], the last bin closed (numpy.histogram's rule)
-        at = np.clip(np.searchsorted(out["edges"], logit, side="right") - 1, 0, n_bins - 1)
-        p = probability(logit)
-        out[name] = {"n_pos": np.bincount(at, n_pos, n_bins).astype(np.int64).tolist(),
-                     "n_neg": np.bincount(at, n_neg, n_bins).astype(np.int64).tolist(),
-                     "sum_p": np.bincount(at, (n_pos + n_neg) * p, n_bins).tolist()}
-    return out
+    return summary({name: [ArrayRun(*g)] for name, g in groups.items()}, n_bins)[1]
 
 
 def information_value(fit: woe.Fit, band: str, total_pos: float, total_neg: float) -> float:
@@ -111,12 +260,7 @@ def band_report(final: woe.Fit, folds: dict, band_subsets: dict) -> dict:
 
 def metrics(groups: dict) -> dict:
     """AUC and log loss per scored set ('oof', 'insample', 'eval') from its ``merged`` groups."""
-    out = {}
-    for name, (logit, n_pos, n_neg) in groups.items():
-        out[f"{name}_auc"] = auc(logit, n_pos, n_neg)
-        out[f"{name}_logloss"] = logloss(logit, n_pos, n_neg)
-        out[f"{name}_rows"] = int(n_pos.sum() + n_neg.sum())
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+    return summary({name: [ArrayRun(*g)] for name, g in groups.items()})[0]
 
 
 def midranks(x: np.ndarray) -> np.ndarray:

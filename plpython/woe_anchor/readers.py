@@ -2,7 +2,9 @@
 
 * ``LocalRows`` reads every TRAIN SOLD and eval-window row once, as compact
   codes (``passes.Statements.rows``), and numpy does the rest (``rowset``):
-  the fastest path for a table on this server.
+  the fastest path for a table on this server. Past ``woe_anchor.fit_memory``
+  it reads them in chunks kept on disk (``spill``), each step going over the
+  chunks one at a time.
 * ``sharded.ShardedRows`` sends set-based statements (``passes.Statements``:
   statistics, sums, quality) to each leaf of a source through a ``Fanout``
   and adds up the parts: for sources on postgres_fdw servers, whose rows
@@ -19,16 +21,17 @@ calls these methods in this order, on either:
 """
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import numpy as np
 
-from . import errors, rowset, sharded
+from . import errors, quality, rowset, sharded, spill
 from .catalog import EVAL_WINDOW
 from .passes import Statements
 from .persist import write_scores_here
 from .source import Leaf
-from .sqlgen import utc_iso_sql
+from .sqlgen import quote_literal, utc_iso_sql
 
 READER_SETTING = "woe_anchor.reader"
 
@@ -58,7 +61,7 @@ class Rows(Protocol):
         """(staging tables here, tables on shards, rows written)."""
 
     def quality_sets(self, st: Statements, plan: list, fold: str, oof, final) -> dict:
-        """Per scored set: (logit, n_pos, n_neg) groups."""
+        """Per scored set: runs of ``quality.merged`` groups (``quality.summary`` reads them)."""
 
     def finish(self) -> None:
         """The reads are done and succeeded (before persisting)."""
@@ -85,12 +88,15 @@ def open_rows(plpy, src) -> Rows:
 
 
 class LocalRows:
-    """One read of the rows into numpy (``rowset``); everything else is computed from them."""
+    """The rows read into numpy (``rowset``), in one piece, or in chunks of at most
+    ``woe_anchor.fit_memory`` kept on disk (``spill``) when the table is larger: every statistic,
+    sum and quality group is added up from the chunks, the same figures however the rows are cut."""
 
     def __init__(self, plpy, qualified: str):
         self.plpy, self.qualified = plpy, qualified
-        self.rows: rowset.RowSet | None = None
-        self.ship = None
+        self.ship = self.plan = self.spill = None
+        self.chunks: spill.Kept | None = None
+        self.banding = self.weights = self.blocks = None
 
     def default_cutoff(self) -> str | None:
         latest = f"max(s.sold_time) FILTER (WHERE isfinite(s.sold_time)) - {EVAL_WINDOW}"
@@ -104,26 +110,79 @@ class LocalRows:
 
     def all_statistics(self, st: Statements, plan: list, stats: dict | None) -> dict:
         schema = st.c.schema
-        self.ship = rowset.shipment(schema)
+        self.plan, self.ship = plan, rowset.shipment(schema)
         words = rowset.word_layout(plan, self.ship)
-        read = st.rows(plan, words, self.ship.deferred, self.ship.inputs, self.ship.subsets)
-        self.rows = rowset.read(self.plpy.execute(read)[0], plan, words, self.ship)
-        out = self.rows.statistics(schema, self.ship)
+        ranges = self._ranges(rowset.bytes_per_row(words, self.ship))
+        if ranges is not None:
+            self.spill = spill.Spill()
+        self.chunks = spill.Kept(self.spill)
+        values: dict[int, spill.Kept] = {}
+        total = None
+        read = st.rows(plan, words, self.ship.deferred, self.ship.inputs, self.ship.subsets, ranges)
+        # one statement, so one snapshot, however many chunks: a cursor hands them over one by one
+        for row in (self.plpy.execute(read) if ranges is None else self.plpy.cursor(read)):
+            r = rowset.read(row, plan, words, self.ship)
+            part, vals = rowset.chunk_statistics(r, schema, self.ship)
+            total = rowset.add_statistics(total, part)
+            for i, v in vals.items():
+                values.setdefault(i, spill.Kept(self.spill)).append([v])
+            self.chunks.append(r.arrays())
+            del r, row
+        out = rowset.statistics(total, lambda i: values[i].column(0), schema)
+        if self.spill is not None:
+            self.plpy.notice(f"[fit] read {out['n_train_sold']} TRAIN SOLD rows in {len(ranges)} chunks "
+                             f"(woe_anchor.fit_memory), {self.spill.bytes / 2**20:.0f} MiB kept on disk")
         if stats is not None and stats["n_train_sold"] != out["n_train_sold"]:
             errors.source_changed(self.qualified)
         return out
 
+    def _ranges(self, per_row: int) -> list[tuple[int, int]] | None:
+        """Block ranges of the source's heap (of each partition) holding about ``woe_anchor.fit_memory``
+        of rows each; None when it all fits, or for a view (read in one piece)."""
+        size = self.plpy.execute(_SIZE_SQL.format(source=quote_literal(self.qualified), setting=MEMORY_SETTING,
+                                                  default=quote_literal(DEFAULT_FIT_MEMORY)))[0]
+        if size["budget"] < MIN_FIT_MEMORY:
+            raise errors.Refusal(errors.INVALID_PARAMETER_VALUE,
+                                 f"{MEMORY_SETTING} must be at least {MIN_FIT_MEMORY // 1024} kB")
+        rows = float(size["rows"] or 0)
+        # a chunk's column is one bytea value, at most 1 GB: 8 bytes a row
+        n = max(math.ceil(rows * per_row / size["budget"]), math.ceil(rows / MAX_CHUNK_ROWS))
+        if n <= 1 or not size["blocks"]:
+            return None
+        n = min(n, size["blocks"])
+        cuts = [size["blocks"] * k // n for k in range(n)] + [MAX_BLOCKS]
+        return list(zip(cuts[:-1], cuts[1:]))
+
+    def _each(self):
+        """Every chunk's rows: banded and weighed once ``prepare`` said how, in blocks once known."""
+        for arrays in self.chunks:
+            r = rowset.RowSet.from_arrays(arrays, len(self.plan))
+            if self.banding is not None:
+                r.band_deferred(*self.banding)
+            if self.weights is not None:
+                r.weigh(*self.weights)
+            if self.blocks is not None:
+                r.put_in_blocks(*self.blocks)
+            yield r
+
     def prepare(self, schema, plan: list, learned: dict, ref_epoch: float, half_life_days) -> None:
-        self.rows.band_deferred(schema, plan, self.ship, learned)
-        self.rows.weigh(ref_epoch, half_life_days)
+        self.banding = (schema, plan, self.ship, learned)
 
     def train_days(self, stats: dict) -> np.ndarray:
-        return self.rows.train_days()
+        days = np.zeros(0, dtype=np.int64)
+        for r in self._each():
+            days = np.union1d(days, r.train_days())
+        return days
 
     def pack_sums(self, st: Statements, plan: list, fold: str, days, block_of_day, ref_epoch: float,
                   half_life_days) -> dict:
-        self.rows.put_in_blocks(days, block_of_day)
-        return rowset.pack_sums(self.rows, plan)
+        self.blocks = (days, block_of_day)
+        self.weights = (ref_epoch, half_life_days)
+        sums = rowset.PackSums(plan, int(np.max(block_of_day, initial=0)) + 1)
+        for r in self._each():
+            sums.add(r)
+        self.weights = None  # only the sums need them
+        return sums.result()
 
     def write_scores(self, st: Statements, plan: list, fold: str, lookups, fold_ids, phases,
                      on_shards: bool) -> tuple[list, list, int]:
@@ -132,10 +191,40 @@ class LocalRows:
         return write_scores_here(self.plpy, st, plan, fold, lookups, fold_ids, phases)
 
     def quality_sets(self, st: Statements, plan: list, fold: str, oof, final) -> dict:
-        return rowset.quality_sets(self.rows, plan, oof, final)
+        runs = {name: spill.Kept(self.spill) for name in ("oof", "insample", "eval")}
+        for r in self._each():
+            for name, groups in rowset.quality_sets(r, plan, oof, final).items():
+                runs[name].append(quality.merged(*groups))
+        return {name: kept.runs() for name, kept in runs.items()}
 
     def finish(self) -> None:
-        self.rows = None  # the rows' memory goes before persisting
+        self.close()  # the rows' memory and files go before persisting
 
     def close(self) -> None:
-        self.rows = None
+        self.chunks = None
+        if self.spill is not None:
+            self.spill.close()
+            self.spill = None
+
+
+MEMORY_SETTING = "woe_anchor.fit_memory"
+DEFAULT_FIT_MEMORY = "256MB"
+MIN_FIT_MEMORY = 64 * 1024
+MAX_CHUNK_ROWS = 100_000_000
+MAX_BLOCKS = (1 << 32) - 1   # past every block of a heap: the last chunk's end
+
+# the source's heap blocks (its largest partition's), its rows estimated as the planner does (the
+# last ANALYZE's density times the size now), and the memory bound
+_SIZE_SQL = """
+SELECT coalesce(max(pg_catalog.pg_relation_size(l.oid)), 0)
+         / pg_catalog.current_setting('block_size')::int8 AS blocks,
+       sum(CASE WHEN l.reltuples >= 0 AND l.relpages > 0
+                THEN l.reltuples / l.relpages * pg_catalog.pg_relation_size(l.oid)
+                     / pg_catalog.current_setting('block_size')::int8
+                ELSE pg_catalog.pg_relation_size(l.oid) / 64.0 END) AS rows,
+       pg_catalog.pg_size_bytes(coalesce(nullif(pg_catalog.current_setting('{setting}', true), ''), {default}))
+         AS budget
+FROM (SELECT t.relid FROM pg_catalog.pg_partition_tree({source}::regclass) AS t
+      UNION SELECT {source}::regclass) AS t
+JOIN pg_catalog.pg_class l ON l.oid = t.relid AND l.relkind IN ('r', 'm')
+"""

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import bands as b
 from . import packs as pk
-from . import woe
+from . import quality, woe
 from .passes import DAY_OFFSET, FIXED_POINT_BITS, INFINITE, NULL_KEY, SUBSET, UNDERFLOW_EXPONENT
 
 TRAIN, Y, LEARNED = 4, 2, 1   # the flag bits of a row
@@ -122,30 +122,15 @@ class RowSet:
         else:
             self.block[train] = block_of_day[np.searchsorted(days, day)]
 
-    def statistics(self, schema: b.BandSchema, ship: Shipment) -> dict:
-        """What ``Statements.stats`` returns (its ``days`` aside), from the rows."""
-        train, learned = self.train, self.learned
-        out = {"n_train_sold": int(train.sum()), "n_learned": int(learned.sum()),
-               "n_null_keys": int(((self.marks & NULL_KEY) > 0)[train].sum()),
-               "n_infinite": int(((self.marks & INFINITE) > 0)[train].sum()),
-               "ref_epoch": float(self.label_ts[learned].max()) if learned.any() else None}
-        for i, rule in enumerate(schema.learning):
-            x = ship.value(self, rule.input)
-            if isinstance(rule, b.ScaleRule):
-                x = np.abs(x[learned & ~np.isnan(x)])
-                below = x < rule.below
-                out.update({f"n_{i}": len(x), f"below_{i}": int(below.sum()),
-                            f"under_{i}": float(x[below].max()) if below.any() else None,
-                            f"over_{i}": float(x[~below].min()) if (~below).any() else None})
-            else:
-                mine = learned & ~np.isnan(x) & (ship.in_subset(self, rule.subset) if rule.subset else True)
-                x, probs = x[mine], (*rule.probs, 0.5)
-                # only the ranks either side of each quantile need their sorted values
-                ranks = {k for p in probs for k in percentile_position(len(x), p)[1:]}
-                x = np.partition(x, sorted(ranks)) if len(x) else x
-                out[f"n_{i}"] = len(x)
-                out[f"q_{i}"] = [percentile_cont(len(x), p, x.__getitem__) for p in probs] if len(x) else None
-        return out
+    def arrays(self) -> list[np.ndarray]:
+        """The rows as read (before banding, weighing and blocks), for ``from_arrays``."""
+        return [self.flags, self.marks, self.day, self.label_ts, *self.combos, *self.x]
+
+    @classmethod
+    def from_arrays(cls, arrays: list[np.ndarray], n_packs: int) -> "RowSet":
+        flags, marks, day, label_ts, *rest = arrays
+        return cls(flags=flags, marks=marks, day=day, label_ts=label_ts, combos=list(rest[:n_packs]),
+                   x=list(rest[n_packs:]))
 
     def weigh(self, ref_epoch: float, half_life_days: float | None) -> None:
         """``Statements.weight`` of every learned row, by the same float steps and the same libm pow."""
@@ -167,6 +152,92 @@ class RowSet:
             j = next(j for j, pack in enumerate(plan) if i in pack.bands)
             at = plan[j].bands.index(i)
             self.combos[j] = self.combos[j] + band_codes(band, ship, self, learned, plan[j].radix[at] - 1) * plan[j].mult[at]
+
+
+def chunk_statistics(r: RowSet, schema: b.BandSchema, ship: Shipment) -> tuple[dict, dict]:
+    """One chunk's part of ``statistics``: the counts, extremes and sums that add up across chunks
+    (``add_statistics``), and per quantile rule the values it takes its percentiles from."""
+    train, learned = r.train, r.learned
+    part = {"n_train_sold": int(train.sum()), "n_learned": int(learned.sum()),
+            "n_null_keys": int(((r.marks & NULL_KEY) > 0)[train].sum()),
+            "n_infinite": int(((r.marks & INFINITE) > 0)[train].sum()),
+            "ref_epoch": float(r.label_ts[learned].max()) if learned.any() else None}
+    values = {}
+    for i, rule in enumerate(schema.learning):
+        x = ship.value(r, rule.input)
+        if isinstance(rule, b.ScaleRule):
+            x = np.abs(x[learned & ~np.isnan(x)])
+            below = x < rule.below
+            part.update({f"n_{i}": len(x), f"below_{i}": int(below.sum()),
+                         f"under_{i}": float(x[below].max()) if below.any() else None,
+                         f"over_{i}": float(x[~below].min()) if (~below).any() else None})
+        else:
+            values[i] = x[learned & ~np.isnan(x) & (ship.in_subset(r, rule.subset) if rule.subset else True)]
+            part[f"n_{i}"] = len(values[i])
+    return part, values
+
+
+def add_statistics(total: dict | None, part: dict) -> dict:
+    """Two chunks' ``chunk_statistics`` parts as one: counts added, extremes kept (None: no value)."""
+    if total is None:
+        return dict(part)
+    out = {}
+    for k, v in part.items():
+        extreme = max if k == "ref_epoch" or k.startswith("under_") else min if k.startswith("over_") else None
+        if extreme is None:
+            out[k] = total[k] + v
+        else:
+            out[k] = extreme((x for x in (total[k], v) if x is not None), default=None)
+    return out
+
+
+def statistics(total: dict, values, schema: b.BandSchema) -> dict:
+    """What ``Statements.stats`` returns (its ``days`` aside): the chunks' ``add_statistics`` and the
+    percentiles of each quantile rule, from ``values(i)`` -> its value arrays of every chunk (an
+    iterable that can be read more than once)."""
+    out = dict(total)
+    for i, rule in enumerate(schema.learning):
+        if isinstance(rule, b.ScaleRule):
+            continue
+        n, probs = out[f"n_{i}"], (*rule.probs, 0.5)
+        ranks = sorted({k for p in probs for k in percentile_position(n, p)[1:]}) if n else []
+        at = order_statistics(values(i), ranks)
+        out[f"q_{i}"] = [percentile_cont(n, p, at.__getitem__) for p in probs] if n else None
+    return out
+
+
+_SIGN = np.uint64(1 << 63)
+
+
+def order_statistics(batches, ranks: list[int]) -> dict[int, float]:
+    """The values at 0-based ``ranks`` of the sorted union of float arrays (no NaN), exactly, in
+    memory bounded by the largest array: each of four reads of ``batches`` fixes 16 more bits of
+    an integer key with the floats' order (a radix select)."""
+    state = {k: (0, k) for k in ranks}   # rank -> (the key's leading bits so far, rank among keys with them)
+    for level in range(4):
+        shift = 48 - 16 * level
+        counts = {p: np.zeros(1 << 16, dtype=np.int64) for p, _ in state.values()}
+        for x in batches:
+            key = ordered_key(x)
+            for p, c in counts.items():
+                mine = key if level == 0 else key[(key >> np.uint64(shift + 16)) == np.uint64(p)]
+                c += np.bincount(((mine >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.int64), minlength=1 << 16)
+        for k, (p, r) in state.items():
+            below = np.cumsum(counts[p])
+            digit = int(np.searchsorted(below, r, side="right"))
+            state[k] = ((p << 16) | digit, r - (int(below[digit - 1]) if digit else 0))
+    return {k: float(key_value(p)) for k, (p, _) in state.items()}
+
+
+def ordered_key(x: np.ndarray) -> np.ndarray:
+    """uint64 keys in the order of the floats (negatives' bits inverted, positives' sign bit set)."""
+    bits = np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
+    return np.where(bits & _SIGN, ~bits, bits | _SIGN)
+
+
+def key_value(key: int) -> float:
+    bits = key & ~(1 << 63) if key >> 63 else ~key & ((1 << 64) - 1)
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
 
 
 def band_codes(band: b.Band, ship: Shipment, rows: RowSet, learned: dict, null_slot: int) -> np.ndarray:
@@ -211,6 +282,13 @@ def word_layout(plan: list[pk.Pack], ship: Shipment) -> list[pk.Radix]:
     return pk.words([8, SUBSET << len(ship.subsets), 1 << 32] + [p.size for p in plan])
 
 
+def bytes_per_row(words: list[pk.Radix], ship: Shipment) -> int:
+    """What a row read takes in memory at the peak: its values as bytes (Python's copy of what the
+    server sent), a word's codes decoded as int64, and the ``RowSet`` they become."""
+    kept = 1 + 8 + 4 + 8 + 8 * len(ship.inputs) + 4 * (sum(len(w.radix) for w in words) - 3)
+    return 8 * (len(words) + 1 + len(ship.inputs)) + 8 * sum(len(w.radix) for w in words) + kept
+
+
 def read(row: dict, plan: list[pk.Pack], words: list[pk.Radix], ship: Shipment) -> RowSet:
     """The rows of ``Statements.rows``, decoded into small integer types."""
     names = [f"w{i}" for i in range(len(words))] + ["label_ts"] + [f"x{k}" for k in range(len(ship.inputs))]
@@ -232,36 +310,40 @@ def weight_pieces(w: np.ndarray) -> tuple:
     return tuple(x.astype(np.float64) for x in (w >> 2 * PIECE, (w >> PIECE) & mask, w & mask))
 
 
-def exact_sums(index: np.ndarray, pieces: tuple, n_cells: int) -> list[int]:
-    """Σ w per cell as exact integers (w given as ``weight_pieces``), whatever the order of the rows.
+class PackSums:
+    """What ``Statements.sums`` returns (per pack and key: rows, exact sum of w), added up from the
+    rows of one or more chunks: the same figures however the rows are cut."""
 
-    bincount adds each piece exactly, for cells of fewer than 2^32 rows.
-    """
-    a, b, c = (np.bincount(index, x, n_cells) for x in pieces)
-    return [(int(x) << 2 * PIECE) + (int(y) << PIECE) + int(z) for x, y, z in zip(a, b, c)]
+    def __init__(self, plan: list[pk.Pack], n_blocks: int):
+        self.plan = plan
+        # per pack, dense over (block * size + combination) * 4 + 2y + learned: rows and w's pieces
+        self.n = [np.zeros(n_blocks * pack.size * 4, dtype=np.int64) for pack in plan]
+        self.pieces = [np.zeros((3, n_blocks * pack.size * 4)) for pack in plan]
 
+    def add(self, r: RowSet) -> None:
+        train = r.train
+        learned = r.learned[train]
+        # combination and flags 0 for rows not learned from
+        flags = np.where(learned, (r.flags[train] & Y) + 1, 0)
+        block, pieces = r.block[train], weight_pieces(r.w[train])
+        for j, pack in enumerate(self.plan):
+            key = (block * pack.size + np.where(learned, r.combos[j][train], 0)) * 4 + flags
+            self.n[j] += np.bincount(key, minlength=len(self.n[j]))
+            for k, x in enumerate(pieces):
+                # pieces of < 2^21 added over < 2^32 rows: exact in float64
+                self.pieces[j][k] += np.bincount(key, x, len(self.n[j]))
 
-def pack_sums(r: RowSet, plan: list[pk.Pack]) -> dict:
-    """What ``Statements.sums`` returns (per pack and key: rows, exact Σw), from the rows."""
-    train = r.train
-    learned = r.learned[train]
-    # (block * size + combination) * 4 + 2y + learned, with combination and flags 0 for rows not learned from
-    flags = np.where(learned, (r.flags[train] & Y) + 1, 0)
-    block, pieces = r.block[train], weight_pieces(r.w[train])
-    out = {"grouping": [], "key": [], "n": [], "sw": []}
-    every = (1 << len(plan)) - 1
-    blocks = int(block.max(initial=0)) + 1
-    for j, pack in enumerate(plan):
-        key = (block * pack.size + np.where(learned, r.combos[j][train], 0)) * 4 + flags
-        # the key space is small (blocks x combinations x 4): count densely, keep the cells with rows
-        n = np.bincount(key, minlength=blocks * pack.size * 4)
-        cells = np.flatnonzero(n)
-        exact = exact_sums(key, pieces, len(n))
-        out["grouping"] += [every ^ (1 << (len(plan) - 1 - j))] * len(cells)
-        out["key"] += cells.tolist()
-        out["n"] += n[cells].tolist()
-        out["sw"] += [exact[c] for c in cells]
-    return out
+    def result(self) -> dict:
+        out = {"grouping": [], "key": [], "n": [], "sw": []}
+        every = (1 << len(self.plan)) - 1
+        for j, (n, (high, mid, low)) in enumerate(zip(self.n, self.pieces)):
+            cells = np.flatnonzero(n)
+            out["grouping"] += [every ^ (1 << (len(self.plan) - 1 - j))] * len(cells)
+            out["key"] += cells.tolist()
+            out["n"] += n[cells].tolist()
+            out["sw"] += [(int(x) << 2 * PIECE) + (int(y) << PIECE) + int(z)
+                          for x, y, z in zip(high[cells], mid[cells], low[cells])]
+        return out
 
 
 def fold_sums(row: dict, schema, plan: list[pk.Pack], n_blocks: int) -> woe.FoldSums:
@@ -413,7 +495,8 @@ def _dense_limit(n: int) -> int:
 
 
 def statement_sets(row: dict) -> dict:
-    """The same sets from ``Statements.quality``'s grouped logits (a sharded fit)."""
+    """The same sets from ``Statements.quality``'s grouped logits (a sharded fit): per set, one run
+    of ``quality.merged`` groups."""
     grouping = np.asarray(row["grouping"] or [], dtype=np.int64)
     logit = np.asarray([np.nan if v is None else v for v in row["logit"] or []], dtype=np.float64)
     n_pos = np.asarray(row["n_pos"] or [], dtype=np.float64)
@@ -422,5 +505,5 @@ def statement_sets(row: dict) -> dict:
     # GROUPING(oof, ins, ev): the set a row belongs to has its bit 0 (4, 2, 1 from the left)
     for name, bit in (("oof", 4), ("insample", 2), ("eval", 1)):
         mine = ((grouping & bit) == 0) & ~np.isnan(logit)
-        out[name] = (logit[mine], n_pos[mine], n_neg[mine])
+        out[name] = [quality.ArrayRun(*quality.merged(logit[mine], n_pos[mine], n_neg[mine]))]
     return out
