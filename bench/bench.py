@@ -100,17 +100,21 @@ def timed(fn):
 def fit(conn, table, key, n_folds):
     """Seconds, peak backend MiB, the fit's phases (ms) and its notice on chunks (None: one piece)."""
     notices = []
-    conn.add_notice_handler(notices.append)
+
+    def keep(diagnostic):   # read it now: a notice's fields go with its result
+        notices.append(diagnostic.message_primary or "")
+
+    conn.add_notice_handler(keep)
     try:
         with PeakMemory(conn.info.backend_pid) as mem:
             seconds, _ = timed(lambda: conn.execute(
                 "CALL ml.fit_woe_anchor(source => %s, model_key => %s, n_folds => %s, activate => false)",
                 [table, key, n_folds]))
     finally:
-        conn.remove_notice_handler(notices.append)
+        conn.remove_notice_handler(keep)
     phases = conn.execute("SELECT timings_ms FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
                           [key]).fetchone()[0]
-    chunks = next((n.message_primary for n in notices if "chunks" in (n.message_primary or "")), None)
+    chunks = next((n for n in notices if "chunks" in n), None)
     return seconds, mem.peak_kb / 1024, phases, chunks
 
 

@@ -96,3 +96,52 @@ def test_a_fit_memory_too_small_or_not_a_size_is_refused(conn, value, message):
     assert "Traceback" not in str(refused.value)
     assert not conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1 WHERE model_key = 'rd_memory'"
                             ).fetchone()[0]
+
+
+def _fit_memory_fit(conn, source: str, key: str, fit_memory: str | None) -> dict:
+    if fit_memory:
+        conn.execute("SELECT set_config('woe_anchor.fit_memory', %s, false)", [fit_memory])
+    try:
+        conn.notices.clear()
+        fit(conn, source, model_key=key, replace=True, activate=False)
+    finally:
+        conn.execute("RESET woe_anchor.fit_memory")
+    chunked = any("chunks (woe_anchor.fit_memory)" in n for n in conn.notices)
+    assert chunked == bool(fit_memory), conn.notices
+    got = artifacts.comparable(conn, key)
+    got[0].pop("source_relation")
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+    return got
+
+
+def test_partitions_of_uneven_size_and_a_materialized_view_read_in_chunks_give_the_same_model(conn):
+    """Chunks are block ranges cut from every heap a scan reads: a partitioned table's partitions
+    (one tenth of the rows in one, the rest in the other) and a materialized view's."""
+    cases.load(conn, "rd_src", cases.make_rows(seed=98))
+    cut = conn.execute("SELECT percentile_disc(0.1) WITHIN GROUP (ORDER BY listing_id) FROM rd_src").fetchone()[0]
+    conn.execute("DROP TABLE IF EXISTS rd_part; DROP MATERIALIZED VIEW IF EXISTS rd_mat")
+    conn.execute("CREATE TABLE rd_part (LIKE rd_src) PARTITION BY RANGE (listing_id)")
+    conn.execute(f"CREATE TABLE rd_part_small PARTITION OF rd_part FOR VALUES FROM (MINVALUE) TO ({cut})")
+    conn.execute(f"CREATE TABLE rd_part_large PARTITION OF rd_part FOR VALUES FROM ({cut}) TO (MAXVALUE)")
+    conn.execute("INSERT INTO rd_part SELECT * FROM rd_src")
+    conn.execute("CREATE MATERIALIZED VIEW rd_mat AS SELECT * FROM rd_src")
+    conn.execute("ANALYZE rd_part, rd_mat")
+    want = _fit_memory_fit(conn, "rd_src", "rd_plain", None)
+    for source in ("rd_part", "rd_mat"):
+        assert _fit_memory_fit(conn, source, f"{source}_chunks", "64kB") == want, source
+    conn.execute("DROP TABLE rd_part; DROP MATERIALIZED VIEW rd_mat")
+
+
+def test_temp_file_limit_bounds_the_chunks_on_disk(conn):
+    """The file that keeps the chunks counts against temp_file_limit as PostgreSQL's own do."""
+    cases.load(conn, "rd_src", cases.make_rows(seed=99))
+    before = artifacts.stored_counts(conn)
+    conn.execute("SET woe_anchor.fit_memory = '64kB'")
+    conn.execute("SET temp_file_limit = '64kB'")
+    try:
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="temp_file_limit") as refused:
+            fit(conn, "rd_src", model_key="rd_limited", activate=False)
+    finally:
+        conn.execute("RESET woe_anchor.fit_memory; RESET temp_file_limit")
+    assert "Traceback" not in str(refused.value)
+    assert artifacts.stored_counts(conn) == before

@@ -382,8 +382,32 @@ def test_exact_sum_is_fsum_however_the_values_are_batched():
         for part in np.array_split(rng.permutation(x), int(rng.integers(1, 8))):
             total.add(part)
         assert total.value() == math.fsum(x.tolist())
-    with pytest.raises(ValueError):
-        quality.ExactSum().add([1.0, math.inf])
+    for special in ([1.0, math.inf], [math.nan, 2.0], [-math.inf, -math.inf, 3.0]):
+        total = quality.ExactSum()
+        total.add(special)
+        assert str(total.value()) == str(math.fsum(special))
+    both = quality.ExactSum()
+    both.add([math.inf, -math.inf])
+    with pytest.raises(ValueError):   # as fsum
+        both.value()
+
+
+def test_chunk_cuts_split_the_rows_of_uneven_partitions_evenly():
+    from woe_anchor import readers
+    # one large partition and many small ones share every block range: the cuts follow the rows
+    heaps = [(100_000, 40.0)] + [(1_000, 40.0)] * 200
+    budget, per_row = 20_000_000, 100
+    cuts = readers.chunk_cuts(heaps, per_row, budget)
+    assert cuts[0] == 0 and cuts[-1] == readers.MAX_BLOCKS and cuts == sorted(set(cuts))
+    ends = cuts[1:-1] + [max(b for b, _ in heaps)]
+    rows = [sum((min(hi, b) - min(lo, b)) * d for b, d in heaps) for lo, hi in zip(cuts, ends)]
+    assert sum(rows) == sum(b * d for b, d in heaps)
+    assert max(rows) * per_row <= 1.01 * budget, "every chunk within the budget (to a block)"
+    assert readers.chunk_cuts([(10, 40.0)], per_row, budget) is None, "one piece when it fits"
+    assert readers.chunk_cuts([], per_row, budget) is None
+    many = readers.chunk_cuts([(10_000_000, 100.0)], per_row, 64 * 1024)
+    assert len(many) - 1 == readers.MAX_CHUNKS, "a tiny setting makes chunks larger, not more"
+
 
 
 def test_runs_merge_to_the_groups_of_all_rows():

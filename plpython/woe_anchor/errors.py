@@ -14,6 +14,9 @@ WRONG_OBJECT_TYPE = "42809"
 OBJECT_NOT_IN_PREREQUISITE_STATE = "55000"
 DATETIME_FIELD_OVERFLOW = "22008"
 UNDEFINED_OBJECT = "42704"
+DISK_FULL = "53100"
+CONFIGURATION_LIMIT_EXCEEDED = "53400"
+IO_ERROR = "58030"
 
 # hints shared by every function that looks a model up
 LIST_MODELS = "List models with ml.woe_anchor_models()."

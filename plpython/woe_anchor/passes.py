@@ -216,9 +216,10 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         aligned. The words are computed below the Gather, by the parallel
         workers; the leader only appends bytes.
 
-        ``ranges``: (first block, block after the last) of the heap: one row
+        ``ranges``: (first block, block after the last) of every heap: one row
         per range, (``n``, its number, and the columns above), each range's rows
-        read by a TID range scan; without them, one row of every row.
+        read by a TID range scan, with no parallel workers; without them, one
+        row of every row.
         """
         combos = combinations_sql(self.c, packs, deferred)
         parts = ["CASE WHEN f.train THEN 4 + f.y * 2 + f.learned::int ELSE f.y * 2 END", "f.marks",

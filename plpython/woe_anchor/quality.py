@@ -43,6 +43,8 @@ def merged_runs(runs: list, block: int | None = None):
     at = [0] * len(runs)
     held = [run.read(0, min(block, len(run))) for run in runs]
     while any(len(h[0]) for h in held):
+        if any(np.isnan(h[0][-1:]).any() for h in held):
+            raise ValueError("a run of groups holds a NaN logit")  # it would never sort below a limit
         # runs read to their end place no limit
         limit = min((h[0][-1] for h, run, i in zip(held, runs, at) if len(h[0]) and i + len(h[0]) < len(run)),
                     default=np.inf)
@@ -88,21 +90,29 @@ class ExactSum:
 
     def __init__(self):
         self.total = 0
+        self.special = set()   # the values that are not finite (NaN, -inf, inf)
 
     def add(self, x) -> None:
         x = np.asarray(x, dtype=np.float64).ravel()
-        if not np.isfinite(x).all():
-            raise ValueError("ExactSum adds finite values only")
+        finite = np.isfinite(x)
+        if not finite.all():
+            self.special |= {float(v) for v in x[~finite]}
+            x = x[finite]
         for start in range(0, len(x), self.BATCH):
             m, e = np.frexp(x[start:start + self.BATCH])
+            if not len(m):
+                continue
             m = np.ldexp(m, 53).astype(np.int64)
-            exps, at = np.unique(e.astype(np.int64) - 53 + self.SCALE, return_inverse=True)
-            high = np.bincount(at, (m >> self.HALF).astype(np.float64), len(exps))
-            low = np.bincount(at, (m & ((1 << self.HALF) - 1)).astype(np.float64), len(exps))
-            for shift, a, b in zip(exps.tolist(), high.tolist(), low.tolist()):
-                self.total += (int(a) << (shift + self.HALF)) + (int(b) << shift)
+            e = e.astype(np.int64) - 53 + self.SCALE
+            first = int(e.min())   # exponents span at most 2,100 values: counted densely
+            high = np.bincount(e - first, (m >> self.HALF).astype(np.float64))
+            low = np.bincount(e - first, (m & ((1 << self.HALF) - 1)).astype(np.float64))
+            for k in np.flatnonzero((high != 0) | (low != 0)).tolist():
+                self.total += (int(high[k]) << (first + k + self.HALF)) + (int(low[k]) << (first + k))
 
     def value(self) -> float:
+        if self.special:
+            return math.fsum(self.special)   # what fsum makes of them with any finite values
         return self.total / (1 << self.SCALE)
 
 
@@ -125,13 +135,13 @@ class SetFigures:
     def add(self, logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray, p: np.ndarray | None = None) -> None:
         if not len(logit):
             return
-        pos, neg = n_pos.astype(np.float64), n_neg.astype(np.float64)
+        pos, neg = n_pos.astype(np.int64), n_neg.astype(np.int64)
         below = np.cumsum(neg) - neg + self.n_neg  # negatives with a strictly lower score
-        # one batch's terms are integers below 2^53 (an exact float sum) until a set has ~6e7 rows
-        for part in np.array_split(pos * (2.0 * below + neg), max(1, len(pos) >> 20)):
-            self.auc_twice += _exact_integer_sum(part)
+        # int64 holds twice the numerator (at most N^2 / 2) for sets of up to 4e9 rows
+        self.auc_twice += int((pos * (2 * below + neg)).sum())
         self.n_pos += int(pos.sum())
         self.n_neg += int(neg.sum())
+        pos, neg = n_pos.astype(np.float64), n_neg.astype(np.float64)
         if self.loss is None and self.edges is None:
             return
         p = probability(logit) if p is None else p
@@ -163,12 +173,6 @@ class SetFigures:
     def binned(self) -> dict:
         return {"n_pos": self.bins["n_pos"].astype(np.int64).tolist(),
                 "n_neg": self.bins["n_neg"].astype(np.int64).tolist(), "sum_p": self.bins["sum_p"].tolist()}
-
-
-def _exact_integer_sum(terms: np.ndarray) -> int:
-    """The sum of float64 integers as a Python integer (each below 2^53 in size, at most 2^20 of them)."""
-    high = np.floor(terms / (1 << 26))
-    return (int(high.sum()) << 26) + int((terms - high * (1 << 26)).sum())
 
 
 def summary(sets: dict, n_bins: int = SCORE_BINS) -> tuple[dict, dict | None]:

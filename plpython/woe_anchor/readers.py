@@ -113,8 +113,6 @@ class LocalRows:
         self.plan, self.ship = plan, rowset.shipment(schema)
         words = rowset.word_layout(plan, self.ship)
         ranges = self._ranges(rowset.bytes_per_row(words, self.ship))
-        if ranges is not None:
-            self.spill = spill.Spill()
         self.chunks = spill.Kept(self.spill)
         values: dict[int, spill.Kept] = {}
         total = None
@@ -137,27 +135,29 @@ class LocalRows:
         return out
 
     def _ranges(self, per_row: int) -> list[tuple[int, int]] | None:
-        """Block ranges of the source's heap (of each partition) holding about ``woe_anchor.fit_memory``
-        of rows each; None when it all fits, or for a view (read in one piece)."""
-        size = self.plpy.execute(_SIZE_SQL.format(source=quote_literal(self.qualified), setting=MEMORY_SETTING,
-                                                  default=quote_literal(DEFAULT_FIT_MEMORY)))[0]
-        if size["budget"] < MIN_FIT_MEMORY:
+        """Block ranges of the source's heaps (every partition's and child's: a range is cut from
+        each) holding about ``woe_anchor.fit_memory`` of rows each, and the file that keeps the
+        chunks open; None when the rows fit, or for a view (read in one piece)."""
+        limits = self.plpy.execute(_LIMITS_SQL.format(setting=MEMORY_SETTING, default=quote_literal(DEFAULT_FIT_MEMORY)))[0]
+        if limits["budget"] < MIN_FIT_MEMORY:
             raise errors.Refusal(errors.INVALID_PARAMETER_VALUE,
                                  f"{MEMORY_SETTING} must be at least {MIN_FIT_MEMORY // 1024} kB")
-        rows = float(size["rows"] or 0)
-        # a chunk's column is one bytea value, at most 1 GB: 8 bytes a row
-        n = max(math.ceil(rows * per_row / size["budget"]), math.ceil(rows / MAX_CHUNK_ROWS))
-        if n <= 1 or not size["blocks"]:
+        heaps = [(int(h["blocks"]), float(h["density"]))
+                 for h in self.plpy.execute(_HEAPS_SQL.format(source=quote_literal(self.qualified)))]
+        cuts = chunk_cuts(heaps, per_row, limits["budget"])
+        if cuts is None:
             return None
-        n = min(n, size["blocks"])
-        cuts = [size["blocks"] * k // n for k in range(n)] + [MAX_BLOCKS]
+        self.spill = spill.Spill(spill.temp_dir(limits["tablespace"], limits["major"]), limits["temp_limit"])
         return list(zip(cuts[:-1], cuts[1:]))
 
-    def _each(self):
+    def _each(self, band: bool = True):
         """Every chunk's rows: banded and weighed once ``prepare`` said how, in blocks once known."""
         for arrays in self.chunks:
+            if self.spill is not None:
+                # a cancel or statement_timeout is acted on only inside the server's calls
+                self.plpy.execute("SELECT")
             r = rowset.RowSet.from_arrays(arrays, len(self.plan))
-            if self.banding is not None:
+            if band and self.banding is not None:
                 r.band_deferred(*self.banding)
             if self.weights is not None:
                 r.weigh(*self.weights)
@@ -170,7 +170,7 @@ class LocalRows:
 
     def train_days(self, stats: dict) -> np.ndarray:
         days = np.zeros(0, dtype=np.int64)
-        for r in self._each():
+        for r in self._each(band=False):
             days = np.union1d(days, r.train_days())
         return days
 
@@ -210,21 +210,57 @@ class LocalRows:
 MEMORY_SETTING = "woe_anchor.fit_memory"
 DEFAULT_FIT_MEMORY = "256MB"
 MIN_FIT_MEMORY = 64 * 1024
-MAX_CHUNK_ROWS = 100_000_000
-MAX_BLOCKS = (1 << 32) - 1   # past every block of a heap: the last chunk's end
+MAX_CHUNKS = 256               # past it chunks grow: a small setting must not make the merges quadratic
+MAX_CHUNK_ROWS = 100_000_000   # a chunk's column is one bytea value, at most 1 GB: 8 bytes a row
+MAX_BLOCKS = (1 << 32) - 1     # past every block of a heap: the last chunk's end
+UNKNOWN_DENSITY = 128.0        # rows per page of a heap never analyzed: 64 bytes a row, more than there are
 
-# the source's heap blocks (its largest partition's), its rows estimated as the planner does (the
-# last ANALYZE's density times the size now), and the memory bound
-_SIZE_SQL = """
-SELECT coalesce(max(pg_catalog.pg_relation_size(l.oid)), 0)
-         / pg_catalog.current_setting('block_size')::int8 AS blocks,
-       sum(CASE WHEN l.reltuples >= 0 AND l.relpages > 0
-                THEN l.reltuples / l.relpages * pg_catalog.pg_relation_size(l.oid)
-                     / pg_catalog.current_setting('block_size')::int8
-                ELSE pg_catalog.pg_relation_size(l.oid) / 64.0 END) AS rows,
-       pg_catalog.pg_size_bytes(coalesce(nullif(pg_catalog.current_setting('{setting}', true), ''), {default}))
-         AS budget
-FROM (SELECT t.relid FROM pg_catalog.pg_partition_tree({source}::regclass) AS t
-      UNION SELECT {source}::regclass) AS t
-JOIN pg_catalog.pg_class l ON l.oid = t.relid AND l.relkind IN ('r', 'm')
+
+def chunk_cuts(heaps: list[tuple[int, float]], per_row: int, budget: int) -> list[int] | None:
+    """Block numbers cutting heaps of (blocks, rows per block) into chunks of about ``budget``
+    bytes of rows: the same block range is cut from every heap (a partitioned table's), so the
+    cuts split F(c) = sum of rows in blocks [0, c) of each heap evenly. None: one piece will do."""
+    total = sum(blocks * density for blocks, density in heaps)
+    n = min(max(math.ceil(total * per_row / budget), math.ceil(total / MAX_CHUNK_ROWS)), MAX_CHUNKS)
+    if n <= 1:
+        return None
+
+    def rows_below(c: int) -> float:
+        return sum(min(c, blocks) * density for blocks, density in heaps)
+
+    cuts, last = [0], max(blocks for blocks, _ in heaps)
+    for k in range(1, n):
+        lo, hi = cuts[-1], last   # the first block count whose rows below reach k / n of them
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if rows_below(mid) < total * k / n else (lo, mid)
+        if lo > cuts[-1]:
+            cuts.append(lo)
+    return cuts + [MAX_BLOCKS] if len(cuts) > 1 else None
+
+
+_LIMITS_SQL = """
+SELECT pg_catalog.pg_size_bytes(coalesce(nullif(pg_catalog.current_setting('{setting}', true), ''), {default}))
+         AS budget,
+       CASE WHEN pg_catalog.current_setting('temp_file_limit') <> '-1'
+            THEN pg_catalog.pg_size_bytes(pg_catalog.current_setting('temp_file_limit')) END AS temp_limit,
+       pg_catalog.current_setting('server_version_num')::int / 10000 AS major,
+       (SELECT t.oid::int8
+        FROM unnest(pg_catalog.string_to_array(pg_catalog.current_setting('temp_tablespaces'), ','))
+             WITH ORDINALITY AS n(name, i)
+        JOIN pg_catalog.pg_tablespace t ON t.spcname = pg_catalog.btrim(n.name, ' "')
+        WHERE t.spcname <> 'pg_default' AND pg_catalog.has_tablespace_privilege(t.oid, 'CREATE')
+        ORDER BY n.i LIMIT 1) AS tablespace
+"""
+
+# the heaps a scan of the source reads (itself, its partitions and inheritance children), their
+# blocks now and their rows per block at the last ANALYZE (as the planner estimates)
+_HEAPS_SQL = f"""
+WITH RECURSIVE tree(oid) AS (
+    SELECT {{source}}::regclass::oid
+    UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent = tree.oid)
+SELECT pg_catalog.pg_relation_size(l.oid) / pg_catalog.current_setting('block_size')::int8 AS blocks,
+       CASE WHEN l.reltuples > 0 AND l.relpages > 0 THEN l.reltuples / l.relpages
+            ELSE {UNKNOWN_DENSITY} END AS density
+FROM tree JOIN pg_catalog.pg_class l ON l.oid = tree.oid AND l.relkind IN ('r', 'm')
 """

@@ -172,7 +172,8 @@ def chunk_statistics(r: RowSet, schema: b.BandSchema, ship: Shipment) -> tuple[d
                          f"under_{i}": float(x[below].max()) if below.any() else None,
                          f"over_{i}": float(x[~below].min()) if (~below).any() else None})
         else:
-            values[i] = x[learned & ~np.isnan(x) & (ship.in_subset(r, rule.subset) if rule.subset else True)]
+            # + 0.0: -0.0 and 0.0 are one value (the radix select would order them)
+            values[i] = x[learned & ~np.isnan(x) & (ship.in_subset(r, rule.subset) if rule.subset else True)] + 0.0
             part[f"n_{i}"] = len(values[i])
     return part, values
 
@@ -214,7 +215,7 @@ def order_statistics(batches, ranks: list[int]) -> dict[int, float]:
     memory bounded by the largest array: each of four reads of ``batches`` fixes 16 more bits of
     an integer key with the floats' order (a radix select)."""
     state = {k: (0, k) for k in ranks}   # rank -> (the key's leading bits so far, rank among keys with them)
-    for level in range(4):
+    for level in range(4 if ranks else 0):
         shift = 48 - 16 * level
         counts = {p: np.zeros(1 << 16, dtype=np.int64) for p, _ in state.values()}
         for x in batches:

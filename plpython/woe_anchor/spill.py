@@ -1,38 +1,63 @@
 """Arrays a fit keeps on disk while it reads more rows than its memory bound holds.
 
-They go to one file in PostgreSQL's own temporary directory (``base/pgsql_tmp``
-of the data directory, the backend's working directory), created without a
-name (``tempfile.TemporaryFile``: O_TMPFILE, or unlinked at once): nothing
-else can open it, and its space returns to the file system when the fit
-closes it or the backend exits, however it exits.
+They go to one file in PostgreSQL's temporary directory (``pgsql_tmp`` of the
+first of ``temp_tablespaces`` the caller may use, else of the data directory,
+the backend's working directory), created without a name
+(``tempfile.TemporaryFile``: O_TMPFILE, or unlinked at once): nothing else can
+open it, and its space returns to the file system when the fit closes it or
+the backend exits, however it exits. ``temp_file_limit`` bounds it as it
+bounds PostgreSQL's own temporary files.
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 
 import numpy as np
 
+from . import errors
 from .quality import ArrayRun
 
-TEMP_DIR = os.path.join("base", "pgsql_tmp")
+DEFAULT_DIR = os.path.join("base", "pgsql_tmp")
+
+
+def temp_dir(tablespace: int | None, major: int) -> str:
+    """``pgsql_tmp`` of a tablespace (its directory of this major), or of the data directory."""
+    if tablespace is None:
+        return DEFAULT_DIR
+    root = os.path.join("pg_tblspc", str(tablespace))
+    versions = sorted(d for d in os.listdir(root) if d.startswith(f"PG_{major}_"))
+    return os.path.join(root, versions[-1], "pgsql_tmp") if versions else DEFAULT_DIR
 
 
 class Spill:
-    def __init__(self):
-        os.makedirs(TEMP_DIR, mode=0o700, exist_ok=True)
-        self.file = tempfile.TemporaryFile(dir=TEMP_DIR)
+    def __init__(self, directory: str = DEFAULT_DIR, limit: int | None = None):
+        self.limit = limit   # bytes (temp_file_limit), None: no limit
         self.bytes = 0
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            self.file = tempfile.TemporaryFile(dir=directory)
+        except OSError as e:
+            raise _refusal(e) from None
 
     def put(self, arrays: list[np.ndarray]) -> "Stored":
         """Append arrays (one-dimensional) to the file."""
         layout = []
-        for a in arrays:
-            a = np.ascontiguousarray(a)
-            layout.append((self.bytes, a.dtype.str, len(a)))
-            a.tofile(self.file)
-            self.bytes += a.nbytes
-        self.file.flush()
+        size = sum(np.asarray(a).nbytes for a in arrays)
+        if self.limit is not None and self.bytes + size > self.limit:
+            raise errors.Refusal(errors.CONFIGURATION_LIMIT_EXCEEDED,
+                                 f"the fit's temporary file would exceed temp_file_limit ({self.limit // 1024}kB)",
+                                 hint="Raise temp_file_limit, or woe_anchor.fit_memory to hold more rows in memory.")
+        try:
+            for a in arrays:
+                a = np.ascontiguousarray(a)
+                layout.append((self.bytes, a.dtype.str, len(a)))
+                a.tofile(self.file)
+                self.bytes += a.nbytes
+            self.file.flush()
+        except OSError as e:
+            raise _refusal(e) from None
         return Stored(self, tuple(layout))
 
     def read(self, offset: int, size: int) -> bytes:
@@ -47,6 +72,13 @@ class Spill:
 
     def close(self) -> None:
         self.file.close()
+
+
+def _refusal(e: OSError) -> errors.Refusal:
+    if e.errno == errno.ENOSPC:
+        return errors.Refusal(errors.DISK_FULL, "could not write the fit's temporary file: no space left on device",
+                              hint="Free space in the temporary directory, or set temp_tablespaces.")
+    return errors.Refusal(errors.IO_ERROR, f"could not write the fit's temporary file: {e.strerror}")
 
 
 class Stored:
