@@ -114,7 +114,8 @@ def fit(conn, table, key, n_folds):
         conn.remove_notice_handler(keep)
     phases = conn.execute("SELECT timings_ms FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
                           [key]).fetchone()[0]
-    chunks = next((n for n in notices if "chunks" in n), None)
+    said = (re.search(r"in \d+ chunks \(woe_anchor.fit_memory\), \d+ MiB kept on disk", n) for n in notices)
+    chunks = next((m.group(0) for m in said if m), None)
     return seconds, mem.peak_kb / 1024, phases, chunks
 
 

@@ -576,3 +576,16 @@ def test_spilled_arrays_read_back_from_a_file_without_a_name(tmp_path, monkeypat
     assert all(len(a) == 0 for a in run.read(len(run), len(run) + 5))
     assert store.bytes == sum(a.nbytes for c in chunks for a in c) + sum(g.nbytes for g in groups)
     store.close()
+
+
+def test_a_full_disk_is_a_refusal_not_lost_bytes(tmp_path, monkeypatch):
+    from woe_anchor import spill
+    monkeypatch.chdir(tmp_path)
+    store = spill.Spill()
+    store.file.close()
+    store.file = open("/dev/full", "r+b")   # every write fails with ENOSPC
+    for n in (10, 200_000):   # buffered and unbuffered writes alike
+        with pytest.raises(errors.Refusal) as refused:
+            store.put([np.arange(n, dtype=np.int64)])
+        assert refused.value.sqlstate == errors.DISK_FULL and "no space left" in refused.value.message
+    store.close()

@@ -85,7 +85,8 @@ def learn_thresholds(schema: bands.BandSchema, stats: dict, given) -> tuple[dict
                 values = q[:-1]
             else:
                 values = [q[-1] if n >= 1 else rule.empty] * len(rule.names)
-        learned.update(zip(rule.names, (float(v) for v in values)))
+        # + 0.0: a threshold of -0.0 is 0.0, whichever reader ranked the values
+        learned.update(zip(rule.names, (float(v) + 0.0 for v in values)))
     return learned, dsold_source
 
 

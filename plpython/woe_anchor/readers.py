@@ -147,15 +147,13 @@ class LocalRows:
         cuts = chunk_cuts(heaps, per_row, limits["budget"])
         if cuts is None:
             return None
-        self.spill = spill.Spill(spill.temp_dir(limits["tablespace"], limits["major"]), limits["temp_limit"])
+        self.spill = spill.Spill(spill.temp_dir(limits["tablespace"], limits["major"]), limits["temp_limit"],
+                                 check=lambda: self.plpy.execute("SELECT"))
         return list(zip(cuts[:-1], cuts[1:]))
 
     def _each(self, band: bool = True):
         """Every chunk's rows: banded and weighed once ``prepare`` said how, in blocks once known."""
         for arrays in self.chunks:
-            if self.spill is not None:
-                # a cancel or statement_timeout is acted on only inside the server's calls
-                self.plpy.execute("SELECT")
             r = rowset.RowSet.from_arrays(arrays, len(self.plan))
             if band and self.banding is not None:
                 r.band_deferred(*self.banding)
@@ -225,10 +223,12 @@ def chunk_cuts(heaps: list[tuple[int, float]], per_row: int, budget: int) -> lis
     if n <= 1:
         return None
 
-    def rows_below(c: int) -> float:
-        return sum(min(c, blocks) * density for blocks, density in heaps)
+    blocks, densities = np.array([h[0] for h in heaps]), np.array([h[1] for h in heaps])
 
-    cuts, last = [0], max(blocks for blocks, _ in heaps)
+    def rows_below(c: int) -> float:
+        return float(np.minimum(c, blocks) @ densities)
+
+    cuts, last = [0], int(blocks.max())
     for k in range(1, n):
         lo, hi = cuts[-1], last   # the first block count whose rows below reach k / n of them
         while lo < hi:
@@ -245,12 +245,16 @@ SELECT pg_catalog.pg_size_bytes(coalesce(nullif(pg_catalog.current_setting('{set
        CASE WHEN pg_catalog.current_setting('temp_file_limit') <> '-1'
             THEN pg_catalog.pg_size_bytes(pg_catalog.current_setting('temp_file_limit')) END AS temp_limit,
        pg_catalog.current_setting('server_version_num')::int / 10000 AS major,
-       (SELECT t.oid::int8
-        FROM unnest(pg_catalog.string_to_array(pg_catalog.current_setting('temp_tablespaces'), ','))
-             WITH ORDINALITY AS n(name, i)
-        JOIN pg_catalog.pg_tablespace t ON t.spcname = pg_catalog.btrim(n.name, ' "')
-        WHERE t.spcname <> 'pg_default' AND pg_catalog.has_tablespace_privilege(t.oid, 'CREATE')
-        ORDER BY n.i LIMIT 1) AS tablespace
+       CASE WHEN pg_catalog.current_setting('temp_tablespaces') = ''
+            THEN (SELECT d.dattablespace::int8 FROM pg_catalog.pg_database d
+                  WHERE d.datname = pg_catalog.current_database())
+            ELSE (SELECT t.oid::int8
+                  FROM unnest(pg_catalog.string_to_array(pg_catalog.current_setting('temp_tablespaces'), ','))
+                       WITH ORDINALITY AS n(name, i)
+                  JOIN pg_catalog.pg_tablespace t
+                    ON t.spcname = (pg_catalog.parse_ident(pg_catalog.btrim(n.name)))[1]
+                  WHERE t.spcname = 'pg_default' OR pg_catalog.has_tablespace_privilege(t.oid, 'CREATE')
+                  ORDER BY n.i LIMIT 1) END AS tablespace
 """
 
 # the heaps a scan of the source reads (itself, its partitions and inheritance children), their

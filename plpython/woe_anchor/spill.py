@@ -22,18 +22,27 @@ from .quality import ArrayRun
 DEFAULT_DIR = os.path.join("base", "pgsql_tmp")
 
 
+DEFAULT_TABLESPACE = 1663   # pg_default: the data directory's base/
+
+
 def temp_dir(tablespace: int | None, major: int) -> str:
     """``pgsql_tmp`` of a tablespace (its directory of this major), or of the data directory."""
-    if tablespace is None:
+    if tablespace is None or tablespace == DEFAULT_TABLESPACE:
         return DEFAULT_DIR
     root = os.path.join("pg_tblspc", str(tablespace))
-    versions = sorted(d for d in os.listdir(root) if d.startswith(f"PG_{major}_"))
-    return os.path.join(root, versions[-1], "pgsql_tmp") if versions else DEFAULT_DIR
+    try:
+        versions = sorted(d for d in os.listdir(root) if d.startswith(f"PG_{major}_"))
+    except OSError as e:
+        raise _refusal(e) from None
+    if not versions:
+        raise errors.Refusal(errors.IO_ERROR, f"tablespace {tablespace} has no directory for PostgreSQL {major}")
+    return os.path.join(root, versions[-1], "pgsql_tmp")
 
 
 class Spill:
-    def __init__(self, directory: str = DEFAULT_DIR, limit: int | None = None):
+    def __init__(self, directory: str = DEFAULT_DIR, limit: int | None = None, check=None):
         self.limit = limit   # bytes (temp_file_limit), None: no limit
+        self.check = check   # called before each read: a cancel is acted on only inside the server's calls
         self.bytes = 0
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -53,7 +62,8 @@ class Spill:
             for a in arrays:
                 a = np.ascontiguousarray(a)
                 layout.append((self.bytes, a.dtype.str, len(a)))
-                a.tofile(self.file)
+                # the file's own write (not numpy's tofile): a full disk raises ENOSPC, nothing is lost unsaid
+                self.file.write(memoryview(a).cast("B"))
                 self.bytes += a.nbytes
             self.file.flush()
         except OSError as e:
@@ -61,24 +71,29 @@ class Spill:
         return Stored(self, tuple(layout))
 
     def read(self, offset: int, size: int) -> bytes:
+        if self.check is not None:
+            self.check()
         parts = []
         while size > 0:
             part = os.pread(self.file.fileno(), size, offset)
             if not part:
-                raise OSError(f"the fit's temporary file ended {size} bytes early")
+                raise errors.Refusal(errors.IO_ERROR, f"the fit's temporary file ended {size} bytes early")
             parts.append(part)
             offset, size = offset + len(part), size - len(part)
         return b"".join(parts) if len(parts) != 1 else parts[0]
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:
+            pass   # a last flush that fails (a full disk) loses nothing: the file is discarded
 
 
 def _refusal(e: OSError) -> errors.Refusal:
     if e.errno == errno.ENOSPC:
         return errors.Refusal(errors.DISK_FULL, "could not write the fit's temporary file: no space left on device",
                               hint="Free space in the temporary directory, or set temp_tablespaces.")
-    return errors.Refusal(errors.IO_ERROR, f"could not write the fit's temporary file: {e.strerror}")
+    return errors.Refusal(errors.IO_ERROR, f"could not use the fit's temporary file: {e.strerror or e}")
 
 
 class Stored:
