@@ -98,9 +98,11 @@ def test_an_interrupted_fit_exits_130_and_leaves_nothing(conn, dsn):
     exe = Path(sys.executable).parent / "woe-anchor"
     with psycopg.connect(dsn) as blocker:
         blocker.execute("LOCK TABLE ml.woe_anchor_model_registry_v1 IN EXCLUSIVE MODE")
+        # as from a terminal, even when the tests run as a background job (which ignores SIGINT)
         running = subprocess.Popen([str(exe), "--dsn", dsn, "fit", "cli_int", "--model-key", "cli_interrupted"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env=dict(os.environ, WOE_ANCHOR_DSN=""))
+                                   env=dict(os.environ, WOE_ANCHOR_DSN=""),
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not conn.execute(
                 "SELECT EXISTS (SELECT FROM pg_locks WHERE NOT granted "

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
+import threading
 import time
 
 import psycopg
@@ -33,6 +35,9 @@ class Failed(Exception):
     """A refusal of the command itself, printed as one line, exit 2."""
 
 
+_interrupted = threading.Event()
+
+
 def _connect(args):
     conn = psycopg.connect(_dsn(args), autocommit=True)
     start = time.monotonic()
@@ -41,7 +46,19 @@ def _connect(args):
         # the fit's own notices, as the server sends them: a running progress display
         print(f"[{time.monotonic() - start:7.1f}s] {diag.message_primary}", flush=True)
 
+    def interrupt(signum, frame):
+        # Ctrl-C cancels the running statement on the server itself: a KeyboardInterrupt raised
+        # while a notice is printed is swallowed inside psycopg, and the statement would run on
+        _interrupted.set()
+        try:
+            conn.cancel_safe()
+        except psycopg.Error:
+            pass
+        raise KeyboardInterrupt
+
     conn.add_notice_handler(progress)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not ignored (a background job)
+        signal.signal(signal.SIGINT, interrupt)
     return conn
 
 
@@ -370,12 +387,15 @@ def main(argv=None) -> int:
     args.db = getattr(args, "db", DEFAULT_DB)
     try:
         return args.run(args) or 0
-    except KeyboardInterrupt:  # psycopg cancels the running statement; nothing half-done stays
+    except KeyboardInterrupt:  # the running statement is cancelled; nothing half-done stays
         print("woe-anchor: interrupted", file=sys.stderr)
         return 130
     except Failed as e:
         return _fail(*e.args)
     except psycopg.Error as e:
+        if isinstance(e, psycopg.errors.QueryCanceled) and _interrupted.is_set():
+            print("woe-anchor: interrupted", file=sys.stderr)
+            return 130
         if e.sqlstate is None and isinstance(e, psycopg.OperationalError):  # no server answered
             if args.dsn or os.environ.get("WOE_ANCHOR_DSN"):
                 return _fail(f"cannot connect: {str(e).strip().splitlines()[-1]}")
