@@ -4,7 +4,9 @@ table. Where a rule exists in both languages (statistics, percentiles, exact wei
 quality groups) this drives both; their artifacts must be the same, bit for bit."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
 
 import psycopg
 import psycopg.types.json
@@ -145,3 +147,31 @@ def test_temp_file_limit_bounds_the_chunks_on_disk(conn):
         conn.execute("RESET woe_anchor.fit_memory; RESET temp_file_limit")
     assert "Traceback" not in str(refused.value)
     assert artifacts.stored_counts(conn) == before
+
+
+@pytest.mark.local_server
+def test_chunks_go_to_the_first_temp_tablespace_as_postgresql_reads_the_setting(conn, server):
+    """temp_tablespaces is read as PostgreSQL reads it (a name that needs them comes back in
+    double quotes). Here that tablespace's pgsql_tmp is a plain file, so a fit keeping its chunks there is refused (58030),
+    and with the setting reset the same fit keeps them in the data directory and succeeds."""
+    cases.load(conn, "rd_src", cases.make_rows(seed=100))
+    location = f"/var/tmp/woe_anchor_ts_{os.getpid()}"   # a path of the server's file system
+    host = server.host_path(location)
+    host.mkdir(mode=0o700)
+    os.chown(host, *server.owner_ids())
+    conn.execute(f"CREATE TABLESPACE \"Woe Tmp\" LOCATION '{location}'")
+    blocker = next(p for p in host.iterdir() if p.name.startswith("PG_")) / "pgsql_tmp"
+    try:
+        blocker.write_bytes(b"")
+        conn.execute("SET woe_anchor.fit_memory = '64kB'")
+        conn.execute('SET temp_tablespaces = "Woe Tmp"')
+        with pytest.raises(psycopg.errors.IoError, match="temporary file"):
+            fit(conn, "rd_src", model_key="rd_in_tablespace", activate=False)
+        conn.execute("RESET temp_tablespaces")
+        fit(conn, "rd_src", model_key="rd_in_tablespace", activate=False)
+        conn.execute("SELECT ml.woe_anchor_drop_model('rd_in_tablespace')")
+    finally:
+        conn.execute("RESET woe_anchor.fit_memory; RESET temp_tablespaces")
+        blocker.unlink(missing_ok=True)
+        conn.execute('DROP TABLESPACE "Woe Tmp"')
+        shutil.rmtree(host, ignore_errors=True)
