@@ -33,7 +33,7 @@ For each size N it generates N listings inside the server. Then it measures, in 
   clusters (postgres_fdw partitions), the fit against the same rows in one
   table, and how many values the shards sent back.
 
-It prints ratios and writes bench/results.md.
+It prints ratios and writes bench/results.md (bench/results-50m.md is a run up to 50M rows).
 """
 from __future__ import annotations
 
