@@ -381,21 +381,25 @@ def _fail(message: str, hint: str | None = None) -> int:
     return 2
 
 
+def _stopped() -> int:
+    """Ctrl-C: the running statement is cancelled, and nothing half-done stays."""
+    print("woe-anchor: interrupted", file=sys.stderr)
+    return 130
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     args.dsn = getattr(args, "dsn", None)
     args.db = getattr(args, "db", DEFAULT_DB)
     try:
         return args.run(args) or 0
-    except KeyboardInterrupt:  # the running statement is cancelled; nothing half-done stays
-        print("woe-anchor: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:
+        return _stopped()
     except Failed as e:
         return _fail(*e.args)
     except psycopg.Error as e:
-        if isinstance(e, psycopg.errors.QueryCanceled) and _interrupted.is_set():
-            print("woe-anchor: interrupted", file=sys.stderr)
-            return 130
+        if isinstance(e, psycopg.errors.QueryCanceled) and _interrupted.is_set():   # our Ctrl-C cancelled it
+            return _stopped()
         if e.sqlstate is None and isinstance(e, psycopg.OperationalError):  # no server answered
             if args.dsn or os.environ.get("WOE_ANCHOR_DSN"):
                 return _fail(f"cannot connect: {str(e).strip().splitlines()[-1]}")

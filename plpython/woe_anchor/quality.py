@@ -135,15 +135,15 @@ class SetFigures:
     def add(self, logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray, p: np.ndarray | None = None) -> None:
         if not len(logit):
             return
-        pos, neg = n_pos.astype(np.int64), n_neg.astype(np.int64)
-        below = np.cumsum(neg) - neg + self.n_neg  # negatives with a strictly lower score
+        counted_pos, counted_neg = n_pos.astype(np.int64), n_neg.astype(np.int64)
+        below = np.cumsum(counted_neg) - counted_neg + self.n_neg  # negatives with a strictly lower score
         # int64 holds twice the numerator (at most N^2 / 2) for sets of up to 4e9 rows
-        self.auc_twice += int((pos * (2 * below + neg)).sum())
-        self.n_pos += int(pos.sum())
-        self.n_neg += int(neg.sum())
-        pos, neg = n_pos.astype(np.float64), n_neg.astype(np.float64)
+        self.auc_twice += int((counted_pos * (2 * below + counted_neg)).sum())
+        self.n_pos += int(counted_pos.sum())
+        self.n_neg += int(counted_neg.sum())
         if self.loss is None and self.edges is None:
             return
+        pos, neg = n_pos.astype(np.float64), n_neg.astype(np.float64)
         p = probability(logit) if p is None else p
         if self.loss is not None:
             clipped = np.clip(p, LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)

@@ -172,8 +172,7 @@ def chunk_statistics(r: RowSet, schema: b.BandSchema, ship: Shipment) -> tuple[d
                          f"under_{i}": float(x[below].max()) if below.any() else None,
                          f"over_{i}": float(x[~below].min()) if (~below).any() else None})
         else:
-            # + 0.0: -0.0 and 0.0 are one value (the radix select would order them)
-            values[i] = x[learned & ~np.isnan(x) & (ship.in_subset(r, rule.subset) if rule.subset else True)] + 0.0
+            values[i] = x[learned & ~np.isnan(x) & (ship.in_subset(r, rule.subset) if rule.subset else True)]
             part[f"n_{i}"] = len(values[i])
     return part, values
 
