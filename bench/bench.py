@@ -29,11 +29,9 @@ For each size N it generates N listings inside the server. Then it measures, in 
 * at 1M rows, scoring every row through ml.woe_anchor_score against a plain
   SELECT of the same rows joined to ten small lookup tables, and drift and
   realized performance over the whole table against that scoring pass;
-* with --sharded N: N rows sharded by generation over two extra local
-  clusters (postgres_fdw partitions), the fit against the same rows in one
-  table, and how many values the shards sent back.
 
-It prints ratios and writes bench/results.md (bench/results-50m.md is a run up to 50M rows).
+It prints ratios and writes bench/results.md (bench/results-50m.md is a run up to 50M rows;
+bench/network.py measures a sharded fit across network links).
 """
 from __future__ import annotations
 
@@ -52,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "harness")]
 
 import clients  # noqa: E402
-from woe_anchor_harness import datagen, install, roots, server, shards  # noqa: E402
+from woe_anchor_harness import datagen, install, roots, server  # noqa: E402
 
 FLOOR = """
 CREATE TABLE bench_floor AS
@@ -199,7 +197,6 @@ def main(argv=None):
     ap.add_argument("--sizes", default="100000,1000000,5000000")
     ap.add_argument("--client-cap", type=int, default=1_000_000)
     ap.add_argument("--out", default=str(HERE / "results.md"))
-    ap.add_argument("--sharded", type=int, default=0, help="rows of the sharded comparison (0: skip)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each floor and fit per size (medians reported)")
     ap.add_argument("--repeat-large", type=int, default=1, help="runs of each floor and fit above 5M rows")
     ap.add_argument("--major", type=int, default=0, help="another PostgreSQL major, from its Debian root")
@@ -254,36 +251,9 @@ def run(args, srv, out: str) -> None:
             print(_line(r), flush=True)
             conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [f"bench_{n}"])  # the disk it takes
             conn.execute(f"DROP TABLE {table}")
-        sharded = sharded_fit(conn, args.sharded, srv) if args.sharded else None
-    report = _report(rows, version, sharded)
+    report = _report(rows, version)
     Path(out).write_text(report)
     print(report)
-
-
-def sharded_fit(conn, n, srv):
-    """The same n rows fitted from two postgres_fdw shards and from one local table."""
-    notices = []
-    conn.add_notice_handler(lambda d: notices.append(d.message_primary))
-    with shards.Shards(2, base_port=25451, server=srv) as s:
-        shards.generate_sharded(conn, "bench_sharded", n, {s.dsns[0]: [1, 2], s.dsns[1]: [3, 4]},
-                                local_copy="bench_flat")
-        conn.execute("CHECKPOINT")
-        sharded_s, _ = timed(lambda: conn.execute(
-            "CALL ml.fit_woe_anchor(source => 'bench_sharded', model_key => 'bench_sharded', activate => false)"))
-        on_shards_s, _ = timed(lambda: conn.execute(
-            "CALL ml.fit_woe_anchor(source => 'bench_sharded', model_key => 'bench_on_shards', activate => false, "
-            "scores_on_shards => true)"))
-        conn.execute("SELECT ml.woe_anchor_drop_model('bench_on_shards')")
-        local_s, _ = timed(lambda: conn.execute(
-            "CALL ml.fit_woe_anchor(source => 'bench_flat', model_key => 'bench_flat', activate => false)"))
-        conn.execute("DROP TABLE bench_sharded, bench_flat")
-    line = next(x for x in notices if x.startswith("[shards]") and "sums returned" in x)
-    sums, stats = map(int, re.search(r"sums returned (\d+) values and the statistics (\d+)", line).groups())
-    r = {"n": n, "sharded": sharded_s, "on_shards": on_shards_s, "local": local_s, "sums_values": sums,
-         "stats_values": stats}
-    print(f"sharded N={n:,}: fit {sharded_s:.2f}s ({on_shards_s:.2f}s with scores on the shards) vs one table "
-          f"{local_s:.2f}s; values back: sums {sums}, statistics {stats}", flush=True)
-    return r
 
 
 PHASES = ("cutoff", "stats", "rows", "sums", "woe", "scores_write", "scores_index", "quality")
@@ -304,7 +274,7 @@ def _line(r):
     return "  ".join(parts)
 
 
-def _report(rows, version, sharded=None):
+def _report(rows, version):
     out = [f"# Benchmark results\n\n{version}; {os.cpu_count()} cores; server defaults "
            f"(the fit sets work_mem = 64MB and jit = off for itself); "
            f"woe_anchor.fit_memory at its default.\n",
@@ -348,14 +318,6 @@ def _report(rows, version, sharded=None):
         out.append(f"\nMonitoring 1M rows (the whole table as the window, medians of 3): scoring "
                    f"{m['scoring']:.2f} s; ml.woe_anchor_drift {m['drift']:.2f} s ({m['drift'] / m['scoring']:.2f}x); "
                    f"ml.woe_anchor_realized {m['realized']:.2f} s ({m['realized'] / m['scoring']:.2f}x).")
-    if sharded:
-        r = sharded
-        out.append(f"\nSharded: {r['n']:,} rows on two postgres_fdw shards (loopback clusters on this machine), "
-                   f"fit {r['sharded']:.2f} s ({r['on_shards']:.2f} s with `scores_on_shards`) vs "
-                   f"{r['local']:.2f} s in one local table; the shards sent back "
-                   f"{r['sums_values']:,} values for the sums ({100 * r['sums_values'] / r['n']:.2f}% of the rows) "
-                   f"and {r['stats_values']:,} for the statistics ({100 * r['stats_values'] / r['n']:.2f}%); "
-                   f"by default the scores read every TRAIN SOLD row through postgres_fdw.")
     return "\n".join(out) + "\n"
 
 

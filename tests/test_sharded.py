@@ -19,6 +19,7 @@ import reference
 from conftest import fit, drop_live_views
 from test_fit_reference import assert_matches
 from woe_anchor_harness import shards as sharding
+from woe_anchor import passes, rowset
 
 pytestmark = pytest.mark.local_server  # throwaway shard clusters on this machine
 
@@ -74,6 +75,22 @@ def test_a_sharded_fit_equals_the_reference_and_the_one_table_fit(conn, sharded_
     assert _comparable(conn, key) == _comparable(conn, flat), "bit-identical artifacts"
 
 
+@pytest.mark.parametrize("options", [{"n_folds": 1}, {"oof": False}, {"n_folds": 7, "half_life_days": None}])
+def test_other_fit_options_are_bit_identical_to_the_one_table_fit(conn, sharded_cases, options):
+    """The quality groups come back as codes whose logits the coordinator computes: one fit, no fit
+    out of fold, more folds."""
+    key = fit(conn, "sh_src", model_key="sharded_options", replace=True, activate=False, **options)
+    flat = fit(conn, "sh_flat", model_key="flat_options", replace=True, activate=False, **options)
+    assert _comparable(conn, key) == _comparable(conn, flat)
+
+
+def test_varints_written_by_sql_read_back_in_numpy(conn):
+    values = [0, 1, 127, 128, 16383, 16384, 2**21 - 1, 2**21, 2**28, 2**35 + 3, 2**42 - 1, 2**42, 2**49 - 1]
+    got = conn.execute(f"SELECT string_agg({passes.varint_sql('v')}, NULL ORDER BY o) "
+                       "FROM unnest(%s::int8[]) WITH ORDINALITY AS u (v, o)", [values]).fetchone()[0]
+    assert rowset.varints(bytes(got)).tolist() == values
+
+
 def test_scoring_and_views_work_over_a_sharded_live_source(conn, sharded_cases):
     key = fit(conn, "sh_flat", model_key="flat_for_scoring", replace=True)
     query = "SELECT generation, listing_id, t0, woe_logit FROM ml.woe_anchor_score(%s, %s) ORDER BY 1, 2, 3"
@@ -108,12 +125,21 @@ def test_the_aggregation_runs_on_the_shards_and_returns_few_values(conn, shards)
         key = fit(conn, "vol_src", model_key="sharded_volume", replace=True, activate=False)
     finally:
         conn.execute("SET client_min_messages = notice")
-    summary = next(n for n in conn.notices if n.startswith("[shards]") and "sums returned" in n)
-    sums_values, stats_values = map(int, re.search(r"sums returned (\d+) values and the statistics (\d+)",
-                                                   summary).groups())
+    summary = next(n for n in conn.notices if n.startswith("[shards]") and "they returned" in n)
+    total_bytes = float(re.search(r"they returned \d+ values in ([\d.]+) kB", summary)[1]) * 1000
+    passes = {name: (int(values), float(kb) * 1000, int(rounds))
+              for name, values, kb, rounds in re.findall(r"(\w+) (\d+) \(([\d.]+) kB, (\d+) rounds\)", summary)}
     print(f"\n{summary}; source rows {VOLUME_ROWS}")
-    assert sums_values <= 0.05 * VOLUME_ROWS
-    assert sums_values + stats_values <= 0.10 * VOLUME_ROWS
+    assert set(passes) == {"statistics", "sums", "scores", "quality"}, "every pass counted, scores on the shards"
+    assert abs(sum(b for _, b, _ in passes.values()) - total_bytes) <= 100 * len(passes)
+    assert passes["sums"][0] <= 0.05 * VOLUME_ROWS
+    # the cutoff, the statistics with the percentiles' counts, a histogram and a fetch of what is left
+    assert passes["statistics"][2] <= 4
+    on_shards = 0
+    for d in shards:
+        with psycopg.connect(d) as s:
+            on_shards += s.execute("SELECT pg_total_relation_size('vol_src')").fetchone()[0]
+    assert total_bytes <= 0.02 * on_shards, "what came back is a small part of what the shards hold"
     # the statement a shard ran: its own plan groups the rows there
     sent = [n for n in conn.notices if n.startswith("[shards] shard_") and "GROUPING SETS" in n]
     assert sent, "the sums statement was sent to the shards"
@@ -235,6 +261,15 @@ def test_an_activation_finds_no_shard_connection_and_shard_scores_need_a_superus
         try:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="owned by a superuser"):
                 fit(conn, "sh_src", model_key="on_shards_squatted", scores_on_shards=True, activate=False)
+            # left to the fit, the scores come here instead, and the NOTICE says why
+            conn.notices.clear()
+            here = fit(conn, "sh_src", model_key="on_shards_unready", activate=False)
+            assert any("the scores were written here" in n and "owned by a superuser" in n for n in conn.notices)
+            assert shard_score_tables(conn, here) == []
+            assert conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_v1 WHERE model_key = %s", [here]).fetchone() \
+                == conn.execute("SELECT n_train_sold FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
+                                [here]).fetchone()
+            conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [here])
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="superuser's schema"):
                 conn.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [key])
         finally:

@@ -98,8 +98,9 @@ def _learning(args) -> dict:
 
 def cmd_fit(args):
     params = {"source": args.source, **_learning(args), "activate": not args.no_activate,
-              "oof": not args.no_oof, "persist": not args.dry_run, "scores_on_shards": args.scores_on_shards}
-    for name, value in (("model_key", args.model_key), ("cutoff", args.cutoff), ("replace", args.replace or None)):
+              "oof": not args.no_oof, "persist": not args.dry_run}
+    for name, value in (("model_key", args.model_key), ("cutoff", args.cutoff), ("replace", args.replace or None),
+                        ("scores_on_shards", args.scores_on_shards)):
         if value is not None:
             params[name] = value
     named = ", ".join(f"{k} => %({k})s" for k in params)
@@ -263,7 +264,7 @@ def cmd_migrate(args):
 
 # the SQL parameter a server hint names -> the option that sets it here
 _OPTIONS = {"replace => true": "--replace", "oof => false": "--no-oof", "n_folds => 1": "--n-folds 1",
-            "scores_on_shards => false": "no --scores-on-shards", "activate => false": "--no-activate"}
+            "scores_on_shards => false": "--scores-here", "activate => false": "--no-activate"}
 
 
 def _cli_hint(hint: str) -> str:
@@ -309,7 +310,12 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--no-oof", action="store_true", help="score the training rows in-sample")
     f.add_argument("--dry-run", action="store_true", help="fit and report, store nothing (persist => false)")
     f.add_argument("--replace", action="store_true")
-    f.add_argument("--scores-on-shards", action="store_true")
+    where = f.add_mutually_exclusive_group()
+    where.add_argument("--scores-on-shards", dest="scores_on_shards", action="store_const", const=True,
+                       help="a sharded source: write the scores on the shards, or fail (default: there when "
+                            "every shard is ready for them, else here)")
+    where.add_argument("--scores-here", dest="scores_on_shards", action="store_const", const=False,
+                       help="a sharded source: write the scores on this server (their rows travel here)")
     command("models", cmd_models, "list the stored models")
     for name, run, text in (("activate", cmd_activate, "make a model the active one"),
                             ("drop", cmd_drop, "drop a model and its artifacts")):

@@ -119,8 +119,9 @@ def shard_table(conn, name: str, columns_sql: str, placement: dict, batch_size: 
                              "(host {}, port {}, dbname {}, batch_size {}, fetch_size '10000')").format(
             srv, sql.Literal(info["host"]), sql.Literal(str(info["port"])), sql.Literal(info["dbname"]),
             sql.Literal(str(batch_size))))
-        conn.execute(sql.SQL("CREATE USER MAPPING IF NOT EXISTS FOR CURRENT_USER SERVER {} OPTIONS (user {})").format(
-            srv, sql.Literal(info["user"])))
+        login = [("user", info["user"])] + ([("password", info["password"])] if "password" in info else [])
+        conn.execute(sql.SQL("CREATE USER MAPPING IF NOT EXISTS FOR CURRENT_USER SERVER {} OPTIONS ({})").format(
+            srv, sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in login)))
         conn.execute(sql.SQL("CREATE FOREIGN TABLE {} PARTITION OF {} FOR VALUES IN ({}) SERVER {} "
                              "OPTIONS (table_name {})").format(
             part, sql.Identifier(name), values, srv, sql.Literal(name)))
@@ -147,7 +148,8 @@ def generate_sharded(conn, name: str, rows: int, placement: dict, local_copy: st
             datagen.generate_listings(shard, name, rows=rows)
             shard.execute(sql.SQL("DELETE FROM {} WHERE NOT generation = ANY({})").format(
                 sql.Identifier(name), sql.Literal(list(generations))))
-            shard.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(name)))
+            # compact, as a shard loaded with only its rows would be: its size is what a fit is measured against
+            shard.execute(sql.SQL("VACUUM (FULL, ANALYZE) {}").format(sql.Identifier(name)))
     shard_table(conn, name, columns, placement)
     for i, (dsn, generations) in enumerate(placement.items()):
         if dsn is None:

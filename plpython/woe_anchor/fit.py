@@ -56,7 +56,7 @@ def check_params(p: dict) -> None:
         bad("model_key must be 1 to 128 characters without control characters")
     if key is not None and (not key.strip() or key != key.strip()):
         bad(f"model_key {key!r} is blank or starts or ends with spaces", "Pass the key without surrounding spaces.")
-    for name in ("activate", "oof", "persist", "replace", "scores_on_shards"):
+    for name in ("activate", "oof", "persist", "replace"):
         if p[name] is None:
             raise Refusal(errors.NULL_VALUE_NOT_ALLOWED, f"{name} must be true or false, not NULL")
 

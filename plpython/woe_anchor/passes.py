@@ -14,8 +14,9 @@
    lookup per pack, written by one CREATE TABLE AS.
 
 A sharded source runs ``sums`` (per-pack groups: few values cross the
-network) and, after the fit, ``quality`` (grouped logits) on its shards
-instead of ``rows``.
+network) and, after the fit, ``quality_codes`` (the scored sets' rows grouped
+by their codes, a few bytes a group) on its shards instead of ``rows``;
+``quality`` (grouped logits) where a schema's codes are too many for that.
 
 Statements are plain text with every value rendered as an exact literal
 (numbers by ``float_lit``, text by ``quote_literal``): SPI runs unprepared
@@ -278,6 +279,37 @@ FROM (SELECT GROUPING(k.oof, k.ins, k.ev) AS grouping, coalesce(k.oof, k.ins, k.
       GROUP BY GROUPING SETS ((k.oof), (k.ins), (k.ev))) AS g
 """
 
+    def quality_codes(self, packs: list[pk.Pack], fold: str, key: pk.Radix) -> str:
+        """The rows of the three scored sets as groups of equal codes, a shard's part in few bytes.
+
+        A group's key is ``key`` over (label, every pack's combination, fit
+        slot, TRAIN SOLD or eval): the coordinator knows every mapping and
+        computes each group's logits itself (``rowset.coded_sets``). The fit
+        slot is the row's fit index (``fold``), or the last slot when it has
+        none; eval rows take slot 0. Keys go ascending as LEB128 varints of
+        2 * gap + (rows > 1), the rows of the groups with more than one as
+        varints of rows - 2, both base64 text (dblink's results are text).
+        """
+        combos = combinations_sql(self.c, packs)
+        last = key.radix[-2] - 1
+        slot = "0" if last == 0 else f"CASE WHEN r.f >= 0 AND r.f < {last} THEN r.f ELSE {last} END"
+        codes = ["r.y::int", *(f"r.c{i}" for i in range(len(combos))),
+                 f"CASE WHEN r.train THEN {slot} ELSE 0 END", "r.train::int"]
+        return f"""
+SELECT count(*) AS groups,
+       encode(coalesce(string_agg({varint_sql('z.w')}, NULL ORDER BY z.key), ''::bytea), 'base64') AS keys,
+       encode(coalesce(string_agg({varint_sql('z.m')}, NULL ORDER BY z.key) FILTER (WHERE z.m >= 0), ''::bytea),
+              'base64') AS counts
+FROM (SELECT g.key, (g.key - coalesce(lag(g.key) OVER (ORDER BY g.key), 0)) * 2 + (g.n > 1)::int AS w, g.n - 2 AS m
+      FROM (SELECT {key.sql(codes)} AS key, count(*) AS n
+            FROM (SELECT s.sold_time <= {self.cutoff} AS train, {self.y} AS y, ({fold})::int AS f,
+                         {', '.join(f'{c} AS c{i}' for i, c in enumerate(combos))}
+                  FROM {self.qualified} AS s
+                  WHERE {self.window}
+                  OFFSET 0) AS r
+            GROUP BY 1) AS g) AS z
+"""
+
     def scores(self, packs: list[pk.Pack], target: str, fold: str,
                base_logit: list[float], tables: list[list[float]], fold_ids: list[int] | None) -> str:
         """CREATE TABLE AS of every TRAIN SOLD row's score (parallel plans allowed).
@@ -314,6 +346,21 @@ def constrain_scores_sql(table: str, model_key: str | None = None) -> str:
     ADD CONSTRAINT woe_anchor_scores_v1_fold_id_check CHECK (fold_id >= 0),
     {f"ADD CONSTRAINT woe_anchor_scores_model_key_check CHECK (model_key = {quote_literal(model_key)})," if keyed else ''}
     ALTER COLUMN is_oof SET NOT NULL, ALTER COLUMN woe_logit SET NOT NULL, ALTER COLUMN woe_p SET NOT NULL"""
+
+
+# a varint of quality_codes: 7-bit groups, least significant first, the top bit set on all but the
+# last (LEB128), of values below 2^(7 * VARINT_BYTES)
+VARINT_BYTES = 7
+
+
+def varint_sql(v: str) -> str:
+    """The varint bytes of ``v``, a bigint column in 0 .. 2^49 - 1: its 7 groups laid out in one int8
+    from its second byte on, cut after the last group that is needed."""
+    groups = [f"((({v} >> {7 * j}) & 127)"
+              + (f" | CASE WHEN {v} >= {1 << 7 * (j + 1)} THEN 128 ELSE 0 END" if j < VARINT_BYTES - 1 else "")
+              + f") << {8 * (VARINT_BYTES - 1 - j)}" for j in range(VARINT_BYTES)]
+    length = " + ".join(["1"] + [f"({v} >= {1 << 7 * j})::int" for j in range(1, VARINT_BYTES)])
+    return f"substring(int8send({' | '.join(f'({g})' for g in groups)}) FROM 2 FOR {length})"
 
 
 def combinations_sql(compiler: Compiler, packs: list[pk.Pack], deferred: set[int] = frozenset()) -> list[str]:

@@ -16,6 +16,7 @@ learned thresholds). From those rows numpy takes
 """
 from __future__ import annotations
 
+import base64
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import numpy as np
 from . import bands as b
 from . import packs as pk
 from . import quality, woe
-from .passes import DAY_OFFSET, FIXED_POINT_BITS, INFINITE, NULL_KEY, SUBSET, UNDERFLOW_EXPONENT
+from .passes import DAY_OFFSET, FIXED_POINT_BITS, INFINITE, NULL_KEY, SUBSET, UNDERFLOW_EXPONENT, VARINT_BYTES
 
 TRAIN, Y, LEARNED = 4, 2, 1   # the flag bits of a row
 PIECE = 21                     # weight pieces of 21 bits: float64 sums of them stay exact
@@ -506,4 +507,58 @@ def statement_sets(row: dict) -> dict:
     for name, bit in (("oof", 4), ("insample", 2), ("eval", 1)):
         mine = ((grouping & bit) == 0) & ~np.isnan(logit)
         out[name] = [quality.ArrayRun(*quality.merged(logit[mine], n_pos[mine], n_neg[mine]))]
+    return out
+
+
+def quality_key(packs: list[pk.Pack], oof: tuple | None) -> pk.Radix:
+    """The radix of ``Statements.quality_codes``'s keys: label, each pack's combination, fit slot
+    (one per fit out of fold and one for none, or a single slot with one fit), TRAIN SOLD."""
+    fits = len(oof[0]) if oof else 1
+    return pk.Radix((2, *(p.size for p in packs), fits + 1 if fits > 1 else 1, 2))
+
+
+def varints(data: bytes) -> np.ndarray:
+    """The integers of ``passes.varint_sql``'s bytes, in order, as int64."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    if not len(b):
+        return np.zeros(0, dtype=np.int64)
+    ends = np.flatnonzero(b < 128)
+    if b[-1] >= 128 or np.any(np.diff(ends, prepend=-1) > VARINT_BYTES):
+        raise ValueError("malformed varints")
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    place = np.arange(len(b)) - np.repeat(starts, ends - starts + 1)
+    return np.add.reduceat((b & 127).astype(np.int64) << (7 * place), starts)
+
+
+def coded_groups(row: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(key, rows) of each group of one ``Statements.quality_codes`` result, keys ascending."""
+    w = varints(base64.b64decode(row["keys"] or ""))
+    more = varints(base64.b64decode(row["counts"] or ""))
+    several = (w & 1) == 1
+    if len(w) != int(row["groups"]) or len(more) != int(several.sum()):
+        raise ValueError("the coded groups do not add up")
+    n = np.ones(len(w), dtype=np.int64)
+    n[several] = more + 2
+    return np.cumsum(w >> 1), n
+
+
+def coded_sets(parts: list[dict], key: pk.Radix, plan: list[pk.Pack], oof: tuple | None, final: tuple) -> dict:
+    """``quality_sets`` from every shard's ``Statements.quality_codes`` (``key``: ``quality_key``): the
+    groups' logits computed here from their combinations, as the rows' would be."""
+    groups = [coded_groups(p) for p in parts]
+    keys = np.concatenate([g[0] for g in groups] or [np.zeros(0, dtype=np.int64)])
+    n = np.concatenate([g[1] for g in groups] or [np.zeros(0, dtype=np.int64)])
+    y, *combos, slot, train = key.decode(keys)
+    y, train = y == 1, train == 1
+    n_pos, n_neg = np.where(y, n, 0).astype(np.float64), np.where(y, 0, n).astype(np.float64)
+
+    def run(mine, lookups, fit):
+        logit = logits([c[mine] for c in combos], plan, lookups, fit[mine])
+        return [quality.ArrayRun(*quality.merged(logit, n_pos[mine], n_neg[mine]))]
+
+    zeros = np.zeros(len(keys), dtype=np.int64)
+    out = {"insample": run(train, final, zeros), "eval": run(~train, final, zeros)}
+    # the last slot of several is a row without a fit: it has no OOF score (docs/contract.md 6)
+    fits = len(oof[0]) if oof else 0
+    out["oof"] = run(train & (slot < fits), oof, slot) if oof else run(np.zeros(len(keys), dtype=bool), final, zeros)
     return out

@@ -9,9 +9,12 @@ and adds up what comes back: counts and exact integer weight sums, so the
 result is bit-identical to the same rows in one table. Percentiles, which do
 not add up, are found by exact distributed selection: per-shard histograms
 over a narrowing value range until the range holding a rank is small enough
-to fetch. The quality figures come back as grouped logits. Scores are
-written on the coordinator (their rows travel once) unless scores_on_shards
-writes them on the shards.
+to fetch. The quality figures come back as the scored rows grouped by their
+codes, a few bytes a group, and the coordinator computes each group's logits
+(grouped logits where a schema has too many codes for that). Scores are
+written on the shards, next to their rows, unless scores_on_shards => false
+(or a shard has no schema woe_anchor_scores the mapping's user may write to)
+brings the rows here.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from . import errors
 from .catalog import EVAL_WINDOW
 from .passes import Statements, array_lit, constrain_scores_sql
 from .persist import STAGING_COLUMNS, staging_table, write_scores_here
-from .rowset import percentile_cont, statement_sets
+from .rowset import coded_sets, percentile_cont, percentile_position, quality_key, statement_sets
 from .sqlgen import float_lit, quote_ident, quote_literal, utc_iso_sql
 
 # exact floats, the fit's time settings, only built-in names, and one snapshot per shard for the whole
@@ -40,6 +43,7 @@ SHARDS_CHANGED = "Stop writes to the shards during the fit, or retry."
 BUCKETS = 1024          # histogram buckets per narrowing round
 FETCH_AT_MOST = 4096    # a value range with this few rows left is fetched and sorted
 MAX_ROUNDS = 6
+CODED_KEYS = 1 << 48    # quality_codes' keys below this: a gap and its flag fit passes.varint_sql
 
 
 def not_sharded(qualified: str) -> errors.Refusal:
@@ -73,7 +77,9 @@ class Fanout:
 
     def __init__(self, plpy, leaves: tuple, dblink: str | None):
         self.plpy, self.leaves, self.dblink = plpy, leaves, dblink
-        self.values_returned = 0  # array elements and rows that came back from shards
+        self.values_returned = 0  # groups (the longest array of a row) and rows that came back from shards
+        self.bytes_returned = 0   # their text
+        self.rounds = 0           # statements sent to every shard at once, one round after another
         self.succeeded = False    # set by the fit once its artifacts are written: shards then commit
         self.names = {}
         try:
@@ -110,6 +116,7 @@ class Fanout:
 
     def results(self, statements: list, columns: str) -> list[list[dict]]:
         """Each leaf's rows of ``run_each``, in leaf order."""
+        self.rounds += 1
         for i, name in self.names.items():
             self.plpy.debug(f"[shards] {self.leaves[i].server}: {statements[i]}")
             self.plpy.execute(f"SELECT {self.dblink}.dblink_send_query({name}, {quote_literal(statements[i])})")
@@ -123,6 +130,7 @@ class Fanout:
             # a sent query's results end with an empty one; reading it frees the connection
             self.plpy.execute(f"SELECT * FROM {self.dblink}.dblink_get_result({name}) AS t{columns}")
             self.values_returned += sum(max([len(v) for v in r.values() if isinstance(v, list)] or [1]) for r in got)
+            self.bytes_returned += sum(len(str(v)) for r in got for v in r.values() if v is not None)
             out[i] = got
         return out
 
@@ -136,8 +144,10 @@ class ShardedRows:
         self.plpy, self.fanout, self.qualified = plpy, fanout, qualified
         self.leaves = fanout.leaves
         self.run, self.run_each, self.results = fanout.run, fanout.run_each, fanout.results
-        self._stats_values = 0
         self._n_train_sold = 0
+        self._returned: list[tuple[str, int, int, int]] = []  # per pass: values, bytes the shards sent back; rounds
+        self._mark = (0, 0, 0)
+        self._scores_here = None  # why the scores were written here, when they were
 
     def close(self) -> None:
         self.fanout.close()
@@ -160,7 +170,8 @@ class ShardedRows:
     def first_statistics(self, st: Statements) -> dict:
         """Every statistic at once (``Statements.stats`` over all leaves together)."""
         out = self._stats(st)
-        self._stats_values, self._n_train_sold = self.fanout.values_returned, out["n_train_sold"]
+        self._n_train_sold = out["n_train_sold"]
+        self._count("statistics")
         return out
 
     def all_statistics(self, st: Statements, plan: list, stats: dict) -> dict:
@@ -177,40 +188,83 @@ class ShardedRows:
         """``Statements.sums`` over all leaves: groups added up, weights as exact integers first."""
         parts = self.run(lambda rel: st.over(rel).sums(packs, fold, ref_epoch, half_life_days),
                          "(grouping int[], key bigint[], n bigint[], sw numeric[])")
-        servers = sum(1 for leaf in self.leaves if leaf.server)
-        if servers:
-            self.plpy.notice(f"[shards] {servers} of {len(self.leaves)} leaves aggregated on their shards: the sums "
-                             f"returned {self.fanout.values_returned - self._stats_values} values and the statistics "
-                             f"{self._stats_values}, for {self._n_train_sold} TRAIN SOLD rows")
+        self._count("sums")
         return add_up(parts, ("grouping", "key"), ("n", "sw"))
 
     def quality_sets(self, st: Statements, packs: list, fold: str, oof, final) -> dict:
-        """``Statements.quality`` over all leaves: each shard groups its logits, equal logits add up."""
-        parts = self.run(lambda rel: st.over(rel).quality(packs, fold, oof, final),
-                         "(grouping int[], logit float8[], n_pos bigint[], n_neg bigint[])")
-        return statement_sets(add_up(parts, ("grouping", "logit"), ("n_pos", "n_neg")))
+        """The scored sets over all leaves: each shard groups its rows by their codes
+        (``Statements.quality_codes``), or by their logits when the codes are too many."""
+        key = quality_key(packs, oof)
+        if key.size <= CODED_KEYS:
+            parts = self.run(lambda rel: st.over(rel).quality_codes(packs, fold, key),
+                             "(groups bigint, keys text, counts text)")
+            self._count("quality", values=sum(int(p["groups"]) for p in parts))
+            out = coded_sets(parts, key, packs, oof, final)
+        else:
+            parts = self.run(lambda rel: st.over(rel).quality(packs, fold, oof, final),
+                             "(grouping int[], logit float8[], n_pos bigint[], n_neg bigint[])")
+            self._count("quality")
+            out = statement_sets(add_up(parts, ("grouping", "logit"), ("n_pos", "n_neg")))
+        self._report()
+        return out
 
-    def write_scores(self, st: Statements, packs: list, fold: str, lookups, fold_ids, phases, on_shards: bool):
-        """(local staging tables, shard tables, rows written): on the shards with ``on_shards``."""
-        if not on_shards:
-            return write_scores_here(self.plpy, st, packs, fold, lookups, fold_ids, phases)
-        if not any(leaf.server for leaf in self.leaves):
+    def _count(self, name: str, values: int | None = None) -> None:
+        """What the shards returned in the pass just run: values (rows, or a row's groups), or the
+        ``values`` it says it encoded; and the bytes of their text."""
+        total_values, total_bytes = self.fanout.values_returned, self.fanout.bytes_returned
+        self._returned.append((name, total_values - self._mark[0] if values is None else values,
+                               total_bytes - self._mark[1], self.fanout.rounds - self._mark[2]))
+        self._mark = (total_values, total_bytes, self.fanout.rounds)
+
+    def _report(self) -> None:
+        """The NOTICE of everything the shards sent back, every pass of the fit counted."""
+        servers = sum(1 for leaf in self.leaves if leaf.server)
+        if not servers:
+            return
+        passes = ", ".join(f"{name} {values} ({size / 1000:.1f} kB, {rounds} rounds)"
+                           for name, values, size, rounds in self._returned)
+        self.plpy.notice(f"[shards] {servers} of {len(self.leaves)} leaves aggregated on their shards: they returned "
+                         f"{sum(r[1] for r in self._returned)} values in {sum(r[2] for r in self._returned) / 1000:.1f} "
+                         f"kB of text in {self.fanout.rounds} rounds for {self._n_train_sold} TRAIN SOLD rows: "
+                         f"{passes}{self._scores_here or ''}")
+
+    def write_scores(self, st: Statements, packs: list, fold: str, lookups, fold_ids, phases, on_shards: bool | None):
+        """(local staging tables, shard tables, rows written): on the shards unless ``on_shards`` is
+        false, or is NULL and a shard is not ready for them (then with a word in the NOTICE)."""
+        servers = sorted({leaf.server for leaf in self.leaves if leaf.server})
+        if on_shards and not servers:
             raise not_sharded(self.qualified)
+        unready = [] if on_shards is False else [(s, why) for s in servers if (why := self._scores_schema_unready(s))]
+        if unready and on_shards:
+            raise errors.Refusal("42501", f"server {unready[0][0]} {unready[0][1]}, where scores_on_shards writes",
+                                 hint="On that server, as a superuser: CREATE SCHEMA woe_anchor_scores; GRANT USAGE, "
+                                      "CREATE ON SCHEMA woe_anchor_scores TO <the user your mapping names>; or pass "
+                                      "scores_on_shards => false to write the scores here.")
+        if unready:
+            self._scores_here = (f"; the scores were written here, their rows read through postgres_fdw, as server "
+                                 f"{unready[0][0]} {unready[0][1]}")
+        if on_shards is False or unready or not servers:
+            return write_scores_here(self.plpy, st, packs, fold, lookups, fold_ids, phases)
         try:
-            return self._write_scores_on_shards(st, packs, fold, lookups, fold_ids, phases)
+            out = self._write_scores_on_shards(st, packs, fold, lookups, fold_ids, phases)
         except self.plpy.spiexceptions.UniqueViolation:
             errors.duplicate_keys(self.qualified)
+        self._count("scores")
+        return out
 
     def _stats(self, st: Statements) -> dict:
         """What ``Statements.stats`` returns over all leaves together."""
         schema = st.c.schema
         cats = [j for j, band in enumerate(schema.bands) if band.category is not None]
         scales = [i for i, rule in enumerate(schema.learning) if isinstance(rule, b.ScaleRule)]
+        quantiles = {i: rule for i, rule in enumerate(schema.learning) if isinstance(rule, b.QuantileRule)}
         columns = ("(n_train_sold bigint, n_learned bigint, n_null_keys bigint, n_infinite bigint, days int[], "
                    "ref_epoch float8"
                    + "".join(f", n_{i} bigint, below_{i} bigint, under_{i} float8, over_{i} float8" for i in scales)
-                   + "".join(f", values_{j} text[]" for j in cats) + ")")
-        parts = self.run(lambda rel: st.over(rel).stats(percentiles=False), columns)
+                   + "".join(f", values_{j} text[]" for j in cats)
+                   + "".join(f", qn_{i} bigint, qneg_{i} bigint, qpos_{i} bigint, qlo_{i} float8, qhi_{i} float8"
+                             for i in quantiles) + ")")
+        parts = self.run(lambda rel: self._stats_and_counts(st.over(rel), quantiles), columns)
         out = {k: sum(int(p[k] or 0) for p in parts) for k in ("n_train_sold", "n_learned", "n_null_keys", "n_infinite")}
         out["days"] = sorted({d for p in parts for d in (p["days"] or ()) if d is not None}) or None
         out["ref_epoch"] = max((p["ref_epoch"] for p in parts if p["ref_epoch"] is not None), default=None)
@@ -220,14 +274,133 @@ class ShardedRows:
             for name, combine in (("n", sum), ("below", sum), ("under", max), ("over", min)):
                 found = [p[f"{name}_{i}"] for p in parts if p[f"{name}_{i}"] is not None]
                 out[f"{name}_{i}"] = combine(found) if found else None
-        for i, rule in enumerate(schema.learning):
-            x = st.c.input(rule.input)
-            if isinstance(rule, b.QuantileRule):
-                where = st.learned + (f" AND {st.c.subset(rule.subset)}" if rule.subset else "")
-                n, at = self._selector(st, x, where)
-                out[f"n_{i}"] = n
-                out[f"q_{i}"] = [percentile_cont(n, p, at) for p in (*rule.probs, 0.5)] if n else None
+        found = self._select(st, quantiles, parts)
+        for i, rule in quantiles.items():
+            n = out[f"n_{i}"] = sum(int(p[f"qn_{i}"] or 0) for p in parts)
+            out[f"q_{i}"] = [percentile_cont(n, q, found[i].__getitem__) for q in (*rule.probs, 0.5)] if n else None
         return out
+
+    @staticmethod
+    def _selected(st: Statements, rule: b.QuantileRule) -> tuple[str, str]:
+        """(x, whether a row's x is one of the values a quantile rule's percentiles are taken over)."""
+        x = st.c.input(rule.input)
+        return x, (st.learned + (f" AND {st.c.subset(rule.subset)}" if rule.subset else "") + f" AND {x} IS NOT NULL")
+
+    def _stats_and_counts(self, st: Statements, quantiles: dict) -> str:
+        """``Statements.stats`` without percentiles and, in the same round, per quantile rule the count
+        of its values, of its infinities either side, and its finite extremes."""
+        if not quantiles:
+            return st.stats(percentiles=False)
+        counts = []
+        for i, rule in quantiles.items():
+            x, ok = self._selected(st, rule)
+            finite = f"{ok} AND {x} > '-Infinity'::float8 AND {x} < 'Infinity'::float8"
+            counts += [f"count(*) FILTER (WHERE {ok}) AS qn_{i}",
+                       f"count(*) FILTER (WHERE {ok} AND {x} = '-Infinity'::float8) AS qneg_{i}",
+                       f"count(*) FILTER (WHERE {ok} AND {x} = 'Infinity'::float8) AS qpos_{i}",
+                       f"min({x}) FILTER (WHERE {finite}) AS qlo_{i}", f"max({x}) FILTER (WHERE {finite}) AS qhi_{i}"]
+        return (f"SELECT * FROM ({st.stats(percentiles=False)}) AS a CROSS JOIN "
+                f"(SELECT {', '.join(counts)} FROM {st.qualified} AS s WHERE {st.where}) AS q")
+
+    def _select(self, st: Statements, quantiles: dict, parts: list) -> dict:
+        """Per quantile rule, {rank: value} of its sorted values at every rank its percentiles need.
+
+        Exact distributed selection, every rule and rank at once: a search is a value range
+        holding a rank (its rule, lowest and highest value, the rank of its first value, its
+        count). Each round sends one statement to every shard with a histogram per search that
+        is still wide, and each rank moves to the bucket that holds it (the bucket's own extremes
+        bound it); the ranges left are then fetched in one more round and sorted here.
+        """
+        found: dict = {i: {} for i in quantiles}
+        searches: dict = {}  # (rule, lo, hi, below, count) -> ranks
+        for i, rule in quantiles.items():
+            n, neg, pos = (sum(int(p[f"{k}_{i}"] or 0) for p in parts) for k in ("qn", "qneg", "qpos"))
+            lows = [p[f"qlo_{i}"] for p in parts if p[f"qlo_{i}"] is not None]
+            highs = [p[f"qhi_{i}"] for p in parts if p[f"qhi_{i}"] is not None]
+            for q in (*rule.probs, 0.5) if n else ():
+                for rank in percentile_position(n, q)[1:]:
+                    if rank < neg:
+                        found[i][rank] = -math.inf
+                    elif rank >= n - pos:
+                        found[i][rank] = math.inf
+                    else:
+                        searches.setdefault((i, min(lows), max(highs), neg, n - neg - pos), set()).add(rank)
+        for _ in range(MAX_ROUNDS):
+            wide = {s: e for s in searches if (e := _edges(*s[1:])) is not None}
+            if not wide:
+                break
+            histograms = self._histograms(st, quantiles, wide)
+            narrowed: dict = {}
+            for search, ranks in searches.items():
+                if search not in wide:
+                    narrowed.setdefault(search, set()).update(ranks)
+                    continue
+                i, _, _, below, _ = search
+                counts, mins, maxs = histograms[search]
+                starts = below + np.concatenate(([0], np.cumsum(counts)[:-1]))
+                for rank in ranks:
+                    bucket = int(np.searchsorted(starts + counts, rank, side="right"))
+                    if bucket >= len(counts) or counts[bucket] == 0:
+                        errors.source_changed(st.qualified, SHARDS_CHANGED)
+                    # the bucket's own smallest and largest values bound what is left (ties end the search)
+                    key = (i, float(mins[bucket]), float(maxs[bucket]), int(starts[bucket]), int(counts[bucket]))
+                    narrowed.setdefault(key, set()).add(rank)
+            searches = narrowed
+        fetch = [s for s in searches if s[1] != s[2]]
+        values = self._fetch(st, quantiles, fetch) if fetch else {}
+        for search, ranks in searches.items():
+            i, lo, hi, below, _ = search
+            for rank in ranks:
+                if lo == hi:
+                    found[i][rank] = lo  # every value left is this one
+                    continue
+                v = values[search]
+                if not below <= rank < below + len(v):
+                    errors.source_changed(st.qualified, SHARDS_CHANGED)
+                found[i][rank] = float(v[rank - below])
+        return found
+
+    def _lateral(self, st: Statements, quantiles: dict, searches: list, edges: dict | None = None) -> str:
+        """One row per search for every source row: (t, x, ok, lo, hi[, e]) of the search's rule."""
+        rows = []
+        for t, (i, lo, hi, _, _) in enumerate(searches):
+            x, ok = self._selected(st, quantiles[i])
+            extra = f", {array_lit(edges[searches[t]], 'float8')}" if edges is not None else ""
+            rows.append(f"({t}, {x}, {ok}, {float_lit(lo)}, {float_lit(hi)}{extra})")
+        columns = "t, x, ok, lo, hi" + (", e" if edges is not None else "")
+        return (f"{st.qualified} AS s CROSS JOIN LATERAL (VALUES {', '.join(rows)}) AS v ({columns}) "
+                f"WHERE {st.where} AND v.ok AND v.x >= v.lo AND v.x <= v.hi")
+
+    def _histograms(self, st: Statements, quantiles: dict, wide: dict) -> dict:
+        """search -> (rows, smallest, largest value) per bucket of its edges, all shards added up."""
+        searches = list(wide)
+        rows = self.run(lambda rel: f"SELECT array_agg(g.t) AS t, array_agg(g.b) AS b, array_agg(g.c) AS c, "
+                                    f"array_agg(g.lo) AS lo, array_agg(g.hi) AS hi FROM (SELECT v.t, "
+                                    f"width_bucket(v.x, v.e) AS b, count(*) AS c, min(v.x) AS lo, max(v.x) AS hi "
+                                    f"FROM {self._lateral(st.over(rel), quantiles, searches, wide)} "
+                                    f"GROUP BY 1, 2) AS g",
+                        "(t int[], b int[], c bigint[], lo float8[], hi float8[])")
+        out = {}
+        for t, search in enumerate(searches):
+            size = len(wide[search]) + 1
+            counts, mins, maxs = np.zeros(size, dtype=np.int64), np.full(size, np.inf), np.full(size, -np.inf)
+            for r in rows:
+                mine = np.asarray(r["t"] or [], dtype=np.int64) == t
+                at = np.asarray(r["b"] or [], dtype=np.int64)[mine]
+                np.add.at(counts, at, np.asarray(r["c"] or [], dtype=np.int64)[mine])
+                np.minimum.at(mins, at, np.asarray(r["lo"] or [], dtype=np.float64)[mine])
+                np.maximum.at(maxs, at, np.asarray(r["hi"] or [], dtype=np.float64)[mine])
+            out[search] = (counts, mins, maxs)
+        return out
+
+    def _fetch(self, st: Statements, quantiles: dict, searches: list) -> dict:
+        """search -> the sorted values of its range, from every shard."""
+        rows = self.run(lambda rel: f"SELECT array_agg(v.t) AS t, array_agg(v.x) AS x "
+                                    f"FROM {self._lateral(st.over(rel), quantiles, searches)}",
+                        "(t int[], x float8[])")
+        t = np.concatenate([np.asarray(r["t"] or [], dtype=np.int64) for r in rows])
+        x = np.concatenate([np.asarray(r["x"] or [], dtype=np.float64) for r in rows])
+        return {search: np.sort(x[t == k]) for k, search in enumerate(searches)}
 
     def _write_scores_on_shards(self, st: Statements, packs: list, fold: str, lookups, fold_ids, phases):
         """Scores written next to the rows they score: (local staging tables, shard tables, rows written).
@@ -242,8 +415,6 @@ class ShardedRows:
         remote = {i: f"woe_anchor_scores_v1_{tag}_p{i}" for i, leaf in enumerate(self.leaves) if leaf.server}
         target = [f"woe_anchor_scores.{quote_ident(remote[i])}" if i in remote else staging_table(self.plpy)
                   for i in range(len(self.leaves))]
-        for server in sorted({leaf.server for leaf in self.leaves if leaf.server}):
-            self._check_scores_schema(server)
         created = self.results([st.over(leaf.relation).scores(packs, target[i], fold, *lookups, fold_ids)
                                 for i, leaf in enumerate(self.leaves)], "(status text)")
         written = [int(rows[0]["status"].split()[-1]) for rows in created]
@@ -255,91 +426,36 @@ class ShardedRows:
                         for i, name in remote.items()]
         return [t for i, t in enumerate(target) if i not in remote], shard_tables, sum(written)
 
-    def _check_scores_schema(self, server: str) -> None:
-        """Schema woe_anchor_scores on a shard must be a superuser's: its owner could rename it and put
-        other objects under the names that readers of the model's tables look up. A superuser's
-        mapping creates it (committed at once, outside the fit's shard transactions)."""
+    def _scores_schema_unready(self, server: str) -> str | None:
+        """Why a shard cannot take score tables, or None. Schema woe_anchor_scores there must be a
+        superuser's: its owner could rename it and put other objects under the names that readers of
+        the model's tables look up. A superuser's mapping creates it (committed at once, outside the
+        fit's shard transactions); the mapping's user must be allowed to create tables in it."""
         name = quote_literal(f"woe_anchor_schema_{uuid.uuid4().hex[:16]}")
         dblink = self.fanout.dblink
         self.plpy.execute(f"SELECT {dblink}.dblink_connect({name}, {quote_literal(server)})")
         try:
             self.plpy.execute(f"SELECT {dblink}.dblink_exec({name}, {quote_literal(CREATE_SCORES_SCHEMA)})")
-            ok = self.plpy.execute(f"SELECT t.ok FROM {dblink}.dblink({name}, {quote_literal(SCORES_SCHEMA_OK)}) "
-                                   "AS t (ok boolean)")[0]["ok"]
+            ready = self.plpy.execute(f"SELECT t.owned, t.writable FROM {dblink}.dblink({name}, "
+                                      f"{quote_literal(SCORES_SCHEMA_READY)}) AS t (owned boolean, writable boolean)")[0]
         finally:
             self.plpy.execute(f"SELECT {dblink}.dblink_disconnect({name})")
-        if not ok:
-            raise errors.Refusal("42501", f"server {server} has no schema woe_anchor_scores owned by a superuser, "
-                                           "where scores_on_shards writes",
-                                  hint="On that server, as a superuser: CREATE SCHEMA woe_anchor_scores; GRANT USAGE, "
-                                       "CREATE ON SCHEMA woe_anchor_scores TO <the user your mapping names>;")
+        if not ready["owned"]:
+            return "has no schema woe_anchor_scores owned by a superuser"
+        if not ready["writable"]:
+            return "does not let the user of your mapping create tables in schema woe_anchor_scores"
+        return None
 
-    def _selector(self, st: Statements, x: str, where: str):
-        """(count of non-NULL x over TRAIN SOLD rows matching ``where``, rank -> value of the sorted x)."""
-        where = f"{where} AND {x} IS NOT NULL"
-        finite = f"{x} > '-Infinity'::float8 AND {x} < 'Infinity'::float8"
-        parts = self.run(lambda rel: f"SELECT count(*) AS n, count(*) FILTER (WHERE {x} = '-Infinity'::float8) AS neg, "
-                                     f"count(*) FILTER (WHERE {x} = 'Infinity'::float8) AS pos, "
-                                     f"min({x}) FILTER (WHERE {finite}) AS lo, max({x}) FILTER (WHERE {finite}) AS hi "
-                                     f"FROM {rel} AS s WHERE {st.where} AND {where}",
-                         "(n bigint, neg bigint, pos bigint, lo float8, hi float8)")
-        n, neg, pos = (sum(int(p[k] or 0) for p in parts) for k in ("n", "neg", "pos"))
-        lows = [p["lo"] for p in parts if p["lo"] is not None]
-        highs = [p["hi"] for p in parts if p["hi"] is not None]
-        fetched: list[tuple[int, np.ndarray]] = []  # (rank of the first value, sorted values of a range)
 
-        def between(lo, hi):
-            return f"{x} >= {float_lit(lo)} AND {x} <= {float_lit(hi)}"
-
-        def at(rank: int) -> float:
-            if rank < neg:
-                return -math.inf
-            if rank >= n - pos:
-                return math.inf
-            for first, values in fetched:
-                if first <= rank < first + len(values):
-                    return float(values[rank - first])
-            lo, hi, below, count = min(lows), max(highs), neg, n - neg - pos
-            for _ in range(MAX_ROUNDS):
-                if lo == hi:
-                    return lo  # every value left is this one
-                # halves first: hi - lo may overflow for values near the float8 limits
-                edges = np.unique(2.0 * np.linspace(lo / 2.0, hi / 2.0, BUCKETS + 1)[1:-1])
-                edges = edges[(edges > lo) & (edges < hi)]
-                if count <= FETCH_AT_MOST or not len(edges):
-                    break
-                bucket_sql = f"width_bucket({x}, {array_lit(edges, 'float8')})"
-                rows = self.run(lambda rel: f"SELECT array_agg(g.b) AS b, array_agg(g.c) AS c, array_agg(g.lo) AS lo, "
-                                            f"array_agg(g.hi) AS hi FROM (SELECT {bucket_sql} AS b, count(*) AS c, "
-                                            f"min({x}) AS lo, max({x}) AS hi FROM {rel} AS s "
-                                            f"WHERE {st.where} AND {where} AND {between(lo, hi)} GROUP BY 1) AS g",
-                                "(b int[], c bigint[], lo float8[], hi float8[])")
-                counts = np.zeros(len(edges) + 1, dtype=np.int64)
-                mins = np.full(len(edges) + 1, np.inf)
-                maxs = np.full(len(edges) + 1, -np.inf)
-                for r in rows:
-                    b = np.asarray(r["b"] or [], dtype=np.int64)
-                    np.add.at(counts, b, np.asarray(r["c"] or [], dtype=np.int64))
-                    np.minimum.at(mins, b, np.asarray(r["lo"] or [], dtype=np.float64))
-                    np.maximum.at(maxs, b, np.asarray(r["hi"] or [], dtype=np.float64))
-                starts = below + np.concatenate(([0], np.cumsum(counts)[:-1]))
-                bucket = int(np.searchsorted(starts + counts, rank, side="right"))
-                if bucket > len(edges) or counts[bucket] == 0:
-                    errors.source_changed(st.qualified, SHARDS_CHANGED)
-                # the bucket's own smallest and largest values bound what is left (ties end the search)
-                below, count, lo, hi = int(starts[bucket]), int(counts[bucket]), float(mins[bucket]), float(maxs[bucket])
-            if lo == hi:
-                return lo
-            rows = self.run(lambda rel: f"SELECT array_agg({x}) AS v FROM {rel} AS s "
-                                        f"WHERE {st.where} AND {where} AND {between(lo, hi)}",
-                            "(v float8[])")
-            values = np.sort(np.concatenate([np.asarray(r["v"] or [], dtype=np.float64) for r in rows]))
-            if not below <= rank < below + len(values):
-                errors.source_changed(st.qualified, SHARDS_CHANGED)
-            fetched.append((below, values))
-            return float(values[rank - below])
-
-        return n, at
+def _edges(lo: float, hi: float, below: int, count: int) -> np.ndarray | None:
+    """The inner edges of a histogram over [lo, hi], or None when the range is to be fetched (few
+    values left, or no float between its extremes) or holds one value."""
+    if lo == hi or count <= FETCH_AT_MOST:
+        return None
+    # halves first: hi - lo may overflow for values near the float8 limits
+    edges = np.unique(2.0 * np.linspace(lo / 2.0, hi / 2.0, BUCKETS + 1)[1:-1])
+    edges = edges[(edges > lo) & (edges < hi)]
+    return edges if len(edges) else None
 
 
 def add_up(parts: list, keys: tuple, counts: tuple) -> dict:
@@ -363,8 +479,10 @@ def add_up(parts: list, keys: tuple, counts: tuple) -> dict:
 # only when a superuser owns it (no one else can rename it or take its name)
 CREATE_SCORES_SCHEMA = ("DO $$ BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) "
                         "THEN CREATE SCHEMA IF NOT EXISTS woe_anchor_scores; END IF; END $$")
-SCORES_SCHEMA_OK = ("SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_namespace AS n JOIN pg_catalog.pg_roles AS r "
-                    "ON r.oid = n.nspowner WHERE n.nspname = 'woe_anchor_scores'), false)")
+SCORES_SCHEMA_READY = ("SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_namespace AS n JOIN pg_catalog.pg_roles AS r "
+                       "ON r.oid = n.nspowner WHERE n.nspname = 'woe_anchor_scores'), false) AS owned, "
+                       "coalesce(pg_catalog.has_schema_privilege(pg_catalog.to_regnamespace('woe_anchor_scores')::oid, "
+                       "'CREATE'), false) AS writable")
 _SHARD_TABLE_CHECK = """
 SELECT c.relkind = 'r' AND NOT c.relrowsecurity
        AND (SELECT r.rolsuper FROM pg_namespace AS n JOIN pg_roles AS r ON r.oid = n.nspowner

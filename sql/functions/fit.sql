@@ -37,7 +37,7 @@ CREATE PROCEDURE ml.fit_woe_anchor(
     persist boolean DEFAULT true,
     replace boolean DEFAULT false,
     band_schema_version int DEFAULT @DEFAULT:band_schema_version@,
-    scores_on_shards boolean DEFAULT false)
+    scores_on_shards boolean DEFAULT NULL)
 LANGUAGE plpgsql SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
