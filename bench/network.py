@@ -90,7 +90,9 @@ def main(argv=None) -> None:
                          + (", scores_on_shards => false" if here else "") + ")", [key])
             seconds, moved = time.perf_counter() - start, net.link_bytes() - before
             summary = next(n for n in notices if n.startswith("[shards]") and "they returned" in n)
-            return {"seconds": seconds, "bytes": moved, "summary": summary}
+            phases = conn.execute("SELECT timings_ms FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
+                                  [key]).fetchone()[0]
+            return {"seconds": seconds, "bytes": moved, "summary": summary, "phases": phases}
 
         delays = [float(x) for x in args.delays.split(",")]
         runs: dict[float, list] = {d: [] for d in delays}
@@ -138,6 +140,11 @@ def _report(args, version: str, source_bytes: int, results: list, checked, local
     for r in results:
         out.append(f"- +{r['delay']:g} ms: " + ", ".join(f"{x['seconds']:.2f} s / {x['bytes'] / 1e6:.2f} MB"
                                                           for x in r["runs"]))
+    out.append("\nPhases of the first default fit at each delay (ms, the registry's timings_ms):\n")
+    names = [k for k in results[0]["runs"][0]["phases"] if k != "total"] + ["total"]
+    out += ["| delay | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+    for r in results:
+        out.append(f"| +{r['delay']:g} ms | " + " | ".join(f"{r['runs'][0]['phases'].get(k, 0):.0f}" for k in names) + " |")
     out.append("\nWhat the shards returned (the fit's NOTICE, first default fit):\n")
     out.append("    " + re.sub(r"\s+", " ", results[0]["runs"][0]["summary"]))
     if checked is not None:

@@ -360,24 +360,28 @@ class ShardedRows:
                 found[i][rank] = float(v[rank - below])
         return found
 
-    def _lateral(self, st: Statements, quantiles: dict, searches: list, edges: dict | None = None) -> str:
-        """One row per search for every source row: (t, x, ok, lo, hi[, e]) of the search's rule."""
-        rows = []
-        for t, (i, lo, hi, _, _) in enumerate(searches):
-            x, ok = self._selected(st, quantiles[i])
-            extra = f", {array_lit(edges[searches[t]], 'float8')}" if edges is not None else ""
-            rows.append(f"({t}, {x}, {ok}, {float_lit(lo)}, {float_lit(hi)}{extra})")
-        columns = "t, x, ok, lo, hi" + (", e" if edges is not None else "")
-        return (f"{st.qualified} AS s CROSS JOIN LATERAL (VALUES {', '.join(rows)}) AS v ({columns}) "
-                f"WHERE {st.where} AND v.ok AND v.x >= v.lo AND v.x <= v.hi")
+    def _searched(self, st: Statements, quantiles: dict, searches: list) -> str:
+        """FROM ... WHERE of the source's values in a search's range, as (x, t): t the search's index
+        (a rule's searches are disjoint ranges, buckets of one histogram: a value is in one at most).
+        Each rule's input is computed once a row."""
+        rules = sorted({s[0] for s in searches})
+        reads = ", ".join(f"{x} AS x{i}, {ok} AS ok{i}" for i in rules for x, ok in [self._selected(st, quantiles[i])])
+        values = []
+        for i in rules:
+            whens = " ".join(f"WHEN r.ok{i} AND r.x{i} >= {float_lit(lo)} AND r.x{i} <= {float_lit(hi)} THEN {t}"
+                             for t, (rule, lo, hi, _, _) in enumerate(searches) if rule == i)
+            values.append(f"(r.x{i}, CASE {whens} END)")
+        return (f"(SELECT {reads} FROM {st.qualified} AS s WHERE {st.where} OFFSET 0) AS r "
+                f"CROSS JOIN LATERAL (VALUES {', '.join(values)}) AS v (x, t) WHERE v.t IS NOT NULL")
 
     def _histograms(self, st: Statements, quantiles: dict, wide: dict) -> dict:
         """search -> (rows, smallest, largest value) per bucket of its edges, all shards added up."""
         searches = list(wide)
+        edges = " ".join(f"WHEN {t} THEN {array_lit(wide[search], 'float8')}" for t, search in enumerate(searches))
         rows = self.run(lambda rel: f"SELECT array_agg(g.t) AS t, array_agg(g.b) AS b, array_agg(g.c) AS c, "
                                     f"array_agg(g.lo) AS lo, array_agg(g.hi) AS hi FROM (SELECT v.t, "
-                                    f"width_bucket(v.x, v.e) AS b, count(*) AS c, min(v.x) AS lo, max(v.x) AS hi "
-                                    f"FROM {self._lateral(st.over(rel), quantiles, searches, wide)} "
+                                    f"width_bucket(v.x, CASE v.t {edges} END) AS b, count(*) AS c, min(v.x) AS lo, "
+                                    f"max(v.x) AS hi FROM {self._searched(st.over(rel), quantiles, searches)} "
                                     f"GROUP BY 1, 2) AS g",
                         "(t int[], b int[], c bigint[], lo float8[], hi float8[])")
         out = {}
@@ -396,7 +400,7 @@ class ShardedRows:
     def _fetch(self, st: Statements, quantiles: dict, searches: list) -> dict:
         """search -> the sorted values of its range, from every shard."""
         rows = self.run(lambda rel: f"SELECT array_agg(v.t) AS t, array_agg(v.x) AS x "
-                                    f"FROM {self._lateral(st.over(rel), quantiles, searches)}",
+                                    f"FROM {self._searched(st.over(rel), quantiles, searches)}",
                         "(t int[], x float8[])")
         t = np.concatenate([np.asarray(r["t"] or [], dtype=np.int64) for r in rows])
         x = np.concatenate([np.asarray(r["x"] or [], dtype=np.float64) for r in rows])
