@@ -84,6 +84,28 @@ def test_other_fit_options_are_bit_identical_to_the_one_table_fit(conn, sharded_
     assert _comparable(conn, key) == _comparable(conn, flat)
 
 
+def test_a_source_partitioned_on_two_levels_fans_out_to_its_leaves(conn, shards, sharded_cases):
+    """Generations 1 and 2 under a partition that is itself partitioned over the two shards; 3 local."""
+    conn.execute("DROP TABLE IF EXISTS sh_two_levels")
+    conn.execute(f"CREATE TABLE sh_two_levels ({COLUMNS}) PARTITION BY LIST (generation)")
+    conn.execute("CREATE TABLE sh_two_levels_12 PARTITION OF sh_two_levels FOR VALUES IN (1, 2) "
+                 "PARTITION BY LIST (generation)")
+    for g, dsn in ((1, shards[0]), (2, shards[1])):
+        server = "shard_" + psycopg.conninfo.conninfo_to_dict(dsn)["port"]
+        conn.execute(f"CREATE FOREIGN TABLE sh_two_levels_g{g} PARTITION OF sh_two_levels_12 FOR VALUES IN ({g}) "
+                     f"SERVER {server} OPTIONS (table_name 'sh_src')")
+    conn.execute("CREATE TABLE sh_two_levels_g3 PARTITION OF sh_two_levels FOR VALUES IN (3)")
+    conn.execute("INSERT INTO sh_two_levels_g3 SELECT * FROM sh_local3")
+    conn.notices.clear()
+    key = fit(conn, "sh_two_levels", model_key="two_levels", replace=True, activate=False)
+    assert any(n.startswith("[shards] 2 of 3 leaves aggregated on their shards") for n in conn.notices)
+    assert len(shard_score_tables(conn, key)) == 2, "the scores stay on the shards"
+    flat = fit(conn, "sh_flat", model_key="flat_cases", replace=True, activate=False)
+    assert _comparable(conn, key) == _comparable(conn, flat)
+    conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+    conn.execute("DROP TABLE sh_two_levels")
+
+
 def test_varints_written_by_sql_read_back_in_numpy(conn):
     values = [0, 1, 127, 128, 16383, 16384, 2**21 - 1, 2**21, 2**28, 2**35 + 3, 2**42 - 1, 2**42, 2**49 - 1]
     got = conn.execute(f"SELECT string_agg({passes.varint_sql('v')}, NULL ORDER BY o) "
