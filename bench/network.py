@@ -12,7 +12,7 @@ are generated on every server from one seed: generations 1-2 on shard A,
 For each delay it measures the fit of the sharded source with its defaults
 (scores written on the shards) --repeat times, and once with
 scores_on_shards => false (the scores' rows come through postgres_fdw,
-fetch_size 10000), and for each fit the bytes that crossed the links (both
+fetch_size 10000, async_capable), and for each fit the bytes that crossed the links (both
 ways, headers included) against the size of the source's tables on the
 shards. The first default fit's artifacts are compared with the local
 table's fit: registry figures, cuts, maps and every score must be equal.

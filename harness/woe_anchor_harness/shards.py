@@ -116,7 +116,7 @@ def shard_table(conn, name: str, columns_sql: str, placement: dict, batch_size: 
         srv = sql.Identifier(f"shard_{info['port']}")
         # one server per shard, shared by every table sharded on it
         conn.execute(sql.SQL("CREATE SERVER IF NOT EXISTS {} FOREIGN DATA WRAPPER postgres_fdw OPTIONS "
-                             "(host {}, port {}, dbname {}, batch_size {}, fetch_size '10000')").format(
+                             "(host {}, port {}, dbname {}, batch_size {}, fetch_size '10000', async_capable 'true')").format(
             srv, sql.Literal(info["host"]), sql.Literal(str(info["port"])), sql.Literal(info["dbname"]),
             sql.Literal(str(batch_size))))
         login = [("user", info["user"])] + ([("password", info["password"])] if "password" in info else [])
