@@ -107,7 +107,7 @@ def realized(plpy, source_oid, key: str | None, since) -> list[tuple]:
     week = "(date_trunc('week', s.t0 AT TIME ZONE 'UTC'))::date"
     rows = final_rows(model, src, where=settled,
                       extra=((passes.label_sql(src.reads, model.slow_threshold_hours), "y"), (week, "week")))
-    out = []
+    weeks = []
     # logits and labels as big-endian bytes (the fit's own read does the same): no Python float per row
     for r in plpy.execute(f"SELECT q.week::text AS week, string_agg(float8send(q.l), NULL) AS l, "
                           f"string_agg(int2send(q.y::int::int2), NULL) AS y "
@@ -115,11 +115,18 @@ def realized(plpy, source_oid, key: str | None, since) -> list[tuple]:
         logit = np.frombuffer(r["l"], dtype=">f8").astype(np.float64)
         y = np.frombuffer(r["y"], dtype=">i2").astype(bool)
         # the same logit for many rows (a model has few band combinations): every figure from the groups
-        distinct, n_pos, n_neg = quality.grouped(logit, y)
-        p = quality.probability(distinct)
-        mean_p = woe.total((n_pos + n_neg) * p) / len(y)
-        out.append((r["week"], len(y), int(y.sum()), quality.auc(distinct, n_pos, n_neg),
-                    quality.logloss(distinct, n_pos, n_neg, p), mean_p, float(y.mean())))
+        weeks.append((r["week"], len(y), int(y.sum()), float(y.mean()), *quality.grouped(logit, y)))
+    # most logits recur from week to week: the C library's exp, log and log1p once for each
+    every = np.unique(np.concatenate([w[4] for w in weeks])) if weeks else np.zeros(0)
+    p_every = quality.probability(every)
+    logs_every = quality.log_terms(p_every)
+    out = []
+    for week, n, slow, rate, distinct, n_pos, n_neg in weeks:
+        at = np.searchsorted(every, distinct)
+        p = p_every[at]
+        mean_p = woe.total((n_pos + n_neg) * p) / n
+        out.append((week, n, slow, quality.auc(distinct, n_pos, n_neg),
+                    quality.logloss(distinct, n_pos, n_neg, p, (logs_every[0][at], logs_every[1][at])), mean_p, rate))
     return out
 
 

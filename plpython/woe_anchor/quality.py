@@ -132,7 +132,8 @@ class SetFigures:
             n_bins = len(edges) - 1
             self.bins = {"n_pos": np.zeros(n_bins), "n_neg": np.zeros(n_bins), "sum_p": np.zeros(n_bins)}
 
-    def add(self, logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray, p: np.ndarray | None = None) -> None:
+    def add(self, logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray, p: np.ndarray | None = None,
+            logs: tuple | None = None) -> None:
         if not len(logit):
             return
         counted_pos, counted_neg = n_pos.astype(np.int64), n_neg.astype(np.int64)
@@ -146,8 +147,8 @@ class SetFigures:
         pos, neg = n_pos.astype(np.float64), n_neg.astype(np.float64)
         p = probability(logit) if p is None else p
         if self.loss is not None:
-            clipped = np.clip(p, LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
-            self.loss.add(pos * woe.libm(math.log, clipped) + neg * woe.libm(math.log1p, -clipped))
+            log_p, log_q = log_terms(p) if logs is None else logs
+            self.loss.add(pos * log_p + neg * log_q)
         if self.edges is not None:
             # bin i holds edges[i] <= logit < edges[i + 1], the last bin closed (numpy.histogram's rule);
             # np.add.at adds in the groups' order, as one bincount over every group would
@@ -205,12 +206,20 @@ def auc(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> float | None
     return f.auc()
 
 
-def logloss(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray, p: np.ndarray | None = None) -> float | None:
+def logloss(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray, p: np.ndarray | None = None,
+            logs: tuple | None = None) -> float | None:
     """Mean log loss over ``merged`` groups: exactly summed, the same bits on every path.
-    ``p``: ``probability(logit)``, when the caller has it already."""
+    ``p``: ``probability(logit)``, and ``logs``: ``log_terms(p)``, when the caller has them already."""
     f = SetFigures()
-    f.add(logit, n_pos, n_neg, p)
+    f.add(logit, n_pos, n_neg, p, logs)
     return f.logloss()
+
+
+def log_terms(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log(p) and log(1 - p) of each probability clipped to [LOGLOSS_CLIP, 1 - LOGLOSS_CLIP], with the
+    C library's log and log1p (``woe.libm``): a positive's and a negative's log loss terms."""
+    clipped = np.clip(p, LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
+    return woe.libm(math.log, clipped), woe.libm(math.log1p, -clipped)
 
 
 def probability(logit) -> np.ndarray:

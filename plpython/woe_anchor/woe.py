@@ -71,7 +71,19 @@ def libm(fn, x) -> np.ndarray:
     log, exp and pow give the same bits in every release this runs on.
     """
     a = np.asarray(x, dtype=np.float64)
+    if fn is exp:
+        # math.exp itself where it cannot overflow (NaN included): no Python frame per value
+        big = a > EXP_FINITE
+        if big.any():
+            out = np.empty(a.shape)
+            out[~big] = libm(math.exp, a[~big])
+            out[big] = [exp(v) for v in a[big].tolist()]
+            return out
+        fn = math.exp
     return np.fromiter(map(fn, a.ravel().tolist()), np.float64, a.size).reshape(a.shape)
+
+
+EXP_FINITE = 709.0  # math.exp of anything up to this is finite (it overflows past 709.78)
 
 
 
