@@ -39,19 +39,21 @@ FIGURES = ("n_train_sold", "n_learned", "n_days", "n_scored_oof", "weight_ref_ts
            "dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4", "oof_auc", "oof_logloss", "insample_auc", "insample_logloss",
            "eval_auc", "eval_logloss", "n_eval", "band_quality", "score_bins")
 SAME = """
-SELECT (SELECT count(*) FROM ((SELECT {figures} FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %(a)s)
-                              EXCEPT (SELECT {figures} FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %(b)s)) d),
-       (SELECT count(*) FROM ((SELECT fold_id, c1, c2, base_rate, base_logit, n_learned FROM ml.woe_anchor_cuts_v1
-                               WHERE model_key = %(a)s)
-                              EXCEPT (SELECT fold_id, c1, c2, base_rate, base_logit, n_learned FROM ml.woe_anchor_cuts_v1
-                                      WHERE model_key = %(b)s)) d),
-       (SELECT count(*) FROM ((SELECT fold_id, band_name, band_value, woe, sum_w_pos, sum_w_neg, n_rows
-                               FROM ml.woe_anchor_map_v1 WHERE model_key = %(a)s)
-                              EXCEPT (SELECT fold_id, band_name, band_value, woe, sum_w_pos, sum_w_neg, n_rows
-                                      FROM ml.woe_anchor_map_v1 WHERE model_key = %(b)s)) d),
-       (SELECT count(*) FROM (SELECT * FROM ml.woe_anchor_stored_scores(%(a)s)
-                              EXCEPT SELECT * FROM ml.woe_anchor_stored_scores(%(b)s)) d),
-       (SELECT count(*) FROM ml.woe_anchor_stored_scores(%(a)s))
+WITH a AS (SELECT {figures} FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %(a)s),
+     b AS (SELECT {figures} FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %(b)s),
+     ca AS (SELECT fold_id, c1, c2, base_rate, base_logit, n_learned FROM ml.woe_anchor_cuts_v1 WHERE model_key = %(a)s),
+     cb AS (SELECT fold_id, c1, c2, base_rate, base_logit, n_learned FROM ml.woe_anchor_cuts_v1 WHERE model_key = %(b)s),
+     ma AS (SELECT fold_id, band_name, band_value, woe, sum_w_pos, sum_w_neg, n_rows FROM ml.woe_anchor_map_v1
+            WHERE model_key = %(a)s),
+     mb AS (SELECT fold_id, band_name, band_value, woe, sum_w_pos, sum_w_neg, n_rows FROM ml.woe_anchor_map_v1
+            WHERE model_key = %(b)s),
+     sa AS MATERIALIZED (SELECT * FROM ml.woe_anchor_stored_scores(%(a)s)),
+     sb AS MATERIALIZED (SELECT * FROM ml.woe_anchor_stored_scores(%(b)s))
+SELECT (SELECT count(*) FROM ((TABLE a EXCEPT ALL TABLE b) UNION ALL (TABLE b EXCEPT ALL TABLE a)) d),
+       (SELECT count(*) FROM ((TABLE ca EXCEPT ALL TABLE cb) UNION ALL (TABLE cb EXCEPT ALL TABLE ca)) d),
+       (SELECT count(*) FROM ((TABLE ma EXCEPT ALL TABLE mb) UNION ALL (TABLE mb EXCEPT ALL TABLE ma)) d),
+       (SELECT count(*) FROM ((TABLE sa EXCEPT ALL TABLE sb) UNION ALL (TABLE sb EXCEPT ALL TABLE sa)) d),
+       (SELECT count(*) FROM sa)
 """.format(figures=", ".join(f"{c}::text" for c in FIGURES))
 
 
@@ -74,8 +76,9 @@ def main(argv=None) -> None:
                                 local_copy="net_flat")
         source_bytes = 0
         for d in net.direct:
-            with psycopg.connect(d) as s:
+            with psycopg.connect(d, autocommit=True) as s:
                 source_bytes += s.execute("SELECT pg_table_size('net_src')").fetchone()[0]
+                s.execute("CREATE SCHEMA IF NOT EXISTS woe_anchor_scores")  # the shard's administrator's part
         conn.execute("CHECKPOINT")
         start = time.perf_counter()
         conn.execute("CALL ml.fit_woe_anchor(source => 'net_flat', model_key => 'net_flat', activate => false)")

@@ -57,7 +57,7 @@ class Rows(Protocol):
         """Per pack and block: row counts and exact weight sums (``rowset.fold_sums`` reads them)."""
 
     def write_scores(self, st: Statements, plan: list, fold: str, lookups, fold_ids, phases,
-                     on_shards: bool) -> tuple[list, list, int]:
+                     on_shards: bool | None) -> tuple[list, list, int]:
         """(staging tables here, tables on shards, rows written)."""
 
     def quality_sets(self, st: Statements, plan: list, fold: str, oof, final) -> dict:
@@ -183,7 +183,7 @@ class LocalRows:
         return sums.result()
 
     def write_scores(self, st: Statements, plan: list, fold: str, lookups, fold_ids, phases,
-                     on_shards: bool) -> tuple[list, list, int]:
+                     on_shards: bool | None) -> tuple[list, list, int]:
         if on_shards:
             raise sharded.not_sharded(self.qualified)
         return write_scores_here(self.plpy, st, plan, fold, lookups, fold_ids, phases)

@@ -558,7 +558,10 @@ def coded_sets(parts: list[dict], key: pk.Radix, plan: list[pk.Pack], oof: tuple
 
     zeros = np.zeros(len(keys), dtype=np.int64)
     out = {"insample": run(train, final, zeros), "eval": run(~train, final, zeros)}
-    # the last slot of several is a row without a fit: it has no OOF score (docs/contract.md 6)
-    fits = len(oof[0]) if oof else 0
-    out["oof"] = run(train & (slot < fits), oof, slot) if oof else run(np.zeros(len(keys), dtype=bool), final, zeros)
+    if oof is None:
+        out["oof"] = [quality.ArrayRun(np.zeros(0), np.zeros(0), np.zeros(0))]
+    else:
+        # of several slots, the last is a row without a fit: it has no OOF score (docs/contract.md 6)
+        slots = key.radix[-2]
+        out["oof"] = run(train & (slot < max(slots - 1, 1)), oof, slot)
     return out

@@ -130,7 +130,7 @@ class Fanout:
             # a sent query's results end with an empty one; reading it frees the connection
             self.plpy.execute(f"SELECT * FROM {self.dblink}.dblink_get_result({name}) AS t{columns}")
             self.values_returned += sum(max([len(v) for v in r.values() if isinstance(v, list)] or [1]) for r in got)
-            self.bytes_returned += sum(len(str(v)) for r in got for v in r.values() if v is not None)
+            self.bytes_returned += sum(_text_size(v) for r in got for v in r.values())
             out[i] = got
         return out
 
@@ -221,7 +221,7 @@ class ShardedRows:
         servers = sum(1 for leaf in self.leaves if leaf.server)
         if not servers:
             return
-        passes = ", ".join(f"{name} {values} ({size / 1000:.1f} kB, {rounds} rounds)"
+        passes = ", ".join(f"{name} {values} ({size / 1000:.1f} kB, {rounds} round{'' if rounds == 1 else 's'})"
                            for name, values, size, rounds in self._returned)
         self.plpy.notice(f"[shards] {servers} of {len(self.leaves)} leaves aggregated on their shards: they returned "
                          f"{sum(r[1] for r in self._returned)} values in {sum(r[2] for r in self._returned) / 1000:.1f} "
@@ -234,15 +234,19 @@ class ShardedRows:
         servers = sorted({leaf.server for leaf in self.leaves if leaf.server})
         if on_shards and not servers:
             raise not_sharded(self.qualified)
-        unready = [] if on_shards is False else [(s, why) for s in servers if (why := self._scores_schema_unready(s))]
+        unready = [] if on_shards is False else [(s, why) for s in servers
+                                                  if (why := self._scores_schema_unready(s, create=bool(on_shards)))]
         if unready and on_shards:
             raise errors.Refusal("42501", f"server {unready[0][0]} {unready[0][1]}, where scores_on_shards writes",
                                  hint="On that server, as a superuser: CREATE SCHEMA woe_anchor_scores; GRANT USAGE, "
                                       "CREATE ON SCHEMA woe_anchor_scores TO <the user your mapping names>; or pass "
                                       "scores_on_shards => false to write the scores here.")
         if unready:
-            self._scores_here = (f"; the scores were written here, their rows read through postgres_fdw, as server "
-                                 f"{unready[0][0]} {unready[0][1]}")
+            self._scores_here = ("; the scores were written here, their rows read through postgres_fdw (not counted "
+                                 "above), as " + "; ".join(f"server {server} {why}" for server, why in unready))
+        elif on_shards is False and servers:
+            self._scores_here = ("; the scores were written here (scores_on_shards => false), their rows read through "
+                                 "postgres_fdw (not counted above)")
         if on_shards is False or unready or not servers:
             return write_scores_here(self.plpy, st, packs, fold, lookups, fold_ids, phases)
         try:
@@ -281,7 +285,7 @@ class ShardedRows:
         return out
 
     @staticmethod
-    def _selected(st: Statements, rule: b.QuantileRule) -> tuple[str, str]:
+    def _search_input(st: Statements, rule: b.QuantileRule) -> tuple[str, str]:
         """(x, whether a row's x is one of the values a quantile rule's percentiles are taken over)."""
         x = st.c.input(rule.input)
         return x, (st.learned + (f" AND {st.c.subset(rule.subset)}" if rule.subset else "") + f" AND {x} IS NOT NULL")
@@ -293,7 +297,7 @@ class ShardedRows:
             return st.stats(percentiles=False)
         counts = []
         for i, rule in quantiles.items():
-            x, ok = self._selected(st, rule)
+            x, ok = self._search_input(st, rule)
             finite = f"{ok} AND {x} > '-Infinity'::float8 AND {x} < 'Infinity'::float8"
             counts += [f"count(*) FILTER (WHERE {ok}) AS qn_{i}",
                        f"count(*) FILTER (WHERE {ok} AND {x} = '-Infinity'::float8) AS qneg_{i}",
@@ -326,7 +330,7 @@ class ShardedRows:
                     else:
                         searches.setdefault((i, min(lows), max(highs), neg, n - neg - pos), set()).add(rank)
         for _ in range(MAX_ROUNDS):
-            wide = {s: e for s in searches if (e := _edges(*s[1:])) is not None}
+            wide = {s: e for s in searches if (e := _edges(s[1], s[2], s[4])) is not None}
             if not wide:
                 break
             histograms = self._histograms(st, quantiles, wide)
@@ -335,8 +339,10 @@ class ShardedRows:
                 if search not in wide:
                     narrowed.setdefault(search, set()).update(ranks)
                     continue
-                i, _, _, below, _ = search
+                i, _, _, below, count = search
                 counts, mins, maxs = histograms[search]
+                if int(counts.sum()) != count:
+                    errors.source_changed(st.qualified, SHARDS_CHANGED)
                 starts = below + np.concatenate(([0], np.cumsum(counts)[:-1]))
                 for rank in ranks:
                     bucket = int(np.searchsorted(starts + counts, rank, side="right"))
@@ -349,23 +355,20 @@ class ShardedRows:
         fetch = [s for s in searches if s[1] != s[2]]
         values = self._fetch(st, quantiles, fetch) if fetch else {}
         for search, ranks in searches.items():
-            i, lo, hi, below, _ = search
+            i, lo, hi, below, count = search
+            if lo != hi and len(values[search]) != count:
+                errors.source_changed(st.qualified, SHARDS_CHANGED)
             for rank in ranks:
-                if lo == hi:
-                    found[i][rank] = lo  # every value left is this one
-                    continue
-                v = values[search]
-                if not below <= rank < below + len(v):
-                    errors.source_changed(st.qualified, SHARDS_CHANGED)
-                found[i][rank] = float(v[rank - below])
+                # with lo == hi every value left is this one
+                found[i][rank] = lo if lo == hi else float(values[search][rank - below])
         return found
 
-    def _searched(self, st: Statements, quantiles: dict, searches: list) -> str:
+    def _search_rows(self, st: Statements, quantiles: dict, searches: list) -> str:
         """FROM ... WHERE of the source's values in a search's range, as (x, t): t the search's index
         (a rule's searches are disjoint ranges, buckets of one histogram: a value is in one at most).
         Each rule's input is computed once a row."""
         rules = sorted({s[0] for s in searches})
-        reads = ", ".join(f"{x} AS x{i}, {ok} AS ok{i}" for i in rules for x, ok in [self._selected(st, quantiles[i])])
+        reads = ", ".join(f"{x} AS x{i}, {ok} AS ok{i}" for i in rules for x, ok in [self._search_input(st, quantiles[i])])
         values = []
         for i in rules:
             whens = " ".join(f"WHEN r.ok{i} AND r.x{i} >= {float_lit(lo)} AND r.x{i} <= {float_lit(hi)} THEN {t}"
@@ -381,7 +384,7 @@ class ShardedRows:
         rows = self.run(lambda rel: f"SELECT array_agg(g.t) AS t, array_agg(g.b) AS b, array_agg(g.c) AS c, "
                                     f"array_agg(g.lo) AS lo, array_agg(g.hi) AS hi FROM (SELECT v.t, "
                                     f"width_bucket(v.x, CASE v.t {edges} END) AS b, count(*) AS c, min(v.x) AS lo, "
-                                    f"max(v.x) AS hi FROM {self._searched(st.over(rel), quantiles, searches)} "
+                                    f"max(v.x) AS hi FROM {self._search_rows(st.over(rel), quantiles, searches)} "
                                     f"GROUP BY 1, 2) AS g",
                         "(t int[], b int[], c bigint[], lo float8[], hi float8[])")
         out = {}
@@ -400,7 +403,7 @@ class ShardedRows:
     def _fetch(self, st: Statements, quantiles: dict, searches: list) -> dict:
         """search -> the sorted values of its range, from every shard."""
         rows = self.run(lambda rel: f"SELECT array_agg(v.t) AS t, array_agg(v.x) AS x "
-                                    f"FROM {self._searched(st.over(rel), quantiles, searches)}",
+                                    f"FROM {self._search_rows(st.over(rel), quantiles, searches)}",
                         "(t int[], x float8[])")
         t = np.concatenate([np.asarray(r["t"] or [], dtype=np.int64) for r in rows])
         x = np.concatenate([np.asarray(r["x"] or [], dtype=np.float64) for r in rows])
@@ -430,16 +433,18 @@ class ShardedRows:
                         for i, name in remote.items()]
         return [t for i, t in enumerate(target) if i not in remote], shard_tables, sum(written)
 
-    def _scores_schema_unready(self, server: str) -> str | None:
+    def _scores_schema_unready(self, server: str, create: bool) -> str | None:
         """Why a shard cannot take score tables, or None. Schema woe_anchor_scores there must be a
         superuser's: its owner could rename it and put other objects under the names that readers of
-        the model's tables look up. A superuser's mapping creates it (committed at once, outside the
-        fit's shard transactions); the mapping's user must be allowed to create tables in it."""
+        the model's tables look up. With ``create`` (scores_on_shards => true), a superuser's mapping
+        creates it (committed at once, outside the fit's shard transactions); a fit left to choose
+        does no DDL there. The mapping's user must be allowed to use it and create tables in it."""
         name = quote_literal(f"woe_anchor_schema_{uuid.uuid4().hex[:16]}")
         dblink = self.fanout.dblink
         self.plpy.execute(f"SELECT {dblink}.dblink_connect({name}, {quote_literal(server)})")
         try:
-            self.plpy.execute(f"SELECT {dblink}.dblink_exec({name}, {quote_literal(CREATE_SCORES_SCHEMA)})")
+            if create:
+                self.plpy.execute(f"SELECT {dblink}.dblink_exec({name}, {quote_literal(CREATE_SCORES_SCHEMA)})")
             ready = self.plpy.execute(f"SELECT t.owned, t.writable FROM {dblink}.dblink({name}, "
                                       f"{quote_literal(SCORES_SCHEMA_READY)}) AS t (owned boolean, writable boolean)")[0]
         finally:
@@ -447,11 +452,20 @@ class ShardedRows:
         if not ready["owned"]:
             return "has no schema woe_anchor_scores owned by a superuser"
         if not ready["writable"]:
-            return "does not let the user of your mapping create tables in schema woe_anchor_scores"
+            return "does not let the user of your mapping use schema woe_anchor_scores and create tables in it"
         return None
 
 
-def _edges(lo: float, hi: float, below: int, count: int) -> np.ndarray | None:
+def _text_size(value) -> int:
+    """The size of a value as PostgreSQL's text output sent it (an array as {a,b}, NULL as nothing)."""
+    if value is None:
+        return 0
+    if isinstance(value, list):
+        return 1 + sum(_text_size(v) + 1 for v in value) if value else 2
+    return len(str(value))
+
+
+def _edges(lo: float, hi: float, count: int) -> np.ndarray | None:
     """The inner edges of a histogram over [lo, hi], or None when the range is to be fetched (few
     values left, or no float between its extremes) or holds one value."""
     if lo == hi or count <= FETCH_AT_MOST:
@@ -485,7 +499,8 @@ CREATE_SCORES_SCHEMA = ("DO $$ BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_ro
                         "THEN CREATE SCHEMA IF NOT EXISTS woe_anchor_scores; END IF; END $$")
 SCORES_SCHEMA_READY = ("SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_namespace AS n JOIN pg_catalog.pg_roles AS r "
                        "ON r.oid = n.nspowner WHERE n.nspname = 'woe_anchor_scores'), false) AS owned, "
-                       "coalesce(pg_catalog.has_schema_privilege(pg_catalog.to_regnamespace('woe_anchor_scores')::oid, "
+                       "coalesce(pg_catalog.has_schema_privilege(pg_catalog.to_regnamespace('woe_anchor_scores')::oid, 'USAGE') "
+                       "AND pg_catalog.has_schema_privilege(pg_catalog.to_regnamespace('woe_anchor_scores')::oid, "
                        "'CREATE'), false) AS writable")
 _SHARD_TABLE_CHECK = """
 SELECT c.relkind = 'r' AND NOT c.relrowsecurity
