@@ -322,7 +322,8 @@ def test_a_trainer_fits_a_sharded_source_with_only_the_documented_grants(conn, s
             s.execute(f"GRANT SELECT ON sh_src TO {remote}")
             s.execute(f"GRANT CREATE ON DATABASE postgres TO {remote}")
             s.execute("CREATE SCHEMA IF NOT EXISTS woe_anchor_scores")
-            s.execute(f"GRANT USAGE, CREATE ON SCHEMA woe_anchor_scores TO {remote}")
+            s.execute(f"REVOKE ALL ON SCHEMA woe_anchor_scores FROM {remote}")
+            s.execute(f"GRANT CREATE ON SCHEMA woe_anchor_scores TO {remote}")  # USAGE comes below
     for role in (trainer, reader):
         conn.execute(f"DROP ROLE IF EXISTS {role}")
         conn.execute(f"CREATE ROLE {role}")
@@ -336,9 +337,19 @@ def test_a_trainer_fits_a_sharded_source_with_only_the_documented_grants(conn, s
         conn.execute(f"SET ROLE {trainer}")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT count(*) FROM sh_src_p2")  # the local partition: only through the parent
+        # CREATE without USAGE on the shards' schema: a table could be made there but never keyed or read
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="use schema woe_anchor_scores"):
+            fit(conn, "sh_src", model_key="trainer_no_usage", activate=False, scores_on_shards=True)
         conn.notices.clear()
         key = fit(conn, "sh_src", model_key="by_trainer_sharded", replace=True, activate=False)
-        assert any(n.startswith("[shards] 2 of 3 leaves aggregated on their shards") for n in conn.notices)
+        assert any(n.startswith("[shards] 2 of 3 leaves aggregated on their shards") and "written here" in n
+                   and "use schema woe_anchor_scores" in n for n in conn.notices)
+        assert shard_score_tables(conn, key) == []
+        conn.execute("RESET ROLE")
+        for d in shards:
+            with psycopg.connect(d, autocommit=True) as s:
+                s.execute(f"GRANT USAGE ON SCHEMA woe_anchor_scores TO {remote}")
+        conn.execute(f"SET ROLE {trainer}")
         mine = fit(conn, "sh_src", model_key="trainer_on_shards", replace=True, activate=False, scores_on_shards=True)
         theirs = fit(conn, "sh_src", model_key="trainer_on_shards_2", replace=True, activate=False,
                      scores_on_shards=True)
