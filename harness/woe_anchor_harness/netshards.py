@@ -13,7 +13,6 @@ machine's own PostgreSQL (not a root's).
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import threading
 import time
@@ -115,7 +114,6 @@ class NetworkShards(Shards):
 
     def _start(self) -> None:
         self.proxy = DelayProxy()
-        uid, gid = self.server.owner_ids()
         for i, port in enumerate(self.ports):
             ns, here_if, there_if = self._names(i)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
@@ -127,16 +125,7 @@ class NetworkShards(Shards):
             _ip("addr", "add", f"10.77.{i}.2/30", "dev", there_if, ns=ns)
             _ip("link", "set", there_if, "up", ns=ns)
             _ip("link", "set", "lo", "up", ns=ns)
-            pgdata = self._pgdata(port)
-            shutil.rmtree(pgdata, ignore_errors=True)
-            pgdata.mkdir(parents=True)
-            for p in (pgdata, pgdata.parent):
-                shutil.chown(p, uid, gid)
-            self.server.as_postgres([f"{self.bindir}/initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-                                     "--encoding=UTF8", "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
-            with open(pgdata / "postgresql.auto.conf", "a") as f:
-                f.write(f"listen_addresses = '10.77.{i}.2'\nport = {SHARD_PORT}\n"
-                        f"unix_socket_directories = '{pgdata}'\nshared_buffers = '128MB'\nfsync = off\n")
+            pgdata, _ = self._new_cluster(port, f"10.77.{i}.2", SHARD_PORT)  # no root: the paths are the same
             with open(pgdata / "pg_hba.conf", "a") as f:
                 f.write(f"host all all 10.77.{i}.1/32 scram-sha-256\n")
             subprocess.run(["ip", "netns", "exec", ns, "runuser", "-u", "postgres", "--", f"{self.bindir}/pg_ctl",
@@ -160,12 +149,6 @@ class NetworkShards(Shards):
             stats = Path(f"/sys/class/net/{self._names(i)[1]}/statistics")
             total += int((stats / "rx_bytes").read_text()) + int((stats / "tx_bytes").read_text())
         return total
-
-    def _stop(self, port: int) -> None:
-        pgdata = self._pgdata(port)
-        if (pgdata / "postmaster.pid").exists():
-            self.server.as_postgres([f"{self.bindir}/pg_ctl", "stop", "-m", "immediate", "-D", str(pgdata)],
-                                    capture_output=True, check=False)
 
     def __exit__(self, *exc) -> None:
         super().__exit__(*exc)

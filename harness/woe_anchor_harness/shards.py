@@ -44,20 +44,26 @@ class Shards:
             raise
         return self
 
-    def _start(self) -> None:
+    def _new_cluster(self, port: int, listen: str, listen_port: int) -> tuple[Path, Path]:
+        """A fresh cluster for shard ``port`` (any left from an earlier run stopped and removed) that
+        listens on ``listen``:``listen_port``: its directory as the server sees it, and here."""
+        pgdata, here = self._pgdata(port), self.server.host_path(self._pgdata(port))
         uid, gid = self.server.owner_ids()
+        self._stop(port)
+        shutil.rmtree(here, ignore_errors=True)
+        here.mkdir(parents=True)
+        for p in (here, here.parent):
+            shutil.chown(p, uid, gid)
+        self.server.as_postgres([f"{self.bindir}/initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust",
+                                 "--encoding=UTF8", "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
+        with open(here / "postgresql.auto.conf", "a") as f:
+            f.write(f"listen_addresses = '{listen}'\nport = {listen_port}\nunix_socket_directories = '{pgdata}'\n"
+                    "shared_buffers = '128MB'\nfsync = off\n")
+        return pgdata, here
+
+    def _start(self) -> None:
         for port in self.ports:
-            pgdata, here = self._pgdata(port), self.server.host_path(self._pgdata(port))
-            self._stop(port)
-            shutil.rmtree(here, ignore_errors=True)
-            here.mkdir(parents=True)
-            for p in (here, here.parent):
-                shutil.chown(p, uid, gid)
-            self.server.as_postgres([f"{self.bindir}/initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-                                     "--encoding=UTF8", "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
-            with open(here / "postgresql.auto.conf", "a") as f:
-                f.write(f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{pgdata}'\n"
-                        "shared_buffers = '128MB'\nfsync = off\n")
+            pgdata, here = self._new_cluster(port, "127.0.0.1", port)
             try:
                 self.server.as_postgres([f"{self.bindir}/pg_ctl", "start", "-w", "-D", str(pgdata),
                                          "-l", str(pgdata / "server.log")], stdout=subprocess.DEVNULL)

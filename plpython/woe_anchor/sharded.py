@@ -387,16 +387,15 @@ class ShardedRows:
                                     f"max(v.x) AS hi FROM {self._search_rows(st.over(rel), quantiles, searches)} "
                                     f"GROUP BY 1, 2) AS g",
                         "(t int[], b int[], c bigint[], lo float8[], hi float8[])")
+        t, b, c = (np.concatenate([np.asarray(r[k] or [], dtype=np.int64) for r in rows]) for k in ("t", "b", "c"))
+        lo, hi = (np.concatenate([np.asarray(r[k] or [], dtype=np.float64) for r in rows]) for k in ("lo", "hi"))
         out = {}
-        for t, search in enumerate(searches):
-            size = len(wide[search]) + 1
+        for k, search in enumerate(searches):
+            size, mine = len(wide[search]) + 1, t == k
             counts, mins, maxs = np.zeros(size, dtype=np.int64), np.full(size, np.inf), np.full(size, -np.inf)
-            for r in rows:
-                mine = np.asarray(r["t"] or [], dtype=np.int64) == t
-                at = np.asarray(r["b"] or [], dtype=np.int64)[mine]
-                np.add.at(counts, at, np.asarray(r["c"] or [], dtype=np.int64)[mine])
-                np.minimum.at(mins, at, np.asarray(r["lo"] or [], dtype=np.float64)[mine])
-                np.maximum.at(maxs, at, np.asarray(r["hi"] or [], dtype=np.float64)[mine])
+            np.add.at(counts, b[mine], c[mine])
+            np.minimum.at(mins, b[mine], lo[mine])
+            np.maximum.at(maxs, b[mine], hi[mine])
             out[search] = (counts, mins, maxs)
         return out
 
