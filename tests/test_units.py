@@ -432,6 +432,72 @@ def test_runs_merge_to_the_groups_of_all_rows():
         assert quality.summary({"eval": runs}) == whole
 
 
+def test_groups_of_each_class_counted_apart_are_the_groups_of_the_rows():
+    """``classed`` (each class's logits sorted and counted) against one sort of every row's logit
+    with its label: equal logits across the two classes meet in one group."""
+    rng = np.random.default_rng(16)
+    for n in (0, 1, 2, 50, 3000):
+        logit = np.round(rng.normal(size=n) * 2, 1)
+        y = rng.random(n) < 0.35
+        distinct, at = np.unique(logit, return_inverse=True)
+        want = (distinct, np.bincount(at, y.astype(float), len(distinct)), np.bincount(at, (~y).astype(float), len(distinct)))
+        got = quality.classed(logit[y], logit[~y])
+        assert [a.tolist() for a in got] == [a.tolist() for a in want]
+        assert [a.tolist() for a in quality.grouped(logit, y)] == [a.tolist() for a in want]
+
+
+def test_realized_weeks_from_coded_rows_match_scoring_each_row():
+    """``monitor._realized_weeks`` on rows sent as (label, combinations) words, in any batching of
+    weeks and any split into words, gives each week the figures of its rows scored one by one."""
+    from woe_anchor import monitor
+
+    rng = np.random.default_rng(17)
+    plan = [packs.Pack(radix=(3, 4), bands=(0, 1)), packs.Pack(radix=(5,), bands=(2,))]
+    lookups = ([float(rng.normal())], [np.round(rng.normal(size=p.size), 1).tolist() for p in plan])
+    sizes = [0, 1, 40, 700, 3]
+    weeks = []
+    for k, n in enumerate(sizes):
+        y, c0, c1 = rng.integers(0, 2, n), rng.integers(0, 12, n), rng.integers(0, 5, n)
+        weeks.append((f"2026-01-{k + 5:02d}", y, c0, c1))
+    want = []
+    for week, y, c0, c1 in weeks:
+        if not len(y):
+            continue   # the statement has no row for a week without settled rows
+        logit = np.array([lookups[0][0] + lookups[1][0][a] + lookups[1][1][b] for a, b in zip(c0, c1)])
+        pos, neg = logit[y == 1], logit[y == 0]
+        auc = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)) \
+            if len(pos) and len(neg) else None
+        p = 1 / (1 + np.exp(-logit))
+        pc = np.clip(p, quality.LOGLOSS_CLIP, 1 - quality.LOGLOSS_CLIP)
+        want.append((week, len(y), int(y.sum()), auc, -np.mean(np.where(y == 1, np.log(pc), np.log1p(-pc))),
+                     p.mean(), y.mean()))
+    results = []
+    for limit in (2 ** 62, 13):   # one word; the label alone and each pack in words of their own
+        words = packs.words([2, *(p.size for p in plan)], limit)
+        assert (len(words) == 1) == (limit == 2 ** 62)
+        rows = []
+        for week, y, c0, c1 in weeks:
+            if not len(y):
+                continue
+            codes = [y, c0, c1]
+            sent, at = {}, 0
+            for j, word in enumerate(words):
+                value = sum(codes[at + i].astype(np.int64) * m for i, m in enumerate(word.mult))
+                sent[f"w{j}"] = value.astype(">i8").tobytes()
+                at += len(word.radix)
+            rows.append({"week": week, "n": len(y), **sent})
+        for cut in range(len(rows) + 1):   # the weeks in two batches, cut anywhere
+            got = (monitor._realized_weeks(rows[:cut], words, plan, lookups)
+                   + monitor._realized_weeks(rows[cut:], words, plan, lookups))
+            results.append(got)
+            assert [g[:3] for g in got] == [w[:3] for w in want]
+            for g, w in zip(got, want):
+                assert (g[3] is None) == (w[3] is None)
+                assert w[3] is None or g[3] == pytest.approx(w[3], rel=1e-12)
+                assert g[4:] == pytest.approx(w[4:], rel=1e-12, abs=1e-15)
+    assert all(r == results[0] for r in results), "the same bits however the weeks are batched or split"
+
+
 def test_quality_figures_match_a_per_pair_count():
     rng = np.random.default_rng(13)
     logit = np.round(rng.normal(size=400), 1)

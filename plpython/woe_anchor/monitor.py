@@ -20,10 +20,10 @@ import re
 
 import numpy as np
 
-from . import bands, errors, packs, passes, policy, quality, source, woe
+from . import bands, errors, packs, passes, policy, quality, rowset, source, woe
 from .catalog import MAPS, REGISTRY
 from .errors import Refusal
-from .inference import final_rows, load_model, timestamp_literal
+from .inference import load_model, timestamp_literal
 from .sqlgen import Compiler, float_lit
 
 # shares below this count as this (the usual smoothing: a value one side never had adds a large,
@@ -104,29 +104,72 @@ def realized(plpy, source_oid, key: str | None, since) -> list[tuple]:
     threshold = float_lit(model.slow_threshold_hours)
     settled = (f"s.t0 >= {start} AND (s.sold_time IS NOT NULL OR coalesce({src.reads['duration_hours']} >= "
                f"{threshold}, false) OR coalesce(s.final_status = 'older21days', false))")
-    week = "(date_trunc('week', s.t0 AT TIME ZONE 'UTC'))::date"
-    rows = final_rows(model, src, where=settled,
-                      extra=((passes.label_sql(src.reads, model.slow_threshold_hours), "y"), (week, "week")))
-    weeks = []
-    # logits and labels as big-endian bytes (the fit's own read does the same): no Python float per row
-    for r in plpy.execute(f"SELECT q.week::text AS week, string_agg(float8send(q.l), NULL) AS l, "
-                          f"string_agg(int2send(q.y::int::int2), NULL) AS y "
-                          f"FROM ({rows}) AS q GROUP BY q.week ORDER BY q.week"):
-        logit = np.frombuffer(r["l"], dtype=">f8").astype(np.float64)
-        y = np.frombuffer(r["y"], dtype=">i2").astype(bool)
-        # the same logit for many rows (a model has few band combinations): every figure from the groups
-        weeks.append((r["week"], len(y), int(y.sum()), float(y.mean()), *quality.grouped(logit, y)))
-    # most logits recur from week to week: the C library's exp, log and log1p once for each
-    every = np.unique(np.concatenate([w[4] for w in weeks])) if weeks else np.zeros(0)
-    p_every = quality.probability(every)
-    logs_every = quality.log_terms(p_every)
-    out = []
-    for week, n, slow, rate, distinct, n_pos, n_neg in weeks:
-        at = np.searchsorted(every, distinct)
-        p = p_every[at]
-        mean_p = woe.total((n_pos + n_neg) * p) / n
-        out.append((week, n, slow, quality.auc(distinct, n_pos, n_neg),
-                    quality.logloss(distinct, n_pos, n_neg, p, (logs_every[0][at], logs_every[1][at])), mean_p, rate))
+    plan = packs.plan(model.schema)
+    # a row travels as its label and each pack's combination in int8 words: the logits are computed
+    # here, once per distinct combination, as the fit computes its in-sample ones
+    words = packs.words([2, *(p.size for p in plan)])
+    codes = [f"({passes.label_sql(src.reads, model.slow_threshold_hours)})::int",
+             *passes.combinations_sql(Compiler(model.schema, src.reads, model.learned), plan)]
+    parts, at = [], 0
+    for word in words:
+        parts.append(word.sql([f"r.c{i}" for i in range(at, at + len(word.radix))]))
+        at += len(word.radix)
+    # workers band the rows and make their words below the OFFSET 0 fence; plpy.execute, as a
+    # cursor's plan is never parallel
+    weeks = plpy.execute(f"""
+SELECT q.week::text AS week, count(*) AS n, {', '.join(f'string_agg(int8send(q.w{j}), NULL) AS w{j}' for j in range(len(words)))}
+FROM (SELECT r.week, {', '.join(f'{w} AS w{j}' for j, w in enumerate(parts))}
+      FROM (SELECT (date_trunc('week', s.t0 AT TIME ZONE 'UTC'))::date AS week,
+                   {', '.join(f'{c} AS c{i}' for i, c in enumerate(codes))}
+            FROM {src.qualified} AS s WHERE {settled}) AS r
+      OFFSET 0) AS q
+GROUP BY q.week ORDER BY q.week""")
+    lookups = ([model.base_logit], [packs.woe_table(p, model.woe).tolist() for p in plan])
+    out, batch = [], []
+    for r in weeks:
+        batch.append(r)
+        if sum(int(w["n"]) for w in batch) >= REALIZED_BATCH:
+            out += _realized_weeks(batch, words, plan, lookups)
+            batch = []
+    return out + _realized_weeks(batch, words, plan, lookups)
+
+
+# settled rows whose figures are computed at once (about 80 bytes each at the peak); more weeks wait
+REALIZED_BATCH = 1 << 21
+
+
+def _realized_weeks(weeks: list[dict], words: list, plan: list, lookups: tuple) -> list[tuple]:
+    """The figures of whole weeks of rows from ``realized``'s statement: every row numbered by its
+    combination (linear time), each distinct combination's logit computed, and the C library's exp,
+    log and log1p taken once per distinct logit."""
+    if not weeks:
+        return []
+    y, *combos = (c for j, word in enumerate(words)
+                  for c in word.decode(np.concatenate([rowset.int8_values(w[f"w{j}"]) for w in weeks])))
+    # rows numbered by their combinations (marks, no sort); a row of each number gives its logit
+    group, n_groups = rowset.dense_ids([(c, p.size) for c, p in zip(combos, plan)], len(y))
+    first = rowset.first_rows(group, n_groups)
+    combos = [c[first] for c in combos]
+    logit, row = np.unique(rowset.logits(combos, plan, lookups, np.zeros(n_groups, np.int64)), return_inverse=True)
+    # each row's distinct logit (ascending) and label as one int32, when they fit: cheaper to sort
+    row = (row[group] * 2 + y).astype(np.int32 if len(logit) < 1 << 30 else np.int64)
+    p = quality.probability(logit)
+    logs = quality.log_terms(p)
+    out, lo = [], 0
+    for w in weeks:
+        hi = lo + int(w["n"])
+        # the week's (distinct logit, label) pairs counted, ascending: one sort of the week's rows
+        pair, rows = np.unique(row[lo:hi], return_counts=True)
+        at, label = pair >> 1, (pair & 1).astype(bool)
+        starts = np.r_[True, at[1:] != at[:-1]]
+        seen, slot = at[starts], np.cumsum(starts) - 1
+        n_pos = np.bincount(slot[label], rows[label], len(seen))
+        n_neg = np.bincount(slot[~label], rows[~label], len(seen))
+        n = hi - lo
+        out.append((w["week"], n, int(n_pos.sum()), quality.auc(logit[seen], n_pos, n_neg),
+                    quality.logloss(logit[seen], n_pos, n_neg, p[seen], (logs[0][seen], logs[1][seen])),
+                    woe.total((n_pos + n_neg) * p[seen]) / n, float(n_pos.sum()) / n))
+        lo = hi
     return out
 
 

@@ -24,7 +24,17 @@ def merged(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> tuple:
 
 def grouped(logit: np.ndarray, y: np.ndarray) -> tuple:
     """``merged`` groups of rows given one by one: their logits and boolean labels."""
-    return merged(logit, y.astype(np.float64), (~y).astype(np.float64))
+    return classed(logit[y], logit[~y])
+
+
+def classed(pos: np.ndarray, neg: np.ndarray) -> tuple:
+    """``merged`` groups of the logits of the positive rows and of the negative rows: each side's
+    values sorted and counted (no sort of indices), then the two sides' distinct values joined."""
+    pos_at, pos_rows = np.unique(pos, return_counts=True)
+    neg_at, neg_rows = np.unique(neg, return_counts=True)
+    distinct, at = np.unique(np.concatenate([pos_at, neg_at]), return_inverse=True)
+    return (distinct, np.bincount(at[:len(pos_at)], pos_rows, len(distinct)),
+            np.bincount(at[len(pos_at):], neg_rows, len(distinct)))
 
 
 MERGE_GROUPS = 1 << 20   # groups held at once while runs are merged, all runs together

@@ -418,7 +418,7 @@ def quality_sets(r: RowSet, plan: list[pk.Pack], oof: tuple | None, final: tuple
     train = r.train
     y = (r.flags & Y) > 0
     group, n_groups = dense_ids([(c, pack.size) for c, pack in zip(r.combos, plan)], len(y))
-    first = _first_rows(group, n_groups)
+    first = first_rows(group, n_groups)
     final_logit = logits([c[first] for c in r.combos], plan, final, np.zeros(n_groups, dtype=np.int64))
     out = {name: _counted(group[mine], y[mine], final_logit) for name, mine in (("insample", train), ("eval", ~train))}
     if oof is None:
@@ -427,13 +427,13 @@ def quality_sets(r: RowSet, plan: list[pk.Pack], oof: tuple | None, final: tuple
         # out of fold, a group is a combination group within one block
         rows, block = np.flatnonzero(train), r.block[train]
         group, n_groups = dense_ids([(group[train], n_groups), (block, int(block.max(initial=0)) + 1)], len(rows))
-        first = rows[_first_rows(group, n_groups)]
+        first = rows[first_rows(group, n_groups)]
         oof_logit = logits([c[first] for c in r.combos], plan, oof, r.block[first])
         out["oof"] = _counted(group, y[train], oof_logit)
     return out
 
 
-def _first_rows(group: np.ndarray, n_groups: int) -> np.ndarray:
+def first_rows(group: np.ndarray, n_groups: int) -> np.ndarray:
     """A row of each group (its last one: any row of a group gives its logit)."""
     row = np.zeros(n_groups, dtype=np.int64)
     row[group] = np.arange(len(group))
