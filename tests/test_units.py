@@ -498,6 +498,29 @@ def test_realized_weeks_from_coded_rows_match_scoring_each_row():
     assert all(r == results[0] for r in results), "the same bits however the weeks are batched or split"
 
 
+def test_bins_added_in_order_and_log_terms_where_taken_give_the_same_bits():
+    """``added_in_order`` is ``np.add.at`` bit for bit, batch after batch; the log loss from log terms
+    computed only where a group has rows of that label is the one from every term."""
+    rng = np.random.default_rng(18)
+    bins, want = np.zeros(7), np.zeros(7)
+    for n in (0, 1, 500, 3000):
+        at, values = rng.integers(0, 7, n), rng.normal(size=n) * 10.0 ** rng.integers(-8, 8, n)
+        np.add.at(want, at, values)
+        bins = quality.added_in_order(bins, at, values)
+        assert bins.tolist() == want.tolist()
+    logit = np.round(rng.normal(size=4000) * 3, 2)
+    n_pos, n_neg = rng.integers(0, 3, 4000).astype(float), rng.integers(0, 3, 4000).astype(float)
+    some = (n_pos + n_neg) > 0
+    logit, n_pos, n_neg = logit[some], n_pos[some], n_neg[some]
+    distinct, at = np.unique(logit, return_inverse=True)
+    n_pos, n_neg = np.bincount(at, n_pos, len(distinct)), np.bincount(at, n_neg, len(distinct))
+    p = quality.probability(distinct)
+    every = quality.logloss(distinct, n_pos, n_neg, p, quality.log_terms(p))
+    assert quality.logloss(distinct, n_pos, n_neg) == every
+    masked = quality.log_terms(p, n_pos > 0, n_neg > 0)
+    assert (masked[0][n_pos == 0] == 0).all() and (masked[1][n_neg == 0] == 0).all()
+
+
 def test_quality_figures_match_a_per_pair_count():
     rng = np.random.default_rng(13)
     logit = np.round(rng.normal(size=400), 1)

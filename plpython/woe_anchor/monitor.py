@@ -151,10 +151,13 @@ def _realized_weeks(weeks: list[dict], words: list, plan: list, lookups: tuple) 
     first = rowset.first_rows(group, n_groups)
     combos = [c[first] for c in combos]
     logit, row = np.unique(rowset.logits(combos, plan, lookups, np.zeros(n_groups, np.int64)), return_inverse=True)
-    # each row's distinct logit (ascending) and label as one int32, when they fit: cheaper to sort
-    row = (row[group] * 2 + y).astype(np.int32 if len(logit) < 1 << 30 else np.int64)
+    rank = row[group]  # each row's distinct logit, ascending
+    taken = np.zeros((2, len(logit)), dtype=bool)
+    taken[y, rank] = True  # the labels that rows with each distinct logit have
     p = quality.probability(logit)
-    logs = quality.log_terms(p)
+    logs = quality.log_terms(p, taken[1], taken[0])
+    # a row's logit and label as one int32, when they fit: cheaper to sort
+    row = (rank * 2 + y).astype(np.int32 if len(logit) < 1 << 30 else np.int64)
     out, lo = [], 0
     for w in weeks:
         hi = lo + int(w["n"])
