@@ -444,6 +444,7 @@ def test_groups_of_each_class_counted_apart_are_the_groups_of_the_rows():
         got = quality.classed(logit[y], logit[~y])
         assert [a.tolist() for a in got] == [a.tolist() for a in want]
         assert [a.tolist() for a in quality.grouped(logit, y)] == [a.tolist() for a in want]
+        assert all(a.dtype == np.float64 for a in quality.classed(logit, logit[:0])), "counts are float64"
 
 
 def test_realized_weeks_from_coded_rows_match_scoring_each_row():
@@ -459,7 +460,7 @@ def test_realized_weeks_from_coded_rows_match_scoring_each_row():
     for k, n in enumerate(sizes):
         y, c0, c1 = rng.integers(0, 2, n), rng.integers(0, 12, n), rng.integers(0, 5, n)
         weeks.append((f"2026-01-{k + 5:02d}", y, c0, c1))
-    want = []
+    want, exact = [], []
     for week, y, c0, c1 in weeks:
         if not len(y):
             continue   # the statement has no row for a week without settled rows
@@ -471,6 +472,11 @@ def test_realized_weeks_from_coded_rows_match_scoring_each_row():
         pc = np.clip(p, quality.LOGLOSS_CLIP, 1 - quality.LOGLOSS_CLIP)
         want.append((week, len(y), int(y.sum()), auc, -np.mean(np.where(y == 1, np.log(pc), np.log1p(-pc))),
                      p.mean(), y.mean()))
+        # and bit for bit what the statement that sent each row's logit gave: its groups, week by week
+        distinct, n_pos, n_neg = quality.grouped(logit, y == 1)
+        exact.append((week, len(y), int(y.sum()), quality.auc(distinct, n_pos, n_neg),
+                      quality.logloss(distinct, n_pos, n_neg),
+                      woe.total((n_pos + n_neg) * quality.probability(distinct)) / len(y), float(y.mean())))
     results = []
     for limit in (2 ** 62, 13):   # one word; the label alone and each pack in words of their own
         words = packs.words([2, *(p.size for p in plan)], limit)
@@ -495,7 +501,12 @@ def test_realized_weeks_from_coded_rows_match_scoring_each_row():
                 assert (g[3] is None) == (w[3] is None)
                 assert w[3] is None or g[3] == pytest.approx(w[3], rel=1e-12)
                 assert g[4:] == pytest.approx(w[4:], rel=1e-12, abs=1e-15)
-    assert all(r == results[0] for r in results), "the same bits however the weeks are batched or split"
+    assert all(r == exact for r in results), "the same bits however the weeks are batched or split"
+    # a sum of finite WOE past float8 is refused, as float8 addition in SQL refuses it
+    huge = ([0.0], [[1e308] * plan[0].size, [1e308] * plan[1].size])
+    with pytest.raises(errors.Refusal) as refused:
+        monitor._realized_weeks(rows, words, plan, huge)
+    assert refused.value.sqlstate == "22003"
 
 
 def test_bins_added_in_order_and_log_terms_where_taken_give_the_same_bits():

@@ -125,33 +125,44 @@ FROM (SELECT r.week, {', '.join(f'{w} AS w{j}' for j, w in enumerate(parts))}
       OFFSET 0) AS q
 GROUP BY q.week ORDER BY q.week""")
     lookups = ([model.base_logit], [packs.woe_table(p, model.woe).tolist() for p in plan])
-    out, batch = [], []
+    out, batch, rows = [], [], 0
     for r in weeks:
         batch.append(r)
-        if sum(int(w["n"]) for w in batch) >= REALIZED_BATCH:
+        rows += int(r["n"])
+        if rows >= REALIZED_BATCH:
             out += _realized_weeks(batch, words, plan, lookups)
-            batch = []
+            batch, rows = [], 0
     return out + _realized_weeks(batch, words, plan, lookups)
 
 
-# settled rows whose figures are computed at once (about 80 bytes each at the peak); more weeks wait
+# settled rows whose figures are computed at once (about 100 bytes each at the peak, besides the
+# statement's result: 8 bytes a row per word); the later weeks wait
 REALIZED_BATCH = 1 << 21
 
 
 def _realized_weeks(weeks: list[dict], words: list, plan: list, lookups: tuple) -> list[tuple]:
     """The figures of whole weeks of rows from ``realized``'s statement: every row numbered by its
     combination (linear time), each distinct combination's logit computed, and the C library's exp,
-    log and log1p taken once per distinct logit."""
+    log and log1p taken once per distinct logit of the weeks."""
     if not weeks:
         return []
     y, *combos = (c for j, word in enumerate(words)
                   for c in word.decode(np.concatenate([rowset.int8_values(w[f"w{j}"]) for w in weeks])))
+    if len(y) != sum(int(w["n"]) for w in weeks) or any(len(c) != len(y) for c in combos):
+        raise ValueError("the settled rows sent do not add up to the rows counted")
     # rows numbered by their combinations (marks, no sort); a row of each number gives its logit
     group, n_groups = rowset.dense_ids([(c, p.size) for c, p in zip(combos, plan)], len(y))
-    first = rowset.first_rows(group, n_groups)
-    combos = [c[first] for c in combos]
-    logit, row = np.unique(rowset.logits(combos, plan, lookups, np.zeros(n_groups, np.int64)), return_inverse=True)
+    combos = [c[rowset.first_rows(group, n_groups)] for c in combos]
+    # a sum of finite WOE past float8 is an error, as in the scoring SQL (float8 +); inf + -inf is NaN
+    with np.errstate(over="raise", invalid="ignore"):
+        try:
+            logit = rowset.logits(combos, plan, lookups, np.zeros(n_groups, np.int64))
+        except FloatingPointError:
+            raise Refusal("22003", "value out of range: overflow",
+                          detail="A logit of the model's final mapping is past the largest float8.") from None
+    logit, row = np.unique(logit, return_inverse=True)
     rank = row[group]  # each row's distinct logit, ascending
+    del combos, group, row
     taken = np.zeros((2, len(logit)), dtype=bool)
     taken[y, rank] = True  # the labels that rows with each distinct logit have
     p = quality.probability(logit)
@@ -166,8 +177,8 @@ def _realized_weeks(weeks: list[dict], words: list, plan: list, lookups: tuple) 
         at, label = pair >> 1, (pair & 1).astype(bool)
         starts = np.r_[True, at[1:] != at[:-1]]
         seen, slot = at[starts], np.cumsum(starts) - 1
-        n_pos = np.bincount(slot[label], rows[label], len(seen))
-        n_neg = np.bincount(slot[~label], rows[~label], len(seen))
+        n_pos = np.bincount(slot[label], rows[label], len(seen)).astype(np.float64)  # float64 when empty too
+        n_neg = np.bincount(slot[~label], rows[~label], len(seen)).astype(np.float64)
         n = hi - lo
         out.append((w["week"], n, int(n_pos.sum()), quality.auc(logit[seen], n_pos, n_neg),
                     quality.logloss(logit[seen], n_pos, n_neg, p[seen], (logs[0][seen], logs[1][seen])),

@@ -33,8 +33,9 @@ def classed(pos: np.ndarray, neg: np.ndarray) -> tuple:
     pos_at, pos_rows = np.unique(pos, return_counts=True)
     neg_at, neg_rows = np.unique(neg, return_counts=True)
     distinct, at = np.unique(np.concatenate([pos_at, neg_at]), return_inverse=True)
-    return (distinct, np.bincount(at[:len(pos_at)], pos_rows, len(distinct)),
-            np.bincount(at[len(pos_at):], neg_rows, len(distinct)))
+    # float64 counts, as ``merged`` gives (bincount of no values would give int64)
+    return (distinct, np.bincount(at[:len(pos_at)], pos_rows, len(distinct)).astype(np.float64),
+            np.bincount(at[len(pos_at):], neg_rows, len(distinct)).astype(np.float64))
 
 
 MERGE_GROUPS = 1 << 20   # groups held at once while runs are merged, all runs together
