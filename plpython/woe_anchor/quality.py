@@ -226,7 +226,9 @@ def logloss(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray, p: np.ndarr
 
 def added_in_order(bins: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``bins`` with each of ``values`` added to its bin ``at`` one after another, as ``np.add.at``
-    adds them (the same bits): one bincount that starts each bin from its value (20 times faster)."""
+    adds them: one bincount that starts each bin from its value (numpy's bincount adds in input
+    order; 6 to 10 times faster than ``np.add.at`` on numpy 1.24). The same bits but for a -0.0
+    bin, which becomes 0.0: bins here start at 0.0 and take counts and probabilities."""
     n = len(bins)
     return np.bincount(np.concatenate([np.arange(n), at]), np.concatenate([bins, values]), n)
 
@@ -235,8 +237,9 @@ def log_terms(p: np.ndarray, pos: np.ndarray | None = None,
               neg: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """log(p) and log(1 - p) of each probability clipped to [LOGLOSS_CLIP, 1 - LOGLOSS_CLIP], with the
     C library's log and log1p (``woe.libm``): a positive's and a negative's log loss terms. Given
-    masks ``pos`` and ``neg``, only where they hold, 0 elsewhere: there the term is multiplied by
-    a count of 0, and a group's other term, never 0 for a clipped p, makes the same sum."""
+    boolean masks ``pos`` and ``neg``, only where they hold, 0 elsewhere: there the term is
+    multiplied by a count of 0, and a group's other term, never 0 for a clipped p, makes the same
+    sum. That needs every group to hold a row, as every caller's groups do."""
     clipped = np.clip(p, LOGLOSS_CLIP, 1.0 - LOGLOSS_CLIP)
     return _libm_where(math.log, clipped, pos), _libm_where(math.log1p, -clipped, neg)
 
