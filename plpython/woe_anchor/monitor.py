@@ -110,10 +110,7 @@ def realized(plpy, source_oid, key: str | None, since) -> list[tuple]:
     words = packs.words([2, *(p.size for p in plan)])
     codes = [f"({passes.label_sql(src.reads, model.slow_threshold_hours)})::int",
              *passes.combinations_sql(Compiler(model.schema, src.reads, model.learned), plan)]
-    parts, at = [], 0
-    for word in words:
-        parts.append(word.sql([f"r.c{i}" for i in range(at, at + len(word.radix))]))
-        at += len(word.radix)
+    parts = packs.words_sql(words, [f"r.c{i}" for i in range(len(codes))])
     # workers band the rows and make their words below the OFFSET 0 fence; plpy.execute, as a
     # cursor's plan is never parallel
     weeks = plpy.execute(f"""
@@ -146,8 +143,8 @@ def _realized_weeks(weeks: list[dict], words: list, plan: list, lookups: tuple) 
     log and log1p taken once per distinct logit of the weeks."""
     if not weeks:
         return []
-    y, *combos = (c for j, word in enumerate(words)
-                  for c in word.decode(np.concatenate([rowset.int8_values(w[f"w{j}"]) for w in weeks])))
+    y, *combos = packs.decoded_words(words, [np.concatenate([rowset.int8_values(w[f"w{j}"]) for w in weeks])
+                                             for j in range(len(words))])
     if len(y) != sum(int(w["n"]) for w in weeks) or any(len(c) != len(y) for c in combos):
         raise ValueError("the settled rows sent do not add up to the rows counted")
     # rows numbered by their combinations (marks, no sort); a row of each number gives its logit
@@ -179,10 +176,10 @@ def _realized_weeks(weeks: list[dict], words: list, plan: list, lookups: tuple) 
         seen, slot = at[starts], np.cumsum(starts) - 1
         n_pos = np.bincount(slot[label], rows[label], len(seen)).astype(np.float64)  # float64 when empty too
         n_neg = np.bincount(slot[~label], rows[~label], len(seen)).astype(np.float64)
-        n = hi - lo
-        out.append((w["week"], n, int(n_pos.sum()), quality.auc(logit[seen], n_pos, n_neg),
-                    quality.logloss(logit[seen], n_pos, n_neg, p[seen], (logs[0][seen], logs[1][seen])),
-                    woe.total((n_pos + n_neg) * p[seen]) / n, float(n_pos.sum()) / n))
+        n, slow, p_seen = hi - lo, int(n_pos.sum()), p[seen]
+        out.append((w["week"], n, slow, quality.auc(logit[seen], n_pos, n_neg),
+                    quality.logloss(logit[seen], n_pos, n_neg, p_seen, (logs[0][seen], logs[1][seen])),
+                    woe.total((n_pos + n_neg) * p_seen) / n, slow / n))
         lo = hi
     return out
 

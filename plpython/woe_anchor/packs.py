@@ -66,6 +66,20 @@ def words(radix: list[int], limit: int = 2 ** 62) -> list[Radix]:
     return out + [Radix(tuple(current))]
 
 
+def words_sql(layout: list[Radix], parts: list[str]) -> list[str]:
+    """The SQL int8 of each word of ``layout`` (``words``) over the codes ``parts``, taken in order."""
+    out, at = [], 0
+    for word in layout:
+        out.append(word.sql(parts[at:at + len(word.radix)]))
+        at += len(word.radix)
+    return out
+
+
+def decoded_words(layout: list[Radix], values: list[np.ndarray]) -> list[np.ndarray]:
+    """The codes of every word of ``layout``, in order, from each word's integers ``values``."""
+    return [code for word, v in zip(layout, values) for code in word.decode(v)]
+
+
 def groups(schema: b.BandSchema, budget: int = COMBINATION_BUDGET) -> list[tuple[int, ...]]:
     """Which bands share a pack: greedy in band order, each pack at most ``budget`` combinations.
 

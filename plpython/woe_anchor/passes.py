@@ -225,10 +225,7 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         combos = combinations_sql(self.c, packs, deferred)
         parts = ["CASE WHEN f.train THEN 4 + f.y * 2 + f.learned::int ELSE f.y * 2 END", "f.marks",
                  f"f.day::int8 + {DAY_OFFSET}"] + [f"f.c{i}" for i in range(len(packs))]
-        keys, at = [], 0
-        for word in flags_and_combos:
-            keys.append(word.sql(parts[at:at + len(word.radix)]))
-            at += len(word.radix)
+        keys = pk.words_sql(flags_and_combos, parts)
         marks = " + ".join([f"{self.null_key}::int * {NULL_KEY}", f"{self.infinite}::int * {INFINITE}"]
                            + [f"({self.c.subset(name)})::int * {SUBSET << k}" for k, name in enumerate(subsets)])
         values = [f"coalesce({self.c.input(inp)}, 'NaN'::float8) AS x{k}" for k, inp in enumerate(inputs)]

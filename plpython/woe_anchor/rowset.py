@@ -295,10 +295,7 @@ def read(row: dict, plan: list[pk.Pack], words: list[pk.Radix], ship: Shipment) 
     names = [f"w{i}" for i in range(len(words))] + ["label_ts"] + [f"x{k}" for k in range(len(ship.inputs))]
     if len({len(row[name] or b"") for name in names}) > 1:
         raise ValueError("the columns of the per-row read differ in length: a value was NULL")
-    parts = []
-    for i, word in enumerate(words):
-        parts += word.decode(int8_values(row[f"w{i}"]))
-    flags, marks, day, *combos = parts
+    flags, marks, day, *combos = pk.decoded_words(words, [int8_values(row[f"w{i}"]) for i in range(len(words))])
     return RowSet(flags=flags.astype(np.uint8), marks=marks,
                   day=(day - DAY_OFFSET).astype(np.int32), combos=[c.astype(np.int32) for c in combos],
                   label_ts=float8_values(row["label_ts"]),

@@ -86,7 +86,6 @@ def libm(fn, x) -> np.ndarray:
 EXP_FINITE = 709.0  # math.exp of anything up to this is finite (it overflows past 709.78)
 
 
-
 def total(x) -> float:
     """The exactly rounded sum (math.fsum): numpy's summation order, and so the last bit of its
     sums, changes between numpy versions, and a stored figure must not."""
