@@ -2,6 +2,7 @@
 drift, realized performance, and the alerts of a monitor run."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import numpy as np
@@ -218,6 +219,37 @@ def test_realized_performance_per_week_matches_numpy(conn, lifecycle):
         loss = -np.mean(np.where(y, np.log(pc), np.log1p(-pc)))
         assert got[week][:2] == (len(y), int(y.sum()))
         assert got[week][2:] == pytest.approx((auc, loss, p.mean(), y.mean()), abs=1e-9), week
+
+
+def test_realized_weeks_are_utc_mondays_at_their_edges(conn, lifecycle):
+    """Settled rows on either side of a week's first microsecond, before and after the week
+    expression's origin (2000-01-03) and in 1969, and at infinity, fall in the week a calendar gives
+    (Python's datetime, independently of SQL), whatever the session's time zone."""
+    key = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_weeks")
+    edges = ["2000-01-02 23:59:59.999999+00", "2000-01-03 00:00:00+00", "1999-12-27 00:00:00+00",
+             "1969-12-31 23:59:59.999999+00", "1970-01-05 00:00:00+00", "2026-04-12 23:59:59.999999+00",
+             "2026-04-13 00:00:00+00", "2026-04-13 00:00:00.000001+00", "1900-01-01 00:00:00+00",
+             "infinity"]
+    conn.execute("DROP TABLE IF EXISTS lc_weeks")
+    conn.execute("CREATE TABLE lc_weeks AS SELECT s.*, row_number() OVER () AS n FROM "
+                 "(SELECT * FROM lc_src WHERE sold_time IS NOT NULL LIMIT %s) AS s", [len(edges)])
+    conn.execute("UPDATE lc_weeks AS w SET t0 = e.t0::timestamptz "
+                 "FROM unnest(%s::text[]) WITH ORDINALITY AS e (t0, n) WHERE w.n = e.n", [edges])
+    conn.execute("SET TIME ZONE 'America/Los_Angeles'")
+    try:
+        got = {r[0]: r[1] for r in conn.execute(
+            "SELECT week::text, n_rows FROM ml.woe_anchor_realized('lc_weeks', %s, '1800-01-01 00:00+00')", [key])}
+    finally:
+        conn.execute("RESET TIME ZONE")
+    want: dict = {}
+    for e in edges:
+        if e == "infinity":
+            week = "infinity"
+        else:
+            day = dt.datetime.fromisoformat(e).astimezone(dt.timezone.utc).date()
+            week = (day - dt.timedelta(days=day.weekday())).isoformat()
+        want[week] = want.get(week, 0) + 1
+    assert got == want
 
 
 def test_monitor_records_weeks_and_alerts_a_planted_drift_by_notify(conn, dsn, lifecycle):

@@ -317,33 +317,38 @@ def test_columns_are_read_from_concatenated_send_values():
         rowset.int8_values(b"\x00" * 12)   # not whole values
 
 
-def test_dense_ids_number_distinct_tuples_in_order():
+def _assert_dense_groups(codes, n):
+    """``dense_groups`` against one sort of the rows' tuples: the same numbers, count and tuples."""
+    ids, count, tuples = rowset.dense_groups(codes, n)
+    want, inverse = np.unique(np.stack([c.astype(np.int64) for c, _ in codes], axis=1), axis=0,
+                              return_inverse=True)
+    assert count == len(want) and (ids == inverse.ravel()).all()
+    assert np.array_equal(np.stack(tuples, axis=1), want)
+
+
+def test_dense_groups_number_distinct_tuples_in_order():
     rng = np.random.default_rng(11)
     n = 5_000
-    codes = [(rng.integers(0, 7, n), 7), (rng.integers(0, 300, n), 300), (rng.integers(0, 3, n), 3)]
-    ids, count = rowset.dense_ids(codes, n)
-    want, inverse = np.unique(np.stack([c for c, _ in codes], axis=1), axis=0, return_inverse=True)
-    assert count == len(want) and ids.tolist() == inverse.ravel().tolist()
+    _assert_dense_groups([(rng.integers(0, 7, n), 7), (rng.integers(0, 300, n), 300), (rng.integers(0, 3, n), 3)], n)
     # a range too wide to mark densely is numbered by sorting, with the same result
-    wide = [(rng.integers(0, 2 ** 20, n), 2 ** 20), (rng.integers(0, 2 ** 20, n), 2 ** 20)]
-    ids, count = rowset.dense_ids(wide, n)
-    want, inverse = np.unique(np.stack([c for c, _ in wide], axis=1), axis=0, return_inverse=True)
-    assert count == len(want) and ids.tolist() == inverse.ravel().tolist()
-    ids, count = rowset.dense_ids([(np.zeros(0, dtype=np.int64), 7)], 0)
-    assert count == 0 and len(ids) == 0
-    ids, count = rowset.dense_ids([(np.zeros(0, dtype=np.int64), 0), (np.zeros(0, dtype=np.int64), 1)], 0)
-    assert count == 0 and len(ids) == 0   # no rows: no groups, even of a position with no codes
+    _assert_dense_groups([(rng.integers(0, 2 ** 20, n), 2 ** 20), (rng.integers(0, 2 ** 20, n), 2 ** 20)], n)
+    # renumbered after every position but the first, and before the first (one code wider than the limit)
+    _assert_dense_groups([(rng.integers(0, 5000, n), 5000)] * 4, n)
+    _assert_dense_groups([(rng.integers(0, 2 ** 30, n), 2 ** 30), (rng.integers(0, 2, n), 2)], n)
+    for codes in ([(np.zeros(0, dtype=np.int64), 7)],
+                  [(np.zeros(0, dtype=np.int64), 0), (np.zeros(0, dtype=np.int64), 1)]):
+        ids, count, tuples = rowset.dense_groups(codes, 0)
+        # no rows: no groups, even of a position with no codes
+        assert count == 0 and len(ids) == 0 and [len(t) for t in tuples] == [0] * len(codes)
 
 
-def test_dense_ids_of_int32_codes_do_not_overflow():
+def test_dense_groups_of_int32_codes_do_not_overflow():
     # int32 codes as the read gives them; ~270k distinct prefixes times a pack of 10,001 pass 2^31
     rng = np.random.default_rng(2)
     n = 400_000
-    codes = [(rng.integers(0, 680, n).astype(np.int32), 680), (rng.integers(0, 680, n).astype(np.int32), 680),
-             (rng.integers(0, 10_001, n).astype(np.int32), 10_001)]
-    ids, count = rowset.dense_ids(codes, n)
-    want, inverse = np.unique(np.stack([c.astype(np.int64) for c, _ in codes], axis=1), axis=0, return_inverse=True)
-    assert count == len(want) and (ids == inverse.ravel()).all()
+    _assert_dense_groups([(rng.integers(0, 680, n).astype(np.int32), 680),
+                          (rng.integers(0, 680, n).astype(np.int32), 680),
+                          (rng.integers(0, 10_001, n).astype(np.int32), 10_001)], n)
 
 
 def test_distinct_ints_match_unique():
@@ -563,14 +568,42 @@ def test_order_statistics_are_the_sorted_values():
 
 def test_group_keys_split_into_int8_words():
     words = packs.words([8, 20, 256, 256, 256, 256])
-    assert [w.radix for w in words] == [(8, 20, 256, 256, 256, 256)]
+    assert [w.radix for w in words] == [(8, 32, 256, 256, 256, 256)]   # bit fields: 20 takes 5 bits
     many = packs.words([8, 20] + [10_000] * 6)
     assert all(w.size < 2 ** 62 for w in many) and sum(len(w.radix) for w in many) == 8 and len(many) > 1
-    word = words[0]
     codes = [np.array([7, 0]), np.array([19, 3]), np.array([255, 1]), np.array([0, 2]), np.array([9, 0]),
              np.array([1, 255])]
-    value = sum(c * m for c, m in zip(codes, word.mult))
-    assert [d.tolist() for d in word.decode(value)] == [c.tolist() for c in codes]
+    # the same codes through the shifts of a word and the divmods of a mixed radix
+    for word in (words[0], packs.Radix((8, 20, 256, 256, 256, 256))):
+        value = sum(c * m for c, m in zip(codes, word.mult))
+        assert [d.tolist() for d in word.decode(value)] == [c.tolist() for c in codes]
+    rng = np.random.default_rng(5)
+    for word in many:
+        codes = [rng.integers(0, 10_000 if r > 32 else min(r, 20), 1000) for r in word.radix]
+        value = sum(c.astype(np.int64) * m for c, m in zip(codes, word.mult))
+        assert [d.tolist() for d in word.decode(value)] == [c.tolist() for c in codes]
+
+
+def test_the_read_words_carry_every_finite_day_and_decode_as_sent():
+    """rowset.read of words made as Statements.rows makes them (flags, marks, day + DAY_OFFSET, packs):
+    the first and last days a timestamptz can hold (4714 BC, 294276 AD) come back, and so does
+    every other field, in a schema with one subset and the benchmark's pack sizes."""
+    plan = [packs.Pack(radix=(size,), bands=(i,)) for i, size in enumerate((112, 150, 120, 4))]
+    ship = rowset.Shipment(deferred=frozenset(), inputs=(), subsets=("s",))
+    words = rowset.word_layout(plan, ship)
+    assert len(words) == 1   # bit fields that still fit one int8 word
+    rng = np.random.default_rng(8)
+    n = 1000
+    flags, marks = rng.integers(0, 8, n), rng.integers(0, passes.SUBSET << 1, n)
+    day = rng.integers(-2_440_588, 106_762_941, n)
+    day[:2] = (-2_440_588, 106_762_940)
+    combos = [rng.integers(0, p.size, n) for p in plan]
+    fields = [flags, marks, day + passes.DAY_OFFSET, *combos]
+    value = sum(f.astype(np.int64) * m for f, m in zip(fields, words[0].mult))
+    got = rowset.read({"w0": value.astype(">i8").tobytes(), "label_ts": np.zeros(n).astype(">f8").tobytes()},
+                      plan, words, ship)
+    assert (got.day == day).all() and (got.flags == flags).all() and (got.marks == marks).all()
+    assert all((g == c).all() for g, c in zip(got.combos, combos))
 
 
 # two packs: bands 0 and 1 (3 and 2 slots), band 2 (4 slots)

