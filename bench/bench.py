@@ -28,7 +28,8 @@ For each size N it generates N listings inside the server. Then it measures, in 
   up to --client-cap rows;
 * at 1M rows, scoring every row through ml.woe_anchor_score against a plain
   SELECT of the same rows joined to ten small lookup tables, and drift and
-  realized performance over the whole table against that scoring pass;
+  realized performance over the whole table against that scoring pass
+  (medians of 5 interleaved rounds of the three);
 
 It prints ratios and writes bench/results.md (bench/results-50m.md is a run up to 50M rows;
 bench/network.py measures a sharded fit across network links).
@@ -171,17 +172,24 @@ def scoring(conn, table, key):
     return fn, joins
 
 
+MONITORING_ROUNDS = 5
+
+
 def monitoring(conn, table, key):
     """Seconds for drift and for realized performance over every row of the table (the widest
-    window), against one scoring pass of the same rows (median of 3 each)."""
+    window), against one scoring pass of the same rows: medians of MONITORING_ROUNDS rounds of
+    the three, interleaved, so that the machine's speed drifting during the run touches all three."""
     start, end = conn.execute(f"SELECT min(t0), max(t0) + interval '1 second' FROM {table}").fetchone()
     queries = {
         "scoring": ("SELECT count(*), sum(woe_logit) FROM ml.woe_anchor_score(%s, %s)", [table, key]),
         "drift": ("SELECT count(*) FROM ml.woe_anchor_drift(%s, %s, %s, %s)", [table, start, end, key]),
         "realized": ("SELECT count(*) FROM ml.woe_anchor_realized(%s, %s, %s)", [table, key, start]),
     }
-    return {name: statistics.median(timed(lambda: conn.execute(q, args).fetchone())[0] for _ in range(3))
-            for name, (q, args) in queries.items()}
+    samples = {name: [] for name in queries}
+    for _ in range(MONITORING_ROUNDS):
+        for name, (q, args) in queries.items():
+            samples[name].append(timed(lambda: conn.execute(q, args).fetchone())[0])
+    return {"samples": samples, **{name: statistics.median(v) for name, v in samples.items()}}
 
 
 def floor(conn, table, key=FLOOR_KEY):
@@ -315,9 +323,12 @@ def _report(rows, version):
                    f"small lookup tables {r['score_joins']:.2f} s (ratio {r['score_fn'] / r['score_joins']:.2f}).")
     if "monitoring" in by_n.get(1_000_000, {}):
         m = by_n[1_000_000]["monitoring"]
-        out.append(f"\nMonitoring 1M rows (the whole table as the window, medians of 3): scoring "
-                   f"{m['scoring']:.2f} s; ml.woe_anchor_drift {m['drift']:.2f} s ({m['drift'] / m['scoring']:.2f}x); "
-                   f"ml.woe_anchor_realized {m['realized']:.2f} s ({m['realized'] / m['scoring']:.2f}x).")
+        out.append(f"\nMonitoring 1M rows (the whole table as the window, medians of {MONITORING_ROUNDS} "
+                   f"interleaved rounds): scoring {m['scoring']:.2f} s; ml.woe_anchor_drift {m['drift']:.2f} s "
+                   f"({m['drift'] / m['scoring']:.2f}x); ml.woe_anchor_realized {m['realized']:.2f} s "
+                   f"({m['realized'] / m['scoring']:.2f}x).")
+        out.append("\n" + "\n".join(f"- {name}: " + ", ".join(f"{x:.2f}" for x in v)
+                                     for name, v in m["samples"].items()))
     return "\n".join(out) + "\n"
 
 
