@@ -209,7 +209,7 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         ``w<i>``: the int8 words of (flags, marks, day, every pack's
         combination): flags = 4 train + 2 y + learned; marks = NULL_KEY,
         INFINITE, SUBSET << k in ``subsets[k]``; day = the UTC day of t0
-        (epoch days) + 2^31; code 0 for the ``deferred`` bands (those with
+        (epoch days) + DAY_OFFSET, in DAY_BITS bits; code 0 for the ``deferred`` bands (those with
         learned thresholds, banded in numpy once the thresholds are known).
         ``label_ts``: docs/contract.md 4's label moment (epoch seconds); ``x<k>``:
         ``inputs[k]`` as float8, NaN for NULL. Each column is the rows'

@@ -459,15 +459,19 @@ def dense_groups(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarra
         sizes.append(size)
     key, distinct = _renumbered(key, space)
     levels.append((distinct, sizes))
-    # unwound from the last renumbering: each one's integers hold (the number before, the codes after it)
-    out, number = [], None
-    for level, sizes in reversed(levels):
+    # unwound from the last renumbering: each one's integers hold (the number before, the codes after
+    # it); each renumbering's keys are let go once read
+    out, number, count = [], None, len(distinct)
+    del distinct
+    while levels:
+        level, sizes = levels.pop()
         value = level if number is None else level[number]
+        del level
         for size in reversed(sizes):
             value, code = np.divmod(value, size) if len(value) else (value, value)
             out.append(code)
         number = value
-    return key, len(distinct), out[::-1]
+    return key, count, out[::-1]
 
 
 def _renumbered(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
@@ -476,11 +480,13 @@ def _renumbered(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
         return key.astype(np.int64), np.zeros(0, dtype=np.int64)
     if space > _dense_limit(len(key)):
         distinct, number = np.unique(key, return_inverse=True)
-        return number, distinct
+        # int32 keys only when every code of them is below 2^31 too (a key unwinds by its sizes)
+        return number, (distinct.astype(np.int32) if space < 1 << 31 else distinct)
     seen = np.zeros(space, dtype=bool)
     seen[key] = True
-    distinct = np.flatnonzero(seen)
-    number = np.empty(space, dtype=np.int32)  # space < 2^31 (_dense_limit); only the seen slots are read
+    # int32 keys and numbers: space < 2^31 (_dense_limit); only the seen slots of number are read
+    distinct = np.flatnonzero(seen).astype(np.int32)
+    number = np.empty(space, dtype=np.int32)
     number[distinct] = np.arange(len(distinct), dtype=np.int32)
     # int64 ids: the next position multiplies them
     return number[key].astype(np.int64), distinct
