@@ -183,11 +183,11 @@ def _realized_weeks(weeks: list[dict], words: list, plan: list, lookups: tuple) 
         seen, positives = at[first], np.add.reduceat(week & 1, first)
         n_pos = positives.astype(np.float64)
         n_neg = (np.diff(np.r_[first, len(week)]) - positives).astype(np.float64)
-        n, slow, p_seen = hi - lo, int(positives.sum()), p[seen]
+        n, p_seen = hi - lo, p[seen]
         figures = quality.SetFigures()   # quality.auc's and quality.logloss's figures, in one pass
         figures.add(logit[seen], n_pos, n_neg, p_seen, (logs[0][seen], logs[1][seen]))
-        out.append((w["week"], n, slow, figures.auc(), figures.logloss(),
-                    woe.total((n_pos + n_neg) * p_seen) / n, slow / n))
+        out.append((w["week"], n, figures.n_pos, figures.auc(), figures.logloss(),
+                    woe.total((n_pos + n_neg) * p_seen) / n, figures.n_pos / n))
         lo = hi
     return out
 
