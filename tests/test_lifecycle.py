@@ -103,6 +103,21 @@ def test_rollback_restores_the_model_that_served_before_and_prune_keeps_it(conn,
     assert _active(conn) == second
 
 
+def test_an_activation_by_update_is_logged_for_rollback_and_prune(conn, lifecycle):
+    """The trainer's way to switch models, two UPDATEs of is_active (a superuser's), is logged like
+    ml.woe_anchor_activate: rollback restores the model it replaced, and prune keeps that one."""
+    first = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_upd_first")
+    second = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_upd_second", activate=False, half_life_days=30.0)
+    with conn.transaction():
+        conn.execute("UPDATE ml.woe_anchor_model_registry_v1 SET is_active = false WHERE is_active")
+        conn.execute("UPDATE ml.woe_anchor_model_registry_v1 SET is_active = true WHERE model_key = %s", [second])
+    assert _last_log(conn) == ("postgres", first, second, "activate", {"direct_update": True})
+    assert [r[0] for r in conn.execute("SELECT ml.woe_anchor_prune(0)")] == []
+    assert conn.execute("SELECT ml.woe_anchor_rollback()").fetchone()[0] == first
+    assert _last_log(conn)[1:4] == (second, first, "rollback"), "ml.woe_anchor_activate logs once"
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_activations WHERE to_model = %s", [first]).fetchone()[0] == 2
+
+
 def test_the_policy_takes_known_checks_with_finite_values(conn, lifecycle):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown policy: min_auc"):
         conn.execute("SELECT ml.woe_anchor_set_policy('min_auc', 0.7)")
@@ -169,6 +184,12 @@ def test_drift_reads_a_planted_shift_as_major_and_matches_numpy(conn, lifecycle)
     assert shifted[("cond", "cond_hi")][3] == 1.0
     with pytest.raises(psycopg.errors.NoDataFound):
         conn.execute("SELECT * FROM ml.woe_anchor_drift('lc_src', %s, %s, 'nope')", [start, end])
+    # a window without rows has no shares to compare: no PSI, and a monitor of it raises no drift alert
+    empty = conn.execute("SELECT psi_term, band_psi, reading FROM ml.woe_anchor_drift('lc_src', '1990-01-01', "
+                         "'1990-01-08', %s)", [key]).fetchall()
+    assert empty and set(empty) == {(None, None, "no rows")}
+    assert not conn.execute("SELECT * FROM ml.woe_anchor_monitor('lc_src', %s, window_days => 1e-6, psi_limit => 1e-9, "
+                            "channel => NULL) WHERE kind = 'drift'", [key]).fetchall()
 
 
 def test_notes_describe_tag_and_pin_and_a_pin_outlives_every_prune(conn, lifecycle):
@@ -265,10 +286,13 @@ def test_monitor_records_weeks_and_alerts_a_planted_drift_by_notify(conn, dsn, l
     assert ("drift", "cond") in {(k, s) for k, s, _, _ in alerts}, alerts
     assert all(v > t for k, _, v, t in alerts if k == "drift")
     assert heard is not None and heard.channel == "lc_alerts"
+    # any role that can connect may LISTEN: the payload names the recorded alerts, whose figures only
+    # the roles that may read ml.woe_anchor_alerts see
     sent = json.loads(heard.payload)
-    assert sent["model_key"] == key and any(a["kind"] == "drift" and a["subject"] == "cond" for a in sent["alerts"])
-    recorded = conn.execute("SELECT kind, subject, by_role FROM ml.woe_anchor_alerts WHERE model_key = %s", [key]).fetchall()
-    assert ("drift", "cond", "postgres") in recorded
+    assert list(sent) == ["alert_ids"]
+    recorded = conn.execute("SELECT kind, subject, by_role FROM ml.woe_anchor_alerts WHERE id = ANY(%s) "
+                            "AND model_key = %s", [sent["alert_ids"], key]).fetchall()
+    assert len(recorded) == len(sent["alert_ids"]) == len(alerts) and ("drift", "cond", "postgres") in recorded
     psi = dict(conn.execute("SELECT band_name, psi FROM ml.woe_anchor_psi WHERE model_key = %s", [key]).fetchall())
     assert len(psi) == 10 and psi["cond"] == next(v for k, s, v, _ in alerts if (k, s) == ("drift", "cond"))
     weeks = conn.execute("SELECT count(*) FROM ml.woe_anchor_realized WHERE model_key = %s", [key]).fetchone()[0]

@@ -10,6 +10,7 @@ every activation.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -204,6 +205,99 @@ def test_a_migrated_pipeline_serves_the_active_model_through_the_users_gate(trai
         assert {r[0] for r in t.execute(served)} == {"legacy_new"}
 
 
+def test_readers_of_the_pipeline_keep_reading_it_and_a_rollback_keeps_what_was_certified(trainer_db):
+    """The live views run with their reader's rights (security_invoker): the roles that read the
+    replaced views become woe_anchor readers. A rollback would serve the model active at the
+    migration again, unseen by the activation hook: refused while another one is active."""
+    dsn, _ = trainer_db
+    reader = f"woe_mig_reader_{os.getpid()}"
+    served = f"SELECT DISTINCT model_key FROM {legacy.TRAIN_VIEW}"
+    with psycopg.connect(dsn, autocommit=True) as t:
+        t.execute(f"DROP ROLE IF EXISTS {reader}")
+        t.execute(f"CREATE ROLE {reader}")
+        t.execute(f"GRANT USAGE ON SCHEMA ml, audit, market TO {reader}")
+        t.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA audit, market TO {reader}")
+        t.execute(f"GRANT SELECT ON {legacy.TRAIN_VIEW}, {legacy.ENTRYPOINT} TO {reader}")
+        t.execute(f"SET ROLE {reader}")
+        assert t.execute(served).fetchall() == [("legacy_new",)]
+        t.execute("RESET ROLE")
+    try:
+        planned = _cli(dsn, *MIGRATE, "--recreate-views", "--dry-run")
+        named = [line for line in planned.stdout.splitlines() if "become woe_anchor readers" in line]
+        assert planned.returncode == 0 and named and reader in named[0].replace(",", " ").replace(";", " ").split(), \
+            planned.stdout
+        assert _cli(dsn, *MIGRATE, "--recreate-views").returncode == 0
+        with psycopg.connect(dsn, autocommit=True) as t:
+            # what the plan says a reader of the live views needs besides: the source's relations
+            t.execute(f"GRANT SELECT ON {legacy.SOCIO_STORE}, {legacy.VISION_STORE}, {legacy.LABELS} TO {reader}")
+            t.execute(f"SET ROLE {reader}")
+            assert t.execute(served).fetchall() == [("legacy_new",)]
+            assert {r[0] for r in t.execute(f"SELECT model_key FROM {legacy.ENTRYPOINT}")} == {"legacy_new"}
+            t.execute("RESET ROLE")
+            t.execute("SELECT ml.woe_anchor_activate('legacy_old')")
+        refused = _cli(dsn, "migrate", "--rollback")
+        assert refused.returncode == 2 and "active model is legacy_old" in refused.stderr \
+            and "serve legacy_new" in refused.stderr, refused.stderr
+        with psycopg.connect(dsn, autocommit=True) as t:
+            assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 1
+            t.execute("SELECT ml.woe_anchor_activate('legacy_new')")
+        back = _cli(dsn, "migrate", "--rollback")
+        assert back.returncode == 0, back.stderr
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as t:
+            t.execute(f"DROP OWNED BY {reader}")
+            t.execute(f"DROP ROLE {reader}")
+
+
+def test_a_function_bound_to_the_trainers_tables_blocks_and_a_null_base_logit_reads_as_the_views_read_it(
+        trainer_db):
+    """A function with an SQL-standard body binds the tables it reads as a view does: after the move it
+    would read the trainer's tables, not what serves. A NULL base logit is ln(rate / (1 - rate)) in the
+    trainer's views, not NaN."""
+    dsn, _ = trainer_db
+    with psycopg.connect(dsn, autocommit=True) as t:
+        t.execute("CREATE FUNCTION audit.served_model() RETURNS text LANGUAGE sql STABLE BEGIN ATOMIC "
+                  "SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE is_active "
+                  "ORDER BY created_at DESC LIMIT 1; END")
+        rate = t.execute("UPDATE ml.woe_anchor_model_registry_v1 SET base_logit = NULL WHERE model_key = 'legacy_new' "
+                         "RETURNING base_rate").fetchone()[0]
+        legacy.recertify(t)
+        before = t.execute(f"SELECT generation, listing_id, t0, woe_logit FROM {legacy.TRAIN_VIEW} "
+                           "ORDER BY 1, 2, 3").fetchall()
+    assert before and all(math.isfinite(r[3]) for r in before)
+    refused = _cli(dsn, *MIGRATE, "--recreate-views")
+    assert refused.returncode == 2 and "audit.served_model()" in refused.stderr \
+        and "BEGIN ATOMIC" in refused.stderr, refused.stderr
+    with psycopg.connect(dsn, autocommit=True) as t:
+        assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 0
+        t.execute("DROP FUNCTION audit.served_model()")
+    done = _cli(dsn, *MIGRATE, "--recreate-views")
+    assert done.returncode == 0 and "NULL base logit" in done.stdout, done.stdout + done.stderr
+    with psycopg.connect(dsn, autocommit=True) as t:
+        logit = t.execute("SELECT base_logit FROM ml.woe_anchor_model_registry_v1 "
+                          "WHERE model_key = 'legacy_new'").fetchone()[0]
+        assert logit == t.execute("SELECT ln(%s::float8 / (1 - %s::float8))", [rate, rate]).fetchone()[0]
+        assert abs(logit - math.log(rate / (1 - rate))) <= 1e-12
+        after = t.execute(f"SELECT generation, listing_id, t0, woe_logit FROM {legacy.TRAIN_VIEW} "
+                          "ORDER BY 1, 2, 3").fetchall()
+    assert [r[:3] for r in after] == [r[:3] for r in before] and all(math.isfinite(r[3]) for r in after)
+
+
+def test_a_migration_waits_only_briefly_for_a_trainer_run_in_flight(trainer_db):
+    """A trainer writing its tables holds them: migrate gives up after a few seconds rather than keep every
+    reader of the pipeline's views queued behind it, and changes nothing."""
+    dsn, _ = trainer_db
+    with psycopg.connect(dsn) as trainer:
+        trainer.execute("LOCK TABLE ml.woe_anchor_scores_v1 IN ROW EXCLUSIVE MODE")  # a persist in flight
+        busy = _cli(dsn, *MIGRATE, "--recreate-views")
+        trainer.rollback()
+    assert busy.returncode == 2 and "tables are in use" in busy.stderr, busy.stderr
+    with psycopg.connect(dsn) as t:
+        assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 0
+        assert t.execute("SELECT to_regclass('ml.woe_anchor_scores_v1') IS NOT NULL").fetchone()[0]
+    assert _cli(dsn, *MIGRATE, "--recreate-views").returncode == 0
+
+
 def test_the_trainer_serving_an_empty_model_is_refused_naming_it(trainer_db):
     dsn, info = trainer_db
     empty = info["quirks"]["empty_train"]
@@ -292,6 +386,28 @@ def test_the_import_locks_every_legacy_table_before_it_checks_any(trainer_db):
         assert not importing.is_alive()
     with psycopg.connect(dsn) as t:
         _not_escalated(t)
+
+
+def test_the_import_refuses_a_legacy_schema_whose_owner_could_swap_its_tables(trainer_db):
+    """The import reads the legacy tables by name in several statements: the owner of their schema could
+    rename it between the check and a read and put views calling its code under the old names. Only a
+    superuser's schema is read, and nothing of it is read before that holds."""
+    dsn, _ = trainer_db
+    assert _cli(dsn, *MIGRATE, "--recreate-views").returncode == 0
+    with psycopg.connect(dsn, autocommit=True) as t:
+        _hostile_owner(t, "woe_anchor_trainer.woe_anchor_model_registry_v1")
+        t.execute(f"ALTER SCHEMA woe_anchor_trainer OWNER TO {OWNER}")
+        before = t.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0]
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="not a superuser's") as refused:
+            t.execute("SELECT * FROM ml.woe_anchor_import_trainer('woe_anchor_trainer')")
+        assert "OWNER TO a superuser" in refused.value.diag.message_hint
+        assert "Traceback" not in str(refused.value) + (refused.value.diag.context or "")
+        assert t.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0] == before
+        _not_escalated(t)
+        t.execute("ALTER SCHEMA woe_anchor_trainer OWNER TO CURRENT_USER")
+        t.execute("ALTER TABLE woe_anchor_trainer.woe_anchor_scores_v1 RENAME TO gone")
+        with pytest.raises(psycopg.errors.UndefinedTable, match="woe_anchor_scores_v1 does not exist"):
+            t.execute("SELECT * FROM ml.woe_anchor_import_trainer('woe_anchor_trainer')")
 
 
 def _import_quietly(conn):

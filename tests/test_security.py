@@ -370,6 +370,45 @@ def test_one_trainer_cannot_drop_replace_or_block_anothers_models(cast):
     conn.execute("SELECT ml.woe_anchor_drop_model('sec_keep_active')")
 
 
+def test_one_trainer_cannot_freeze_anothers_band_schema_or_write_its_monitoring(cast):
+    """A model keeps its band schema from changing, and a monitor run's figures are its caller's claim:
+    neither may be another trainer's to set for a model or schema that is not its own."""
+    conn = cast
+    version = 70 + SUFFIX % 1000
+    with as_role(conn, TRAINER):
+        conn.execute("SELECT ml.woe_anchor_copy_band_schema(1, %s)", [version])
+        # listings created after the cutoff: realized performance has weeks to record
+        cutoff = conn.execute("SELECT percentile_disc(0.7) WITHIN GROUP (ORDER BY t0) FROM sec_src").fetchone()[0]
+        mine = fit(conn, "sec_src", model_key="sec_t_watched", activate=False, cutoff=cutoff)
+        conn.execute("SELECT * FROM ml.woe_anchor_monitor('sec_src', %s, window_days => 3650, channel => NULL)",
+                     [mine]).fetchall()
+    history = "SELECT week, n_rows, auc, recorded_by FROM ml.woe_anchor_realized WHERE model_key = %s ORDER BY week"
+    recorded = conn.execute(history, [mine]).fetchall()
+    assert recorded and {r[3] for r in recorded} == {TRAINER}
+    with as_role(conn, OTHER):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"band schema {version}: it was created by"):
+            fit(conn, "sec_src", model_key="sec_t2_on_theirs", band_schema_version=version, activate=False)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="fitted by"):
+            conn.execute("SELECT * FROM ml.woe_anchor_monitor('sec_src', %s, window_days => 3650)", [mine])
+        forged = {"model_key": mine, "channel": None, "window_days": 7, "psi": {"dsold": 9.9},
+                  "weeks": [{"week": str(recorded[0][0]), "rows": 1, "slow21_rows": 1, "auc": 0.01, "logloss": 9.0,
+                             "mean_p": 0.5, "observed_rate": 1.0}],
+                  "alerts": [{"kind": "drift", "subject": "forged", "value": 9.9, "threshold": 0.25}]}
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="fitted by"):
+            conn.execute("SELECT woe_anchor_internal.record_monitoring(woe_anchor_internal.ticket(), %s::jsonb)",
+                         [json.dumps(forged)])
+    assert conn.execute(history, [mine]).fetchall() == recorded
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_alerts WHERE by_role = %s", [OTHER]).fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1 WHERE band_schema_version = %s",
+                        [version]).fetchone()[0] == 0
+    with as_role(conn, TRAINER):
+        conn.execute("SELECT ml.woe_anchor_drop_band(%s, 'sale')", [version])  # still the trainer's to change
+        # the persist entry point, called with what is not a fit's payload: a plain refusal
+        for payload in ("not json", "[]", '{"registry": 5}'):
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="not a payload of ml.fit_woe_anchor"):
+                conn.execute("SELECT woe_anchor_internal.persist(woe_anchor_internal.ticket(), %s)", [payload])
+
+
 def test_install_refuses_objects_a_non_superuser_planted_in_ml(server):
     name = f"woe_anchor_planted_{SUFFIX}"
     role = f"woe_planter_{SUFFIX}"

@@ -34,6 +34,7 @@ LIVE = {"ml.v_woe_anchor_bands_live_v1": "bands", "ml.woe_anchor_scores_live_v1"
         "ml.woe_anchor_scores_live_train_v": "train"}
 SOURCE_VIEW = "ml.woe_anchor_source_v1"
 SAVED = "migrated_views"  # the legacy schema's table of the views migrate replaced
+LOCK_TIMEOUT = "5s"  # how long migrate waits for the trainer's tables (readers queue behind it meanwhile)
 # what migrate copies from the trainer's fail-closed view into woe_anchor's: schema.function(...) with
 # string constants cast to plain types, nothing else (the text is spliced into a view definition)
 GUARD_CALL = re.compile(r"^[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*\("
@@ -69,7 +70,8 @@ class Plan:
     columns: dict = field(default_factory=dict)
     source: str | None = None
     hook: str | None = None
-    readers: list[str] = field(default_factory=list)
+    readers: list[str] = field(default_factory=list)  # quoted role names that become woe_anchor readers
+    public: bool = False  # PUBLIC could read a replaced view
 
 
 # every view or materialized view that reads the trainer's tables, however indirectly, with its depth
@@ -118,6 +120,16 @@ def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None,
         "SELECT p.oid::regprocedure::text FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace "
         "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.prosrc ~ %s ORDER BY 1",
         ["woe_anchor_(model_registry|cuts|map|scores)_v1"]).fetchall()]
+    # a function with an SQL-standard body (BEGIN ATOMIC) binds the relations it reads as a view does:
+    # it would keep reading the moved tables (or block dropping the views it reads)
+    bound = [r[0] for r in conn.execute(
+        "SELECT DISTINCT d.objid::regprocedure::text FROM pg_depend AS d WHERE d.classid = 'pg_proc'::regclass "
+        "AND d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (%s::regclass[]) ORDER BY 1",
+        [tables + [v.name for v in plan.views]]).fetchall()]
+    if bound:
+        plan.blockers.append(f"functions with SQL-standard bodies (BEGIN ATOMIC) read the trainer's tables or the "
+                             f"views over them, bound like views: {', '.join(bound)}; drop them, migrate, then "
+                             "create them again (they will read woe_anchor's tables and views)")
     plan.foreign_keys = [r[0] for r in conn.execute(
         "SELECT format('%%s on %%s', c.conname, c.conrelid::regclass) FROM pg_constraint AS c "
         "WHERE c.contype = 'f' AND c.confrelid = ANY (%s::regclass[]) AND NOT c.conrelid = ANY (%s::regclass[]) "
@@ -147,8 +159,15 @@ def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None,
         base = set(_columns(conn, plan.relations[0]))
         if "edited_date" in base:  # the trainer's feature store: t0 is COALESCE(t0, edited_date)
             plan.columns["t0"] = ["t0", "edited_date"] if "t0" in base else "edited_date"
-    plan.readers = sorted({grantee for v in plan.views if v.name in LIVE for grantee, privilege in v.acl
-                           if privilege == "SELECT"})
+    # who read the replaced views, and the owners of the user's views re-created over woe_anchor's tables:
+    # they become woe_anchor readers (its live views run with their reader's rights), so the pipeline
+    # keeps serving them
+    readers = {grantee for v in plan.views for grantee, privilege in v.acl if privilege == "SELECT"}
+    readers |= {conn.execute("SELECT quote_ident(%s)", [v.owner]).fetchone()[0] for v in plan.views
+                if v.name not in LIVE}
+    plan.public = "PUBLIC" in readers
+    supers = {r[0] for r in conn.execute("SELECT quote_ident(rolname) FROM pg_roles WHERE rolsuper").fetchall()}
+    plan.readers = sorted(readers - supers - {"PUBLIC"})
     return plan
 
 
@@ -228,8 +247,12 @@ def describe(plan: Plan) -> str:
         out.append("functions that name the trainer's tables now read woe_anchor's tables of the same names: "
                    + ", ".join(plan.functions))
     if plan.readers:
-        out.append("the live views read their source with their reader's rights: grant "
-                   f"SELECT on the source to {', '.join(plan.readers)} if they lack it")
+        out.append(f"roles that read the replaced views become woe_anchor readers (ml.woe_anchor_grant): "
+                   f"{', '.join(plan.readers)}; the live views read their source with their reader's rights: "
+                   "grant them SELECT on the source if they lack it")
+    if plan.public:
+        out.append("PUBLIC could read a replaced view: woe_anchor's live views need a reader's rights "
+                   "(ml.woe_anchor_grant(reader => ...) for each role that reads them)")
     if plan.blockers:
         out.append("cannot migrate yet:")
         out += [f"   - {b}" for b in plan.blockers]
@@ -248,6 +271,17 @@ def run(conn, plan: Plan, recreate_views: bool) -> list[tuple]:
     if plan.views and not (plan.source or plan.relations) and any(LIVE.get(v.name) for v in plan.views):
         raise MigrateError("cannot tell which relations the live views should read: pass --source or --relations")
     ident = sql.Identifier
+    # the trainer's tables first, and briefly: a trainer run in flight holds them, and every reader of
+    # the pipeline's views would queue behind a migration that waits for it
+    timeout = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+    try:
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+            sql.SQL(", ").join(sql.SQL("ml.{}").format(ident(t)) for t in TABLES)))
+    except psycopg.errors.LockNotAvailable:
+        raise MigrateError(f"the trainer's tables are in use (a trainer run or a long query held them for over "
+                           f"{LOCK_TIMEOUT}): stop the trainer and its readers' long queries, then retry") from None
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", [timeout])
     legacy = ident(plan.legacy_schema)
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(legacy))
     conn.execute(sql.SQL("CREATE TABLE {}.{} (name text PRIMARY KEY, kind text, definition text, owner text, "
@@ -272,6 +306,8 @@ def run(conn, plan: Plan, recreate_views: bool) -> list[tuple]:
         if v.name not in LIVE:
             _create(conn, v)
         _restore_access(conn, v, owned=v.name not in LIVE)
+    for reader in plan.readers:
+        conn.execute("SELECT ml.woe_anchor_grant(reader => %s::regrole)", [reader])
     if plan.hook:
         # the hook runs with its owner's rights: it reads woe_anchor's artifacts and views as a reader
         conn.execute("SELECT ml.woe_anchor_grant(reader => p.proowner::regrole) FROM pg_proc AS p "
@@ -332,6 +368,19 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
     if since and not force:
         raise MigrateError(f"{len(since)} models were fitted since the migration and would be dropped: "
                            f"{', '.join(since)}. Dump them first (pg_dump) and pass --force.")
+    # the trainer's tables serve what was active when they were moved (the import's activation); they
+    # are not written here (their owner's triggers would run as us), so a model activated since would
+    # be switched back without the activation hooks re-certifying it
+    active, imported = conn.execute(
+        "SELECT (SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE is_active), "
+        "(SELECT to_model FROM ml.woe_anchor_activations WHERE reason @> '{\"import\": true}' "
+        "ORDER BY id DESC LIMIT 1)").fetchone()
+    if active is not None and active != imported and not force:
+        raise MigrateError(f"the active model is {active}, but the trainer's tables serve "
+                           f"{imported or 'no model'}, which was active at the migration: rolling back would switch "
+                           "the pipeline's views without re-certifying. Activate "
+                           + (f"{imported} (ml.woe_anchor_activate) first" if imported else "nothing")
+                           + ", or pass --force and re-certify after.")
     saved = conn.execute(sql.SQL("SELECT name, kind, definition, owner, acl, options, comment, depth, indexes "
                                  "FROM {}.{} ORDER BY depth").format(legacy, sql.Identifier(SAVED))).fetchall()
     for name, kind, *_ in sorted(saved, key=lambda r: -r[7]):  # deepest first

@@ -18,8 +18,9 @@ deliberately, and the summary says what was mapped, per model:
 * NULL sums in map rows: NaN, "unknown"; the fit's base rate then comes
   from the registry;
 * cuts rows of folds without map rows (written for empty folds): dropped;
-* NULL dsold thresholds: the ratio defaults and NULL cuts: every vision row
-  present_hi, as the trainer's views read them;
+* NULL dsold thresholds: each its ratio default, a NULL base logit: ln(base
+  rate / (1 - base rate)), and NULL cuts: every vision row present_hi, as
+  the trainer's views read them;
 * a model with no final map rows (an empty training set, NaN base rate):
   not imported, unless it is the one the views served: then nothing is.
 
@@ -90,14 +91,26 @@ def _import(plpy, version, legacy_schema) -> list[tuple]:
                        hint="It writes artifacts and score partitions directly.")
     if legacy_schema is None:
         raise Refusal(errors.NULL_VALUE_NOT_ALLOWED, "legacy_schema must not be NULL")
+    # the tables are read by name in several statements: only a superuser's schema keeps those
+    # names bound to the tables checked (its owner could rename it and put views there instead)
+    if not _rows(plpy, "SELECT woe_anchor_internal.superusers_schema($1) AS ok", ["name"], [legacy_schema])[0]["ok"]:
+        raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                       f"schema {legacy_schema} is not a superuser's: a role that owns it could swap the trainer's "
+                       "tables for views of its own while the import reads them",
+                       hint=f"ALTER SCHEMA {quote_ident(legacy_schema)} OWNER TO a superuser, then import "
+                            "(woe-anchor migrate creates its legacy schema as one).")
     legacy = {t: f"{quote_ident(legacy_schema)}.{quote_ident(t)}" for t in TABLES}
     # messages name the legacy tables as the user knows them
     shown = {legacy[t]: f"{legacy_schema}.{t}" for t in TABLES}
     # every table locked before any is checked, in a mode that also keeps out CREATE INDEX and
-    # CREATE STATISTICS (SHARE would let the owner add an index to a table already checked)
+    # CREATE STATISTICS (SHARE would let the owner add an index to a table already checked); one
+    # missing now could be created, unlocked, before it is read
     for name in legacy.values():
-        if _rows(plpy, "SELECT to_regclass($1) IS NOT NULL AS found", ["text"], [name])[0]["found"]:
-            plpy.execute(f"LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE")
+        if not _rows(plpy, "SELECT to_regclass($1) IS NOT NULL AS found", ["text"], [name])[0]["found"]:
+            raise Refusal(errors.UNDEFINED_TABLE, f"{shown[name]} does not exist",
+                           hint="The trainer's four tables must be in the legacy schema (woe-anchor migrate moves "
+                                "them there).")
+        plpy.execute(f"LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE")
     stamped = {}
     for table, name in legacy.items():
         row = _rows(plpy, _TABLE_SQL, ["text"], [name])
@@ -178,10 +191,16 @@ FROM {scores} AS s JOIN {registry} AS r ON r.model_key = s.model_key WHERE s.mod
                     (counts["unscored"], "score rows with neither logit nor p: not imported")):
         if n:
             notes.append(f"{n} {what}")
-    thresholds = [m[f"dsold_t{i}"] for i in range(1, 5)]
-    if any(t is None for t in thresholds):
-        thresholds = list(RATIO_DEFAULTS)
-        notes.append("NULL dsold thresholds: the ratio defaults, as the trainer's views read them")
+    # the trainer's views read each NULL threshold as its ratio default, and a NULL base logit from the
+    # base rate, unclamped (existing-installation.md 8.1)
+    given = [m[f"dsold_t{i}"] for i in range(1, 5)]
+    thresholds = [d if t is None else t for t, d in zip(given, RATIO_DEFAULTS)]
+    if None in given:
+        missing = ", ".join(f"dsold_t{i}" for i, t in enumerate(given, 1) if t is None)
+        notes.append(f"NULL dsold thresholds ({missing}): the ratio defaults, as the trainer's views read them")
+    if m["base_logit"] is None and m["base_rate"] is not None:
+        notes.append("NULL base logit: ln(base_rate / (1 - base_rate)), as the trainer's views read it"
+                     + ("" if 0 < m["base_rate"] < 1 else " (NaN for this base rate)"))
     row = _rows(plpy, f"""
 INSERT INTO {REGISTRY} (
     model_key, train_cutoff_ts, half_life_days, eps, n_folds, band_schema_version, band_schema,
@@ -189,7 +208,9 @@ INSERT INTO {REGISTRY} (
     slow_threshold_hours, min_duration_hours, oof, weight_ref_ts, dsold_source, n_train_sold, n_learned,
     n_days, n_folds_with_rows, n_scored_oof, source_relation, extension_version, parameters, timings_ms)
 SELECT r.model_key, r.train_cutoff_ts, r.half_life_days, r.eps, r.n_folds, 1, ml.woe_anchor_band_schema(1),
-       r.code_sha256, r.created_at, coalesce(r.base_rate, 'NaN'), coalesce(r.base_logit, 'NaN'), $2, $3, $4, $5,
+       r.code_sha256, r.created_at, coalesce(r.base_rate, 'NaN'),
+       coalesce(r.base_logit, CASE WHEN r.base_rate > 0 AND r.base_rate < 1 THEN ln(r.base_rate / (1 - r.base_rate)) END, 'NaN'),
+       $2, $3, $4, $5,
        {FIT_DEFAULTS['slow_threshold_hours']}, {FIT_DEFAULTS['min_duration_hours']}, coalesce(s.n_oof, 0) > 0,
        r.train_cutoff_ts, 'given', coalesce(s.n, 0), 0, coalesce(s.n_days, 0),
        coalesce(s.n_folds, 0), coalesce(s.n_oof, 0), {quote_literal('imported from ' + registry)}, 'imported',

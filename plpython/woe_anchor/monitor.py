@@ -31,6 +31,8 @@ from .sqlgen import Compiler, float_lit
 SHARE_FLOOR = 1e-4
 # the usual reading of a band's PSI: below 0.1 stable, up to 0.25 moderate, above it major
 READINGS = ((0.1, "stable"), (0.25, "moderate"), (math.inf, "major"))
+# the reading of a band with no rows in the window (or in training): no PSI, no alert
+NO_ROWS = "no rows"
 
 
 def reading(psi: float) -> str:
@@ -86,12 +88,14 @@ GROUP BY GROUPING SETS ({', '.join(f'(r.c{j})' for j in range(len(plan)))})"""):
                   if trained.get((band.name, label), 0) or window.get((i, label), 0)]
         train = [trained.get((band.name, label), 0) for label in labels]
         live = [window.get((i, label), 0) for label in labels]
-        terms = psi_terms(train, live)
-        band_psi = woe.total(terms)
         n_train, n_window = sum(train), sum(live)
+        # with no rows on a side there are no shares to compare: no PSI (the floor alone would read as
+        # a major shift of every band)
+        terms = psi_terms(train, live) if n_train and n_window else [None] * len(labels)
+        band_psi = woe.total(terms) if n_train and n_window else None
         for label, t, w, term in zip(labels, train, live, terms):
             out.append((band.name, label, t, w, t / n_train if n_train else None, w / n_window if n_window else None,
-                        term, band_psi, reading(band_psi), t == 0))
+                        term, band_psi, reading(band_psi) if band_psi is not None else NO_ROWS, t == 0))
     return out
 
 
@@ -211,7 +215,7 @@ def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: fl
     model = load_model(plpy, key)
     now = plpy.execute("SELECT now()::text AS now, (now() - make_interval(secs => %s))::text AS start"
                        % float_lit(window_days * 86400.0))[0]
-    psi = {r[0]: r[7] for r in drift(plpy, source_oid, now["start"], now["now"], model.key)}
+    psi = {r[0]: r[7] for r in drift(plpy, source_oid, now["start"], now["now"], model.key) if r[7] is not None}
     alerts = [("drift", band, value, psi_limit) for band, value in psi.items() if value > psi_limit]
     oof_auc = policy.figure("min_oof_auc", plpy.execute(plpy.prepare(
         f"SELECT oof, oof_auc, insample_auc FROM {REGISTRY} WHERE model_key = $1", ["text"]), [model.key])[0])

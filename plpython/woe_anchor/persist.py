@@ -82,7 +82,7 @@ WHERE c.oid = pg_catalog.to_regclass($1) AND s.role_name = $2 AND s.xact = pg_ca
 
 def persist(plpy, version: str, code_sha256: str, ticket: str, payload_text: str) -> str:
     """Entry point of woe_anchor_internal.persist; returns JSON: the key, the id, and what a replace left on shards."""
-    return errors.reported(plpy, _persist, plpy, version, code_sha256, ticket, json.loads(payload_text))
+    return errors.reported(plpy, _persist, plpy, version, code_sha256, ticket, payload_text)
 
 
 def _one(plpy, sql, types=(), args=()):
@@ -90,13 +90,33 @@ def _one(plpy, sql, types=(), args=()):
     return rows[0] if rows else None
 
 
-def _persist(plpy, version, code_sha256, ticket, p: dict) -> str:
+# the payload's members and their JSON types (what fit.py hands over); "gate" may be absent
+PAYLOAD = {"model_key": (str, type(None)), "replace": bool, "activate": bool, "registry": dict, "thresholds": str,
+           "fits": dict, "maps": dict, "staging": list, "shard_tables": list, "gate": (dict, type(None))}
+
+
+def _payload(text) -> dict:
+    """The fit's payload, refused with a message (never a traceback) unless it has the fit's shape."""
+    try:
+        p = json.loads(text)
+    except (TypeError, ValueError):
+        p = None
+    wrong = (["(not a JSON object)"] if not isinstance(p, dict) else
+             [k for k, kind in PAYLOAD.items() if not isinstance(p.get(k), kind) and (k in p or k != "gate")])
+    if wrong:
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"not a payload of ml.fit_woe_anchor: {', '.join(wrong)}",
+                       hint="Fit with CALL ml.fit_woe_anchor(...); this entry point takes what the fit hands it.")
+    return p
+
+
+def _persist(plpy, version, code_sha256, ticket, payload_text: str) -> str:
     who = _one(plpy, "SELECT woe_anchor_internal.caller($1) AS who", ["uuid"], [ticket])["who"]
+    p = _payload(payload_text)
     registry = p["registry"]
     if set(registry) - set(REPORTED):
         raise Refusal(errors.INVALID_PARAMETER_VALUE, f"unknown registry columns: {sorted(set(registry) - set(REPORTED))}")
     staging = [_staging_table(plpy, name, who) for name in p["staging"]]
-    _check_schema(plpy, registry)
+    _check_schema(plpy, registry, who)
     _check_thresholds(p["thresholds"])
     # short critical section: registry writes serialize, readers never wait
     plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
@@ -243,11 +263,24 @@ def _staging_table(plpy, name: str, who: str) -> tuple[str, str]:
     return found["nspname"], found["relname"]
 
 
-def _check_schema(plpy, registry: dict) -> None:
+def _check_schema(plpy, registry: dict, who: str) -> None:
     """The recorded band schema must be the stored one; its row stays locked until commit, so an
-    edit waits for this model and then sees that a model uses the schema (and refuses)."""
-    plpy.execute(plpy.prepare("SELECT FROM ml.woe_anchor_band_schemas WHERE version = $1 FOR SHARE", ["int"]),
-                 [registry.get("band_schema_version")])
+    edit waits for this model and then sees that a model uses the schema (and refuses).
+
+    A model keeps its schema from changing: only a role that may manage the schema's creator (or
+    any role, for a schema that shipped or that a superuser made) may fit with it, so no trainer
+    freezes another's schema."""
+    row = _one(plpy, """
+SELECT s.created_by, s.created_by IS NULL OR woe_anchor_internal.may_manage($2, s.created_by)
+       OR coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = s.created_by), false) AS ok
+FROM ml.woe_anchor_band_schemas AS s WHERE s.version = $1 FOR SHARE OF s""", ["int", "name"],
+               [registry.get("band_schema_version"), who])
+    if row is not None and not row["ok"]:
+        version = registry.get("band_schema_version")
+        raise Refusal("42501", f"permission denied to fit with band schema {version}: it was created by "
+                               f"{row['created_by']}, and a model would keep it from changing",
+                       hint=f"Copy it and fit with the copy: SELECT ml.woe_anchor_copy_band_schema({version}, "
+                            "<new version>);")
     same = _one(plpy, "SELECT $1::jsonb = ml.woe_anchor_band_schema($2) AS same", ["text", "int"],
                 [registry.get("band_schema"), registry.get("band_schema_version")])["same"]
     if not same:

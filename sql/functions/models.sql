@@ -29,11 +29,14 @@ BEGIN
         previous := set_active.model_key;
         previous_id := replaced_id;
     END IF;
-    -- two statements: the one-active index is checked row by row
+    -- two statements: the one-active index is checked row by row; the log entry is this function's
+    -- (log_direct_activation logs only what bypasses it)
+    PERFORM set_config('woe_anchor.activating', 'on', true);
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = false
     WHERE r.is_active AND r.model_key <> set_active.model_key;
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = true
     WHERE r.model_key = set_active.model_key AND NOT r.is_active;
+    PERFORM set_config('woe_anchor.activating', '', true);
     INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, from_model_id, to_model_id, action, reason)
     VALUES (by_role, previous, set_active.model_key, previous_id, target, action, reason);
 END
@@ -451,6 +454,37 @@ BEGIN
 END
 $$;
 
+-- An activation by UPDATE of is_active (the trainer's way; superusers only) is logged too, so that
+-- rollback and prune know which model served before: the model deactivated earlier in the same
+-- transaction, if any.
+CREATE FUNCTION woe_anchor_internal.log_direct_activation() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    previous bigint;
+BEGIN
+    IF coalesce(current_setting('woe_anchor.activating', true), '') = 'on' THEN
+        RETURN NULL;
+    END IF;
+    IF OLD.is_active AND NOT NEW.is_active THEN
+        PERFORM set_config('woe_anchor.deactivated', OLD.model_id::text, true);
+    ELSIF NEW.is_active AND NOT OLD.is_active THEN
+        previous := nullif(current_setting('woe_anchor.deactivated', true), '')::bigint;
+        INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, from_model_id, to_model_id, action,
+                                               reason)
+        VALUES (current_user, (SELECT r.model_key FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_id = previous),
+                NEW.model_key, previous, NEW.model_id, 'activate', '{"direct_update": true}');
+        PERFORM set_config('woe_anchor.deactivated', '', true);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER woe_anchor_log_direct_activation
+    AFTER UPDATE OF is_active ON ml.woe_anchor_model_registry_v1
+    FOR EACH ROW WHEN (NEW.is_active IS DISTINCT FROM OLD.is_active)
+    EXECUTE FUNCTION woe_anchor_internal.log_direct_activation();
 CREATE TRIGGER woe_anchor_registry_immutable
     BEFORE UPDATE OR DELETE ON ml.woe_anchor_model_registry_v1
     FOR EACH ROW EXECUTE FUNCTION woe_anchor_internal.artifact_guard();
@@ -473,6 +507,8 @@ CREATE TRIGGER woe_anchor_scores_no_truncate
     BEFORE TRUNCATE ON ml.woe_anchor_scores_v1
     FOR EACH STATEMENT EXECUTE FUNCTION woe_anchor_internal.artifact_guard();
 
+COMMENT ON FUNCTION woe_anchor_internal.log_direct_activation() IS
+    'woe_anchor internal: logs an activation made by UPDATE of is_active (who, from which model)';
 COMMENT ON FUNCTION woe_anchor_internal.artifact_guard() IS
     'woe_anchor internal: a fitted model''s artifacts do not change (activation aside)';
 

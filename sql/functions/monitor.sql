@@ -77,7 +77,10 @@ return woe_anchor.errors.reported(plpy, woe_anchor.monitor.monitor, plpy, source
 $woe_anchor_py$;
 
 -- SECURITY DEFINER: records what a monitor run measured (the caller's figures, attributed to it),
--- and sends its alerts to `channel` (NOTIFY, delivered at commit).
+-- for a model the caller may manage: the figures are the caller's claim, so no role writes the
+-- history or the alerts of another's model. Its alerts go to `channel` (NOTIFY, delivered at
+-- commit) as their ids: any role that can connect may LISTEN, so the figures stay in
+-- ml.woe_anchor_alerts, for the roles that may read it.
 CREATE FUNCTION woe_anchor_internal.record_monitoring(ticket uuid, run jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -86,7 +89,15 @@ AS $$
 DECLARE
     who name := woe_anchor_internal.caller(ticket);
     model text := run ->> 'model_key';
+    owner name;
+    alert_ids bigint[];
 BEGIN
+    SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = model FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no model %', quote_literal(model)
+            USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
+    END IF;
+    PERFORM woe_anchor_internal.require_manage(who, owner, 'record the monitoring of', model);
     INSERT INTO ml.woe_anchor_realized AS h (model_key, week, n_rows, n_slow21, auc, logloss, mean_p, observed_rate,
                                              recorded_by)
     SELECT model, w.week, w.rows, w.slow21_rows, w.auc, w.logloss, w.mean_p, w.observed_rate, who
@@ -98,11 +109,14 @@ BEGIN
     INSERT INTO ml.woe_anchor_psi (model_key, at, window_days, band_name, psi, recorded_by)
     SELECT model, now(), (run ->> 'window_days')::float8, b.key, (b.value #>> '{}')::float8, who
     FROM jsonb_each(run -> 'psi') AS b;
-    INSERT INTO ml.woe_anchor_alerts (by_role, model_key, kind, subject, value, threshold)
-    SELECT who, model, a.kind, a.subject, a.value, a.threshold
-    FROM jsonb_to_recordset(run -> 'alerts') AS a (kind text, subject text, value float8, threshold float8);
-    IF run ->> 'channel' IS NOT NULL AND jsonb_array_length(run -> 'alerts') > 0 THEN
-        PERFORM pg_notify(run ->> 'channel', jsonb_build_object('model_key', model, 'alerts', run -> 'alerts')::text);
+    WITH raised AS (
+        INSERT INTO ml.woe_anchor_alerts (by_role, model_key, kind, subject, value, threshold)
+        SELECT who, model, a.kind, a.subject, a.value, a.threshold
+        FROM jsonb_to_recordset(run -> 'alerts') AS a (kind text, subject text, value float8, threshold float8)
+        RETURNING id)
+    SELECT array_agg(raised.id ORDER BY raised.id) INTO alert_ids FROM raised;
+    IF run ->> 'channel' IS NOT NULL AND alert_ids IS NOT NULL THEN
+        PERFORM pg_notify(run ->> 'channel', jsonb_build_object('alert_ids', alert_ids)::text);
     END IF;
 END
 $$;
@@ -112,7 +126,8 @@ $$;
 -- (recorded in ml.woe_anchor_realized; an alert per week of at least `min_rows` settled rows whose
 -- AUC falls more than `auc_drop` below the model's OOF AUC); each band's PSI is recorded in
 -- ml.woe_anchor_psi. Alerts go to ml.woe_anchor_alerts and,
--- at commit, to NOTIFY `channel` (NULL: none). Returns them. Schedule it with pg_cron.
+-- at commit, their ids to NOTIFY `channel` (NULL: none). Returns them. Records only for a model
+-- the caller may manage. Schedule it with pg_cron.
 CREATE FUNCTION ml.woe_anchor_monitor(source regclass, model_key text DEFAULT NULL, window_days float8 DEFAULT 7,
                                       psi_limit float8 DEFAULT 0.25, auc_drop float8 DEFAULT 0.05,
                                       min_rows int DEFAULT 200, channel text DEFAULT 'woe_anchor')
