@@ -370,9 +370,10 @@ def test_one_trainer_cannot_drop_replace_or_block_anothers_models(cast):
     conn.execute("SELECT ml.woe_anchor_drop_model('sec_keep_active')")
 
 
-def test_one_trainer_cannot_freeze_anothers_band_schema_or_write_its_monitoring(cast):
-    """A model keeps its band schema from changing, and a monitor run's figures are its caller's claim:
-    neither may be another trainer's to set for a model or schema that is not its own."""
+def test_one_trainer_cannot_freeze_anothers_band_schema_or_overwrite_its_monitoring(cast):
+    """A model keeps its band schema from changing: no trainer fits with another's. Any trainer may
+    monitor any model (the active one is often another's), but what it records is its own claim: it
+    replaces no week another role recorded, and the model's owner replaces what it recorded."""
     conn = cast
     version = 70 + SUFFIX % 1000
     with as_role(conn, TRAINER):
@@ -382,29 +383,43 @@ def test_one_trainer_cannot_freeze_anothers_band_schema_or_write_its_monitoring(
         mine = fit(conn, "sec_src", model_key="sec_t_watched", activate=False, cutoff=cutoff)
         conn.execute("SELECT * FROM ml.woe_anchor_monitor('sec_src', %s, window_days => 3650, channel => NULL)",
                      [mine]).fetchall()
-    history = "SELECT week, n_rows, auc, recorded_by FROM ml.woe_anchor_realized WHERE model_key = %s ORDER BY week"
+    history = ("SELECT week::text, n_rows, auc, recorded_by FROM ml.woe_anchor_realized WHERE model_key = %s "
+               "ORDER BY week")
     recorded = conn.execute(history, [mine]).fetchall()
     assert recorded and {r[3] for r in recorded} == {TRAINER}
+    fake_week = "2030-01-07"
+    forged = {"model_key": mine, "channel": None, "window_days": 7, "psi": {"dsold": 9.9},
+              "weeks": [{"week": week, "rows": 1, "slow21_rows": 1, "auc": 0.01, "logloss": 9.0, "mean_p": 0.5,
+                         "observed_rate": 1.0} for week in (recorded[0][0], fake_week)],
+              "alerts": [{"kind": "drift", "subject": "forged", "value": 9.9, "threshold": 0.25}]}
+    record = "SELECT woe_anchor_internal.record_monitoring(woe_anchor_internal.ticket(), %s::jsonb)"
     with as_role(conn, OTHER):
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"band schema {version}: it was created by"):
             fit(conn, "sec_src", model_key="sec_t2_on_theirs", band_schema_version=version, activate=False)
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="fitted by"):
-            conn.execute("SELECT * FROM ml.woe_anchor_monitor('sec_src', %s, window_days => 3650)", [mine])
-        forged = {"model_key": mine, "channel": None, "window_days": 7, "psi": {"dsold": 9.9},
-                  "weeks": [{"week": str(recorded[0][0]), "rows": 1, "slow21_rows": 1, "auc": 0.01, "logloss": 9.0,
-                             "mean_p": 0.5, "observed_rate": 1.0}],
-                  "alerts": [{"kind": "drift", "subject": "forged", "value": 9.9, "threshold": 0.25}]}
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="fitted by"):
-            conn.execute("SELECT woe_anchor_internal.record_monitoring(woe_anchor_internal.ticket(), %s::jsonb)",
-                         [json.dumps(forged)])
-    assert conn.execute(history, [mine]).fetchall() == recorded
-    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_alerts WHERE by_role = %s", [OTHER]).fetchone()[0] == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"band schema {version}: it was created by"):
+            conn.execute("SELECT ml.schedule_woe_anchor_fit('sec_on_theirs', '0 3 * * *', 'sec_src', "
+                         "band_schema_version => %s)", [version])
+        # the persist entry point itself, handed a model of that schema
+        payload = forged_payload(conn, [])
+        payload["registry"]["band_schema_version"] = version
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"band schema {version}: it was created by"):
+            conn.execute("SELECT woe_anchor_internal.persist(woe_anchor_internal.ticket(), %s)", [json.dumps(payload)])
+        conn.execute("SELECT * FROM ml.woe_anchor_monitor('sec_src', %s, window_days => 3650, channel => NULL)",
+                     [mine]).fetchall()
+        conn.execute(record, [json.dumps(forged)])
+    now = conn.execute(history, [mine]).fetchall()
+    assert now[:-1] == recorded and now[-1] == (fake_week, 1, 0.01, OTHER), "the owner's weeks stay"
+    assert conn.execute("SELECT by_role FROM ml.woe_anchor_alerts WHERE subject = 'forged'").fetchall() == [(OTHER,)]
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1 WHERE band_schema_version = %s",
                         [version]).fetchone()[0] == 0
     with as_role(conn, TRAINER):
+        conn.execute(record, [json.dumps(dict(forged, weeks=[dict(forged["weeks"][1], auc=0.5)], alerts=[]))])
+        assert conn.execute(history, [mine]).fetchall()[-1] == (fake_week, 1, 0.5, TRAINER), "the owner replaces it"
         conn.execute("SELECT ml.woe_anchor_drop_band(%s, 'sale')", [version])  # still the trainer's to change
         # the persist entry point, called with what is not a fit's payload: a plain refusal
-        for payload in ("not json", "[]", '{"registry": 5}'):
+        good = forged_payload(conn, [])
+        for payload in ("not json", "[]", '{"registry": 5}', json.dumps(dict(good, staging=[5])),
+                        json.dumps(dict(good, registry=dict(good["registry"], band_schema_version="x")))):
             with pytest.raises(psycopg.errors.InvalidParameterValue, match="not a payload of ml.fit_woe_anchor"):
                 conn.execute("SELECT woe_anchor_internal.persist(woe_anchor_internal.ticket(), %s)", [payload])
 
@@ -646,7 +661,9 @@ def test_a_hook_leaves_nothing_behind_in_the_session_that_activates(cast):
               # a deferred trigger fires at commit as whoever commits: the administrator
               "defers": f"INSERT INTO {TSCHEMA}.later VALUES (1)",
               # a setting nothing defines (a placeholder) is not in pg_settings: this one lifts the artifact guard
-              "unguards": "SET woe_anchor.artifact_write = on"}
+              "unguards": "SET woe_anchor.artifact_write = on",
+              # what the activation log records as the model that served before a direct activation
+              "forges_the_log": "PERFORM set_config('woe_anchor.deactivated', '1', false)"}
     with as_role(conn, TRAINER):
         conn.execute(f"CREATE TABLE {TSCHEMA}.later (x int)")
         conn.execute(f"CREATE FUNCTION {TSCHEMA}.at_commit() RETURNS trigger LANGUAGE plpgsql AS "

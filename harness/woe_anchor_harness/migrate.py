@@ -247,9 +247,10 @@ def describe(plan: Plan) -> str:
         out.append("functions that name the trainer's tables now read woe_anchor's tables of the same names: "
                    + ", ".join(plan.functions))
     if plan.readers:
-        out.append(f"roles that read the replaced views become woe_anchor readers (ml.woe_anchor_grant): "
-                   f"{', '.join(plan.readers)}; the live views read their source with their reader's rights: "
-                   "grant them SELECT on the source if they lack it")
+        out.append(f"roles that read the replaced views become woe_anchor readers (ml.woe_anchor_grant: they may "
+                   f"then read every model's artifacts and the monitoring tables): {', '.join(plan.readers)}; the "
+                   "live views read their source with their reader's rights: grant them SELECT on the source if "
+                   "they lack it")
     if plan.public:
         out.append("PUBLIC could read a replaced view: woe_anchor's live views need a reader's rights "
                    "(ml.woe_anchor_grant(reader => ...) for each role that reads them)")
@@ -375,12 +376,12 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
         "SELECT (SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE is_active), "
         "(SELECT to_model FROM ml.woe_anchor_activations WHERE reason @> '{\"import\": true}' "
         "ORDER BY id DESC LIMIT 1)").fetchone()
-    if active is not None and active != imported and not force:
-        raise MigrateError(f"the active model is {active}, but the trainer's tables serve "
-                           f"{imported or 'no model'}, which was active at the migration: rolling back would switch "
-                           "the pipeline's views without re-certifying. Activate "
-                           + (f"{imported} (ml.woe_anchor_activate) first" if imported else "nothing")
-                           + ", or pass --force and re-certify after.")
+    if active != imported and not force:
+        raise MigrateError(f"the active model is {active or 'none'}, but the trainer's tables serve "
+                           f"{imported or 'no model'}, as at the migration: rolling back would switch the pipeline's "
+                           "views without re-certifying. "
+                           + (f"Activate {imported} (ml.woe_anchor_activate) first, or pass" if imported and active
+                              else "Pass") + " --force and re-certify after.")
     saved = conn.execute(sql.SQL("SELECT name, kind, definition, owner, acl, options, comment, depth, indexes "
                                  "FROM {}.{} ORDER BY depth").format(legacy, sql.Identifier(SAVED))).fetchall()
     for name, kind, *_ in sorted(saved, key=lambda r: -r[7]):  # deepest first

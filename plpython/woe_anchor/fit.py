@@ -148,6 +148,9 @@ def _fit(plpy, version, code_sha256, p) -> str:
     if p["half_life_days"] is not None and p["half_life_days"] <= 0:
         plpy.warning(f"half_life_days => {p['half_life_days']:g}: no time decay (every weight 1), as with NULL")
     schema_doc, schema = schemas.load(plpy, p["band_schema_version"])
+    if p["persist"]:  # a model would freeze the schema: refused again, as the ticket's role, when persisted
+        plpy.execute(plpy.prepare("SELECT woe_anchor_internal.require_fittable(current_user, $1)", ["int"]),
+                     [p["band_schema_version"]])
     if p["dsold_thresholds"] is not None and not any(
             isinstance(r, bands.ScaleRule) and r.parameter for r in schema.learning):
         raise Refusal(errors.INVALID_PARAMETER_VALUE,

@@ -132,17 +132,21 @@ SELECT r.*, EXISTS (SELECT FROM {maps} AS m WHERE m.model_key = r.model_key AND 
 FROM {registry} AS r ORDER BY r.created_at, r.model_key""")
     summary = []
     for m in models:
-        if not m["has_map"]:
+        thresholds = _thresholds(m)
+        unmappable = (f"no final map rows in {shown[maps]} (an empty training set, base rate NaN)"
+                      if not m["has_map"] else
+                      f"dsold thresholds {thresholds} out of order, once each NULL one reads as its ratio default"
+                      if thresholds != sorted(thresholds) else None)
+        if unmappable:
             if served and m["model_key"] == served[0]["model_key"]:
                 raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
-                               f"legacy model {m['model_key']!r} ({shown[registry]}) is the active one, and it has no "
-                               f"final map rows ({shown[maps]}): the trainer's views serve NaN for it",
+                               f"legacy model {m['model_key']!r} ({shown[registry]}) is the active one, and it has "
+                               f"{unmappable}: woe_anchor cannot serve it as the trainer's views do",
                                hint="Activate another of the trainer's models first (UPDATE its is_active), then "
                                     "migrate.")
-            summary.append((m["model_key"], "skipped", f"no final map rows in {shown[maps]} (an empty training set, "
-                                                       "base rate NaN): not imported, kept in the legacy schema"))
+            summary.append((m["model_key"], "skipped", f"{unmappable}: not imported, kept in the legacy schema"))
             continue
-        notes = _import_model(plpy, m, legacy, stamped)
+        notes = _import_model(plpy, m, legacy, stamped, thresholds)
         summary.append((m["model_key"], "imported", "; ".join(notes) or None))
     if served:
         plpy.execute(plpy.prepare("SELECT woe_anchor_internal.set_active($1, current_user, 'activate', "
@@ -171,7 +175,13 @@ def _refuse_unmappable(plpy, registry, cuts, maps, shown: dict) -> None:
                            hint="The trainer's script 01 indexes prevent this; delete the extra rows, then migrate.")
 
 
-def _import_model(plpy, m: dict, legacy: dict, stamped: dict) -> list[str]:
+def _thresholds(m: dict) -> list[float]:
+    """The dsold thresholds the trainer's views read for a legacy model: each NULL its ratio default
+    (existing-installation.md 8.1)."""
+    return [d if m[f"dsold_t{i}"] is None else m[f"dsold_t{i}"] for i, d in enumerate(RATIO_DEFAULTS, 1)]
+
+
+def _import_model(plpy, m: dict, legacy: dict, stamped: dict, thresholds: list[float]) -> list[str]:
     """One legacy model's registry row, maps, cuts and scores; returns what was mapped."""
     registry, cuts, maps, scores = (legacy[t] for t in TABLES)
     key, notes = m["model_key"], []
@@ -191,12 +201,10 @@ FROM {scores} AS s JOIN {registry} AS r ON r.model_key = s.model_key WHERE s.mod
                     (counts["unscored"], "score rows with neither logit nor p: not imported")):
         if n:
             notes.append(f"{n} {what}")
-    # the trainer's views read each NULL threshold as its ratio default, and a NULL base logit from the
-    # base rate, unclamped (existing-installation.md 8.1)
-    given = [m[f"dsold_t{i}"] for i in range(1, 5)]
-    thresholds = [d if t is None else t for t, d in zip(given, RATIO_DEFAULTS)]
-    if None in given:
-        missing = ", ".join(f"dsold_t{i}" for i, t in enumerate(given, 1) if t is None)
+    # the trainer's views read each NULL threshold as its ratio default (``_thresholds``), and a NULL
+    # base logit from the base rate, unclamped (existing-installation.md 8.1)
+    missing = ", ".join(f"dsold_t{i}" for i in range(1, 5) if m[f"dsold_t{i}"] is None)
+    if missing:
         notes.append(f"NULL dsold thresholds ({missing}): the ratio defaults, as the trainer's views read them")
     if m["base_logit"] is None and m["base_rate"] is not None:
         notes.append("NULL base logit: ln(base_rate / (1 - base_rate)), as the trainer's views read it"

@@ -215,8 +215,11 @@ def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: fl
     model = load_model(plpy, key)
     now = plpy.execute("SELECT now()::text AS now, (now() - make_interval(secs => %s))::text AS start"
                        % float_lit(window_days * 86400.0))[0]
-    psi = {r[0]: r[7] for r in drift(plpy, source_oid, now["start"], now["now"], model.key) if r[7] is not None}
+    bands_now = drift(plpy, source_oid, now["start"], now["now"], model.key)
+    psi = {r[0]: r[7] for r in bands_now if r[7] is not None}
     alerts = [("drift", band, value, psi_limit) for band, value in psi.items() if value > psi_limit]
+    if not any(r[3] for r in bands_now):  # not one listing in the window: no drift to measure, a feed to check
+        alerts.append(("no_rows", f"t0 in the last {window_days:g} days", 0.0, None))
     oof_auc = policy.figure("min_oof_auc", plpy.execute(plpy.prepare(
         f"SELECT oof, oof_auc, insample_auc FROM {REGISTRY} WHERE model_key = $1", ["text"]), [model.key])[0])
     weeks = realized(plpy, source_oid, model.key, None)

@@ -103,6 +103,11 @@ def _payload(text) -> dict:
         p = None
     wrong = (["(not a JSON object)"] if not isinstance(p, dict) else
              [k for k, kind in PAYLOAD.items() if not isinstance(p.get(k), kind) and (k in p or k != "gate")])
+    if not wrong:
+        version = p["registry"].get("band_schema_version")
+        wrong = ([] if all(isinstance(t, str) for t in p["staging"]) else ["staging"]) \
+            + ([] if all(isinstance(t, dict) for t in p["shard_tables"]) else ["shard_tables"]) \
+            + ([] if isinstance(version, int) and not isinstance(version, bool) else ["band_schema_version"])
     if wrong:
         raise Refusal(errors.INVALID_PARAMETER_VALUE, f"not a payload of ml.fit_woe_anchor: {', '.join(wrong)}",
                        hint="Fit with CALL ml.fit_woe_anchor(...); this entry point takes what the fit hands it.")
@@ -265,22 +270,12 @@ def _staging_table(plpy, name: str, who: str) -> tuple[str, str]:
 
 def _check_schema(plpy, registry: dict, who: str) -> None:
     """The recorded band schema must be the stored one; its row stays locked until commit, so an
-    edit waits for this model and then sees that a model uses the schema (and refuses).
-
-    A model keeps its schema from changing: only a role that may manage the schema's creator (or
-    any role, for a schema that shipped or that a superuser made) may fit with it, so no trainer
-    freezes another's schema."""
-    row = _one(plpy, """
-SELECT s.created_by, s.created_by IS NULL OR woe_anchor_internal.may_manage($2, s.created_by)
-       OR coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = s.created_by), false) AS ok
-FROM ml.woe_anchor_band_schemas AS s WHERE s.version = $1 FOR SHARE OF s""", ["int", "name"],
-               [registry.get("band_schema_version"), who])
-    if row is not None and not row["ok"]:
-        version = registry.get("band_schema_version")
-        raise Refusal("42501", f"permission denied to fit with band schema {version}: it was created by "
-                               f"{row['created_by']}, and a model would keep it from changing",
-                       hint=f"Copy it and fit with the copy: SELECT ml.woe_anchor_copy_band_schema({version}, "
-                            "<new version>);")
+    edit waits for this model and then sees that a model uses the schema (and refuses). And the
+    caller must be one who may fit with it (woe_anchor_internal.require_fittable)."""
+    plpy.execute(plpy.prepare("SELECT FROM ml.woe_anchor_band_schemas WHERE version = $1 FOR SHARE", ["int"]),
+                 [registry.get("band_schema_version")])
+    plpy.execute(plpy.prepare("SELECT woe_anchor_internal.require_fittable($1, $2)", ["name", "int"]),
+                 [who, registry.get("band_schema_version")])
     same = _one(plpy, "SELECT $1::jsonb = ml.woe_anchor_band_schema($2) AS same", ["text", "int"],
                 [registry.get("band_schema"), registry.get("band_schema_version")])["same"]
     if not same:

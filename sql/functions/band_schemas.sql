@@ -89,6 +89,28 @@ CREATE TRIGGER woe_anchor_bands_no_truncate
     BEFORE TRUNCATE ON ml.woe_anchor_bands
     FOR EACH STATEMENT EXECUTE FUNCTION woe_anchor_internal.band_schema_guard('schema_version');
 
+-- A model keeps its band schema from changing (band_schema_guard): a role fits only with schema 1,
+-- a superuser's schema, or one whose creator it may manage, so no trainer freezes another's.
+-- Checked where a fit starts, where one is scheduled, and where a model is persisted.
+CREATE FUNCTION woe_anchor_internal.require_fittable(who name, version int) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner name;
+BEGIN
+    SELECT s.created_by INTO owner FROM ml.woe_anchor_band_schemas AS s WHERE s.version = require_fittable.version;
+    IF FOUND AND version <> 1 AND NOT woe_anchor_internal.may_manage(who, owner)
+       AND NOT coalesce((SELECT r.rolsuper FROM pg_roles AS r WHERE r.rolname = owner), false) THEN
+        RAISE EXCEPTION 'permission denied to fit with band schema %: it was created by %, and a model would keep it '
+                        'from changing', version, owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Copy it and fit with the copy: SELECT ml.woe_anchor_copy_band_schema(%s, <new version>);',
+                                version);
+    END IF;
+END
+$$;
+
 -- Band-schema edits for a ticket's role. SECURITY DEFINER: trainers hold no DML on the band
 -- tables (with it they could lock the tables every fit reads). A schema is its creator's to edit
 -- (or a member's, or a superuser's); the guard trigger above still keeps schema 1 and the schemas
@@ -237,6 +259,8 @@ END
 $$;
 
 COMMENT ON FUNCTION ml.woe_anchor_band_schema(int) IS 'A band schema as one JSON document (schema row and bands)';
+COMMENT ON FUNCTION woe_anchor_internal.require_fittable(name, int) IS
+    'woe_anchor internal: refuses a fit with a band schema another role made (a model would freeze it)';
 COMMENT ON FUNCTION woe_anchor_internal.band_schema_guard() IS 'woe_anchor internal: keeps built-in and used band schemas unchanged';
 COMMENT ON FUNCTION woe_anchor_internal.edit_band_schema(uuid, int, text, text, jsonb) IS
     'woe_anchor internal: a band-schema edit for the role of a ticket';

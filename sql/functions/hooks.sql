@@ -37,8 +37,9 @@ $$;
 -- cursors, channels, advisory locks, dblink connections, deferred triggers (seen through this
 -- transaction's row counts, so the runner needs track_counts on).
 -- Settings: those not at their defaults (a library a hook loads defines settings of its own, at
--- their defaults: no change), with the extension's own (woe_anchor.artifact_write, reader; '' when
--- unset): a setting nothing has defined is a placeholder, which pg_settings does not list. The
+-- their defaults: no change), with the extension's own (woe_anchor.artifact_write, reader, and
+-- deactivated, which says what the activation log records; '' when unset): a
+-- setting nothing has defined is a placeholder, which pg_settings does not list. The
 -- caller passes search_path as it reads it: in here, this function's own SET clause would hide a
 -- changed one.
 CREATE FUNCTION woe_anchor_internal.session_state(search_path text) RETURNS jsonb
@@ -53,10 +54,10 @@ BEGIN
     SELECT jsonb_build_object(
         'settings', (SELECT coalesce(jsonb_object_agg(s.name, s.setting), '{}') FROM pg_settings AS s
                      WHERE s.source <> 'default')
-                    || jsonb_build_object(
-                           'search_path', session_state.search_path,
-                           'woe_anchor.artifact_write', coalesce(current_setting('woe_anchor.artifact_write', true), ''),
-                           'woe_anchor.reader', coalesce(current_setting('woe_anchor.reader', true), '')),
+                    || jsonb_build_object('search_path', session_state.search_path)
+                    || (SELECT jsonb_object_agg(g, coalesce(current_setting(g, true), ''))
+                        FROM unnest(ARRAY['woe_anchor.artifact_write', 'woe_anchor.reader', 'woe_anchor.deactivated'])
+                             AS g),
         'temporary', (SELECT jsonb_agg(o ORDER BY o) FROM (
                           SELECT 'c' || c.oid FROM pg_class AS c WHERE c.relnamespace = pg_my_temp_schema()
                           UNION ALL SELECT 'p' || p.oid FROM pg_proc AS p WHERE p.pronamespace = pg_my_temp_schema()

@@ -29,16 +29,14 @@ BEGIN
         previous := set_active.model_key;
         previous_id := replaced_id;
     END IF;
-    -- two statements: the one-active index is checked row by row; the log entry is this function's
-    -- (log_direct_activation logs only what bypasses it)
-    PERFORM set_config('woe_anchor.activating', 'on', true);
+    -- logged first: log_direct_activation then sees that this activation is logged already
+    INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, from_model_id, to_model_id, action, reason)
+    VALUES (by_role, previous, set_active.model_key, previous_id, target, action, reason);
+    -- two statements: the one-active index is checked row by row
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = false
     WHERE r.is_active AND r.model_key <> set_active.model_key;
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = true
     WHERE r.model_key = set_active.model_key AND NOT r.is_active;
-    PERFORM set_config('woe_anchor.activating', '', true);
-    INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, from_model_id, to_model_id, action, reason)
-    VALUES (by_role, previous, set_active.model_key, previous_id, target, action, reason);
 END
 $$;
 
@@ -456,7 +454,8 @@ $$;
 
 -- An activation by UPDATE of is_active (the trainer's way; superusers only) is logged too, so that
 -- rollback and prune know which model served before: the model deactivated earlier in the same
--- transaction, if any.
+-- transaction (woe_anchor.deactivated, which an activation hook may not change), if any.
+-- set_active's activations are logged already: the newest entry, of this transaction, names it.
 CREATE FUNCTION woe_anchor_internal.log_direct_activation() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -464,12 +463,15 @@ AS $$
 DECLARE
     previous bigint;
 BEGIN
-    IF coalesce(current_setting('woe_anchor.activating', true), '') = 'on' THEN
-        RETURN NULL;
-    END IF;
     IF OLD.is_active AND NOT NEW.is_active THEN
         PERFORM set_config('woe_anchor.deactivated', OLD.model_id::text, true);
     ELSIF NEW.is_active AND NOT OLD.is_active THEN
+        IF EXISTS (SELECT FROM ml.woe_anchor_activations AS a
+                   WHERE a.id = (SELECT max(b.id) FROM ml.woe_anchor_activations AS b)
+                     AND a.to_model_id = NEW.model_id AND a.at = now()) THEN
+            PERFORM set_config('woe_anchor.deactivated', '', true);
+            RETURN NULL;
+        END IF;
         previous := nullif(current_setting('woe_anchor.deactivated', true), '')::bigint;
         INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, from_model_id, to_model_id, action,
                                                reason)

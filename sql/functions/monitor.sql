@@ -76,9 +76,10 @@ return woe_anchor.errors.reported(plpy, woe_anchor.monitor.monitor, plpy, source
                                   auc_drop, min_rows, channel)
 $woe_anchor_py$;
 
--- SECURITY DEFINER: records what a monitor run measured (the caller's figures, attributed to it),
--- for a model the caller may manage: the figures are the caller's claim, so no role writes the
--- history or the alerts of another's model. Its alerts go to `channel` (NOTIFY, delivered at
+-- SECURITY DEFINER: records what a monitor run measured (the caller's figures, attributed to it).
+-- Any trainer may monitor any model (the active one is often another role's), but the figures are
+-- its caller's claim: a week another role recorded is replaced only by that role, a role that may
+-- manage it, or one that may manage the model. Its alerts go to `channel` (NOTIFY, delivered at
 -- commit) as their ids: any role that can connect may LISTEN, so the figures stay in
 -- ml.woe_anchor_alerts, for the roles that may read it.
 CREATE FUNCTION woe_anchor_internal.record_monitoring(ticket uuid, run jsonb)
@@ -90,14 +91,15 @@ DECLARE
     who name := woe_anchor_internal.caller(ticket);
     model text := run ->> 'model_key';
     owner name;
+    manages boolean;
     alert_ids bigint[];
 BEGIN
-    SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = model FOR SHARE;
+    SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = model FOR KEY SHARE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no model %', quote_literal(model)
             USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
     END IF;
-    PERFORM woe_anchor_internal.require_manage(who, owner, 'record the monitoring of', model);
+    manages := woe_anchor_internal.may_manage(who, owner);
     INSERT INTO ml.woe_anchor_realized AS h (model_key, week, n_rows, n_slow21, auc, logloss, mean_p, observed_rate,
                                              recorded_by)
     SELECT model, w.week, w.rows, w.slow21_rows, w.auc, w.logloss, w.mean_p, w.observed_rate, who
@@ -105,7 +107,8 @@ BEGIN
                                                   logloss float8, mean_p float8, observed_rate float8)
     ON CONFLICT (model_key, week) DO UPDATE SET n_rows = EXCLUDED.n_rows, n_slow21 = EXCLUDED.n_slow21,
         auc = EXCLUDED.auc, logloss = EXCLUDED.logloss, mean_p = EXCLUDED.mean_p,
-        observed_rate = EXCLUDED.observed_rate, recorded_by = who, recorded_at = now();
+        observed_rate = EXCLUDED.observed_rate, recorded_by = who, recorded_at = now()
+    WHERE manages OR h.recorded_by = who OR woe_anchor_internal.may_manage(who, h.recorded_by);
     INSERT INTO ml.woe_anchor_psi (model_key, at, window_days, band_name, psi, recorded_by)
     SELECT model, now(), (run ->> 'window_days')::float8, b.key, (b.value #>> '{}')::float8, who
     FROM jsonb_each(run -> 'psi') AS b;
@@ -126,8 +129,9 @@ $$;
 -- (recorded in ml.woe_anchor_realized; an alert per week of at least `min_rows` settled rows whose
 -- AUC falls more than `auc_drop` below the model's OOF AUC); each band's PSI is recorded in
 -- ml.woe_anchor_psi. Alerts go to ml.woe_anchor_alerts and,
--- at commit, their ids to NOTIFY `channel` (NULL: none). Returns them. Records only for a model
--- the caller may manage. Schedule it with pg_cron.
+-- at commit, their ids to NOTIFY `channel` (NULL: none). Returns them. What it records is the
+-- caller's: it replaces no week another role recorded unless the caller may manage that role or the
+-- model. Schedule it with pg_cron.
 CREATE FUNCTION ml.woe_anchor_monitor(source regclass, model_key text DEFAULT NULL, window_days float8 DEFAULT 7,
                                       psi_limit float8 DEFAULT 0.25, auc_drop float8 DEFAULT 0.05,
                                       min_rows int DEFAULT 200, channel text DEFAULT 'woe_anchor')

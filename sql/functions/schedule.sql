@@ -68,6 +68,7 @@ BEGIN
     IF job_name IS NULL OR schedule IS NULL OR source IS NULL THEN
         RAISE EXCEPTION 'job_name, schedule and source must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM woe_anchor_internal.require_fittable(who, band_schema_version);
     SELECT format('%I.%I', n.nspname, c.relname) INTO relation
     FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE c.oid = source;
     command := format('CALL ml.fit_woe_anchor(source => %L::regclass, n_folds => %L::int, '

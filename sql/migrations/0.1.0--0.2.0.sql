@@ -117,13 +117,13 @@ CREATE TABLE ml.woe_anchor_alerts (
     at         timestamptz NOT NULL DEFAULT now(),
     by_role    name NOT NULL,
     model_key  text NOT NULL,
-    kind       text NOT NULL CHECK (kind IN ('drift', 'realized_auc')),
+    kind       text NOT NULL CHECK (kind IN ('drift', 'realized_auc', 'no_rows')),
     subject    text NOT NULL,
     value      float8,
     threshold  float8
 );
 COMMENT ON TABLE ml.woe_anchor_alerts IS
-    'woe_anchor: alerts of ml.woe_anchor_monitor (kind drift: a band''s PSI; realized_auc: a week''s AUC)';
+    'woe_anchor: alerts of ml.woe_anchor_monitor (kind drift: a band''s PSI; realized_auc: a week''s AUC; no_rows: an empty drift window)';
 SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_alerts', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('ml.woe_anchor_alerts', 'id'), '');
 
