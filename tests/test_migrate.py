@@ -261,6 +261,10 @@ def test_a_function_bound_to_the_trainers_tables_blocks_and_a_null_base_logit_re
                   "ORDER BY created_at DESC LIMIT 1; END")
         rate = t.execute("UPDATE ml.woe_anchor_model_registry_v1 SET base_logit = NULL WHERE model_key = 'legacy_new' "
                          "RETURNING base_rate").fetchone()[0]
+        # a NULL threshold reads as its own default: here out of order with the others, which woe_anchor
+        # cannot hold
+        t.execute("UPDATE ml.woe_anchor_model_registry_v1 SET dsold_t1 = NULL, dsold_t2 = -0.2, dsold_t3 = 0, "
+                  "dsold_t4 = 0.1 WHERE model_key = 'legacy_old'")
         legacy.recertify(t)
         before = t.execute(f"SELECT generation, listing_id, t0, woe_logit FROM {legacy.TRAIN_VIEW} "
                            "ORDER BY 1, 2, 3").fetchall()
@@ -273,6 +277,8 @@ def test_a_function_bound_to_the_trainers_tables_blocks_and_a_null_base_logit_re
         t.execute("DROP FUNCTION audit.served_model()")
     done = _cli(dsn, *MIGRATE, "--recreate-views")
     assert done.returncode == 0 and "NULL base logit" in done.stdout, done.stdout + done.stderr
+    assert any(line.strip().startswith("legacy_old (skipped)") and "out of order" in line
+               for line in done.stdout.splitlines()), done.stdout
     with psycopg.connect(dsn, autocommit=True) as t:
         logit = t.execute("SELECT base_logit FROM ml.woe_anchor_model_registry_v1 "
                           "WHERE model_key = 'legacy_new'").fetchone()[0]
