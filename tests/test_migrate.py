@@ -275,6 +275,14 @@ def test_a_function_bound_to_the_trainers_tables_blocks_and_a_null_base_logit_re
     with psycopg.connect(dsn, autocommit=True) as t:
         assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 0
         t.execute("DROP FUNCTION audit.served_model()")
+        # a view over a column the trainer's cuts have and woe_anchor's lack: named, nothing changed
+        t.execute("CREATE VIEW audit.cut_times AS SELECT model_key, created_at FROM ml.woe_anchor_cuts_v1")
+    refused = _cli(dsn, *MIGRATE, "--recreate-views")
+    assert refused.returncode == 2 and "audit.cut_times cannot be re-created" in refused.stderr \
+        and "created_at" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    with psycopg.connect(dsn, autocommit=True) as t:
+        assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 0
+        t.execute("DROP VIEW audit.cut_times")
     done = _cli(dsn, *MIGRATE, "--recreate-views")
     assert done.returncode == 0 and "NULL base logit" in done.stdout, done.stdout + done.stderr
     assert any(line.strip().startswith("legacy_old (skipped)") and "out of order" in line

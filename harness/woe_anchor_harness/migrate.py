@@ -305,7 +305,12 @@ def run(conn, plan: Plan, recreate_views: bool) -> list[tuple]:
         conn.execute("SELECT ml.woe_anchor_create_views(%s::regclass, 1, guard => %s)", [source, plan.guard or ""])
     for v in sorted(plan.views, key=lambda v: v.depth):
         if v.name not in LIVE:
-            _create(conn, v)
+            try:
+                _create(conn, v)
+            except psycopg.Error as e:  # e.g. a column the trainer's tables had and woe_anchor's lack
+                raise MigrateError(f"{v.name} cannot be re-created over woe_anchor's tables and views: "
+                                   f"{e.diag.message_primary}. Nothing was changed: adapt or drop it, then "
+                                   "migrate") from None
         _restore_access(conn, v, owned=v.name not in LIVE)
     for reader in plan.readers:
         conn.execute("SELECT ml.woe_anchor_grant(reader => %s::regrole)", [reader])
