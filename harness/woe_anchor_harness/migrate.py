@@ -163,8 +163,8 @@ def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None,
     # they become woe_anchor readers (its live views run with their reader's rights), so the pipeline
     # keeps serving them
     readers = {grantee for v in plan.views for grantee, privilege in v.acl if privilege == "SELECT"}
-    readers |= {conn.execute("SELECT quote_ident(%s)", [v.owner]).fetchone()[0] for v in plan.views
-                if v.name not in LIVE}
+    readers |= set(conn.execute("SELECT coalesce(array_agg(quote_ident(o)), '{}') FROM unnest(%s::text[]) AS o",
+                                [[v.owner for v in plan.views if v.name not in LIVE]]).fetchone()[0])
     plan.public = "PUBLIC" in readers
     supers = {r[0] for r in conn.execute("SELECT quote_ident(rolname) FROM pg_roles WHERE rolsuper").fetchall()}
     plan.readers = sorted(readers - supers - {"PUBLIC"})

@@ -91,8 +91,9 @@ GROUP BY GROUPING SETS ({', '.join(f'(r.c{j})' for j in range(len(plan)))})"""):
         n_train, n_window = sum(train), sum(live)
         # with no rows on a side there are no shares to compare: no PSI (the floor alone would read as
         # a major shift of every band)
-        terms = psi_terms(train, live) if n_train and n_window else [None] * len(labels)
-        band_psi = woe.total(terms) if n_train and n_window else None
+        compared = bool(n_train and n_window)
+        terms = psi_terms(train, live) if compared else [None] * len(labels)
+        band_psi = woe.total(terms) if compared else None
         for label, t, w, term in zip(labels, train, live, terms):
             out.append((band.name, label, t, w, t / n_train if n_train else None, w / n_window if n_window else None,
                         term, band_psi, reading(band_psi) if band_psi is not None else NO_ROWS, t == 0))

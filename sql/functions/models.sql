@@ -466,18 +466,17 @@ BEGIN
     IF OLD.is_active AND NOT NEW.is_active THEN
         PERFORM set_config('woe_anchor.deactivated', OLD.model_id::text, true);
     ELSIF NEW.is_active AND NOT OLD.is_active THEN
-        IF EXISTS (SELECT FROM ml.woe_anchor_activations AS a
-                   WHERE a.id = (SELECT max(b.id) FROM ml.woe_anchor_activations AS b)
-                     AND a.to_model_id = NEW.model_id AND a.at = now()) THEN
-            PERFORM set_config('woe_anchor.deactivated', '', true);
-            RETURN NULL;
-        END IF;
         previous := nullif(current_setting('woe_anchor.deactivated', true), '')::bigint;
-        INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, from_model_id, to_model_id, action,
-                                               reason)
-        VALUES (current_user, (SELECT r.model_key FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_id = previous),
-                NEW.model_key, previous, NEW.model_id, 'activate', '{"direct_update": true}');
         PERFORM set_config('woe_anchor.deactivated', '', true);
+        IF NOT EXISTS (SELECT FROM ml.woe_anchor_activations AS a
+                       WHERE a.id = (SELECT max(b.id) FROM ml.woe_anchor_activations AS b)
+                         AND a.to_model_id = NEW.model_id AND a.at = now()) THEN
+            INSERT INTO ml.woe_anchor_activations (by_role, from_model, to_model, from_model_id, to_model_id, action,
+                                                   reason)
+            VALUES (current_user,
+                    (SELECT r.model_key FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_id = previous),
+                    NEW.model_key, previous, NEW.model_id, 'activate', '{"direct_update": true}');
+        END IF;
     END IF;
     RETURN NULL;
 END
