@@ -29,11 +29,14 @@ def test_float_literals_round_trip(x):
 def test_identifiers_and_literals_are_quoted():
     assert sqlgen.quote_ident('a"; DROP TABLE x; --') == '"a""; DROP TABLE x; --"'
     assert sqlgen.quote_literal("o'clock") == "'o''clock'"
-    assert sqlgen.column_read("we\"ird", False) == "NULLIF((s.\"we\"\"ird\")::float8, 'NaN'::float8)"
+    assert sqlgen.column_read("we\"ird", "double precision") == "NULLIF((s.\"we\"\"ird\")::float8, 'NaN'::float8)"
+    # an integer cannot be NaN, a boolean reads as 0/1
+    assert sqlgen.column_read("n", "bigint") == '(s."n")::float8'
+    assert sqlgen.column_read("b", "boolean") == '(s."b")::int::float8'
 
 
 def test_band_sql_codes_follow_label_order():
-    reads = {c: sqlgen.column_read(c, False) for c in bands.SCHEMA_1.columns}
+    reads = {c: sqlgen.column_read(c, "double precision") for c in bands.SCHEMA_1.columns}
     learned = dict(dsold_t1=-2.0, dsold_t2=-1.0, dsold_t3=1.0, dsold_t4=2.0, c1=0.1, c2=0.2)
     comp = sqlgen.Compiler(bands.SCHEMA_1, reads, learned)
     dsold = bands.SCHEMA_1.bands[0]
@@ -63,7 +66,7 @@ def test_schema_1_reads_every_feature_column_of_the_spec():
 
 
 def _statements():
-    reads = {c: sqlgen.column_read(c, False) for c in ("duration_hours",) + bands.SCHEMA_1.columns}
+    reads = {c: sqlgen.column_read(c, "double precision") for c in ("duration_hours",) + bands.SCHEMA_1.columns}
     learned = dict(dsold_t1=-2.0, dsold_t2=-1.0, dsold_t3=1.0, dsold_t4=2.0, c1=0.1, c2=0.2)
     return passes.Statements(sqlgen.Compiler(bands.SCHEMA_1, reads, learned), '"public"."src"',
                              "'2026-01-01T00:00:00.000000+00'::timestamptz", 504.0, 48.0)

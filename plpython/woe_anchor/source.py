@@ -7,7 +7,7 @@ from . import bands, errors, sqlgen
 from .catalog import SCORES
 
 NUMERIC_TYPES = ("smallint", "integer", "bigint", "real", "double precision", "numeric")
-INTEGER_TYPES = ("smallint", "integer", "bigint")
+INTEGER_TYPES = sqlgen.INTEGER_TYPES
 TEXT_TYPES = ("text", "character varying", "character")
 KEY_COLUMNS = ("generation", "listing_id", "t0")
 # column -> accepted base types; feature columns are added per schema
@@ -107,7 +107,7 @@ def resolve(plpy, source_oid, schema: bands.BandSchema, labels: bool = True) -> 
     want = expected_types(schema, labels)
     check_columns(have, want)
     numeric = (("duration_hours",) if labels else ()) + schema.columns
-    reads = {c: sqlgen.column_read(c, have[c] == "boolean") for c in numeric}
+    reads = {c: sqlgen.column_read(c, have[c]) for c in numeric}
     leaves = _leaves(plpy, source_oid, row["qualified"]) if row["relkind"] in ("p", "f") else ()
     if not any(leaf.server for leaf in leaves):
         leaves = ()

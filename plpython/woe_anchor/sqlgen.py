@@ -45,12 +45,18 @@ def utc_iso_sql(timestamptz: str) -> str:
     return f"to_char(({timestamptz}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00'"
 
 
-def column_read(column: str, is_boolean: bool, alias: str = "s") -> str:
-    """How a source column is read: float8, NaN as NULL, booleans as 0/1."""
+def column_read(column: str, sql_type: str, alias: str = "s") -> str:
+    """How a source column of ``sql_type`` is read: float8, NaN as NULL, booleans as 0/1. An integer
+    is never NaN: it skips the NULLIF, a function call per row and use in every band statement."""
     ref = f"{alias}.{quote_ident(column)}"
-    if is_boolean:
+    if sql_type == "boolean":
         return f"({ref})::int::float8"
+    if sql_type in INTEGER_TYPES:
+        return f"({ref})::float8"
     return f"NULLIF(({ref})::float8, 'NaN'::float8)"
+
+
+INTEGER_TYPES = ("smallint", "integer", "bigint")
 
 
 class Compiler:
