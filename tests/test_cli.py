@@ -78,7 +78,14 @@ def test_the_command_line_speaks_options_and_never_a_traceback(conn, dsn, tmp_pa
     assert unwritable.returncode == 2 and "No such file or directory: /nonexistent/dir/x.html" in unwritable.stderr
     unknown = _cli(dsn, "report", "cli_nope")
     assert unknown.returncode == 2 and "P0002" in unknown.stderr
-    for done in (dry, again, unwritable, unknown):
+    # arguments of the wrong shape: argparse's usage error, before any connection
+    shapes = {"expected a number or 'none', got 'abc'": ("policy", "min_oof_auc", "abc"),
+              "expected a number or 'none', got 'soon'": ("fit", "cli_opts", "--half-life", "soon"),
+              "expected COLUMN=SOURCE_COLUMN, got 'garbage'": ("migrate", "--dry-run", "--map", "garbage")}
+    shaped = {message: _cli(dsn, *args) for message, args in shapes.items()}
+    for message, done in shaped.items():
+        assert done.returncode == 2 and message in done.stderr and "usage: woe-anchor" in done.stderr, done.stderr
+    for done in (dry, again, unwritable, unknown, *shaped.values()):
         assert "Traceback" not in done.stderr + done.stdout
     conn.execute("SELECT ml.woe_anchor_drop_model('cli_opts_model')")
 

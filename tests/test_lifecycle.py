@@ -123,6 +123,15 @@ def test_the_policy_takes_known_checks_with_finite_values(conn, lifecycle):
         conn.execute("SELECT ml.woe_anchor_set_policy('min_auc', 0.7)")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="finite number"):
         conn.execute("SELECT ml.woe_anchor_set_policy('min_oof_auc', 'NaN')")
+    # retention a fit could not apply (an int of models, an age after the first timestamptz)
+    for name, value in (("keep_models", 1e308), ("keep_models", 2.0 ** 31), ("keep_models", 2.5),
+                        ("keep_days", 1e300), ("keep_days", -1)):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=f"policy {name} must be"):
+            conn.execute("SELECT ml.woe_anchor_set_policy(%s, %s)", [name, value])
+    for name, value in (("keep_models", 2.0 ** 31 - 1), ("keep_days", 1e6)):
+        assert conn.execute("SELECT value FROM ml.woe_anchor_set_policy(%s, %s)", [name, value]).fetchone()[0] == value
+        fit(conn, "lc_src", model_key=f"lc_keep_{name}", activate=False)   # the fit's pruning takes it
+        conn.execute("SELECT count(*) FROM ml.woe_anchor_set_policy(%s, NULL)", [name])
     rows = conn.execute("SELECT name, value FROM ml.woe_anchor_set_policy('min_oof_auc', 0.7)").fetchall()
     assert rows == [("min_oof_auc", 0.7)]
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_set_policy('min_oof_auc', NULL)").fetchone()[0] == 0

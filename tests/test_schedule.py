@@ -126,6 +126,37 @@ def test_scheduling_from_another_database_without_dblink_says_where_to_install_i
         install.drop_database(server, name)
 
 
+def test_a_schema_named_cron_that_pg_cron_did_not_create_is_never_called(cron, server):
+    """Where pg_cron is preloaded but not created in cron.database_name, a trainer who may create
+    schemas in that database makes a schema `cron` with a schedule_in_database of its own. The
+    scheduling entry point runs as the extension's owner: it must refuse, not call it. Run in that
+    database, in one transaction rolled back at the end (pg_cron dropped for its length only)."""
+    cron_conn, _, trainer = cron
+    cron_db = cron_conn.execute("SELECT current_database()").fetchone()[0]
+    with cron_conn.transaction() as tx:
+        cron_conn.execute("DROP EXTENSION pg_cron")
+        cron_conn.execute("CREATE EXTENSION woe_anchor CASCADE")
+        cron_conn.execute("SELECT ml.woe_anchor_grant(trainer => %s)", [trainer])
+        cron_conn.execute(f'GRANT CREATE ON DATABASE "{cron_db}" TO {trainer}')
+        cron_conn.execute(f"SET LOCAL ROLE {trainer}")
+        cron_conn.execute("CREATE SCHEMA cron")
+        cron_conn.execute("CREATE TABLE cron.ran (by_role name)")
+        cron_conn.execute("CREATE FUNCTION cron.schedule_in_database(text, text, text, text, text) RETURNS bigint "
+                          "LANGUAGE sql AS $$ INSERT INTO cron.ran VALUES (current_user) RETURNING 42::bigint $$")
+        cron_conn.execute("CREATE FUNCTION cron.unschedule(bigint) RETURNS boolean "
+                          "LANGUAGE sql AS $$ INSERT INTO cron.ran VALUES (current_user) RETURNING true $$")
+        cron_conn.execute("CREATE TABLE cron.job (jobid bigint, jobname text, username text)")
+        cron_conn.execute(f"INSERT INTO cron.job VALUES (1, 'spoof', '{trainer}')")
+        for call in ("SELECT ml.schedule_woe_anchor_fit('spoof', '0 3 * * *', 'cron.ran')",
+                     "SELECT ml.unschedule_woe_anchor_fit('spoof')"):
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as err, cron_conn.transaction():
+                cron_conn.execute(call)
+            assert f"pg_cron is loaded but not created in database {cron_db}" in err.value.diag.message_primary
+        assert cron_conn.execute("SELECT count(*) FROM cron.ran").fetchone()[0] == 0, "nothing of the trainer's ran"
+        raise psycopg.Rollback(tx)
+    assert cron_conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'").fetchone()[0] == 1
+
+
 def _trainer_source_and_old_models(conn, trainer, name, seed, n):
     """A source the trainer may read, the trainer's models from earlier tests (the role's name is the
     fixture's: leave those aside), and two of its inactive models fitted by hand, the second pinned."""

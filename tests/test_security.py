@@ -133,6 +133,19 @@ def test_training_features_never_read_a_trainers_source_as_someone_else(cast):
     conn.execute(f"DROP TABLE {TSCHEMA}.admins_table")
 
 
+def test_readers_and_trainers_list_the_models_with_their_size(cast):
+    """ml.woe_anchor_models() sizes each score partition in a schema no role has USAGE on."""
+    conn = cast
+    with as_role(conn, TRAINER):
+        key = fit(conn, "public.sec_src", model_key="sec_listed", activate=False)
+    size = conn.execute("SELECT scores_bytes FROM ml.woe_anchor_models() WHERE model_key = %s", [key]).fetchone()[0]
+    assert size > 0
+    for role in (TRAINER, OTHER, READER):
+        with as_role(conn, role):
+            assert conn.execute("SELECT scores_bytes FROM ml.woe_anchor_models() WHERE model_key = %s",
+                                [key]).fetchone()[0] == size, role
+
+
 def test_views_read_the_source_with_the_readers_rights(cast):
     conn = cast
     version = 40 + SUFFIX % 1000
@@ -663,7 +676,9 @@ def test_a_hook_leaves_nothing_behind_in_the_session_that_activates(cast):
               # a setting nothing defines (a placeholder) is not in pg_settings: this one lifts the artifact guard
               "unguards": "SET woe_anchor.artifact_write = on",
               # what the activation log records as the model that served before a direct activation
-              "forges_the_log": "PERFORM set_config('woe_anchor.deactivated', '1', false)"}
+              "forges_the_log": "PERFORM set_config('woe_anchor.deactivated', '1', false)",
+              # the activator's next fit would spill every row to disk
+              "starves_fits": "PERFORM set_config('woe_anchor.fit_memory', '64kB', false)"}
     with as_role(conn, TRAINER):
         conn.execute(f"CREATE TABLE {TSCHEMA}.later (x int)")
         conn.execute(f"CREATE FUNCTION {TSCHEMA}.at_commit() RETURNS trigger LANGUAGE plpgsql AS "

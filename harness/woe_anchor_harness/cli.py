@@ -92,7 +92,7 @@ def _learning(args) -> dict:
              "min_duration_hours": args.min_duration_hours, "band_schema_version": args.band_schema}
     params = {k: v for k, v in given.items() if v is not None}
     if args.half_life is not None:
-        params["half_life_days"] = None if args.half_life.lower() == "none" else float(args.half_life)
+        params["half_life_days"] = None if args.half_life == NONE else args.half_life
     return params
 
 
@@ -157,7 +157,7 @@ def cmd_policy(args):
         if args.check:
             if args.value is None:
                 raise Failed(f"22023 policy {args.check} needs a value (or 'none' to remove it)")
-            value = None if args.value.lower() == "none" else float(args.value)
+            value = None if args.value == NONE else args.value
             cur = conn.execute("SELECT name, value, set_by FROM ml.woe_anchor_set_policy(%s, %s)", [args.check, value])
         else:
             cur = conn.execute("SELECT name, value, set_by FROM ml.woe_anchor_policy ORDER BY name")
@@ -232,7 +232,7 @@ def cmd_report(args):
 def cmd_migrate(args):
     """Take over the Python trainer's tables and the views on them (migrate.py): one transaction."""
     # COLUMN=A maps a column; COLUMN=A,B takes the first of A and B that is not NULL
-    columns = {k: v.split(",") if "," in v else v for k, v in (item.split("=", 1) for item in args.map or ())}
+    columns = {k: v.split(",") if "," in v else v for k, v in args.map or ()}
     with psycopg.connect(_dsn(args)) as conn:
         try:
             if args.rollback:
@@ -276,6 +276,27 @@ def _version() -> str:
     return "woe-anchor " + re.search(r"default_version\s*=\s*'([^']+)'", control)[1]
 
 
+NONE = "none"   # what removes a setting on the command line
+
+
+def _number_or_none(text: str) -> float | str:
+    """An argument that is a number, or 'none' (``NONE``): argparse's usage error otherwise."""
+    if text.strip().lower() == NONE:
+        return NONE
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def _column_map(text: str) -> tuple[str, str]:
+    """COLUMN=SOURCE_COLUMN (several source columns comma-separated)."""
+    column, sep, source = text.partition("=")
+    if not (sep and column and source):
+        raise argparse.ArgumentTypeError(f"expected COLUMN=SOURCE_COLUMN, got {text!r}")
+    return column, source
+
+
 def _parser() -> argparse.ArgumentParser:
     # --dsn and --db are read before or after the command (SUPPRESS: a sub-command's absent
     # option does not overwrite the one given before it)
@@ -285,7 +306,8 @@ def _parser() -> argparse.ArgumentParser:
     conn.add_argument("--db", default=argparse.SUPPRESS, help=f"database on the local cluster (default {DEFAULT_DB})")
     learning = argparse.ArgumentParser(add_help=False)
     learning.add_argument("--n-folds", type=int)
-    learning.add_argument("--half-life", metavar="DAYS", help="half life of the time decay in days, or 'none'")
+    learning.add_argument("--half-life", metavar="DAYS", type=_number_or_none,
+                          help="half life of the time decay in days, or 'none'")
     learning.add_argument("--eps", type=float)
     learning.add_argument("--slow-threshold-hours", type=float)
     learning.add_argument("--min-duration-hours", type=float)
@@ -332,7 +354,7 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=20)
     pol = command("policy", cmd_policy, "show the activation gate, or set one check of it (value 'none' removes it)")
     pol.add_argument("check", nargs="?", help="min_train_sold, min_oof_auc, min_eval_auc or max_auc_drop")
-    pol.add_argument("value", nargs="?", help="its limit, or 'none'")
+    pol.add_argument("value", nargs="?", type=_number_or_none, help="its limit, or 'none'")
     cmp = command("compare", cmd_compare, "two models on the same labelled rows: AUC (DeLong) and log loss")
     for name in ("model_a", "model_b", "source"):
         cmp.add_argument(name)
@@ -364,7 +386,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--source", help="the relation the live views read (default: a source view over --relations)")
     m.add_argument("--relations", help="comma-separated relations the source view joins, the base first "
                                        "(default: those the trainer's banding view reads)")
-    m.add_argument("--map", action="append", metavar="COLUMN=SOURCE_COLUMN",
+    m.add_argument("--map", action="append", metavar="COLUMN=SOURCE_COLUMN", type=_column_map,
                    help="a source contract column held under another name, e.g. sold_time=sold_date "
                         "(t0=t0,edited_date: the first not NULL)")
     m.add_argument("--activation-hook", metavar="FUNCTION",

@@ -18,6 +18,9 @@ from .errors import Refusal
 
 CHECKS = ("min_train_sold", "min_oof_auc", "min_eval_auc", "max_auc_drop")
 RETENTION = ("keep_models", "keep_days")
+# the largest retention settings: a count of models is an int in the pruning SQL, and an age past
+# a million days (2,700 years) would put the cut before the first timestamptz
+RETENTION_MAX = {"keep_models": 2 ** 31 - 1, "keep_days": 1_000_000}
 
 
 def parse(doc: str) -> dict:
@@ -30,10 +33,11 @@ def parse(doc: str) -> dict:
     for name, value in given.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise Refusal(errors.INVALID_PARAMETER_VALUE, f"policy {name} must be a finite number, got {value!r}")
-        if name in RETENTION and (value < 0 or (name == "keep_models" and value != int(value))):
+        if name in RETENTION and (not 0 <= value <= RETENTION_MAX[name]
+                                  or (name == "keep_models" and value != int(value))):
             raise Refusal(errors.INVALID_PARAMETER_VALUE,
                           f"policy {name} must be {'a whole number' if name == 'keep_models' else 'a number'} "
-                          f">= 0, got {value!r}")
+                          f"from 0 to {RETENTION_MAX[name]}, got {value!r}")
     return {name: float(value) for name, value in given.items()}
 
 

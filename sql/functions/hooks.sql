@@ -37,8 +37,8 @@ $$;
 -- cursors, channels, advisory locks, dblink connections, deferred triggers (seen through this
 -- transaction's row counts, so the runner needs track_counts on).
 -- Settings: those not at their defaults (a library a hook loads defines settings of its own, at
--- their defaults: no change), with the extension's own (woe_anchor.artifact_write, reader, and
--- deactivated, which says what the activation log records; '' when unset): a
+-- their defaults: no change), with the extension's own (woe_anchor.artifact_write, reader,
+-- deactivated, which says what the activation log records, and fit_memory; '' when unset): a
 -- setting nothing has defined is a placeholder, which pg_settings does not list. The
 -- caller passes search_path as it reads it: in here, this function's own SET clause would hide a
 -- changed one.
@@ -56,7 +56,8 @@ BEGIN
                      WHERE s.source <> 'default')
                     || jsonb_build_object('search_path', session_state.search_path)
                     || (SELECT jsonb_object_agg(g, coalesce(current_setting(g, true), ''))
-                        FROM unnest(ARRAY['woe_anchor.artifact_write', 'woe_anchor.reader', 'woe_anchor.deactivated'])
+                        FROM unnest(ARRAY['woe_anchor.artifact_write', 'woe_anchor.reader', 'woe_anchor.deactivated',
+                                           'woe_anchor.fit_memory'])
                              AS g),
         'temporary', (SELECT jsonb_agg(o ORDER BY o) FROM (
                           SELECT 'c' || c.oid FROM pg_class AS c WHERE c.relnamespace = pg_my_temp_schema()

@@ -320,7 +320,9 @@ AS $$
     SELECT r.model_key, r.is_active, r.created_at, r.train_cutoff_ts, r.n_folds, r.n_train_sold, r.base_rate,
            (SELECT count(*) FROM ml.woe_anchor_map_v1 AS m WHERE m.model_key = r.model_key),
            r.n_train_sold,  -- one row per TRAIN SOLD row (on the shards for scores_on_shards)
-           pg_total_relation_size(to_regclass(format('woe_anchor_scores.%I', 'woe_anchor_scores_v1_m' || r.model_id))),
+           -- looked up by name in the catalog: to_regclass would need USAGE on the schema, which no role has
+           (SELECT pg_total_relation_size(c.oid) FROM pg_class AS c
+            WHERE c.relnamespace = 'woe_anchor_scores'::regnamespace AND c.relname = 'woe_anchor_scores_v1_m' || r.model_id),
            r.source_relation, n.description, coalesce(n.tags, '{}'), coalesce(n.pinned, false)
     FROM ml.woe_anchor_model_registry_v1 AS r
     LEFT JOIN ml.woe_anchor_model_notes AS n ON n.model_key = r.model_key

@@ -1,7 +1,9 @@
 -- Runs one pg_cron statement in pg_cron's database (cron.database_name). pg_cron is looked up
 -- here, at call time: CREATE EXTENSION woe_anchor never needs it. From another database the
--- statement goes through dblink, to this server's socket, as the role running it. Internal:
--- only the definer entry points below call it (as the extension's owner).
+-- statement goes through dblink, to this server's socket, as the role running it, with the
+-- search_path pinned. Internal: only the definer entry points below call it (as the extension's
+-- owner), so the schema `cron` must be pg_cron's own, a member of the extension: one of that name
+-- made by anyone else (where pg_cron is not created) would run its functions as that owner.
 CREATE FUNCTION woe_anchor_internal.cron(statement text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -15,6 +17,11 @@ DECLARE
     socket text := btrim(split_part(current_setting('unix_socket_directories'), ',', 1));
     conninfo text;
     result text;
+    pg_crons text := 'SELECT EXISTS (SELECT FROM pg_catalog.pg_depend AS d '
+        'JOIN pg_catalog.pg_extension AS e ON e.oid = d.refobjid JOIN pg_catalog.pg_namespace AS n ON n.oid = d.objid '
+        'WHERE d.classid = ''pg_catalog.pg_namespace''::pg_catalog.regclass '
+        'AND d.refclassid = ''pg_catalog.pg_extension''::pg_catalog.regclass AND d.deptype = ''e'' '
+        'AND e.extname = ''pg_cron'' AND n.nspname = ''cron'')::text';
 BEGIN
     IF cron_db IS NULL THEN
         RAISE EXCEPTION 'pg_cron is not loaded on this server'
@@ -22,7 +29,8 @@ BEGIN
                   HINT = 'Add pg_cron to shared_preload_libraries, restart, and CREATE EXTENSION pg_cron in cron.database_name.';
     END IF;
     IF cron_db = current_database() THEN
-        IF to_regnamespace('cron') IS NULL THEN
+        EXECUTE pg_crons INTO result;
+        IF result <> 'true' THEN
             RAISE EXCEPTION 'pg_cron is loaded but not created in database %', cron_db
                 USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'CREATE EXTENSION pg_cron;';
         END IF;
@@ -41,7 +49,15 @@ BEGIN
     SELECT string_agg(k || '=''' || replace(replace(v, '\', '\\'), '''', '\''') || '''', ' ')
     INTO conninfo
     FROM (VALUES ('dbname', cron_db), ('user', current_user::text), ('port', current_setting('port')),
-                 ('host', CASE WHEN socket = '' THEN 'localhost' ELSE socket END)) AS c (k, v);
+                 ('host', CASE WHEN socket = '' THEN 'localhost' ELSE socket END),
+                 ('options', '-c search_path=pg_catalog,pg_temp')) AS c (k, v);
+    -- two connections: once pg_cron's schema is there, no role but a superuser can change it
+    EXECUTE format('SELECT t.r FROM %s.dblink(%L, %L) AS t (r text)', dblink, conninfo, pg_crons) INTO result;
+    IF result <> 'true' THEN
+        RAISE EXCEPTION 'pg_cron is loaded but not created in database %', cron_db
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'CREATE EXTENSION pg_cron in database ' || cron_db || '.';
+    END IF;
     EXECUTE format('SELECT t.r FROM %s.dblink(%L, %L) AS t (r text)', dblink, conninfo, statement) INTO result;
     RETURN result;
 END
