@@ -25,7 +25,7 @@ For each size N it generates N listings inside the server. Then it measures, in 
 * each floor and fit --repeat times (default 3), interleaved, reporting
   medians: single runs of the disk-bound floor vary by a quarter here;
 * the trainer-style client and the best-effort client (bench/clients.py),
-  up to --client-cap rows;
+  up to --client-cap rows, in the same rounds (medians likewise);
 * at 1M rows, scoring every row through ml.woe_anchor_score against a plain
   SELECT of the same rows joined to ten small lookup tables, and drift and
   realized performance over the whole table against that scoring pass
@@ -230,8 +230,8 @@ def run(args, srv, out: str) -> None:
             # a settled table, as autovacuum leaves it: the first scan does not set every hint bit
             conn.execute(f"VACUUM ANALYZE {table}")
             conn.execute("CHECKPOINT")
-            r = {"n": n, "samples": {"floor": [], "floor_fit_key": [], "fit": [], "fit20": []}, "mem_mb": 0.0,
-                 "phases": []}
+            r = {"n": n, "samples": {"floor": [], "floor_fit_key": [], "fit": [], "fit20": [], "trainer": [],
+                                     "best_effort": []}, "mem_mb": 0.0, "phases": []}
             # the disk-bound floor varies a lot from run to run here: interleave repeats, keep medians
             for i in range(args.repeat if n <= 5_000_000 else args.repeat_large):
                 key = f"bench_{n}" if i == 0 else f"bench_{n}_r{i}"
@@ -246,15 +246,15 @@ def run(args, srv, out: str) -> None:
                     conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [f"{key}_20"])
                 if i:
                     conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+                if n <= args.client_cap:   # in the same rounds: the clients' speed varies by day as the fit's
+                    conn.execute("DROP TABLE IF EXISTS bench_trainer_scores")
+                    r["samples"]["trainer"].append(timed(lambda: clients.trainer_style(dsn, table, f"trainer_{n}"))[0])
+                    r["samples"]["best_effort"].append(timed(lambda: clients.best_effort(dsn, table, f"best_{n}"))[0])
             r.update({name: statistics.median(v) for name, v in r["samples"].items() if v})
             r["checked"] = consistent(conn, table, f"bench_{n}", 5)
             if n == 1_000_000:
                 r["score_fn"], r["score_joins"] = scoring(conn, table, f"bench_{n}")
                 r["monitoring"] = monitoring(conn, table, f"bench_{n}")
-            if n <= args.client_cap:
-                conn.execute("DROP TABLE IF EXISTS bench_trainer_scores")
-                r["trainer"], _ = timed(lambda: clients.trainer_style(dsn, table, f"trainer_{n}"))
-                r["best_effort"], _ = timed(lambda: clients.best_effort(dsn, table, f"best_{n}"))
             rows.append(r)
             print(_line(r), flush=True)
             conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [f"bench_{n}"])  # the disk it takes
@@ -298,7 +298,7 @@ def _report(rows, version):
             tr=f"{r['trainer']:.1f}" if "trainer" in r else "", trr=f"{r['trainer'] / r['fit']:.1f}" if "trainer" in r else "",
             be=f"{r['best_effort']:.1f}" if "best_effort" in r else "",
             ber=f"{r['best_effort'] / r['fit']:.2f}" if "best_effort" in r else ""))
-    out.append("\nEvery floor and fit figure is the median of the runs below, interleaved per size "
+    out.append("\nEvery floor, fit and client figure is the median of the runs below, interleaved per size "
                "(peak memory: the largest over the fit runs).\n")
     for r in rows:
         runs = "; ".join(f"{name} " + ", ".join(f"{x:.2f}" for x in v) for name, v in r["samples"].items() if v)

@@ -50,6 +50,22 @@ def test_two_fits_of_the_same_data_are_identical(conn, source):
     assert artifacts.comparable(conn, a) == artifacts.comparable(conn, b)
 
 
+def test_the_fits_workers_change_no_bit_and_the_sessions_setting_stays(conn, source):
+    """The fit holds max_parallel_workers_per_gather to the cores its busy leader leaves, for its
+    own statements only: the caller's value is there after a fit and after a failed one, and the
+    artifacts are the same bits with no worker at all."""
+    with conn.transaction():
+        conn.execute("SET LOCAL max_parallel_workers_per_gather = 64")
+        wide = fit(conn, source, model_key="workers_64", activate=False)
+        assert conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0] == "64"
+        with pytest.raises(psycopg.errors.InvalidParameterValue), conn.transaction():
+            fit(conn, source, model_key="workers_bad", activate=False, eps=0.0)
+        assert conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0] == "64"
+        conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        alone = fit(conn, source, model_key="workers_0", activate=False)
+    assert artifacts.comparable(conn, wide) == artifacts.comparable(conn, alone)
+
+
 def test_a_second_active_fit_leaves_exactly_one_active_model(conn, source):
     first = fit(conn, source, model_key="active_1")
     assert artifacts.active_keys(conn) == [first]

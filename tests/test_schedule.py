@@ -126,6 +126,19 @@ def test_scheduling_from_another_database_without_dblink_says_where_to_install_i
         install.drop_database(server, name)
 
 
+def test_scheduling_refuses_parameters_a_fit_would_refuse(conn, cron):
+    """A job that could only fail is refused when it is scheduled, by the fit's own checks."""
+    cron_conn = cron[0]
+    cases.load(conn, "sched_params", cases.make_rows(seed=96, n=300))
+    for args, message in (("n_folds => -1", "n_folds must be at least 1"),
+                          ("eps => 0", "eps must be a finite number > 0"),
+                          ("dsold_thresholds => '{2,1,3,4}'", "dsold_thresholds must be strictly ascending")):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=message) as err:
+            conn.execute(f"SELECT ml.schedule_woe_anchor_fit('woe_params', '0 3 * * *', 'sched_params', {args})")
+        assert "Traceback" not in (err.value.diag.context or ""), err.value.diag.context
+    assert cron_conn.execute("SELECT count(*) FROM cron.job WHERE jobname = 'woe_params'").fetchone()[0] == 0
+
+
 def test_a_schema_named_cron_that_pg_cron_did_not_create_is_never_called(cron, server):
     """Where pg_cron is preloaded but not created in cron.database_name, a trainer who may create
     schemas in that database makes a schema `cron` with a schedule_in_database of its own. The

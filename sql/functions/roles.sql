@@ -24,7 +24,7 @@ SELECT CASE kind
         'woe_anchor_copy_band_schema', 'woe_anchor_create_band_schema', 'woe_anchor_set_band', 'woe_anchor_drop_band',
         'woe_anchor_drop_band_schema', 'edit_band_schema', 'band_schema_guard',
         'may_manage', 'require_fittable',
-        'schedule_woe_anchor_fit', 'schedule', 'unschedule_woe_anchor_fit', 'unschedule']
+        'schedule_woe_anchor_fit', 'check_fit_parameters', 'schedule', 'unschedule_woe_anchor_fit', 'unschedule']
 END
 $$;
 

@@ -98,6 +98,21 @@ BEGIN
 END
 $$;
 
+-- The fit's own checks of its learning parameters (fit.check_params), run when a fit is
+-- scheduled: a job that could only fail is refused then.
+CREATE FUNCTION woe_anchor_internal.check_fit_parameters(n_folds int, half_life_days float8, eps float8,
+    slow_threshold_hours float8, min_duration_hours float8, dsold_thresholds float8[], activate boolean)
+RETURNS void
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $woe_anchor_py$
+@LOAD_PACKAGE@
+woe_anchor.errors.reported(plpy, woe_anchor.fit.check_params, dict(
+    n_folds=n_folds, half_life_days=half_life_days, eps=eps, slow_threshold_hours=slow_threshold_hours,
+    min_duration_hours=min_duration_hours, dsold_thresholds=dsold_thresholds, model_key=None, activate=activate,
+    oof=True, persist=True, replace=False))
+$woe_anchor_py$;
+
 -- Schedules a fit with pg_cron under a job name (scheduling the same name again replaces the job).
 -- The cutoff is not frozen: each run takes the default rule on the data of that moment. A run
 -- that fails leaves the active model as it was and its error in cron.job_run_details.
@@ -109,12 +124,19 @@ CREATE FUNCTION ml.schedule_woe_anchor_fit(
     activate boolean DEFAULT true,
     band_schema_version int DEFAULT @DEFAULT:band_schema_version@)
 RETURNS bigint
-LANGUAGE sql VOLATILE SECURITY INVOKER
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT woe_anchor_internal.schedule(woe_anchor_internal.ticket(), job_name, schedule, source, n_folds, half_life_days, eps,
-                               slow_threshold_hours, min_duration_hours, dsold_thresholds, activate,
-                               band_schema_version)
+DECLARE
+    @ERROR_VARIABLES@
+BEGIN
+    PERFORM woe_anchor_internal.check_fit_parameters(n_folds, half_life_days, eps, slow_threshold_hours,
+                                                     min_duration_hours, dsold_thresholds, activate);
+    RETURN woe_anchor_internal.schedule(woe_anchor_internal.ticket(), job_name, schedule, source, n_folds,
+                                        half_life_days, eps, slow_threshold_hours, min_duration_hours,
+                                        dsold_thresholds, activate, band_schema_version);
+@RERAISE_AS_PLAIN_ERROR@
+END
 $$;
 
 -- SECURITY DEFINER, as above: removes the ticket's role's job of that name, never another's.
@@ -139,6 +161,8 @@ AS $$
 SELECT woe_anchor_internal.unschedule(woe_anchor_internal.ticket(), job_name)
 $$;
 
+COMMENT ON FUNCTION woe_anchor_internal.check_fit_parameters(int, float8, float8, float8, float8, float8[], boolean) IS
+    'woe_anchor internal: the fit''s checks of its learning parameters, for a fit scheduled';
 COMMENT ON FUNCTION woe_anchor_internal.cron(text) IS 'woe_anchor internal: runs a pg_cron statement in cron.database_name';
 COMMENT ON FUNCTION woe_anchor_internal.schedule(uuid, text, text, regclass, int, float8, float8, float8, float8, float8[], boolean, int) IS
     'woe_anchor internal: schedules a fit as the ticket''s role';
