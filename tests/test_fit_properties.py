@@ -117,6 +117,28 @@ def test_persist_false_writes_nothing(conn, source):
     conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [stored])
 
 
+def test_a_read_only_transaction_or_a_replicas_session_is_named_not_failed_in(conn, source):
+    """A hot standby's session or a read-only transaction is refused before the source is read, with
+    what to do; a dry run still runs there. A session with session_replication_role = replica (in which
+    the trigger that says who calls does not fire) is told so, not that its ticket is invalid."""
+    with conn.transaction() as tx:
+        conn.execute("SET TRANSACTION READ ONLY")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="read-only transaction") as err, \
+                conn.transaction():
+            fit(conn, source, model_key="ro_fit")
+        assert "persist => false" in err.value.diag.message_hint
+        assert fit(conn, source, model_key="ro_dry", persist=False) == "ro_dry"
+        raise psycopg.Rollback(tx)
+    with conn.transaction() as tx:
+        conn.execute("SET LOCAL session_replication_role = replica")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="session_replication_role"), \
+                conn.transaction():
+            fit(conn, source, model_key="replica_fit")
+        raise psycopg.Rollback(tx)
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1 "
+                        "WHERE model_key IN ('ro_fit', 'replica_fit')").fetchone()[0] == 0
+
+
 def test_replace_leaves_no_stale_rows_and_existing_key_needs_it(conn, source):
     key = fit(conn, source, model_key="replaced", n_folds=5)
     before = artifacts.rows_of(conn, key)

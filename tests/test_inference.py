@@ -92,6 +92,22 @@ def test_guarded_view_fails_closed(conn, fitted):
                         "FROM ml.woe_anchor_scores_live_train_v").fetchone() == (1, fresh)
 
 
+def test_a_model_without_its_final_map_rows_scores_nothing(conn, fitted):
+    """As a parallel restore can leave it (docs/backup.md): scoring would give every row the base
+    logit alone. It is refused, as the fail-closed view and assert_ready refuse it."""
+    key, _, _ = fitted
+    with conn.transaction() as tx:
+        conn.execute("SET LOCAL woe_anchor.artifact_write = on")
+        conn.execute("DELETE FROM ml.woe_anchor_map_v1 WHERE model_key = %s", [key])
+        for call in ("SELECT count(*) FROM ml.woe_anchor_score('inf_live', %s)",
+                     "SELECT count(*) FROM ml.woe_anchor_drift('inf_live', '2000-01-01', '2100-01-01', %s)"):
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="has no final map rows"), \
+                    conn.transaction():
+                conn.execute(call, [key])
+        raise psycopg.Rollback(tx)
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_score('inf_live', %s)", [key]).fetchone()[0] > 0
+
+
 def test_training_features_give_oof_on_train_sold_and_final_elsewhere(conn, fitted):
     key, _, ref = fitted
     rows = _training_rows()  # the model's training source, inf_train

@@ -170,6 +170,14 @@ def test_chunks_go_to_the_first_temp_tablespace_as_postgresql_reads_the_setting(
         conn.execute("RESET temp_tablespaces")
         fit(conn, "rd_src", model_key="rd_in_tablespace", activate=False)
         conn.execute("SELECT ml.woe_anchor_drop_model('rd_in_tablespace')")
+        # an empty name is the database's default tablespace (SHOW prints it as ""), wherever it is listed
+        for setting in ("''", "'', \"Woe Tmp\""):
+            conn.execute(f"SET temp_tablespaces = {setting}")
+            fit(conn, "rd_src", model_key="rd_in_tablespace", activate=False)
+            conn.execute("SELECT ml.woe_anchor_drop_model('rd_in_tablespace')")
+        conn.execute("SET temp_tablespaces = \"Woe Tmp\", ''")
+        with pytest.raises(psycopg.errors.IoError, match="temporary file"):
+            fit(conn, "rd_src", model_key="rd_in_tablespace", activate=False)
     finally:
         conn.execute("RESET woe_anchor.fit_memory; RESET temp_tablespaces")
         blocker.unlink(missing_ok=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 
 import psycopg
 import pytest
@@ -204,3 +206,39 @@ def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(
         conn.execute(f"SET ROLE {reader}")
         assert conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_live_train_v").fetchone()[0] == 800
         conn.execute("RESET ROLE")
+
+
+def test_readers_of_the_live_views_wait_for_the_update_instead_of_deadlocking(databases):
+    """The update alters 0.1.0's live views after their tables; readers lock a view before the
+    views and tables it reads. The update takes the views first, outermost first as readers do."""
+    upgraded, _ = databases
+    with psycopg.connect(upgraded, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION woe_anchor VERSION '0.1.0' CASCADE")
+        cases.load(conn, "dl_src", cases.make_rows(seed=98, n=3000))
+        fit(conn, "dl_src", model_key="dl_0_1_0")
+        conn.execute("SELECT ml.woe_anchor_create_views('dl_src')")
+        queries = ["SELECT count(*) FROM ml.woe_anchor_scores_live_train_v",
+                   "SELECT count(*) FROM ml.woe_anchor_scores_live_v1",
+                   "SELECT count(*) FROM ml.v_woe_anchor_bands_live_v1"]
+        stop, failures, reads = threading.Event(), [], []
+
+        def read(query):
+            with psycopg.connect(upgraded, autocommit=True, prepare_threshold=None) as r:
+                while not stop.is_set():
+                    try:
+                        reads.append(r.execute(query).fetchone()[0])
+                    except psycopg.Error as e:
+                        failures.append((e.sqlstate, str(e).splitlines()[0]))
+        readers = [threading.Thread(target=read, args=(q,)) for q in queries * 3]
+        for t in readers:
+            t.start()
+        try:
+            time.sleep(1.0)
+            conn.execute("ALTER EXTENSION woe_anchor UPDATE")
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for t in readers:
+                t.join()
+        assert failures == [] and len(reads) > len(readers), failures[:3]
+

@@ -171,6 +171,9 @@ def _fit(plpy, version, code_sha256, p) -> str:
     check_params(p)
     if p["half_life_days"] is not None and p["half_life_days"] <= 0:
         plpy.warning(f"half_life_days => {p['half_life_days']:g}: no time decay (every weight 1), as with NULL")
+    if p["persist"] and _one(plpy, "SELECT current_setting('transaction_read_only') = 'on' AS ro")["ro"]:
+        raise Refusal(errors.READ_ONLY_SQL_TRANSACTION, "a fit that persists cannot run in a read-only transaction",
+                      hint="Fit on the primary, or pass persist => false to measure without storing.")
     schema_doc, schema = schemas.load(plpy, p["band_schema_version"])
     if p["persist"]:  # a model would freeze the schema: refused again, as the ticket's role, when persisted
         plpy.execute(plpy.prepare("SELECT woe_anchor_internal.require_fittable(current_user, $1)", ["int"]),

@@ -56,6 +56,10 @@ def load_model(plpy, key: str | None) -> Model:
                        f"model {m['model_key']!r} has no final cuts row")
     stored = {(r["band_name"], r["band_value"]): r["woe"]
               for r in plpy.execute(plpy.prepare(_MAP_SQL, ["text"]), [m["model_key"]])}
+    if not stored:   # every fit stores some: it would score every row with the base logit alone
+        raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                       f"model {m['model_key']!r} has no final map rows",
+                       hint="A restore that lost them? docs/backup.md restores with pg_restore -j in two passes.")
     # the schema as the fit read it: editing or dropping schema rows never changes a model
     schema, problems = schemas.parse(m["band_schema"])
     if problems:

@@ -248,12 +248,17 @@ SELECT pg_catalog.pg_size_bytes(coalesce(nullif(pg_catalog.current_setting('{set
        CASE WHEN pg_catalog.current_setting('temp_tablespaces') = ''
             THEN (SELECT d.dattablespace::int8 FROM pg_catalog.pg_database d
                   WHERE d.datname = pg_catalog.current_database())
-            ELSE (SELECT t.oid::int8
+            -- an empty name ("") is the database's default tablespace, as PostgreSQL reads it
+            ELSE (SELECT coalesce(t.oid, d.dattablespace)::int8
                   FROM unnest(pg_catalog.string_to_array(pg_catalog.current_setting('temp_tablespaces'), ','))
                        WITH ORDINALITY AS n(name, i)
-                  JOIN pg_catalog.pg_tablespace t
-                    ON t.spcname = (pg_catalog.parse_ident(pg_catalog.btrim(n.name)))[1]
-                  WHERE t.spcname = 'pg_default' OR pg_catalog.has_tablespace_privilege(t.oid, 'CREATE')
+                  LEFT JOIN pg_catalog.pg_tablespace t
+                    ON t.spcname = CASE WHEN pg_catalog.btrim(n.name) <> '""'
+                                        THEN (pg_catalog.parse_ident(pg_catalog.btrim(n.name)))[1] END
+                  CROSS JOIN pg_catalog.pg_database d
+                  WHERE d.datname = pg_catalog.current_database()
+                    AND (pg_catalog.btrim(n.name) = '""' OR t.spcname = 'pg_default'
+                         OR pg_catalog.has_tablespace_privilege(t.oid, 'CREATE'))
                   ORDER BY n.i LIMIT 1) END AS tablespace
 """
 

@@ -52,6 +52,12 @@ BEGIN
     WHERE c.ticket = caller.ticket AND c.backend = pg_backend_pid() AND c.xact = pg_current_xact_id()
     RETURNING c.role_name INTO who;
     IF who IS NULL THEN
+        -- the trigger that stamps tickets does not fire for a replica's session
+        IF current_setting('session_replication_role') = 'replica' THEN
+            RAISE EXCEPTION 'woe_anchor cannot tell who calls it with session_replication_role = replica'
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'SET session_replication_role = DEFAULT in this session first.';
+        END IF;
         RAISE EXCEPTION 'no valid woe_anchor caller ticket'
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Call the public ml.* functions; the internal ones take a ticket of this transaction.';

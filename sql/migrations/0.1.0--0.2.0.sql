@@ -2,6 +2,22 @@
 -- written only by its SECURITY DEFINER entry points; trainers create nothing the extension later
 -- acts on. On a fresh install the steps after the new tables find nothing to convert.
 
+-- The live views 0.1.0 made are altered at the end, after the tables they read. A reader locks a
+-- view, then what it reads; taking the views here first, the outermost first as readers take
+-- them, makes readers wait for the update instead of deadlocking with it.
+DO $$
+DECLARE
+    v text;
+BEGIN
+    FOREACH v IN ARRAY ARRAY['woe_anchor_scores_live_train_v', 'woe_anchor_scores_live_v1',
+                             'v_woe_anchor_bands_live_v1'] LOOP
+        IF to_regclass(format('ml.%I', v)) IS NOT NULL THEN
+            EXECUTE format('LOCK TABLE ml.%I IN ACCESS EXCLUSIVE MODE', v);
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- The extension's internal routines live in a schema of their own, out of the way of \df ml.*.
 -- Created here, so it cannot exist before (no one else's objects in it).
 CREATE SCHEMA woe_anchor_internal;
