@@ -245,21 +245,20 @@ SELECT pg_catalog.pg_size_bytes(coalesce(nullif(pg_catalog.current_setting('{set
        CASE WHEN pg_catalog.current_setting('temp_file_limit') <> '-1'
             THEN pg_catalog.pg_size_bytes(pg_catalog.current_setting('temp_file_limit')) END AS temp_limit,
        pg_catalog.current_setting('server_version_num')::int / 10000 AS major,
-       CASE WHEN pg_catalog.current_setting('temp_tablespaces') = ''
-            THEN (SELECT d.dattablespace::int8 FROM pg_catalog.pg_database d
-                  WHERE d.datname = pg_catalog.current_database())
-            -- an empty name ("") is the database's default tablespace, as PostgreSQL reads it
-            ELSE (SELECT coalesce(t.oid, d.dattablespace)::int8
-                  FROM unnest(pg_catalog.string_to_array(pg_catalog.current_setting('temp_tablespaces'), ','))
-                       WITH ORDINALITY AS n(name, i)
-                  LEFT JOIN pg_catalog.pg_tablespace t
-                    ON t.spcname = CASE WHEN pg_catalog.btrim(n.name) <> '""'
-                                        THEN (pg_catalog.parse_ident(pg_catalog.btrim(n.name)))[1] END
-                  CROSS JOIN pg_catalog.pg_database d
-                  WHERE d.datname = pg_catalog.current_database()
-                    AND (pg_catalog.btrim(n.name) = '""' OR t.spcname = 'pg_default'
-                         OR pg_catalog.has_tablespace_privilege(t.oid, 'CREATE'))
-                  ORDER BY n.i LIMIT 1) END AS tablespace
+       -- the first listed tablespace the caller may use; an empty name ("", as an empty setting
+       -- reads) is the database's default tablespace, as PostgreSQL reads it
+       (SELECT coalesce(t.oid, d.dattablespace)::int8
+        FROM unnest(pg_catalog.string_to_array(
+                 coalesce(nullif(pg_catalog.current_setting('temp_tablespaces'), ''), '""'), ','))
+             WITH ORDINALITY AS n(name, i)
+        LEFT JOIN pg_catalog.pg_tablespace t
+          ON t.spcname = CASE WHEN pg_catalog.btrim(n.name) <> '""'
+                              THEN (pg_catalog.parse_ident(pg_catalog.btrim(n.name)))[1] END
+        CROSS JOIN pg_catalog.pg_database d
+        WHERE d.datname = pg_catalog.current_database()
+          AND (pg_catalog.btrim(n.name) = '""' OR t.spcname = 'pg_default'
+               OR pg_catalog.has_tablespace_privilege(t.oid, 'CREATE'))
+        ORDER BY n.i LIMIT 1) AS tablespace
 """
 
 # the heaps a scan of the source reads (itself, its partitions and inheritance children), their

@@ -16,6 +16,7 @@ DECLARE
     dblink text;
     socket text := btrim(split_part(current_setting('unix_socket_directories'), ',', 1));
     conninfo text;
+    query text;
     result text;
     pg_crons text := 'SELECT EXISTS (SELECT FROM pg_catalog.pg_depend AS d '
         'JOIN pg_catalog.pg_extension AS e ON e.oid = d.refobjid JOIN pg_catalog.pg_namespace AS n ON n.oid = d.objid '
@@ -28,37 +29,36 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Add pg_cron to shared_preload_libraries, restart, and CREATE EXTENSION pg_cron in cron.database_name.';
     END IF;
-    IF cron_db = current_database() THEN
-        EXECUTE pg_crons INTO result;
-        IF result <> 'true' THEN
-            RAISE EXCEPTION 'pg_cron is loaded but not created in database %', cron_db
-                USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'CREATE EXTENSION pg_cron;';
+    IF cron_db <> current_database() THEN
+        dblink := woe_anchor_internal.dblink();
+        IF dblink IS NULL THEN
+            RAISE EXCEPTION 'pg_cron lives in database %, not in %: scheduling from here needs dblink', cron_db,
+                current_database()
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'CREATE EXTENSION dblink in this database: pg_cron lives in database ' || cron_db
+                             || ', and jobs for models in other databases are scheduled through dblink.';
         END IF;
-        EXECUTE statement INTO result;
-        RETURN result;
+        -- libpq values in single quotes, backslash-escaped
+        SELECT string_agg(k || '=''' || replace(replace(v, '\', '\\'), '''', '\''') || '''', ' ')
+        INTO conninfo
+        FROM (VALUES ('dbname', cron_db), ('user', current_user::text), ('port', current_setting('port')),
+                     ('host', CASE WHEN socket = '' THEN 'localhost' ELSE socket END),
+                     ('options', '-c search_path=pg_catalog,pg_temp')) AS c (k, v);
     END IF;
-    dblink := woe_anchor_internal.dblink();
-    IF dblink IS NULL THEN
-        RAISE EXCEPTION 'pg_cron lives in database %, not in %: scheduling from here needs dblink', cron_db,
-            current_database()
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'CREATE EXTENSION dblink in this database: pg_cron lives in database ' || cron_db
-                         || ', and jobs for models in other databases are scheduled through dblink.';
-    END IF;
-    -- libpq values in single quotes, backslash-escaped
-    SELECT string_agg(k || '=''' || replace(replace(v, '\', '\\'), '''', '\''') || '''', ' ')
-    INTO conninfo
-    FROM (VALUES ('dbname', cron_db), ('user', current_user::text), ('port', current_setting('port')),
-                 ('host', CASE WHEN socket = '' THEN 'localhost' ELSE socket END),
-                 ('options', '-c search_path=pg_catalog,pg_temp')) AS c (k, v);
-    -- two connections: once pg_cron's schema is there, no role but a superuser can change it
-    EXECUTE format('SELECT t.r FROM %s.dblink(%L, %L) AS t (r text)', dblink, conninfo, pg_crons) INTO result;
-    IF result <> 'true' THEN
-        RAISE EXCEPTION 'pg_cron is loaded but not created in database %', cron_db
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'CREATE EXTENSION pg_cron in database ' || cron_db || '.';
-    END IF;
-    EXECUTE format('SELECT t.r FROM %s.dblink(%L, %L) AS t (r text)', dblink, conninfo, statement) INTO result;
+    -- pg_cron's schema checked, then the statement run; over dblink in two connections (once
+    -- pg_cron's schema is there, no role but a superuser can change it)
+    FOREACH query IN ARRAY ARRAY[pg_crons, statement] LOOP
+        IF conninfo IS NULL THEN
+            EXECUTE query INTO result;
+        ELSE
+            EXECUTE format('SELECT t.r FROM %s.dblink(%L, %L) AS t (r text)', dblink, conninfo, query) INTO result;
+        END IF;
+        IF query = pg_crons AND result <> 'true' THEN
+            RAISE EXCEPTION 'pg_cron is loaded but not created in database %', cron_db
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'CREATE EXTENSION pg_cron in database ' || cron_db || '.';
+        END IF;
+    END LOOP;
     RETURN result;
 END
 $$;
