@@ -253,6 +253,32 @@ def test_realized_performance_per_week_matches_numpy(conn, lifecycle):
         assert got[week][2:] == pytest.approx((auc, loss, p.mean(), y.mean()), abs=1e-9), week
 
 
+def test_monitoring_workers_change_no_figure_and_the_sessions_setting_stays(conn, lifecycle):
+    """Drift and realized hold max_parallel_workers_per_gather to the cores their busy leader
+    leaves, for their own statement only: the caller's value is there after each call and after a
+    failed one, and every figure is the same with parallel plans forced and with no worker."""
+    key = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_workers")
+    drift = ("SELECT * FROM ml.woe_anchor_drift('lc_src', %s, %s, %s)", ["2026-04-11", "2026-04-21", key])
+    realized = ("SELECT * FROM ml.woe_anchor_realized('lc_src', %s)", [key])
+
+    def figures():
+        return [conn.execute(q, args).fetchall() for q, args in (drift, realized)]
+
+    with conn.transaction():
+        for forced in ("parallel_setup_cost = 0", "parallel_tuple_cost = 0", "min_parallel_table_scan_size = 0",
+                       "max_parallel_workers_per_gather = 64"):
+            conn.execute(f"SET LOCAL {forced}")
+        wide = figures()
+        assert conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0] == "64"
+        with pytest.raises(psycopg.errors.NoDataFound), conn.transaction():
+            conn.execute("SELECT * FROM ml.woe_anchor_realized('lc_src', 'nope')")
+        assert conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0] == "64"
+        conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        alone = figures()
+        assert conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0] == "0"
+    assert wide == alone and all(wide)
+
+
 def test_realized_weeks_are_utc_mondays_at_their_edges(conn, lifecycle):
     """Settled rows on either side of a week's first microsecond, before and after the week
     expression's origin (2000-01-03) and in 1969, and at infinity, fall in the week a calendar gives

@@ -6,11 +6,9 @@ leaves no row of its model key and the active model untouched.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import math
-import os
 import time
 import unicodedata
 
@@ -135,29 +133,8 @@ class Phases:
 
 def fit(plpy, version: str, code_sha256: str, **params) -> str:
     """Entry point of the procedure; returns the model key."""
-    with workers_beside_a_busy_leader(plpy):
+    with passes.workers_beside_a_busy_leader(plpy):
         return errors.reported(plpy, _fit, plpy, version, code_sha256, params)
-
-
-@contextlib.contextmanager
-def workers_beside_a_busy_leader(plpy):
-    """max_parallel_workers_per_gather held to the cores the leader leaves, for the fit's statements.
-
-    The leader of the read appends every row's bytes and the leader of the write inserts every
-    row: a worker past the other cores only takes turns with it (on 2 cores, the 1M write took
-    0.88 s with one worker against 1.06 s with two; the floor's own write, 0.62 s either way).
-    Lowered only, never raised, and put back as it was: the change is LOCAL, so an error
-    undoes it with the transaction.
-    """
-    workers = int(plpy.execute("SELECT current_setting('max_parallel_workers_per_gather') AS w")[0]["w"])
-    cap = max(len(os.sched_getaffinity(0)) - 1, 0)
-    if workers <= cap:
-        yield
-        return
-    setting = plpy.prepare("SELECT set_config('max_parallel_workers_per_gather', $1, true)", ["text"])
-    plpy.execute(setting, [str(cap)])
-    yield
-    plpy.execute(setting, [str(workers)])
 
 
 def _one(plpy, sql, types=(), args=()):

@@ -65,12 +65,14 @@ def drift(plpy, source_oid, start, end, key: str | None) -> list[tuple]:
     combos = passes.combinations_sql(Compiler(model.schema, src.reads, model.learned), plan)
     counts = [np.zeros(pack.size, dtype=np.int64) for pack in plan]
     grouped = ", ".join(f"GROUPING(r.c{j}) = 0" for j in range(len(plan)))
-    for r in plpy.execute(f"""
+    with passes.workers_beside_a_busy_leader(plpy):  # its leader counts every row's combinations
+        grouped_rows = plpy.execute(f"""
 SELECT array_position(ARRAY[{grouped}], true) - 1 AS pack,
        coalesce({', '.join(f'r.c{j}' for j in range(len(plan)))}) AS combination, count(*) AS n
 FROM (SELECT {', '.join(f'{c} AS c{j}' for j, c in enumerate(combos))}
       FROM {src.qualified} AS s WHERE s.t0 >= {start} AND s.t0 < {end}) AS r
-GROUP BY GROUPING SETS ({', '.join(f'(r.c{j})' for j in range(len(plan)))})"""):
+GROUP BY GROUPING SETS ({', '.join(f'(r.c{j})' for j in range(len(plan)))})""")
+    for r in grouped_rows:
         counts[r["pack"]][r["combination"]] = int(r["n"])
     window = {}
     for pack, n in zip(plan, counts):
@@ -116,9 +118,10 @@ def realized(plpy, source_oid, key: str | None, since) -> list[tuple]:
     codes = [f"({passes.label_sql(src.reads, model.slow_threshold_hours)})::int",
              *passes.combinations_sql(Compiler(model.schema, src.reads, model.learned), plan)]
     parts = packs.words_sql(words, [f"r.c{i}" for i in range(len(codes))])
-    # workers band the rows and make their words below the OFFSET 0 fence; plpy.execute, as a
-    # cursor's plan is never parallel
-    weeks = plpy.execute(f"""
+    # workers band the rows and make their words below the OFFSET 0 fence, while the leader adds
+    # every row to its week; plpy.execute, as a cursor's plan is never parallel
+    with passes.workers_beside_a_busy_leader(plpy):
+        weeks = plpy.execute(f"""
 SELECT ((q.week AT TIME ZONE 'UTC')::date)::text AS week, count(*) AS n, {', '.join(f'string_agg(int8send(q.w{j}), NULL) AS w{j}' for j in range(len(words)))}
 FROM (SELECT r.week, {', '.join(f'{w} AS w{j}' for j, w in enumerate(parts))}
       FROM (SELECT {WEEK_SQL} AS week,
