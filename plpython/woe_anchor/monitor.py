@@ -194,8 +194,10 @@ def _realized_weeks(weeks: list[dict], words: list, plan: list, lookups: tuple) 
         n, p_seen = hi - lo, p[seen]
         figures = quality.SetFigures()   # quality.auc's and quality.logloss's figures, in one pass
         figures.add(logit[seen], n_pos, n_neg, p_seen, (logs[0][seen], logs[1][seen]))
-        out.append((w["week"], n, figures.n_pos, figures.auc(), figures.logloss(),
-                    woe.total((n_pos + n_neg) * p_seen) / n, figures.n_pos / n))
+        predicted = quality.ExactSum()  # math.fsum's bits, without a Python float per group
+        predicted.add((n_pos + n_neg) * p_seen)
+        out.append((w["week"], n, figures.n_pos, figures.auc(), figures.logloss(), predicted.value() / n,
+                    figures.n_pos / n))
         lo = hi
     return out
 
