@@ -85,6 +85,9 @@ def render(version, sql_files, modules, upgrade=False):
         "@LOAD_PACKAGE@": load_package,
         "@ERROR_VARIABLES@": error_variables,
         "@RERAISE_AS_PLAIN_ERROR@": reraise(),
+        # timestamptz arguments reach PL/Python as text in the session's style: ISO with a numeric
+        # offset reads back as the same instant (a zone abbreviation, such as IST, may not)
+        "@TIMESTAMPS_AS_UTC_ISO@": "SET TimeZone = 'UTC'\nSET DateStyle = 'ISO, YMD'",
         # a statement that read shard tables closes those reads, whether it failed or not
         "@END_SHARD_READS_AND_RERAISE@": "    PERFORM woe_anchor_internal.end_shard_reads();\n"
                                          + reraise("PERFORM woe_anchor_internal.end_shard_reads();"),

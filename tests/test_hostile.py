@@ -40,6 +40,43 @@ def test_session_settings_change_no_artifact(conn, hostile_src):
         assert got == first, name
 
 
+def test_session_settings_change_no_monitoring_figure(conn, hostile_src):
+    """Drift, realized, compare and monitor take their windows as timestamptz, which reach PL/Python
+    as text in the session's style: DateStyle SQL in Asia/Kolkata prints IST, which read back alone
+    means Israel's time, 3.5 hours off. Every figure must be the same bits in every session."""
+    cutoff = "2026-03-30 00:00+00"   # 28 of the 40 days: sales after it to compare the models on
+    key = fit(conn, hostile_src, model_key="settings_monitor", activate=False, replace=True, cutoff=cutoff)
+    other = fit(conn, hostile_src, model_key="settings_monitor_b", activate=False, replace=True, cutoff=cutoff,
+                half_life_days=7.0)
+    cutoff, start, end = conn.execute(
+        "SELECT train_cutoff_ts, train_cutoff_ts - interval '5 days 7 hours', train_cutoff_ts + interval '2 days' "
+        "FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s", [key]).fetchone()
+    # a copy whose newest listings are an hour old: monitor's window is the last few hours before now()
+    conn.execute("DROP TABLE IF EXISTS hostile_now")
+    conn.execute("CREATE TABLE hostile_now AS SELECT * FROM hostile_src")
+    conn.execute("UPDATE hostile_now SET t0 = now() - interval '1 hour' WHERE t0 >= %s", [start])
+    queries = [("SELECT * FROM ml.woe_anchor_drift('hostile_src', %s, %s, %s)", [start, end, key]),
+               ("SELECT * FROM ml.woe_anchor_realized('hostile_src', %s, %s)", [key, start]),
+               # sales after both cutoffs, up to an instant no midnight
+               ("SELECT * FROM ml.woe_anchor_compare(%s, %s, 'hostile_src', %s, %s + interval '6 days 5 hours')",
+                [key, other, cutoff, cutoff]),
+               ("SELECT kind, subject, value, threshold FROM ml.woe_anchor_monitor('hostile_now', %s, "
+                "window_days => 0.1, psi_limit => 100, auc_drop => 1, channel => NULL) ORDER BY 1, 2", [key])]
+    results = {}
+    for name, statements in SETTINGS.items():
+        for s in statements:
+            conn.execute(s)
+        # binary results: extra_float_digits and DateStyle shape only the text a client reads
+        results[name] = [conn.cursor(binary=True).execute(q, args).fetchall() for q, args in queries]
+        conn.execute("RESET ALL")
+    first = results.pop("plain")
+    drift, weeks, compared, alerts = first
+    assert sum(r[3] for r in drift if r[0] == drift[0][0]) > 0 and weeks and compared
+    assert alerts == []   # the window holds the copy's newest rows: no "no_rows" alert
+    for name, got in results.items():
+        assert got == first, name
+
+
 def test_hostile_objects_in_the_search_path_change_nothing(conn, hostile_src):
     clean = artifacts.comparable(conn, fit(conn, hostile_src, model_key="clean", activate=False, replace=True))
     conn.execute("DROP SCHEMA IF EXISTS hostile CASCADE")

@@ -337,6 +337,13 @@ def test_monitor_records_weeks_and_alerts_a_planted_drift_by_notify(conn, dsn, l
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_realized WHERE model_key = %s", [key]).fetchone()[0] == weeks
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="channel"):
         conn.execute("SELECT * FROM ml.woe_anchor_monitor('lc_src', channel => 'Bad Channel')")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="min_rows must be a whole number >= 0"):
+        conn.execute("SELECT * FROM ml.woe_anchor_monitor('lc_src', min_rows => NULL, channel => NULL)")
+    # an empty key names no model: it is not the active one
+    with pytest.raises(psycopg.errors.NoDataFound, match="model '' does not exist"):
+        conn.execute("SELECT * FROM ml.woe_anchor_realized('lc_src', '')")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="since must be a finite timestamp"):
+        conn.execute("SELECT * FROM ml.woe_anchor_realized('lc_src', %s, '-infinity')", [key])
 
 
 def test_retention_keeps_exactly_what_the_policy_says_across_ten_fits(conn, lifecycle):

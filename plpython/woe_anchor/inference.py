@@ -47,7 +47,7 @@ def load_model(plpy, key: str | None) -> Model:
     """The named model, or the active one; refuses a missing or incomplete model."""
     rows = plpy.execute(plpy.prepare(_MODEL_SQL, ["text"]), [key])
     if not rows:
-        if key:
+        if key is not None:
             raise Refusal(errors.NO_DATA_FOUND, f"model {key!r} does not exist", hint=errors.LIST_MODELS)
         raise Refusal(errors.NO_DATA_FOUND, "no model is active", hint=errors.ACTIVATE_ONE)
     m = rows[0]
@@ -92,7 +92,7 @@ def final_rows(model: Model, src, where: str | None = None, extra=()) -> str:
                                   [model.base_logit], tables, where=where, extra=extra)
 
 
-def timestamp_literal(plpy, value, name: str = "window bound") -> str:
+def timestamp_literal(plpy, value, name: str) -> str:
     """A caller's timestamptz ``name`` (as PL/Python hands it over: text in the session's style) as an
     exact, DateStyle-proof SQL literal in UTC; an infinite one is refused."""
     text = plpy.execute(plpy.prepare(f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"]), [value])[0]["t"]
@@ -150,8 +150,8 @@ def labelled_logits(plpy, models: list, source_oid, start, end) -> tuple:
                       f"(slow_threshold_hours {' and '.join(f'{t:g}' for t in sorted(thresholds))}): their scores "
                       "cannot be compared on one")
     later = max(m.cutoff for m in models)  # ISO UTC text: orders as time does
-    start = timestamp_literal(plpy, start if start is not None else later)
-    end = timestamp_literal(plpy, end) if end is not None else f"{start} + {EVAL_WINDOW}"
+    start = timestamp_literal(plpy, start if start is not None else later, "window_start")
+    end = timestamp_literal(plpy, end, "window_end") if end is not None else f"{start} + {EVAL_WINDOW}"
     sources = [source.resolve(plpy, source_oid, m.schema) for m in models]
     label = passes.label_sql(sources[0].reads, thresholds.pop())
     window = f"s.sold_time > {start} AND s.sold_time <= {end}"

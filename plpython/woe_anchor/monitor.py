@@ -58,7 +58,7 @@ def drift(plpy, source_oid, start, end, key: str | None) -> list[tuple]:
                       hint="The window is the source's rows with t0 in [window_start, window_end).")
     model = load_model(plpy, key)
     src = source.resolve(plpy, source_oid, model.schema, labels=False)
-    start, end = timestamp_literal(plpy, start), timestamp_literal(plpy, end)
+    start, end = timestamp_literal(plpy, start, "window_start"), timestamp_literal(plpy, end, "window_end")
     # one banding pass: rows per combination of each pack, decoded into rows per band value (a
     # pack's slot past its labels is NULL: no value)
     plan = packs.plan(model.schema)
@@ -107,7 +107,7 @@ def realized(plpy, source_oid, key: str | None, since) -> list[tuple]:
     the source's settled listings created since ``since`` (default: the model's cutoff)."""
     model = load_model(plpy, key)
     src = source.resolve(plpy, source_oid, model.schema)
-    start = timestamp_literal(plpy, since if since is not None else model.cutoff)
+    start = timestamp_literal(plpy, since if since is not None else model.cutoff, "since")
     threshold = float_lit(model.slow_threshold_hours)
     settled = (f"s.t0 >= {start} AND (s.sold_time IS NOT NULL OR coalesce({src.reads['duration_hours']} >= "
                f"{threshold}, false) OR coalesce(s.final_status = 'older21days', false))")
@@ -218,6 +218,8 @@ def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: fl
     for name, value in (("window_days", window_days), ("psi_limit", psi_limit), ("auc_drop", auc_drop)):
         if value is None or not math.isfinite(value) or value <= 0:
             raise Refusal(errors.INVALID_PARAMETER_VALUE, f"{name} must be a finite number > 0, got {value}")
+    if min_rows is None or min_rows < 0:
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"min_rows must be a whole number >= 0, got {min_rows}")
     model = load_model(plpy, key)
     now = plpy.execute("SELECT now()::text AS now, (now() - make_interval(secs => %s))::text AS start"
                        % float_lit(window_days * 86400.0))[0]

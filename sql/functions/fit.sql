@@ -11,9 +11,8 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 -- the few sorts and hash tables of a fit stay in memory up to this, whatever N is
 SET work_mem = '64MB'
--- arguments reach Python as text: make that text unambiguous, and interval math zone-free
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
+-- interval math zone-free, and the arguments' text unambiguous
+@TIMESTAMPS_AS_UTC_ISO@
 SET standard_conforming_strings = on
 AS $woe_anchor_py$
 @LOAD_PACKAGE@

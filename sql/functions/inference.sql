@@ -72,6 +72,7 @@ CREATE FUNCTION woe_anchor_internal.compare(model_a text, model_b text, source o
 RETURNS TABLE (metric text, a float8, b float8, a_minus_b float8, std_error float8, p_value float8)
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+@TIMESTAMPS_AS_UTC_ISO@
 SET jit = off
 AS $woe_anchor_py$
 @LOAD_PACKAGE@

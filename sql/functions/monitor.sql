@@ -4,6 +4,7 @@ RETURNS TABLE (band_name text, band_value text, train_rows bigint, window_rows b
                window_share float8, psi_term float8, band_psi float8, reading text, unseen boolean)
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+@TIMESTAMPS_AS_UTC_ISO@
 SET jit = off
 -- the pass's hash tables stay in memory (a sort or a spill to disk costs more than the scoring)
 SET work_mem = '64MB'
@@ -37,6 +38,7 @@ RETURNS TABLE (week date, n_rows bigint, n_slow21 bigint, auc float8, logloss fl
                observed_rate float8)
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+@TIMESTAMPS_AS_UTC_ISO@
 SET jit = off
 -- the pass's hash tables stay in memory (a sort or a spill to disk costs more than the scoring)
 SET work_mem = '64MB'
@@ -68,6 +70,7 @@ CREATE FUNCTION woe_anchor_internal.monitor(source oid, model_key text, window_d
 RETURNS TABLE (kind text, subject text, value float8, threshold float8)
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+@TIMESTAMPS_AS_UTC_ISO@
 SET jit = off
 SET work_mem = '64MB'  -- as drift's and realized's
 AS $woe_anchor_py$

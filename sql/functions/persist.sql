@@ -8,8 +8,7 @@ LANGUAGE plpython3u VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET woe_anchor.artifact_write = on
 SET jit = off
-SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD'
+@TIMESTAMPS_AS_UTC_ISO@
 SET standard_conforming_strings = on
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
