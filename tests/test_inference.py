@@ -92,6 +92,37 @@ def test_guarded_view_fails_closed(conn, fitted):
                         "FROM ml.woe_anchor_scores_live_train_v").fetchone() == (1, fresh)
 
 
+def test_a_guard_runs_whatever_its_volatility(conn, fitted):
+    """The planner drops a subquery's unread output unless it is volatile: the fail-closed view
+    still runs a STABLE guard, and a guard recorded with backslashes means the same when the views
+    are re-created in a session with standard_conforming_strings off."""
+    conn.execute("CREATE OR REPLACE FUNCTION public.inf_stable_guard() RETURNS boolean LANGUAGE plpgsql STABLE "
+                 "AS $$BEGIN RAISE EXCEPTION 'not certified'; END$$")
+    try:
+        conn.execute("SELECT ml.woe_anchor_create_views('inf_live', guard => 'public.inf_stable_guard() AS certified')")
+        with pytest.raises(psycopg.errors.RaiseException, match="not certified"):
+            conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_live_train_v").fetchall()
+        guard = r"(SELECT CASE WHEN '2026' ~ '^\d+$' THEN 1 ELSE 1 / 0 END) AS certified"
+        conn.execute("SELECT ml.woe_anchor_create_views('inf_live', guard => %s)", [guard])
+        n = conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_live_train_v").fetchone()[0]
+        assert n > 0
+        conn.execute("SET standard_conforming_strings = off")
+        conn.execute("SELECT ml.woe_anchor_create_views('inf_live')")   # keeps the recorded guard
+        conn.execute("RESET standard_conforming_strings")
+        assert conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_live_train_v").fetchone()[0] == n
+    finally:
+        conn.execute("RESET standard_conforming_strings")
+        conn.execute("SELECT ml.woe_anchor_create_views('inf_live', guard => '')")
+        conn.execute("DROP FUNCTION public.inf_stable_guard()")
+
+
+def test_a_source_view_mapping_must_be_an_object_of_names(conn, fitted):
+    for bad in ("[1, 2]", "null", '{"t0": 5}', '{"t0": []}'):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="columns must be a JSON object"):
+            conn.execute("SELECT ml.woe_anchor_create_source_view('public.inf_bad_v', ARRAY['inf_live'::regclass], "
+                         "%s)", [bad])
+
+
 def test_a_model_without_its_final_map_rows_scores_nothing(conn, fitted):
     """As a parallel restore can leave it (docs/backup.md): scoring would give every row the base
     logit alone. It is refused, as the fail-closed view and assert_ready refuse it."""

@@ -1,6 +1,7 @@
 """The model report: one self-contained HTML page, rendered by a real headless Chromium."""
 from __future__ import annotations
 
+import datetime
 import re
 import shutil
 import subprocess
@@ -81,6 +82,19 @@ def test_report_shows_the_stored_artifacts(conn, dsn, report_model, tmp_path):
                        "WHERE model_key = %s", [report_model]).fetchone()
     for name, auc in zip(("OOF", "in-sample", "eval"), reg):
         assert f"{name}: {auc:.4f}" in titles
+
+
+def test_the_report_is_the_same_in_any_session(conn, dsn, report_model, tmp_path, monkeypatch):
+    """A role's or PGOPTIONS' DateStyle and TimeZone change nothing: the times are UTC."""
+    cutoff = conn.execute("SELECT train_cutoff_ts FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
+                          [report_model]).fetchone()[0].astimezone(datetime.timezone.utc)
+    plain = _write(dsn, tmp_path, report_model)
+    monkeypatch.setenv("PGOPTIONS", "-c DateStyle=German -c TimeZone=Asia/Kolkata")
+    odd = _write(dsn, tmp_path, report_model)
+    # all but the minute the report was written
+    written = re.compile(r"report written [^<]*")
+    assert written.sub("", odd) == written.sub("", plain)
+    assert str(cutoff) in odd
 
 
 def test_report_of_a_model_without_score_bins(conn, dsn, report_model, tmp_path):

@@ -38,8 +38,14 @@ class Failed(Exception):
 _interrupted = threading.Event()
 
 
+# the times the commands read and print: UTC, in the ISO style psycopg parses, whatever the role's
+# or PGOPTIONS' DateStyle and TimeZone (a report in German style failed to parse its own registry row)
+SESSION = "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'"
+
+
 def _connect(args):
     conn = psycopg.connect(_dsn(args), autocommit=True)
+    conn.execute(SESSION)
     start = time.monotonic()
 
     def progress(diag):
@@ -234,6 +240,8 @@ def cmd_migrate(args):
     # COLUMN=A maps a column; COLUMN=A,B takes the first of A and B that is not NULL
     columns = {k: v.split(",") if "," in v else v for k, v in args.map or ()}
     with psycopg.connect(_dsn(args)) as conn:
+        conn.execute(SESSION)
+        conn.commit()
         try:
             if args.rollback:
                 since = migrate.rollback(conn, args.legacy_schema, force=args.force)

@@ -126,6 +126,9 @@ def create_views(plpy, source_oid, version, guard: str | None, replace_views: bo
     # the WOE added pack by pack, in the compiled scoring's order: the same bits on both paths
     terms = ["b.base_logit"] + ["(" + " + ".join(woe_of[i] for i in group) + ")" for group in packs.groups(schema)]
     gate = f"CROSS JOIN LATERAL (SELECT {guard}) AS guard\n" if guard.strip() else ""
+    # the guard's row is read, never filtered on: the planner drops a subquery's unread output
+    # unless it is volatile, and a STABLE guard that raises must still run
+    guard_used = " AND pg_catalog.num_nulls(guard) >= 0" if guard.strip() else ""
 
     def band_rows(rows: str, serving: str) -> str:
         # ``rows`` (alias s) with the band values of the model(s) ``serving`` picks from the registry r
@@ -156,7 +159,7 @@ FROM (SELECT b.generation, b.listing_id, b.t0, b.model_key, {' + '.join(terms)} 
         "scores": scored(names["bands"], "r.is_active"),
         "train": f"""
 SELECT s.* FROM {names['scores']} AS s
-{gate}WHERE ml.woe_anchor_assert_ready({int(version)})""",
+{gate}WHERE ml.woe_anchor_assert_ready({int(version)}){guard_used}""",
     }
     # the per-row function: its argument s as the one row, the model it names or the active one
     key = f"{everything['scores_of'].split('.')[1]}.model_key"  # a parameter, named by its function
@@ -332,8 +335,17 @@ def create_source_view(plpy, name: str, relation_oids: list, columns_doc: str, v
         raise Refusal(errors.UNDEFINED_TABLE, "relations must name one or more existing relations, the base first")
     relations = [r[0] for r in relations]
     wanted = source.expected_types(schema)
+
+    def names(v):
+        return isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(x, str) for x in v))
+
+    if not isinstance(mapping, dict) or not all(names(v) for v in mapping.values()):
+        raise Refusal(errors.INVALID_PARAMETER_VALUE,
+                       "columns must be a JSON object of the contract's column names to your columns' names "
+                       "(a name, or a list of names: the first not NULL)",
+                       hint='For example {"t0": ["t0", "edited_date"], "sold_time": "sold_date"}.')
     unknown = sorted(set(mapping) - set(wanted))
-    if unknown or not isinstance(mapping, dict):
+    if unknown:
         raise Refusal(errors.INVALID_PARAMETER_VALUE,
                        f"columns maps columns the contract does not have: {', '.join(unknown)}",
                        hint=f"The contract's columns for band schema {version}: {', '.join(wanted)}.")

@@ -3,6 +3,8 @@ CREATE FUNCTION woe_anchor_internal.create_views(source oid, band_schema_version
 RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+-- the guard is SQL text, read again when the views are re-created: the same meaning in every session
+SET standard_conforming_strings = on
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
 woe_anchor.errors.reported(plpy, woe_anchor.views.create_views, plpy, source, band_schema_version, guard,
