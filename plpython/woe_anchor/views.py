@@ -154,17 +154,19 @@ FROM (SELECT b.generation, b.listing_id, b.t0, b.model_key, {' + '.join(terms)} 
             WHERE w.fold_id IS NULL
             GROUP BY w.model_key) AS w ON w.model_key = b.model_key) AS q"""
 
+    # the serving model as a key (at most one model is active): the registry and the map are read
+    # through their keys, so a query costs one model's rows however many models are stored
+    active = f"(SELECT a.model_key FROM {REGISTRY} AS a WHERE a.is_active)"
     bodies = {
-        "bands": band_rows(f"{src.qualified} AS s", "r.is_active"),
-        "scores": scored(names["bands"], "r.is_active"),
+        "bands": band_rows(f"{src.qualified} AS s", f"r.model_key = {active}"),
+        "scores": scored(names["bands"], f"r.model_key = {active}"),
         "train": f"""
 SELECT s.* FROM {names['scores']} AS s
 {gate}WHERE ml.woe_anchor_assert_ready({int(version)}){guard_used}""",
     }
     # the per-row function: its argument s as the one row, the model it names or the active one
     key = f"{everything['scores_of'].split('.')[1]}.model_key"  # a parameter, named by its function
-    serving = (f"woe_anchor_internal.serves({key}, {int(version)}) "
-               f"AND CASE WHEN {key} IS NULL THEN r.is_active ELSE r.model_key = {key} END")
+    serving = f"woe_anchor_internal.serves({key}, {int(version)}) AND r.model_key = coalesce({key}, {active})"
     # a NULL row (an outer join's missing side) has no score; the test stays out of the map's pivot,
     # which would otherwise depend on the row and be aggregated again for every row of a LATERAL join
     row_body = scored(f"({band_rows('(SELECT) AS one', 'NOT (s IS NULL) AND ' + serving)})", serving)
