@@ -27,17 +27,32 @@ def hostile_src(conn):
     return "hostile_src"
 
 
-def test_session_settings_change_no_artifact(conn, hostile_src):
+def _in_every_session(conn, run) -> dict:
+    """``run(name)`` under each of SETTINGS, by name; the session is reset after each."""
     results = {}
     for name, statements in SETTINGS.items():
         for s in statements:
             conn.execute(s)
-        key = fit(conn, hostile_src, model_key=f"settings_{name}", activate=False, replace=True)
-        conn.execute("RESET ALL")  # read back in the client's usual settings
-        results[name] = artifacts.comparable(conn, key)
+        try:
+            results[name] = run(name)
+        finally:
+            conn.execute("RESET ALL")
+    return results
+
+
+def _as_in_the_plain_session(results: dict):
+    """Every session's result equals the plain one's; returns the plain one's."""
     first = results.pop("plain")
     for name, got in results.items():
         assert got == first, name
+    return first
+
+
+def test_session_settings_change_no_artifact(conn, hostile_src):
+    keys = _in_every_session(conn, lambda name: fit(conn, hostile_src, model_key=f"settings_{name}",
+                                                    activate=False, replace=True))
+    # read back in the client's usual settings
+    _as_in_the_plain_session({name: artifacts.comparable(conn, key) for name, key in keys.items()})
 
 
 def test_session_settings_change_no_monitoring_figure(conn, hostile_src):
@@ -62,19 +77,12 @@ def test_session_settings_change_no_monitoring_figure(conn, hostile_src):
                 [key, other, cutoff, cutoff]),
                ("SELECT kind, subject, value, threshold FROM ml.woe_anchor_monitor('hostile_now', %s, "
                 "window_days => 0.1, psi_limit => 100, auc_drop => 1, channel => NULL) ORDER BY 1, 2", [key])]
-    results = {}
-    for name, statements in SETTINGS.items():
-        for s in statements:
-            conn.execute(s)
-        # binary results: extra_float_digits and DateStyle shape only the text a client reads
-        results[name] = [conn.cursor(binary=True).execute(q, args).fetchall() for q, args in queries]
-        conn.execute("RESET ALL")
-    first = results.pop("plain")
-    drift, weeks, compared, alerts = first
+    # binary results: extra_float_digits and DateStyle shape only the text a client reads
+    results = _in_every_session(conn, lambda name: [conn.cursor(binary=True).execute(q, args).fetchall()
+                                                    for q, args in queries])
+    drift, weeks, compared, alerts = _as_in_the_plain_session(results)
     assert sum(r[3] for r in drift if r[0] == drift[0][0]) > 0 and weeks and compared
     assert alerts == []   # the window holds the copy's newest rows: no "no_rows" alert
-    for name, got in results.items():
-        assert got == first, name
 
 
 def test_hostile_objects_in_the_search_path_change_nothing(conn, hostile_src):

@@ -155,6 +155,16 @@ def _plan(conn, query: str, *args) -> str:
     return "\n".join(r[0] for r in conn.execute(f"EXPLAIN (COSTS OFF) {query}", args).fetchall())
 
 
+def _run_nodes(conn, query: str, *args) -> list[dict]:
+    """Every node of the query's plan, as it ran (EXPLAIN ANALYZE)."""
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+    plan = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", args or None).fetchone()[0][0]["Plan"]
+    return list(nodes(plan))
+
+
 def test_per_row_functions_give_the_same_bits_and_cost_a_lookup(conn, served):
     """ml.woe_anchor_scores_of(row) (inlined into a LATERAL join), ml.woe_anchor_logit(row) and
     ml.woe_anchor_p(row) score with the final mapping exactly as ml.woe_anchor_score does, and a
@@ -174,15 +184,9 @@ def test_per_row_functions_give_the_same_bits_and_cost_a_lookup(conn, served):
                          "WHERE l.listing_id = %s", lid)
     assert "Function Scan" not in joined and "sv_src_listing_id_idx" in joined, "inlined: " + joined
     # over many rows the map is pivoted once, not once per row (the plan's aggregate runs one loop)
-    many = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) SELECT s.* FROM sv_src AS l "
-                        "CROSS JOIN LATERAL ml.woe_anchor_scores_of(l) AS s WHERE l.listing_id % 50 = 0"
-                        ).fetchone()[0][0]["Plan"]
-
-    def nodes(node):
-        yield node
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-    aggregates = [n for n in nodes(many) if n["Node Type"] == "Aggregate"]
+    many = _run_nodes(conn, "SELECT s.* FROM sv_src AS l "
+                            "CROSS JOIN LATERAL ml.woe_anchor_scores_of(l) AS s WHERE l.listing_id % 50 = 0")
+    aggregates = [n for n in many if n["Node Type"] == "Aggregate"]
     assert aggregates and all(n["Actual Loops"] == 1 for n in aggregates), \
         [(n["Node Type"], n["Actual Loops"]) for n in aggregates]
 
@@ -201,13 +205,7 @@ def test_a_point_query_reads_one_models_map_however_many_are_stored(conn, served
         for query in ("SELECT s.* FROM sv_src AS l CROSS JOIN LATERAL ml.woe_anchor_scores_of(l) AS s "
                       "WHERE l.listing_id = %s",
                       "SELECT * FROM ml.woe_anchor_scores_live_v1 WHERE listing_id = %s"):
-            plan = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", [lid]).fetchone()[0][0]["Plan"]
-
-            def nodes(node):
-                yield node
-                for child in node.get("Plans", []):
-                    yield from nodes(child)
-            read = sum(n["Actual Rows"] * n["Actual Loops"] for n in nodes(plan)
+            read = sum(n["Actual Rows"] * n["Actual Loops"] for n in _run_nodes(conn, query, lid)
                        if n.get("Relation Name") == "woe_anchor_map_v1")
             assert 0 < read <= one, (query, read, one)
     finally:
