@@ -118,6 +118,31 @@ def test_dump_and_restore_keep_every_model(server, source_db, tmp_path, form):
         install.drop_database(server, target)
 
 
+@pytest.mark.local_server
+def test_a_dump_of_schema_ml_alone_gives_no_in_sample_scores_for_lost_oof_ones(server, source_db, tmp_path):
+    """`pg_dump -n ml` leaves the score partitions (schema woe_anchor_scores) out: the restored
+    models must refuse to give training features, never fill TRAIN SOLD with in-sample scores."""
+    name, dsn = source_db
+    target = f"{name}_ml_only"
+    restored = install.fresh_database(server, target)
+    env, dump = _env(server), tmp_path / "ml.dump"
+    try:
+        subprocess.run([*server.client("pg_dump"), "-Fc", "-n", "ml", "-n", "public", "-d", name, "-f", str(dump)],
+                       env=env, check=True)
+        # the extension is there already: its schema's CREATE fails, the rest restores
+        subprocess.run([*server.client("pg_restore"), "-d", target, str(dump)], env=env, capture_output=True)
+        with psycopg.connect(restored, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()[0] == 3
+            for query in ("SELECT count(*) FROM ml.woe_anchor_training_features('bk_active')",
+                          "SELECT count(*) FROM ml.woe_anchor_stored_scores('bk_active')"):
+                with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as refused:
+                    conn.execute(query)
+                assert "has no stored scores" in refused.value.diag.message_primary
+                assert "woe_anchor_scores" in refused.value.diag.message_hint
+    finally:
+        install.drop_database(server, target)
+
+
 def test_drop_extension_needs_cascade_with_views_and_takes_the_models_with_it(source_db):
     """What docs/backup.md promises."""
     _, dsn = source_db

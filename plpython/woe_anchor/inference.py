@@ -367,4 +367,13 @@ def _stored_scores(plpy, key: str) -> str:
              f"FROM {SCORES} AS s WHERE s.model_key = {quote_literal(key)}")
     remote = plpy.execute(plpy.prepare(f"SELECT server::text, remote_table FROM {SHARD_SCORES} "
                                        "WHERE model_key = $1 ORDER BY 1, 2", ["text"]), [key])
+    # every fit stores a score for each TRAIN SOLD row: none here means its partition was lost (a dump
+    # of schema ml alone), and the training features would fall back to in-sample scores, the leak OOF
+    # scoring exists to prevent
+    if not remote and not plpy.execute(plpy.prepare(
+            f"SELECT EXISTS (SELECT FROM {SCORES} AS s WHERE s.model_key = $1) AS stored", ["text"]), [key])[0]["stored"]:
+        raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f"model {key!r} has no stored scores in this database",
+                      detail="Its partition of ml.woe_anchor_scores_v1 is missing, as after restoring a dump of "
+                             "schema ml without schema woe_anchor_scores.",
+                      hint="Restore schema woe_anchor_scores from the same dump, or refit the model.")
     return " UNION ALL ".join([local] + [sharded.shard_scores_sql(plpy, r["server"], r["remote_table"]) for r in remote])
