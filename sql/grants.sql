@@ -36,3 +36,41 @@ BEGIN
     END LOOP;
 END
 $$;
+-- A GRANT or REVOKE run by CREATE or ALTER EXTENSION is recorded in pg_init_privs as the extension's
+-- own initial privilege, which pg_dump leaves out of a dump: the re-grants above (and an update's
+-- revokes) would make every role's rights vanish from the next dump. What the script itself gives
+-- is the owner's and PUBLIC's alone, so that is all the record keeps; objects outside the extension
+-- that an update touched (score partitions, live views, the schemas) keep no record at all, as after
+-- a fresh install.
+DO $$
+DECLARE
+    ext oid;
+    owner oid;
+    ours oid[];
+BEGIN
+    SELECT e.oid, e.extowner INTO ext, owner FROM pg_catalog.pg_extension AS e WHERE e.extname = 'woe_anchor';
+    ours := ARRAY(SELECT n.oid FROM pg_catalog.pg_namespace AS n
+                  WHERE n.nspname IN ('ml', 'woe_anchor_scores', 'woe_anchor_internal'));
+    UPDATE pg_catalog.pg_init_privs AS i
+    SET initprivs = ARRAY(SELECT a FROM unnest(i.initprivs) AS a
+                          WHERE (SELECT x.grantee FROM pg_catalog.aclexplode(ARRAY[a]) AS x LIMIT 1) IN (0, owner))
+    WHERE i.privtype = 'e'
+      AND EXISTS (SELECT FROM pg_catalog.pg_depend AS d WHERE d.classid = i.classoid AND d.objid = i.objoid
+                  AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext AND d.deptype = 'e');
+    DELETE FROM pg_catalog.pg_init_privs AS i
+    WHERE i.privtype = 'e'
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d WHERE d.classid = i.classoid AND d.objid = i.objoid
+                      AND d.deptype = 'e')
+      AND CASE i.classoid
+          WHEN 'pg_catalog.pg_namespace'::regclass THEN i.objoid = ANY (ours)
+          WHEN 'pg_catalog.pg_class'::regclass THEN
+              (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = i.objoid) = ANY (ours)
+              OR i.objoid IN (SELECT pg_catalog.to_regclass(v.view_name) FROM ml.woe_anchor_views AS v
+                              WHERE v.kind <> 'function')
+          WHEN 'pg_catalog.pg_proc'::regclass THEN
+              (SELECT p.pronamespace FROM pg_catalog.pg_proc AS p WHERE p.oid = i.objoid) = ANY (ours)
+              OR i.objoid IN (SELECT pg_catalog.to_regprocedure(v.view_name) FROM ml.woe_anchor_views AS v
+                              WHERE v.kind = 'function')
+          ELSE false END;
+END
+$$;

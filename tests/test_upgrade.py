@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import threading
 import time
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 import artifacts
 import cases
@@ -206,6 +208,61 @@ def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(
         conn.execute(f"SET ROLE {reader}")
         assert conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_live_train_v").fetchone()[0] == 800
         conn.execute("RESET ROLE")
+
+
+# every right a role holds on the extension's objects and the objects it makes (describe, role, privilege)
+RIGHTS = """
+SELECT o.what, a.grantee::regrole::text, a.privilege_type
+FROM (SELECT pg_describe_object('pg_class'::regclass, c.oid, 0) AS what, c.relacl AS acl FROM pg_class AS c
+      WHERE c.relnamespace::regnamespace::text IN ('ml', 'woe_anchor_scores', 'woe_anchor_internal')
+      UNION ALL
+      SELECT pg_describe_object('pg_proc'::regclass, p.oid, 0), p.proacl FROM pg_proc AS p
+      WHERE p.pronamespace::regnamespace::text IN ('ml', 'woe_anchor_internal')
+      UNION ALL
+      SELECT n.nspname, n.nspacl FROM pg_namespace AS n WHERE n.nspname IN ('ml', 'woe_anchor_scores', 'woe_anchor_internal')
+     ) AS o, aclexplode(o.acl) AS a
+WHERE a.grantee <> 0 AND a.grantee <> (SELECT extowner FROM pg_extension WHERE extname = 'woe_anchor')
+ORDER BY 1, 2, 3
+"""
+
+
+def test_a_dump_of_an_updated_database_keeps_every_roles_rights(server, databases, roles):
+    """The update re-grants what roles held; run inside ALTER EXTENSION, those grants would be
+    recorded as the extension's initial privileges, which pg_dump leaves out."""
+    upgraded, _ = databases
+    trainer, reader = roles
+    with psycopg.connect(upgraded, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION woe_anchor VERSION '0.1.0' CASCADE")
+        cases.load(conn, "up_src", cases.make_rows(seed=97, n=800))
+        conn.execute(f"GRANT SELECT ON up_src TO {trainer}, {reader}")
+        conn.execute("SELECT ml.woe_anchor_grant(trainer => %s, reader => %s)", [trainer, reader])
+        conn.execute(f"SET ROLE {trainer}")
+        fit(conn, "up_src", model_key="granted_0_1_0")
+        conn.execute("RESET ROLE")
+        conn.execute("SELECT ml.woe_anchor_create_views('up_src')")
+        conn.execute("ALTER EXTENSION woe_anchor UPDATE")
+        rights = conn.execute(RIGHTS).fetchall()
+        assert {r[1] for r in rights} == {trainer, reader}
+        assert conn.execute("SELECT count(*) FROM pg_init_privs AS i, aclexplode(i.initprivs) AS a "
+                            "WHERE a.grantee::regrole::text IN (%s, %s)", [trainer, reader]).fetchone()[0] == 0
+    name = conninfo_to_dict(upgraded)["dbname"]
+    target = f"{name}_restored"
+    restored = install.fresh_database(server, target, extension=False)
+    info = conninfo_to_dict(server.dsn)
+    env = dict(os.environ, PGHOST=info["host"], PGPORT=str(info["port"]), PGUSER=info["user"])
+    try:
+        dump = subprocess.run([*server.client("pg_dump"), "-Fc", "-d", name], env=env,
+                              check=True, capture_output=True).stdout
+        subprocess.run([*server.client("pg_restore"), "--exit-on-error", "-d", target], input=dump, env=env,
+                       check=True, capture_output=True)
+        with psycopg.connect(restored, autocommit=True) as conn:
+            assert conn.execute(RIGHTS).fetchall() == rights
+            conn.execute(f"SET ROLE {reader}")
+            assert conn.execute("SELECT count(*) FROM ml.woe_anchor_scores_live_v1").fetchone()[0] == 800
+            conn.execute(f"SET ROLE {trainer}")
+            assert fit(conn, "up_src", model_key="after_restore", activate=False) == "after_restore"
+    finally:
+        install.drop_database(server, target)
 
 
 def test_readers_of_the_live_views_wait_for_the_update_instead_of_deadlocking(databases):
