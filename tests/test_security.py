@@ -641,12 +641,15 @@ def test_a_hooks_owner_cannot_change_it_between_its_check_and_its_call(cast, dsn
         conn.execute("DELETE FROM ml.woe_anchor_activation_hooks")
         for hook in ("hook_swap", "hook_c"):
             conn.execute("SELECT ml.woe_anchor_add_activation_hook(%s)", [f"{TSCHEMA}.{hook}(text)"])
-        conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
-        # the registered function ran, as its owner; the one put in its name's place did not run
-        assert conn.execute("SELECT who, what FROM public.woe_pwned").fetchall() == [(TRAINER, "hook_c ran")]
+        # the plain function put in the registered one's name is checked, and refused, before it runs
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be SECURITY DEFINER"):
+            conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
+        assert conn.execute("SELECT who, what FROM public.woe_pwned").fetchall() == []
         # while an activation's transaction is open, its hooks are locked against their owner
-        conn.execute("DELETE FROM ml.woe_anchor_activation_hooks WHERE hook = %s::regprocedure",
-                     [f"{TSCHEMA}.hook_swap(text)"])
+        assert conn.execute("SELECT ml.woe_anchor_remove_activation_hook(%s)", [f"{TSCHEMA}.hook_swap(text)"]
+                            ).fetchone()[0]
+        conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
+        assert conn.execute("SELECT who, what FROM public.woe_pwned").fetchall() == [(TRAINER, "hook_c ran")]
         other = fit(conn, "sec_src", model_key="sec_swapped_2", activate=False)
         conn.execute(f"GRANT CREATE ON DATABASE {conn.info.dbname} TO {TRAINER}")  # to rename its schema
         with psycopg.connect(dsn, autocommit=True) as owner:
@@ -655,7 +658,7 @@ def test_a_hooks_owner_cannot_change_it_between_its_check_and_its_call(cast, dsn
             with conn.transaction(force_rollback=True):
                 conn.execute("SELECT ml.woe_anchor_activate(%s)", [other])
                 with pytest.raises(psycopg.errors.LockNotAvailable):
-                    owner.execute(f"ALTER FUNCTION {TSCHEMA}.hook_c_orig(text) SECURITY INVOKER")
+                    owner.execute(f"ALTER FUNCTION {TSCHEMA}.hook_c(text) SECURITY INVOKER")
                 with pytest.raises(psycopg.errors.LockNotAvailable):
                     owner.execute(f"ALTER SCHEMA {TSCHEMA} RENAME TO {TSCHEMA}_moved")
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [other])

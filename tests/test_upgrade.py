@@ -90,6 +90,21 @@ def test_the_update_from_0_1_0_gives_the_catalog_of_a_fresh_install(databases):
     assert got == want, [(a, b) for a, b in zip(got, want) if a != b][:3]
 
 
+def test_no_table_of_the_extension_stops_pg_upgrade(databases):
+    """pg_upgrade keeps no OID of a function, operator, text search object, schema or collation and
+    refuses every database with a column of those reg* types (its "reg* data types" check)."""
+    _, fresh = databases
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION woe_anchor CASCADE")
+        refused = conn.execute(
+            "SELECT a.attrelid::regclass::text, a.attname FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid "
+            "WHERE c.relnamespace::regnamespace::text IN ('ml', 'woe_anchor_scores', 'woe_anchor_internal') "
+            "AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid IN ('regproc'::regtype, 'regprocedure'::regtype, "
+            "'regoper'::regtype, 'regoperator'::regtype, 'regconfig'::regtype, 'regdictionary'::regtype, "
+            "'regnamespace'::regtype, 'regcollation'::regtype)").fetchall()
+    assert refused == []
+
+
 @pytest.fixture
 def roles(databases):
     """A trainer and a reader of the upgraded database, dropped afterwards whatever happened."""

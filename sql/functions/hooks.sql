@@ -88,7 +88,8 @@ $$;
 -- Each hook is checked right before it is called, with its function's and schema's catalog rows
 -- locked until commit: its owner (from another session, or from an earlier hook's code) can then
 -- neither make it SECURITY INVOKER, nor rename, replace or drop it between the check and the call.
--- It is called by the names read under that lock. A hook that changed the session (above) refuses
+-- It is found by the signature it was registered under, and called by the names read under that
+-- lock. A hook that changed the session (above) refuses
 -- the activation: the rollback undoes what is transactional, and the prepared statements and
 -- dblink connections the hook made or replaced are dropped here.
 CREATE FUNCTION woe_anchor_internal.run_activation_hooks() RETURNS trigger
@@ -96,19 +97,27 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    hook regprocedure;
+    hook text;
+    registered_owner name;
     f record;
     problem text;
     before jsonb;
     after jsonb;
     stmt text;
 BEGIN
-    FOR hook IN SELECT a.hook FROM ml.woe_anchor_activation_hooks AS a ORDER BY a.registered_at, a.hook LOOP
-        SELECT n.nspname, p.proname, p.pronargs INTO f
+    FOR hook, registered_owner IN SELECT a.hook, a.hook_owner FROM ml.woe_anchor_activation_hooks AS a
+                       ORDER BY a.registered_at, a.hook LOOP
+        SELECT p.oid, n.nspname, p.proname, p.pronargs, pg_get_userbyid(p.proowner) AS owner INTO f
         FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
-        WHERE p.oid = hook
+        WHERE p.oid = to_regprocedure(hook)
         FOR SHARE;
-        problem := woe_anchor_internal.hook_problem(hook);
+        -- read again under the lock: renamed or moved in between, it is no longer the hook
+        problem := CASE WHEN f.oid IS NULL OR f.oid::regprocedure::text <> hook
+                            THEN 'no longer exists (dropped, renamed or moved): remove it'
+                        WHEN f.owner <> registered_owner
+                            THEN format('now belongs to %s, not to %s who owned it when it was registered: '
+                                        'remove it, or add it again', f.owner, registered_owner)
+                        ELSE woe_anchor_internal.hook_problem(f.oid) END;
         -- a hook whose function is gone refuses every activation until it is removed: fail closed
         IF problem IS NOT NULL THEN
             RAISE EXCEPTION 'activation hook % %', hook, problem
@@ -168,16 +177,24 @@ BEGIN
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'activation hook % %', hook, problem USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO ml.woe_anchor_activation_hooks (hook) VALUES (hook) ON CONFLICT DO NOTHING;
+    -- the signature as this pinned search_path prints it: schema-qualified
+    INSERT INTO ml.woe_anchor_activation_hooks (hook, hook_owner)
+    SELECT woe_anchor_add_activation_hook.hook::text, pg_get_userbyid(p.proowner) FROM pg_proc AS p
+    WHERE p.oid = woe_anchor_add_activation_hook.hook
+    ON CONFLICT ON CONSTRAINT woe_anchor_activation_hooks_pkey DO UPDATE SET hook_owner = EXCLUDED.hook_owner;
 END
 $$;
 
-CREATE FUNCTION ml.woe_anchor_remove_activation_hook(hook regprocedure)
+-- By the signature a hook was registered under (as an error about it prints it), or by any name
+-- of an existing function; a function that is gone can only be named the first way.
+CREATE FUNCTION ml.woe_anchor_remove_activation_hook(hook text)
 RETURNS boolean
 LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-WITH gone AS (DELETE FROM ml.woe_anchor_activation_hooks AS a WHERE a.hook = woe_anchor_remove_activation_hook.hook
+WITH gone AS (DELETE FROM ml.woe_anchor_activation_hooks AS a
+              WHERE a.hook IN (woe_anchor_remove_activation_hook.hook,
+                               to_regprocedure(woe_anchor_remove_activation_hook.hook)::text)
               RETURNING 1)
 SELECT count(*) > 0 FROM gone
 $$;
@@ -188,4 +205,4 @@ COMMENT ON FUNCTION woe_anchor_internal.session_state(text) IS
     'woe_anchor internal: what an activation hook must leave unchanged in the activating session';
 COMMENT ON FUNCTION ml.woe_anchor_add_activation_hook(regprocedure) IS
     'Run a function (of the model key, or of nothing) in every model activation''s transaction';
-COMMENT ON FUNCTION ml.woe_anchor_remove_activation_hook(regprocedure) IS 'Stop running an activation hook; true if it was registered';
+COMMENT ON FUNCTION ml.woe_anchor_remove_activation_hook(text) IS 'Stop running an activation hook; true if it was registered';

@@ -181,8 +181,11 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('ml
 -- Functions every activation runs in its own transaction (a fit's, ml.woe_anchor_activate, a
 -- scheduled fit's, the trainer import's): a re-certification, say. One that raises refuses the
 -- activation. Each takes the model key, or nothing.
+-- A hook is kept by its signature and its owner's name, not by its OID (regprocedure): pg_upgrade
+-- keeps no function's OID and refuses a table with a regprocedure column, and a dump restores names.
 CREATE TABLE ml.woe_anchor_activation_hooks (
-    hook           regprocedure PRIMARY KEY,
+    hook           text PRIMARY KEY,   -- the function's schema-qualified signature
+    hook_owner     name NOT NULL,      -- its owner when registered: another owner's function of that name never runs
     registered_by  name NOT NULL DEFAULT current_user,
     registered_at  timestamptz NOT NULL DEFAULT now()
 );
