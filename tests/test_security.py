@@ -599,8 +599,12 @@ def test_activation_hooks_run_with_narrow_rights_and_a_pinned_search_path(cast):
             conn.execute("SELECT ml.woe_anchor_activate(%s)", [key])
             conn.execute("DROP TABLE pg_temp.sec_activations")
         assert conn.execute("SELECT model_key, who FROM public.sec_activations").fetchall() == [(key, auditor)]
-        # a hook re-created (a new function) or dropped does not silently stop guarding activations
+        # a hook handed to another role, or dropped, does not silently stop guarding activations
         other = fit(conn, "sec_src", model_key="sec_hooked_2", activate=False)
+        conn.execute(f"ALTER FUNCTION public.sec_audited(text) OWNER TO {TRAINER}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"now belongs to {TRAINER}"):
+            conn.execute("SELECT ml.woe_anchor_activate(%s)", [other])
+        conn.execute(f"ALTER FUNCTION public.sec_audited(text) OWNER TO {auditor}")
         conn.execute("DROP FUNCTION public.sec_audited(text)")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no longer exists"):
             conn.execute("SELECT ml.woe_anchor_activate(%s)", [other])
