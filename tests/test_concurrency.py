@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 
@@ -77,3 +78,72 @@ def test_simultaneous_fits_without_a_key_get_distinct_keys(conn, dsn):
     keys = list(results.values())
     assert all(isinstance(k, str) and k.startswith("woe_anchor_v1_") for k in keys), keys
     assert len(set(keys)) == 3
+
+
+def _waits_for_a_lock(conn, pid) -> None:
+    """Returns once backend ``pid`` waits for a heavyweight lock."""
+    for _ in range(500):
+        if conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0]:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+def _in_thread(dsn, statement, args):
+    """Run ``statement`` in a new session on a thread; returns (thread, its pid, result dict)."""
+    out, ready = {}, threading.Event()
+
+    def run():
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.add_notice_handler(lambda d: out.setdefault("notices", []).append(d.message_primary))
+            out["pid"] = c.info.backend_pid
+            ready.set()
+            try:
+                out["rows"] = c.execute(statement, args).fetchall()
+            except Exception as e:  # reported by the caller's assertions
+                out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    ready.wait()
+    return t, out
+
+
+def test_a_pin_written_while_a_prune_waits_keeps_its_model(conn, dsn):
+    """The pin and the prune serialize at the registry's lock: whichever commits first, a model
+    whose pin committed is never pruned."""
+    drop_live_views(conn)
+    cases.load(conn, "cc_pin", cases.make_rows(seed=63, n=1500))
+    keys = [fit(conn, "cc_pin", model_key=f"cc_pin_{i}", replace=True) for i in range(4)]
+    try:
+        with psycopg.connect(dsn) as pinning:
+            pinning.execute("SELECT ml.woe_anchor_annotate(%s, pinned => true)", [keys[0]])
+            pruning, out = _in_thread(dsn, "SELECT ml.woe_anchor_prune(0)", [])
+            _waits_for_a_lock(conn, out["pid"])
+            pinning.commit()
+        pruning.join()
+        assert "error" not in out, out
+        # the newest (active) and the one a rollback restores stay, the pinned one too
+        assert [r[0] for r in out["rows"]] == [keys[1]]
+        assert {r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 "
+                                           "WHERE model_key LIKE 'cc\\_pin\\_%'")} == {keys[0], keys[2], keys[3]}
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'cc\\_pin\\_%'")
+
+
+def test_dropping_a_model_activated_while_the_drop_waited_warns(conn, dsn):
+    drop_live_views(conn)
+    cases.load(conn, "cc_drop", cases.make_rows(seed=64, n=1500))
+    first = fit(conn, "cc_drop", model_key="cc_drop_1", replace=True)
+    fit(conn, "cc_drop", model_key="cc_drop_2", replace=True)  # the active one, until the first comes back
+    try:
+        with psycopg.connect(dsn) as activating:
+            activating.execute("SELECT ml.woe_anchor_activate(%s)", [first])
+            dropping, out = _in_thread(dsn, "SELECT ml.woe_anchor_drop_model(%s)", [first])
+            _waits_for_a_lock(conn, out["pid"])
+            activating.commit()
+        dropping.join()
+        assert out.get("rows") == [(True,)], out
+        assert any("was the active one" in n for n in out.get("notices", [])), out
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'cc\\_drop\\_%'")

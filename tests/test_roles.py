@@ -97,3 +97,22 @@ def test_a_trainer_writes_band_schemas_and_a_reader_only_reads_them(conn, roles)
     conn.execute("RESET ROLE")
     conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
     conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version = 7")
+
+
+def test_a_superusers_fit_applies_retention_to_its_own_models_only(conn, roles):
+    """The retention policy of every fit is over the fitter's own models: a superuser's (scheduled)
+    fit must not prune every team's."""
+    trainer, _ = roles
+    conn.execute("DELETE FROM ml.woe_anchor_policy")
+    conn.execute(f"SET ROLE {trainer}")
+    theirs = [fit(conn, "roles_src", model_key=f"ret_trainer_{i}", activate=False, replace=True) for i in range(2)]
+    conn.execute("RESET ROLE")
+    try:
+        conn.execute("SELECT ml.woe_anchor_set_policy('keep_models', 1)")
+        mine = [fit(conn, "roles_src", model_key=f"ret_admin_{i}", activate=False, replace=True) for i in range(2)]
+        stored = {r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 "
+                                             "WHERE model_key LIKE 'ret\\_%'")}
+        assert stored == set(theirs) | {mine[1]}
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_policy")
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'ret\\_%'")

@@ -185,12 +185,12 @@ def _persist(plpy, version, code_sha256, ticket, payload_text: str) -> str:
             f"action, reason) SELECT $1, a.model_key, a.model_id, $2, $3, 'refused', $4::jsonb "
             f"FROM (SELECT) AS one LEFT JOIN {REGISTRY} AS a ON a.is_active",
             ["name", "text", "bigint", "text"]), [who, key, model_id, reason])
-    # the retention policy, over the models this role may manage (the new one is the newest)
+    # the retention policy, over the models this role fitted (the new one is the newest)
     keep = {name: value for name, value in rules.items() if name in policy.RETENTION}
     pruned = []
     if keep:
         pruned = [dict(r) for r in plpy.execute(plpy.prepare(
-            "SELECT * FROM woe_anchor_internal.prune_models($1, $2, $3)", ["name", "int", "float8"]),
+            "SELECT * FROM woe_anchor_internal.prune_models($1, $2, $3, true)", ["name", "int", "float8"]),
             [who, int(keep.get("keep_models", 0)), keep.get("keep_days")])]
     return json.dumps({"model_key": key, "model_id": model_id, "activated": activate,
                        "left_on_shards": left_on_shards + [r for r in pruned if r["server"] is not None],

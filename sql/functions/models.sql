@@ -198,6 +198,12 @@ BEGIN
     SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r
     WHERE r.model_key = key;
     PERFORM woe_anchor_internal.require_manage(who, owner, 'drop', key);
+    -- read under the lock: an activation that committed while this waited for it counts
+    IF EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = key AND r.is_active) THEN
+        RAISE WARNING 'model % was the active one: no model is active now, and the live views score nothing',
+            quote_literal(key)
+            USING HINT = 'Activate another with ml.woe_anchor_activate(model_key) (ml.woe_anchor_models() lists them).';
+    END IF;
     RETURN QUERY SELECT * FROM woe_anchor_internal.delete_models(ARRAY[key]);
 END
 $$;
@@ -213,15 +219,17 @@ BEGIN
     IF keep IS NULL OR keep < 0 THEN
         RAISE EXCEPTION 'keep must be 0 or more, got %', keep USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN QUERY SELECT * FROM woe_anchor_internal.prune_models(woe_anchor_internal.caller(ticket), keep, NULL);
+    RETURN QUERY SELECT * FROM woe_anchor_internal.prune_models(woe_anchor_internal.caller(ticket), keep, NULL, false);
 END
 $$;
 
--- Deletes the models role `who` may manage that nothing keeps: not among the newest `keep` of
--- them, not younger than `keep_days` days (NULL: no age rule), not active, not the one a rollback
--- restores, not pinned; returns them with their shard tables. Internal: ml.woe_anchor_prune and,
--- with the retention policy, every fit's persist call it as the extension's owner.
-CREATE FUNCTION woe_anchor_internal.prune_models(who name, keep int, keep_days float8)
+-- Deletes the models role `who` may manage (with `fitted_only`, those it fitted itself) that nothing
+-- keeps: not among the newest `keep` of them, not younger than `keep_days` days (NULL: no age rule),
+-- not active, not the one a rollback restores, not pinned; returns them with their shard tables.
+-- Internal: ml.woe_anchor_prune and, with the retention policy, every fit's persist (over the
+-- fitter's own models: a superuser's scheduled fit must not prune every team's) call it as the
+-- extension's owner.
+CREATE FUNCTION woe_anchor_internal.prune_models(who name, keep int, keep_days float8, fitted_only boolean)
 RETURNS TABLE (model_key text, fitted_by name, server name, remote_table text)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -235,7 +243,8 @@ BEGIN
                    -- created_at is when a fit's transaction began, and fits overlap
                    row_number() OVER (ORDER BY r.model_id DESC) AS newest
             FROM ml.woe_anchor_model_registry_v1 AS r
-            WHERE woe_anchor_internal.may_manage(who, r.fitted_by)) AS m
+            WHERE CASE WHEN fitted_only THEN r.fitted_by = who ELSE woe_anchor_internal.may_manage(who, r.fitted_by) END
+           ) AS m
         WHERE NOT m.is_active AND m.newest > keep
           AND (keep_days IS NULL OR m.created_at < now() - make_interval(secs => keep_days * 86400))
           AND m.model_key IS DISTINCT FROM woe_anchor_internal.previous_model()
@@ -273,18 +282,11 @@ AS $$
 DECLARE
     d record;
     existed boolean := false;
-    was_active boolean := EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r
-                                  WHERE r.model_key = woe_anchor_drop_model.model_key AND r.is_active);
 BEGIN
     FOR d IN SELECT * FROM woe_anchor_internal.drop_model(woe_anchor_internal.ticket(), model_key) LOOP
         existed := true;
         PERFORM woe_anchor_internal.drop_shard_table_of(d.model_key, d.fitted_by, d.server, d.remote_table);
     END LOOP;
-    IF existed AND was_active THEN
-        RAISE WARNING 'model % was the active one: no model is active now, and the live views score nothing',
-            quote_literal(model_key)
-            USING HINT = 'Activate another with ml.woe_anchor_activate(model_key) (ml.woe_anchor_models() lists them).';
-    END IF;
     RETURN existed;
 END
 $$;
@@ -342,6 +344,9 @@ DECLARE
     owner name;
     note ml.woe_anchor_model_notes;
 BEGIN
+    -- the lock a prune holds while it reads the pins: a pin waits for a running prune (and finds its
+    -- model gone), and a prune waits for a pin that is being written (and keeps its model)
+    LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
     SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = annotate.model_key;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'model % does not exist', quote_literal(annotate.model_key)
@@ -380,7 +385,7 @@ COMMENT ON FUNCTION ml.woe_anchor_activate(text) IS 'Make this WOE anchor model 
 COMMENT ON FUNCTION woe_anchor_internal.delete_models(text[]) IS 'woe_anchor internal: deletes models, returning their shard tables';
 COMMENT ON FUNCTION woe_anchor_internal.drop_model(uuid, text) IS 'woe_anchor internal: drops a model the ticket''s role may manage';
 COMMENT ON FUNCTION woe_anchor_internal.prune(uuid, int) IS 'woe_anchor internal: prunes the models the ticket''s role may manage';
-COMMENT ON FUNCTION woe_anchor_internal.prune_models(name, int, float8) IS 'woe_anchor internal: deletes the models of a role that nothing keeps';
+COMMENT ON FUNCTION woe_anchor_internal.prune_models(name, int, float8, boolean) IS 'woe_anchor internal: deletes the models of a role that nothing keeps';
 COMMENT ON FUNCTION woe_anchor_internal.drop_shard_table_of(text, name, name, text) IS
     'woe_anchor internal: drops a dropped model''s shard table when the caller wrote it, else warns';
 COMMENT ON FUNCTION ml.woe_anchor_drop_model(text) IS 'Drop a WOE anchor model and all its artifacts; true if it existed';
