@@ -227,3 +227,21 @@ def test_lifecycle_and_monitoring_from_the_command_line(conn, dsn):
         conn.execute("DELETE FROM ml.woe_anchor_policy")
         for key in (first, second):
             conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+
+
+def test_the_command_line_prints_no_terminal_control_another_role_wrote(conn, dsn):
+    """A tag, a description or a key is text another role chose: an escape sequence or a newline in
+    it must not reach the terminal as such (a fake row, a cleared line, a retitled window)."""
+    cases.load(conn, "cli_ctl", cases.make_rows(seed=98, n=900))
+    key = fit(conn, "cli_ctl", model_key="cli_ctl\u200b", activate=False, replace=True)
+    forged = "x\nprod_fixed  t  pinned \x1b[2K\x1b[1Aok"
+    try:
+        conn.execute("SELECT ml.woe_anchor_annotate(%s, %s, %s)", [key, "desc\x1b]0;pwned\x07", [forged]])
+        for args in (("models",), ("tag", key, "--description", "plain")):
+            out = _cli(dsn, *args)
+            assert out.returncode == 0, out.stderr
+            assert "\x1b" not in out.stdout and "\x07" not in out.stdout and "\u200b" not in out.stdout
+            assert "cli_ctl\\u200b" in out.stdout and "x\\nprod_fixed" in out.stdout
+            assert not any(line.startswith("prod_fixed") for line in out.stdout.splitlines())
+    finally:
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])

@@ -196,5 +196,11 @@ def test_report_shows_what_monitoring_recorded(conn, dsn, report_model, tmp_path
                              [key]).fetchall()
         assert weeks and all(re.search(rf"{w}\s+{n}\s+\d+\s+{a:.4f}", text) for w, n, a in weeks if a is not None)
         assert text.count("drift") >= 1 and "Activations" in text and "activate" in text
+        recorder = conn.execute("SELECT current_user").fetchone()[0]
+        assert f"by {recorder}" in text, "each run shows who recorded it"
+        # a later model of the same key is another model: the alerts of this one are not its
+        fit(conn, "report_src", model_key=key, replace=True)
+        assert "Alerts" not in unescape(re.sub(r"<[^>]+>", " ", _write(dsn, tmp_path, key)))
     finally:
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+        conn.execute("DELETE FROM ml.woe_anchor_alerts WHERE model_key = %s", [key])

@@ -851,3 +851,36 @@ def test_a_trainer_rolls_back_as_itself_and_cannot_change_the_policy_or_the_log(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE ml.woe_anchor_model_notes SET pinned = false")
     assert conn.execute("SELECT pinned FROM ml.woe_anchor_model_notes WHERE model_key = %s", [first]).fetchone()[0]
+
+
+def test_what_an_administrators_monitor_run_measured_stays_its_own(cast):
+    """A trainer's bands, monitored by an administrator over a table the trainer may not read, would
+    show the trainer that table's distribution (PSI against its own training shares, the weeks' row
+    counts, the alerts) were the records readable by every trainer."""
+    conn = cast
+    cases.load(conn, "sec_secret", cases.make_rows(seed=62, n=900))
+    with as_role(conn, TRAINER):
+        key = fit(conn, "sec_src", model_key="sec_probe")  # active: what a monitor without a key measures
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM sec_secret")
+    try:
+        alerts = conn.execute("SELECT count(*) FROM ml.woe_anchor_monitor('sec_secret', window_days => 3650, "
+                              "psi_limit => 1e-9, channel => NULL)").fetchone()[0]
+        assert alerts > 0
+        counts = ("SELECT (SELECT count(*) FROM ml.woe_anchor_psi WHERE model_key = %(k)s), "
+                  "(SELECT count(*) FROM ml.woe_anchor_realized WHERE model_key = %(k)s), "
+                  "(SELECT count(*) FROM ml.woe_anchor_alerts WHERE model_key = %(k)s)")
+        measured = conn.execute(counts, {"k": key}).fetchone()
+        assert measured[0] and measured[2], measured  # no row of sec_secret settled after the cutoff: no week
+        for role in (TRAINER, OTHER, READER):
+            with as_role(conn, role):
+                assert conn.execute(counts, {"k": key}).fetchone() == (0, 0, 0), role
+        # the trainer's own run, over what it may read, is its own to read
+        with as_role(conn, TRAINER):
+            conn.execute("SELECT count(*) FROM ml.woe_anchor_monitor('sec_src', window_days => 3650, channel => NULL)")
+            assert conn.execute(counts, {"k": key}).fetchone()[0] > 0
+            assert {r[0] for r in conn.execute("SELECT recorded_by FROM ml.woe_anchor_psi")} == {TRAINER}
+    finally:
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+        conn.execute("DELETE FROM ml.woe_anchor_alerts WHERE model_key = %s", [key])
+        conn.execute("DROP TABLE sec_secret")

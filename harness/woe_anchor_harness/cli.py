@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+import unicodedata
 
 import psycopg
 
@@ -50,7 +51,7 @@ def _connect(args):
 
     def progress(diag):
         # the fit's own notices, as the server sends them: a running progress display
-        print(f"[{time.monotonic() - start:7.1f}s] {diag.message_primary}", flush=True)
+        print(f"[{time.monotonic() - start:7.1f}s] {shown(diag.message_primary, lines=True)}", flush=True)
 
     def interrupt(signum, frame):
         # Ctrl-C cancels the running statement on the server itself: a KeyboardInterrupt raised
@@ -68,9 +69,17 @@ def _connect(args):
     return conn
 
 
+def shown(text, lines: bool = False) -> str:
+    """Text from the database as the terminal may print it: a control or format character (an escape
+    sequence, a zero-width or direction mark in a tag, a description or a key another role wrote)
+    written as its Python escape, newlines kept only in ``lines`` (a server message)."""
+    return "".join(c if unicodedata.category(c) not in ("Cc", "Cf") or (lines and c == "\n") else ascii(c)[1:-1]
+                   for c in str(text))
+
+
 def _table(cur) -> str:
-    names = [d.name for d in cur.description]
-    rows = [["" if v is None else str(v) for v in r] for r in cur.fetchall()]
+    names = [shown(d.name) for d in cur.description]
+    rows = [["" if v is None else shown(v) for v in r] for r in cur.fetchall()]
     widths = [max(len(x) for x in col) for col in zip(names, *rows)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(names), line(["-" * w for w in widths]), *map(line, rows)])
@@ -112,7 +121,7 @@ def cmd_fit(args):
     named = ", ".join(f"{k} => %({k})s" for k in params)
     with _connect(args) as conn:
         key = conn.execute(f"CALL ml.fit_woe_anchor({named})", params).fetchone()[0]
-    print(key)
+    print(shown(key))
 
 
 def cmd_models(args):
@@ -130,7 +139,7 @@ def cmd_models(args):
 def cmd_activate(args):
     with _connect(args) as conn:
         conn.execute("SELECT ml.woe_anchor_activate(%s)", [args.model_key])
-    print(f"active: {args.model_key}")
+    print(f"active: {shown(args.model_key)}")
 
 
 def cmd_tag(args):
@@ -144,7 +153,7 @@ def cmd_tag(args):
 def cmd_rollback(args):
     with _connect(args) as conn:
         key = conn.execute("SELECT ml.woe_anchor_rollback()").fetchone()[0]
-    print(f"active: {key}")
+    print(f"active: {shown(key)}")
 
 
 def cmd_activations(args):
@@ -207,7 +216,7 @@ def cmd_drop(args):
     with _connect(args) as conn:
         if not conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [args.model_key]).fetchone()[0]:
             raise Failed(f"P0002 model {args.model_key!r} does not exist", "List models with `woe-anchor models`.")
-    print(f"dropped: {args.model_key}")
+    print(f"dropped: {shown(args.model_key)}")
 
 
 def cmd_schedule(args):
@@ -257,14 +266,13 @@ def cmd_migrate(args):
             summary = migrate.run(conn, plan, args.recreate_views)
             conn.commit()
         except migrate.MigrateError as e:
-            print(f"woe-anchor: {e}", file=sys.stderr)
-            return 2
+            return _fail(str(e))
         active = conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE is_active").fetchone()
     imported = [k for k, outcome, _ in summary if outcome == "imported"]
-    print(f"imported {len(imported)} models from {args.legacy_schema}; active: {active[0] if active else 'none'}")
+    print(f"imported {len(imported)} models from {args.legacy_schema}; active: {shown(active[0]) if active else 'none'}")
     for key, outcome, mapped in summary:
         if mapped:
-            print(f"  {key} ({outcome}): {mapped}")
+            print(f"  {shown(key)} ({outcome}): {shown(mapped)}")
     if plan.views:
         print(f"re-created {len(plan.views)} views over woe_anchor: {', '.join(v.name for v in plan.views)}")
     return 0
@@ -411,9 +419,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, hint: str | None = None) -> int:
-    print(f"woe-anchor: {message}", file=sys.stderr)
+    print(f"woe-anchor: {shown(message, lines=True)}", file=sys.stderr)
     if hint:
-        print(f"hint: {hint}", file=sys.stderr)
+        print(f"hint: {shown(hint, lines=True)}", file=sys.stderr)
     return 2
 
 

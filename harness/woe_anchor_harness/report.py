@@ -31,12 +31,16 @@ MONITORING_SQL = {
              "WHERE model_key = %(key)s",
     "activations": "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), by_role, action, from_model, to_model "
                    "FROM ml.woe_anchor_activations WHERE %(key)s IN (from_model, to_model) ORDER BY id",
-    "psi": "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), band_name, psi FROM ml.woe_anchor_psi "
-           "WHERE model_key = %(key)s ORDER BY at, band_name",
-    "realized": "SELECT week::text, n_rows, n_slow21, auc, logloss, mean_p, observed_rate FROM ml.woe_anchor_realized "
-                "WHERE model_key = %(key)s ORDER BY week",
-    "alerts": "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), kind, subject, value, threshold "
-              "FROM ml.woe_anchor_alerts WHERE model_key = %(key)s ORDER BY id",
+    # monitoring records are their recorders' claims (any trainer may monitor any model): each
+    # shows who made it
+    "psi": "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), band_name, psi, recorded_by "
+           "FROM ml.woe_anchor_psi WHERE model_key = %(key)s ORDER BY at, band_name",
+    "realized": "SELECT week::text, n_rows, n_slow21, auc, logloss, mean_p, observed_rate, recorded_by "
+                "FROM ml.woe_anchor_realized WHERE model_key = %(key)s ORDER BY week",
+    # the alerts of this model, not of an earlier one of the same key
+    "alerts": "SELECT to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), a.kind, a.subject, a.value, a.threshold, "
+              "a.by_role FROM ml.woe_anchor_alerts AS a JOIN ml.woe_anchor_model_registry_v1 AS r "
+              "ON r.model_key = a.model_key AND r.model_id = a.model_id WHERE a.model_key = %(key)s ORDER BY a.id",
 }
 PSI_RUNS = 12  # the latest monitor runs the PSI table shows
 SETS = (("oof", "OOF (train)"), ("insample", "in-sample (train)"), ("eval", "eval, 7 days after cutoff"))
@@ -141,20 +145,23 @@ def _monitoring(data: dict) -> str:
     """PSI per band over the latest monitor runs, realized performance per week, alerts, activations."""
     number = lambda digits: (lambda v: "" if v is None else fmt(v, digits))  # noqa: E731
     parts = []
-    runs = sorted({at for at, _, _ in data.get("psi", [])})[-PSI_RUNS:]
+    # a run is its time and the role that recorded it
+    runs = sorted({(at, by) for at, _, _, by in data.get("psi", [])})[-PSI_RUNS:]
     if runs:
-        psi = {(at, band): value for at, band, value in data["psi"]}
-        bands = sorted({band for _, band, _ in data["psi"]})
-        parts.append("<h3>PSI per band (stable below 0.1, moderate to 0.25, major above)</h3>"
-                     + _rows(["band", *runs], [[band, *(psi.get((at, band)) for at in runs)] for band in bands],
+        psi = {(at, by, band): value for at, band, value, by in data["psi"]}
+        bands = sorted({band for _, band, _, _ in data["psi"]})
+        parts.append("<h3>PSI per band (stable below 0.1, moderate to 0.25, major above), per run and its recorder</h3>"
+                     + _rows(["band", *(f"{at} by {by}" for at, by in runs)],
+                             [[band, *(psi.get((at, by, band)) for at, by in runs)] for band in bands],
                              [None, *[number(4)] * len(runs)]))
     if data.get("realized"):
         parts.append("<h3>Realized performance per week of settled listings</h3>"
-                     + _rows(["week", "rows", "slow21", "AUC", "log loss", "mean predicted", "observed rate"],
-                             data["realized"], [None, str, str, number(4), number(4), number(4), number(4)]))
+                     + _rows(["week", "rows", "slow21", "AUC", "log loss", "mean predicted", "observed rate",
+                              "recorded by"], data["realized"],
+                             [None, str, str, number(4), number(4), number(4), number(4), None]))
     if data.get("alerts"):
-        parts.append("<h3>Alerts</h3>" + _rows(["at (UTC)", "kind", "subject", "value", "threshold"], data["alerts"],
-                                               [None, None, None, number(4), number(4)]))
+        parts.append("<h3>Alerts</h3>" + _rows(["at (UTC)", "kind", "subject", "value", "threshold", "by"],
+                                               data["alerts"], [None, None, None, number(4), number(4), None]))
     if data.get("activations"):
         parts.append("<h3>Activations</h3>" + _rows(["at (UTC)", "by", "action", "from", "to"], data["activations"],
                                                     [None] * 5))

@@ -81,10 +81,11 @@ $woe_anchor_py$;
 
 -- SECURITY DEFINER: records what a monitor run measured (the caller's figures, attributed to it).
 -- Any trainer may monitor any model (the active one is often another role's), but the figures are
--- its caller's claim: a week another role recorded is replaced only by that role, a role that may
--- manage it, or one that may manage the model. Its alerts go to `channel` (NOTIFY, delivered at
--- commit) as their ids: any role that can connect may LISTEN, so the figures stay in
--- ml.woe_anchor_alerts, for the roles that may read it.
+-- its caller's claim, and measured with its rights: each record is seen only by the role that made
+-- it and its members (row-level security), and a week another role recorded is replaced only by that
+-- role, a role that may manage it, or one that may manage the model. Its alerts go to `channel`
+-- (NOTIFY, delivered at commit) as their ids: any role that can connect may LISTEN, so the figures
+-- stay in ml.woe_anchor_alerts, for the roles that may read them.
 CREATE FUNCTION woe_anchor_internal.record_monitoring(ticket uuid, run jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -94,10 +95,12 @@ DECLARE
     who name := woe_anchor_internal.caller(ticket);
     model text := run ->> 'model_key';
     owner name;
+    monitored_id bigint;
     manages boolean;
     alert_ids bigint[];
 BEGIN
-    SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = model FOR KEY SHARE;
+    SELECT r.fitted_by, r.model_id INTO owner, monitored_id FROM ml.woe_anchor_model_registry_v1 AS r
+    WHERE r.model_key = model FOR KEY SHARE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no model %', quote_literal(model)
             USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
@@ -116,8 +119,8 @@ BEGIN
     SELECT model, now(), (run ->> 'window_days')::float8, b.key, (b.value #>> '{}')::float8, who
     FROM jsonb_each(run -> 'psi') AS b;
     WITH raised AS (
-        INSERT INTO ml.woe_anchor_alerts (by_role, model_key, kind, subject, value, threshold)
-        SELECT who, model, a.kind, a.subject, a.value, a.threshold
+        INSERT INTO ml.woe_anchor_alerts (by_role, model_key, model_id, kind, subject, value, threshold)
+        SELECT who, model, monitored_id, a.kind, a.subject, a.value, a.threshold
         FROM jsonb_to_recordset(run -> 'alerts') AS a (kind text, subject text, value float8, threshold float8)
         RETURNING id)
     SELECT array_agg(raised.id ORDER BY raised.id) INTO alert_ids FROM raised;

@@ -127,12 +127,13 @@ COMMENT ON TABLE ml.woe_anchor_psi IS 'woe_anchor: each band''s PSI at each moni
 SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_psi', '');
 
 -- What ml.woe_anchor_monitor found past its thresholds: a band's PSI, a week's realized AUC. Kept
--- after their model goes.
+-- after their model goes, with its id: a later model of the same key is not that model.
 CREATE TABLE ml.woe_anchor_alerts (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at         timestamptz NOT NULL DEFAULT now(),
     by_role    name NOT NULL,
     model_key  text NOT NULL,
+    model_id   bigint NOT NULL,
     kind       text NOT NULL CHECK (kind IN ('drift', 'realized_auc', 'no_rows')),
     subject    text NOT NULL,
     value      float8,
@@ -142,6 +143,26 @@ COMMENT ON TABLE ml.woe_anchor_alerts IS
     'woe_anchor: alerts of ml.woe_anchor_monitor (kind drift: a band''s PSI; realized_auc: a week''s AUC; no_rows: an empty drift window)';
 SELECT pg_catalog.pg_extension_config_dump('ml.woe_anchor_alerts', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('ml.woe_anchor_alerts', 'id'), '');
+
+-- What a monitor run measured, it measured with its caller's rights, over a source and through a
+-- model's bands that may be another role's: a trainer's bands, monitored by an administrator over
+-- a table the trainer may not read, would show it that table's distribution. So each record is
+-- seen by the role that made it and the roles that are members of it (and superusers) alone.
+DO $$
+DECLARE
+    monitored text;
+    recorder text;
+BEGIN
+    FOR monitored, recorder IN VALUES ('woe_anchor_realized', 'recorded_by'), ('woe_anchor_psi', 'recorded_by'),
+                                      ('woe_anchor_alerts', 'by_role') LOOP
+        EXECUTE format('ALTER TABLE ml.%I ENABLE ROW LEVEL SECURITY', monitored);
+        -- by the role's oid: a dropped role's records are nobody's, and looking its name up fails
+        EXECUTE format('CREATE POLICY recorder_only ON ml.%I FOR SELECT USING (EXISTS ('
+                       'SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname = %I '
+                       'AND pg_catalog.pg_has_role(CURRENT_USER, r.oid, ''MEMBER'')))', monitored, recorder);
+    END LOOP;
+END
+$$;
 
 -- The activation policy: checks every fit that would activate its model must pass (gate.py),
 -- set by an administrator with ml.woe_anchor_set_policy. No row: no check.
