@@ -5,6 +5,7 @@ import threading
 import time
 
 import psycopg
+import pytest
 
 import artifacts
 import cases
@@ -147,3 +148,46 @@ def test_dropping_a_model_activated_while_the_drop_waited_warns(conn, dsn):
         assert any("was the active one" in n for n in out.get("notices", [])), out
     finally:
         conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'cc\\_drop\\_%'")
+
+
+def test_a_monitor_run_records_nothing_for_a_model_replaced_while_it_ran(conn, dsn):
+    """Drift, realized and the record are one model's: a fit that replaces the model under its key
+    while the run reads the source makes the run fail (40001), not mix two models' figures."""
+    drop_live_views(conn)
+    rows = cases.make_rows(seed=65, n=2000)
+    cases.load(conn, "cc_mon", rows)
+    cases.load(conn, "cc_mon_other", cases.make_rows(seed=66, n=2000))
+    key = fit(conn, "cc_mon", model_key="cc_mon_k", activate=False, replace=True)
+    try:
+        with psycopg.connect(dsn) as holding:
+            holding.execute("LOCK TABLE cc_mon IN ACCESS EXCLUSIVE MODE")
+            monitoring, out = _in_thread(dsn, "SELECT * FROM ml.woe_anchor_monitor('cc_mon', 'cc_mon_k', "
+                                              "window_days => 3650, channel => NULL)", [])
+            _waits_for_a_lock(conn, out["pid"])
+            fit(conn, "cc_mon_other", model_key=key, activate=False, replace=True, half_life_days=20.0)
+            holding.commit()
+        monitoring.join()
+        assert isinstance(out.get("error"), psycopg.errors.SerializationFailure), out
+        assert conn.execute("SELECT (SELECT count(*) FROM ml.woe_anchor_psi WHERE model_key = %(k)s) "
+                            "+ (SELECT count(*) FROM ml.woe_anchor_realized WHERE model_key = %(k)s)",
+                            {"k": key}).fetchone()[0] == 0
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key = 'cc_mon_k'")
+
+
+def test_training_features_built_for_a_model_fail_once_it_is_replaced(conn):
+    """The statement behind ml.woe_anchor_training_features holds the model's cutoff and mapping and
+    reads its stored scores by key: run after a replacement, it would mix the two (and give in-sample
+    scores for rows the new model did not store). It fails instead."""
+    drop_live_views(conn)
+    cases.load(conn, "cc_tf", cases.make_rows(seed=67, n=1500))
+    key = fit(conn, "cc_tf", model_key="cc_tf_k", activate=False, replace=True)
+    try:
+        built = conn.execute("SELECT woe_anchor_internal.training_features_sql(%s, 'cc_tf'::regclass)",
+                             [key]).fetchone()[0]
+        assert conn.execute(f"SELECT count(*) FROM ({built}) AS f").fetchone()[0] == 1500
+        fit(conn, "cc_tf", model_key=key, activate=False, replace=True, n_folds=3)
+        with pytest.raises(psycopg.errors.SerializationFailure, match="dropped or replaced"):
+            conn.execute(f"SELECT count(*) FROM ({built}) AS f")
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key = 'cc_tf_k'")

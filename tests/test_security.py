@@ -401,7 +401,9 @@ def test_one_trainer_cannot_freeze_anothers_band_schema_or_overwrite_its_monitor
     recorded = conn.execute(history, [mine]).fetchall()
     assert recorded and {r[3] for r in recorded} == {TRAINER}
     fake_week = "2030-01-07"
-    forged = {"model_key": mine, "channel": None, "window_days": 7, "psi": {"dsold": 9.9},
+    mine_id = conn.execute("SELECT model_id FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s",
+                           [mine]).fetchone()[0]
+    forged = {"model_key": mine, "model_id": mine_id, "channel": None, "window_days": 7, "psi": {"dsold": 9.9},
               "weeks": [{"week": week, "rows": 1, "slow21_rows": 1, "auc": 0.01, "logloss": 9.0, "mean_p": 0.5,
                          "observed_rate": 1.0} for week in (recorded[0][0], fake_week)],
               "alerts": [{"kind": "drift", "subject": "forged", "value": 9.9, "threshold": 0.25}]}

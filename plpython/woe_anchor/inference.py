@@ -19,15 +19,19 @@ from .catalog import CENSORED_HOURS, CUTS, EVAL_WINDOW, MAPS, REGISTRY, SCORES, 
 from .sqlgen import Compiler, quote_literal, utc_iso_sql
 
 
+# One statement, one snapshot: a model replaced under the same key between two reads would give
+# one model's thresholds with another's map. The map comes as arrays (binary floats, exact in any
+# session's extra_float_digits).
 _MODEL_SQL = f"""
-SELECT r.model_key, r.band_schema::text AS band_schema, r.base_logit, c.thresholds::text AS thresholds,
-       r.source_relation, {utc_iso_sql('r.train_cutoff_ts')} AS cutoff, r.slow_threshold_hours
+SELECT r.model_key, r.model_id, r.band_schema::text AS band_schema, r.base_logit, c.thresholds::text AS thresholds,
+       r.source_relation, {utc_iso_sql('r.train_cutoff_ts')} AS cutoff, r.slow_threshold_hours,
+       r.oof, r.oof_auc, r.insample_auc, m.band_names, m.band_values, m.woe, m.n_rows
 FROM {REGISTRY} r
 LEFT JOIN {CUTS} c ON c.model_key = r.model_key AND c.fold_id IS NULL
+CROSS JOIN LATERAL (SELECT array_agg(x.band_name) AS band_names, array_agg(x.band_value) AS band_values,
+                           array_agg(x.woe) AS woe, array_agg(x.n_rows) AS n_rows
+                    FROM {MAPS} AS x WHERE x.model_key = r.model_key AND x.fold_id IS NULL) AS m
 WHERE CASE WHEN $1::text IS NULL THEN r.is_active ELSE r.model_key = $1 END
-"""
-_MAP_SQL = f"""
-SELECT band_name, band_value, woe FROM {MAPS} WHERE model_key = $1 AND fold_id IS NULL
 """
 
 
@@ -41,6 +45,16 @@ class Model:
     source_relation: str
     cutoff: str            # ISO text, UTC
     slow_threshold_hours: float  # its label's threshold
+    model_id: int = 0      # which model of its key: a replaced one has another
+    trained: dict = None   # (band, value) -> its final map's rows
+    figures: dict = None   # the registry's oof, oof_auc, insample_auc
+
+
+def unchanged_sql(model: Model) -> str:
+    """A condition that holds while ``model`` is still its key's model, and otherwise fails its
+    statement (40001): what a statement built from a model reads by the key at run time (stored
+    scores, the registry) must be that model's, not a replacement's."""
+    return f"(SELECT woe_anchor_internal.model_unchanged({quote_literal(model.key)}, {int(model.model_id)}))"
 
 
 def load_model(plpy, key: str | None) -> Model:
@@ -54,8 +68,7 @@ def load_model(plpy, key: str | None) -> Model:
     if m["thresholds"] is None:
         raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                        f"model {m['model_key']!r} has no final cuts row")
-    stored = {(r["band_name"], r["band_value"]): r["woe"]
-              for r in plpy.execute(plpy.prepare(_MAP_SQL, ["text"]), [m["model_key"]])}
+    stored = dict(zip(zip(m["band_names"] or [], m["band_values"] or []), m["woe"] or []))
     if not stored:   # every fit stores some: it would score every row with the base logit alone
         raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                        f"model {m['model_key']!r} has no final map rows",
@@ -73,7 +86,10 @@ def load_model(plpy, key: str | None) -> Model:
            for band in schema.bands]
     learned = {name: float(v) for name, v in json.loads(m["thresholds"]).items()}
     return Model(m["model_key"], schema, m["base_logit"], learned, woe,
-                 m["source_relation"], m["cutoff"], m["slow_threshold_hours"])
+                 m["source_relation"], m["cutoff"], m["slow_threshold_hours"], m["model_id"],
+                 # an imported trainer model's map has no row counts: no training shares to compare
+                 dict(zip(zip(m["band_names"], m["band_values"]), (int(n or 0) for n in m["n_rows"]))),
+                 {k: m[k] for k in ("oof", "oof_auc", "insample_auc")})
 
 
 def model_bands(plpy, key: str | None) -> list[tuple]:
@@ -136,6 +152,7 @@ FROM ({rows}) AS q
 LEFT JOIN ({_stored_scores(plpy, model.key)}) AS sc
        ON q.split = 'train_sold'
       AND (sc.generation, sc.listing_id, sc.t0) = (q.generation::int, q.listing_id::bigint, q.t0)
+WHERE {unchanged_sql(model)}
 """
 
 
@@ -171,8 +188,8 @@ def compare(plpy, key_a: str, key_b: str, source_oid, start, end) -> list[tuple]
     sold in (start, end], by default the 7-day window after the later of their cutoffs. Rows of
     (metric, a, b, a - b, standard error of the difference, two-sided p): the rows compared,
     AUC (paired, DeLong), and mean log loss (paired row by row)."""
-    y, (la, lb), qualified = labelled_logits(plpy, [load_model(plpy, key_a), load_model(plpy, key_b)],
-                                             source_oid, start, end)
+    models = [load_model(plpy, key_a), load_model(plpy, key_b)]
+    y, (la, lb), qualified = labelled_logits(plpy, models, source_oid, start, end)
     if not y.any() or y.all():
         raise Refusal(errors.NO_DATA_FOUND, f"the window holds {len(y)} sold rows of {qualified}, "
                                             f"{int(y.sum())} of them slow21: AUC needs both classes",
@@ -189,7 +206,7 @@ def compare(plpy, key_a: str, key_b: str, source_oid, start, end) -> list[tuple]
             ("slow21 rows", float(y.sum()), float(y.sum()), None, None, None),
             paired("auc", auc_a, auc_b, auc_se),
             paired("logloss", float(loss_a.mean()), float(loss_b.mean()), loss_se),
-            *_band_differences(plpy, key_a, key_b)]
+            *_band_differences(plpy, *models)]
 
 
 _BAND_DIFFERENCES_SQL = f"""
@@ -198,16 +215,17 @@ SELECT band, (ra.band_quality -> band ->> 'iv')::float8 AS iv_a, (rb.band_qualit
         WHERE a.model_key = $1 AND b.model_key = $2 AND a.fold_id IS NULL AND b.fold_id IS NULL
           AND a.band_name = band) AS max_woe_difference
 FROM {REGISTRY} AS ra, {REGISTRY} AS rb, jsonb_object_keys(ra.band_quality) AS band
-WHERE ra.model_key = $1 AND rb.model_key = $2 AND rb.band_quality ? band
+WHERE ra.model_key = $1 AND rb.model_key = $2 AND rb.band_quality ? band AND {{unchanged}}
 ORDER BY band
 """
 
 
-def _band_differences(plpy, key_a: str, key_b: str) -> list[tuple]:
+def _band_differences(plpy, a: Model, b: Model) -> list[tuple]:
     """Per band both models have: its information value in each ('iv <band>', a, b, a - b), and the
     largest difference of their final WOE over the values both stored ('max woe difference <band>')."""
     out = []
-    for r in plpy.execute(plpy.prepare(_BAND_DIFFERENCES_SQL, ["text", "text"]), [key_a, key_b]):
+    sql = _BAND_DIFFERENCES_SQL.format(unchanged=f"{unchanged_sql(a)} AND {unchanged_sql(b)}")
+    for r in plpy.execute(plpy.prepare(sql, ["text", "text"]), [a.key, b.key]):
         if r["iv_a"] is not None and r["iv_b"] is not None:
             out.append((f"iv {r['band']}", r["iv_a"], r["iv_b"], r["iv_a"] - r["iv_b"], None, None))
         out.append((f"max woe difference {r['band']}", None, None, r["max_woe_difference"], None, None))

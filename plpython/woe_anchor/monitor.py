@@ -21,7 +21,6 @@ import re
 import numpy as np
 
 from . import bands, errors, packs, passes, policy, quality, rowset, source, woe
-from .catalog import MAPS, REGISTRY
 from .errors import Refusal
 from .inference import load_model, timestamp_literal
 from .sqlgen import Compiler, float_lit
@@ -56,7 +55,10 @@ def drift(plpy, source_oid, start, end, key: str | None) -> list[tuple]:
     if start is None or end is None:
         raise Refusal("22004", "window_start and window_end must not be NULL",
                       hint="The window is the source's rows with t0 in [window_start, window_end).")
-    model = load_model(plpy, key)
+    return _drift(plpy, load_model(plpy, key), source_oid, start, end)
+
+
+def _drift(plpy, model, source_oid, start, end) -> list[tuple]:
     src = source.resolve(plpy, source_oid, model.schema, labels=False)
     start, end = timestamp_literal(plpy, start, "window_start"), timestamp_literal(plpy, end, "window_end")
     # one banding pass: rows per combination of each pack, decoded into rows per band value (a
@@ -81,9 +83,7 @@ GROUP BY GROUPING SETS ({', '.join(f'(r.c{j})' for j in range(len(plan)))})""")
             for code, rows in zip(codes.tolist(), n.tolist()):
                 if rows and code < len(labels):
                     window[(i, labels[code])] = window.get((i, labels[code]), 0) + rows
-    trained = {(r["band_name"], r["band_value"]): int(r["n_rows"]) for r in plpy.execute(plpy.prepare(
-        f"SELECT band_name, band_value, n_rows FROM {MAPS} WHERE model_key = $1 AND fold_id IS NULL",
-        ["text"]), [model.key])}
+    trained = model.trained  # read with the model, in its snapshot
     out = []
     for i, band in enumerate(model.schema.bands):
         labels = [label for label in bands.display_order(band)
@@ -105,7 +105,10 @@ GROUP BY GROUPING SETS ({', '.join(f'(r.c{j})' for j in range(len(plan)))})""")
 def realized(plpy, source_oid, key: str | None, since) -> list[tuple]:
     """Rows (week, rows, slow21_rows, auc, logloss, mean_p, observed_rate) per UTC week of t0, of
     the source's settled listings created since ``since`` (default: the model's cutoff)."""
-    model = load_model(plpy, key)
+    return _realized(plpy, load_model(plpy, key), source_oid, since)
+
+
+def _realized(plpy, model, source_oid, since) -> list[tuple]:
     src = source.resolve(plpy, source_oid, model.schema)
     start = timestamp_literal(plpy, since if since is not None else model.cutoff, "since")
     threshold = float_lit(model.slow_threshold_hours)
@@ -223,18 +226,18 @@ def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: fl
     model = load_model(plpy, key)
     now = plpy.execute("SELECT now()::text AS now, (now() - make_interval(secs => %s))::text AS start"
                        % float_lit(window_days * 86400.0))[0]
-    bands_now = drift(plpy, source_oid, now["start"], now["now"], model.key)
+    # one model throughout: read once, and recorded only while it is still its key's model
+    bands_now = _drift(plpy, model, source_oid, now["start"], now["now"])
     psi = {r[0]: r[7] for r in bands_now if r[7] is not None}
     alerts = [("drift", band, value, psi_limit) for band, value in psi.items() if value > psi_limit]
     if not any(r[3] for r in bands_now):  # not one listing in the window: no drift to measure, a feed to check
         alerts.append(("no_rows", f"t0 in the last {window_days:g} days", 0.0, None))
-    oof_auc = policy.figure("min_oof_auc", plpy.execute(plpy.prepare(
-        f"SELECT oof, oof_auc, insample_auc FROM {REGISTRY} WHERE model_key = $1", ["text"]), [model.key])[0])
-    weeks = realized(plpy, source_oid, model.key, None)
+    oof_auc = policy.figure("min_oof_auc", model.figures)
+    weeks = _realized(plpy, model, source_oid, None)
     for week, n, _, auc, *_ in weeks:
         if n >= min_rows and auc is not None and oof_auc is not None and auc < oof_auc - auc_drop:
             alerts.append(("realized_auc", week, auc, oof_auc - auc_drop))
-    payload = {"model_key": model.key, "channel": channel, "window_days": window_days, "psi": psi,
+    payload = {"model_key": model.key, "model_id": model.model_id, "channel": channel, "window_days": window_days, "psi": psi,
                "weeks": [dict(zip(("week", "rows", "slow21_rows", "auc", "logloss", "mean_p", "observed_rate"), w))
                          for w in weeks],
                "alerts": [dict(zip(("kind", "subject", "value", "threshold"), a)) for a in alerts]}

@@ -108,6 +108,23 @@ woe_anchor.sharded.end_shard_reads(plpy)
 $woe_anchor_py$;
 
 
+-- True while model `id` is still the model of `key`; else an error (40001): a statement built from
+-- a model, and reading by its key what is stored (scores, the registry), would otherwise read a
+-- replacement's, or nothing, and still answer. Evaluated once per statement, in its snapshot.
+CREATE FUNCTION woe_anchor_internal.model_unchanged(key text, id bigint)
+RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = key AND r.model_id = id) THEN
+        RAISE EXCEPTION 'model % was dropped or replaced while this statement was prepared', quote_literal(key)
+            USING ERRCODE = 'serialization_failure', HINT = 'Run it again.';
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- Scores every row of any relation with the docs/contract.md input columns, with a stored model
 -- (default: the active one) and nothing but its artifacts.
 CREATE FUNCTION ml.woe_anchor_score(source regclass, model_key text DEFAULT NULL)
@@ -238,6 +255,7 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION woe_anchor_internal.model_unchanged(text, bigint) IS 'woe_anchor internal: fails a statement whose model was replaced or dropped meanwhile';
 COMMENT ON FUNCTION woe_anchor_internal.score_sql(oid, text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_score';
 COMMENT ON FUNCTION woe_anchor_internal.training_features_sql(text, oid) IS 'woe_anchor internal: the statement behind ml.woe_anchor_training_features';
 COMMENT ON FUNCTION woe_anchor_internal.stored_scores_sql(text) IS 'woe_anchor internal: the statement behind ml.woe_anchor_stored_scores';

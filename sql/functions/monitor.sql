@@ -105,6 +105,11 @@ BEGIN
         RAISE EXCEPTION 'no model %', quote_literal(model)
             USING ERRCODE = 'no_data_found', HINT = 'List models with ml.woe_anchor_models().';
     END IF;
+    -- the run measured one model: not the one that replaced it under its key meanwhile
+    IF (run ->> 'model_id')::bigint IS DISTINCT FROM monitored_id THEN
+        RAISE EXCEPTION 'model % was replaced while it was monitored', quote_literal(model)
+            USING ERRCODE = 'serialization_failure', HINT = 'Run the monitor again.';
+    END IF;
     manages := woe_anchor_internal.may_manage(who, owner);
     INSERT INTO ml.woe_anchor_realized AS h (model_key, week, n_rows, n_slow21, auc, logloss, mean_p, observed_rate,
                                              recorded_by)
