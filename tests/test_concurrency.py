@@ -125,7 +125,7 @@ def test_a_pin_written_while_a_prune_waits_keeps_its_model(conn, dsn):
         pruning.join()
         assert "error" not in out, out
         # the newest (active) and the one a rollback restores stay, the pinned one too
-        assert [r[0] for r in out["rows"]] == [keys[1]]
+        assert [r[0] for r in out["rows"] if r[0].startswith("cc_pin_")] == [keys[1]]
         assert {r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 "
                                            "WHERE model_key LIKE 'cc\\_pin\\_%'")} == {keys[0], keys[2], keys[3]}
     finally:
@@ -191,3 +191,55 @@ def test_training_features_built_for_a_model_fail_once_it_is_replaced(conn):
             conn.execute(f"SELECT count(*) FROM ({built}) AS f")
     finally:
         conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key = 'cc_tf_k'")
+
+
+def test_a_prune_waiting_for_readers_of_stored_scores_holds_up_no_activation(conn, dsn):
+    """Dropping partitions waits for readers of stored scores; it waits before it holds the
+    registry's lock, so fits and activations go on, and a reader that activates in its transaction
+    does not deadlock with it."""
+    drop_live_views(conn)
+    cases.load(conn, "cc_lk", cases.make_rows(seed=68, n=1500))
+    keys = [fit(conn, "cc_lk", model_key=f"cc_lk_{i}", replace=True) for i in range(4)]
+    try:
+        with psycopg.connect(dsn) as reading:
+            reading.execute("SET statement_timeout = '20s'")
+            assert reading.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [keys[3]]).fetchone()[0]
+            pruning, out = _in_thread(dsn, "SELECT ml.woe_anchor_prune(0)", [])
+            _waits_for_a_lock(conn, out["pid"])
+            with psycopg.connect(dsn, autocommit=True) as other:
+                other.execute("SET statement_timeout = '20s'")
+                other.execute("SELECT ml.woe_anchor_activate(%s)", [keys[0]])
+            reading.execute("SELECT ml.woe_anchor_activate(%s)", [keys[2]])
+            reading.commit()
+        pruning.join()
+        assert "error" not in out, out
+        # keys[2] serves, keys[0] served before it (other tests' models go too: the prune is the superuser's)
+        assert sorted(r[0] for r in out["rows"] if r[0].startswith("cc_lk_")) == [keys[1], keys[3]]
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'cc\\_lk\\_%'")
+
+
+def test_retention_waits_for_no_reader_of_stored_scores(conn, dsn):
+    """A fit's retention never waits for readers of stored scores with the registry's lock held: it
+    prunes nothing then, and the next fit does."""
+    drop_live_views(conn)
+    conn.execute("DELETE FROM ml.woe_anchor_policy")
+    cases.load(conn, "cc_ret", cases.make_rows(seed=69, n=1500))
+    keys = [fit(conn, "cc_ret", model_key=f"cc_ret_{i}", activate=False, replace=True) for i in range(2)]
+    try:
+        conn.execute("SELECT ml.woe_anchor_set_policy('keep_models', 1)")
+        with psycopg.connect(dsn) as reading:
+            reading.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [keys[0]]).fetchone()
+            conn.notices.clear()
+            conn.execute("SET statement_timeout = '20s'")
+            keys.append(fit(conn, "cc_ret", model_key="cc_ret_2", activate=False, replace=True))
+            assert any("nothing pruned now" in n for n in conn.notices), conn.notices
+        assert {r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 "
+                                           "WHERE model_key LIKE 'cc\\_ret\\_%'")} == set(keys)
+        keys.append(fit(conn, "cc_ret", model_key="cc_ret_3", activate=False, replace=True))
+        assert {r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 "
+                                           "WHERE model_key LIKE 'cc\\_ret\\_%'")} == {keys[3]}
+    finally:
+        conn.execute("RESET statement_timeout")
+        conn.execute("DELETE FROM ml.woe_anchor_policy")
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'cc\\_ret\\_%'")

@@ -380,6 +380,8 @@ def _persist(plpy, payload: dict, shard_tables: list, src) -> str:
         plpy.execute(drop, [old["model_key"], old["fitted_by"], old["server"], old["remote_table"]])
     if written["pruned"]:
         plpy.notice(f"[db] retention policy: dropped {len(written['pruned'])} model(s): {', '.join(written['pruned'])}")
+    if written.get("retention_deferred"):
+        plpy.notice("[db] retention policy: nothing pruned now, as stored scores are being read; the next fit prunes")
     plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={written['activated']})")
     plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
     return key

@@ -123,6 +123,12 @@ def _persist(plpy, version, code_sha256, ticket, payload_text: str) -> str:
     staging = [_staging_table(plpy, name, who) for name in p["staging"]]
     _check_schema(plpy, registry, who)
     _check_thresholds(p["thresholds"])
+    # a replace drops the old model's partition: the scores table's lock first, waiting for its
+    # readers before the registry's is held (lock_to_drop_scores)
+    replacing = p["replace"] and p["model_key"] is not None and _one(
+        plpy, f"SELECT count(*) AS n FROM {REGISTRY} WHERE model_key = $1", ["text"], [p["model_key"]])["n"]
+    if replacing:
+        plpy.execute("SELECT woe_anchor_internal.lock_to_drop_scores()")
     # short critical section: registry writes serialize, readers never wait
     plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
     key = p["model_key"] or default_key(plpy)
@@ -131,6 +137,9 @@ def _persist(plpy, version, code_sha256, ticket, payload_text: str) -> str:
     if old is not None:
         if not p["replace"]:
             raise exists(key)
+        if not replacing and not _scores_lock_now(plpy):
+            raise Refusal("40001", f"model {key!r} was stored by a concurrent fit while this one wrote its own, and "
+                                   "its stored scores are being read", hint=RETRY)
         if not _one(plpy, "SELECT woe_anchor_internal.may_manage($1, $2) AS ok", ["name", "name"],
                     [who, old["fitted_by"]])["ok"]:
             raise Refusal("42501", f"permission denied to replace model {key!r}: it was fitted by {old['fitted_by']}",
@@ -187,14 +196,29 @@ def _persist(plpy, version, code_sha256, ticket, payload_text: str) -> str:
             ["name", "text", "bigint", "text"]), [who, key, model_id, reason])
     # the retention policy, over the models this role fitted (the new one is the newest)
     keep = {name: value for name, value in rules.items() if name in policy.RETENTION}
-    pruned = []
+    pruned, deferred = [], False
     if keep:
-        pruned = [dict(r) for r in plpy.execute(plpy.prepare(
-            "SELECT * FROM woe_anchor_internal.prune_models($1, $2, $3, true)", ["name", "int", "float8"]),
-            [who, int(keep.get("keep_models", 0)), keep.get("keep_days")])]
+        # never waits for readers of stored scores with the registry's lock held: while some read,
+        # this fit prunes nothing and the next one does
+        deferred = not _scores_lock_now(plpy)
+        if not deferred:
+            pruned = [dict(r) for r in plpy.execute(plpy.prepare(
+                "SELECT * FROM woe_anchor_internal.prune_models($1, $2, $3, true)", ["name", "int", "float8"]),
+                [who, int(keep.get("keep_models", 0)), keep.get("keep_days")])]
     return json.dumps({"model_key": key, "model_id": model_id, "activated": activate,
                        "left_on_shards": left_on_shards + [r for r in pruned if r["server"] is not None],
-                       "pruned": sorted({r["model_key"] for r in pruned})})
+                       "pruned": sorted({r["model_key"] for r in pruned}), "retention_deferred": deferred})
+
+
+def _scores_lock_now(plpy) -> bool:
+    """The lock a drop of partitions needs, if it is free right now (NOWAIT): false while some
+    transaction reads stored scores."""
+    try:
+        with plpy.subtransaction():
+            plpy.execute(f"LOCK TABLE ONLY {SCORES} IN ACCESS EXCLUSIVE MODE NOWAIT")
+        return True
+    except plpy.spiexceptions.LockNotAvailable:
+        return False
 
 
 def exists(key) -> Refusal:

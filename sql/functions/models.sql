@@ -162,6 +162,20 @@ BEGIN
 END
 $$;
 
+-- Dropping a score partition takes the scores table's ACCESS EXCLUSIVE lock, which waits for every
+-- reader of stored scores. Taken before the registry's lock, that wait holds up no fit, activation
+-- or rollback (they take the registry's), and a reader that activates in its transaction cannot
+-- deadlock with the drop. ONLY: the partitions are reached through their parent alone.
+CREATE FUNCTION woe_anchor_internal.lock_to_drop_scores()
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    LOCK TABLE ONLY ml.woe_anchor_scores_v1 IN ACCESS EXCLUSIVE MODE;
+END
+$$;
+
 -- Deletes models of the registry (their cuts, maps and score partitions go with them) and
 -- returns each with the shard tables it had. Internal: the definer entry points below call it.
 CREATE FUNCTION woe_anchor_internal.delete_models(keys text[])
@@ -194,6 +208,7 @@ BEGIN
     IF NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = key) THEN
         RETURN;  -- nothing to drop: no lock to hold
     END IF;
+    PERFORM woe_anchor_internal.lock_to_drop_scores();
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
     SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r
     WHERE r.model_key = key;
@@ -219,6 +234,7 @@ BEGIN
     IF keep IS NULL OR keep < 0 THEN
         RAISE EXCEPTION 'keep must be 0 or more, got %', keep USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM woe_anchor_internal.lock_to_drop_scores();
     RETURN QUERY SELECT * FROM woe_anchor_internal.prune_models(woe_anchor_internal.caller(ticket), keep, NULL, false);
 END
 $$;
@@ -382,6 +398,7 @@ COMMENT ON FUNCTION ml.woe_anchor_set_policy(text, float8) IS 'Set one check of 
 COMMENT ON FUNCTION ml.woe_anchor_rollback() IS 'Re-activate the model that served before the active one; returns its key';
 COMMENT ON FUNCTION woe_anchor_internal.activate(uuid, text) IS 'woe_anchor internal: activation for a ticket''s role';
 COMMENT ON FUNCTION ml.woe_anchor_activate(text) IS 'Make this WOE anchor model the only active one';
+COMMENT ON FUNCTION woe_anchor_internal.lock_to_drop_scores() IS 'woe_anchor internal: the scores table''s lock a drop of partitions needs, taken before the registry''s';
 COMMENT ON FUNCTION woe_anchor_internal.delete_models(text[]) IS 'woe_anchor internal: deletes models, returning their shard tables';
 COMMENT ON FUNCTION woe_anchor_internal.drop_model(uuid, text) IS 'woe_anchor internal: drops a model the ticket''s role may manage';
 COMMENT ON FUNCTION woe_anchor_internal.prune(uuid, int) IS 'woe_anchor internal: prunes the models the ticket''s role may manage';
