@@ -269,3 +269,24 @@ def test_retention_keeps_exactly_what_the_policy_says_across_ten_scheduled_fits(
         assert [k for k, active in stored if active] == [newest[-1]], "the last run to commit is active"
     finally:
         conn.execute("DELETE FROM ml.woe_anchor_policy")
+
+
+def test_a_job_name_in_another_database_is_neither_moved_nor_removed(conn, cron, server):
+    """pg_cron names a role's jobs across databases: a copy of the database on the same server
+    (a restore for staging, say) must not take production's job over, or remove it."""
+    cron_conn, (name, _, _), _ = cron
+    cases.load(conn, "sched_here", cases.make_rows(seed=96, n=300))
+    job = conn.execute("SELECT ml.schedule_woe_anchor_fit(%s, '15 3 * * *', 'sched_here')", [name]).fetchone()[0]
+    copy = f"woe_anchor_copy_{os.getpid()}"
+    dsn = install.fresh_database(server, copy)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+            cases.load(c, "sched_here", cases.make_rows(seed=96, n=300))
+            with pytest.raises(psycopg.errors.DuplicateObject, match="across databases"):
+                c.execute("SELECT ml.schedule_woe_anchor_fit(%s, '0 1 * * *', 'sched_here')", [name])
+            assert c.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [name]).fetchone()[0] is False
+        assert cron_conn.execute("SELECT schedule, database FROM cron.job WHERE jobid = %s", [job]).fetchone() \
+            == ("15 3 * * *", conn.info.dbname)
+    finally:
+        install.drop_database(server, copy)

@@ -80,6 +80,7 @@ DECLARE
     who name := woe_anchor_internal.caller(ticket);
     relation text;
     command text;
+    elsewhere text;
 BEGIN
     IF job_name IS NULL OR schedule IS NULL OR source IS NULL THEN
         RAISE EXCEPTION 'job_name, schedule and source must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -93,6 +94,17 @@ BEGIN
                       'band_schema_version => %L::int)',
                       relation, n_folds, half_life_days, eps, slow_threshold_hours, min_duration_hours,
                       dsold_thresholds, activate, band_schema_version);
+    -- pg_cron names a role's jobs across databases: scheduling that name would move the job of
+    -- another database (a copy restored on this server, say) here
+    elsewhere := woe_anchor_internal.cron(format(
+        'SELECT min(j.database) FROM cron.job AS j WHERE j.jobname = %L AND j.username = %L AND j.database <> %L',
+        job_name, who, current_database()));
+    IF elsewhere IS NOT NULL THEN
+        RAISE EXCEPTION 'job % of role % fits in database %: pg_cron names a role''s jobs across databases',
+            quote_literal(job_name), who, elsewhere
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Choose another job_name here, or unschedule that one in database ' || elsewhere || '.';
+    END IF;
     RETURN woe_anchor_internal.cron(format('SELECT cron.schedule_in_database(%L, %L, %L, %L, %L)::text',
                                       job_name, schedule, command, current_database(), who))::bigint;
 END
@@ -139,7 +151,8 @@ BEGIN
 END
 $$;
 
--- SECURITY DEFINER, as above: removes the ticket's role's job of that name, never another's.
+-- SECURITY DEFINER, as above: removes the ticket's role's job of that name in this database, never
+-- another role's or another database's.
 CREATE FUNCTION woe_anchor_internal.unschedule(ticket uuid, job_name text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -148,7 +161,8 @@ AS $$
 BEGIN
     RETURN woe_anchor_internal.cron(format(
         'SELECT (count(cron.unschedule(j.jobid)) > 0)::text FROM cron.job AS j '
-        'WHERE j.jobname = %L AND j.username = %L', job_name, woe_anchor_internal.caller(ticket)))::boolean;
+        'WHERE j.jobname = %L AND j.username = %L AND j.database = %L', job_name, woe_anchor_internal.caller(ticket),
+        current_database()))::boolean;
 END
 $$;
 
