@@ -82,9 +82,11 @@ def test_simultaneous_fits_without_a_key_get_distinct_keys(conn, dsn):
 
 
 def _waits_for_a_lock(conn, pid) -> None:
-    """Returns once backend ``pid`` waits for a heavyweight lock."""
+    """Returns once backend ``pid`` waits for a heavyweight lock, or for the registry's between tries
+    (woe_anchor_internal.lock_registry sleeps between them)."""
     for _ in range(500):
-        if conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0]:
+        if conn.execute("SELECT wait_event_type = 'Lock' OR wait_event = 'PgSleep' FROM pg_stat_activity "
+                        "WHERE pid = %s", [pid]).fetchone()[0]:
             return
         time.sleep(0.01)
     raise AssertionError(f"backend {pid} never waited for a lock")
@@ -243,3 +245,46 @@ def test_retention_waits_for_no_reader_of_stored_scores(conn, dsn):
         conn.execute("RESET statement_timeout")
         conn.execute("DELETE FROM ml.woe_anchor_policy")
         conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'cc\\_ret\\_%'")
+
+
+def test_a_drop_waiting_for_readers_of_stored_scores_and_a_fit_both_finish(conn, dsn):
+    """The drop waits for the reader with neither lock of the fit's held, and the fit waits for the
+    drop with no lock of the registry held: no deadlock, and activations go on meanwhile."""
+    drop_live_views(conn)
+    cases.load(conn, "cc_df", cases.make_rows(seed=70, n=1500))
+    keys = [fit(conn, "cc_df", model_key=f"cc_df_{i}", replace=True) for i in range(2)]
+    try:
+        with psycopg.connect(dsn) as reading:
+            reading.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [keys[1]]).fetchone()
+            dropping, dropped = _in_thread(dsn, "SELECT ml.woe_anchor_drop_model(%s)", [keys[0]])
+            _waits_for_a_lock(conn, dropped["pid"])
+            fitting, fitted = _in_thread(dsn, "CALL ml.fit_woe_anchor('cc_df', model_key => 'cc_df_2', "
+                                              "activate => false, replace => true)", [])
+            _waits_for_a_lock(conn, fitted["pid"])
+            with psycopg.connect(dsn, autocommit=True) as other:
+                other.execute("SET statement_timeout = '20s'")
+                other.execute("SELECT ml.woe_anchor_activate(%s)", [keys[1]])
+            reading.commit()
+        dropping.join()
+        fitting.join()
+        assert dropped.get("rows") == [(True,)], dropped
+        assert fitted.get("rows") == [("cc_df_2",)], fitted
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'cc\\_df\\_%'")
+
+
+def test_a_snapshot_older_than_a_replacement_is_told_to_run_again(conn, dsn):
+    drop_live_views(conn)
+    cases.load(conn, "cc_rr", cases.make_rows(seed=71, n=1500))
+    key = fit(conn, "cc_rr", model_key="cc_rr_k", activate=False, replace=True)
+    try:
+        with psycopg.connect(dsn) as old:
+            old.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            old.execute("SELECT count(*) FROM ml.woe_anchor_model_registry_v1").fetchone()  # the snapshot
+            fit(conn, "cc_rr", model_key=key, activate=False, replace=True, n_folds=3)
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as told:
+                old.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [key])
+            assert "Run it again" in told.value.diag.message_hint
+            assert "dropped or replaced" in told.value.diag.message_detail
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key = 'cc_rr_k'")

@@ -156,6 +156,9 @@ def test_a_migrated_pipeline_serves_the_active_model_through_the_users_gate(trai
     scored = "SELECT model_key, generation, listing_id, t0, woe_logit FROM ml.woe_anchor_score(%s, %s) ORDER BY 2, 3, 4"
     with psycopg.connect(dsn, autocommit=True) as t:
         assert same_scores(t.execute(served).fetchall(), t.execute(scored, [SOURCE, "legacy_new"]).fetchall())
+        # a model imported without its stale scores stores none, and that is no missing partition
+        stale = quirks["stale_scores_oof_disabled"]
+        assert t.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [stale]).fetchone()[0] == 0
         certified = t.execute("SELECT certified_at FROM audit.t0_cert_registry WHERE entrypoint = %s",
                               [legacy.ENTRYPOINT]).fetchone()[0]
         # a fit straight from the user's feature store (the source view maps edited_date and sold_date)

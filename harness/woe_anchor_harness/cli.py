@@ -73,8 +73,8 @@ def shown(text, lines: bool = False) -> str:
     """Text from the database as the terminal may print it: a control or format character (an escape
     sequence, a zero-width or direction mark in a tag, a description or a key another role wrote)
     written as its Python escape, newlines kept only in ``lines`` (a server message)."""
-    return "".join(c if unicodedata.category(c) not in ("Cc", "Cf") or (lines and c == "\n") else ascii(c)[1:-1]
-                   for c in str(text))
+    return "".join(c if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") or (lines and c == "\n")
+                   else ascii(c)[1:-1] for c in str(text))
 
 
 def _table(cur) -> str:
@@ -261,7 +261,7 @@ def cmd_migrate(args):
             plan = migrate.inspect(conn, args.legacy_schema, relations=args.relations and args.relations.split(","),
                                    columns=columns, source=args.source, hook=args.activation_hook, guard=args.guard)
             if args.dry_run:
-                print(migrate.describe(plan))
+                print(shown(migrate.describe(plan), lines=True))
                 return 0
             summary = migrate.run(conn, plan, args.recreate_views)
             conn.commit()
@@ -274,7 +274,7 @@ def cmd_migrate(args):
         if mapped:
             print(f"  {shown(key)} ({outcome}): {shown(mapped)}")
     if plan.views:
-        print(f"re-created {len(plan.views)} views over woe_anchor: {', '.join(v.name for v in plan.views)}")
+        print(f"re-created {len(plan.views)} views over woe_anchor: {shown(', '.join(v.name for v in plan.views))}")
     return 0
 
 

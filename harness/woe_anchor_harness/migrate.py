@@ -248,7 +248,7 @@ def describe(plan: Plan) -> str:
                    + ", ".join(plan.functions))
     if plan.readers:
         out.append(f"roles that read the replaced views become woe_anchor readers (ml.woe_anchor_grant: they may "
-                   f"then read every model's artifacts and the monitoring tables): {', '.join(plan.readers)}; the "
+                   f"then read every model's artifacts and the lifecycle tables): {', '.join(plan.readers)}; the "
                    "live views read their source with their reader's rights: grant them SELECT on the source if "
                    "they lack it")
     if plan.public:

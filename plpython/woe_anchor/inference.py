@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import bands, errors, packs, passes, quality, schemas, sharded, source
+from . import bands, errors, packs, passes, persist, quality, schemas, sharded, source
 from .errors import Refusal
 from .catalog import CENSORED_HOURS, CUTS, EVAL_WINDOW, MAPS, REGISTRY, SCORES, SHARD_SCORES
 from .sqlgen import Compiler, quote_literal, utc_iso_sql
@@ -149,7 +149,7 @@ SELECT q.generation::int, q.listing_id::bigint, q.t0, q.split, sc.fold_id,
        coalesce(sc.is_oof, false), coalesce(sc.woe_logit, q.l),
        coalesce(sc.woe_p, {passes.sigmoid_sql('q.l')})
 FROM ({rows}) AS q
-LEFT JOIN ({_stored_scores(plpy, model.key)}) AS sc
+LEFT JOIN ({_stored_scores(plpy, model)}) AS sc
        ON q.split = 'train_sold'
       AND (sc.generation, sc.listing_id, sc.t0) = (q.generation::int, q.listing_id::bigint, q.t0)
 WHERE {unchanged_sql(model)}
@@ -255,7 +255,7 @@ SELECT s.generation::int, s.listing_id::bigint, s.t0, u.band_name, u.band_value,
        sc.fold_id, CASE WHEN sc.is_oof THEN coalesce(k.woe, o.woe, 0::float8) END
 FROM {src.qualified} AS s
 CROSS JOIN LATERAL (VALUES {values}) AS u (band_name, band_value, raw_value)
-LEFT JOIN ({_stored_scores(plpy, model.key)}) AS sc
+LEFT JOIN ({_stored_scores(plpy, model)}) AS sc
        ON (sc.generation, sc.listing_id, sc.t0) = (s.generation::int, s.listing_id::bigint, s.t0)
 LEFT JOIN {MAPS} AS f ON f.model_key = {k} AND f.fold_id IS NULL AND f.band_name = u.band_name
                      AND f.band_value = u.band_value
@@ -376,22 +376,33 @@ def recorded_source(plpy, model: Model):
 
 def stored_scores_sql(plpy, key: str | None) -> str:
     """The statement behind ml.woe_anchor_stored_scores(model_key)."""
-    return _stored_scores(plpy, load_model(plpy, key).key)
+    return _stored_scores(plpy, load_model(plpy, key))
 
 
-def _stored_scores(plpy, key: str) -> str:
+# the catalog, not the rows: a model may store none (an imported trainer rerun). The partition's row
+# as this snapshot sees it, and whether the relation still is (the relation cache: the latest
+# state, so a snapshot older than a drop or a replacement learns of it); no USAGE on the schema is
+# needed for either
+_PARTITION_SQL = ("SELECT coalesce((SELECT pg_catalog.pg_relation_filenode(c.oid) IS NOT NULL "
+                  "FROM pg_catalog.pg_class AS c WHERE c.relname = $1 "
+                  "AND c.relnamespace = 'woe_anchor_scores'::regnamespace), false) AS stored")
+
+
+def _stored_scores(plpy, model: Model) -> str:
     """The model's stored scores: its partition, and for scores_on_shards the shards' tables."""
+    key = model.key
     local = (f"SELECT s.generation, s.listing_id, s.t0, s.fold_id, s.is_oof, s.woe_logit, s.woe_p "
              f"FROM {SCORES} AS s WHERE s.model_key = {quote_literal(key)}")
     remote = plpy.execute(plpy.prepare(f"SELECT server::text, remote_table FROM {SHARD_SCORES} "
                                        "WHERE model_key = $1 ORDER BY 1, 2", ["text"]), [key])
-    # every fit stores a score for each TRAIN SOLD row: none here means its partition was lost (a dump
-    # of schema ml alone), and the training features would fall back to in-sample scores, the leak OOF
-    # scoring exists to prevent
-    if not remote and not plpy.execute(plpy.prepare(
-            f"SELECT EXISTS (SELECT FROM {SCORES} AS s WHERE s.model_key = $1) AS stored", ["text"]), [key])[0]["stored"]:
+    # without its partition the training features would fall back to in-sample scores for every
+    # TRAIN SOLD row, the leak OOF scoring exists to prevent
+    if not remote and not plpy.execute(plpy.prepare(_PARTITION_SQL, ["text"]),
+                                       [persist.partition_name(model.model_id)])[0]["stored"]:
         raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f"model {key!r} has no stored scores in this database",
-                      detail="Its partition of ml.woe_anchor_scores_v1 is missing, as after restoring a dump of "
-                             "schema ml without schema woe_anchor_scores.",
-                      hint="Restore schema woe_anchor_scores from the same dump, or refit the model.")
+                      detail=f"Its partition woe_anchor_scores.{persist.partition_name(model.model_id)} is gone: the "
+                             "model was dropped or replaced since this transaction began, or a restore left "
+                             "schema woe_anchor_scores out.",
+                      hint="Run it again; after a partial restore, restore schema woe_anchor_scores from the same "
+                           "dump, or refit the model.")
     return " UNION ALL ".join([local] + [sharded.shard_scores_sql(plpy, r["server"], r["remote_table"]) for r in remote])

@@ -123,7 +123,7 @@ def _import(plpy, version, legacy_schema) -> list[tuple]:
         stamped[table] = row[0]["stamped"]
     registry, cuts, maps, scores = (legacy[t] for t in TABLES)
     _refuse_unmappable(plpy, registry, cuts, maps, shown)
-    plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
+    plpy.execute("SELECT woe_anchor_internal.lock_registry('SHARE UPDATE EXCLUSIVE')")  # it attaches partitions
     # the trainer's views serve the newest active row (existing-installation.md 7.3)
     served = _rows(plpy, f"SELECT model_key, count(*) OVER () AS n FROM {registry} WHERE is_active "
                          f"ORDER BY created_at DESC, model_key LIMIT 1")

@@ -123,14 +123,14 @@ def _persist(plpy, version, code_sha256, ticket, payload_text: str) -> str:
     staging = [_staging_table(plpy, name, who) for name in p["staging"]]
     _check_schema(plpy, registry, who)
     _check_thresholds(p["thresholds"])
-    # a replace drops the old model's partition: the scores table's lock first, waiting for its
-    # readers before the registry's is held (lock_to_drop_scores)
+    # short critical section: registry writes serialize, readers never wait. The scores table's
+    # lock comes first (lock_registry): the one ATTACH PARTITION takes, or, to replace a model, the
+    # one dropping its partition takes, which waits for readers of stored scores before the
+    # registry's is held
     replacing = p["replace"] and p["model_key"] is not None and _one(
         plpy, f"SELECT count(*) AS n FROM {REGISTRY} WHERE model_key = $1", ["text"], [p["model_key"]])["n"]
-    if replacing:
-        plpy.execute("SELECT woe_anchor_internal.lock_to_drop_scores()")
-    # short critical section: registry writes serialize, readers never wait
-    plpy.execute(f"LOCK TABLE {REGISTRY} IN SHARE ROW EXCLUSIVE MODE")
+    _one(plpy, "SELECT woe_anchor_internal.lock_registry($1)", ["text"],
+         ["ACCESS EXCLUSIVE" if replacing else "SHARE UPDATE EXCLUSIVE"])
     key = p["model_key"] or default_key(plpy)
     old = _one(plpy, f"SELECT is_active, fitted_by, model_id FROM {REGISTRY} WHERE model_key = $1", ["text"], [key])
     left_on_shards = []
@@ -196,15 +196,18 @@ def _persist(plpy, version, code_sha256, ticket, payload_text: str) -> str:
             ["name", "text", "bigint", "text"]), [who, key, model_id, reason])
     # the retention policy, over the models this role fitted (the new one is the newest)
     keep = {name: value for name, value in rules.items() if name in policy.RETENTION}
+    retention = [who, int(keep.get("keep_models", 0)), keep.get("keep_days")] if keep else None
+    doomed = retention and _one(plpy, "SELECT woe_anchor_internal.prunable($1, $2, $3, true) AS keys",
+                                ["name", "int", "float8"], retention)["keys"]
     pruned, deferred = [], False
-    if keep:
+    if doomed:
         # never waits for readers of stored scores with the registry's lock held: while some read,
         # this fit prunes nothing and the next one does
         deferred = not _scores_lock_now(plpy)
         if not deferred:
             pruned = [dict(r) for r in plpy.execute(plpy.prepare(
                 "SELECT * FROM woe_anchor_internal.prune_models($1, $2, $3, true)", ["name", "int", "float8"]),
-                [who, int(keep.get("keep_models", 0)), keep.get("keep_days")])]
+                retention)]
     return json.dumps({"model_key": key, "model_id": model_id, "activated": activate,
                        "left_on_shards": left_on_shards + [r for r in pruned if r["server"] is not None],
                        "pruned": sorted({r["model_key"] for r in pruned}), "retention_deferred": deferred})

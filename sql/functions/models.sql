@@ -162,17 +162,41 @@ BEGIN
 END
 $$;
 
--- Dropping a score partition takes the scores table's ACCESS EXCLUSIVE lock, which waits for every
--- reader of stored scores. Taken before the registry's lock, that wait holds up no fit, activation
--- or rollback (they take the registry's), and a reader that activates in its transaction cannot
--- deadlock with the drop. ONLY: the partitions are reached through their parent alone.
-CREATE FUNCTION woe_anchor_internal.lock_to_drop_scores()
+-- The registry's lock, with the scores table's lock in `scores_mode` taken first: SHARE UPDATE
+-- EXCLUSIVE for a fit (its ATTACH PARTITION), ACCESS EXCLUSIVE to drop partitions (drop, prune,
+-- replace; it waits for every reader of stored scores). Everyone takes the two in this order, and
+-- the registry's without waiting while the scores' is held: when the registry is busy, both are
+-- let go (the subtransaction) and taken again. So a drop waiting for readers of stored scores
+-- holds up no fit, activation or rollback, and none of them, nor a reader that activates in its
+-- transaction or one that reads stored scores after activating, can deadlock with it. ONLY: the
+-- partitions are reached through their parent alone.
+CREATE FUNCTION woe_anchor_internal.lock_registry(scores_mode text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    scores_held boolean;
+    pause float8 := 0.01;
 BEGIN
-    LOCK TABLE ONLY ml.woe_anchor_scores_v1 IN ACCESS EXCLUSIVE MODE;
+    IF scores_mode NOT IN ('SHARE UPDATE EXCLUSIVE', 'ACCESS EXCLUSIVE') THEN
+        RAISE EXCEPTION 'unknown lock mode %', scores_mode USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        scores_held := false;
+        BEGIN
+            EXECUTE format('LOCK TABLE ONLY ml.woe_anchor_scores_v1 IN %s MODE', scores_mode);
+            scores_held := true;
+            LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE NOWAIT;
+            RETURN;
+        EXCEPTION WHEN lock_not_available THEN
+            IF NOT scores_held THEN
+                RAISE;  -- the caller's lock_timeout, on the scores table
+            END IF;
+        END;
+        PERFORM pg_sleep(pause);
+        pause := least(pause * 2, 0.2);
+    END LOOP;
 END
 $$;
 
@@ -205,13 +229,18 @@ DECLARE
     who name := woe_anchor_internal.caller(ticket);
     owner name;
 BEGIN
-    IF NOT EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = key) THEN
+    SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = key;
+    IF NOT FOUND THEN
         RETURN;  -- nothing to drop: no lock to hold
     END IF;
-    PERFORM woe_anchor_internal.lock_to_drop_scores();
-    LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
+    -- refused before it waits for the locks (and, meanwhile, makes new readers of scores wait)
+    PERFORM woe_anchor_internal.require_manage(who, owner, 'drop', key);
+    PERFORM woe_anchor_internal.lock_registry('ACCESS EXCLUSIVE');
     SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r
     WHERE r.model_key = key;
+    IF NOT FOUND THEN
+        RETURN;  -- dropped meanwhile
+    END IF;
     PERFORM woe_anchor_internal.require_manage(who, owner, 'drop', key);
     -- read under the lock: an activation that committed while this waited for it counts
     IF EXISTS (SELECT FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = key AND r.is_active) THEN
@@ -234,17 +263,37 @@ BEGIN
     IF keep IS NULL OR keep < 0 THEN
         RAISE EXCEPTION 'keep must be 0 or more, got %', keep USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM woe_anchor_internal.lock_to_drop_scores();
+    PERFORM woe_anchor_internal.lock_registry('ACCESS EXCLUSIVE');
     RETURN QUERY SELECT * FROM woe_anchor_internal.prune_models(woe_anchor_internal.caller(ticket), keep, NULL, false);
 END
 $$;
 
--- Deletes the models role `who` may manage (with `fitted_only`, those it fitted itself) that nothing
--- keeps: not among the newest `keep` of them, not younger than `keep_days` days (NULL: no age rule),
--- not active, not the one a rollback restores, not pinned; returns them with their shard tables.
--- Internal: ml.woe_anchor_prune and, with the retention policy, every fit's persist (over the
--- fitter's own models: a superuser's scheduled fit must not prune every team's) call it as the
--- extension's owner.
+-- The models role `who` may manage (with `fitted_only`, those it fitted itself) that nothing keeps:
+-- not among the newest `keep` of them, not younger than `keep_days` days (NULL: no age rule), not
+-- active, not the one a rollback restores, not pinned. Read under the registry's lock to be final.
+CREATE FUNCTION woe_anchor_internal.prunable(who name, keep int, keep_days float8, fitted_only boolean)
+RETURNS text[]
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT coalesce(array_agg(m.model_key ORDER BY m.model_key), '{}') FROM (
+    SELECT r.model_key, r.is_active, r.created_at,
+           -- newest by the order models were stored in (ids are taken under the registry's lock);
+           -- created_at is when a fit's transaction began, and fits overlap
+           row_number() OVER (ORDER BY r.model_id DESC) AS newest
+    FROM ml.woe_anchor_model_registry_v1 AS r
+    WHERE CASE WHEN fitted_only THEN r.fitted_by = who ELSE woe_anchor_internal.may_manage(who, r.fitted_by) END
+   ) AS m
+WHERE NOT m.is_active AND m.newest > keep
+  AND (keep_days IS NULL OR m.created_at < now() - make_interval(secs => keep_days * 86400))
+  AND m.model_key IS DISTINCT FROM woe_anchor_internal.previous_model()
+  AND NOT EXISTS (SELECT FROM ml.woe_anchor_model_notes AS n WHERE n.model_key = m.model_key AND n.pinned)
+$$;
+
+-- Deletes what `prunable` names and returns the models with their shard tables. Internal:
+-- ml.woe_anchor_prune and, with the retention policy, every fit's persist (over the fitter's own
+-- models: a superuser's scheduled fit must not prune every team's) call it as the extension's
+-- owner, holding the locks of lock_registry('ACCESS EXCLUSIVE').
 CREATE FUNCTION woe_anchor_internal.prune_models(who name, keep int, keep_days float8, fitted_only boolean)
 RETURNS TABLE (model_key text, fitted_by name, server name, remote_table text)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -252,19 +301,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
-    RETURN QUERY SELECT * FROM woe_anchor_internal.delete_models(ARRAY(
-        SELECT m.model_key FROM (
-            SELECT r.model_key, r.is_active, r.created_at,
-                   -- newest by the order models were stored in (ids are taken under the registry's lock);
-                   -- created_at is when a fit's transaction began, and fits overlap
-                   row_number() OVER (ORDER BY r.model_id DESC) AS newest
-            FROM ml.woe_anchor_model_registry_v1 AS r
-            WHERE CASE WHEN fitted_only THEN r.fitted_by = who ELSE woe_anchor_internal.may_manage(who, r.fitted_by) END
-           ) AS m
-        WHERE NOT m.is_active AND m.newest > keep
-          AND (keep_days IS NULL OR m.created_at < now() - make_interval(secs => keep_days * 86400))
-          AND m.model_key IS DISTINCT FROM woe_anchor_internal.previous_model()
-          AND NOT EXISTS (SELECT FROM ml.woe_anchor_model_notes AS n WHERE n.model_key = m.model_key AND n.pinned)));
+    RETURN QUERY SELECT * FROM woe_anchor_internal.delete_models(
+        woe_anchor_internal.prunable(who, keep, keep_days, fitted_only));
 END
 $$;
 
@@ -398,7 +436,8 @@ COMMENT ON FUNCTION ml.woe_anchor_set_policy(text, float8) IS 'Set one check of 
 COMMENT ON FUNCTION ml.woe_anchor_rollback() IS 'Re-activate the model that served before the active one; returns its key';
 COMMENT ON FUNCTION woe_anchor_internal.activate(uuid, text) IS 'woe_anchor internal: activation for a ticket''s role';
 COMMENT ON FUNCTION ml.woe_anchor_activate(text) IS 'Make this WOE anchor model the only active one';
-COMMENT ON FUNCTION woe_anchor_internal.lock_to_drop_scores() IS 'woe_anchor internal: the scores table''s lock a drop of partitions needs, taken before the registry''s';
+COMMENT ON FUNCTION woe_anchor_internal.lock_registry(text) IS 'woe_anchor internal: the registry''s lock, with the scores table''s taken first';
+COMMENT ON FUNCTION woe_anchor_internal.prunable(name, int, float8, boolean) IS 'woe_anchor internal: the models of a role that nothing keeps';
 COMMENT ON FUNCTION woe_anchor_internal.delete_models(text[]) IS 'woe_anchor internal: deletes models, returning their shard tables';
 COMMENT ON FUNCTION woe_anchor_internal.drop_model(uuid, text) IS 'woe_anchor internal: drops a model the ticket''s role may manage';
 COMMENT ON FUNCTION woe_anchor_internal.prune(uuid, int) IS 'woe_anchor internal: prunes the models the ticket''s role may manage';

@@ -156,7 +156,9 @@ BEGIN
     FOR monitored, recorder IN VALUES ('woe_anchor_realized', 'recorded_by'), ('woe_anchor_psi', 'recorded_by'),
                                       ('woe_anchor_alerts', 'by_role') LOOP
         EXECUTE format('ALTER TABLE ml.%I ENABLE ROW LEVEL SECURITY', monitored);
-        -- by the role's oid: a dropped role's records are nobody's, and looking its name up fails
+        -- by the recorder's name, as models are their fitters' (fitted_by): a role re-created under
+        -- the name of a dropped one sees its records; pg_roles, not a cast, so that a dropped role's
+        -- name fails no query
         EXECUTE format('CREATE POLICY recorder_only ON ml.%I FOR SELECT USING (EXISTS ('
                        'SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname = %I '
                        'AND pg_catalog.pg_has_role(CURRENT_USER, r.oid, ''MEMBER'')))', monitored, recorder);
