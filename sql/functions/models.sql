@@ -259,12 +259,19 @@ RETURNS TABLE (model_key text, fitted_by name, server name, remote_table text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    who name;
 BEGIN
     IF keep IS NULL OR keep < 0 THEN
         RAISE EXCEPTION 'keep must be 0 or more, got %', keep USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    who := woe_anchor_internal.caller(ticket);  -- a ticket is good for one call
+    -- nothing to prune: no lock that makes readers of stored scores wait
+    IF cardinality(woe_anchor_internal.prunable(who, keep, NULL, false)) = 0 THEN
+        RETURN;
+    END IF;
     PERFORM woe_anchor_internal.lock_registry('ACCESS EXCLUSIVE');
-    RETURN QUERY SELECT * FROM woe_anchor_internal.prune_models(woe_anchor_internal.caller(ticket), keep, NULL, false);
+    RETURN QUERY SELECT * FROM woe_anchor_internal.prune_models(who, keep, NULL, false);
 END
 $$;
 
