@@ -41,7 +41,8 @@ $$;
 -- revokes) would make every role's rights vanish from the next dump. What the script itself gives
 -- is the owner's and PUBLIC's alone, so that is all the record keeps; objects outside the extension
 -- that an update touched (score partitions, live views, the schemas) keep no record at all, as after
--- a fresh install.
+-- a fresh install. (A supported way to do this does not exist: the alternative, granting outside the
+-- update, would leave every role without its rights until someone ran it.)
 DO $$
 DECLARE
     ext oid;
@@ -72,5 +73,12 @@ BEGIN
               OR i.objoid IN (SELECT pg_catalog.to_regprocedure(v.view_name) FROM ml.woe_anchor_views AS v
                               WHERE v.kind = 'function')
           ELSE false END;
+    -- from 17 on, each role an initial privilege names has a shared dependency on it (deptype 'i'),
+    -- which DROP OWNED and DROP ROLE go by: those of the roles taken out above go too
+    DELETE FROM pg_catalog.pg_shdepend AS d
+    WHERE d.deptype = 'i' AND d.dbid = (SELECT b.oid FROM pg_catalog.pg_database AS b WHERE b.datname = current_database())
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_init_privs AS i, pg_catalog.aclexplode(i.initprivs) AS a
+                      WHERE i.classoid = d.classid AND i.objoid = d.objid AND i.objsubid = d.objsubid
+                        AND d.refobjid IN (a.grantee, a.grantor));
 END
 $$;

@@ -159,6 +159,9 @@ def test_a_migrated_pipeline_serves_the_active_model_through_the_users_gate(trai
         # a model imported without its stale scores stores none, and that is no missing partition
         stale = quirks["stale_scores_oof_disabled"]
         assert t.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [stale]).fetchone()[0] == 0
+        # an imported model records where it came from, not a relation: its source is the caller's to name
+        with pytest.raises(psycopg.errors.UndefinedTable, match="records no source relation"):
+            t.execute("SELECT count(*) FROM ml.woe_anchor_training_features('legacy_new')")
         certified = t.execute("SELECT certified_at FROM audit.t0_cert_registry WHERE entrypoint = %s",
                               [legacy.ENTRYPOINT]).fetchone()[0]
         # a fit straight from the user's feature store (the source view maps edited_date and sold_date)

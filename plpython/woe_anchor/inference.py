@@ -360,8 +360,14 @@ def recorded_source(plpy, model: Model):
     calling its function). That source is read only when no code in it runs
     with rights its owner lacks; otherwise the caller must name it.
     """
-    oid = plpy.execute(plpy.prepare("SELECT to_regclass($1)::oid AS oid", ["text"]),
-                       [model.source_relation])[0]["oid"]
+    try:
+        with plpy.subtransaction():
+            oid = plpy.execute(plpy.prepare("SELECT to_regclass($1)::oid AS oid", ["text"]),
+                               [model.source_relation])[0]["oid"]
+    except plpy.spiexceptions.InvalidName:  # an imported trainer model records where it came from
+        raise Refusal(errors.UNDEFINED_TABLE, f"model {model.key!r} records no source relation "
+                                              f"({model.source_relation})",
+                      hint="Pass the source yourself, source => '...'.") from None
     if oid is None:
         raise Refusal(errors.UNDEFINED_TABLE,
                        f"training source {model.source_relation} of model {model.key!r} no longer exists")
