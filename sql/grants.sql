@@ -68,10 +68,9 @@ BEGIN
               (SELECT c.relnamespace FROM pg_catalog.pg_class AS c WHERE c.oid = i.objoid) = ANY (ours)
               OR i.objoid IN (SELECT pg_catalog.to_regclass(v.view_name) FROM ml.woe_anchor_views AS v
                               WHERE v.kind <> 'function')
+          -- the per-row functions of the live views are made in ml
           WHEN 'pg_catalog.pg_proc'::regclass THEN
               (SELECT p.pronamespace FROM pg_catalog.pg_proc AS p WHERE p.oid = i.objoid) = ANY (ours)
-              OR i.objoid IN (SELECT pg_catalog.to_regprocedure(v.view_name) FROM ml.woe_anchor_views AS v
-                              WHERE v.kind = 'function')
           ELSE false END;
     -- from 17 on, each role an initial privilege names has a shared dependency on it (deptype 'i'),
     -- which DROP OWNED and DROP ROLE go by: those of the roles taken out above go too

@@ -177,20 +177,24 @@ def test_a_monitor_run_records_nothing_for_a_model_replaced_while_it_ran(conn, d
         conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key = 'cc_mon_k'")
 
 
-def test_training_features_built_for_a_model_fail_once_it_is_replaced(conn):
-    """The statement behind ml.woe_anchor_training_features holds the model's cutoff and mapping and
-    reads its stored scores by key: run after a replacement, it would mix the two (and give in-sample
-    scores for rows the new model did not store). It fails instead."""
+def test_statements_built_for_a_model_fail_once_it_is_replaced(conn):
+    """The statements behind ml.woe_anchor_training_features, _reasons and _stored_scores hold the
+    model's cutoff and mapping and read what it stored by key: run after a replacement, they would
+    mix the two (training features: in-sample scores for rows the new model did not store). They
+    fail instead."""
     drop_live_views(conn)
     cases.load(conn, "cc_tf", cases.make_rows(seed=67, n=1500))
     key = fit(conn, "cc_tf", model_key="cc_tf_k", activate=False, replace=True)
     try:
-        built = conn.execute("SELECT woe_anchor_internal.training_features_sql(%s, 'cc_tf'::regclass)",
-                             [key]).fetchone()[0]
-        assert conn.execute(f"SELECT count(*) FROM ({built}) AS f").fetchone()[0] == 1500
+        built = [conn.execute(sql, [key]).fetchone()[0] for sql in (
+            "SELECT woe_anchor_internal.training_features_sql(%s, 'cc_tf'::regclass)",
+            "SELECT woe_anchor_internal.reasons_sql('cc_tf'::regclass, %s)",
+            "SELECT woe_anchor_internal.stored_scores_sql(%s)")]
+        assert [conn.execute(f"SELECT count(*) FROM ({b}) AS f").fetchone()[0] > 0 for b in built] == [True] * 3
         fit(conn, "cc_tf", model_key=key, activate=False, replace=True, n_folds=3)
-        with pytest.raises(psycopg.errors.SerializationFailure, match="dropped or replaced"):
-            conn.execute(f"SELECT count(*) FROM ({built}) AS f")
+        for statement in built:
+            with pytest.raises(psycopg.errors.SerializationFailure, match="dropped or replaced"):
+                conn.execute(f"SELECT count(*) FROM ({statement}) AS f")
     finally:
         conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key = 'cc_tf_k'")
 

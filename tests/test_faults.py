@@ -22,7 +22,11 @@ POINTS = {
     "registry_lock": ("ml.woe_anchor_model_registry_v1", "EXCLUSIVE"),
     "cuts_insert": ("ml.woe_anchor_cuts_v1", "ACCESS EXCLUSIVE"),
     "map_insert": ("ml.woe_anchor_map_v1", "ACCESS EXCLUSIVE"),
-    "attach": ("ml.woe_anchor_scores_v1", "ACCESS EXCLUSIVE"),
+    # the lock a fit takes on the scores table before the registry's (for its ATTACH PARTITION)
+    "scores_lock": ("ml.woe_anchor_scores_v1", "ACCESS EXCLUSIVE"),
+    # the activation log: the fit has written its registry, cuts and map rows and attached its
+    # partition by then
+    "after_attach": ("ml.woe_anchor_activations", "EXCLUSIVE"),
 }
 
 
@@ -100,9 +104,9 @@ def test_an_interrupted_fit_that_read_in_chunks_leaves_nothing(conn, dsn, servin
     """The same with the rows read in chunks kept on disk (the smallest woe_anchor.fit_memory)."""
     before = artifacts.stored_counts(conn)
     with psycopg.connect(dsn) as blocker:
-        _hold(blocker, "attach")
+        _hold(blocker, "after_attach")
         thread, out = _fit_in_background(dsn, ["SET woe_anchor.fit_memory = '64kB'"])
-        assert _blocked(conn, out["pid"], "attach"), "the fit never blocked"
+        assert _blocked(conn, out["pid"], "after_attach"), "the fit never blocked"
         conn.execute("SELECT pg_cancel_backend(%s)", [out["pid"]])
         thread.join(30)
         blocker.rollback()
@@ -132,9 +136,9 @@ def test_readers_see_the_old_model_until_the_new_one_commits(conn, dsn, serving)
     conn.execute("SELECT ml.woe_anchor_create_views('faults_src')")
     view = "SELECT count(*), min(model_key), max(model_key) FROM ml.woe_anchor_scores_live_train_v"
     with psycopg.connect(dsn) as blocker:
-        _hold(blocker, "attach")  # the fit has written its registry, cuts and map rows by then
+        _hold(blocker, "after_attach")
         thread, out = _fit_in_background(dsn)
-        assert _blocked(conn, out["pid"], "attach")
+        assert _blocked(conn, out["pid"], "after_attach")
         with psycopg.connect(dsn, autocommit=True) as reader:
             assert reader.execute(view).fetchone() == (2000, serving, serving)
         blocker.rollback()

@@ -198,6 +198,7 @@ def test_report_shows_what_monitoring_recorded(conn, dsn, report_model, tmp_path
         assert text.count("drift") >= 1 and "Activations" in text and "activate" in text
         recorder = conn.execute("SELECT current_user").fetchone()[0]
         assert f"by {recorder}" in text, "each run shows who recorded it"
+        assert "Alerts" in text
         # a later model of the same key is another model: the alerts of this one are not its
         fit(conn, "report_src", model_key=key, replace=True)
         assert "Alerts" not in unescape(re.sub(r"<[^>]+>", " ", _write(dsn, tmp_path, key)))

@@ -35,3 +35,6 @@ FIT_DEFAULTS = {name: default for name, _, default in LEARNING_PARAMETERS} | {"b
 
 # docs/contract.md 6: the base rate is clamped into [P_CLAMP, 1 - P_CLAMP] before its logit
 P_CLAMP = 1e-12
+
+# what an imported trainer model records as its source relation, before the trainer's table
+IMPORTED_FROM = "imported from "

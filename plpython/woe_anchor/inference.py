@@ -15,7 +15,7 @@ import numpy as np
 
 from . import bands, errors, packs, passes, persist, quality, schemas, sharded, source
 from .errors import Refusal
-from .catalog import CENSORED_HOURS, CUTS, EVAL_WINDOW, MAPS, REGISTRY, SCORES, SHARD_SCORES
+from .catalog import CENSORED_HOURS, CUTS, EVAL_WINDOW, IMPORTED_FROM, MAPS, REGISTRY, SCORES, SHARD_SCORES
 from .sqlgen import Compiler, quote_literal, utc_iso_sql
 
 
@@ -263,7 +263,7 @@ LEFT JOIN {MAPS} AS k ON k.model_key = {k} AND k.fold_id = sc.fold_id AND k.band
                      AND k.band_value = coalesce(u.raw_value, u.band_value)
 LEFT JOIN {MAPS} AS o ON u.raw_value <> {null} AND k.woe IS NULL AND o.model_key = {k} AND o.fold_id = sc.fold_id
                      AND o.band_name = u.band_name AND o.band_value = {quote_literal(bands.OTHER)}
-WHERE u.band_value IS NOT NULL
+WHERE u.band_value IS NOT NULL AND {unchanged_sql(model)}
 """
 
 
@@ -360,14 +360,12 @@ def recorded_source(plpy, model: Model):
     calling its function). That source is read only when no code in it runs
     with rights its owner lacks; otherwise the caller must name it.
     """
-    try:
-        with plpy.subtransaction():
-            oid = plpy.execute(plpy.prepare("SELECT to_regclass($1)::oid AS oid", ["text"]),
-                               [model.source_relation])[0]["oid"]
-    except plpy.spiexceptions.InvalidName:  # an imported trainer model records where it came from
+    if model.source_relation.startswith(IMPORTED_FROM):  # where the trainer's model came from
         raise Refusal(errors.UNDEFINED_TABLE, f"model {model.key!r} records no source relation "
                                               f"({model.source_relation})",
-                      hint="Pass the source yourself, source => '...'.") from None
+                      hint="Pass the source yourself, source => '...'.")
+    oid = plpy.execute(plpy.prepare("SELECT to_regclass($1)::oid AS oid", ["text"]),
+                       [model.source_relation])[0]["oid"]
     if oid is None:
         raise Refusal(errors.UNDEFINED_TABLE,
                        f"training source {model.source_relation} of model {model.key!r} no longer exists")
@@ -382,7 +380,8 @@ def recorded_source(plpy, model: Model):
 
 def stored_scores_sql(plpy, key: str | None) -> str:
     """The statement behind ml.woe_anchor_stored_scores(model_key)."""
-    return _stored_scores(plpy, load_model(plpy, key))
+    model = load_model(plpy, key)
+    return f"SELECT * FROM ({_stored_scores(plpy, model)}) AS s WHERE {unchanged_sql(model)}"
 
 
 # the catalog, not the rows: a model may store none (an imported trainer rerun). The partition's row

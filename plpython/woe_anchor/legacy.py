@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from . import errors, passes
 from .errors import Refusal
-from .catalog import CUTS, FIT_DEFAULTS, MAPS, P_CLAMP, REGISTRY, SCORES
+from .catalog import CUTS, FIT_DEFAULTS, IMPORTED_FROM, MAPS, P_CLAMP, REGISTRY, SCORES
 from .persist import score_partition
 from .sqlgen import quote_ident, quote_literal
 
@@ -221,7 +221,7 @@ SELECT r.model_key, r.train_cutoff_ts, r.half_life_days, r.eps, r.n_folds, 1, ml
        $2, $3, $4, $5,
        {FIT_DEFAULTS['slow_threshold_hours']}, {FIT_DEFAULTS['min_duration_hours']}, coalesce(s.n_oof, 0) > 0,
        r.train_cutoff_ts, 'given', coalesce(s.n, 0), 0, coalesce(s.n_days, 0),
-       coalesce(s.n_folds, 0), coalesce(s.n_oof, 0), {quote_literal('imported from ' + registry)}, 'imported',
+       coalesce(s.n_folds, 0), coalesce(s.n_oof, 0), {quote_literal(IMPORTED_FROM + registry)}, 'imported',
        jsonb_build_object('imported_from', {quote_literal(registry)}), '{{}}'::jsonb
 FROM {registry} AS r
 LEFT JOIN (SELECT count(*) AS n, count(DISTINCT (s.t0 AT TIME ZONE 'UTC')::date) AS n_days,

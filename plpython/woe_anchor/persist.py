@@ -127,8 +127,11 @@ def _persist(plpy, version, code_sha256, ticket, payload_text: str) -> str:
     # lock comes first (lock_registry): the one ATTACH PARTITION takes, or, to replace a model, the
     # one dropping its partition takes, which waits for readers of stored scores before the
     # registry's is held
-    replacing = p["replace"] and p["model_key"] is not None and _one(
-        plpy, f"SELECT count(*) AS n FROM {REGISTRY} WHERE model_key = $1", ["text"], [p["model_key"]])["n"]
+    replaced = p["model_key"] is not None and _one(
+        plpy, f"SELECT fitted_by FROM {REGISTRY} WHERE model_key = $1", ["text"], [p["model_key"]])
+    replacing = bool(p["replace"] and replaced)
+    if replacing:
+        _require_replaceable(plpy, who, p["model_key"], replaced["fitted_by"])  # before it waits for readers
     _one(plpy, "SELECT woe_anchor_internal.lock_registry($1)", ["text"],
          ["ACCESS EXCLUSIVE" if replacing else "SHARE UPDATE EXCLUSIVE"])
     key = p["model_key"] or default_key(plpy)
@@ -140,10 +143,7 @@ def _persist(plpy, version, code_sha256, ticket, payload_text: str) -> str:
         if not replacing and not _scores_lock_now(plpy):
             raise Refusal("40001", f"model {key!r} was stored by a concurrent fit while this one wrote its own, and "
                                    "its stored scores are being read", hint=RETRY)
-        if not _one(plpy, "SELECT woe_anchor_internal.may_manage($1, $2) AS ok", ["name", "name"],
-                    [who, old["fitted_by"]])["ok"]:
-            raise Refusal("42501", f"permission denied to replace model {key!r}: it was fitted by {old['fitted_by']}",
-                           hint="Choose another model_key.")
+        _require_replaceable(plpy, who, key, old["fitted_by"])
         # the old model's shard tables go only once the new model is written: a failure keeps them
         left_on_shards = [dict(r) for r in plpy.execute(plpy.prepare(
             "SELECT * FROM woe_anchor_internal.delete_models(ARRAY[$1]) WHERE server IS NOT NULL", ["text"]), [key])]
@@ -211,6 +211,12 @@ def _persist(plpy, version, code_sha256, ticket, payload_text: str) -> str:
     return json.dumps({"model_key": key, "model_id": model_id, "activated": activate,
                        "left_on_shards": left_on_shards + [r for r in pruned if r["server"] is not None],
                        "pruned": sorted({r["model_key"] for r in pruned}), "retention_deferred": deferred})
+
+
+def _require_replaceable(plpy, who: str, key: str, fitted_by: str) -> None:
+    if not _one(plpy, "SELECT woe_anchor_internal.may_manage($1, $2) AS ok", ["name", "name"], [who, fitted_by])["ok"]:
+        raise Refusal("42501", f"permission denied to replace model {key!r}: it was fitted by {fitted_by}",
+                      hint="Choose another model_key.")
 
 
 def _scores_lock_now(plpy) -> bool:

@@ -165,11 +165,14 @@ $$;
 -- The registry's lock, with the scores table's lock in `scores_mode` taken first: SHARE UPDATE
 -- EXCLUSIVE for a fit (its ATTACH PARTITION), ACCESS EXCLUSIVE to drop partitions (drop, prune,
 -- replace; it waits for every reader of stored scores). Everyone takes the two in this order, and
--- the registry's without waiting while the scores' is held: when the registry is busy, both are
--- let go (the subtransaction) and taken again. So a drop waiting for readers of stored scores
--- holds up no fit, activation or rollback, and none of them, nor a reader that activates in its
--- transaction or one that reads stored scores after activating, can deadlock with it. ONLY: the
--- partitions are reached through their parent alone.
+-- none waits for the registry's while holding the scores': when the registry is busy, the scores'
+-- lock is let go (the subtransaction), the registry's is waited for holding nothing (a real wait:
+-- pg_locks shows it, lock_timeout and cancellation end it) and let go, and both are taken again.
+-- So a drop waiting for readers of stored scores holds no fit's lock of the registry (a fit waits
+-- behind it for the scores table, holding nothing either), and no activation, nor a reader that
+-- activates in its transaction, deadlocks with it. A caller that holds the registry's lock
+-- already (it activated earlier in its transaction) keeps it: its drop waits for readers holding it.
+-- ONLY: the partitions are reached through their parent alone.
 CREATE FUNCTION woe_anchor_internal.lock_registry(scores_mode text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -177,7 +180,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     scores_held boolean;
-    pause float8 := 0.01;
 BEGIN
     IF scores_mode NOT IN ('SHARE UPDATE EXCLUSIVE', 'ACCESS EXCLUSIVE') THEN
         RAISE EXCEPTION 'unknown lock mode %', scores_mode USING ERRCODE = 'invalid_parameter_value';
@@ -194,8 +196,12 @@ BEGIN
                 RAISE;  -- the caller's lock_timeout, on the scores table
             END IF;
         END;
-        PERFORM pg_sleep(pause);
-        pause := least(pause * 2, 0.2);
+        BEGIN
+            LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
+            RAISE EXCEPTION USING ERRCODE = 'WAR01';  -- granted: let it go, and take both in order
+        EXCEPTION WHEN SQLSTATE 'WAR01' THEN
+            NULL;
+        END;
     END LOOP;
 END
 $$;
