@@ -122,7 +122,9 @@ def build(major: int) -> Path:
 def running(major: int, port: int | None = None):
     """Start ``major``'s server in its root with woe_anchor installed; yield a Server; stop after."""
     root = build(major)
-    port = port or 54300 + major
+    # below the kernel's ephemeral range (32768-60999): a client connection of the host's tests that
+    # happened to hold 54316 locally kept 16's server from listening there once (shards.py alike)
+    port = port or 25400 + major
     srv = Server(dsn=f"host=127.0.0.1 port={port} user=postgres", bindir=f"/usr/lib/postgresql/{major}/bin",
                  major=major, root=str(root))
     pg_ctl, data = f"{srv.bindir}/pg_ctl", f"/var/lib/postgresql/woe_anchor_{major}"
