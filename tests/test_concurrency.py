@@ -82,11 +82,9 @@ def test_simultaneous_fits_without_a_key_get_distinct_keys(conn, dsn):
 
 
 def _waits_for_a_lock(conn, pid) -> None:
-    """Returns once backend ``pid`` waits for a heavyweight lock, or for the registry's between tries
-    (woe_anchor_internal.lock_registry sleeps between them)."""
+    """Returns once backend ``pid`` waits for a heavyweight lock."""
     for _ in range(500):
-        if conn.execute("SELECT wait_event_type = 'Lock' OR wait_event = 'PgSleep' FROM pg_stat_activity "
-                        "WHERE pid = %s", [pid]).fetchone()[0]:
+        if conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0]:
             return
         time.sleep(0.01)
     raise AssertionError(f"backend {pid} never waited for a lock")
@@ -292,3 +290,61 @@ def test_a_snapshot_older_than_a_replacement_is_told_to_run_again(conn, dsn):
             assert "dropped or replaced" in told.value.diag.message_detail
     finally:
         conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key = 'cc_rr_k'")
+
+
+def test_a_repeatable_read_prune_keeps_the_model_a_rollback_now_restores(conn, dsn):
+    """A REPEATABLE READ snapshot taken before the rollback target changed (its model dropped) would
+    prune the model that serves before the active one now; the prune fails (40001) instead."""
+    drop_live_views(conn)
+    cases.load(conn, "cc_rb", cases.make_rows(seed=72, n=1500))
+    keys = [fit(conn, "cc_rb", model_key=f"cc_rb_{i}", replace=True) for i in range(3)]  # [2] serves, [1] before
+    try:
+        with psycopg.connect(dsn) as old:
+            old.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            old.execute("SELECT count(*) FROM ml.woe_anchor_models()").fetchone()  # the snapshot
+            conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [keys[1]])  # keys[0] serves before now
+            with pytest.raises(psycopg.errors.SerializationFailure):
+                old.execute("SELECT ml.woe_anchor_prune(0)")
+        assert conn.execute("SELECT ml.woe_anchor_rollback()").fetchone()[0] == keys[0]
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'cc\\_rb\\_%'")
+
+
+def test_lock_timeout_bounds_a_fit_waiting_behind_busy_activations(conn, dsn):
+    """Activations one after another keep the registry busy: a fit's wait for it is one plain wait,
+    which lock_timeout ends (55P03), not a retry that starts the clock again."""
+    drop_live_views(conn)
+    cases.load(conn, "cc_busy", cases.make_rows(seed=73, n=1500))
+    keys = [fit(conn, "cc_busy", model_key=f"cc_busy_{i}", replace=True) for i in range(2)]
+    stop, errors = threading.Event(), []
+
+    def activating(key):
+        try:
+            with psycopg.connect(dsn) as a:
+                while not stop.is_set():
+                    a.execute("SELECT ml.woe_anchor_activate(%s)", [key])
+                    a.execute("SELECT pg_sleep(0.3)")
+                    a.commit()
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=activating, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    try:
+        conn.execute("SET lock_timeout = '1s'")
+        conn.execute("SET statement_timeout = '20s'")
+        started = time.monotonic()
+        try:
+            fit(conn, "cc_busy", model_key="cc_busy_x", activate=False, replace=True)
+        except psycopg.errors.LockNotAvailable:
+            pass  # bounded by lock_timeout: what this test is about
+        assert time.monotonic() - started < 15, "the wait outlived lock_timeout many times over"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        conn.execute("RESET lock_timeout")
+        conn.execute("RESET statement_timeout")
+        conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'cc\\_busy\\_%'")
+    assert not errors, errors

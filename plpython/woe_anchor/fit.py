@@ -382,8 +382,8 @@ def _persist(plpy, payload: dict, shard_tables: list, src) -> str:
         plpy.notice(f"[db] retention policy: dropped {len(written['pruned'])} model(s): {', '.join(written['pruned'])}")
     if written.get("retention_deferred"):
         # a warning: a reader that never ends its transaction would defer every prune
-        plpy.warning("[db] retention policy: nothing pruned now, as a transaction is reading stored scores; "
-                     "the next fit prunes")
+        plpy.warning("[db] retention policy: nothing pruned now (the scores table is busy: a transaction reading "
+                     "stored scores, or another fit; or this snapshot missed an activation); the next fit prunes")
     plpy.notice(f"[db] persisted WOE anchor artifacts v1: model_key={key} (active={written['activated']})")
     plpy.notice(f"[woe] persisted WOE anchor artifacts to Postgres (model_key={key})")
     return key

@@ -201,13 +201,17 @@ def _persist(plpy, version, code_sha256, ticket, payload_text: str) -> str:
                                 ["name", "int", "float8"], retention)["keys"]
     pruned, deferred = [], False
     if doomed:
-        # never waits for readers of stored scores with the registry's lock held: while some read,
-        # this fit prunes nothing and the next one does
-        deferred = not _scores_lock_now(plpy)
-        if not deferred:
-            pruned = [dict(r) for r in plpy.execute(plpy.prepare(
-                "SELECT * FROM woe_anchor_internal.prune_models($1, $2, $3, true)", ["name", "int", "float8"]),
-                retention)]
+        # never waits for the scores table with the registry's lock held (readers of stored scores,
+        # another fit), nor fails the fit for its retention (a REPEATABLE READ snapshot that
+        # missed an activation): this fit prunes nothing then, and the next one does
+        try:
+            with plpy.subtransaction():
+                plpy.execute(f"LOCK TABLE ONLY {SCORES} IN ACCESS EXCLUSIVE MODE NOWAIT")
+                pruned = [dict(r) for r in plpy.execute(plpy.prepare(
+                    "SELECT * FROM woe_anchor_internal.prune_models($1, $2, $3, true)", ["name", "int", "float8"]),
+                    retention)]
+        except (plpy.spiexceptions.LockNotAvailable, plpy.spiexceptions.SerializationFailure):
+            deferred = True
     return json.dumps({"model_key": key, "model_id": model_id, "activated": activate,
                        "left_on_shards": left_on_shards + [r for r in pruned if r["server"] is not None],
                        "pruned": sorted({r["model_key"] for r in pruned}), "retention_deferred": deferred})

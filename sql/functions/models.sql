@@ -35,8 +35,14 @@ BEGIN
     -- two statements: the one-active index is checked row by row
     UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = false
     WHERE r.is_active AND r.model_key <> set_active.model_key;
-    UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = true
-    WHERE r.model_key = set_active.model_key AND NOT r.is_active;
+    BEGIN
+        UPDATE ml.woe_anchor_model_registry_v1 AS r SET is_active = true
+        WHERE r.model_key = set_active.model_key AND NOT r.is_active;
+    EXCEPTION WHEN unique_violation THEN
+        -- a REPEATABLE READ snapshot that missed a model activated after it was taken
+        RAISE EXCEPTION 'another model was activated after this transaction''s snapshot was taken'
+            USING ERRCODE = 'serialization_failure', HINT = 'Run it again.';
+    END;
 END
 $$;
 
@@ -164,45 +170,25 @@ $$;
 
 -- The registry's lock, with the scores table's lock in `scores_mode` taken first: SHARE UPDATE
 -- EXCLUSIVE for a fit (its ATTACH PARTITION), ACCESS EXCLUSIVE to drop partitions (drop, prune,
--- replace; it waits for every reader of stored scores). Everyone takes the two in this order, and
--- none waits for the registry's while holding the scores': when the registry is busy, the scores'
--- lock is let go (the subtransaction), the registry's is waited for holding nothing (a real wait:
--- pg_locks shows it, lock_timeout and cancellation end it) and let go, and both are taken again.
--- So a drop waiting for readers of stored scores holds no fit's lock of the registry (a fit waits
--- behind it for the scores table, holding nothing either), and no activation, nor a reader that
--- activates in its transaction, deadlocks with it. A caller that holds the registry's lock
--- already (it activated earlier in its transaction) keeps it: its drop waits for readers holding it.
--- ONLY: the partitions are reached through their parent alone.
+-- replace; it waits for every reader of stored scores). Every writer takes the two in this order,
+-- so a drop waiting for readers of stored scores holds no lock of the registry: fits (they wait
+-- behind it for the scores table, holding nothing either), activations and rollbacks go on, and a
+-- reader that activates in its transaction does not deadlock with it. Both are plain waits:
+-- pg_locks shows them, lock_timeout bounds each. A transaction that holds the registry's lock
+-- already (it activated or pinned first) and then drops or prunes can still deadlock with such a
+-- reader; PostgreSQL ends one of the two (40P01). ONLY: the partitions are reached through their
+-- parent alone.
 CREATE FUNCTION woe_anchor_internal.lock_registry(scores_mode text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    scores_held boolean;
 BEGIN
     IF scores_mode NOT IN ('SHARE UPDATE EXCLUSIVE', 'ACCESS EXCLUSIVE') THEN
         RAISE EXCEPTION 'unknown lock mode %', scores_mode USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    LOOP
-        scores_held := false;
-        BEGIN
-            EXECUTE format('LOCK TABLE ONLY ml.woe_anchor_scores_v1 IN %s MODE', scores_mode);
-            scores_held := true;
-            LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE NOWAIT;
-            RETURN;
-        EXCEPTION WHEN lock_not_available THEN
-            IF NOT scores_held THEN
-                RAISE;  -- the caller's lock_timeout, on the scores table
-            END IF;
-        END;
-        BEGIN
-            LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
-            RAISE EXCEPTION USING ERRCODE = 'WAR01';  -- granted: let it go, and take both in order
-        EXCEPTION WHEN SQLSTATE 'WAR01' THEN
-            NULL;
-        END;
-    END LOOP;
+    EXECUTE format('LOCK TABLE ONLY ml.woe_anchor_scores_v1 IN %s MODE', scores_mode);
+    LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
 END
 $$;
 
@@ -314,6 +300,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
+    -- the models that must stay, as this snapshot sees them: at REPEATABLE READ one activated or
+    -- dropped since it was taken (a changed rollback target) fails here (40001) rather than let
+    -- the model that serves before it now be pruned
+    PERFORM FROM ml.woe_anchor_model_registry_v1 AS r
+    WHERE r.is_active OR r.model_key = woe_anchor_internal.previous_model() FOR UPDATE;
     RETURN QUERY SELECT * FROM woe_anchor_internal.delete_models(
         woe_anchor_internal.prunable(who, keep, keep_days, fitted_only));
 END
