@@ -380,7 +380,7 @@ def _persist(plpy, payload: dict, shard_tables: list, src) -> str:
         plpy.execute(drop, [old["model_key"], old["fitted_by"], old["server"], old["remote_table"]])
     if written["pruned"]:
         plpy.notice(f"[db] retention policy: dropped {len(written['pruned'])} model(s): {', '.join(written['pruned'])}")
-    if written.get("retention_deferred"):
+    if written["retention_deferred"]:
         # a warning: a reader that never ends its transaction would defer every prune
         plpy.warning("[db] retention policy: nothing pruned now (the scores table is busy: a transaction reading "
                      "stored scores, or another fit; or this snapshot missed an activation); the next fit prunes")

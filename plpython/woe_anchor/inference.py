@@ -68,7 +68,8 @@ def load_model(plpy, key: str | None) -> Model:
     if m["thresholds"] is None:
         raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                        f"model {m['model_key']!r} has no final cuts row")
-    stored = dict(zip(zip(m["band_names"] or [], m["band_values"] or []), m["woe"] or []))
+    values = list(zip(m["band_names"] or [], m["band_values"] or []))  # (band, value) of each map row
+    stored = dict(zip(values, m["woe"] or []))
     if not stored:   # every fit stores some: it would score every row with the base logit alone
         raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                        f"model {m['model_key']!r} has no final map rows",
@@ -88,7 +89,7 @@ def load_model(plpy, key: str | None) -> Model:
     return Model(m["model_key"], schema, m["base_logit"], learned, woe,
                  m["source_relation"], m["cutoff"], m["slow_threshold_hours"], m["model_id"],
                  # an imported trainer model's map has no row counts: no training shares to compare
-                 dict(zip(zip(m["band_names"], m["band_values"]), (int(n or 0) for n in m["n_rows"]))),
+                 dict(zip(values, (int(n or 0) for n in m["n_rows"]))),
                  {k: m[k] for k in ("oof", "oof_auc", "insample_auc")})
 
 
@@ -395,17 +396,16 @@ _PARTITION_SQL = ("SELECT coalesce((SELECT pg_catalog.pg_relation_filenode(c.oid
 
 def _stored_scores(plpy, model: Model) -> str:
     """The model's stored scores: its partition, and for scores_on_shards the shards' tables."""
-    key = model.key
+    key, partition = model.key, persist.partition_name(model.model_id)
     local = (f"SELECT s.generation, s.listing_id, s.t0, s.fold_id, s.is_oof, s.woe_logit, s.woe_p "
              f"FROM {SCORES} AS s WHERE s.model_key = {quote_literal(key)}")
     remote = plpy.execute(plpy.prepare(f"SELECT server::text, remote_table FROM {SHARD_SCORES} "
                                        "WHERE model_key = $1 ORDER BY 1, 2", ["text"]), [key])
     # without its partition the training features would fall back to in-sample scores for every
     # TRAIN SOLD row, the leak OOF scoring exists to prevent
-    if not remote and not plpy.execute(plpy.prepare(_PARTITION_SQL, ["text"]),
-                                       [persist.partition_name(model.model_id)])[0]["stored"]:
+    if not remote and not plpy.execute(plpy.prepare(_PARTITION_SQL, ["text"]), [partition])[0]["stored"]:
         raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f"model {key!r} has no stored scores in this database",
-                      detail=f"Its partition woe_anchor_scores.{persist.partition_name(model.model_id)} is gone: the "
+                      detail=f"Its partition woe_anchor_scores.{partition} is gone: the "
                              "model was dropped or replaced since this transaction began, or a restore left "
                              "schema woe_anchor_scores out.",
                       hint="Run it again; after a partial restore, restore schema woe_anchor_scores from the same "

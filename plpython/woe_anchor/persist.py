@@ -206,7 +206,7 @@ def _persist(plpy, version, code_sha256, ticket, payload_text: str) -> str:
         # missed an activation): this fit prunes nothing then, and the next one does
         try:
             with plpy.subtransaction():
-                plpy.execute(f"LOCK TABLE ONLY {SCORES} IN ACCESS EXCLUSIVE MODE NOWAIT")
+                plpy.execute(SCORES_LOCK_NOW)
                 pruned = [dict(r) for r in plpy.execute(plpy.prepare(
                     "SELECT * FROM woe_anchor_internal.prune_models($1, $2, $3, true)", ["name", "int", "float8"]),
                     retention)]
@@ -223,12 +223,15 @@ def _require_replaceable(plpy, who: str, key: str, fitted_by: str) -> None:
                       hint="Choose another model_key.")
 
 
+# the lock a drop of partitions needs, taken only if it is free right now
+SCORES_LOCK_NOW = f"LOCK TABLE ONLY {SCORES} IN ACCESS EXCLUSIVE MODE NOWAIT"
+
+
 def _scores_lock_now(plpy) -> bool:
-    """The lock a drop of partitions needs, if it is free right now (NOWAIT): false while some
-    transaction reads stored scores."""
+    """SCORES_LOCK_NOW: false while some transaction reads stored scores."""
     try:
         with plpy.subtransaction():
-            plpy.execute(f"LOCK TABLE ONLY {SCORES} IN ACCESS EXCLUSIVE MODE NOWAIT")
+            plpy.execute(SCORES_LOCK_NOW)
         return True
     except plpy.spiexceptions.LockNotAvailable:
         return False
