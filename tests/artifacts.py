@@ -8,6 +8,11 @@ def registry(conn, key):
     return None if row is None else dict(zip([d.name for d in cur.description], row))
 
 
+def partition(conn, key):
+    """The model's score partition, qualified, by the documented rule (docs/reference.md)."""
+    return f"woe_anchor_scores.woe_anchor_scores_v1_m{registry(conn, key)['model_id']}"
+
+
 def cuts(conn, key):
     rows = conn.execute("SELECT fold_id, c1, c2, base_rate, base_logit, n_learned "
                         "FROM ml.woe_anchor_cuts_v1 WHERE model_key = %s", [key]).fetchall()

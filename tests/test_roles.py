@@ -41,8 +41,8 @@ def test_a_trainer_fits_from_what_it_may_read_and_nothing_else(conn, roles):
     assert artifacts.active_keys(conn) == [key]
     assert artifacts.registry(conn, "not_allowed") is None
     # the partition is the extension's: its fitter cannot alter it (docs/security.md)
-    assert conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = "
-                        "'woe_anchor_scores_v1_m' || %s", [artifacts.registry(conn, key)["model_id"]]).fetchone()[0] \
+    assert conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
+                        [artifacts.partition(conn, key)]).fetchone()[0] \
         == conn.execute("SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0]
 
 

@@ -182,7 +182,7 @@ def test_a_trainer_cannot_write_artifacts_take_ids_or_create_where_the_extension
     with as_role(conn, TRAINER):
         key = fit(conn, "sec_src", model_key="sec_mine", activate=False)
     model_id = artifacts.registry(conn, key)["model_id"]
-    part = f"woe_anchor_scores.woe_anchor_scores_v1_m{model_id}"
+    part = artifacts.partition(conn, key)
     with as_role(conn, TRAINER):
         for statement in (
                 "UPDATE ml.woe_anchor_model_registry_v1 SET model_id = model_id + 1000",
@@ -218,7 +218,7 @@ def test_a_trainer_cannot_write_artifacts_take_ids_or_create_where_the_extension
     with as_role(conn, TRAINER):
         conn.execute(f"ALTER DEFAULT PRIVILEGES GRANT SELECT, INSERT ON TABLES TO {OTHER}, PUBLIC")
         granted = fit(conn, "sec_src", model_key="sec_granted", activate=False)
-    granted_part = f"woe_anchor_scores.woe_anchor_scores_v1_m{artifacts.registry(conn, granted)['model_id']}"
+    granted_part = artifacts.partition(conn, granted)
     for role in (OTHER, READER):
         assert not conn.execute("SELECT has_table_privilege(%s, %s, 'SELECT, INSERT')",
                                 [role, granted_part]).fetchone()[0]
@@ -374,7 +374,7 @@ def test_one_trainer_cannot_drop_replace_or_block_anothers_models(cast):
     assert artifacts.registry(conn, mine) is not None and artifacts.active_keys(conn) == [mine]
     # a view over a model's partition (an administrator's here: trainers cannot even reach the
     # partitions) does not keep its model from being dropped
-    part = f"woe_anchor_scores.woe_anchor_scores_v1_m{artifacts.registry(conn, mine)['model_id']}"
+    part = artifacts.partition(conn, mine)
     conn.execute(f"CREATE VIEW public.woe_sec_on_partition AS SELECT * FROM {part}")
     conn.execute("SELECT ml.woe_anchor_activate(%s)", [fit(conn, "sec_src", model_key="sec_keep_active")])
     with as_role(conn, TRAINER):
@@ -486,7 +486,7 @@ def test_dump_and_restore_run_no_trainer_code(server, tmp_path):
             c.execute(EVIL)
             c.execute(f"CREATE VIEW {TSCHEMA}.trap AS SELECT * FROM public.sec_src WHERE {TSCHEMA}.evil()")
             key = fit(c, f"{TSCHEMA}.trap", model_key="dumped")
-            part = f"woe_anchor_scores.woe_anchor_scores_v1_m{artifacts.registry(c, key)['model_id']}"
+            part = artifacts.partition(c, key)
             # code a restore would run as the restoring superuser: a check on the model's partition, or
             # a partition of its own whose key calls the trainer (IMMUTABLE, falsely)
             c.execute(f"CREATE FUNCTION {TSCHEMA}.evil_key(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "

@@ -141,7 +141,7 @@ def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(
         # read now: once the trainer's traps are in, even planning a read of its partition runs them
         before = {k: _partition_rows(conn, k) for k in (clean, dirty, renamed)}
         scored = conn.execute("SELECT * FROM ml.woe_anchor_score('up_src') ORDER BY 1, 2, 3").fetchall()
-        part = f"woe_anchor_scores.woe_anchor_scores_v1_m{artifacts.registry(conn, dirty)['model_id']}"
+        part = artifacts.partition(conn, dirty)
         conn.execute(f"ALTER TABLE {part} ADD CONSTRAINT planted CHECK (t.evil())")
         conn.execute("CREATE FUNCTION t.trig() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                      "PERFORM t.evil(); RETURN NEW; END $$")
@@ -158,7 +158,7 @@ def test_the_update_applies_the_new_privilege_model_to_what_0_1_0_trainers_left(
         conn.execute(f"GRANT SELECT ON {part} TO PUBLIC")
         # a partition renamed and moved out of the way, with statistics calling the trainer, and a
         # table squatting on a future partition's name
-        away = f"woe_anchor_scores.woe_anchor_scores_v1_m{artifacts.registry(conn, renamed)['model_id']}"
+        away = artifacts.partition(conn, renamed)
         conn.execute(f"ALTER TABLE {away} RENAME TO keep_me")
         conn.execute("ALTER TABLE woe_anchor_scores.keep_me SET SCHEMA t")
         conn.execute("CREATE STATISTICS t.on_keep_me ON (t.evil_key(generation)), listing_id FROM t.keep_me")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import bands, errors, packs, passes, persist, quality, schemas, sharded, source
+from . import bands, errors, packs, passes, quality, schemas, sharded, source
 from .errors import Refusal
 from .catalog import CENSORED_HOURS, CUTS, EVAL_WINDOW, IMPORTED_FROM, MAPS, REGISTRY, SCORES, SHARD_SCORES
 from .sqlgen import Compiler, quote_literal, utc_iso_sql
@@ -389,23 +389,25 @@ def stored_scores_sql(plpy, key: str | None) -> str:
 # as this snapshot sees it, and whether the relation still is (the relation cache: the latest
 # state, so a snapshot older than a drop or a replacement learns of it); no USAGE on the schema is
 # needed for either
-_PARTITION_SQL = ("SELECT coalesce((SELECT pg_catalog.pg_relation_filenode(c.oid) IS NOT NULL "
-                  "FROM pg_catalog.pg_class AS c WHERE c.relname = $1 "
-                  "AND c.relnamespace = 'woe_anchor_scores'::regnamespace), false) AS stored")
+_PARTITION_SQL = ("SELECT p.name, coalesce((SELECT pg_catalog.pg_relation_filenode(c.oid) IS NOT NULL "
+                  "FROM pg_catalog.pg_class AS c WHERE c.relname = p.name "
+                  "AND c.relnamespace = 'woe_anchor_scores'::regnamespace), false) AS stored "
+                  "FROM (SELECT woe_anchor_internal.score_partition_name($1) AS name) AS p")
 
 
 def _stored_scores(plpy, model: Model) -> str:
     """The model's stored scores: its partition, and for scores_on_shards the shards' tables."""
-    key, partition = model.key, persist.partition_name(model.model_id)
+    key = model.key
     local = (f"SELECT s.generation, s.listing_id, s.t0, s.fold_id, s.is_oof, s.woe_logit, s.woe_p "
              f"FROM {SCORES} AS s WHERE s.model_key = {quote_literal(key)}")
     remote = plpy.execute(plpy.prepare(f"SELECT server::text, remote_table FROM {SHARD_SCORES} "
                                        "WHERE model_key = $1 ORDER BY 1, 2", ["text"]), [key])
     # without its partition the training features would fall back to in-sample scores for every
     # TRAIN SOLD row, the leak OOF scoring exists to prevent
-    if not remote and not plpy.execute(plpy.prepare(_PARTITION_SQL, ["text"]), [partition])[0]["stored"]:
+    partition = plpy.execute(plpy.prepare(_PARTITION_SQL, ["int8"]), [model.model_id])[0]
+    if not remote and not partition["stored"]:
         raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f"model {key!r} has no stored scores in this database",
-                      detail=f"Its partition woe_anchor_scores.{partition} is gone: the "
+                      detail=f"Its partition woe_anchor_scores.{partition['name']} is gone: the "
                              "model was dropped or replaced since this transaction began, or a restore left "
                              "schema woe_anchor_scores out.",
                       hint="Run it again; after a partial restore, restore schema woe_anchor_scores from the same "

@@ -276,7 +276,7 @@ WHERE c.model_key = $1
     plpy.execute(plpy.prepare(f"UPDATE {REGISTRY} AS r SET n_learned = c.n_learned FROM {CUTS} AS c "
                               "WHERE c.model_key = r.model_key AND c.fold_id IS NULL AND r.model_key = $1",
                               ["text"]), [key])
-    part = score_partition(row["model_id"])
+    part = score_partition(plpy, row["model_id"])
     plpy.execute(plpy.prepare(f"""
 CREATE TABLE {part} AS
 SELECT s.model_key::text AS model_key, s.generation::int AS generation, s.listing_id::bigint AS listing_id,

@@ -257,13 +257,13 @@ def default_key(plpy) -> str:
     return key
 
 
-def partition_name(model_id: int) -> str:
-    """The model's partition of the scores table, named by its id (never by its key), unqualified."""
-    return f"woe_anchor_scores_v1_m{int(model_id)}"
+def partition_name(plpy, model_id: int) -> str:
+    """The model's partition of the scores table, unqualified: the rule is the SQL function's."""
+    return _one(plpy, f"SELECT woe_anchor_internal.score_partition_name({int(model_id)}) AS n")["n"]
 
 
-def score_partition(model_id: int) -> str:
-    return "woe_anchor_scores." + quote_ident(partition_name(model_id))
+def score_partition(plpy, model_id: int) -> str:
+    return _qualified("woe_anchor_scores", partition_name(plpy, model_id))
 
 
 def staging_table(plpy) -> str:
@@ -376,12 +376,13 @@ def _write_partition(plpy, key: str, model_id: int, staging: list[tuple[str, str
     Returns the milliseconds of taking over and of the key and checks.
     """
     start = time.monotonic()
-    part = score_partition(model_id)
+    unqualified = partition_name(plpy, model_id)
+    part = _qualified("woe_anchor_scores", unqualified)
     columns = ", ".join(name for name, _ in STAGING_COLUMNS)
     if staging:
         schema, table = staging[0]
-        plpy.execute(f"ALTER TABLE {_qualified(schema, table)} RENAME TO {quote_ident(partition_name(model_id))}")
-        taken = _qualified(schema, partition_name(model_id))
+        plpy.execute(f"ALTER TABLE {_qualified(schema, table)} RENAME TO {quote_ident(unqualified)}")
+        taken = _qualified(schema, unqualified)
         plpy.execute(f"ALTER TABLE {taken} OWNER TO CURRENT_USER")
         _revoke_grants(plpy, taken)
         plpy.execute(f"ALTER TABLE {taken} SET SCHEMA woe_anchor_scores")

@@ -1,3 +1,10 @@
+-- The name of a model's partition of the scores table (in schema woe_anchor_scores): by its id,
+-- never by its key. The one definition of the rule; the fit asks it for the name it creates.
+CREATE FUNCTION woe_anchor_internal.score_partition_name(model_id bigint) RETURNS name
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+RETURN ('woe_anchor_scores_v1_m' || model_id)::name;
+
 -- Deleting (or truncating) registry rows drops the models' score partitions with them. Only
 -- the extension's owner (its definer entry points) and superusers delete registry rows, and
 -- both may drop the partitions. Whatever depends on a partition goes with it: a view someone
@@ -13,7 +20,7 @@ BEGIN
                 JOIN pg_class AS c ON c.oid = i.inhrelid
                 WHERE i.inhparent = 'ml.woe_anchor_scores_v1'::regclass
                   AND c.relnamespace = 'woe_anchor_scores'::regnamespace
-                  AND (TG_OP = 'TRUNCATE' OR c.relname = 'woe_anchor_scores_v1_m' || OLD.model_id) LOOP
+                  AND (TG_OP = 'TRUNCATE' OR c.relname = woe_anchor_internal.score_partition_name(OLD.model_id)) LOOP
         EXECUTE format('DROP TABLE %s CASCADE', part);
     END LOOP;
     RETURN NULL;
@@ -27,6 +34,8 @@ CREATE TRIGGER woe_anchor_drop_scores_on_truncate
     AFTER TRUNCATE ON ml.woe_anchor_model_registry_v1
     FOR EACH STATEMENT EXECUTE FUNCTION woe_anchor_internal.drop_scores();
 
+COMMENT ON FUNCTION woe_anchor_internal.score_partition_name(bigint) IS
+    'woe_anchor internal: the name of a model''s partition of the scores table, in schema woe_anchor_scores';
 COMMENT ON FUNCTION woe_anchor_internal.drop_scores() IS
     'woe_anchor internal: drops the score partitions of deleted or truncated registry rows';
 

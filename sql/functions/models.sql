@@ -382,7 +382,7 @@ AS $$
            r.n_train_sold,  -- one row per TRAIN SOLD row (on the shards for scores_on_shards)
            -- looked up by name in the catalog: to_regclass would need USAGE on the schema, which no role has
            (SELECT pg_total_relation_size(c.oid) FROM pg_class AS c
-            WHERE c.relnamespace = 'woe_anchor_scores'::regnamespace AND c.relname = 'woe_anchor_scores_v1_m' || r.model_id),
+            WHERE c.relnamespace = 'woe_anchor_scores'::regnamespace AND c.relname = woe_anchor_internal.score_partition_name(r.model_id)),
            r.source_relation, n.description, coalesce(n.tags, '{}'), coalesce(n.pinned, false)
     FROM ml.woe_anchor_model_registry_v1 AS r
     LEFT JOIN ml.woe_anchor_model_notes AS n ON n.model_key = r.model_key

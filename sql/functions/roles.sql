@@ -10,7 +10,7 @@ SELECT CASE kind
         'load_package', 'reraise', 'woe_anchor_score', 'score_sql',
         'woe_anchor_training_features', 'training_features_sql', 'end_shard_reads',
         'woe_anchor_stored_scores', 'stored_scores_sql', 'woe_anchor_reasons', 'reasons_sql',
-        'woe_anchor_compare', 'compare', 'serves', 'model_unchanged', 'woe_anchor_drift', 'drift', 'woe_anchor_realized', 'realized',
+        'woe_anchor_compare', 'compare', 'serves', 'model_unchanged', 'score_partition_name', 'woe_anchor_drift', 'drift', 'woe_anchor_realized', 'realized',
         'dblink',
         'woe_anchor_quality', 'woe_anchor_models', 'woe_anchor_assert_ready', 'woe_anchor_band_schema',
         'woe_anchor_band_schema_problems', 'band_schema_problems', 'woe_anchor_model_bands',
