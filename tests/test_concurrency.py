@@ -9,6 +9,7 @@ import pytest
 
 import artifacts
 import cases
+import sessions
 from conftest import fit, drop_live_views
 
 
@@ -81,35 +82,6 @@ def test_simultaneous_fits_without_a_key_get_distinct_keys(conn, dsn):
     assert len(set(keys)) == 3
 
 
-def _waits_for_a_lock(conn, pid) -> None:
-    """Returns once backend ``pid`` waits for a heavyweight lock."""
-    for _ in range(500):
-        if conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0]:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"backend {pid} never waited for a lock")
-
-
-def _in_thread(dsn, statement, args):
-    """Run ``statement`` in a new session on a thread; returns (thread, its pid, result dict)."""
-    out, ready = {}, threading.Event()
-
-    def run():
-        with psycopg.connect(dsn, autocommit=True) as c:
-            c.add_notice_handler(lambda d: out.setdefault("notices", []).append(d.message_primary))
-            out["pid"] = c.info.backend_pid
-            ready.set()
-            try:
-                out["rows"] = c.execute(statement, args).fetchall()
-            except Exception as e:  # reported by the caller's assertions
-                out["error"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    ready.wait()
-    return t, out
-
-
 def test_a_pin_written_while_a_prune_waits_keeps_its_model(conn, dsn):
     """The pin and the prune serialize at the registry's lock: whichever commits first, a model
     whose pin committed is never pruned."""
@@ -119,8 +91,8 @@ def test_a_pin_written_while_a_prune_waits_keeps_its_model(conn, dsn):
     try:
         with psycopg.connect(dsn) as pinning:
             pinning.execute("SELECT ml.woe_anchor_annotate(%s, pinned => true)", [keys[0]])
-            pruning, out = _in_thread(dsn, "SELECT ml.woe_anchor_prune(0)", [])
-            _waits_for_a_lock(conn, out["pid"])
+            pruning, out = sessions.in_thread(dsn, "SELECT ml.woe_anchor_prune(0)", [])
+            sessions.waits_for_a_lock(conn, out["pid"])
             pinning.commit()
         pruning.join()
         assert "error" not in out, out
@@ -140,8 +112,8 @@ def test_dropping_a_model_activated_while_the_drop_waited_warns(conn, dsn):
     try:
         with psycopg.connect(dsn) as activating:
             activating.execute("SELECT ml.woe_anchor_activate(%s)", [first])
-            dropping, out = _in_thread(dsn, "SELECT ml.woe_anchor_drop_model(%s)", [first])
-            _waits_for_a_lock(conn, out["pid"])
+            dropping, out = sessions.in_thread(dsn, "SELECT ml.woe_anchor_drop_model(%s)", [first])
+            sessions.waits_for_a_lock(conn, out["pid"])
             activating.commit()
         dropping.join()
         assert out.get("rows") == [(True,)], out
@@ -161,9 +133,9 @@ def test_a_monitor_run_records_nothing_for_a_model_replaced_while_it_ran(conn, d
     try:
         with psycopg.connect(dsn) as holding:
             holding.execute("LOCK TABLE cc_mon IN ACCESS EXCLUSIVE MODE")
-            monitoring, out = _in_thread(dsn, "SELECT * FROM ml.woe_anchor_monitor('cc_mon', 'cc_mon_k', "
+            monitoring, out = sessions.in_thread(dsn, "SELECT * FROM ml.woe_anchor_monitor('cc_mon', 'cc_mon_k', "
                                               "window_days => 3650, channel => NULL)", [])
-            _waits_for_a_lock(conn, out["pid"])
+            sessions.waits_for_a_lock(conn, out["pid"])
             fit(conn, "cc_mon_other", model_key=key, activate=False, replace=True, half_life_days=20.0)
             holding.commit()
         monitoring.join()
@@ -208,8 +180,8 @@ def test_a_prune_waiting_for_readers_of_stored_scores_holds_up_no_activation(con
         with psycopg.connect(dsn) as reading:
             reading.execute("SET statement_timeout = '20s'")
             assert reading.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [keys[3]]).fetchone()[0]
-            pruning, out = _in_thread(dsn, "SELECT ml.woe_anchor_prune(0)", [])
-            _waits_for_a_lock(conn, out["pid"])
+            pruning, out = sessions.in_thread(dsn, "SELECT ml.woe_anchor_prune(0)", [])
+            sessions.waits_for_a_lock(conn, out["pid"])
             with psycopg.connect(dsn, autocommit=True) as other:
                 other.execute("SET statement_timeout = '20s'")
                 other.execute("SELECT ml.woe_anchor_activate(%s)", [keys[0]])
@@ -258,11 +230,11 @@ def test_a_drop_waiting_for_readers_of_stored_scores_and_a_fit_both_finish(conn,
     try:
         with psycopg.connect(dsn) as reading:
             reading.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [keys[1]]).fetchone()
-            dropping, dropped = _in_thread(dsn, "SELECT ml.woe_anchor_drop_model(%s)", [keys[0]])
-            _waits_for_a_lock(conn, dropped["pid"])
-            fitting, fitted = _in_thread(dsn, "CALL ml.fit_woe_anchor('cc_df', model_key => 'cc_df_2', "
+            dropping, dropped = sessions.in_thread(dsn, "SELECT ml.woe_anchor_drop_model(%s)", [keys[0]])
+            sessions.waits_for_a_lock(conn, dropped["pid"])
+            fitting, fitted = sessions.in_thread(dsn, "CALL ml.fit_woe_anchor('cc_df', model_key => 'cc_df_2', "
                                               "activate => false, replace => true)", [])
-            _waits_for_a_lock(conn, fitted["pid"])
+            sessions.waits_for_a_lock(conn, fitted["pid"])
             with psycopg.connect(dsn, autocommit=True) as other:
                 other.execute("SET statement_timeout = '20s'")
                 other.execute("SELECT ml.woe_anchor_activate(%s)", [keys[1]])

@@ -16,6 +16,7 @@ import pytest
 
 import artifacts
 import cases
+import sessions
 from conftest import SERVER_KIND, fit
 from woe_anchor_harness import install
 
@@ -289,4 +290,45 @@ def test_a_job_name_in_another_database_is_neither_moved_nor_removed(conn, cron,
         assert cron_conn.execute("SELECT schedule, database FROM cron.job WHERE jobid = %s", [job]).fetchone() \
             == ("15 3 * * *", conn.info.dbname)
     finally:
+        install.drop_database(server, copy)
+
+
+def test_two_databases_scheduling_one_name_at_once_do_not_both_get_it(conn, cron, server):
+    """The check that a name is free in other databases and the scheduling are one transaction
+    holding pg_cron's job table: lined up behind one lock, the first takes the name and the
+    second is refused, and the job stays where the first put it."""
+    cron_conn, (name, _, _), _ = cron
+    cases.load(conn, "sched_here", cases.make_rows(seed=97, n=300))
+    copy = f"woe_anchor_race_{os.getpid()}"
+    copy_dsn = install.fresh_database(server, copy)
+    try:
+        with psycopg.connect(copy_dsn, autocommit=True) as c:
+            c.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+            cases.load(c, "sched_here", cases.make_rows(seed=97, n=300))
+        statement = "SELECT ml.schedule_woe_anchor_fit(%s, '15 3 * * *', 'sched_here')"
+        with psycopg.connect(server.dsn_for(cron_conn.info.dbname)) as holder:
+            holder.execute("LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE")
+            here, here_out = sessions.in_thread(server.dsn_for(conn.info.dbname), statement, [name])
+            there, there_out = sessions.in_thread(copy_dsn, statement, [name])
+            # both wait at the lock: their dblink sessions, in pg_cron's database
+            for _ in range(500):
+                if holder.execute("SELECT count(*) FROM pg_locks WHERE relation = 'cron.job'::regclass "
+                                  "AND NOT granted").fetchone()[0] == 2:
+                    break
+                time.sleep(0.01)
+            else:
+                raise AssertionError("the two schedulers never both waited for pg_cron's job table")
+            holder.commit()
+        here.join(60)
+        there.join(60)
+        outcomes = [here_out, there_out]
+        won = [o for o in outcomes if "rows" in o]
+        lost = [o for o in outcomes if "error" in o]
+        assert len(won) == 1 and len(lost) == 1, outcomes
+        assert isinstance(lost[0]["error"], psycopg.errors.DuplicateObject), lost[0]["error"]
+        winner_db = conn.info.dbname if won[0] is here_out else copy
+        assert cron_conn.execute("SELECT jobid, database FROM cron.job WHERE jobname = %s",
+                                 [name]).fetchall() == [(won[0]["rows"][0][0], winner_db)]
+    finally:
+        cron_conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s", [name])
         install.drop_database(server, copy)

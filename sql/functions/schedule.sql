@@ -4,7 +4,9 @@
 -- search_path pinned. Internal: only the definer entry points below call it (as the extension's
 -- owner), so the schema `cron` must be pg_cron's own, a member of the extension: one of that name
 -- made by anyone else (where pg_cron is not created) would run its functions as that owner.
-CREATE FUNCTION woe_anchor_internal.cron(statement text)
+-- `exclusive` runs the statement after locking pg_cron's job table against other writers, in one
+-- transaction: what it reads of cron.job then stays true until it has written.
+CREATE FUNCTION woe_anchor_internal.cron(statement text, exclusive boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -47,6 +49,11 @@ BEGIN
     END IF;
     -- pg_cron's schema checked, then the statement run; over dblink in two connections (once
     -- pg_cron's schema is there, no role but a superuser can change it)
+    IF exclusive THEN
+        -- the lock, then the statement as a second one of the same string: one transaction, and
+        -- the statement's snapshot taken after the wait (here and over dblink alike)
+        statement := 'LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE; ' || statement;
+    END IF;
     FOREACH query IN ARRAY ARRAY[pg_crons, statement] LOOP
         IF conninfo IS NULL THEN
             EXECUTE query INTO result;
@@ -80,7 +87,7 @@ DECLARE
     who name := woe_anchor_internal.caller(ticket);
     relation text;
     command text;
-    elsewhere text;
+    outcome jsonb;
 BEGIN
     IF job_name IS NULL OR schedule IS NULL OR source IS NULL THEN
         RAISE EXCEPTION 'job_name, schedule and source must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -95,18 +102,23 @@ BEGIN
                       relation, n_folds, half_life_days, eps, slow_threshold_hours, min_duration_hours,
                       dsold_thresholds, activate, band_schema_version);
     -- pg_cron names a role's jobs across databases: scheduling that name would move the job of
-    -- another database (a copy restored on this server, say) here
-    elsewhere := woe_anchor_internal.cron(format(
-        'SELECT min(j.database) FROM cron.job AS j WHERE j.jobname = %L AND j.username = %L AND j.database <> %L',
-        job_name, who, current_database()));
-    IF elsewhere IS NOT NULL THEN
+    -- another database (a copy restored on this server, say) here. Checked and scheduled in one
+    -- transaction that holds pg_cron's job table: two databases scheduling one name at the same
+    -- time cannot both find it free.
+    outcome := woe_anchor_internal.cron(format(
+        'SELECT jsonb_build_object(''elsewhere'', e.db, ''job'', CASE WHEN e.db IS NULL '
+        'THEN cron.schedule_in_database(%L, %L, %L, %L, %L) END)::text '
+        'FROM (SELECT min(j.database) AS db FROM cron.job AS j '
+        'WHERE j.jobname = %L AND j.username = %L AND j.database <> %L) AS e',
+        job_name, schedule, command, current_database(), who, job_name, who, current_database()), exclusive => true)::jsonb;
+    IF outcome ->> 'elsewhere' IS NOT NULL THEN
         RAISE EXCEPTION 'job % of role % fits in database %: pg_cron names a role''s jobs across databases',
-            quote_literal(job_name), who, elsewhere
+            quote_literal(job_name), who, outcome ->> 'elsewhere'
             USING ERRCODE = 'duplicate_object',
-                  HINT = 'Choose another job_name here, or unschedule that one in database ' || elsewhere || '.';
+                  HINT = 'Choose another job_name here, or unschedule that one in database '
+                         || (outcome ->> 'elsewhere') || '.';
     END IF;
-    RETURN woe_anchor_internal.cron(format('SELECT cron.schedule_in_database(%L, %L, %L, %L, %L)::text',
-                                      job_name, schedule, command, current_database(), who))::bigint;
+    RETURN (outcome ->> 'job')::bigint;
 END
 $$;
 
@@ -177,7 +189,7 @@ $$;
 
 COMMENT ON FUNCTION woe_anchor_internal.check_fit_parameters(int, float8, float8, float8, float8, float8[], boolean) IS
     'woe_anchor internal: the fit''s checks of its learning parameters, for a fit scheduled';
-COMMENT ON FUNCTION woe_anchor_internal.cron(text) IS 'woe_anchor internal: runs a pg_cron statement in cron.database_name';
+COMMENT ON FUNCTION woe_anchor_internal.cron(text, boolean) IS 'woe_anchor internal: runs a pg_cron statement in cron.database_name';
 COMMENT ON FUNCTION woe_anchor_internal.schedule(uuid, text, text, regclass, int, float8, float8, float8, float8, float8[], boolean, int) IS
     'woe_anchor internal: schedules a fit as the ticket''s role';
 COMMENT ON FUNCTION ml.schedule_woe_anchor_fit(text, text, regclass, int, float8, float8, float8, float8, float8[], boolean, int) IS
