@@ -445,3 +445,42 @@ def _wait_for_lock_wait(dsn, pid):
                 return
             time.sleep(0.05)
     pytest.fail("the import never waited for the lock")
+
+
+@pytest.mark.parametrize("variant", ["boolean_filter", "extra_filter", "gate_view", "guard_in_ml"])
+def test_a_fail_closed_view_of_another_shape_is_not_migrated_without_an_explicit_guard(trainer_db, variant):
+    """Only the trainer's shape (the scoring view's columns, one lateral guard call) is understood:
+    a view that fails closed some other way is refused, not migrated into one that serves rows."""
+    dsn, _ = trainer_db
+    scoring = f"SELECT s.generation, s.listing_id, s.t0, s.model_key, s.woe_logit, s.woe_anchor_p_slow21 " \
+              f"FROM {legacy.SCORES_VIEW} AS s"
+    gate = "('ml.woe_anchor_feature_store_t0_v1_v', interval '24 hours')"
+    with psycopg.connect(dsn, autocommit=True) as t:
+        if variant == "boolean_filter":
+            t.execute("CREATE FUNCTION audit.is_certified(text, interval) RETURNS boolean LANGUAGE sql STABLE "
+                      "AS 'SELECT EXISTS (SELECT FROM audit.t0_cert_registry WHERE entrypoint = $1 "
+                      "AND status = ''CERTIFIED'' AND certified_at >= now() - $2)'")
+            body = f"{scoring} WHERE audit.is_certified{gate}"
+        elif variant == "extra_filter":
+            body = f"{scoring} CROSS JOIN LATERAL audit.require_certified_strict{gate} AS g " \
+                   "WHERE s.t0 >= '2026-04-01'"
+        elif variant == "gate_view":
+            t.execute(f"CREATE VIEW audit.gate_v AS SELECT num_nulls(x.*) AS ok "
+                      f"FROM (SELECT audit.require_certified_strict{gate} AS r) AS x")
+            body = f"{scoring} CROSS JOIN audit.gate_v"
+        else:
+            t.execute("CREATE FUNCTION ml.require_certified(text, interval) RETURNS void LANGUAGE sql "
+                      "AS 'SELECT audit.require_certified_strict($1, $2)'")
+            body = f"{scoring} CROSS JOIN LATERAL ml.require_certified{gate} AS g"
+        t.execute(f"CREATE OR REPLACE VIEW {legacy.TRAIN_VIEW} AS {body}")
+        before = _views(dsn)
+    refused = _cli(dsn, *MIGRATE, "--recreate-views")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "is not the trainer's fail-closed view" in refused.stderr and "--guard" in refused.stderr
+    assert _views(dsn) == before
+    with psycopg.connect(dsn) as t:
+        assert t.execute("SELECT count(*) FROM pg_extension WHERE extname = 'woe_anchor'").fetchone()[0] == 0
+    # named by the user, the guard is what woe_anchor's view runs
+    plan = _cli(dsn, *MIGRATE, "--dry-run", "--guard",
+                "audit.require_certified_strict('ml.woe_anchor_feature_store_t0_v1_v'::text, '24:00:00'::interval)")
+    assert plan.returncode == 0, plan.stderr

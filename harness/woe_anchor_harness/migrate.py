@@ -39,6 +39,15 @@ LOCK_TIMEOUT = "5s"  # how long migrate waits for the trainer's tables (readers 
 # string constants cast to plain types, nothing else (the text is spliced into a view definition)
 GUARD_CALL = re.compile(r"^[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*\("
                         r"(\s*'(?:[^'\\]|'')*'::[a-z ]+(?:\[\])?\s*(?:,(?!\s*\)))?)*\s*\)$")
+# the trainer's fail-closed view, as PostgreSQL prints it (search_path pg_catalog), with its guard
+# call taken out: the scoring view's six columns cross-joined laterally with one call, nothing else.
+# A view of any other shape (a filter, a join, a guard behind a view or in a WHERE) may fail
+# closed in ways woe_anchor's view would not keep.
+_ALIAS = r'(?:[a-z_][a-z0-9_$]*|"(?:[^"]|"")+")'
+TRAIN_SHAPE = re.compile(
+    rf"\s*SELECT (?P<s>{_ALIAS})\.generation,\s+(?P=s)\.listing_id,\s+(?P=s)\.t0,\s+(?P=s)\.model_key,"
+    rf"\s+(?P=s)\.woe_logit,\s+(?P=s)\.woe_anchor_p_slow21\s+"
+    rf"FROM \(ml\.woe_anchor_scores_live_v1 (?P=s)\s+CROSS JOIN LATERAL <guard>(?: {_ALIAS}(?:\({_ALIAS}\))?)?\);?\s*")
 
 
 class MigrateError(Exception):
@@ -201,7 +210,14 @@ def _guard_of(conn, train: View) -> str | None:
     if odd:
         raise MigrateError(f"the guard of {train.name} is not a plain call with constant arguments: {odd[0][:200]}; "
                            "pass it yourself with --guard")
-    return ", ".join(calls) or None  # a select list: woe_anchor's train view runs (SELECT <guard>) first
+    if len(calls) != 1 or not TRAIN_SHAPE.fullmatch(train.definition.replace(calls[0], "<guard>", 1)):
+        found = f"found {len(calls)} guard calls" if len(calls) != 1 else f"found the guard {calls[0]}"
+        raise MigrateError(f"{train.name} is not the trainer's fail-closed view (the scoring view's columns "
+                           f"cross-joined laterally with one guard call, nothing else; {found}): woe_anchor's "
+                           "view keeps only a guard, and cannot tell what else of yours makes it fail closed. "
+                           "Pass the guard woe_anchor's view must run with --guard '<select list>' (a call that "
+                           "raises to refuse a query; nothing else of the old view is kept; --guard '' for none)")
+    return calls[0]  # a select list: woe_anchor's train view runs (SELECT <guard>) first
 
 
 def _call_in(text: str, function: str) -> str | None:
