@@ -115,3 +115,13 @@ def test_infinite_timestamps_are_refused(conn, good, column, value):
     conn.execute("UPDATE infinite SET sold_time = 'infinity' WHERE listing_id = (SELECT max(listing_id) FROM infinite)")
     e = _refused(conn, psycopg.errors.DatetimeFieldOverflow, "infinite")
     assert "infinite t0 or sold_time" in e.diag.message_primary
+
+
+def test_a_timestamp_before_the_common_era_keeps_its_era(conn, good):
+    """A BC cutoff is the BC instant, not the AD one of the same digits (which would train on rows)."""
+    e = _refused(conn, psycopg.errors.NoDataFound, good, cutoff="2026-07-01 BC")
+    assert "2026-07-01T00:00:00.000000+00 BC" in e.diag.message_primary
+    key = fit(conn, good, model_key="err_era", replace=True, activate=False)
+    since = {era: conn.execute("SELECT count(*), sum(n_rows) FROM ml.woe_anchor_realized(%s, %s, %s)",
+                               [good, key, era]).fetchone() for era in ("4713-01-01 BC", "0001-01-01")}
+    assert since["4713-01-01 BC"] == since["0001-01-01"] and since["0001-01-01"][0] > 0

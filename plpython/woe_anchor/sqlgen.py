@@ -41,8 +41,11 @@ def float_lit(x: float) -> str:
 
 
 def utc_iso_sql(timestamptz: str) -> str:
-    """SQL text of an exact ISO 8601 UTC rendering of a timestamptz (NULL when infinite)."""
-    return f"to_char(({timestamptz}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00'"
+    """SQL text of an exact ISO 8601 UTC rendering of a timestamptz (NULL when infinite), read back
+    as the same instant: a year before 1 carries its era (to_char's YYYY alone drops it)."""
+    utc = f"({timestamptz}) AT TIME ZONE 'UTC'"
+    return (f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00' "
+            f"|| CASE WHEN {utc} < '0001-01-01' THEN ' BC' ELSE '' END")
 
 
 def column_read(column: str, sql_type: str, alias: str = "s") -> str:
