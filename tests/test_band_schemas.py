@@ -181,6 +181,31 @@ def test_unknown_schema_and_foreign_parameters_are_refused(conn, schema_2):
     conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version = 8")
 
 
+@pytest.mark.parametrize("call, error, words", [
+    ("SELECT ml.woe_anchor_create_band_schema(-1, 'neg')", "InvalidParameterValue", "version must be 1 or more"),
+    ("SELECT ml.woe_anchor_create_band_schema(77, 'x', NULL)", "InvalidParameterValue", "subsets must be a JSON object"),
+    ("SELECT ml.woe_anchor_create_band_schema(77, 'x', '{}', '{}')", "InvalidParameterValue",
+     "learned must be a JSON array"),
+    ("SELECT ml.woe_anchor_set_band(76, 'x', '\"a string\"')", "InvalidParameterValue", "rule must be a JSON object"),
+    ("SELECT ml.woe_anchor_set_band(76, 'x', NULL)", "NullValueNotAllowed", "rule must be a JSON object"),
+    ("SELECT ml.woe_anchor_set_band(76, NULL, '{}')", "NullValueNotAllowed", "band_name must not be NULL"),
+    ("SELECT ml.woe_anchor_set_band(76, 'x', '{}', band_position => 2147483647)", "InvalidParameterValue",
+     "band_position must be between 1 and"),
+])
+def test_band_schema_edits_name_the_argument_they_refuse(conn, call, error, words):
+    conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version IN (76, 77)")
+    conn.execute("SELECT ml.woe_anchor_copy_band_schema(1, 76)")
+    try:
+        with pytest.raises(getattr(psycopg.errors, error), match=words) as err:
+            conn.execute(call)
+        assert err.value.diag.constraint_name is None and "INSERT INTO" not in (err.value.diag.context or "")
+        assert conn.execute("SELECT count(*) FROM ml.woe_anchor_band_schemas WHERE version = 77").fetchone()[0] == 0
+        assert conn.execute("SELECT max(position) FROM ml.woe_anchor_bands WHERE schema_version = 76").fetchone()[0] \
+            == conn.execute("SELECT count(*) FROM ml.woe_anchor_bands WHERE schema_version = 1").fetchone()[0]
+    finally:
+        conn.execute("DELETE FROM ml.woe_anchor_band_schemas WHERE version IN (76, 77)")
+
+
 EDGE_BANDS = [
     # a category on a text column, inside a subset, with NULLs and a value spelled like the reserved label
     ("region", "region_band", "has_assets", {"kind": "category", "column": "region", "min_weight": 25}),

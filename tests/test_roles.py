@@ -116,3 +116,17 @@ def test_a_superusers_fit_applies_retention_to_its_own_models_only(conn, roles):
     finally:
         conn.execute("DELETE FROM ml.woe_anchor_policy")
         conn.execute("DELETE FROM ml.woe_anchor_model_registry_v1 WHERE model_key LIKE 'ret\\_%'")
+
+
+@pytest.mark.parametrize("call, error", [
+    ("SELECT ml.woe_anchor_grant(NULL, NULL)", psycopg.errors.NullValueNotAllowed),
+    ("SELECT ml.woe_anchor_revoke(NULL)", psycopg.errors.NullValueNotAllowed),
+    ("SELECT ml.woe_anchor_grant(0::oid::regrole)", psycopg.errors.UndefinedObject),
+    ("SELECT ml.woe_anchor_grant(reader => 4294967294::oid::regrole)", psycopg.errors.UndefinedObject),
+    ("SELECT ml.woe_anchor_revoke(0::oid::regrole)", psycopg.errors.UndefinedObject),
+])
+def test_granting_or_revoking_no_role_says_so(conn, call, error):
+    """Not a GRANT statement's syntax error with the extension's internals quoted."""
+    with pytest.raises(error) as err:
+        conn.execute(call)
+    assert "GRANT" not in str(err.value) and "REVOKE" not in str(err.value)

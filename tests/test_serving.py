@@ -257,6 +257,8 @@ def test_named_sets_of_views_and_functions(conn, served):
         f"ml.woe_anchor_{s}_{f}(public.sv_two,text)" for s in ("two", "again") for f in ("scores_of", "logit", "p")}
     assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'woe_anchor%' "
                         "AND pg_get_function_arguments(oid) LIKE 's sv_two%'").fetchone()[0] == 0
+    with pytest.raises(psycopg.errors.UndefinedTable):  # a relation that is gone is not NULL, "every set"
+        conn.execute("SELECT ml.woe_anchor_drop_views(4294967294::oid::regclass)")
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_views WHERE source = 'public.sv_src'").fetchone()[0] == 6
 
 

@@ -125,9 +125,29 @@ DECLARE
     who name := woe_anchor_internal.caller(ticket);
     owner name;
     source int := (doc ->> 'from')::int;
+    max_position constant int := 10000;  -- far past any schema's bands, far below int's end
 BEGIN
     IF target IS NULL THEN
         RAISE EXCEPTION 'the band schema version must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- the tables' constraints, checked first so that the error names the argument
+    IF edit IN ('copy', 'create') AND target < 1 THEN
+        RAISE EXCEPTION 'a band schema version must be 1 or more, got %', target USING ERRCODE = 'invalid_parameter_value';
+    ELSIF edit = 'create' AND jsonb_typeof(doc -> 'subsets') IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'subsets must be a JSON object (subset name: condition), got %',
+            coalesce(jsonb_typeof(doc -> 'subsets'), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    ELSIF edit = 'create' AND jsonb_typeof(doc -> 'learned') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'learned must be a JSON array of thresholds, got %',
+            coalesce(jsonb_typeof(doc -> 'learned'), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    ELSIF edit IN ('set_band', 'drop_band') AND band IS NULL THEN
+        RAISE EXCEPTION 'band_name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    ELSIF edit = 'set_band' AND jsonb_typeof(doc -> 'rule') IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'rule must be a JSON object, got %', coalesce(jsonb_typeof(doc -> 'rule'), 'NULL')
+            USING ERRCODE = CASE WHEN doc -> 'rule' IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
+                  HINT = 'See docs/band-schemas.md for the rule of each kind of band.';
+    ELSIF edit = 'set_band' AND NOT coalesce((doc ->> 'position')::int BETWEEN 1 AND max_position, true) THEN
+        RAISE EXCEPTION 'band_position must be between 1 and %, got %', max_position, doc ->> 'position'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT s.created_by INTO owner FROM ml.woe_anchor_band_schemas AS s WHERE s.version = target;
     IF edit IN ('copy', 'create') THEN

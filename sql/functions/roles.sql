@@ -42,7 +42,14 @@ DECLARE
     routine regprocedure;
     view regclass;
 BEGIN
+    IF trainer IS NULL AND reader IS NULL THEN
+        RAISE EXCEPTION 'name a trainer or a reader' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'SELECT ml.woe_anchor_grant(trainer => ''a_role'') or ml.woe_anchor_grant(reader => ''a_role'').';
+    END IF;
     FOREACH who IN ARRAY array_remove(ARRAY[trainer, reader], NULL) LOOP
+        IF NOT EXISTS (SELECT FROM pg_roles AS r WHERE r.oid = who) THEN  -- a regrole of a dropped role
+            RAISE EXCEPTION 'role with OID % does not exist', who::oid USING ERRCODE = 'undefined_object';
+        END IF;
         EXECUTE format('GRANT USAGE ON SCHEMA ml, woe_anchor_internal TO %s', who);
         EXECUTE format('GRANT SELECT ON ml.woe_anchor_model_registry_v1, ml.woe_anchor_cuts_v1, '
                        'ml.woe_anchor_map_v1, ml.woe_anchor_scores_v1, ml.woe_anchor_shard_scores, '
@@ -90,6 +97,11 @@ DECLARE
     routine regprocedure;
     relation regclass;
 BEGIN
+    IF role IS NULL THEN
+        RAISE EXCEPTION 'role must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    ELSIF NOT EXISTS (SELECT FROM pg_roles AS r WHERE r.oid = role) THEN
+        RAISE EXCEPTION 'role with OID % does not exist', role::oid USING ERRCODE = 'undefined_object';
+    END IF;
     FOR routine IN SELECT d.objid FROM pg_depend AS d JOIN pg_extension AS e ON e.oid = d.refobjid
                    WHERE e.extname = 'woe_anchor' AND d.deptype = 'e' AND d.classid = 'pg_proc'::regclass
                    UNION

@@ -100,6 +100,11 @@ DECLARE
                           WHERE w.kind <> 'source' AND (named IS NULL OR w.source = named)) AS s);
     functions text[];
 BEGIN
+    -- a relation that is gone names no set: never read as NULL, "every set"
+    IF source IS NOT NULL AND named IS NULL THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', source::oid USING ERRCODE = 'undefined_table',
+            HINT = 'Name a relation that exists, or pass NULL to drop every view set woe_anchor made.';
+    END IF;
     -- the train view reads the scores view, which reads the bands view; the functions take the
     -- row type of the source, which may be a source view
     FOR v IN SELECT w.view_name, w.kind FROM ml.woe_anchor_views AS w
