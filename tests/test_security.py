@@ -858,22 +858,36 @@ def test_a_trainer_rolls_back_as_itself_and_cannot_change_the_policy_or_the_log(
 def test_what_an_administrators_monitor_run_measured_stays_its_own(cast):
     """A trainer's bands, monitored by an administrator over a table the trainer may not read, would
     show the trainer that table's distribution (PSI against its own training shares, the weeks' row
-    counts, the alerts) were the records readable by every trainer."""
+    counts, the alerts): through readable records, and through what row security leaves (their
+    count, the alerts' ids, a NOTIFY, the planner's statistics). Such a run is refused; what an
+    administrator measured over what the trainer may read stays the administrator's."""
     conn = cast
     cases.load(conn, "sec_secret", cases.make_rows(seed=62, n=900))
     with as_role(conn, TRAINER):
         key = fit(conn, "sec_src", model_key="sec_probe")  # active: what a monitor without a key measures
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT count(*) FROM sec_secret")
+    counts = ("SELECT (SELECT count(*) FROM ml.woe_anchor_psi WHERE model_key = %(k)s), "
+              "(SELECT count(*) FROM ml.woe_anchor_realized WHERE model_key = %(k)s), "
+              "(SELECT count(*) FROM ml.woe_anchor_alerts WHERE model_key = %(k)s)")
+    monitor = "SELECT count(*) FROM ml.woe_anchor_monitor(%s, window_days => 3650, psi_limit => 1e-9)"
     try:
-        alerts = conn.execute("SELECT count(*) FROM ml.woe_anchor_monitor('sec_secret', window_days => 3650, "
-                              "psi_limit => 1e-9, channel => NULL)").fetchone()[0]
-        assert alerts > 0
-        counts = ("SELECT (SELECT count(*) FROM ml.woe_anchor_psi WHERE model_key = %(k)s), "
-                  "(SELECT count(*) FROM ml.woe_anchor_realized WHERE model_key = %(k)s), "
-                  "(SELECT count(*) FROM ml.woe_anchor_alerts WHERE model_key = %(k)s)")
+        alert_ids = "SELECT last_value FROM ml.woe_anchor_alerts_id_seq"
+        before = conn.execute(alert_ids).fetchone()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"fitted by {TRAINER}"):
+            conn.execute(monitor, ["sec_secret"])
+        # the trainer may read the table, but row security hides rows from it: the same
+        conn.execute(f"GRANT SELECT ON sec_secret TO {TRAINER}")
+        conn.execute("ALTER TABLE sec_secret ENABLE ROW LEVEL SECURITY")
+        conn.execute(f"CREATE POLICY sec_half ON sec_secret TO {TRAINER} USING (listing_id % 2 = 0)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may not read every row"):
+            conn.execute(monitor, ["sec_secret"])
+        assert conn.execute(counts, {"k": key}).fetchone() == (0, 0, 0)
+        assert conn.execute(alert_ids).fetchone() == before, "not one alert id taken"
+        # over what the trainer reads, the administrator's records are the administrator's
+        assert conn.execute(monitor, ["sec_src"]).fetchone()[0] > 0
         measured = conn.execute(counts, {"k": key}).fetchone()
-        assert measured[0] and measured[2], measured  # no row of sec_secret settled after the cutoff: no week
+        assert measured[0] and measured[2], measured
         for role in (TRAINER, OTHER, READER):
             with as_role(conn, role):
                 assert conn.execute(counts, {"k": key}).fetchone() == (0, 0, 0), role

@@ -23,6 +23,7 @@ import numpy as np
 from . import bands, errors, packs, passes, policy, quality, rowset, source, woe
 from .errors import Refusal
 from .inference import load_model, timestamp_literal
+from .catalog import REGISTRY
 from .sqlgen import Compiler, float_lit
 
 # shares below this count as this (the usual smoothing: a value one side never had adds a large,
@@ -205,6 +206,22 @@ def _realized_weeks(weeks: list[dict], words: list, plan: list, lookups: tuple) 
     return out
 
 
+def _refuse_a_fitter_blind_to(plpy, model, source_oid) -> None:
+    """A monitor run measures the source through the model's bands, which its fitter chose, and its
+    records, alerts, their ids and its NOTIFY reach that role (by statistics and counts if not by
+    rows): run by another role, it must not read rows the fitter may not (docs/security.md)."""
+    row = plpy.execute(plpy.prepare(
+        f"SELECT r.fitted_by, r.fitted_by = current_user OR woe_anchor_internal.sees_what_caller_sees(r.fitted_by, $2) "
+        f"AS sees, $2::regclass::text AS source FROM {REGISTRY} AS r WHERE r.model_id = $1", ["int8", "oid"]),
+        [model.model_id, source_oid])
+    if row and not row[0]["sees"]:  # no row: the model was replaced, which recording refuses
+        raise Refusal(errors.INSUFFICIENT_PRIVILEGE,
+                      f"model {model.key!r} was fitted by {row[0]['fitted_by']}, who may not read every row of "
+                      f"{row[0]['source']}: its monitoring would tell that role about them",
+                      hint="Monitor it as a role that may, or a model fitted by a role with SELECT on the source "
+                           "(no row security, no security_invoker view, no foreign tables).")
+
+
 CHANNEL_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -224,6 +241,7 @@ def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: fl
     if min_rows is None or min_rows < 0:
         raise Refusal(errors.INVALID_PARAMETER_VALUE, f"min_rows must be a whole number >= 0, got {min_rows}")
     model = load_model(plpy, key)
+    _refuse_a_fitter_blind_to(plpy, model, source_oid)
     now = plpy.execute("SELECT now()::text AS now, (now() - make_interval(secs => %s))::text AS start"
                        % float_lit(window_days * 86400.0))[0]
     # one model throughout: read once, and recorded only while it is still its key's model
