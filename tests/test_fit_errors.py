@@ -125,3 +125,19 @@ def test_a_timestamp_before_the_common_era_keeps_its_era(conn, good):
     since = {era: conn.execute("SELECT count(*), sum(n_rows) FROM ml.woe_anchor_realized(%s, %s, %s)",
                                [good, key, era]).fetchone() for era in ("4713-01-01 BC", "0001-01-01")}
     assert since["4713-01-01 BC"] == since["0001-01-01"] and since["0001-01-01"][0] > 0
+
+
+@pytest.mark.parametrize("reader", ["rows", "statements"])
+def test_a_value_outside_a_bands_subset_is_not_read_there(conn, good, reader):
+    """A negative image count is outside has_assets: the photo band's ln1p input is not read on its row
+    (scoring reads it nowhere else), so the fit does not fail on it, and scores as scoring does."""
+    conn.execute("CREATE TEMP TABLE negative_images AS SELECT * FROM err_src")
+    conn.execute("UPDATE negative_images SET image_count = -5 WHERE listing_id % 7 = 0")
+    conn.execute("SET woe_anchor.reader = %s" % ("'rows'" if reader == "rows" else "'statements'"))
+    try:
+        key = fit(conn, "negative_images", model_key="err_negative_images", replace=True, activate=False)
+    finally:
+        conn.execute("RESET woe_anchor.reader")
+    stored = conn.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [key]).fetchone()[0]
+    assert stored == artifacts.registry(conn, key)["n_train_sold"] > 0
+    assert conn.execute("SELECT count(*) FROM ml.woe_anchor_score('negative_images', %s)", [key]).fetchone()[0] == 600

@@ -592,7 +592,7 @@ def test_the_read_words_carry_every_finite_day_and_decode_as_sent():
     the first and last days a timestamptz can hold (4714 BC, 294276 AD) come back, and so does
     every other field, in a schema with one subset and the benchmark's pack sizes."""
     plan = [packs.Pack(radix=(size,), bands=(i,)) for i, size in enumerate((112, 150, 120, 4))]
-    ship = rowset.Shipment(deferred=frozenset(), inputs=(), subsets=("s",))
+    ship = rowset.Shipment(deferred=frozenset(), inputs=(), subsets=("s",), read_in=())
     words = rowset.word_layout(plan, ship)
     assert len(words) == 1   # bit fields that still fit one int8 word
     rng = np.random.default_rng(8)

@@ -139,7 +139,7 @@ class Statements:
                           f"max(r.x{i}) FILTER (WHERE {under}) AS under_{i}",
                           f"min(r.x{i}) FILTER (WHERE {learned} AND r.x{i} >= {float_lit(rule.below)}) AS over_{i}"]
             elif percentiles:
-                inner.append(f"{self.c.input(rule.input)} AS x{i}")
+                inner.append(f"{self.c.input_in(rule.input, (rule.subset,) if rule.subset else None)} AS x{i}")
                 where = learned + (f" AND r.in_{rule.subset}" if rule.subset else "")
                 probs = array_lit(list(rule.probs) + [0.5], "float8")
                 outer.append(f"count(r.x{i}) FILTER (WHERE {where}) AS n_{i}")
@@ -227,7 +227,7 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
 """
 
     def rows(self, packs: list[pk.Pack], flags_and_combos: list[pk.Radix], deferred: set[int],
-             inputs: list, subsets: list[str], ranges: list[tuple[int, int]] | None = None) -> str:
+             inputs: list, read_in: list, subsets: list[str], ranges: list[tuple[int, int]] | None = None) -> str:
         """Every TRAIN SOLD and eval-window row, 8 bytes per row in each of a few binary columns.
 
         ``w<i>``: the int8 words of (flags, marks, day, every pack's
@@ -236,7 +236,8 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         (epoch days) + DAY_OFFSET, in DAY_BITS bits; code 0 for the ``deferred`` bands (those with
         learned thresholds, banded in numpy once the thresholds are known).
         ``label_ts``: docs/contract.md 4's label moment (epoch seconds); ``x<k>``:
-        ``inputs[k]`` as float8, NaN for NULL. Each column is the rows'
+        ``inputs[k]`` as float8 on the rows of the subsets ``read_in[k]`` (None: every row), NaN
+        for NULL and elsewhere. Each column is the rows'
         big-endian values (int8send/float8send) concatenated by string_agg,
         which skips NULLs: no value here is ever NULL, so the columns stay
         aligned. The words are computed below the Gather, by the parallel
@@ -253,7 +254,8 @@ FROM (SELECT GROUPING({', '.join('k.' + n for n in names)}) AS grouping,
         keys = pk.words_sql(flags_and_combos, parts)
         marks = " + ".join([f"{self.null_key}::int * {NULL_KEY}", f"{self.infinite}::int * {INFINITE}"]
                            + [f"({self.c.subset(name)})::int * {SUBSET << k}" for k, name in enumerate(subsets)])
-        values = [f"coalesce({self.c.input(inp)}, 'NaN'::float8) AS x{k}" for k, inp in enumerate(inputs)]
+        values = [f"coalesce({self.c.input_in(inp, where)}, 'NaN'::float8) AS x{k}"
+                  for k, (inp, where) in enumerate(zip(inputs, read_in))]
         columns = ([(f"w{i}", "int8send") for i in range(len(keys))] + [("label_ts", "float8send")]
                    + [(f"x{k}", "float8send") for k in range(len(inputs))])
         in_range = " AND s.ctid >= k.lo AND s.ctid < k.hi" if ranges else ""

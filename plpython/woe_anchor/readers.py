@@ -116,7 +116,7 @@ class LocalRows:
         self.chunks = spill.Kept(self.spill)
         values: dict[int, spill.Kept] = {}
         total = None
-        read = st.rows(plan, words, self.ship.deferred, self.ship.inputs, self.ship.subsets, ranges)
+        read = st.rows(plan, words, self.ship.deferred, self.ship.inputs, self.ship.read_in, self.ship.subsets, ranges)
         # one statement, so one snapshot, however many chunks: a cursor hands them over one by one
         for row in (self.plpy.execute(read) if ranges is None else self.plpy.cursor(read)):
             r = rowset.read(row, plan, words, self.ship)

@@ -56,6 +56,7 @@ class Shipment:
     deferred: frozenset      # indexes of the bands with learned thresholds: banded here
     inputs: tuple            # the inputs their tests and the learned rules read, as float8
     subsets: tuple           # the subsets those bands and rules use
+    read_in: tuple           # per input, the subsets it is read in (None: every row; NaN elsewhere)
 
     def value(self, rows: "RowSet", inp) -> np.ndarray:
         return rows.x[self.inputs.index(inp)]
@@ -68,20 +69,27 @@ def shipment(schema: b.BandSchema) -> Shipment:
     """The bands whose rules compare with learned thresholds, and every value they and the learned rules read."""
     deferred = frozenset(i for i, band in enumerate(schema.bands)
                          if any(isinstance(t.operand, b.Learned) for r in band.rules for t in r.tests))
-    inputs, subsets = [], []
+    read_in: dict = {}   # input -> the subsets it is read in (None among them: every row)
+    subsets = []
+
+    def reads(x, subset) -> None:
+        if x is not None:
+            read_in.setdefault(x, set()).add(subset)
+
     for rule in schema.learning:
-        inputs.append(rule.input)
+        reads(rule.input, getattr(rule, "subset", None))
         subsets.append(getattr(rule, "subset", None))
     for i in sorted(deferred):
         band = schema.bands[i]
         for t in (t for r in band.rules for t in r.tests):
-            inputs.append(t.input)
+            reads(t.input, band.subset)
             if not isinstance(t.operand, (int, float, b.Learned)):
-                inputs.append(t.operand)
-        inputs.append(band.null_input)
+                reads(t.operand, band.subset)
+        reads(band.null_input, band.subset)
         subsets.append(band.subset)
-    return Shipment(frozenset(deferred), tuple(dict.fromkeys(x for x in inputs if x is not None)),
-                    tuple(dict.fromkeys(x for x in subsets if x is not None)))
+    return Shipment(frozenset(deferred), tuple(read_in),
+                    tuple(dict.fromkeys(x for x in subsets if x is not None)),
+                    tuple(None if None in where else tuple(sorted(where)) for where in read_in.values()))
 
 
 @dataclass

@@ -287,7 +287,7 @@ class ShardedRows:
     @staticmethod
     def _search_input(st: Statements, rule: b.QuantileRule) -> tuple[str, str]:
         """(x, whether a row's x is one of the values a quantile rule's percentiles are taken over)."""
-        x = st.c.input(rule.input)
+        x = st.c.input_in(rule.input, (rule.subset,) if rule.subset else None)
         return x, (st.learned + (f" AND {st.c.subset(rule.subset)}" if rule.subset else "") + f" AND {x} IS NOT NULL")
 
     def _stats_and_counts(self, st: Statements, quantiles: dict) -> str:

@@ -94,6 +94,15 @@ class Compiler:
             return f"({year} + {float_lit(inp.offset)})" if inp.offset else year
         raise TypeError(f"unknown input {inp!r}")
 
+    def input_in(self, inp: b.Input, subsets: tuple | None) -> str:
+        """``input`` read on the rows of ``subsets`` alone (NULL elsewhere; None: every row): the
+        scoring reads it nowhere else, and a transform may fail outside them (ln1p of a negative
+        count, on a row that has no assets)."""
+        x = self.input(inp)
+        if subsets is None:
+            return x
+        return f"CASE WHEN {' OR '.join(self.subset(name) for name in subsets)} THEN {x} END"
+
     def value(self, operand: b.Operand) -> float | None:
         """A threshold's number, or None when only the query knows it (live, or an input)."""
         if isinstance(operand, b.Learned):
