@@ -484,3 +484,21 @@ def test_a_fail_closed_view_of_another_shape_is_not_migrated_without_an_explicit
     plan = _cli(dsn, *MIGRATE, "--dry-run", "--guard",
                 "audit.require_certified_strict('ml.woe_anchor_feature_store_t0_v1_v'::text, '24:00:00'::interval)")
     assert plan.returncode == 0, plan.stderr
+
+
+def test_a_legacy_schema_of_any_name_migrates_and_rolls_back(trainer_db):
+    """--legacy-schema is an identifier the user chose: quoted wherever it is used (a quote and
+    upper case in it name that schema, not another)."""
+    dsn, _ = trainer_db
+    before = _views(dsn)
+    odd = 'Bad"Schema'
+    done = _cli(dsn, *MIGRATE, "--recreate-views", "--legacy-schema", odd)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(dsn) as t:
+        assert t.execute("SELECT count(*) FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                         "WHERE n.nspname = %s AND c.relname = 'migrated_views'", [odd]).fetchone()[0] == 1
+    back = _cli(dsn, "migrate", "--rollback", "--legacy-schema", odd)
+    assert back.returncode == 0, back.stderr
+    assert _views(dsn) == before
+    with psycopg.connect(dsn) as t:
+        assert t.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", [odd]).fetchone()[0] == 0

@@ -120,7 +120,7 @@ def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None,
     tables = _legacy_tables(conn)
     if len(tables) != len(TABLES):
         raise MigrateError(f"the trainer's tables are not all in schema ml: found {', '.join(tables) or 'none'}")
-    if conn.execute("SELECT to_regnamespace(%s)", [legacy_schema]).fetchone()[0] is not None:
+    if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [legacy_schema]).fetchone():
         raise MigrateError(f"schema {legacy_schema} exists already: choose another --legacy-schema")
     for row in conn.execute(_DEPENDENTS_SQL, {"tables": tables}).fetchall():
         plan.views.append(View(row[0], row[1], row[2], row[3], [tuple(a) for a in row[4]], list(row[5]), row[6],
@@ -380,9 +380,10 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
     """
     conn.execute("SET search_path = pg_catalog")  # as the saved definitions were printed
     legacy = sql.Identifier(legacy_schema)
-    if conn.execute("SELECT to_regclass(%s)", [f"{legacy_schema}.{SAVED}"]).fetchone()[0] is None:
-        raise MigrateError(f"{legacy_schema}.{SAVED} does not exist: this database was not migrated by woe-anchor "
-                           "migrate (or was rolled back)")
+    saved_views = sql.Identifier(legacy_schema, SAVED)  # quoted: the schema is any name the user chose
+    if conn.execute("SELECT to_regclass(%s)", [saved_views.as_string(conn)]).fetchone()[0] is None:
+        raise MigrateError(f"{saved_views.as_string(conn)} does not exist: this database was not migrated by "
+                           "woe-anchor migrate (or was rolled back)")
     # the models the migration imported say so; the legacy tables are not read (their owner's code
     # would run as us)
     since = [r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 "
@@ -401,10 +402,10 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
         raise MigrateError(f"the active model is {active or 'none'}, but the trainer's tables serve "
                            f"{imported or 'no model'}, as at the migration: rolling back would switch the pipeline's "
                            "views without re-certifying. "
-                           + (f"Activate {imported} (ml.woe_anchor_activate) first, or pass" if imported and active
+                           + (f"Activate {imported} (woe-anchor activate {imported}) first, or pass" if imported and active
                               else "Pass") + " --force and re-certify after.")
     saved = conn.execute(sql.SQL("SELECT name, kind, definition, owner, acl, options, comment, depth, indexes "
-                                 "FROM {}.{} ORDER BY depth").format(legacy, sql.Identifier(SAVED))).fetchall()
+                                 "FROM {} ORDER BY depth").format(saved_views)).fetchall()
     for name, kind, *_ in sorted(saved, key=lambda r: -r[7]):  # deepest first
         if name not in LIVE:
             conn.execute(sql.SQL("DROP {} IF EXISTS {}").format(
@@ -421,6 +422,6 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
         _restore_access(conn, view, owned=True)
         restored.append(view)
     _refresh(conn, restored)
-    conn.execute(sql.SQL("DROP TABLE {}.{}").format(legacy, sql.Identifier(SAVED)))
+    conn.execute(sql.SQL("DROP TABLE {}").format(saved_views))
     conn.execute(sql.SQL("DROP SCHEMA {}").format(legacy))
     return since
