@@ -14,7 +14,8 @@ import pytest
 
 import cases
 from conftest import fit
-from woe_anchor_harness import install
+from test_schedule import cron  # noqa: F401 (a fixture)
+from woe_anchor_harness import cli, install
 
 
 def _cli(dsn, *args):
@@ -245,3 +246,92 @@ def test_the_command_line_prints_no_terminal_control_another_role_wrote(conn, ds
             assert not any(line.startswith("prod_fixed") for line in out.stdout.splitlines())
     finally:
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
+
+
+def test_an_interrupt_while_the_command_starts_is_the_short_message(tmp_path):
+    """Ctrl-C while psycopg is still being imported (the first tenth of a second): the same message
+    and exit status as later, no traceback. A stand-in psycopg interrupts its own import."""
+    stub = tmp_path / "psycopg"
+    stub.mkdir()
+    (stub / "__init__.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)\n")
+    exe = Path(sys.executable).parent / "woe-anchor"
+    env = dict(os.environ, WOE_ANCHOR_DSN="", PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ["PYTHONPATH"]]))
+    done = subprocess.run([str(exe), "models"], capture_output=True, text=True, env=env, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert done.returncode == 130 and done.stderr == "woe-anchor: interrupted\n", done.stderr
+
+
+def test_connection_errors_say_what_libpq_said(server, tmp_path):
+    """Every line of libpq's message, tidied; a missing database is not a cluster that does not answer;
+    a database without woe_anchor says how to install it."""
+    refused = _cli("host=127.0.0.1 port=1 user=postgres connect_timeout=5", "models")
+    assert refused.returncode == 2 and "\t" not in refused.stderr, refused.stderr
+    assert 'port 1 failed: Connection refused' in refused.stderr and "accepting TCP/IP connections" in refused.stderr
+    missing = _cli(server.dsn_for("woe_cli_no_such_db"), "models")
+    assert missing.returncode == 2 and 'database "woe_cli_no_such_db" does not exist' in missing.stderr
+    assert "no local cluster answers" not in missing.stderr and "hint: " in missing.stderr, missing.stderr
+    name = f"woe_cli_bare_{os.getpid()}"
+    bare = install.fresh_database(server, name, extension=False)
+    try:
+        done = _cli(bare, "models")
+        assert done.returncode == 2 and "woe_anchor is not installed" in done.stderr
+        assert "hint: CREATE EXTENSION woe_anchor CASCADE" in done.stderr, done.stderr
+    finally:
+        install.drop_database(server, name)
+    for done in (refused, missing):
+        assert "Traceback" not in done.stderr
+
+
+def test_hints_and_refusals_name_this_commands_verbs_and_options(conn, dsn, cron):  # noqa: F811
+    activate = _cli(dsn, "activate", "cli_no_such_model")
+    assert activate.returncode == 2 and "hint: List models with `woe-anchor models`." in activate.stderr
+    # the server's hints, as the command line says them: its verbs and options, no SQL
+    assert cli._cli_hint("Activate a stored model with ml.woe_anchor_activate(model_key) (ml.woe_anchor_models() "
+                         "lists them), or fit one with CALL ml.fit_woe_anchor(...).") == \
+        "Activate a stored model with `woe-anchor activate KEY` (`woe-anchor models` lists them), or fit one with " \
+        "`woe-anchor fit SOURCE`."
+    assert cli._cli_hint("Map each to the column that holds it: columns => '{\"t0\": \"edited_date\"}'.") == \
+        "Map each to the column that holds it: --map t0=edited_date."
+    cases.load(conn, "cli_hint", cases.make_rows(seed=105, n=900))
+    decayed = _cli(dsn, "fit", "cli_hint", "--half-life", "0.0001", "--dry-run")
+    assert decayed.returncode == 2 and "`--half-life none` for no decay" in decayed.stderr, decayed.stderr
+    assert "NULL" not in decayed.stderr and "half_life_days" not in decayed.stderr.split("hint:")[1]
+    # options of the wrong shape: the usage error names the option, before any connection
+    for args, option in ((("activations", "--limit", "-1"), "--limit"),
+                         (("fit", "cli_hint", "--cutoff", "garbage"), "--cutoff"),
+                         (("drift", "cli_hint", "2026-04-01", "soon"), "end")):
+        done = _cli(dsn, *args)
+        assert done.returncode == 2 and f"argument {option}: expected" in done.stderr, done.stderr
+    unscheduled = _cli(dsn, "unschedule", "cli_no_such_job")
+    assert unscheduled.returncode == 2 and "nothing unscheduled" in unscheduled.stderr, unscheduled.stderr
+    helped = _cli(dsn, "policy", "--help")
+    assert helped.returncode == 0 and all(name in helped.stdout for name in (
+        "min_train_sold", "min_oof_auc", "min_eval_auc", "max_auc_drop", "keep_models", "keep_days"))
+    for done in (activate, decayed, unscheduled):
+        assert "Traceback" not in done.stderr
+
+
+def test_a_hostile_overload_on_the_admins_search_path_is_never_called(conn, dsn, tmp_path, monkeypatch):
+    """A schema on the administrator's search_path that another role can write may hold an exact-type
+    overload of a built-in (array_to_string(text[], text) beats pg_catalog's anyarray one): the
+    commands' SQL must not call it. The names given on the command line still resolve in that path."""
+    cases.load(conn, "cli_path", cases.make_rows(seed=106, n=900))
+    conn.execute("DROP SCHEMA IF EXISTS cli_planted CASCADE")
+    conn.execute("CREATE SCHEMA cli_planted")
+    conn.execute("CREATE TABLE cli_planted.calls (fn text)")
+    for fn, args in (("array_to_string", "text[], text"), ("to_char", "timestamp, text"), ("round", "numeric, int")):
+        conn.execute(f"CREATE FUNCTION cli_planted.{fn}({args}) RETURNS text LANGUAGE plpgsql AS "
+                     f"$$ BEGIN INSERT INTO cli_planted.calls VALUES ('{fn}'); RETURN 'planted'; END $$")
+    monkeypatch.setenv("PGOPTIONS", "-c search_path=cli_planted,public")
+    try:
+        fitted = _cli(dsn, "fit", "cli_path", "--model-key", "cli_path_model", "--no-activate", "--replace")
+        assert fitted.returncode == 0, fitted.stderr
+        conn.execute("SELECT ml.woe_anchor_annotate('cli_path_model', 'd', ARRAY['a', 'b'])")
+        listed = _cli(dsn, "models")
+        page = _cli(dsn, "report", "cli_path_model", "-o", str(tmp_path / "r.html"))
+        assert listed.returncode == 0 and page.returncode == 0, listed.stderr + page.stderr
+        assert "planted" not in listed.stdout and "planted" not in (tmp_path / "r.html").read_text()
+        assert conn.execute("SELECT count(*) FROM cli_planted.calls").fetchone()[0] == 0
+    finally:
+        conn.execute("SELECT ml.woe_anchor_drop_model('cli_path_model')")
+        conn.execute("DROP SCHEMA cli_planted CASCADE")

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from PIL import Image
 
+import cases
 from conftest import fit
 from test_cli import _cli
 from woe_anchor_harness import datagen, plots
@@ -205,3 +206,32 @@ def test_report_shows_what_monitoring_recorded(conn, dsn, report_model, tmp_path
     finally:
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
         conn.execute("DELETE FROM ml.woe_anchor_alerts WHERE model_key = %s", [key])
+
+
+def test_the_report_shows_no_control_or_direction_character_another_role_wrote(conn, dsn, report_model, tmp_path):
+    """A tag with a right-to-left override would render reversed, an escape byte would land in the file:
+    the page writes them as the terminal does, as their escapes."""
+    conn.execute("SELECT ml.woe_anchor_annotate(%s, %s, %s)",
+                 [report_model, "desc\x1b]0;pwned\x07", ["prod\u202egnp.exe", "zero\u200bwidth"]])
+    try:
+        html = _write(dsn, tmp_path, report_model)
+    finally:
+        conn.execute("SELECT ml.woe_anchor_annotate(%s, '', '{}')", [report_model])
+    assert not any(c in html for c in "\x1b\x07\u202e\u200b")
+    assert "prod\\u202egnp.exe" in html and "zero\\u200bwidth" in html and "desc\\x1b]0;pwned\\x07" in html
+
+
+def test_a_model_cut_off_past_year_9999_reports(conn, dsn, tmp_path):
+    """Times Python cannot hold (a source's sale in year 294276 makes the cutoff one) are shown as the
+    server writes them, in the report and in the tables of the command line."""
+    cases.load(conn, "report_far", cases.make_rows(seed=107, n=900))
+    conn.execute("UPDATE report_far SET t0 = '294276-12-31', sold_time = '294276-12-31' "
+                 "WHERE listing_id = (SELECT max(listing_id) FROM report_far)")
+    key = fit(conn, "report_far", model_key="report_far", replace=True, activate=False)
+    try:
+        html = _write(dsn, tmp_path, key)
+        assert "294276-12-24 00:00:00+00" in html
+        realized = _cli(dsn, "realized", "report_far", "--model-key", key)
+        assert realized.returncode == 0 and "294276-12-" in realized.stdout, realized.stderr
+    finally:
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])

@@ -8,18 +8,31 @@ and hint, never a traceback, and exit 2 (130 when interrupted).
 """
 from __future__ import annotations
 
-import argparse
-import os
-import re
-import signal
 import sys
-import threading
-import time
-import unicodedata
 
-import psycopg
 
-from . import install, migrate, report, server
+def _stopped() -> int:
+    """Ctrl-C: the running statement is cancelled, and nothing half-done stays."""
+    print("woe-anchor: interrupted", file=sys.stderr)
+    return 130
+
+
+try:  # Ctrl-C while the command starts (psycopg's import takes a while) stops it the same way
+    import argparse
+    import os
+    import re
+    import signal
+    import threading
+    import time
+    from datetime import datetime
+
+    import psycopg
+    from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
+
+    from . import install, migrate, report, server
+    from .text import shown
+except KeyboardInterrupt:
+    sys.exit(_stopped())
 
 DEFAULT_DB = "woe_anchor_demo"
 
@@ -40,13 +53,60 @@ _interrupted = threading.Event()
 
 
 # the times the commands read and print: UTC, in the ISO style psycopg parses, whatever the role's
-# or PGOPTIONS' DateStyle and TimeZone (a report in German style failed to parse its own registry row)
-SESSION = "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'"
+# or PGOPTIONS' DateStyle and TimeZone (a report in German style failed to parse its own registry row);
+# built-ins and operators from pg_catalog only (a schema on the administrator's search_path that a
+# trainer can write could hold an overload of array_to_string(text[], text) that the commands' SQL
+# would call, with the administrator's rights)
+SESSION = "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET search_path = pg_catalog, pg_temp"
+NOT_INSTALLED = ("CREATE EXTENSION woe_anchor CASCADE in it (docs/install.md), or on the private local cluster: "
+                 "woe-anchor install --db NAME")
 
 
-def _connect(args):
-    conn = psycopg.connect(_dsn(args), autocommit=True)
+class Relation(str):
+    """A table or view named on the command line: it means what the user's own search_path finds."""
+    cast = "regclass"
+
+
+class Function(Relation):
+    """A function named with its argument types, e.g. audit.recertify()."""
+    cast = "regprocedure"
+
+
+def _given(args) -> dict:
+    """The command's arguments that name relations or functions (a list for a comma-separated one)."""
+    return {k: v for k, v in vars(args).items()
+            if isinstance(v, Relation) or (isinstance(v, list) and v and all(isinstance(x, Relation) for x in v))}
+
+
+def _lenient(loader):
+    """``loader`` giving a time Python cannot hold (after year 9999, infinity) as the server wrote it."""
+    class Lenient(loader):
+        def load(self, data):
+            try:
+                return super().load(data)
+            except psycopg.DataError:
+                return bytes(data).decode()
+    return Lenient
+
+
+def _connect(args, autocommit: bool = True, extension: bool = True):
+    conn = psycopg.connect(_dsn(args), autocommit=autocommit)
+    # the names on the command line resolve in the user's own search_path (casts only: nothing called),
+    # before SESSION narrows it; the commands then pass them schema-qualified
+    oids = {k: [conn.execute(f"SELECT %s::pg_catalog.{n.cast}::pg_catalog.oid", [n]).fetchone()[0]
+                for n in (v if isinstance(v, list) else [v])] for k, v in _given(args).items()}
     conn.execute(SESSION)
+    for k, v in _given(args).items():
+        names = [type(n)(conn.execute(f"SELECT %s::oid::{n.cast}::text", [oid]).fetchone()[0])
+                 for n, oid in zip(v if isinstance(v, list) else [v], oids[k])]
+        setattr(args, k, names if isinstance(v, list) else names[0])
+    for name, loader in (("timestamptz", TimestamptzLoader), ("timestamp", TimestampLoader), ("date", DateLoader)):
+        conn.adapters.register_loader(name, _lenient(loader))
+    if not autocommit:
+        conn.commit()
+    if extension and not conn.execute("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'woe_anchor')"
+                                      ).fetchone()[0]:
+        raise Failed(f"woe_anchor is not installed in database {conn.info.dbname}", NOT_INSTALLED)
     start = time.monotonic()
 
     def progress(diag):
@@ -67,14 +127,6 @@ def _connect(args):
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not ignored (a background job)
         signal.signal(signal.SIGINT, interrupt)
     return conn
-
-
-def shown(text, lines: bool = False) -> str:
-    """Text from the database as the terminal may print it: a control or format character (an escape
-    sequence, a zero-width or direction mark in a tag, a description or a key another role wrote)
-    written as its Python escape, newlines kept only in ``lines`` (a server message)."""
-    return "".join(c if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") or (lines and c == "\n")
-                   else ascii(c)[1:-1] for c in str(text))
 
 
 def _table(cur) -> str:
@@ -112,14 +164,14 @@ def _learning(args) -> dict:
 
 
 def cmd_fit(args):
-    params = {"source": args.source, **_learning(args), "activate": not args.no_activate,
-              "oof": not args.no_oof, "persist": not args.dry_run}
-    for name, value in (("model_key", args.model_key), ("cutoff", args.cutoff), ("replace", args.replace or None),
-                        ("scores_on_shards", args.scores_on_shards)):
-        if value is not None:
-            params[name] = value
-    named = ", ".join(f"{k} => %({k})s" for k in params)
-    with _connect(args) as conn:
+    with _connect(args) as conn:  # first: it resolves the source's name
+        params = {"source": args.source, **_learning(args), "activate": not args.no_activate,
+                  "oof": not args.no_oof, "persist": not args.dry_run}
+        for name, value in (("model_key", args.model_key), ("cutoff", args.cutoff),
+                            ("replace", args.replace or None), ("scores_on_shards", args.scores_on_shards)):
+            if value is not None:
+                params[name] = value
+        named = ", ".join(f"{k} => %({k})s" for k in params)
         key = conn.execute(f"CALL ml.fit_woe_anchor({named})", params).fetchone()[0]
     print(shown(key))
 
@@ -215,23 +267,24 @@ def cmd_monitor(args):
 def cmd_drop(args):
     with _connect(args) as conn:
         if not conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [args.model_key]).fetchone()[0]:
-            raise Failed(f"P0002 model {args.model_key!r} does not exist", "List models with `woe-anchor models`.")
+            raise Failed(f"P0002 model {args.model_key!r} does not exist", LIST_MODELS)
     print(f"dropped: {shown(args.model_key)}")
 
 
 def cmd_schedule(args):
-    params = {"job_name": args.job_name, "schedule": args.schedule, "source": args.source, **_learning(args),
-              "activate": not args.no_activate}
-    named = ", ".join(f"{k} => %({k})s" for k in params)
-    with _connect(args) as conn:
+    with _connect(args) as conn:  # first: it resolves the source's name
+        params = {"job_name": args.job_name, "schedule": args.schedule, "source": args.source, **_learning(args),
+                  "activate": not args.no_activate}
+        named = ", ".join(f"{k} => %({k})s" for k in params)
         job = conn.execute(f"SELECT ml.schedule_woe_anchor_fit({named})", params).fetchone()[0]
-    print(f"job {job}: {args.job_name} '{args.schedule}' fits {args.source}")
+    print(f"job {job}: {shown(args.job_name)} '{shown(args.schedule)}' fits {shown(args.source)}")
 
 
 def cmd_unschedule(args):
     with _connect(args) as conn:
-        gone = conn.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [args.job_name]).fetchone()[0]
-    print(f"unscheduled: {args.job_name}" if gone else f"no job {args.job_name}")
+        if not conn.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [args.job_name]).fetchone()[0]:
+            raise Failed(f"P0002 no scheduled fit {args.job_name!r} of yours in this database: nothing unscheduled")
+    print(f"unscheduled: {shown(args.job_name)}")
 
 
 def cmd_report(args):
@@ -240,7 +293,7 @@ def cmd_report(args):
         try:
             report.write(conn, args.model_key, path)
         except report.ReportError as e:
-            raise Failed(f"P0002 {e}", "List models with `woe-anchor models`.") from None
+            raise Failed(f"P0002 {e}", LIST_MODELS) from None
     print(path)
 
 
@@ -248,9 +301,7 @@ def cmd_migrate(args):
     """Take over the Python trainer's tables and the views on them (migrate.py): one transaction."""
     # COLUMN=A maps a column; COLUMN=A,B takes the first of A and B that is not NULL
     columns = {k: v.split(",") if "," in v else v for k, v in args.map or ()}
-    with psycopg.connect(_dsn(args)) as conn:
-        conn.execute(SESSION)
-        conn.commit()
+    with _connect(args, autocommit=False, extension=False) as conn:
         try:
             if args.rollback:
                 since = migrate.rollback(conn, args.legacy_schema, force=args.force)
@@ -258,7 +309,7 @@ def cmd_migrate(args):
                 print("rolled back: the trainer's tables and views are back in ml"
                       + (f"; dropped {len(since)} models fitted since" if since else ""))
                 return 0
-            plan = migrate.inspect(conn, args.legacy_schema, relations=args.relations and args.relations.split(","),
+            plan = migrate.inspect(conn, args.legacy_schema, relations=args.relations,
                                    columns=columns, source=args.source, hook=args.activation_hook, guard=args.guard)
             if args.dry_run:
                 print(shown(migrate.describe(plan), lines=True))
@@ -278,13 +329,23 @@ def cmd_migrate(args):
     return 0
 
 
-# the SQL parameter a server hint names -> the option that sets it here
-_OPTIONS = {"replace => true": "--replace", "oof => false": "--no-oof", "n_folds => 1": "--n-folds 1",
-            "scores_on_shards => false": "--scores-here", "activate => false": "--no-activate"}
+LIST_MODELS = "List models with `woe-anchor models`."
+# what a server hint names (an SQL parameter, value or call) -> what does it on this command line
+_IN_CLI = {"replace => true": "--replace", "oof => false": "--no-oof", "n_folds => 1": "--n-folds 1",
+           "scores_on_shards => false": "--scores-here", "activate => false": "--no-activate",
+           "persist => false": "--dry-run", "half_life_days": "--half-life",
+           "NULL for no decay": "`--half-life none` for no decay", "window_start and window_end": "--start and --end",
+           "columns => '{\"t0\": \"edited_date\"}'": "--map t0=edited_date",
+           "ml.woe_anchor_models()": "`woe-anchor models`", "ml.woe_anchor_activate(model_key)": "`woe-anchor activate KEY`",
+           "ml.woe_anchor_activations": "`woe-anchor activations`", "ml.woe_anchor_drop_model": "`woe-anchor drop KEY`",
+           "CALL ml.fit_woe_anchor(..., replace => true)": "`woe-anchor fit SOURCE --replace`",
+           "CALL ml.fit_woe_anchor(...)": "`woe-anchor fit SOURCE`"}
+# the longest first: a call that holds a parameter is rewritten whole
+_IN_CLI_RE = re.compile("|".join(map(re.escape, sorted(_IN_CLI, key=len, reverse=True))))
 
 
 def _cli_hint(hint: str) -> str:
-    return re.sub("|".join(map(re.escape, _OPTIONS)), lambda m: _OPTIONS[m.group(0)], hint)
+    return _IN_CLI_RE.sub(lambda m: _IN_CLI[m.group(0)], hint)
 
 
 def _version() -> str:
@@ -303,6 +364,24 @@ def _number_or_none(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def _count(text: str) -> int:
+    """A whole number, 0 or more."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got {text!r}")
+    return int(text)
+
+
+def _time(text: str) -> str:
+    """An ISO 8601 date or time, passed on as written (the server reads it, UTC unless it says another
+    zone); a year past 9999, which Python cannot hold, is the server's to judge."""
+    try:
+        datetime.fromisoformat(re.sub(r"^\s*\d{5,}", "2000", text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date or time such as 2026-08-01 or '2026-08-01 12:00+00', "
+                                         f"got {text!r}") from None
+    return text
 
 
 def _column_map(text: str) -> tuple[str, str]:
@@ -342,9 +421,10 @@ def _parser() -> argparse.ArgumentParser:
     command("setup", cmd_setup, "create and start the private local cluster; print its DSN")
     command("install", cmd_install, "make install, then CREATE EXTENSION in --db")
     f = command("fit", cmd_fit, "CALL ml.fit_woe_anchor, showing its progress as it goes", learning)
-    f.add_argument("source")
+    f.add_argument("source", type=Relation)
     f.add_argument("--model-key")
-    f.add_argument("--cutoff", help="timestamp with time zone (default: the latest sale less 7 days)")
+    f.add_argument("--cutoff", type=_time, help="ISO 8601 date or time, UTC unless it names a zone (default: the "
+                                               "latest sale less 7 days)")
     f.add_argument("--no-oof", action="store_true", help="score the training rows in-sample")
     f.add_argument("--dry-run", action="store_true", help="fit and report, store nothing (persist => false)")
     f.add_argument("--replace", action="store_true")
@@ -367,45 +447,50 @@ def _parser() -> argparse.ArgumentParser:
     pin.add_argument("--unpin", action="store_true")
     command("rollback", cmd_rollback, "re-activate the model that served before the active one")
     command("activations", cmd_activations, "the activation log, newest first").add_argument(
-        "--limit", type=int, default=20)
-    pol = command("policy", cmd_policy, "show the activation gate, or set one check of it (value 'none' removes it)")
-    pol.add_argument("check", nargs="?", help="min_train_sold, min_oof_auc, min_eval_auc or max_auc_drop")
+        "--limit", type=_count, default=20)
+    pol = command("policy", cmd_policy, "show the activation policy, or set one of its checks or retention settings "
+                                        "(value 'none' removes it)")
+    pol.add_argument("check", nargs="?", metavar="name",
+                     help="a check of the activation gate (min_train_sold, min_oof_auc, min_eval_auc, max_auc_drop) "
+                          "or a retention setting (keep_models, keep_days)")
     pol.add_argument("value", nargs="?", type=_number_or_none, help="its limit, or 'none'")
     cmp = command("compare", cmd_compare, "two models on the same labelled rows: AUC (DeLong) and log loss")
-    for name in ("model_a", "model_b", "source"):
-        cmp.add_argument(name)
-    cmp.add_argument("--start", help="window start (default: the later cutoff)")
-    cmp.add_argument("--end", help="window end (default: 7 days after the start)")
+    cmp.add_argument("model_a")
+    cmp.add_argument("model_b")
+    cmp.add_argument("source", type=Relation)
+    cmp.add_argument("--start", type=_time, help="window start (default: the later cutoff)")
+    cmp.add_argument("--end", type=_time, help="window end (default: 7 days after the start)")
     dr = command("drift", cmd_drift, "PSI of each band between training and the source's rows with t0 in a window")
-    dr.add_argument("source")
-    dr.add_argument("start")
-    dr.add_argument("end")
+    dr.add_argument("source", type=Relation)
+    dr.add_argument("start", type=_time)
+    dr.add_argument("end", type=_time)
     dr.add_argument("--model-key", help="default: the active model")
     rz = command("realized", cmd_realized, "AUC, log loss and calibration per week of settled listings since the cutoff")
-    rz.add_argument("source")
+    rz.add_argument("source", type=Relation)
     rz.add_argument("--model-key", help="default: the active model")
     mo = command("monitor", cmd_monitor, "drift and realized performance, recorded, with alerts (table and NOTIFY)")
-    mo.add_argument("source")
+    mo.add_argument("source", type=Relation)
     mo.add_argument("--model-key", help="default: the active model")
     mo.add_argument("--window-days", type=float, default=7.0)
     mo.add_argument("--channel", default="woe_anchor", help="NOTIFY channel of the alerts")
     s = command("schedule", cmd_schedule, "schedule a fit with pg_cron (idempotent by job name)", learning)
     s.add_argument("job_name")
     s.add_argument("schedule")
-    s.add_argument("source")
+    s.add_argument("source", type=Relation)
     m = command("migrate", cmd_migrate, "take over the Python trainer's tables and the views on them (one transaction)")
     m.add_argument("--legacy-schema", default="woe_anchor_trainer",
                    help="where the trainer's tables are moved and kept (default woe_anchor_trainer)")
     m.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
     m.add_argument("--recreate-views", action="store_true",
                    help="drop the views that read the trainer's tables and re-create them over woe_anchor")
-    m.add_argument("--source", help="the relation the live views read (default: a source view over --relations)")
-    m.add_argument("--relations", help="comma-separated relations the source view joins, the base first "
+    m.add_argument("--source", type=Relation,
+                   help="the relation the live views read (default: a source view over --relations)")
+    m.add_argument("--relations", type=lambda text: [Relation(r) for r in text.split(",")], help="comma-separated relations the source view joins, the base first "
                                        "(default: those the trainer's banding view reads)")
     m.add_argument("--map", action="append", metavar="COLUMN=SOURCE_COLUMN", type=_column_map,
                    help="a source contract column held under another name, e.g. sold_time=sold_date "
                         "(t0=t0,edited_date: the first not NULL)")
-    m.add_argument("--activation-hook", metavar="FUNCTION",
+    m.add_argument("--activation-hook", metavar="FUNCTION", type=Function,
                    help="a function every activation runs, e.g. 'audit.recertify_woe_anchor_store_v1()'")
     m.add_argument("--guard", help="the SQL select list woe_anchor's fail-closed view runs first (default: the "
                                    "guard call found in the trainer's fail-closed view; '' for none)")
@@ -425,30 +510,41 @@ def _fail(message: str, hint: str | None = None) -> int:
     return 2
 
 
-def _stopped() -> int:
-    """Ctrl-C: the running statement is cancelled, and nothing half-done stays."""
-    print("woe-anchor: interrupted", file=sys.stderr)
-    return 130
+def _not_connected(args, e: psycopg.OperationalError) -> int:
+    """libpq's message, every line of it; what to do when no local cluster answers or the database is missing."""
+    said = "\n".join(re.sub(r"\s+", " ", line).strip() for line in str(e).splitlines() if line.strip())
+    said = said.removeprefix("connection failed: ")
+    local = not (args.dsn or os.environ.get("WOE_ANCHOR_DSN"))
+    if re.search(r'database ".*" does not exist', said):   # the server answered: only the database is missing
+        return _fail(f"cannot connect: {said}", f"woe-anchor install --db {args.db} creates it on the private local "
+                     "cluster, with woe_anchor; or name another with --db" if local else
+                     "Name an existing database in --dsn (dbname=...)")
+    if local and "FATAL:" not in said:   # nothing answered at all
+        return _fail(f"no local cluster answers at {_dsn(args)}: {said}",
+                     "Pass --dsn (or set WOE_ANCHOR_DSN), or start the private cluster: woe-anchor setup")
+    return _fail(f"cannot connect: {said}")
 
 
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return _stopped()
+
+
+def _main(argv) -> int:
     args = _parser().parse_args(argv)
     args.dsn = getattr(args, "dsn", None)
     args.db = getattr(args, "db", DEFAULT_DB)
     try:
         return args.run(args) or 0
-    except KeyboardInterrupt:
-        return _stopped()
     except Failed as e:
         return _fail(*e.args)
     except psycopg.Error as e:
         if isinstance(e, psycopg.errors.QueryCanceled) and _interrupted.is_set():   # our Ctrl-C cancelled it
             return _stopped()
-        if e.sqlstate is None and isinstance(e, psycopg.OperationalError):  # no server answered
-            if args.dsn or os.environ.get("WOE_ANCHOR_DSN"):
-                return _fail(f"cannot connect: {str(e).strip().splitlines()[-1]}")
-            return _fail(f"no local cluster answers at {_dsn(args)}",
-                         "Pass --dsn (or set WOE_ANCHOR_DSN), or start the private cluster: woe-anchor setup")
+        if e.sqlstate is None and isinstance(e, psycopg.OperationalError):  # not connected
+            return _not_connected(args, e)
         diag = e.diag
         hint = diag.message_hint and _cli_hint(diag.message_hint)
         return _fail(f"{diag.sqlstate or ''} {diag.message_primary or e}".strip(), hint)

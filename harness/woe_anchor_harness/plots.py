@@ -1,13 +1,15 @@
 """Inline SVG charts for the model report: no scripts, no fonts or files fetched.
 
 Every text that reaches the markup goes through ``esc``: band values and
-model keys are user data.
+model keys are user data, shown as the terminal shows them (``text.shown``), then HTML-escaped.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from html import escape
+
+from .text import shown
 
 POSITIVE = "#c0392b"   # raises the odds of slow21
 NEGATIVE = "#2471a3"   # lowers them
@@ -17,7 +19,7 @@ GRID = "#e5e7eb"
 
 
 def esc(value) -> str:
-    return escape(str(value), quote=True)
+    return escape(shown(value), quote=True)
 
 
 def fmt(x: float | None, digits: int = 3) -> str:

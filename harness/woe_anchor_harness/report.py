@@ -262,6 +262,9 @@ def _value_table(band: dict) -> str:
 
 def write(conn, key: str, path: str) -> str:
     html = render(fetch(conn, key))
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(html)
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(html)
+    except OSError as e:  # one raised by the write or the close names no file: name it
+        raise OSError(e.errno, e.strerror, path) from None
     return path
