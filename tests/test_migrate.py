@@ -146,7 +146,7 @@ def test_a_migrated_pipeline_serves_the_active_model_through_the_users_gate(trai
                          ("null_scores", "neither logit nor p: not imported"),
                          ("null_map_sums", "map rows with NULL sums: NaN"),
                          ("fold_cuts_without_maps", "have no map rows: not imported"),
-                         ("stale_scores_oof_disabled", "older than the registry row")):
+                         ("stale_scores_oof_disabled", "older than the model's last run")):
         assert any(line.strip().startswith(f"{quirks[quirk]} (imported)") and words in line
                    for line in done.stdout.splitlines()), (quirk, done.stdout)
     assert f"{quirks['empty_train']} (skipped)" in done.stdout
@@ -502,3 +502,101 @@ def test_a_legacy_schema_of_any_name_migrates_and_rolls_back(trainer_db):
     assert _views(dsn) == before
     with psycopg.connect(dsn) as t:
         assert t.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", [odd]).fetchone()[0] == 0
+
+
+def test_a_model_served_again_by_bumping_created_at_keeps_its_scores(trainer_db):
+    """existing-installation.md 7.3: the readers serve the newest created_at, so serving an older
+    model again means bumping it; its scores, written by its last run, are still its own."""
+    dsn, _ = trainer_db
+    with psycopg.connect(dsn, autocommit=True) as t:
+        legacy_rows = t.execute("SELECT count(*) FROM ml.woe_anchor_scores_v1 WHERE model_key = 'legacy_old'"
+                                ).fetchone()[0]
+        t.execute("UPDATE ml.woe_anchor_model_registry_v1 SET is_active = (model_key = 'legacy_old'), "
+                  "created_at = CASE WHEN model_key = 'legacy_old' THEN now() ELSE created_at END")
+        t.execute("SELECT audit.run_t0_cert_woe_anchor_store_v1()")
+    done = _cli(dsn, *MIGRATE, "--recreate-views")
+    assert done.returncode == 0, done.stderr
+    assert "active: legacy_old" in done.stdout
+    assert not [line for line in done.stdout.splitlines() if "legacy_old (imported)" in line and "older" in line]
+    with psycopg.connect(dsn) as t:
+        assert t.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores('legacy_old')").fetchone()[0] \
+            == legacy_rows > 0
+
+
+def test_what_else_the_replaced_views_carry_comes_back_and_readers_never_deadlock(trainer_db):
+    """Column grants, grant options, column comments, rules and triggers of a re-created view are made
+    again (and by a rollback); a reader of the pipeline in flight waits for the migration, never
+    deadlocks with it (the views are locked outermost first, then the tables)."""
+    dsn, _ = trainer_db
+    col, dele = f"woe_mig_col_{os.getpid()}", f"woe_mig_delegate_{os.getpid()}"
+    entry = legacy.ENTRYPOINT
+    with psycopg.connect(dsn, autocommit=True) as t:
+        for role in (col, dele):
+            t.execute(f"DROP ROLE IF EXISTS {role}")
+            t.execute(f"CREATE ROLE {role}")
+            t.execute(f"GRANT USAGE ON SCHEMA ml TO {role}")
+        t.execute(f"GRANT SELECT (model_key, woe_logit) ON {entry} TO {col}")
+        # woe_anchor's live views read the source with their reader's rights (the plan says so)
+        t.execute(f"GRANT USAGE ON SCHEMA market TO {col}")
+        t.execute(f"GRANT SELECT ON {legacy.SOCIO_STORE}, {legacy.VISION_STORE}, {legacy.LABELS} TO {col}")
+        t.execute(f"GRANT SELECT ON {entry} TO {dele} WITH GRANT OPTION")
+        t.execute(f"COMMENT ON COLUMN {entry}.woe_logit IS 'the anchor''s logit'")
+        t.execute(f"CREATE RULE keep_rows AS ON DELETE TO {entry} DO INSTEAD NOTHING")
+        t.execute("CREATE FUNCTION audit.refuse_insert() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$ BEGIN RAISE EXCEPTION 'read only'; END $$")
+        t.execute(f"CREATE TRIGGER refuse_insert INSTEAD OF INSERT ON {entry} FOR EACH ROW "
+                  "EXECUTE FUNCTION audit.refuse_insert()")
+        carried = _carried(t, entry)
+    assert len(carried) == 6, carried
+    with psycopg.connect(dsn) as reader:
+        reader.execute(f"SELECT count(*) FROM {entry}").fetchone()  # holds the entrypoint's lock, in a transaction
+        done = _cli(dsn, *MIGRATE, "--recreate-views")
+        assert done.returncode == 2 and "in use" in done.stderr, done.stderr  # waited, then gave up: no deadlock
+        reader.rollback()
+    stop, errors = threading.Event(), []
+    readers = [threading.Thread(target=_read_in_a_loop, args=(dsn, entry, stop, errors)) for _ in range(2)]
+    for r in readers:
+        r.start()
+    try:
+        done = _cli(dsn, *MIGRATE, "--recreate-views")
+    finally:
+        stop.set()
+        for r in readers:
+            r.join(30)
+    assert done.returncode == 0, done.stderr
+    assert not [e for e in errors if isinstance(e, psycopg.errors.DeadlockDetected)], errors
+    with psycopg.connect(dsn) as t:
+        assert _carried(t, entry) == carried
+        t.execute(f"SET ROLE {col}")
+        assert t.execute(f"SELECT count(woe_logit) FROM {entry}").fetchone()[0] > 0
+        t.rollback()
+    rolled = _cli(dsn, "migrate", "--rollback")
+    assert rolled.returncode == 0, rolled.stderr
+    with psycopg.connect(dsn, autocommit=True) as t:
+        assert _carried(t, entry) == carried
+        for role in (col, dele):
+            t.execute(f"DROP OWNED BY {role}")
+            t.execute(f"DROP ROLE {role}")
+
+
+def _carried(t, view):
+    """A view's column grants and grant options, column comments, rules and triggers, as text."""
+    return sorted(t.execute("""
+        SELECT format('%%s %%s %%s', a.grantee::regrole, a.privilege_type, a.is_grantable)
+        FROM aclexplode((SELECT relacl FROM pg_class WHERE oid = %(v)s::regclass)) AS a WHERE a.is_grantable
+        UNION ALL SELECT format('%%s (%%s) %%s', a.grantee::regrole, t.attname, a.privilege_type)
+        FROM pg_attribute AS t, aclexplode(t.attacl) AS a WHERE t.attrelid = %(v)s::regclass
+        UNION ALL SELECT format('%%s: %%s', t.attname, col_description(t.attrelid, t.attnum)) FROM pg_attribute AS t
+        WHERE t.attrelid = %(v)s::regclass AND col_description(t.attrelid, t.attnum) IS NOT NULL
+        UNION ALL SELECT rulename FROM pg_rewrite WHERE ev_class = %(v)s::regclass AND rulename <> '_RETURN'
+        UNION ALL SELECT tgname FROM pg_trigger WHERE tgrelid = %(v)s::regclass AND NOT tgisinternal""",
+                            {"v": view}).fetchall())
+
+
+def _read_in_a_loop(dsn, view, stop, errors):
+    with psycopg.connect(dsn, autocommit=True) as c:
+        while not stop.is_set():
+            try:
+                c.execute(f"SELECT count(*) FROM {view}").fetchone()
+            except psycopg.Error as e:
+                errors.append(e)

@@ -65,6 +65,9 @@ class View:
     comment: str | None
     depth: int           # 1: reads a trainer table directly, 2: reads such a view, ...
     indexes: list = field(default_factory=list)  # a materialized view's CREATE INDEX statements
+    # what else of the view is restored with it: column grants, grant options, column comments,
+    # triggers and rules, as the statements that make them
+    extras: list = field(default_factory=list)
 
 
 @dataclass
@@ -100,7 +103,27 @@ SELECT format('%%I.%%I', n.nspname, c.relname) AS name, c.relkind::text AS kind,
                  FROM aclexplode(c.relacl) AS a WHERE a.grantee <> c.relowner), '{}') AS acl,
        coalesce(c.reloptions, '{}') AS options, obj_description(c.oid, 'pg_class') AS comment, max(r.depth) AS depth,
        coalesce((SELECT array_agg(pg_get_indexdef(i.indexrelid)) FROM pg_index AS i WHERE i.indrelid = c.oid), '{}')
-           AS indexes
+           AS indexes,
+       array(SELECT x.statement FROM (
+           SELECT 1 AS k, format('GRANT %%s ON %%s TO %%s WITH GRANT OPTION', a.privilege_type, c.oid::regclass,
+                                 CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+                 AS statement
+           FROM aclexplode(c.relacl) AS a WHERE a.grantee <> c.relowner AND a.is_grantable
+           UNION ALL
+           SELECT 2, format('GRANT %%s (%%I) ON %%s TO %%s%%s', a.privilege_type, t.attname, c.oid::regclass,
+                            CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                            CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+           FROM pg_attribute AS t, aclexplode(t.attacl) AS a
+           WHERE t.attrelid = c.oid AND t.attnum > 0 AND NOT t.attisdropped AND a.grantee <> c.relowner
+           UNION ALL
+           SELECT 3, format('COMMENT ON COLUMN %%s.%%I IS %%L', c.oid::regclass, t.attname, col_description(c.oid, t.attnum))
+           FROM pg_attribute AS t
+           WHERE t.attrelid = c.oid AND t.attnum > 0 AND NOT t.attisdropped AND col_description(c.oid, t.attnum) IS NOT NULL
+           UNION ALL
+           SELECT 4, pg_get_triggerdef(g.oid) FROM pg_trigger AS g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal
+           UNION ALL
+           SELECT 5, pg_get_ruledef(w.oid) FROM pg_rewrite AS w WHERE w.ev_class = c.oid AND w.rulename <> '_RETURN'
+       ) AS x ORDER BY x.k, x.statement) AS extras
 FROM reads AS r JOIN pg_class AS c ON c.oid = r.view JOIN pg_namespace AS n ON n.oid = c.relnamespace
 GROUP BY c.oid, n.nspname, c.relname ORDER BY max(r.depth), 1
 """
@@ -124,7 +147,7 @@ def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None,
         raise MigrateError(f"schema {legacy_schema} exists already: choose another --legacy-schema")
     for row in conn.execute(_DEPENDENTS_SQL, {"tables": tables}).fetchall():
         plan.views.append(View(row[0], row[1], row[2], row[3], [tuple(a) for a in row[4]], list(row[5]), row[6],
-                               row[7], list(row[8])))
+                               row[7], list(row[8]), list(row[9])))
     plan.functions = [r[0] for r in conn.execute(
         "SELECT p.oid::regprocedure::text FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace "
         "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.prosrc ~ %s ORDER BY 1",
@@ -172,6 +195,11 @@ def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None,
     # they become woe_anchor readers (its live views run with their reader's rights), so the pipeline
     # keeps serving them
     readers = {grantee for v in plan.views for grantee, privilege in v.acl if privilege == "SELECT"}
+    readers |= {r[0] for r in conn.execute(
+        "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END "
+        "FROM pg_attribute AS t, aclexplode(t.attacl) AS a WHERE t.attrelid = ANY (%s::regclass[]) "
+        "AND a.privilege_type = 'SELECT' AND a.grantee <> (SELECT relowner FROM pg_class WHERE oid = t.attrelid)",
+        [[v.name for v in plan.views]]).fetchall()}
     readers |= set(conn.execute("SELECT coalesce(array_agg(quote_ident(o)), '{}') FROM unnest(%s::text[]) AS o",
                                 [[v.owner for v in plan.views if v.name not in LIVE]]).fetchone()[0])
     plan.public = "PUBLIC" in readers
@@ -251,7 +279,8 @@ def describe(plan: Plan) -> str:
             what = {"bands": "woe_anchor's banding view", "scores": "woe_anchor's scoring view",
                     "train": "woe_anchor's fail-closed view" + (f", guarded by {plan.guard}" if plan.guard else "")
                     }.get(LIVE.get(v.name), "its own definition, now reading woe_anchor's views and tables by name")
-            out.append(f"   - {v.name}: {what}")
+            out.append(f"   - {v.name}: {what}" + (f"; restored with it: {len(v.extras)} column grants, grant "
+                                                    "options, column comments, triggers or rules" if v.extras else ""))
         if plan.source:
             out.append(f"   the live views read {plan.source}")
         elif plan.relations:
@@ -293,8 +322,11 @@ def run(conn, plan: Plan, recreate_views: bool) -> list[tuple]:
     timeout = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
     conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
     try:
-        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
-            sql.SQL(", ").join(sql.SQL("ml.{}").format(ident(t)) for t in TABLES)))
+        # the views first, outermost first, then the tables: the order in which a reader of any of
+        # them takes its locks, so that a reader in flight and the migration wait, never deadlock
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(", ").join(
+            [sql.SQL(v.name) for v in sorted(plan.views, key=lambda v: -v.depth)]
+            + [sql.SQL("ml.{}").format(ident(t)) for t in TABLES])))
     except psycopg.errors.LockNotAvailable:
         raise MigrateError(f"the trainer's tables are in use (a trainer run or a long query held them for over "
                            f"{LOCK_TIMEOUT}): stop the trainer and its readers' long queries, then retry") from None
@@ -302,12 +334,12 @@ def run(conn, plan: Plan, recreate_views: bool) -> list[tuple]:
     legacy = ident(plan.legacy_schema)
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(legacy))
     conn.execute(sql.SQL("CREATE TABLE {}.{} (name text PRIMARY KEY, kind text, definition text, owner text, "
-                         "acl text[], options text[], comment text, depth int, indexes text[])").format(
+                         "acl text[], options text[], comment text, depth int, indexes text[], extras text[])").format(
         legacy, ident(SAVED)))
     for v in plan.views:
-        conn.execute(sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)").format(
+        conn.execute(sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)").format(
             legacy, ident(SAVED)), [v.name, v.kind, v.definition, v.owner, [f"{g} {p}" for g, p in v.acl], v.options,
-                                    v.comment, v.depth, v.indexes])
+                                    v.comment, v.depth, v.indexes, v.extras])
     for v in sorted(plan.views, key=lambda v: -v.depth):
         conn.execute(sql.SQL("DROP {} {}").format(sql.SQL("MATERIALIZED VIEW" if v.kind == "m" else "VIEW"),
                                                   sql.SQL(v.name)))
@@ -371,6 +403,14 @@ def _restore_access(conn, v: View, owned: bool) -> None:
             conn.execute(sql.SQL("COMMENT ON {} {} IS {}").format(what, name, sql.Literal(v.comment)))
     for grantee, privilege in v.acl:
         conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), name, sql.SQL(grantee)))
+    for statement in v.extras:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL(statement))
+        except psycopg.Error as e:  # a column, say, that woe_anchor's view of that name lacks
+            raise MigrateError(f"{statement[:200]} cannot be run again on the re-created {v.name}: "
+                               f"{e.diag.message_primary}. Nothing was changed: drop it, migrate, then make it again "
+                               "as suits the new view") from None
 
 
 def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
@@ -404,7 +444,7 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
                            "views without re-certifying. "
                            + (f"Activate {imported} (woe-anchor activate {imported}) first, or pass" if imported and active
                               else "Pass") + " --force and re-certify after.")
-    saved = conn.execute(sql.SQL("SELECT name, kind, definition, owner, acl, options, comment, depth, indexes "
+    saved = conn.execute(sql.SQL("SELECT name, kind, definition, owner, acl, options, comment, depth, indexes, extras "
                                  "FROM {} ORDER BY depth").format(saved_views)).fetchall()
     for name, kind, *_ in sorted(saved, key=lambda r: -r[7]):  # deepest first
         if name not in LIVE:
@@ -415,9 +455,9 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
     for table in TABLES:
         conn.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA ml").format(legacy, sql.Identifier(table)))
     restored = []
-    for name, kind, definition, owner, acl, options, comment, depth, indexes in saved:
+    for name, kind, definition, owner, acl, options, comment, depth, indexes, extras in saved:
         view = View(name, kind, definition, owner, [tuple(a.split(" ", 1)) for a in acl], list(options), comment,
-                    depth, list(indexes))
+                    depth, list(indexes), list(extras or []))
         _create(conn, view)
         _restore_access(conn, view, owned=True)
         restored.append(view)

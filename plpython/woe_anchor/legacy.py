@@ -185,16 +185,25 @@ def _import_model(plpy, m: dict, legacy: dict, stamped: dict, thresholds: list[f
     """One legacy model's registry row, maps, cuts and scores; returns what was mapped."""
     registry, cuts, maps, scores = (legacy[t] for t in TABLES)
     key, notes = m["model_key"], []
-    # a same-key rerun leaves older scores behind: they are not this model's
-    fresh = ("s.created_at >= r.created_at" if stamped["woe_anchor_scores_v1"]
-             and stamped["woe_anchor_model_registry_v1"] else "true")
+    # a same-key rerun leaves older scores behind: they are not this model's. A rerun with OOF off
+    # (n_folds 1) writes none, so every score older than its registry row is stale; otherwise the
+    # model's last run wrote them, and a registry row touched since (created_at bumped to serve it
+    # again, existing-installation.md 7.3) leaves them its newest scores, the older ones stale
+    fresh = "true"
+    if stamped["woe_anchor_scores_v1"] and stamped["woe_anchor_model_registry_v1"]:
+        since = _rows(plpy, f"""
+SELECT CASE WHEN r.n_folds = 1 THEN r.created_at
+            ELSE least(r.created_at, (SELECT max(s.created_at) FROM {scores} AS s WHERE s.model_key = r.model_key))
+       END::text AS t
+FROM {registry} AS r WHERE r.model_key = $1""", ["text"], [key])[0]["t"]
+        fresh = "true" if since is None else f"s.created_at >= {quote_literal(since)}::timestamptz"
     counts = _rows(plpy, f"""
 SELECT count(*) FILTER (WHERE NOT ({fresh})) AS stale,
        count(*) FILTER (WHERE {fresh} AND s.fold_id < 0) AS backfilled,
        count(*) FILTER (WHERE {fresh} AND (s.woe_logit IS NULL) <> (s.woe_p IS NULL)) AS derived,
        count(*) FILTER (WHERE {fresh} AND s.woe_logit IS NULL AND s.woe_p IS NULL) AS unscored
 FROM {scores} AS s JOIN {registry} AS r ON r.model_key = s.model_key WHERE s.model_key = $1""", ["text"], [key])[0]
-    for n, what in ((counts["stale"], "score rows older than the registry row (a rerun with OOF off left them): "
+    for n, what in ((counts["stale"], "score rows older than the model's last run (a rerun left them): "
                                       "not imported"),
                     (counts["backfilled"], "backfilled score rows (fold_id < 0, is_oof true): in-sample, fold_id NULL"),
                     (counts["derived"], "score rows with a NULL logit or p: derived from the other"),
