@@ -231,6 +231,8 @@ def test_schema_level_problems_are_reported():
     ("x", "dsold_band", "duplicate output column"),
     ('x"; drop', "x_band", "lower-case identifier"),
     ("x", "t0", "clashes with a key column"),
+    ("probe\n", "x_band", "lower-case identifier"),  # re's $ matches before a final newline: fullmatch
+    ("x", "x_band\n", "lower-case identifier"),
 ])
 def test_band_names_are_checked(name, column, expected):
     rule = {"kind": "category", "column": "generation", "min_weight": 1}

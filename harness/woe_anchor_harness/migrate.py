@@ -234,7 +234,7 @@ def _guard_of(conn, train: View) -> str | None:
         "JOIN pg_namespace AS n ON n.oid = p.pronamespace "
         "WHERE w.ev_class = %s::regclass AND n.nspname NOT IN ('pg_catalog', 'ml')", [train.name]).fetchall()]
     calls = [c for c in (_call_in(train.definition, n) for n in names) if c]
-    odd = [c for c in calls if not GUARD_CALL.match(c)]
+    odd = [c for c in calls if not GUARD_CALL.fullmatch(c)]
     if odd:
         raise MigrateError(f"the guard of {train.name} is not a plain call with constant arguments: {odd[0][:200]}; "
                            "pass it yourself with --guard")

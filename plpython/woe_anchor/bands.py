@@ -324,11 +324,11 @@ BUILT_IN = {1: SCHEMA_1}  # shipped as rows by the extension script, never edita
 
 # ---------------------------------------------------------------- rows <-> schemas
 
-NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # source columns are plain SQL identifiers (any case); expose other names through a view
-COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+COLUMN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 # labels are data, always quoted; still, nothing that looks like SQL gets in
-LABEL_RE = re.compile(r"^[\w .,+\-<>=%/()]{1,200}$")
+LABEL_RE = re.compile(r"[\w .,+\-<>=%/()]{1,200}")
 LABEL_CHARS = "letters, digits, spaces and _ . , + - < > = % / ( )"
 # a band that reads the label's own inputs would leak the target into its WOE
 LABEL_COLUMNS = ("sold_time", "duration_hours", "final_status")
@@ -363,13 +363,13 @@ def _number(doc, key, where, default=None) -> float:
 
 
 def _label(value, where) -> str:
-    if not isinstance(value, str) or not LABEL_RE.match(value):
+    if not isinstance(value, str) or not LABEL_RE.fullmatch(value):
         raise SchemaError(f"{where}: label {value!r} must be 1 to 200 of {LABEL_CHARS}")
     return value
 
 
 def _column(value, where) -> str:
-    if not isinstance(value, str) or not COLUMN_RE.match(value):
+    if not isinstance(value, str) or not COLUMN_RE.fullmatch(value):
         raise SchemaError(f"{where}: column {value!r} must be a plain SQL identifier (letters, digits, _ and $, "
                           "at most 63); expose other names through a view")
     name = value
@@ -379,7 +379,7 @@ def _column(value, where) -> str:
 
 
 def _name(value, what, where) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise SchemaError(f"{where}: {what} {value!r} must be a lower-case identifier (a-z, 0-9, _)")
     return value
 

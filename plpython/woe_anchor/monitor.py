@@ -222,7 +222,7 @@ def _refuse_a_fitter_blind_to(plpy, model, source_oid) -> None:
                            "(no row security, no security_invoker view, no foreign tables).")
 
 
-CHANNEL_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+CHANNEL_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: float, auc_drop: float,
@@ -233,7 +233,7 @@ def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: fl
     more than ``auc_drop`` below the model's out-of-fold AUC. Alerts are recorded
     (ml.woe_anchor_alerts) and sent to ``channel`` with NOTIFY at commit. Returns the alerts:
     (kind, subject, value, threshold)."""
-    if channel is not None and not CHANNEL_RE.match(channel):
+    if channel is not None and not CHANNEL_RE.fullmatch(channel):
         raise Refusal(errors.INVALID_PARAMETER_VALUE, f"channel {channel!r} must be a lower-case identifier")
     for name, value in (("window_days", window_days), ("psi_limit", psi_limit), ("auc_drop", auc_drop)):
         if value is None or not math.isfinite(value) or value <= 0:

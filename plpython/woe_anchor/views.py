@@ -27,7 +27,7 @@ TRAINER_VIEW_NAMES = {"bands": BANDS_VIEW, "scores": SCORES_VIEW, "train": TRAIN
 # the per-row scoring functions of a set, and what each gives
 ROW_FUNCTIONS = {"scores_of": "the score row", "logit": "the WOE logit", "p": "P(slow21)"}
 # a set's name goes into ml.woe_anchor_<name>_scores_of: a plain identifier that fits in 63 bytes
-SET_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,41}$")
+SET_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,41}")
 
 
 def set_names(set_name: str | None) -> dict[str, str]:
@@ -37,7 +37,7 @@ def set_names(set_name: str | None) -> dict[str, str]:
     source, so a call never resolves to another set's function."""
     if set_name is None:
         return TRAINER_VIEW_NAMES | {kind: f"ml.woe_anchor_{kind}" for kind in ROW_FUNCTIONS}
-    if not SET_NAME_RE.match(set_name):
+    if not SET_NAME_RE.fullmatch(set_name):
         raise Refusal(errors.INVALID_PARAMETER_VALUE,
                       f"views name {set_name!r} must be a lower-case identifier of at most 42 characters",
                       hint="For example name => 'listings' makes ml.woe_anchor_listings_scores.")
@@ -296,7 +296,7 @@ def _view_name(plpy, name: str) -> str:
     owner could swap the view for one of its own between two calls.
     """
     parts = (name or "").split(".")
-    if len(parts) != 2 or not all(bands.COLUMN_RE.match(p) for p in parts):
+    if len(parts) != 2 or not all(bands.COLUMN_RE.fullmatch(p) for p in parts):
         raise Refusal(errors.INVALID_PARAMETER_VALUE, f"view name {name!r} must be schema.name of plain identifiers")
     if not plpy.execute(plpy.prepare("SELECT woe_anchor_internal.superusers_schema($1) AS ok", ["name"]),
                         [parts[0]])[0]["ok"]:
@@ -362,7 +362,7 @@ def create_source_view(plpy, name: str, relation_oids: list, columns_doc: str, v
     for contract in wanted:
         given = mapping.get(contract, contract)
         names = given if isinstance(given, list) else [given]
-        if not names or not all(isinstance(n, str) and bands.COLUMN_RE.match(n) for n in names):
+        if not names or not all(isinstance(n, str) and bands.COLUMN_RE.fullmatch(n) for n in names):
             raise Refusal(errors.INVALID_PARAMETER_VALUE,
                            f"columns.{contract} must name a column, or list columns (the first not NULL)")
         found = [find(n) for n in names]
