@@ -141,3 +141,12 @@ def test_a_value_outside_a_bands_subset_is_not_read_there(conn, good, reader):
     stored = conn.execute("SELECT count(*) FROM ml.woe_anchor_stored_scores(%s)", [key]).fetchone()[0]
     assert stored == artifacts.registry(conn, key)["n_train_sold"] > 0
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_score('negative_images', %s)", [key]).fetchone()[0] == 600
+
+
+def test_a_label_threshold_that_leaves_one_label_warns(conn, good):
+    """SPEC 6: with one label only every WOE is 0; the fit says so rather than store it silently."""
+    conn.notices.clear()
+    key = fit(conn, good, slow_threshold_hours=-1, model_key="err_one_label", replace=True, activate=False)
+    assert any("weigh on one label only, slow21" in n for n in conn.notices), conn.notices
+    assert artifacts.registry(conn, key)["base_rate"] == 1.0
+    _refused(conn, psycopg.errors.InvalidParameterValue, good, slow_threshold_hours=1e308)

@@ -29,6 +29,10 @@ MAX_CATEGORY_VALUES = 10_000
 DSOLD_COLUMNS = ("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4")
 
 
+# past every timestamp PostgreSQL holds (a label moment t0 + threshold must stay one)
+MAX_HOURS = 1e9
+
+
 def check_params(p: dict) -> None:
     """Refuse bad parameters before touching the source."""
     def bad(msg, hint=None):
@@ -42,8 +46,8 @@ def check_params(p: dict) -> None:
     if hl is not None and not math.isfinite(hl):
         bad(f"half_life_days must be finite, got {hl}", "Pass NULL or a value <= 0 for no time decay.")
     for name in ("slow_threshold_hours", "min_duration_hours"):
-        if p[name] is None or not math.isfinite(p[name]):
-            bad(f"{name} must be a finite number, got {p[name]}")
+        if p[name] is None or not math.isfinite(p[name]) or abs(p[name]) > MAX_HOURS:
+            bad(f"{name} must be a number of hours from {-MAX_HOURS:g} to {MAX_HOURS:g}, got {p[name]}")
     t = p["dsold_thresholds"]
     if t is not None:
         if len(t) != 4 or any(x is None or not math.isfinite(x) for x in t):
@@ -268,6 +272,10 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
     phases.done("woe")
     plpy.notice(f"[woe] trained slow21 WOE anchor on TRAIN SOLD n={stats['n_train_sold']} "
                 f"(learned={stats['n_learned']}, days={n_days}, base_rate={final.base_rate:.6f})")
+    if final.base_rate in (0.0, 1.0):  # one label only: SPEC 6 makes every WOE 0
+        plpy.warning(f"the learned TRAIN SOLD rows weigh on one label only, {'' if final.base_rate else 'not '}slow21 "
+                     f"(duration_hours >= {p['slow_threshold_hours']:g}; weights decay from each row's label moment): "
+                     "every WOE is 0, and the model gives every listing the same score")
     scoring = lookup_tables([folds[k] for k in fold_ids.tolist()] if oof else [final], plan, schema)
     if p["persist"]:
         plpy.notice(f"[woe] scoring and writing {stats['n_train_sold']} TRAIN SOLD rows")
