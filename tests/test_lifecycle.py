@@ -402,3 +402,11 @@ def test_rollback_follows_models_not_keys(conn, lifecycle):
     fit(conn, "lc_src", cutoff=CUTOFF, model_key=third, replace=True, half_life_days=70.0)  # replaced in place
     assert _active(conn) == third
     assert conn.execute("SELECT ml.woe_anchor_rollback()").fetchone()[0] == second, "the model before the replaced one"
+
+
+def test_a_window_that_ends_before_it_starts_is_refused(conn, lifecycle):
+    key = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_window")
+    for statement in ("SELECT count(*) FROM ml.woe_anchor_drift('lc_src', '2026-02-01', '2026-01-01', %s)",
+                      "SELECT count(*) FROM ml.woe_anchor_compare(%s, %s, 'lc_src', '2026-02-01', '2026-01-01')"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="is before window_start"):
+            conn.execute(statement, [key] * statement.count("%s"))

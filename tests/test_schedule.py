@@ -131,13 +131,34 @@ def test_scheduling_refuses_parameters_a_fit_would_refuse(conn, cron):
     """A job that could only fail is refused when it is scheduled, by the fit's own checks."""
     cron_conn = cron[0]
     cases.load(conn, "sched_params", cases.make_rows(seed=96, n=300))
-    for args, message in (("n_folds => -1", "n_folds must be at least 1"),
-                          ("eps => 0", "eps must be a finite number > 0"),
-                          ("dsold_thresholds => '{2,1,3,4}'", "dsold_thresholds must be strictly ascending")):
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match=message) as err:
-            conn.execute(f"SELECT ml.schedule_woe_anchor_fit('woe_params', '0 3 * * *', 'sched_params', {args})")
+    conn.execute("CREATE SEQUENCE IF NOT EXISTS sched_seq")
+    conn.execute("CREATE TEMP TABLE sched_temp AS SELECT * FROM sched_params")
+    conn.execute("DROP TABLE IF EXISTS sched_no_t0")
+    conn.execute("CREATE TABLE sched_no_t0 AS SELECT * FROM sched_params")
+    conn.execute("ALTER TABLE sched_no_t0 DROP COLUMN t0")
+    fit_with = "SELECT ml.schedule_woe_anchor_fit(%s, %s, %s{})"
+    for (job, when, source, args), (error, message) in (
+            (("woe_params", "0 3 * * *", "sched_params", ", n_folds => -1"), ("InvalidParameterValue", "n_folds")),
+            (("woe_params", "0 3 * * *", "sched_params", ", eps => 0"), ("InvalidParameterValue", "eps must be")),
+            (("woe_params", "0 3 * * *", "sched_params", ", dsold_thresholds => '{2,1,3,4}'"),
+             ("InvalidParameterValue", "strictly ascending")),
+            (("woe_params", "0 3 * * *", "sched_params", ", slow_threshold_hours => 1e308"),
+             ("InvalidParameterValue", "slow_threshold_hours must be")),
+            (("woe_params", "0 3 * * *", "sched_params", ", band_schema_version => 999"),
+             ("UndefinedObject", "band schema 999 does not exist")),
+            (("woe_params", "0 3 * * *", "sched_seq", ""), ("WrongObjectType", "not a table")),
+            (("woe_params", "0 3 * * *", "sched_no_t0", ""), ("UndefinedColumn", "t0")),
+            (("woe_params", "0 3 * * *", "sched_temp", ""), ("InvalidParameterValue", "temporary table")),
+            (("", "0 3 * * *", "sched_params", ""), ("InvalidParameterValue", "job_name must be")),
+            (("woe_params\n", "0 3 * * *", "sched_params", ""), ("InvalidParameterValue", "job_name must be")),
+            (("woe_params", "0 3 * * * extra garbage", "sched_params", ""), ("InvalidParameterValue", "schedule")),
+            (("woe_params", "0 3 * * *'; drop table x; --", "sched_params", ""), ("InvalidParameterValue", "schedule"))):
+        with pytest.raises(getattr(psycopg.errors, error), match=message) as err:
+            conn.execute(fit_with.format(args), [job, when, source])
         assert "Traceback" not in (err.value.diag.context or ""), err.value.diag.context
-    assert cron_conn.execute("SELECT count(*) FROM cron.job WHERE jobname = 'woe_params'").fetchone()[0] == 0
+    assert cron_conn.execute("SELECT count(*) FROM cron.job WHERE jobname LIKE 'woe_params%'").fetchone()[0] == 0
+    conn.execute("DROP SEQUENCE sched_seq")
+    conn.execute("DROP TABLE sched_no_t0, sched_temp")
 
 
 def test_a_schema_named_cron_that_pg_cron_did_not_create_is_never_called(cron, server):
@@ -151,6 +172,8 @@ def test_a_schema_named_cron_that_pg_cron_did_not_create_is_never_called(cron, s
         cron_conn.execute("DROP EXTENSION pg_cron")
         cron_conn.execute("CREATE EXTENSION woe_anchor CASCADE")
         cron_conn.execute("SELECT ml.woe_anchor_grant(trainer => %s)", [trainer])
+        cases.load(cron_conn, "sched_spoof_src", cases.make_rows(seed=95, n=50))  # a source the fit accepts
+        cron_conn.execute(f"GRANT SELECT ON sched_spoof_src TO {trainer}")
         cron_conn.execute(f'GRANT CREATE ON DATABASE "{cron_db}" TO {trainer}')
         cron_conn.execute(f"SET LOCAL ROLE {trainer}")
         cron_conn.execute("CREATE SCHEMA cron")
@@ -161,7 +184,7 @@ def test_a_schema_named_cron_that_pg_cron_did_not_create_is_never_called(cron, s
                           "LANGUAGE sql AS $$ INSERT INTO cron.ran VALUES (current_user) RETURNING true $$")
         cron_conn.execute("CREATE TABLE cron.job (jobid bigint, jobname text, username text)")
         cron_conn.execute(f"INSERT INTO cron.job VALUES (1, 'spoof', '{trainer}')")
-        for call in ("SELECT ml.schedule_woe_anchor_fit('spoof', '0 3 * * *', 'cron.ran')",
+        for call in ("SELECT ml.schedule_woe_anchor_fit('spoof', '0 3 * * *', 'public.sched_spoof_src')",
                      "SELECT ml.unschedule_woe_anchor_fit('spoof')"):
             with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as err, cron_conn.transaction():
                 cron_conn.execute(call)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
 import time
 import unicodedata
 
@@ -27,6 +28,30 @@ MIN_MEAN_WEIGHT = 2.0 ** -24
 MAX_CATEGORY_VALUES = 10_000
 # docs/contract.md 8 registry columns, filled when the schema learns thresholds of these names
 DSOLD_COLUMNS = ("dsold_t1", "dsold_t2", "dsold_t3", "dsold_t4")
+
+
+# pg_cron's schedules: five cron fields, an @-name, or a number of seconds (pg_cron checks the fields)
+SCHEDULE_RE = re.compile(r"\s*(\S+\s+){4}\S+\s*|@(yearly|annually|monthly|weekly|daily|hourly|midnight|reboot)"
+                         r"|[1-9][0-9]? seconds?")
+
+
+def check_schedule(plpy, job_name, schedule, source_oid, p: dict, band_schema_version) -> None:
+    """What a fit scheduled as ``job_name`` would refuse, refused now: the job could only fail."""
+    for what, text in (("job_name", job_name), ("schedule", schedule)):
+        if text is None:
+            raise Refusal(errors.NULL_VALUE_NOT_ALLOWED, f"{what} must not be NULL")
+    if (not 1 <= len(job_name) <= 128 or job_name != job_name.strip()
+            or any(unicodedata.category(ch)[0] in "CZ" and ch != " " for ch in job_name)):
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, "job_name must be 1 to 128 characters, without control, "
+                      "format or line-separator characters or spaces around it")
+    if not SCHEDULE_RE.fullmatch(schedule):
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"schedule {schedule[:80]!r} is not one pg_cron reads",
+                      hint="Five cron fields ('15 3 * * *'), an @-name ('@daily') or '30 seconds'.")
+    check_params(p)
+    _, schema = schemas.load(plpy, band_schema_version)
+    if source.resolve(plpy, source_oid, schema).temporary:
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, "a scheduled fit cannot read a temporary table",
+                      hint="It runs in a session of its own, where this one's temporary tables do not exist.")
 
 
 # past every timestamp PostgreSQL holds (a label moment t0 + threshold must stay one)

@@ -118,6 +118,15 @@ def timestamp_literal(plpy, value, name: str) -> str:
     return f"{quote_literal(text)}::timestamptz"
 
 
+def window_literals(plpy, start, end) -> tuple[str, str]:
+    """``timestamp_literal`` of a window's start and end; refuses an end before its start."""
+    first, last = timestamp_literal(plpy, start, "window_start"), timestamp_literal(plpy, end, "window_end")
+    if plpy.execute(f"SELECT {first} > {last} AS inverted")[0]["inverted"]:
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"window_end {end} is before window_start {start}",
+                      hint="Pass the window's start first.")
+    return first, last
+
+
 def score_sql(plpy, source_oid, key: str | None) -> str:
     """The statement behind ml.woe_anchor_score(source, model_key)."""
     model = load_model(plpy, key)
@@ -167,9 +176,14 @@ def labelled_logits(plpy, models: list, source_oid, start, end) -> tuple:
                       f"models {' and '.join(repr(m.key) for m in models)} learned different labels "
                       f"(slow_threshold_hours {' and '.join(f'{t:g}' for t in sorted(thresholds))}): their scores "
                       "cannot be compared on one")
-    later = max(m.cutoff for m in models)  # ISO UTC text: orders as time does
-    start = timestamp_literal(plpy, start if start is not None else later, "window_start")
-    end = timestamp_literal(plpy, end, "window_end") if end is not None else f"{start} + {EVAL_WINDOW}"
+    if start is None:  # the latest of the models' cutoffs
+        start = plpy.execute(plpy.prepare("SELECT max(c::timestamptz)::text AS t FROM unnest($1::text[]) AS c",
+                                          ["text[]"]), [[m.cutoff for m in models]])[0]["t"]
+    if end is None:
+        start = timestamp_literal(plpy, start, "window_start")
+        end = f"{start} + {EVAL_WINDOW}"
+    else:
+        start, end = window_literals(plpy, start, end)
     sources = [source.resolve(plpy, source_oid, m.schema) for m in models]
     label = passes.label_sql(sources[0].reads, thresholds.pop())
     window = f"s.sold_time > {start} AND s.sold_time <= {end}"

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import bands, errors, packs, passes, policy, quality, rowset, source, woe
 from .errors import Refusal
-from .inference import load_model, timestamp_literal
+from .inference import load_model, timestamp_literal, window_literals
 from .catalog import REGISTRY
 from .sqlgen import Compiler, float_lit
 
@@ -61,7 +61,7 @@ def drift(plpy, source_oid, start, end, key: str | None) -> list[tuple]:
 
 def _drift(plpy, model, source_oid, start, end) -> list[tuple]:
     src = source.resolve(plpy, source_oid, model.schema, labels=False)
-    start, end = timestamp_literal(plpy, start, "window_start"), timestamp_literal(plpy, end, "window_end")
+    start, end = window_literals(plpy, start, end)
     # one banding pass: rows per combination of each pack, decoded into rows per band value (a
     # pack's slot past its labels is NULL: no value)
     plan = packs.plan(model.schema)
@@ -113,8 +113,9 @@ def _realized(plpy, model, source_oid, since) -> list[tuple]:
     src = source.resolve(plpy, source_oid, model.schema)
     start = timestamp_literal(plpy, since if since is not None else model.cutoff, "since")
     threshold = float_lit(model.slow_threshold_hours)
-    settled = (f"s.t0 >= {start} AND (s.sold_time IS NOT NULL OR coalesce({src.reads['duration_hours']} >= "
-               f"{threshold}, false) OR coalesce(s.final_status = 'older21days', false))")
+    settled = (f"s.t0 >= {start} AND (s.sold_time IS NOT NULL "
+               f"OR coalesce({src.reads['duration_hours']} >= {threshold}, false) "
+               "OR coalesce(s.final_status = 'older21days', false))")
     plan = packs.plan(model.schema)
     # a row travels as its label and each pack's combination in int8 words: the logits are computed
     # here, once per distinct combination, as the fit computes its in-sample ones

@@ -122,19 +122,21 @@ BEGIN
 END
 $$;
 
--- The fit's own checks of its learning parameters (fit.check_params), run when a fit is
--- scheduled: a job that could only fail is refused then.
-CREATE FUNCTION woe_anchor_internal.check_fit_parameters(n_folds int, half_life_days float8, eps float8,
-    slow_threshold_hours float8, min_duration_hours float8, dsold_thresholds float8[], activate boolean)
+-- What a scheduled fit would refuse, refused when it is scheduled (fit.check_schedule): the job's
+-- name and schedule, the fit's learning parameters, its band schema and its source. A job that
+-- could only fail is not made.
+CREATE FUNCTION woe_anchor_internal.check_fit_parameters(job_name text, schedule text, source oid,
+    n_folds int, half_life_days float8, eps float8, slow_threshold_hours float8, min_duration_hours float8,
+    dsold_thresholds float8[], activate boolean, band_schema_version int)
 RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
-woe_anchor.errors.reported(plpy, woe_anchor.fit.check_params, dict(
+woe_anchor.errors.reported(plpy, woe_anchor.fit.check_schedule, plpy, job_name, schedule, source, dict(
     n_folds=n_folds, half_life_days=half_life_days, eps=eps, slow_threshold_hours=slow_threshold_hours,
     min_duration_hours=min_duration_hours, dsold_thresholds=dsold_thresholds, model_key=None, activate=activate,
-    oof=True, persist=True, replace=False))
+    oof=True, persist=True, replace=False), band_schema_version)
 $woe_anchor_py$;
 
 -- Schedules a fit with pg_cron under a job name (scheduling the same name again replaces the job).
@@ -154,8 +156,9 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
-    PERFORM woe_anchor_internal.check_fit_parameters(n_folds, half_life_days, eps, slow_threshold_hours,
-                                                     min_duration_hours, dsold_thresholds, activate);
+    PERFORM woe_anchor_internal.check_fit_parameters(job_name, schedule, source::oid, n_folds, half_life_days, eps,
+                                                     slow_threshold_hours, min_duration_hours, dsold_thresholds,
+                                                     activate, band_schema_version);
     RETURN woe_anchor_internal.schedule(woe_anchor_internal.ticket(), job_name, schedule, source, n_folds,
                                         half_life_days, eps, slow_threshold_hours, min_duration_hours,
                                         dsold_thresholds, activate, band_schema_version);
@@ -187,8 +190,8 @@ AS $$
 SELECT woe_anchor_internal.unschedule(woe_anchor_internal.ticket(), job_name)
 $$;
 
-COMMENT ON FUNCTION woe_anchor_internal.check_fit_parameters(int, float8, float8, float8, float8, float8[], boolean) IS
-    'woe_anchor internal: the fit''s checks of its learning parameters, for a fit scheduled';
+COMMENT ON FUNCTION woe_anchor_internal.check_fit_parameters(text, text, oid, int, float8, float8, float8, float8, float8[], boolean, int) IS
+    'woe_anchor internal: what a scheduled fit would refuse, refused when it is scheduled';
 COMMENT ON FUNCTION woe_anchor_internal.cron(text, boolean) IS 'woe_anchor internal: runs a pg_cron statement in cron.database_name';
 COMMENT ON FUNCTION woe_anchor_internal.schedule(uuid, text, text, regclass, int, float8, float8, float8, float8, float8[], boolean, int) IS
     'woe_anchor internal: schedules a fit as the ticket''s role';
