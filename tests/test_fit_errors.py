@@ -51,10 +51,13 @@ def test_single_day_with_oof_is_refused_but_fits_without(conn, good):
     assert {v[:2] for v in artifacts.scores(conn, key).values()} == {(None, False)}
 
 
-def test_duplicate_keys_are_refused(conn, good):
+@pytest.mark.parametrize("persist", [True, False])
+def test_duplicate_keys_are_refused(conn, good, persist):
+    """By the fit when it keys the scores, and by a dry run (which keys nothing) by looking."""
     conn.execute("CREATE TEMP TABLE dup AS SELECT * FROM err_src UNION ALL (SELECT * FROM err_src "
                  "WHERE sold_time IS NOT NULL LIMIT 1)")
-    e = _refused(conn, psycopg.errors.UniqueViolation, "dup", cutoff=cases.to_datetime(cases.START_US + 400 * cases.DAY_US))
+    e = _refused(conn, psycopg.errors.UniqueViolation, "dup", persist=persist,
+                 cutoff=cases.to_datetime(cases.START_US + 400 * cases.DAY_US))
     assert "duplicate (generation, listing_id, t0)" in e.diag.message_primary
 
 

@@ -331,6 +331,10 @@ def _fit_source(plpy, p, phases, schema_doc, schema, src, reader: readers.Rows) 
             plpy.warning("the gate refused this model: it is stored but not activated, and the active model stays"
                          if p["persist"] else "the gate would refuse this model")
     if not p["persist"]:
+        # a fit finds a key twice when it builds the scores' key; a dry run builds none, so it looks
+        if plpy.execute(f"SELECT EXISTS (SELECT FROM {src.qualified} AS s WHERE s.sold_time <= {cutoff} "
+                        "GROUP BY s.generation, s.listing_id, s.t0 HAVING count(*) > 1) AS twice")[0]["twice"]:
+            errors.duplicate_keys(src.qualified)
         return _report_unsaved(plpy, p, final, folds, measured, schema)
 
     registry = dict(
