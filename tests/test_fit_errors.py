@@ -153,3 +153,15 @@ def test_a_label_threshold_that_leaves_one_label_warns(conn, good):
     assert any("weigh on one label only, slow21" in n for n in conn.notices), conn.notices
     assert artifacts.registry(conn, key)["base_rate"] == 1.0
     _refused(conn, psycopg.errors.InvalidParameterValue, good, slow_threshold_hours=1e308)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    ("SELECT * FROM ml.woe_anchor_import_trainer('woe_no_such_schema')", "InvalidSchemaName", "does not exist"),
+    ("SELECT ml.woe_anchor_create_source_view('woe_no_such_schema.sv', '{err_src}')", "InvalidSchemaName",
+     "does not exist"),
+    ("SELECT ml.woe_anchor_create_source_view('ml.err_sv', '{}')", "InvalidParameterValue", "one or more relations"),
+    ("SELECT ml.woe_anchor_add_activation_hook(NULL)", "NullValueNotAllowed", "must not be NULL"),
+])
+def test_misnamed_arguments_are_named(conn, good, call, error, words):
+    with pytest.raises(getattr(psycopg.errors, error), match=words):
+        conn.execute(call)

@@ -19,6 +19,7 @@ CONFIGURATION_LIMIT_EXCEEDED = "53400"
 IO_ERROR = "58030"
 READ_ONLY_SQL_TRANSACTION = "25006"
 INSUFFICIENT_PRIVILEGE = "42501"
+INVALID_SCHEMA_NAME = "3F000"
 
 # hints shared by every function that looks a model up
 LIST_MODELS = "List models with ml.woe_anchor_models()."

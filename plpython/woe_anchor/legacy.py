@@ -93,7 +93,10 @@ def _import(plpy, version, legacy_schema) -> list[tuple]:
         raise Refusal(errors.NULL_VALUE_NOT_ALLOWED, "legacy_schema must not be NULL")
     # the tables are read by name in several statements: only a superuser's schema keeps those
     # names bound to the tables checked (its owner could rename it and put views there instead)
-    if not _rows(plpy, "SELECT woe_anchor_internal.superusers_schema($1) AS ok", ["name"], [legacy_schema])[0]["ok"]:
+    ok = _rows(plpy, "SELECT woe_anchor_internal.superusers_schema($1) AS ok", ["name"], [legacy_schema])[0]["ok"]
+    if ok is None:
+        raise Refusal(errors.INVALID_SCHEMA_NAME, f"schema {legacy_schema} does not exist")
+    if not ok:
         raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                        f"schema {legacy_schema} is not a superuser's: a role that owns it could swap the trainer's "
                        "tables for views of its own while the import reads them",

@@ -298,9 +298,12 @@ def _view_name(plpy, name: str) -> str:
     parts = (name or "").split(".")
     if len(parts) != 2 or not all(bands.COLUMN_RE.fullmatch(p) for p in parts):
         raise Refusal(errors.INVALID_PARAMETER_VALUE, f"view name {name!r} must be schema.name of plain identifiers")
-    if not plpy.execute(plpy.prepare("SELECT woe_anchor_internal.superusers_schema($1) AS ok", ["name"]),
-                        [parts[0]])[0]["ok"]:
-        raise Refusal("42501", f"schema {parts[0]} must exist and be owned by a superuser",
+    ok = plpy.execute(plpy.prepare("SELECT woe_anchor_internal.superusers_schema($1) AS ok", ["name"]),
+                      [parts[0]])[0]["ok"]
+    if ok is None:
+        raise Refusal(errors.INVALID_SCHEMA_NAME, f"schema {parts[0]} does not exist")
+    if not ok:
+        raise Refusal(errors.INSUFFICIENT_PRIVILEGE, f"schema {parts[0]} must exist and be owned by a superuser",
                        hint="woe_anchor records the views it makes by name: only a superuser's schema keeps them "
                             "its own (ml is one).")
     return ".".join(quote_ident(p) for p in parts)
@@ -332,9 +335,12 @@ def create_source_view(plpy, name: str, relation_oids: list, columns_doc: str, v
     _, schema = schemas.load(plpy, version)
     qualified = _view_name(plpy, name)
     mapping = json.loads(columns_doc or "{}")
-    relations = [plpy.execute(plpy.prepare(_RELATION_SQL, ["oid"]), [oid]) for oid in relation_oids or []]
-    if not relations or any(not r for r in relations):
-        raise Refusal(errors.UNDEFINED_TABLE, "relations must name one or more existing relations, the base first")
+    if not relation_oids or None in relation_oids:
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, "relations must name one or more relations, the base first, "
+                      "and no NULL", hint="relations => '{public.listings}'")
+    relations = [plpy.execute(plpy.prepare(_RELATION_SQL, ["oid"]), [oid]) for oid in relation_oids]
+    if any(not r for r in relations):
+        raise Refusal(errors.UNDEFINED_TABLE, "a relation of relations no longer exists")
     relations = [r[0] for r in relations]
     wanted = source.expected_types(schema)
 

@@ -97,16 +97,16 @@ CREATE FUNCTION woe_anchor_internal.superusers_schema(nsp name) RETURNS boolean
 LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT coalesce((SELECT r.rolsuper FROM pg_namespace AS n
-                 JOIN pg_roles AS r ON r.oid = CASE WHEN n.nspowner = 'pg_database_owner'::regrole
-                                                    THEN (SELECT d.datdba FROM pg_database AS d
-                                                          WHERE d.datname = current_database())
-                                                    ELSE n.nspowner END
-                 WHERE n.nspname = nsp), false)
+SELECT (SELECT r.rolsuper FROM pg_namespace AS n
+        JOIN pg_roles AS r ON r.oid = CASE WHEN n.nspowner = 'pg_database_owner'::regrole
+                                           THEN (SELECT d.datdba FROM pg_database AS d
+                                                 WHERE d.datname = current_database())
+                                           ELSE n.nspowner END
+        WHERE n.nspname = nsp)  -- NULL: no such schema
 $$;
 
 COMMENT ON FUNCTION woe_anchor_internal.superusers_schema(name) IS
-    'woe_anchor internal: whether a schema is a superuser''s (no one else can swap names in it)';
+    'woe_anchor internal: whether a schema is a superuser''s (no one else can swap names in it); NULL when there is none';
 COMMENT ON FUNCTION woe_anchor_internal.stamp_ticket() IS 'woe_anchor internal: stamps a caller ticket with the inserting role';
 COMMENT ON FUNCTION woe_anchor_internal.ticket() IS 'woe_anchor internal: a caller ticket for one definer call';
 COMMENT ON FUNCTION woe_anchor_internal.caller(uuid) IS 'woe_anchor internal: the role behind a ticket (consumes it)';

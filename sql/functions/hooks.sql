@@ -174,7 +174,10 @@ AS $$
 DECLARE
     problem text := woe_anchor_internal.hook_problem(hook);
 BEGIN
-    IF problem IS NOT NULL THEN
+    IF hook IS NULL THEN
+        RAISE EXCEPTION 'hook must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Name a function: ml.woe_anchor_add_activation_hook(''audit.recertify(text)'').';
+    ELSIF problem IS NOT NULL THEN
         RAISE EXCEPTION 'activation hook % %', hook, problem USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- the signature as this pinned search_path prints it: schema-qualified
