@@ -165,3 +165,11 @@ def test_a_label_threshold_that_leaves_one_label_warns(conn, good):
 def test_misnamed_arguments_are_named(conn, good, call, error, words):
     with pytest.raises(getattr(psycopg.errors, error), match=words):
         conn.execute(call)
+
+
+@pytest.mark.parametrize("guard", ["this is not sql", "1); DROP TABLE err_src; SELECT (1", "no_such.guard()"])
+def test_a_guard_postgresql_cannot_read_is_named(conn, good, guard):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="is not a select list") as err:
+        conn.execute("SELECT ml.woe_anchor_create_views('err_src', guard => %s, name => 'err_guarded')", [guard])
+    assert "guard" in err.value.diag.message_primary
+    assert conn.execute("SELECT to_regclass('err_src') IS NOT NULL").fetchone()[0]

@@ -106,6 +106,15 @@ def create_views(plpy, source_oid, version, guard: str | None, replace_views: bo
         recorded = plpy.execute(plpy.prepare("SELECT guard FROM ml.woe_anchor_views WHERE kind = 'train' "
                                              "AND set_name IS NOT DISTINCT FROM $1", ["text"]), [set_name])
         guard = recorded[0]["guard"] if recorded else ""
+    if guard.strip():
+        try:  # parsed and planned, not run: its errors name the guard, not the view around it
+            with plpy.subtransaction():
+                plpy.prepare(f"SELECT {guard}")
+        except plpy.SPIError as e:
+            raise Refusal(errors.INVALID_PARAMETER_VALUE, f"guard {guard[:200]!r} is not a select list PostgreSQL "
+                          f"reads: {e.args[0] if e.args else e}",
+                          hint="A call that raises to refuse a query, e.g. guard => 'audit.require_certified()'.") \
+                from None
     c = Compiler(schema, src.reads, live="m")
     exprs = [c.band(band, as_label=True) for band in schema.bands]
     exprs += [c.subset(name) for name in schema.subsets]
