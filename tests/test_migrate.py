@@ -600,3 +600,16 @@ def _read_in_a_loop(dsn, view, stop, errors):
                 c.execute(f"SELECT count(*) FROM {view}").fetchone()
             except psycopg.Error as e:
                 errors.append(e)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--source", "public.woe_no_such_source"], "woe_no_such_source"),
+    (["--map", "t0=woe_no_such_column"], "woe_no_such_column"),
+    (["--activation-hook", "audit.woe_no_such_hook()"], "woe_no_such_hook"),
+    (["--guard", "not sql"], "not sql"),
+])
+def test_a_dry_run_refuses_what_the_migration_would(trainer_db, args, words):
+    dsn, _ = trainer_db
+    plan = _cli(dsn, *MIGRATE, *args, "--dry-run")
+    assert plan.returncode == 2 and words in plan.stderr + plan.stdout and "Traceback" not in plan.stderr, \
+        (plan.returncode, plan.stdout, plan.stderr)

@@ -313,7 +313,7 @@ def cmd_migrate(args):
                                    columns=columns, source=args.source, hook=args.activation_hook, guard=args.guard)
             if args.dry_run:
                 print(shown(migrate.describe(plan), lines=True))
-                return 0
+                return 2 if plan.blockers else 0  # the plan lists them: the migration would stop there
             summary = migrate.run(conn, plan, args.recreate_views)
             conn.commit()
         except migrate.MigrateError as e:
@@ -491,7 +491,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="a source contract column held under another name, e.g. sold_time=sold_date "
                         "(t0=t0,edited_date: the first not NULL)")
     m.add_argument("--activation-hook", metavar="FUNCTION", type=Function,
-                   help="a function every activation runs, e.g. 'audit.recertify_woe_anchor_store_v1()'")
+                   help="a function every activation runs: SECURITY DEFINER, of a role that is not a superuser "
+                        "(docs/migration.md), e.g. 'audit.recertify_on_activation(text)'")
     m.add_argument("--guard", help="the SQL select list woe_anchor's fail-closed view runs first (default: the "
                                    "guard call found in the trainer's fail-closed view; '' for none)")
     m.add_argument("--rollback", action="store_true", help="put the trainer's tables and views back")

@@ -191,6 +191,7 @@ def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None,
         base = set(_columns(conn, plan.relations[0]))
         if "edited_date" in base:  # the trainer's feature store: t0 is COALESCE(t0, edited_date)
             plan.columns["t0"] = ["t0", "edited_date"] if "t0" in base else "edited_date"
+    _check_what_the_run_would(conn, plan)
     # who read the replaced views, and the owners of the user's views re-created over woe_anchor's tables:
     # they become woe_anchor readers (its live views run with their reader's rights), so the pipeline
     # keeps serving them
@@ -206,6 +207,29 @@ def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None,
     supers = {r[0] for r in conn.execute("SELECT quote_ident(rolname) FROM pg_roles WHERE rolsuper").fetchall()}
     plan.readers = sorted(readers - supers - {"PUBLIC"})
     return plan
+
+
+def _check_what_the_run_would(conn, plan: Plan) -> None:
+    """Blockers for what the migration itself would refuse, so that a dry run says so: a guard
+    PostgreSQL cannot read, a mapped column no relation has, a role that is not a superuser."""
+    if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+        plan.blockers.append("migrate runs as a superuser (it moves the trainer's tables, creates the extension and "
+                             "re-creates views other roles own)")
+    if plan.guard:
+        try:
+            with conn.transaction():  # parsed and planned, not run
+                conn.execute(sql.SQL("PREPARE woe_anchor_migrate_guard AS SELECT {}").format(sql.SQL(plan.guard)))
+                conn.execute("DEALLOCATE woe_anchor_migrate_guard")
+        except psycopg.Error as e:
+            plan.blockers.append(f"the guard {plan.guard[:200]} is not a select list PostgreSQL reads: "
+                                 f"{e.diag.message_primary}")
+    if not plan.source and plan.relations:
+        have = {c for r in plan.relations for c in _columns(conn, r)}
+        for contract, names in plan.columns.items():
+            missing = [n for n in ([names] if isinstance(names, str) else names) if n not in have]
+            if missing:
+                plan.blockers.append(f"--map {contract}: no relation of {', '.join(plan.relations)} has a column "
+                                     f"{', '.join(missing)}")
 
 
 def _columns(conn, relation: str) -> list[str]:
