@@ -613,3 +613,28 @@ def test_a_dry_run_refuses_what_the_migration_would(trainer_db, args, words):
     plan = _cli(dsn, *MIGRATE, *args, "--dry-run")
     assert plan.returncode == 2 and words in plan.stderr + plan.stdout and "Traceback" not in plan.stderr, \
         (plan.returncode, plan.stdout, plan.stderr)
+
+
+def test_a_legacy_row_the_registry_refuses_is_named_and_a_schema_version_noted(trainer_db):
+    dsn, _ = trainer_db
+    with psycopg.connect(dsn, autocommit=True) as t:
+        t.execute("UPDATE ml.woe_anchor_model_registry_v1 SET band_schema_version = 2 WHERE model_key = 'legacy_new'")
+        t.execute("UPDATE ml.woe_anchor_model_registry_v1 SET eps = 0 WHERE model_key = 'legacy_old'")
+    refused = _cli(dsn, *MIGRATE, "--recreate-views")
+    assert refused.returncode == 2 and "'legacy_old'" in refused.stderr and "woe_anchor_model_registry_v1" in \
+        refused.stderr and "eps" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    with psycopg.connect(dsn, autocommit=True) as t:
+        t.execute("UPDATE ml.woe_anchor_model_registry_v1 SET eps = 0.5 WHERE model_key = 'legacy_old'")
+    done = _cli(dsn, *MIGRATE, "--recreate-views")
+    assert done.returncode == 0, done.stderr
+    assert any("legacy_new (imported)" in line and "band_schema_version 2" in line for line in done.stdout.splitlines())
+
+
+def test_a_function_returning_a_replaced_views_rows_is_a_blocker(trainer_db):
+    dsn, _ = trainer_db
+    with psycopg.connect(dsn, autocommit=True) as t:
+        t.execute(f"CREATE FUNCTION audit.entry_rows() RETURNS SETOF {legacy.ENTRYPOINT} LANGUAGE sql "
+                  f"AS 'SELECT * FROM {legacy.ENTRYPOINT}'")
+    plan = _cli(dsn, *MIGRATE, "--dry-run")
+    assert plan.returncode == 2 and "audit.entry_rows()" in plan.stdout and "keep them from being dropped" in \
+        plan.stdout, (plan.stdout, plan.stderr)

@@ -162,6 +162,18 @@ def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None,
         plan.blockers.append(f"functions with SQL-standard bodies (BEGIN ATOMIC) read the trainer's tables or the "
                              f"views over them, bound like views: {', '.join(bound)}; drop them, migrate, then "
                              "create them again (they will read woe_anchor's tables and views)")
+    # anything else bound to the views (a function returning their rows, a column of their row type)
+    # would keep them from being dropped
+    held = [r[0] for r in conn.execute(
+        "SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) FROM pg_depend AS d "
+        "JOIN pg_class AS c ON (d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid) "
+        "OR (d.refclassid = 'pg_type'::regclass AND d.refobjid = c.reltype) "
+        "WHERE c.oid = ANY (%(views)s::regclass[]) AND d.deptype = 'n' AND NOT (d.classid = 'pg_rewrite'::regclass "
+        "AND d.objid IN (SELECT w.oid FROM pg_rewrite AS w WHERE w.ev_class = ANY (%(views)s::regclass[]))) ORDER BY 1",
+        {"views": [v.name for v in plan.views]}).fetchall()]
+    if held:
+        plan.blockers.append(f"objects depend on the views the migration re-creates, and would keep them from being "
+                             f"dropped: {', '.join(held)}; drop them, migrate, then create them again")
     plan.foreign_keys = [r[0] for r in conn.execute(
         "SELECT format('%%s on %%s', c.conname, c.conrelid::regclass) FROM pg_constraint AS c "
         "WHERE c.contype = 'f' AND c.confrelid = ANY (%s::regclass[]) AND NOT c.conrelid = ANY (%s::regclass[]) "

@@ -221,7 +221,12 @@ FROM {scores} AS s JOIN {registry} AS r ON r.model_key = s.model_key WHERE s.mod
     if m["base_logit"] is None and m["base_rate"] is not None:
         notes.append("NULL base logit: ln(base_rate / (1 - base_rate)), as the trainer's views read it"
                      + ("" if 0 < m["base_rate"] < 1 else " (NaN for this base rate)"))
-    row = _rows(plpy, f"""
+    if m.get("band_schema_version") not in (None, 1):
+        notes.append(f"band_schema_version {m['band_schema_version']}: imported as band schema 1, the trainer's "
+                     "bands (the only ones its views compute)")
+    try:  # a row the registry's checks refuse (eps <= 0, n_folds < 1): named, with its table
+        with plpy.subtransaction():
+            row = _rows(plpy, f"""
 INSERT INTO {REGISTRY} (
     model_key, train_cutoff_ts, half_life_days, eps, n_folds, band_schema_version, band_schema,
     code_sha256, created_at, base_rate, base_logit, dsold_t1, dsold_t2, dsold_t3, dsold_t4,
@@ -243,6 +248,11 @@ LEFT JOIN (SELECT count(*) AS n, count(DISTINCT (s.t0 AT TIME ZONE 'UTC')::date)
            WHERE s.model_key = $1 AND {fresh} AND NOT (s.woe_logit IS NULL AND s.woe_p IS NULL)) AS s ON true
 WHERE r.model_key = $1
 RETURNING model_id""", ["text", "float8", "float8", "float8", "float8"], [key, *thresholds])[0]
+    except plpy.spiexceptions.CheckViolation as e:
+        raise Refusal(errors.INVALID_PARAMETER_VALUE,
+                      f"model {key!r} of {registry} cannot be imported: {e.args[0] if e.args else e}",
+                      hint="Fix or delete that row of the trainer's registry (it was never servable), then "
+                           "migrate.") from None
     null_sums = _rows(plpy, f"SELECT count(*) AS n FROM {maps} WHERE model_key = $1 "
                             "AND (sum_w_pos IS NULL OR sum_w_neg IS NULL)", ["text"], [key])[0]["n"]
     if null_sums:
