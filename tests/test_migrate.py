@@ -638,3 +638,25 @@ def test_a_function_returning_a_replaced_views_rows_is_a_blocker(trainer_db):
     plan = _cli(dsn, *MIGRATE, "--dry-run")
     assert plan.returncode == 2 and "audit.entry_rows()" in plan.stdout and "keep them from being dropped" in \
         plan.stdout, (plan.stdout, plan.stderr)
+
+
+@pytest.mark.parametrize("dropped", [False, True])
+def test_a_rollback_removes_what_the_migration_installed_even_after_drop_extension_cascade(trainer_db, dropped):
+    """plpython3u, installed by CREATE EXTENSION woe_anchor CASCADE, goes again; after a DROP EXTENSION
+    woe_anchor CASCADE (PostgreSQL's own hint) the trainer's tables and views still come back."""
+    dsn, _ = trainer_db
+    extensions = "SELECT array_agg(extname::text ORDER BY extname) FROM pg_extension"
+    with psycopg.connect(dsn) as t:
+        before, views = t.execute(extensions).fetchone()[0], _views(dsn)
+    assert "plpython3u" not in before
+    done = _cli(dsn, *MIGRATE, "--recreate-views")
+    assert done.returncode == 0, done.stderr
+    if dropped:
+        with psycopg.connect(dsn, autocommit=True) as t:
+            t.execute("DROP EXTENSION woe_anchor CASCADE")
+    rolled = _cli(dsn, "migrate", "--rollback")
+    assert rolled.returncode == 0, rolled.stderr
+    with psycopg.connect(dsn) as t:
+        assert t.execute(extensions).fetchone()[0] == before
+        assert t.execute(f"SELECT count(*) FROM {legacy.TRAIN_VIEW}").fetchone()[0] > 0
+    assert _views(dsn) == views

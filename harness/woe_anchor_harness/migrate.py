@@ -34,6 +34,7 @@ LIVE = {"ml.v_woe_anchor_bands_live_v1": "bands", "ml.woe_anchor_scores_live_v1"
         "ml.woe_anchor_scores_live_train_v": "train"}
 SOURCE_VIEW = "ml.woe_anchor_source_v1"
 SAVED = "migrated_views"  # the legacy schema's table of the views migrate replaced
+EXTENSIONS = "migrated_extensions"  # and of the extensions CREATE EXTENSION woe_anchor CASCADE installed
 LOCK_TIMEOUT = "5s"  # how long migrate waits for the trainer's tables (readers queue behind it meanwhile)
 # what migrate copies from the trainer's fail-closed view into woe_anchor's: schema.function(...) with
 # string constants cast to plain types, nothing else (the text is spliced into a view definition)
@@ -381,7 +382,12 @@ def run(conn, plan: Plan, recreate_views: bool) -> list[tuple]:
                                                   sql.SQL(v.name)))
     for table in TABLES:
         conn.execute(sql.SQL("ALTER TABLE ml.{} SET SCHEMA {}").format(ident(table), legacy))
+    extensions = "SELECT coalesce(array_agg(extname::text), '{}') FROM pg_extension"
+    before = set(conn.execute(extensions).fetchone()[0])
     conn.execute("CREATE EXTENSION woe_anchor CASCADE")
+    # what CASCADE installed with it (plpython3u, where it was not yet): a rollback removes it again
+    conn.execute(sql.SQL("CREATE TABLE {}.{} AS SELECT unnest(%s::text[]) AS name").format(legacy, ident(EXTENSIONS)),
+                 [sorted(set(conn.execute(extensions).fetchone()[0]) - before - {"woe_anchor"})])
     if any(LIVE.get(v.name) for v in plan.views):
         source = plan.source or conn.execute(
             "SELECT ml.woe_anchor_create_source_view(%s, %s::regclass[], %s::jsonb)",
@@ -460,10 +466,13 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
     if conn.execute("SELECT to_regclass(%s)", [saved_views.as_string(conn)]).fetchone()[0] is None:
         raise MigrateError(f"{saved_views.as_string(conn)} does not exist: this database was not migrated by "
                            "woe-anchor migrate (or was rolled back)")
+    # a DROP EXTENSION woe_anchor CASCADE since took its models, its live views and the views over
+    # them: what is left is put back all the same
+    installed = conn.execute("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'woe_anchor')").fetchone()[0]
     # the models the migration imported say so; the legacy tables are not read (their owner's code
     # would run as us)
     since = [r[0] for r in conn.execute("SELECT model_key FROM ml.woe_anchor_model_registry_v1 "
-                                        "WHERE extension_version <> 'imported' ORDER BY 1").fetchall()]
+                                        "WHERE extension_version <> 'imported' ORDER BY 1").fetchall()] if installed else []
     if since and not force:
         raise MigrateError(f"{len(since)} models were fitted since the migration and would be dropped: "
                            f"{', '.join(since)}. Dump them first (pg_dump) and pass --force.")
@@ -473,7 +482,7 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
     active, imported = conn.execute(
         "SELECT (SELECT model_key FROM ml.woe_anchor_model_registry_v1 WHERE is_active), "
         "(SELECT to_model FROM ml.woe_anchor_activations WHERE reason @> '{\"import\": true}' "
-        "ORDER BY id DESC LIMIT 1)").fetchone()
+        "ORDER BY id DESC LIMIT 1)").fetchone() if installed else (None, None)
     if active != imported and not force:
         raise MigrateError(f"the active model is {active or 'none'}, but the trainer's tables serve "
                            f"{imported or 'no model'}, as at the migration: rolling back would switch the pipeline's "
@@ -486,8 +495,29 @@ def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
         if name not in LIVE:
             conn.execute(sql.SQL("DROP {} IF EXISTS {}").format(
                 sql.SQL("MATERIALIZED VIEW" if kind == "m" else "VIEW"), sql.SQL(name)))
-    conn.execute("SELECT ml.woe_anchor_drop_views()")
-    conn.execute("DROP EXTENSION woe_anchor")
+    if installed:
+        conn.execute("SELECT ml.woe_anchor_drop_views()")
+        conn.execute("DROP EXTENSION woe_anchor")
+    elif conn.execute("SELECT to_regclass(%s)", [SOURCE_VIEW]).fetchone()[0] is not None:
+        # the source view migrate made, and the per-row functions over its rows, are no members of the
+        # extension: they outlived the CASCADE
+        functions = conn.execute(
+            "SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') FROM pg_proc AS p JOIN pg_depend AS d "
+            "ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid WHERE d.refclassid = 'pg_type'::regclass "
+            "AND d.refobjid = (SELECT reltype FROM pg_class WHERE oid = %s::regclass) "
+            "AND p.pronamespace = 'ml'::regnamespace AND p.proname LIKE 'woe\\_anchor\\_%%'", [SOURCE_VIEW]).fetchone()[0]
+        if functions:
+            conn.execute(sql.SQL("DROP FUNCTION {}").format(sql.SQL(functions)))
+        conn.execute(sql.SQL("DROP VIEW {}").format(sql.SQL(SOURCE_VIEW)))
+    made = sql.Identifier(legacy_schema, EXTENSIONS)
+    if conn.execute("SELECT to_regclass(%s)", [made.as_string(conn)]).fetchone()[0] is not None:
+        for (name,) in conn.execute(sql.SQL("SELECT name FROM {} ORDER BY name").format(made)).fetchall():
+            try:
+                with conn.transaction():  # kept when something of the user's uses it now
+                    conn.execute(sql.SQL("DROP EXTENSION IF EXISTS {}").format(sql.Identifier(name)))
+            except psycopg.errors.DependentObjectsStillExist:
+                pass
+        conn.execute(sql.SQL("DROP TABLE {}").format(made))
     for table in TABLES:
         conn.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA ml").format(legacy, sql.Identifier(table)))
     restored = []
