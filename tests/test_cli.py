@@ -210,7 +210,7 @@ def test_lifecycle_and_monitoring_from_the_command_line(conn, dsn):
         assert policy.returncode == 0 and "min_oof_auc  0.5" in policy.stdout
         assert "min_oof_auc" not in _cli(dsn, "policy", "min_oof_auc", "none").stdout
         bad = _cli(dsn, "policy", "min_auc", "0.5")
-        assert bad.returncode == 2 and bad.stderr.startswith("woe-anchor: 22023 unknown policy: min_auc")
+        assert bad.returncode == 2 and bad.stderr.startswith("woe-anchor: 22023 unknown policy: 'min_auc'")
         compared = _cli(dsn, "compare", first, second, "cli_lc")
         assert compared.returncode == 0 and compared.stdout.splitlines()[4].startswith("auc"), compared.stdout
         tagged = _cli(dsn, "tag", first, "--description", "first one", "--tag", "a", "--tag", "b", "--pin")

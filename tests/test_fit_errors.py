@@ -93,7 +93,9 @@ def test_null_source_is_refused(conn):
 @pytest.mark.parametrize("params, error, words", [
     (dict(n_folds=0), psycopg.errors.InvalidParameterValue, "n_folds must be at least 1"),
     (dict(eps=0.0), psycopg.errors.InvalidParameterValue, "eps must be a finite number > 0"),
-    (dict(eps=float("nan")), psycopg.errors.InvalidParameterValue, "eps must be a finite number > 0"),
+    (dict(eps=float("nan")), psycopg.errors.InvalidParameterValue, "eps must be a finite number > 0, got NaN"),
+    (dict(n_folds=None), psycopg.errors.InvalidParameterValue, "n_folds must be at least 1, got NULL"),
+    (dict(dsold_thresholds=[None, 1.0, 2.0, 3.0]), psycopg.errors.InvalidParameterValue, "got {NULL,1.0,2.0,3.0}"),
     (dict(half_life_days=float("inf")), psycopg.errors.InvalidParameterValue, "half_life_days must be finite"),
     (dict(dsold_thresholds=[1.0, 2.0, 3.0]), psycopg.errors.InvalidParameterValue, "4 finite numbers"),
     (dict(dsold_thresholds=[1.0, 3.0, 2.0, 4.0]), psycopg.errors.InvalidParameterValue, "strictly ascending"),

@@ -119,13 +119,17 @@ def test_an_activation_by_update_is_logged_for_rollback_and_prune(conn, lifecycl
 
 
 def test_the_policy_takes_known_checks_with_finite_values(conn, lifecycle):
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown policy: min_auc"):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown policy: 'min_auc'"):
         conn.execute("SELECT ml.woe_anchor_set_policy('min_auc', 0.7)")
+    with pytest.raises(psycopg.errors.NullValueNotAllowed):
+        conn.execute("SELECT ml.woe_anchor_set_policy(NULL, 0.7)")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="finite number"):
         conn.execute("SELECT ml.woe_anchor_set_policy('min_oof_auc', 'NaN')")
     # retention a fit could not apply (an int of models, an age after the first timestamptz)
+    # and checks no model could pass or fail (an AUC past 1, a negative count)
     for name, value in (("keep_models", 1e308), ("keep_models", 2.0 ** 31), ("keep_models", 2.5),
-                        ("keep_days", 1e300), ("keep_days", -1)):
+                        ("keep_days", 1e300), ("keep_days", -1), ("min_oof_auc", 2), ("min_eval_auc", -1),
+                        ("max_auc_drop", 1.5), ("min_train_sold", -5), ("min_train_sold", 10.5)):
         with pytest.raises(psycopg.errors.InvalidParameterValue, match=f"policy {name} must be"):
             conn.execute("SELECT ml.woe_anchor_set_policy(%s, %s)", [name, value])
     for name, value in (("keep_models", 2.0 ** 31 - 1), ("keep_days", 1e6)):

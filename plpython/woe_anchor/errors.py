@@ -1,6 +1,8 @@
 """Refusals the extension reports to its caller (fit, scoring, views, import), with a SQLSTATE and a hint."""
 from __future__ import annotations
 
+import math
+
 # SQLSTATEs (PostgreSQL appendix A) used by the extension
 INVALID_PARAMETER_VALUE = "22023"
 NULL_VALUE_NOT_ALLOWED = "22004"
@@ -42,6 +44,18 @@ class Refusal(Exception):
         """Re-raise as a PostgreSQL error (never a Python traceback)."""
         extra = {k: v for k, v in (("detail", self.detail), ("hint", self.hint)) if v is not None}
         plpy.error(self.message, sqlstate=self.sqlstate, **extra)
+
+
+def sql_text(value) -> str:
+    """An argument as SQL would print it in a message: NULL, NaN, Infinity, {1,2} (not Python's None,
+    nan, inf, [1, 2])."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (list, tuple)):
+        return "{" + ",".join(sql_text(v) for v in value) + "}"
+    return str(value)
 
 
 def source_changed(qualified: str, hint: str = "Run the CALL in a REPEATABLE READ transaction, or retry."):

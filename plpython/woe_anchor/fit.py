@@ -64,21 +64,21 @@ def check_params(p: dict) -> None:
         raise Refusal(errors.INVALID_PARAMETER_VALUE, msg, hint=hint)
 
     if p["n_folds"] is None or p["n_folds"] < 1:
-        bad(f"n_folds must be at least 1, got {p['n_folds']}", "Use n_folds => 1 or oof => false to skip OOF.")
+        bad(f"n_folds must be at least 1, got {errors.sql_text(p['n_folds'])}", "Use n_folds => 1 or oof => false to skip OOF.")
     if p["eps"] is None or not math.isfinite(p["eps"]) or p["eps"] <= 0:
-        bad(f"eps must be a finite number > 0, got {p['eps']}")
+        bad(f"eps must be a finite number > 0, got {errors.sql_text(p['eps'])}")
     hl = p["half_life_days"]
     if hl is not None and not math.isfinite(hl):
-        bad(f"half_life_days must be finite, got {hl}", "Pass NULL or a value <= 0 for no time decay.")
+        bad(f"half_life_days must be finite, got {errors.sql_text(hl)}", "Pass NULL or a value <= 0 for no time decay.")
     for name in ("slow_threshold_hours", "min_duration_hours"):
         if p[name] is None or not math.isfinite(p[name]) or abs(p[name]) > MAX_HOURS:
-            bad(f"{name} must be a number of hours from {-MAX_HOURS:g} to {MAX_HOURS:g}, got {p[name]}")
+            bad(f"{name} must be a number of hours from {-MAX_HOURS:g} to {MAX_HOURS:g}, got {errors.sql_text(p[name])}")
     t = p["dsold_thresholds"]
     if t is not None:
         if len(t) != 4 or any(x is None or not math.isfinite(x) for x in t):
-            bad(f"dsold_thresholds must be 4 finite numbers, got {list(t)}")
+            bad(f"dsold_thresholds must be 4 finite numbers, got {errors.sql_text(t)}")
         if any(t[i] >= t[i + 1] for i in range(3)):
-            bad(f"dsold_thresholds must be strictly ascending, got {list(t)}")
+            bad(f"dsold_thresholds must be strictly ascending, got {errors.sql_text(t)}")
     key = p["model_key"]
     if key is not None and (not 1 <= len(key) <= 128
                             or any(unicodedata.category(ch) == "Cc" for ch in key)):

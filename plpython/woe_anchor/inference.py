@@ -114,7 +114,7 @@ def timestamp_literal(plpy, value, name: str) -> str:
     exact, DateStyle-proof SQL literal in UTC; an infinite one is refused."""
     text = plpy.execute(plpy.prepare(f"SELECT {utc_iso_sql('$1::timestamptz')} AS t", ["text"]), [value])[0]["t"]
     if text is None:
-        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"{name} must be a finite timestamp, got {value}")
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"{name} must be a finite timestamp, got {errors.sql_text(value)}")
     return f"{quote_literal(text)}::timestamptz"
 
 

@@ -236,11 +236,16 @@ def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: fl
     (kind, subject, value, threshold)."""
     if channel is not None and not CHANNEL_RE.fullmatch(channel):
         raise Refusal(errors.INVALID_PARAMETER_VALUE, f"channel {channel!r} must be a lower-case identifier")
-    for name, value in (("window_days", window_days), ("psi_limit", psi_limit), ("auc_drop", auc_drop)):
-        if value is None or not math.isfinite(value) or value <= 0:
-            raise Refusal(errors.INVALID_PARAMETER_VALUE, f"{name} must be a finite number > 0, got {value}")
+    # a window past a million days (2,700 years) would start before the first timestamptz
+    for name, value, most in (("window_days", window_days, 1e6), ("psi_limit", psi_limit, math.inf),
+                              ("auc_drop", auc_drop, math.inf)):
+        if value is None or not math.isfinite(value) or not 0 < value <= most:
+            raise Refusal(errors.INVALID_PARAMETER_VALUE, f"{name} must be a finite number > 0"
+                          + (f" and at most {most:g}" if math.isfinite(most) else "")
+                          + f", got {errors.sql_text(value)}")
     if min_rows is None or min_rows < 0:
-        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"min_rows must be a whole number >= 0, got {min_rows}")
+        raise Refusal(errors.INVALID_PARAMETER_VALUE,
+                      f"min_rows must be a whole number >= 0, got {errors.sql_text(min_rows)}")
     model = load_model(plpy, key)
     _refuse_a_fitter_blind_to(plpy, model, source_oid)
     now = plpy.execute("SELECT now()::text AS now, (now() - make_interval(secs => %s))::text AS start"

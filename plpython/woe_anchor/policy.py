@@ -18,9 +18,11 @@ from .errors import Refusal
 
 CHECKS = ("min_train_sold", "min_oof_auc", "min_eval_auc", "max_auc_drop")
 RETENTION = ("keep_models", "keep_days")
-# the largest retention settings: a count of models is an int in the pruning SQL, and an age past
-# a million days (2,700 years) would put the cut before the first timestamptz
-RETENTION_MAX = {"keep_models": 2 ** 31 - 1, "keep_days": 1_000_000}
+# each setting's range, and whether it counts: an AUC and a drop of AUC are in [0, 1]; a count of
+# models is an int in the pruning SQL, and an age past a million days (2,700 years) would put the
+# cut before the first timestamptz
+RANGES = {"min_train_sold": (0, 2 ** 63 - 1, True), "min_oof_auc": (0, 1, False), "min_eval_auc": (0, 1, False),
+          "max_auc_drop": (0, 1, False), "keep_models": (0, 2 ** 31 - 1, True), "keep_days": (0, 1_000_000, False)}
 
 
 def parse(doc: str) -> dict:
@@ -28,16 +30,16 @@ def parse(doc: str) -> dict:
     given = json.loads(doc)
     unknown = sorted(set(given) - set(CHECKS) - set(RETENTION))
     if unknown:
-        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"unknown policy: {', '.join(unknown)}",
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"unknown policy: {', '.join(map(repr, unknown))}",
                       hint=f"The gate's checks: {', '.join(CHECKS)}; retention: {', '.join(RETENTION)}.")
     for name, value in given.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise Refusal(errors.INVALID_PARAMETER_VALUE, f"policy {name} must be a finite number, got {value!r}")
-        if name in RETENTION and (not 0 <= value <= RETENTION_MAX[name]
-                                  or (name == "keep_models" and value != int(value))):
+        low, high, whole = RANGES[name]
+        if not low <= value <= high or (whole and value != int(value)):
             raise Refusal(errors.INVALID_PARAMETER_VALUE,
-                          f"policy {name} must be {'a whole number' if name == 'keep_models' else 'a number'} "
-                          f"from 0 to {RETENTION_MAX[name]}, got {value!r}")
+                          f"policy {name} must be {'a whole number' if whole else 'a number'} from {low} to {high}, "
+                          f"got {value!r}")
     return {name: float(value) for name, value in given.items()}
 
 

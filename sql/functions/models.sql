@@ -156,6 +156,11 @@ AS $$
 DECLARE
     @ERROR_VARIABLES@
 BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'The gate''s checks: min_train_sold, min_oof_auc, min_eval_auc, max_auc_drop; retention: '
+                   'keep_models, keep_days.';
+    END IF;
     IF value IS NOT NULL THEN
         PERFORM woe_anchor_internal.check_policy(name, value);
     END IF;
