@@ -175,3 +175,27 @@ def test_a_guard_postgresql_cannot_read_is_named(conn, good, guard):
         conn.execute("SELECT ml.woe_anchor_create_views('err_src', guard => %s, name => 'err_guarded')", [guard])
     assert "guard" in err.value.diag.message_primary
     assert conn.execute("SELECT to_regclass('err_src') IS NOT NULL").fetchone()[0]
+
+
+@pytest.mark.parametrize("call, error, words", [
+    ("SELECT ml.woe_anchor_activate(NULL)", "NullValueNotAllowed", "model_key must not be NULL"),
+    ("SELECT ml.woe_anchor_prune(NULL)", "NullValueNotAllowed", "keep must not be NULL"),
+    ("SELECT ml.woe_anchor_copy_band_schema(NULL, 75)", "NullValueNotAllowed", "from_version must not be NULL"),
+    ("CALL ml.fit_woe_anchor('err_src', cutoff => '294276-12-31 23:59:59+00', persist => false)",
+     "InvalidParameterValue", "no room for the eval window"),
+    ("SET LOCAL woe_anchor.fit_memory = '1000000000 TB'; CALL ml.fit_woe_anchor('err_src', persist => false)",
+     "InvalidParameterValue", "woe_anchor.fit_memory is not a size"),
+    ("SET LOCAL woe_anchor.fit_memory = 'garbage'; CALL ml.fit_woe_anchor('err_src', persist => false)",
+     "InvalidParameterValue", "woe_anchor.fit_memory is not a size"),
+])
+def test_null_and_out_of_range_arguments_are_named(conn, good, call, error, words):
+    with pytest.raises(getattr(psycopg.errors, error), match=words), conn.transaction():
+        for statement in call.split("; "):
+            conn.execute(statement)
+
+
+def test_tags_are_a_list_of_text(conn, good):
+    key = fit(conn, good, model_key="err_tags", replace=True, activate=False)
+    for tags in ("{NULL}", "{{a,b},{c,d}}"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="tags must be a list"):
+            conn.execute("SELECT ml.woe_anchor_annotate(%s, tags => %s::text[])", [key, tags])

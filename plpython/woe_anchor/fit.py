@@ -17,7 +17,7 @@ import numpy as np
 
 from . import (bands, errors, gate, inference, packs, passes, persist, policy, quality, readers, rowset, schemas,
                source, woe)
-from .catalog import REGISTRY
+from .catalog import EVAL_WINDOW, REGISTRY
 from .errors import Refusal
 from .sqlgen import Compiler, quote_literal
 
@@ -473,7 +473,14 @@ def _cutoff_literal(plpy, src, given, reader) -> str:
             raise Refusal(errors.NO_DATA_FOUND, f"source {src.qualified} has no sold rows",
                            hint="TRAIN SOLD needs rows with sold_time set.")
         return f"{quote_literal(text)}::timestamptz"
-    return inference.timestamp_literal(plpy, given, "cutoff")
+    literal = inference.timestamp_literal(plpy, given, "cutoff")
+    try:  # the eval window after it must be a time too
+        with plpy.subtransaction():
+            plpy.execute(f"SELECT {literal} + {EVAL_WINDOW}")
+    except plpy.SPIError:
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, f"cutoff {given} leaves no room for the eval window "
+                      f"({EVAL_WINDOW}) before the last timestamp PostgreSQL holds") from None
+    return literal
 
 
 def _cutoff_text(literal: str) -> str:

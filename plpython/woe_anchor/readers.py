@@ -138,7 +138,14 @@ class LocalRows:
         """Block ranges of the source's heaps (every partition's and child's: a range is cut from
         each) holding about ``woe_anchor.fit_memory`` of rows each, and the file that keeps the
         chunks open; None when the rows fit, or for a view (read in one piece)."""
-        limits = self.plpy.execute(_LIMITS_SQL.format(setting=MEMORY_SETTING, default=quote_literal(DEFAULT_FIT_MEMORY)))[0]
+        try:
+            with self.plpy.subtransaction():
+                limits = self.plpy.execute(_LIMITS_SQL.format(setting=MEMORY_SETTING,
+                                                              default=quote_literal(DEFAULT_FIT_MEMORY)))[0]
+        except self.plpy.SPIError as e:  # not a size, or one past bigint: name the setting
+            raise errors.Refusal(errors.INVALID_PARAMETER_VALUE,
+                                 f"{MEMORY_SETTING} is not a size of memory PostgreSQL reads: {e.args[0] if e.args else e}",
+                                 hint=f"SET {MEMORY_SETTING} = '256MB' (the default).") from None
         if limits["budget"] < MIN_FIT_MEMORY:
             raise errors.Refusal(errors.INVALID_PARAMETER_VALUE,
                                  f"{MEMORY_SETTING} must be at least {MIN_FIT_MEMORY // 1024} kB")

@@ -131,7 +131,9 @@ BEGIN
         RAISE EXCEPTION 'the band schema version must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     -- the tables' constraints, checked first so that the error names the argument
-    IF edit IN ('copy', 'create') AND target < 1 THEN
+    IF edit = 'copy' AND source IS NULL THEN
+        RAISE EXCEPTION 'from_version must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    ELSIF edit IN ('copy', 'create') AND target < 1 THEN
         RAISE EXCEPTION 'a band schema version must be 1 or more, got %', target USING ERRCODE = 'invalid_parameter_value';
     ELSIF edit = 'create' AND jsonb_typeof(doc -> 'subsets') IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'subsets must be a JSON object (subset name: condition), got %',

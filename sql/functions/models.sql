@@ -12,6 +12,10 @@ DECLARE
     previous text;
     previous_id bigint;
 BEGIN
+    IF model_key IS NULL THEN
+        RAISE EXCEPTION 'model_key must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'List models with ml.woe_anchor_models().';
+    END IF;
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
     SELECT r.model_id INTO target FROM ml.woe_anchor_model_registry_v1 AS r
     WHERE r.model_key = set_active.model_key;
@@ -259,7 +263,9 @@ AS $$
 DECLARE
     who name;
 BEGIN
-    IF keep IS NULL OR keep < 0 THEN
+    IF keep IS NULL THEN
+        RAISE EXCEPTION 'keep must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    ELSIF keep < 0 THEN
         RAISE EXCEPTION 'keep must be 0 or more, got %', keep USING ERRCODE = 'invalid_parameter_value';
     END IF;
     who := woe_anchor_internal.caller(ticket);  -- a ticket is good for one call
@@ -409,6 +415,10 @@ DECLARE
 BEGIN
     -- the lock a prune holds while it reads the pins: a pin waits for a running prune (and finds its
     -- model gone), and a prune waits for a pin that is being written (and keeps its model)
+    IF array_ndims(annotate.tags) > 1 OR array_position(annotate.tags, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'tags must be a list of text without NULLs, got %', annotate.tags
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'tags => ''{production,q3}''';
+    END IF;
     LOCK TABLE ml.woe_anchor_model_registry_v1 IN SHARE ROW EXCLUSIVE MODE;
     SELECT r.fitted_by INTO owner FROM ml.woe_anchor_model_registry_v1 AS r WHERE r.model_key = annotate.model_key;
     IF NOT FOUND THEN
