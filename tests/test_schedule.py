@@ -7,6 +7,7 @@ minute, so this waits up to about a minute and a half.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -301,19 +302,27 @@ def test_a_job_name_in_another_database_is_neither_moved_nor_removed(conn, cron,
     cron_conn, (name, _, _), _ = cron
     cases.load(conn, "sched_here", cases.make_rows(seed=96, n=300))
     job = conn.execute("SELECT ml.schedule_woe_anchor_fit(%s, '15 3 * * *', 'sched_here')", [name]).fetchone()[0]
-    copy = f"woe_anchor_copy_{os.getpid()}"
-    dsn = install.fresh_database(server, copy)
+    with _another_database(server, "copy") as dsn, psycopg.connect(dsn, autocommit=True) as c:
+        with pytest.raises(psycopg.errors.DuplicateObject, match="across databases"):
+            c.execute("SELECT ml.schedule_woe_anchor_fit(%s, '0 1 * * *', 'sched_here')", [name])
+        assert c.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [name]).fetchone()[0] is False
+    assert cron_conn.execute("SELECT schedule, database FROM cron.job WHERE jobid = %s", [job]).fetchone() \
+        == ("15 3 * * *", conn.info.dbname)
+
+
+@contextlib.contextmanager
+def _another_database(server, what):
+    """A second database on the server with the extension, dblink and a source sched_here: a copy
+    of the test database restored for staging, say."""
+    name = f"woe_anchor_{what}_{os.getpid()}"
+    dsn = install.fresh_database(server, name)
     try:
         with psycopg.connect(dsn, autocommit=True) as c:
             c.execute("CREATE EXTENSION IF NOT EXISTS dblink")
             cases.load(c, "sched_here", cases.make_rows(seed=96, n=300))
-            with pytest.raises(psycopg.errors.DuplicateObject, match="across databases"):
-                c.execute("SELECT ml.schedule_woe_anchor_fit(%s, '0 1 * * *', 'sched_here')", [name])
-            assert c.execute("SELECT ml.unschedule_woe_anchor_fit(%s)", [name]).fetchone()[0] is False
-        assert cron_conn.execute("SELECT schedule, database FROM cron.job WHERE jobid = %s", [job]).fetchone() \
-            == ("15 3 * * *", conn.info.dbname)
+        yield dsn
     finally:
-        install.drop_database(server, copy)
+        install.drop_database(server, name)
 
 
 def test_two_databases_scheduling_one_name_at_once_do_not_both_get_it(conn, cron, server):
@@ -322,36 +331,31 @@ def test_two_databases_scheduling_one_name_at_once_do_not_both_get_it(conn, cron
     second is refused, and the job stays where the first put it."""
     cron_conn, (name, _, _), _ = cron
     cases.load(conn, "sched_here", cases.make_rows(seed=97, n=300))
-    copy = f"woe_anchor_race_{os.getpid()}"
-    copy_dsn = install.fresh_database(server, copy)
-    try:
-        with psycopg.connect(copy_dsn, autocommit=True) as c:
-            c.execute("CREATE EXTENSION IF NOT EXISTS dblink")
-            cases.load(c, "sched_here", cases.make_rows(seed=97, n=300))
-        statement = "SELECT ml.schedule_woe_anchor_fit(%s, '15 3 * * *', 'sched_here')"
-        with psycopg.connect(server.dsn_for(cron_conn.info.dbname)) as holder:
-            holder.execute("LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE")
-            here, here_out = sessions.in_thread(server.dsn_for(conn.info.dbname), statement, [name])
-            there, there_out = sessions.in_thread(copy_dsn, statement, [name])
-            # both wait at the lock: their dblink sessions, in pg_cron's database
-            for _ in range(500):
-                if holder.execute("SELECT count(*) FROM pg_locks WHERE relation = 'cron.job'::regclass "
-                                  "AND NOT granted").fetchone()[0] == 2:
-                    break
-                time.sleep(0.01)
-            else:
-                raise AssertionError("the two schedulers never both waited for pg_cron's job table")
-            holder.commit()
-        here.join(60)
-        there.join(60)
-        outcomes = [here_out, there_out]
-        won = [o for o in outcomes if "rows" in o]
-        lost = [o for o in outcomes if "error" in o]
-        assert len(won) == 1 and len(lost) == 1, outcomes
-        assert isinstance(lost[0]["error"], psycopg.errors.DuplicateObject), lost[0]["error"]
-        winner_db = conn.info.dbname if won[0] is here_out else copy
-        assert cron_conn.execute("SELECT jobid, database FROM cron.job WHERE jobname = %s",
-                                 [name]).fetchall() == [(won[0]["rows"][0][0], winner_db)]
-    finally:
-        cron_conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s", [name])
-        install.drop_database(server, copy)
+    with _another_database(server, "race") as copy_dsn:
+        try:
+            statement = "SELECT ml.schedule_woe_anchor_fit(%s, '15 3 * * *', 'sched_here')"
+            with psycopg.connect(server.dsn_for(cron_conn.info.dbname)) as holder:
+                holder.execute("LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE")
+                here, here_out = sessions.in_thread(server.dsn_for(conn.info.dbname), statement, [name])
+                there, there_out = sessions.in_thread(copy_dsn, statement, [name])
+                # both wait at the lock: their dblink sessions, in pg_cron's database
+                for _ in range(500):
+                    if holder.execute("SELECT count(*) FROM pg_locks WHERE relation = 'cron.job'::regclass "
+                                      "AND NOT granted").fetchone()[0] == 2:
+                        break
+                    time.sleep(0.01)
+                else:
+                    raise AssertionError("the two schedulers never both waited for pg_cron's job table")
+                holder.commit()
+            here.join(60)
+            there.join(60)
+            outcomes = [here_out, there_out]
+            won = [o for o in outcomes if "rows" in o]
+            lost = [o for o in outcomes if "error" in o]
+            assert len(won) == 1 and len(lost) == 1, outcomes
+            assert isinstance(lost[0]["error"], psycopg.errors.DuplicateObject), lost[0]["error"]
+            winner_db = conn.info.dbname if won[0] is here_out else psycopg.conninfo.conninfo_to_dict(copy_dsn)["dbname"]
+            assert cron_conn.execute("SELECT jobid, database FROM cron.job WHERE jobname = %s",
+                                     [name]).fetchall() == [(won[0]["rows"][0][0], winner_db)]
+        finally:
+            cron_conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s", [name])
