@@ -170,15 +170,19 @@ def test_files_no_relation_owns_are_listed(conn, server):
     put there by hand, as a crash would leave it) and nothing a relation owns."""
     data = server.host_path(conn.execute("SHOW data_directory").fetchone()[0])
     dboid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
-    stray = data / "base" / str(dboid) / "4000000001"
+    stray, tombstone = data / "base" / str(dboid) / "4000000001", data / "base" / str(dboid) / "4000000003"
     stray.write_bytes(b"\0" * 8192)
-    os.chown(stray, *server.owner_ids())
+    tombstone.write_bytes(b"")  # what a dropped relation leaves until the next checkpoint
+    for f in (stray, tombstone):
+        os.chown(f, *server.owner_ids())
     try:
         listed = conn.execute("SELECT file, bytes FROM ml.woe_anchor_orphaned_files()").fetchall()
         assert (f"base/{dboid}/4000000001", 8192) in listed
+        assert not [file for file, _ in listed if file.endswith("/4000000003")], "an empty file holds nothing"
         mine = conn.execute("SELECT pg_relation_filepath('ml.woe_anchor_map_v1')").fetchone()[0]
         assert all(file != mine for file, _ in listed)
     finally:
         stray.unlink()
+        tombstone.unlink()
     assert conn.execute("SELECT count(*) FROM ml.woe_anchor_orphaned_files() WHERE file LIKE '%%/4000000001'"
                         ).fetchone()[0] == 0

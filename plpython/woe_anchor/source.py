@@ -72,19 +72,19 @@ def expected_types(schema: bands.BandSchema, labels: bool = True) -> dict:
     return want
 
 
-def check_columns(have: dict, want: dict) -> None:
+def check_columns(have: dict, want: dict, qualified: str) -> None:
     """Name every missing column and every column of an unusable type at once."""
     missing = [c for c in want if c not in have]
     if missing:
         raise errors.Refusal(
             errors.UNDEFINED_COLUMN,
-            f"source is missing {len(missing)} required column(s): {', '.join(missing)}",
+            f"source {qualified} is missing {len(missing)} required column(s): {', '.join(missing)}",
             hint="Expose them under these names, e.g. through a view over your table.")
     wrong = [f"{c} is {have[c]} (expected {' or '.join(want[c]) or 'a type no use of it shares'})"
              for c in want if have[c] not in want[c]]
     if wrong:
         raise errors.Refusal(errors.DATATYPE_MISMATCH,
-                              "source columns have unusable types: " + "; ".join(wrong),
+                              f"columns of source {qualified} have unusable types: " + "; ".join(wrong),
                               hint="Cast them in a view over your table.")
 
 
@@ -99,13 +99,14 @@ def resolve(plpy, source_oid, schema: bands.BandSchema, labels: bool = True) -> 
     row = rows[0]
     if row["relkind"] not in ("r", "v", "m", "p", "f"):
         raise errors.Refusal(errors.WRONG_OBJECT_TYPE,
-                              f"source {row['qualified']} is not a table, view or materialized view")
+                              f"source {row['qualified']} is not a table, a view, a materialized view, a foreign "
+                              "table or a partitioned table")
     if row["is_own"]:
         raise errors.Refusal(errors.INVALID_PARAMETER_VALUE,
                               f"source {row['qualified']} is one of woe_anchor's own artifact tables")
     have = dict(zip(row["names"], row["types"]))
     want = expected_types(schema, labels)
-    check_columns(have, want)
+    check_columns(have, want, row["qualified"])
     numeric = (("duration_hours",) if labels else ()) + schema.columns
     reads = {c: sqlgen.column_read(c, have[c]) for c in numeric}
     leaves = _leaves(plpy, source_oid, row["qualified"]) if row["relkind"] in ("p", "f") else ()

@@ -627,7 +627,9 @@ BEGIN
                    WHERE c.reltablespace = 0)
     SELECT n.file, s.size, s.modification
     FROM named AS n CROSS JOIN LATERAL pg_stat_file(n.file, true) AS s
-    WHERE s.size IS NOT NULL
+    -- a dropped relation's first file stays, empty, until the next checkpoint: not listed (an
+    -- empty orphan holds no space either)
+    WHERE s.size > 0
       AND NOT EXISTS (SELECT FROM owned AS o WHERE o.node = substring(n.name FROM '^[0-9]+')::oid)
     ORDER BY n.file;
 END
