@@ -299,6 +299,7 @@ def test_hints_and_refusals_name_this_commands_verbs_and_options(conn, dsn, cron
     # options of the wrong shape: the usage error names the option, before any connection
     for args, option in ((("activations", "--limit", "-1"), "--limit"),
                          (("fit", "cli_hint", "--cutoff", "garbage"), "--cutoff"),
+                         (("fit", "cli_hint", "--n-folds", "99999999999999999999"), "--n-folds"),
                          (("drift", "cli_hint", "2026-04-01", "soon"), "end")):
         done = _cli(dsn, *args)
         assert done.returncode == 2 and f"argument {option}: expected" in done.stderr, done.stderr

@@ -366,6 +366,17 @@ def _number_or_none(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
+def _int(text: str) -> int:
+    """A whole number SQL's int holds (the server judges the rest)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not -2 ** 31 <= value < 2 ** 31:
+        raise argparse.ArgumentTypeError(f"expected a whole number from {-2 ** 31} to {2 ** 31 - 1}, got {text!r}")
+    return value
+
+
 def _count(text: str) -> int:
     """A whole number, 0 or more."""
     if not text.strip().isdigit():
@@ -400,13 +411,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="libpq connection string (default: WOE_ANCHOR_DSN, else the local cluster)")
     conn.add_argument("--db", default=argparse.SUPPRESS, help=f"database on the local cluster (default {DEFAULT_DB})")
     learning = argparse.ArgumentParser(add_help=False)
-    learning.add_argument("--n-folds", type=int)
+    learning.add_argument("--n-folds", type=_int)
     learning.add_argument("--half-life", metavar="DAYS", type=_number_or_none,
                           help="half life of the time decay in days, or 'none'")
     learning.add_argument("--eps", type=float)
     learning.add_argument("--slow-threshold-hours", type=float)
     learning.add_argument("--min-duration-hours", type=float)
-    learning.add_argument("--band-schema", type=int)
+    learning.add_argument("--band-schema", type=_int)
     learning.add_argument("--no-activate", action="store_true")
 
     parser = argparse.ArgumentParser(prog="woe-anchor", description=__doc__.splitlines()[0], parents=[conn])
