@@ -660,3 +660,34 @@ def test_a_rollback_removes_what_the_migration_installed_even_after_drop_extensi
         assert t.execute(extensions).fetchone()[0] == before
         assert t.execute(f"SELECT count(*) FROM {legacy.TRAIN_VIEW}").fetchone()[0] > 0
     assert _views(dsn) == views
+
+
+def test_a_readers_view_over_the_pipeline_migrates_and_a_rule_on_a_replaced_view_is_a_blocker(trainer_db):
+    """A view of a role that may only read (its owner's rights are checked by LOCK TABLE on a view)
+    does not stop the migration; a rule or trigger on a view woe_anchor replaces would run with the
+    new view's owner's rights, so it stops it."""
+    dsn, _ = trainer_db
+    analyst = f"woe_mig_analyst_{os.getpid()}"
+    with psycopg.connect(dsn, autocommit=True) as t:
+        t.execute(f"DROP ROLE IF EXISTS {analyst}")
+        t.execute(f"CREATE ROLE {analyst}")
+        t.execute(f"GRANT USAGE ON SCHEMA ml TO {analyst}")
+        t.execute(f"GRANT SELECT ON {legacy.SCORES_VIEW} TO {analyst}")
+        t.execute(f"CREATE VIEW public.analyst_scores AS SELECT model_key, count(*) AS n FROM {legacy.SCORES_VIEW} "
+                  "GROUP BY 1")
+        t.execute(f"ALTER VIEW public.analyst_scores OWNER TO {analyst}")
+        t.execute("CREATE TABLE public.mig_loot (s text)")
+        t.execute(f"CREATE RULE steal AS ON INSERT TO {legacy.SCORES_VIEW} DO INSTEAD "
+                  "INSERT INTO public.mig_loot VALUES ('x')")
+    plan = _cli(dsn, *MIGRATE, "--dry-run")
+    assert plan.returncode == 2 and "carries rules or triggers" in plan.stdout, (plan.stdout, plan.stderr)
+    with psycopg.connect(dsn, autocommit=True) as t:
+        t.execute(f"DROP RULE steal ON {legacy.SCORES_VIEW}")
+    done = _cli(dsn, *MIGRATE, "--recreate-views")
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(dsn, autocommit=True) as t:
+        assert t.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'public.analyst_scores'::regclass"
+                         ).fetchone()[0] == analyst
+        t.execute("DROP VIEW public.analyst_scores")
+        t.execute(f"DROP OWNED BY {analyst}")
+        t.execute(f"DROP ROLE {analyst}")

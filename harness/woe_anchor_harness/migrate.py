@@ -204,6 +204,12 @@ def inspect(conn, legacy_schema: str, relations=None, columns=None, source=None,
         base = set(_columns(conn, plan.relations[0]))
         if "edited_date" in base:  # the trainer's feature store: t0 is COALESCE(t0, edited_date)
             plan.columns["t0"] = ["t0", "edited_date"] if "t0" in base else "edited_date"
+    for v in plan.views:
+        acting = [x for x in v.extras if not _read_only(x) and not x.startswith("GRANT ")]
+        if v.name in LIVE and acting:
+            plan.blockers.append(f"{v.name} carries rules or triggers ({'; '.join(x[:120] for x in acting)}): "
+                                 "woe_anchor's view of that name is its owner's, and would run them with those "
+                                 "rights; drop them, migrate, then put what you need on views of your own")
     _check_what_the_run_would(conn, plan)
     # who read the replaced views, and the owners of the user's views re-created over woe_anchor's tables:
     # they become woe_anchor readers (its live views run with their reader's rights), so the pipeline
@@ -360,10 +366,14 @@ def run(conn, plan: Plan, recreate_views: bool) -> list[tuple]:
     conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
     try:
         # the views first, outermost first, then the tables: the order in which a reader of any of
-        # them takes its locks, so that a reader in flight and the migration wait, never deadlock
-        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(", ").join(
-            [sql.SQL(v.name) for v in sorted(plan.views, key=lambda v: -v.depth)]
-            + [sql.SQL("ml.{}").format(ident(t)) for t in TABLES])))
+        # them takes its locks, so that a reader in flight and the migration wait, never deadlock.
+        # A view is locked by an ALTER that changes nothing: LOCK TABLE on a view also locks what it
+        # reads, checking its owner's right to write there (a reader's view would stop the migration)
+        for v in sorted(plan.views, key=lambda v: -v.depth):
+            conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(
+                sql.SQL("MATERIALIZED VIEW" if v.kind == "m" else "VIEW"), sql.SQL(v.name), ident(v.owner)))
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+            sql.SQL(", ").join(sql.SQL("ml.{}").format(ident(t)) for t in TABLES)))
     except psycopg.errors.LockNotAvailable:
         raise MigrateError(f"the trainer's tables are in use (a trainer run or a long query held them for over "
                            f"{LOCK_TIMEOUT}): stop the trainer and its readers' long queries, then retry") from None
@@ -444,8 +454,10 @@ def _restore_access(conn, v: View, owned: bool) -> None:
         if v.comment is not None:
             conn.execute(sql.SQL("COMMENT ON {} {} IS {}").format(what, name, sql.Literal(v.comment)))
     for grantee, privilege in v.acl:
-        conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), name, sql.SQL(grantee)))
-    for statement in v.extras:
+        # woe_anchor's own views (not owned) are read-only: SELECT is all there is to give on them
+        if owned or privilege == "SELECT":
+            conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), name, sql.SQL(grantee)))
+    for statement in v.extras if owned else [x for x in v.extras if _read_only(x)]:
         try:
             with conn.transaction():
                 conn.execute(sql.SQL(statement))
@@ -453,6 +465,13 @@ def _restore_access(conn, v: View, owned: bool) -> None:
             raise MigrateError(f"{statement[:200]} cannot be run again on the re-created {v.name}: "
                                f"{e.diag.message_primary}. Nothing was changed: drop it, migrate, then make it again "
                                "as suits the new view") from None
+
+
+def _read_only(extra: str) -> bool:
+    """Whether an extra of a replaced view may follow it onto woe_anchor's view of that name (owned
+    by the extension's owner, where a rule or trigger would act with that owner's rights): a
+    column comment, or a grant of SELECT."""
+    return extra.startswith(("COMMENT ON COLUMN ", "GRANT SELECT "))
 
 
 def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:
