@@ -152,6 +152,7 @@ def test_scheduling_refuses_parameters_a_fit_would_refuse(conn, cron):
             (("woe_params", "0 3 * * *", "sched_temp", ""), ("InvalidParameterValue", "temporary table")),
             (("", "0 3 * * *", "sched_params", ""), ("InvalidParameterValue", "job_name must be")),
             (("woe_params\n", "0 3 * * *", "sched_params", ""), ("InvalidParameterValue", "job_name must be")),
+            (("woe_params" + "x" * 60, "0 3 * * *", "sched_params", ""), ("InvalidParameterValue", "63 bytes")),
             (("woe_params", "0 3 * * * extra garbage", "sched_params", ""), ("InvalidParameterValue", "schedule")),
             (("woe_params", "0 3 * * *'; drop table x; --", "sched_params", ""), ("InvalidParameterValue", "schedule"))):
         with pytest.raises(getattr(psycopg.errors, error), match=message) as err:
@@ -335,7 +336,7 @@ def test_two_databases_scheduling_one_name_at_once_do_not_both_get_it(conn, cron
         try:
             statement = "SELECT ml.schedule_woe_anchor_fit(%s, '15 3 * * *', 'sched_here')"
             with psycopg.connect(server.dsn_for(cron_conn.info.dbname)) as holder:
-                holder.execute("LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE")
+                holder.execute("LOCK TABLE cron.job IN SHARE UPDATE EXCLUSIVE MODE")
                 here, here_out = sessions.in_thread(server.dsn_for(conn.info.dbname), statement, [name])
                 there, there_out = sessions.in_thread(copy_dsn, statement, [name])
                 # both wait at the lock: their dblink sessions, in pg_cron's database
@@ -359,3 +360,19 @@ def test_two_databases_scheduling_one_name_at_once_do_not_both_get_it(conn, cron
                                      [name]).fetchall() == [(won[0]["rows"][0][0], winner_db)]
         finally:
             cron_conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s", [name])
+
+
+def test_scheduling_in_pg_crons_database_holds_up_no_other_cron_job(cron, server):
+    """There the check-and-schedule lock lasts the caller's transaction: it must not hold up pg_cron's
+    own writes (another role's cron.schedule), only another woe_anchor scheduling. Run in pg_cron's
+    database, in one transaction rolled back at the end."""
+    cron_conn = cron[0]
+    with cron_conn.transaction() as tx:
+        cron_conn.execute("CREATE EXTENSION woe_anchor CASCADE")
+        cases.load(cron_conn, "sched_local_src", cases.make_rows(seed=94, n=50))
+        cron_conn.execute("SELECT ml.schedule_woe_anchor_fit('woe_local', '0 3 * * *', 'public.sched_local_src')")
+        with psycopg.connect(server.dsn_for(cron_conn.info.dbname), autocommit=True) as other:
+            other.execute("SET lock_timeout = '2s'")
+            job = other.execute("SELECT cron.schedule('woe_other_job', '0 4 * * *', 'SELECT 1')").fetchone()[0]
+            other.execute("SELECT cron.unschedule(%s)", [job])
+        raise psycopg.Rollback(tx)

@@ -40,9 +40,10 @@ def check_schedule(plpy, job_name, schedule, source_oid, p: dict, band_schema_ve
     for what, text in (("job_name", job_name), ("schedule", schedule)):
         if text is None:
             raise Refusal(errors.NULL_VALUE_NOT_ALLOWED, f"{what} must not be NULL")
-    if (not 1 <= len(job_name) <= 128 or job_name != job_name.strip()
+    # pg_cron keeps a job's name as a name: 63 bytes, longer ones cut there (two names, one job)
+    if (not 1 <= len(job_name.encode()) <= 63 or job_name != job_name.strip()
             or any(unicodedata.category(ch)[0] in "CZ" and ch != " " for ch in job_name)):
-        raise Refusal(errors.INVALID_PARAMETER_VALUE, "job_name must be 1 to 128 characters, without control, "
+        raise Refusal(errors.INVALID_PARAMETER_VALUE, "job_name must be 1 to 63 bytes, without control, "
                       "format or line-separator characters or spaces around it")
     if not SCHEDULE_RE.fullmatch(schedule):
         raise Refusal(errors.INVALID_PARAMETER_VALUE, f"schedule {schedule[:80]!r} is not one pg_cron reads",

@@ -4,8 +4,10 @@
 -- search_path pinned. Internal: only the definer entry points below call it (as the extension's
 -- owner), so the schema `cron` must be pg_cron's own, a member of the extension: one of that name
 -- made by anyone else (where pg_cron is not created) would run its functions as that owner.
--- `exclusive` runs the statement after locking pg_cron's job table against other writers, in one
--- transaction: what it reads of cron.job then stays true until it has written.
+-- `exclusive` runs the statement after locking pg_cron's job table against every other exclusive
+-- statement, in one transaction: what it reads of cron.job then stays true until it has written.
+-- The lock (SHARE UPDATE EXCLUSIVE) conflicts with itself, not with pg_cron's own writes: here, in
+-- pg_cron's database, it lasts the caller's transaction, and must not hold up others' cron jobs.
 CREATE FUNCTION woe_anchor_internal.cron(statement text, exclusive boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -52,7 +54,7 @@ BEGIN
     IF exclusive THEN
         -- the lock, then the statement as a second one of the same string: one transaction, and
         -- the statement's snapshot taken after the wait (here and over dblink alike)
-        statement := 'LOCK TABLE cron.job IN SHARE ROW EXCLUSIVE MODE; ' || statement;
+        statement := 'LOCK TABLE cron.job IN SHARE UPDATE EXCLUSIVE MODE; ' || statement;
     END IF;
     FOREACH query IN ARRAY ARRAY[pg_crons, statement] LOOP
         IF conninfo IS NULL THEN
