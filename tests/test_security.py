@@ -384,9 +384,10 @@ def test_one_trainer_cannot_drop_replace_or_block_anothers_models(cast):
 
 
 def test_one_trainer_cannot_freeze_anothers_band_schema_or_overwrite_its_monitoring(cast):
-    """A model keeps its band schema from changing: no trainer fits with another's. Any trainer may
-    monitor any model (the active one is often another's), but what it records is its own claim: it
-    replaces no week another role recorded, and the model's owner replaces what it recorded."""
+    """A model keeps its band schema from changing: no trainer fits with another's. A trainer that may
+    act as a model's fitter may monitor it (this test's session may: its user is a superuser), but
+    what it records is its own claim: it replaces no week another role recorded, and the model's
+    owner replaces what it recorded."""
     conn = cast
     version = 70 + SUFFIX % 1000
     with as_role(conn, TRAINER):
@@ -874,16 +875,28 @@ def test_what_an_administrators_monitor_run_measured_stays_its_own(cast):
     try:
         alert_ids = "SELECT last_value FROM ml.woe_anchor_alerts_id_seq"
         before = conn.execute(alert_ids).fetchone()
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"fitted by {TRAINER}"):
-            conn.execute(monitor, ["sec_secret"])
-        # the trainer may read the table, but row security hides rows from it: the same
-        conn.execute(f"GRANT SELECT ON sec_secret TO {TRAINER}")
-        conn.execute("ALTER TABLE sec_secret ENABLE ROW LEVEL SECURITY")
-        conn.execute(f"CREATE POLICY sec_half ON sec_secret TO {TRAINER} USING (listing_id % 2 = 0)")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may not read every row"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"fitted by {TRAINER}, who may not read"):
             conn.execute(monitor, ["sec_secret"])
         assert conn.execute(counts, {"k": key}).fetchone() == (0, 0, 0)
         assert conn.execute(alert_ids).fetchone() == before, "not one alert id taken"
+        # the trainer may read the table, but row security hides half of it from it: the run reads
+        # it as the trainer, so it measures that half (the rows the trainer reads itself)
+        conn.execute(f"GRANT SELECT ON sec_secret TO {TRAINER}")
+        conn.execute("ALTER TABLE sec_secret ENABLE ROW LEVEL SECURITY")
+        conn.execute(f"CREATE POLICY sec_half ON sec_secret TO {TRAINER} USING (listing_id % 2 = 0)")
+        psi = ("SELECT band_name, max(band_psi) FROM ml.woe_anchor_drift('sec_secret', now() - interval '3650 days', "
+               "now(), %s) GROUP BY 1 ORDER BY 1")
+        with as_role(conn, TRAINER):
+            seen = conn.execute(psi, [key]).fetchall()
+        assert seen != conn.execute(psi, [key]).fetchall(), "the trainer reads other rows than the administrator"
+        conn.execute("SELECT count(*) FROM ml.woe_anchor_monitor('sec_secret', window_days => 3650, psi_limit => 1e9, "
+                     "channel => NULL)")
+        assert conn.execute("SELECT current_user").fetchone()[0] != TRAINER, "the caller's role is back"
+        recorded = conn.execute("SELECT band_name, psi FROM ml.woe_anchor_psi WHERE model_key = %s ORDER BY 1",
+                                [key]).fetchall()
+        assert [(b, round(p, 12)) for b, p in recorded] == [(b, round(p, 12)) for b, p in seen]
+        conn.execute("DELETE FROM ml.woe_anchor_realized WHERE model_key = %s", [key])
+        conn.execute("DELETE FROM ml.woe_anchor_psi WHERE model_key = %s", [key])
         # over what the trainer reads, the administrator's records are the administrator's
         assert conn.execute(monitor, ["sec_src"]).fetchone()[0] > 0
         measured = conn.execute(counts, {"k": key}).fetchone()

@@ -14,6 +14,7 @@ rate (calibration), with the fit's label rule.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -24,7 +25,7 @@ from . import bands, errors, packs, passes, policy, quality, rowset, source, woe
 from .errors import Refusal
 from .inference import load_model, timestamp_literal, window_literals
 from .catalog import REGISTRY
-from .sqlgen import Compiler, float_lit
+from .sqlgen import Compiler, float_lit, quote_ident
 
 # shares below this count as this (the usual smoothing: a value one side never had adds a large,
 # finite term)
@@ -207,20 +208,45 @@ def _realized_weeks(weeks: list[dict], words: list, plan: list, lookups: tuple) 
     return out
 
 
-def _refuse_a_fitter_blind_to(plpy, model, source_oid) -> None:
-    """A monitor run measures the source through the model's bands, which its fitter chose, and its
-    records, alerts, their ids and its NOTIFY reach that role (by statistics and counts if not by
-    rows): run by another role, it must not read rows the fitter may not (docs/security.md)."""
+@contextlib.contextmanager
+def _as_its_fitter(plpy, model, source_oid):
+    """Read the source as the model's fitter. A monitor run measures it through the model's bands,
+    which that role chose, and its records, alerts, their ids and its NOTIFY reach that role (by
+    statistics and counts where row security hides the rows): read with the fitter's rights, it
+    measures no row the fitter may not read, whoever runs it (docs/security.md). A superuser's
+    model, or the caller's own, is read as the caller."""
     row = plpy.execute(plpy.prepare(
-        f"SELECT r.fitted_by, r.fitted_by = current_user OR woe_anchor_internal.sees_what_caller_sees(r.fitted_by, $2) "
-        f"AS sees, $2::regclass::text AS source FROM {REGISTRY} AS r WHERE r.model_id = $1", ["int8", "oid"]),
-        [model.model_id, source_oid])
-    if row and not row[0]["sees"]:  # no row: the model was replaced, which recording refuses
-        raise Refusal(errors.INSUFFICIENT_PRIVILEGE,
-                      f"model {model.key!r} was fitted by {row[0]['fitted_by']}, who may not read every row of "
-                      f"{row[0]['source']}: its monitoring would tell that role about them",
-                      hint="Monitor it as a role that may, or a model fitted by a role with SELECT on the source "
-                           "(no row security, no security_invoker view, no foreign tables).")
+        f"SELECT r.fitted_by, r.fitted_by = current_user OR coalesce(g.rolsuper, false) AS as_caller, "
+        f"g.oid IS NOT NULL AS known, current_setting('role') AS role, $2::regclass::text AS source "
+        f"FROM {REGISTRY} AS r LEFT JOIN pg_catalog.pg_roles AS g ON g.rolname = r.fitted_by WHERE r.model_id = $1",
+        ["int8", "oid"]), [model.model_id, source_oid])
+    if not row or row[0]["as_caller"]:  # no row: replaced meanwhile, which recording refuses
+        yield
+        return
+    fitter, role, source_name = row[0]["fitted_by"], row[0]["role"], row[0]["source"]
+    hint = "Run the monitor as a superuser, as the fitter, or as a role that may act as it."
+    if not (row[0]["known"] and _set_role(plpy, fitter)):
+        raise Refusal(errors.INSUFFICIENT_PRIVILEGE, f"model {model.key!r} was fitted by {fitter}: a monitor run "
+                      "reads its source as the model's fitter, and this role may not act as that one", hint=hint)
+    try:
+        yield
+    except plpy.spiexceptions.InsufficientPrivilege:
+        raise Refusal(errors.INSUFFICIENT_PRIVILEGE, f"model {model.key!r} was fitted by {fitter}, who may not read "
+                      f"{source_name}: a monitor run reads its source as the model's fitter",
+                      hint="Grant that role SELECT on the source, or monitor a model fitted by a role that "
+                           "may read it.") from None
+    finally:
+        plpy.execute("RESET ROLE" if role == "none" else f"SET ROLE {quote_ident(role)}")
+
+
+def _set_role(plpy, role: str) -> bool:
+    """SET ROLE, or False where the session's user may not."""
+    try:
+        with plpy.subtransaction():
+            plpy.execute(f"SET ROLE {quote_ident(role)}")
+        return True
+    except plpy.SPIError:
+        return False
 
 
 CHANNEL_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -247,17 +273,17 @@ def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: fl
         raise Refusal(errors.INVALID_PARAMETER_VALUE,
                       f"min_rows must be a whole number >= 0, got {errors.sql_text(min_rows)}")
     model = load_model(plpy, key)
-    _refuse_a_fitter_blind_to(plpy, model, source_oid)
     now = plpy.execute("SELECT now()::text AS now, (now() - make_interval(secs => %s))::text AS start"
                        % float_lit(window_days * 86400.0))[0]
     # one model throughout: read once, and recorded only while it is still its key's model
-    bands_now = _drift(plpy, model, source_oid, now["start"], now["now"])
+    with _as_its_fitter(plpy, model, source_oid):
+        bands_now = _drift(plpy, model, source_oid, now["start"], now["now"])
+        weeks = _realized(plpy, model, source_oid, None)
     psi = {r[0]: r[7] for r in bands_now if r[7] is not None}
     alerts = [("drift", band, value, psi_limit) for band, value in psi.items() if value > psi_limit]
     if not any(r[3] for r in bands_now):  # not one listing in the window: no drift to measure, a feed to check
         alerts.append(("no_rows", f"t0 in the last {window_days:g} days", 0.0, None))
     oof_auc = policy.figure("min_oof_auc", model.figures)
-    weeks = _realized(plpy, model, source_oid, None)
     for week, n, _, auc, *_ in weeks:
         if n >= min_rows and auc is not None and oof_auc is not None and auc < oof_auc - auc_drop:
             alerts.append(("realized_auc", week, auc, oof_auc - auc_drop))

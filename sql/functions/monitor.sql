@@ -86,28 +86,6 @@ $woe_anchor_py$;
 -- role, a role that may manage it, or one that may manage the model. Its alerts go to `channel`
 -- (NOTIFY, delivered at commit) as their ids: any role that can connect may LISTEN, so the figures
 -- stay in ml.woe_anchor_alerts, for the roles that may read them.
--- Whether `role` reads every row of `source` that the caller reads: SELECT on the relation itself,
--- no row security it is subject to, and nothing below read with per-role rights (the invoker's
--- privileges under a security_invoker view, a foreign table's user mapping). False when unsure.
--- The monitor asks it of a model's fitter (docs/security.md, "Monitoring").
-CREATE FUNCTION woe_anchor_internal.sees_what_caller_sees(role name, source oid)
-RETURNS boolean
-LANGUAGE sql STABLE SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-SELECT coalesce(r.rolsuper OR (
-           has_table_privilege(r.oid, c.oid, 'SELECT')
-           AND NOT (c.relrowsecurity AND NOT r.rolbypassrls AND (c.relowner <> r.oid OR c.relforcerowsecurity))
-           AND NOT (c.relkind = 'v' AND coalesce(c.reloptions::text[] && ARRAY['security_invoker=true',
-               'security_invoker=on', 'security_invoker=1', 'security_invoker=yes'], false))
-           AND NOT EXISTS (SELECT FROM pg_partition_tree(c.oid) AS t JOIN pg_class AS l ON l.oid = t.relid
-                           WHERE l.relkind = 'f')
-           AND NOT EXISTS (SELECT FROM pg_inherits AS i JOIN pg_class AS l ON l.oid = i.inhrelid
-                           WHERE i.inhparent = c.oid AND l.relkind = 'f')), false)
-FROM pg_class AS c LEFT JOIN pg_roles AS r ON r.rolname = role
-WHERE c.oid = source
-$$;
-
 CREATE FUNCTION woe_anchor_internal.record_monitoring(ticket uuid, run jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -185,8 +163,6 @@ COMMENT ON FUNCTION woe_anchor_internal.realized(oid, text, timestamptz) IS 'woe
 COMMENT ON FUNCTION ml.woe_anchor_realized(regclass, text, timestamptz) IS
     'Realized AUC, log loss and calibration of a model per week of settled listings created since its cutoff';
 COMMENT ON FUNCTION woe_anchor_internal.monitor(oid, text, float8, float8, float8, int, text) IS 'woe_anchor internal: the check behind ml.woe_anchor_monitor';
-COMMENT ON FUNCTION woe_anchor_internal.sees_what_caller_sees(name, oid) IS
-    'woe_anchor internal: whether a role reads every row of a relation the caller reads';
 COMMENT ON FUNCTION woe_anchor_internal.record_monitoring(uuid, jsonb) IS 'woe_anchor internal: records a monitor run for the ticket''s role';
 COMMENT ON FUNCTION ml.woe_anchor_monitor(regclass, text, float8, float8, float8, int, text) IS
     'Drift and realized performance of a model, recorded, with alerts past thresholds (table and NOTIFY)';

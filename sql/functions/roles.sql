@@ -18,7 +18,7 @@ SELECT CASE kind
     WHEN 'trainer' THEN ARRAY[
         'fit_woe_anchor', 'fit', 'open_staging', 'persist', 'ticket', 'stamp_ticket',
         'woe_anchor_activate', 'activate', 'woe_anchor_rollback', 'rollback', 'woe_anchor_annotate', 'annotate',
-        'woe_anchor_monitor', 'monitor', 'sees_what_caller_sees', 'record_monitoring',
+        'woe_anchor_monitor', 'monitor', 'record_monitoring',
         'woe_anchor_drop_model', 'drop_model',
         'woe_anchor_prune', 'prune', 'drop_shard_table_of', 'drop_shard_table',
         'woe_anchor_copy_band_schema', 'woe_anchor_create_band_schema', 'woe_anchor_set_band', 'woe_anchor_drop_band',
