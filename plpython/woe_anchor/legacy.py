@@ -188,17 +188,17 @@ def _import_model(plpy, m: dict, legacy: dict, stamped: dict, thresholds: list[f
     """One legacy model's registry row, maps, cuts and scores; returns what was mapped."""
     registry, cuts, maps, scores = (legacy[t] for t in TABLES)
     key, notes = m["model_key"], []
-    # a same-key rerun leaves older scores behind: they are not this model's. A rerun with OOF off
-    # (n_folds 1) writes none, so every score older than its registry row is stale; otherwise the
-    # model's last run wrote them, and a registry row touched since (created_at bumped to serve it
-    # again, existing-installation.md 7.3) leaves them its newest scores, the older ones stale
+    # a same-key rerun leaves older scores behind: they are not this model's. Every run rewrites the
+    # model's cuts in the transaction that writes its scores (when it writes any: not with OOF off),
+    # so its final cuts row is as old as its scores; the registry row's created_at is the fallback
+    # (a bump of it, to serve the model again, existing-installation.md 7.3, touches no cuts)
     fresh = "true"
-    if stamped["woe_anchor_scores_v1"] and stamped["woe_anchor_model_registry_v1"]:
-        since = _rows(plpy, f"""
-SELECT CASE WHEN r.n_folds = 1 THEN r.created_at
-            ELSE least(r.created_at, (SELECT max(s.created_at) FROM {scores} AS s WHERE s.model_key = r.model_key))
-       END::text AS t
-FROM {registry} AS r WHERE r.model_key = $1""", ["text"], [key])[0]["t"]
+    if stamped["woe_anchor_scores_v1"] and (stamped["woe_anchor_cuts_v1"] or stamped["woe_anchor_model_registry_v1"]):
+        reference = ("(SELECT c.created_at FROM {cuts} AS c WHERE c.model_key = r.model_key AND c.fold_id IS NULL)"
+                     if stamped["woe_anchor_cuts_v1"] else "NULL").format(cuts=cuts)
+        fallback = "r.created_at" if stamped["woe_anchor_model_registry_v1"] else "NULL"
+        since = _rows(plpy, f"SELECT coalesce({reference}, {fallback})::text AS t FROM {registry} AS r "
+                            "WHERE r.model_key = $1", ["text"], [key])[0]["t"]
         fresh = "true" if since is None else f"s.created_at >= {quote_literal(since)}::timestamptz"
     counts = _rows(plpy, f"""
 SELECT count(*) FILTER (WHERE NOT ({fresh})) AS stale,

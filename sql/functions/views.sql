@@ -103,7 +103,9 @@ BEGIN
     -- a relation that is gone names no set: never read as NULL, "every set"
     IF source IS NOT NULL AND named IS NULL THEN
         RAISE EXCEPTION 'relation with OID % does not exist', source::oid USING ERRCODE = 'undefined_table',
-            HINT = 'Name a relation that exists, or pass NULL to drop every view set woe_anchor made.';
+            HINT = 'Name a relation that exists, or pass NULL to drop every view set woe_anchor made. The records '
+                   'of a set whose source was dropped go with ml.woe_anchor_drop_views() (every set), or once a '
+                   'relation of that name exists again.';
     END IF;
     -- the train view reads the scores view, which reads the bands view; the functions take the
     -- row type of the source, which may be a source view
