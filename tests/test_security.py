@@ -384,10 +384,9 @@ def test_one_trainer_cannot_drop_replace_or_block_anothers_models(cast):
 
 
 def test_one_trainer_cannot_freeze_anothers_band_schema_or_overwrite_its_monitoring(cast):
-    """A model keeps its band schema from changing: no trainer fits with another's. A trainer that may
-    act as a model's fitter may monitor it (this test's session may: its user is a superuser), but
-    what it records is its own claim: it replaces no week another role recorded, and the model's
-    owner replaces what it recorded."""
+    """A model keeps its band schema from changing: no trainer fits with another's. A trainer may not
+    monitor another's model, and what it records (calling the entry point itself) is its own claim:
+    it replaces no week another role recorded, and the model's owner replaces what it recorded."""
     conn = cast
     version = 70 + SUFFIX % 1000
     with as_role(conn, TRAINER):
@@ -420,8 +419,10 @@ def test_one_trainer_cannot_freeze_anothers_band_schema_or_overwrite_its_monitor
         payload["registry"]["band_schema_version"] = version
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"band schema {version}: it was created by"):
             conn.execute("SELECT woe_anchor_internal.persist(woe_anchor_internal.ticket(), %s)", [json.dumps(payload)])
-        conn.execute("SELECT * FROM ml.woe_anchor_monitor('sec_src', %s, window_days => 3650, channel => NULL)",
-                     [mine]).fetchall()
+        # it may not monitor a model of a role it may not act as (a run reads as the fitter)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may not act as that one"):
+            conn.execute("SELECT * FROM ml.woe_anchor_monitor('sec_src', %s, window_days => 3650, channel => NULL)",
+                         [mine])
         conn.execute(record, [json.dumps(forged)])
     now = conn.execute(history, [mine]).fetchall()
     assert now[:-1] == recorded and now[-1] == (fake_week, 1, 0.01, OTHER), "the owner's weeks stay"
@@ -913,3 +914,36 @@ def test_what_an_administrators_monitor_run_measured_stays_its_own(cast):
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
         conn.execute("DELETE FROM ml.woe_anchor_alerts WHERE model_key = %s", [key])
         conn.execute("DROP TABLE sec_secret")
+
+
+def test_who_may_monitor_anothers_model_is_the_current_roles_question(cast, dsn):
+    """PostgreSQL lets a role SET ROLE by its session's login role: a login role that may become
+    either trainer (a pooler's authenticator, say) must not make one trainer read as the other.
+    And the monitor's switch of role ends with the caller's transaction as the caller's own would."""
+    conn = cast
+    with as_role(conn, TRAINER):
+        theirs = fit(conn, "sec_src", model_key="sec_t_theirs", activate=False)
+    auth = f"woe_sec_auth_{SUFFIX}"
+    conn.execute(f"DROP ROLE IF EXISTS {auth}")
+    conn.execute(f"CREATE ROLE {auth} LOGIN NOINHERIT")
+    conn.execute(f"GRANT {TRAINER}, {OTHER} TO {auth}")
+    monitor = "SELECT count(*) FROM ml.woe_anchor_monitor('sec_src', %s, window_days => 3650, channel => NULL)"
+    try:
+        with psycopg.connect(f"{dsn} user={auth}", autocommit=True) as c:
+            c.execute(f"SET ROLE {OTHER}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may not act as that one"):
+                c.execute(monitor, [theirs])
+            c.execute(f"SET ROLE {TRAINER}")
+            c.execute(monitor, [theirs])  # its own model
+        conn.execute(f"GRANT {TRAINER} TO {OTHER}")  # now a member: may act as the fitter
+        with conn.transaction():
+            conn.execute(f"SET LOCAL ROLE {OTHER}")
+            conn.execute(monitor, [theirs])
+            assert conn.execute("SELECT current_user").fetchone()[0] == OTHER
+        assert conn.execute("SELECT current_user, current_setting('role')").fetchone() == (conn.info.user, "none")
+    finally:
+        conn.execute(f"REVOKE {TRAINER} FROM {OTHER}")
+        conn.execute(f"DROP OWNED BY {auth}")
+        conn.execute(f"DROP ROLE {auth}")
+        conn.execute("DELETE FROM ml.woe_anchor_alerts WHERE model_key = %s", [theirs])
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [theirs])

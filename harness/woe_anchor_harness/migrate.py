@@ -470,8 +470,9 @@ def _restore_access(conn, v: View, owned: bool) -> None:
 def _read_only(extra: str) -> bool:
     """Whether an extra of a replaced view may follow it onto woe_anchor's view of that name (owned
     by the extension's owner, where a rule or trigger would act with that owner's rights): a
-    column comment, or a grant of SELECT."""
-    return extra.startswith(("COMMENT ON COLUMN ", "GRANT SELECT "))
+    column comment, or a grant of SELECT (without the option to grant it on: the extension grants
+    its views, and ml.woe_anchor_revoke would meet grants made with that option)."""
+    return extra.startswith(("COMMENT ON COLUMN ", "GRANT SELECT ")) and not extra.endswith(" WITH GRANT OPTION")
 
 
 def rollback(conn, legacy_schema: str, force: bool = False) -> list[str]:

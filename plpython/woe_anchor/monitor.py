@@ -25,7 +25,7 @@ from . import bands, errors, packs, passes, policy, quality, rowset, source, woe
 from .errors import Refusal
 from .inference import load_model, timestamp_literal, window_literals
 from .catalog import REGISTRY
-from .sqlgen import Compiler, float_lit, quote_ident
+from .sqlgen import Compiler, float_lit
 
 # shares below this count as this (the usual smoothing: a value one side never had adds a large,
 # finite term)
@@ -215,19 +215,24 @@ def _as_its_fitter(plpy, model, source_oid):
     statistics and counts where row security hides the rows): read with the fitter's rights, it
     measures no row the fitter may not read, whoever runs it (docs/security.md). A superuser's
     model, or the caller's own, is read as the caller."""
+    # who may act as the fitter is the current role's question, not the session user's (whom
+    # PostgreSQL asks for SET ROLE): a member of the fitter, or a superuser
     row = plpy.execute(plpy.prepare(
         f"SELECT r.fitted_by, r.fitted_by = current_user OR coalesce(g.rolsuper, false) AS as_caller, "
-        f"g.oid IS NOT NULL AS known, current_setting('role') AS role, $2::regclass::text AS source "
+        f"g.oid IS NOT NULL AND (pg_catalog.pg_has_role(current_user, g.oid, 'MEMBER') OR "
+        f"(SELECT s.rolsuper FROM pg_catalog.pg_roles AS s WHERE s.rolname = current_user)) AS may_act, "
+        f"current_setting('role') AS role, $2::regclass::text AS source "
         f"FROM {REGISTRY} AS r LEFT JOIN pg_catalog.pg_roles AS g ON g.rolname = r.fitted_by WHERE r.model_id = $1",
         ["int8", "oid"]), [model.model_id, source_oid])
     if not row or row[0]["as_caller"]:  # no row: replaced meanwhile, which recording refuses
         yield
         return
     fitter, role, source_name = row[0]["fitted_by"], row[0]["role"], row[0]["source"]
-    hint = "Run the monitor as a superuser, as the fitter, or as a role that may act as it."
-    if not (row[0]["known"] and _set_role(plpy, fitter)):
+    if not (row[0]["may_act"] and _set_role(plpy, fitter)):
         raise Refusal(errors.INSUFFICIENT_PRIVILEGE, f"model {model.key!r} was fitted by {fitter}: a monitor run "
-                      "reads its source as the model's fitter, and this role may not act as that one", hint=hint)
+                      "reads its source as the model's fitter, and this role may not act as that one (or it runs "
+                      "in a SECURITY DEFINER function, where PostgreSQL allows no SET ROLE)",
+                      hint="Run the monitor as a superuser, as the fitter, or as a member of it.")
     try:
         yield
     except plpy.spiexceptions.InsufficientPrivilege:
@@ -236,14 +241,16 @@ def _as_its_fitter(plpy, model, source_oid):
                       hint="Grant that role SELECT on the source, or monitor a model fitted by a role that "
                            "may read it.") from None
     finally:
-        plpy.execute("RESET ROLE" if role == "none" else f"SET ROLE {quote_ident(role)}")
+        _set_role(plpy, role)
 
 
 def _set_role(plpy, role: str) -> bool:
-    """SET ROLE, or False where the session's user may not."""
+    """The role for the rest of this transaction, or False where it may not be set. Transaction-local
+    both ways: at the end of the transaction the role is what it would have been without the
+    monitor (a caller's SET LOCAL ROLE ends with it, a plain SET stays)."""
     try:
         with plpy.subtransaction():
-            plpy.execute(f"SET ROLE {quote_ident(role)}")
+            plpy.execute(plpy.prepare("SELECT pg_catalog.set_config('role', $1, true)", ["text"]), [role])
         return True
     except plpy.SPIError:
         return False
