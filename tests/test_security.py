@@ -947,3 +947,31 @@ def test_who_may_monitor_anothers_model_is_the_current_roles_question(cast, dsn)
         conn.execute(f"DROP ROLE {auth}")
         conn.execute("DELETE FROM ml.woe_anchor_alerts WHERE model_key = %s", [theirs])
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [theirs])
+
+
+def test_the_callers_role_comes_back_by_its_oid_after_a_rename(cast, dsn):
+    """The role a monitor run sets back is the caller's by oid: renamed meanwhile (current_setting('role')
+    keeps the old name), it comes back, and the records are the caller's, never the fitter's."""
+    conn = cast
+    with as_role(conn, TRAINER):
+        theirs = fit(conn, "sec_src", model_key="sec_t_renamed", activate=False)
+    member, renamed = f"woe_sec_m_{SUFFIX}", f"woe_sec_m2_{SUFFIX}"
+    for r in (member, renamed):
+        conn.execute(f"DROP ROLE IF EXISTS {r}")
+    conn.execute(f"CREATE ROLE {member}")
+    conn.execute(f"GRANT {TRAINER} TO {member}")
+    conn.execute("SELECT ml.woe_anchor_grant(trainer => %s)", [member])
+    try:
+        with psycopg.connect(dsn) as c:
+            c.execute(f"SET ROLE {member}")
+            conn.execute(f"ALTER ROLE {member} RENAME TO {renamed}")
+            c.execute("SELECT count(*) FROM ml.woe_anchor_monitor('sec_src', %s, window_days => 3650, channel => NULL)",
+                      [theirs])
+            assert c.execute("SELECT current_user").fetchone()[0] == renamed
+            assert {r[0] for r in c.execute("SELECT recorded_by FROM ml.woe_anchor_psi WHERE model_key = %s",
+                                            [theirs])} == {renamed}
+            c.rollback()
+    finally:
+        conn.execute(f"DROP OWNED BY {renamed}")
+        conn.execute(f"DROP ROLE {renamed}")
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [theirs])

@@ -221,7 +221,9 @@ def _as_its_fitter(plpy, model, source_oid):
         f"SELECT r.fitted_by, r.fitted_by = current_user OR coalesce(g.rolsuper, false) AS as_caller, "
         f"g.oid IS NOT NULL AND (pg_catalog.pg_has_role(current_user, g.oid, 'MEMBER') OR "
         f"(SELECT s.rolsuper FROM pg_catalog.pg_roles AS s WHERE s.rolname = current_user)) AS may_act, "
-        f"current_setting('role') AS role, $2::regclass::text AS source "
+        # the role to set back, by its oid (a rename meanwhile must not lose it); NULL: none was set
+        f"CASE WHEN current_setting('role') <> 'none' THEN current_user::regrole::oid END AS role, "
+        f"$2::regclass::text AS source "
         f"FROM {REGISTRY} AS r LEFT JOIN pg_catalog.pg_roles AS g ON g.rolname = r.fitted_by WHERE r.model_id = $1",
         ["int8", "oid"]), [model.model_id, source_oid])
     if not row or row[0]["as_caller"]:  # no row: replaced meanwhile, which recording refuses
@@ -241,7 +243,13 @@ def _as_its_fitter(plpy, model, source_oid):
                       hint="Grant that role SELECT on the source, or monitor a model fitted by a role that "
                            "may read it.") from None
     finally:
-        _set_role(plpy, role)
+        back = plpy.execute(plpy.prepare(
+            "SELECT CASE WHEN $1::oid IS NULL THEN 'none' "
+            "ELSE (SELECT g.rolname::text FROM pg_catalog.pg_roles AS g WHERE g.oid = $1) END AS back", ["oid"]),
+            [role])[0]["back"]
+        if back is None or not _set_role(plpy, back):  # never record, or go on, as the fitter
+            raise Refusal(errors.OBJECT_NOT_IN_PREREQUISITE_STATE, "the caller's role could not be set back after "
+                          "the measuring: nothing is recorded", hint="Run the monitor again.")
 
 
 def _set_role(plpy, role: str) -> bool:
