@@ -21,6 +21,9 @@ TRAIN_VIEW = "ml.woe_anchor_scores_live_train_v"
 EVAL_WINDOW = "interval '168 hours'"
 # docs/contract.md 3: the split censored_ge_21d is 21 days, whatever the label threshold of a fit
 CENSORED_HOURS = 504
+# the longest span back from now a setting may reach (a retention age, a monitor's window): a
+# million days (2,700 years) before now is still after the first timestamptz
+MAX_DAYS = 1_000_000
 
 # the parameters of how a model learns (docs/contract.md 3-7): name, SQL type, default literal
 LEARNING_PARAMETERS = (

@@ -24,7 +24,7 @@ import numpy as np
 from . import bands, errors, packs, passes, policy, quality, rowset, source, woe
 from .errors import Refusal
 from .inference import load_model, timestamp_literal, window_literals
-from .catalog import REGISTRY
+from .catalog import MAX_DAYS, REGISTRY
 from .sqlgen import Compiler, float_lit
 
 # shares below this count as this (the usual smoothing: a value one side never had adds a large,
@@ -277,8 +277,7 @@ def monitor(plpy, source_oid, key: str | None, window_days: float, psi_limit: fl
     (kind, subject, value, threshold)."""
     if channel is not None and not CHANNEL_RE.fullmatch(channel):
         raise Refusal(errors.INVALID_PARAMETER_VALUE, f"channel {channel!r} must be a lower-case identifier")
-    # a window past a million days (2,700 years) would start before the first timestamptz
-    for name, value, most in (("window_days", window_days, 1e6), ("psi_limit", psi_limit, math.inf),
+    for name, value, most in (("window_days", window_days, MAX_DAYS), ("psi_limit", psi_limit, math.inf),
                               ("auc_drop", auc_drop, math.inf)):
         if value is None or not math.isfinite(value) or not 0 < value <= most:
             raise Refusal(errors.INVALID_PARAMETER_VALUE, f"{name} must be a finite number > 0"

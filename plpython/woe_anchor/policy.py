@@ -14,15 +14,15 @@ import json
 import math
 
 from . import errors
+from .catalog import MAX_DAYS
 from .errors import Refusal
 
 CHECKS = ("min_train_sold", "min_oof_auc", "min_eval_auc", "max_auc_drop")
 RETENTION = ("keep_models", "keep_days")
 # each setting's range, and whether it counts: an AUC and a drop of AUC are in [0, 1]; a count of
-# models is an int in the pruning SQL, and an age past a million days (2,700 years) would put the
-# cut before the first timestamptz
+# models is an int in the pruning SQL; an age, at most MAX_DAYS
 RANGES = {"min_train_sold": (0, 2 ** 63 - 1, True), "min_oof_auc": (0, 1, False), "min_eval_auc": (0, 1, False),
-          "max_auc_drop": (0, 1, False), "keep_models": (0, 2 ** 31 - 1, True), "keep_days": (0, 1_000_000, False)}
+          "max_auc_drop": (0, 1, False), "keep_models": (0, 2 ** 31 - 1, True), "keep_days": (0, MAX_DAYS, False)}
 
 
 def parse(doc: str) -> dict:
