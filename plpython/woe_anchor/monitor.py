@@ -69,7 +69,8 @@ def _drift(plpy, model, source_oid, start, end) -> list[tuple]:
     combos = passes.combinations_sql(Compiler(model.schema, src.reads, model.learned), plan)
     counts = [np.zeros(pack.size, dtype=np.int64) for pack in plan]
     grouped = ", ".join(f"GROUPING(r.c{j}) = 0" for j in range(len(plan)))
-    with passes.workers_beside_a_busy_leader(plpy):  # its leader counts every row's combinations
+    # its leader counts every row's combinations
+    with passes.workers_beside_a_busy_leader(plpy), passes.compiled_pass(plpy):
         grouped_rows = plpy.execute(f"""
 SELECT array_position(ARRAY[{grouped}], true) - 1 AS pack,
        coalesce({', '.join(f'r.c{j}' for j in range(len(plan)))}) AS combination, count(*) AS n
@@ -126,7 +127,7 @@ def _realized(plpy, model, source_oid, since) -> list[tuple]:
     parts = packs.words_sql(words, [f"r.c{i}" for i in range(len(codes))])
     # workers band the rows and make their words below the OFFSET 0 fence, while the leader adds
     # every row to its week; plpy.execute, as a cursor's plan is never parallel
-    with passes.workers_beside_a_busy_leader(plpy):
+    with passes.workers_beside_a_busy_leader(plpy), passes.compiled_pass(plpy):
         weeks = plpy.execute(f"""
 SELECT ((q.week AT TIME ZONE 'UTC')::date)::text AS week, count(*) AS n, {', '.join(f'string_agg(int8send(q.w{j}), NULL) AS w{j}' for j in range(len(words)))}
 FROM (SELECT r.week, {', '.join(f'{w} AS w{j}' for j, w in enumerate(parts))}

@@ -26,7 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from . import errors, quality, rowset, sharded, spill
+from . import errors, passes, quality, rowset, sharded, spill
 from .catalog import EVAL_WINDOW
 from .passes import Statements
 from .persist import write_scores_here
@@ -117,15 +117,17 @@ class LocalRows:
         values: dict[int, spill.Kept] = {}
         total = None
         read = st.rows(plan, words, self.ship.deferred, self.ship.inputs, self.ship.read_in, self.ship.subsets, ranges)
-        # one statement, so one snapshot, however many chunks: a cursor hands them over one by one
-        for row in (self.plpy.execute(read) if ranges is None else self.plpy.cursor(read)):
-            r = rowset.read(row, plan, words, self.ship)
-            part, vals = rowset.chunk_statistics(r, schema, self.ship)
-            total = rowset.add_statistics(total, part)
-            for i, v in vals.items():
-                values.setdefault(i, spill.Kept(self.spill)).append([v])
-            self.chunks.append(r.arrays())
-            del r, row
+        # one statement, so one snapshot, however many chunks: a cursor hands them over one by one;
+        # chunks are read past the memory setting only, always enough rows to compile for
+        with passes.compiled_pass(self.plpy, passes.COMPILED_PASS_COST if ranges is None else 0):
+            for row in (self.plpy.execute(read) if ranges is None else self.plpy.cursor(read)):
+                r = rowset.read(row, plan, words, self.ship)
+                part, vals = rowset.chunk_statistics(r, schema, self.ship)
+                total = rowset.add_statistics(total, part)
+                for i, v in vals.items():
+                    values.setdefault(i, spill.Kept(self.spill)).append([v])
+                self.chunks.append(r.arrays())
+                del r, row
         out = rowset.statistics(total, lambda i: values[i].column(0), schema)
         if self.spill is not None:
             self.plpy.notice(f"[fit] read {out['n_train_sold']} TRAIN SOLD rows in {len(ranges)} chunks "
