@@ -95,6 +95,12 @@ def render(version, sql_files, modules, upgrade=False):
     # the fit's defaults, declared by every routine that takes the fit's parameters
     catalog = load_module(next(m for m in modules if Path(m).name == "catalog.py"), "woe_anchor_catalog")
     values.update({f"@DEFAULT:{name}@": literal for name, literal in catalog.FIT_DEFAULTS.items()})
+    # routines whose band passes compile (passes.compiled_pass) declare every JIT setting it changes:
+    # PostgreSQL puts each back as the caller had it when the routine returns; jit stays off for
+    # their other statements
+    values["@COMPILED_PASSES@"] = "\n".join([
+        "SET jit = off", f"SET jit_above_cost = {catalog.COMPILED_PASS_COST}",
+        f"SET jit_optimize_above_cost = {catalog.COMPILED_PASS_COST}", "SET jit_inline_above_cost = -1"])
     values["@LEARNING_PARAMETERS@"] = ",\n".join(f"    {name} {kind} DEFAULT {default}"
                                                   for name, kind, default in catalog.LEARNING_PARAMETERS)
     if any("@BUILT_IN_SCHEMAS@" in Path(f).read_text() for f in sql_files):

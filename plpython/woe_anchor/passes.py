@@ -30,7 +30,8 @@ import os
 
 from . import bands as b
 from . import packs as pk
-from .catalog import EVAL_WINDOW
+from . import errors
+from .catalog import COMPILED_PASS_COST, EVAL_WINDOW
 from .sqlgen import Compiler, float_lit, quote_literal
 
 # floor of epoch days: the UTC date as an integer, cheaper than AT TIME ZONE + ::date
@@ -70,41 +71,38 @@ def workers_beside_a_busy_leader(plpy):
     plpy.execute(setting, [str(workers)])
 
 
-# A pass that bands every row of a large window runs its expressions compiled (LLVM JIT, optimized,
-# not inlined) once its planned cost passes this: the compile takes about 0.3 s on 2 cores for schema
-# 1 and repays itself from about 700k rows on (1M rows: realized's statement 0.80 -> 0.66 s, the fit's
-# read 1.02 -> 0.92 s; 4.6M rows read in chunks by one process, 6.2 -> 4.0 s). Inlining costs more
-# to compile than it saves. The scores' write stays interpreted: its expressions hold every fit's
-# lookup arrays, whose compile grows with the folds while its rows' work does not (1M rows, 5 folds:
-# 0.86 s interpreted, 1.25 s compiled; 20 folds took 1.9 times as long as 5 compiled).
-COMPILED_PASS_COST = 250000
-_JIT = ("jit", "jit_above_cost", "jit_optimize_above_cost", "jit_inline_above_cost")
+# compiled passes are turned off for a session by this setting, besides the configuration's jit
+JIT_SETTING = "woe_anchor.jit"
 
 
 @contextlib.contextmanager
-def compiled_pass(plpy, cost: int = COMPILED_PASS_COST):
-    """The statement inside compiled by the JIT when its planned cost passes ``cost`` (0: always, for
-    a statement known to read many rows whose plan cannot tell, as a TID range scan's cannot).
+def compiled_pass(plpy, always: bool = False):
+    """The statement inside compiled by the JIT (optimized, never inlined) when its planned cost
+    passes ``catalog.COMPILED_PASS_COST``, or ``always`` (a read known to be large whose plan
+    cannot tell, as a TID range scan's cannot).
 
-    The routines around these passes run with ``jit = off``; this turns it on for one statement,
-    unless the configuration turns it off (the server's, the database's, the role's or the
-    connection's options: ``reset_val``; a session's SET does not reach inside the routines, which
-    set jit for themselves). A server without a JIT provider compiles nothing either way. Put back
-    as it was, LOCAL as in ``workers_beside_a_busy_leader``, by SET: a utility statement, never
-    compiled itself.
+    The routines around these passes declare the JIT settings (``@COMPILED_PASSES@``: jit off, the
+    costs, no inlining), so PostgreSQL puts the caller's back when they return; this turns jit on
+    for one statement and off again. Nothing compiles when the configuration turns the JIT off
+    (``jit = off`` or ``jit_above_cost = -1`` in the server's, database's or role's settings or the
+    connection's options), or the session sets ``woe_anchor.jit = off``; a server without a JIT
+    provider compiles nothing either way.
     """
-    state = plpy.execute("SELECT (SELECT s.reset_val = 'on' FROM pg_catalog.pg_settings AS s WHERE s.name = 'jit') "
-                         "AS compile, " + ", ".join(f"pg_catalog.current_setting('{name}') AS {name}" for name in _JIT))[0]
-    if not state["compile"]:
+    state = plpy.execute(
+        "SELECT (SELECT s.reset_val = 'on' FROM pg_catalog.pg_settings AS s WHERE s.name = 'jit') AND "
+        "(SELECT s.reset_val <> '-1' FROM pg_catalog.pg_settings AS s WHERE s.name = 'jit_above_cost') "
+        f"AS configured, pg_catalog.current_setting('{JIT_SETTING}', true) AS chosen")[0]
+    chosen = state["chosen"] or "on"
+    if chosen not in ("on", "off"):
+        raise errors.Refusal(errors.INVALID_PARAMETER_VALUE, f"{JIT_SETTING} must be 'on' or 'off', not {chosen!r}")
+    if not state["configured"] or chosen == "off":
         yield
         return
-
-    def set_local(values):
-        plpy.execute("; ".join(f"SET LOCAL {name} = {quote_literal(str(v))}" for name, v in zip(_JIT, values)))
-
-    set_local(["on", cost, cost, -1])
+    costs = ("jit_above_cost", "jit_optimize_above_cost")
+    plpy.execute("SET LOCAL jit = on" + "".join(f"; SET LOCAL {name} = 0" for name in costs if always))
     yield
-    set_local([state[name] for name in _JIT])
+    plpy.execute("SET LOCAL jit = off"
+                 + "".join(f"; SET LOCAL {name} = {COMPILED_PASS_COST}" for name in costs if always))
 
 
 def array_lit(values, kind: str) -> str:

@@ -118,8 +118,8 @@ class LocalRows:
         total = None
         read = st.rows(plan, words, self.ship.deferred, self.ship.inputs, self.ship.read_in, self.ship.subsets, ranges)
         # one statement, so one snapshot, however many chunks: a cursor hands them over one by one;
-        # chunks are read past the memory setting only, always enough rows to compile for
-        with passes.compiled_pass(self.plpy, passes.COMPILED_PASS_COST if ranges is None else 0):
+        # chunks are read past the memory setting only: at its default, always rows enough to compile
+        with passes.compiled_pass(self.plpy, always=ranges is not None):
             for row in (self.plpy.execute(read) if ranges is None else self.plpy.cursor(read)):
                 r = rowset.read(row, plan, words, self.ship)
                 part, vals = rowset.chunk_statistics(r, schema, self.ship)

@@ -7,8 +7,8 @@ CREATE FUNCTION woe_anchor_internal.fit(
 RETURNS text
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
--- JIT compiles the wide banding expressions for seconds and never earns it back here
-SET jit = off
+-- the read of the rows compiles past a size (passes.compiled_pass), nothing else does
+@COMPILED_PASSES@
 -- the few sorts and hash tables of a fit stay in memory up to this, whatever N is
 SET work_mem = '64MB'
 -- interval math zone-free, and the arguments' text unambiguous

@@ -5,7 +5,7 @@ RETURNS TABLE (band_name text, band_value text, train_rows bigint, window_rows b
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 @TIMESTAMPS_AS_UTC_ISO@
-SET jit = off
+@COMPILED_PASSES@
 -- the pass's hash tables stay in memory (a sort or a spill to disk costs more than the scoring)
 SET work_mem = '64MB'
 AS $woe_anchor_py$
@@ -39,7 +39,7 @@ RETURNS TABLE (week date, n_rows bigint, n_slow21 bigint, auc float8, logloss fl
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 @TIMESTAMPS_AS_UTC_ISO@
-SET jit = off
+@COMPILED_PASSES@
 -- the pass's hash tables stay in memory (a sort or a spill to disk costs more than the scoring)
 SET work_mem = '64MB'
 AS $woe_anchor_py$
@@ -71,7 +71,7 @@ RETURNS TABLE (kind text, subject text, value float8, threshold float8)
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 @TIMESTAMPS_AS_UTC_ISO@
-SET jit = off
+@COMPILED_PASSES@
 SET work_mem = '64MB'  -- as drift's and realized's
 AS $woe_anchor_py$
 @LOAD_PACKAGE@
