@@ -44,6 +44,8 @@ class Release:
 UBUNTU = "http://archive.ubuntu.com/ubuntu"
 RELEASES = {15: Release("bookworm"), 16: Release("noble", UBUNTU, ("noble-updates", "noble-security"), ubuntu=True),
             17: Release("trixie"), 18: Release("sid")}
+# majors whose release ships the server's JIT (llvmjit) in a package of its own: sid's 18
+SEPARATE_JIT = {18}
 ROOTS = Path(os.environ.get("WOE_ANCHOR_ROOTS", "/var/tmp/woe_anchor_roots"))
 # "Ubuntu Archive Automatic Signing Key (2018) <ftpmaster@ubuntu.com>", which signs noble
 UBUNTU_ARCHIVE_KEY = "F6ECB3762474EDA9D21B7022871920D1991BC93C"
@@ -94,7 +96,8 @@ def build(major: int) -> Path:
     """The cached root of the release that ships ``major`` (built the first time)."""
     release = RELEASES[major]
     root = _roots() / release.suite
-    packages = f"postgresql-{major},postgresql-plpython3-{major},postgresql-{major}-cron,python3-numpy"
+    packages = f"postgresql-{major},postgresql-plpython3-{major},postgresql-{major}-cron,python3-numpy" + (
+        f",postgresql-{major}-jit" if major in SEPARATE_JIT else "")
     ready, recipe = root / ".woe_anchor_ready", f"{release!r} {packages}\n"  # written last: a cut build is redone
     if ready.exists() and ready.read_text() == recipe:
         return root
