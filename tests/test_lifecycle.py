@@ -283,6 +283,47 @@ def test_monitoring_workers_change_no_figure_and_the_sessions_setting_stays(conn
     assert wide == alone and all(wide)
 
 
+MONITORING_ROUTINES = ("woe_anchor_internal.drift(oid, timestamptz, timestamptz, text)",
+                       "woe_anchor_internal.realized(oid, text, timestamptz)")
+
+
+def test_drift_and_realized_compiled_give_the_same_bits(conn, lifecycle):
+    """Past a planned cost (the routines' jit_above_cost, about 700k rows) drift's and realized's
+    statements run compiled by the JIT. With that cost lowered to 0 here, both compile on these
+    few rows, as auto_explain shows, and every figure is the same float8 as interpreted."""
+    if not conn.execute("SELECT pg_jit_available() FROM (SELECT set_config('jit', 'on', false)) AS s").fetchone()[0]:
+        pytest.skip("this server has no JIT provider")
+    key = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_compiled")
+    queries = [("SELECT * FROM ml.woe_anchor_drift('lc_src', %s, %s, %s)", ["2026-04-11", "2026-04-21", key]),
+               ("SELECT * FROM ml.woe_anchor_realized('lc_src', %s)", [key])]
+
+    def figures():
+        return [conn.execute(q, args).fetchall() for q, args in queries]
+
+    interpreted = figures()
+    configs = {f: conn.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure", [f]).fetchone()[0]
+               for f in MONITORING_ROUTINES}
+    conn.execute("LOAD 'auto_explain'")
+    conn.execute("SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; "
+                 "SET auto_explain.log_level = notice")
+    try:
+        for f in MONITORING_ROUTINES:
+            conn.execute(f"ALTER FUNCTION {f} SET jit_above_cost = 0 SET jit_optimize_above_cost = 0")
+        conn.notices.clear()
+        compiled = figures()
+    finally:
+        conn.execute("SET auto_explain.log_min_duration = -1")
+        for f, config in configs.items():
+            kept = dict(item.split("=", 1) for item in config)
+            conn.execute(f"ALTER FUNCTION {f} SET jit_above_cost = {int(kept['jit_above_cost'])} "
+                         f"SET jit_optimize_above_cost = {int(kept['jit_optimize_above_cost'])}")
+    plans = [n for n in conn.notices if "JIT:" in n and "Optimization true" in n]
+    assert any("GROUPING SETS" in n for n in plans) and any("date_bin" in n for n in plans), len(plans)
+    assert compiled == interpreted and all(interpreted)
+    assert [conn.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure", [f]).fetchone()[0]
+            for f in MONITORING_ROUTINES] == list(configs.values())
+
+
 def test_realized_weeks_are_utc_mondays_at_their_edges(conn, lifecycle):
     """Settled rows on either side of a week's first microsecond, before and after the week
     expression's origin (2000-01-03) and in 1969, and at infinity, fall in the week a calendar gives
