@@ -79,3 +79,17 @@ def fit(conn, source: str, **params) -> str:
     names = ", ".join(f"{k} => %({k})s" for k in params)
     query = f"CALL ml.fit_woe_anchor(source => %(source)s{', ' + names if names else ''})"
     return conn.execute(query, dict(params, source=source)).fetchone()[0]
+
+
+def skip_without_jit(conn) -> None:
+    """Skip the test on a server without a JIT provider (pg_jit_available() asks with jit on)."""
+    if not conn.execute("SELECT pg_jit_available() FROM (SELECT set_config('jit', 'on', false)) AS s").fetchone()[0]:
+        pytest.skip("this server has no JIT provider")
+
+
+def plans_as_notices(conn) -> None:
+    """auto_explain sends the plan of every statement the session runs, nested ones too, to it as a
+    notice (the JIT's part included); ``SET auto_explain.log_min_duration = -1`` stops it."""
+    conn.execute("LOAD 'auto_explain'")
+    conn.execute("SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; "
+                 "SET auto_explain.log_level = notice")

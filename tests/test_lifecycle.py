@@ -11,7 +11,7 @@ import pytest
 
 import cases
 import reference
-from conftest import fit
+from conftest import fit, plans_as_notices, skip_without_jit
 
 POLICY = {"min_oof_auc": 0.55, "max_auc_drop": 0.02, "min_train_sold": 1000}
 # 40 of the 50 days: the 7 days after it hold enough sales of both classes to measure an AUC
@@ -291,8 +291,7 @@ def test_drift_and_realized_compiled_give_the_same_bits(conn, lifecycle):
     """Past a planned cost (the routines' jit_above_cost, about 700k rows) drift's and realized's
     statements run compiled by the JIT. With that cost lowered to 0 here, both compile on these
     few rows, as auto_explain shows, and every figure is the same float8 as interpreted."""
-    if not conn.execute("SELECT pg_jit_available() FROM (SELECT set_config('jit', 'on', false)) AS s").fetchone()[0]:
-        pytest.skip("this server has no JIT provider")
+    skip_without_jit(conn)
     key = fit(conn, "lc_src", cutoff=CUTOFF, model_key="lc_compiled")
     queries = [("SELECT * FROM ml.woe_anchor_drift('lc_src', %s, %s, %s)", ["2026-04-11", "2026-04-21", key]),
                ("SELECT * FROM ml.woe_anchor_realized('lc_src', %s)", [key])]
@@ -303,9 +302,7 @@ def test_drift_and_realized_compiled_give_the_same_bits(conn, lifecycle):
     interpreted = figures()
     configs = {f: conn.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure", [f]).fetchone()[0]
                for f in MONITORING_ROUTINES}
-    conn.execute("LOAD 'auto_explain'")
-    conn.execute("SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; "
-                 "SET auto_explain.log_level = notice")
+    plans_as_notices(conn)
     try:
         for f in MONITORING_ROUTINES:
             conn.execute(f"ALTER FUNCTION {f} SET jit_above_cost = 0 SET jit_optimize_above_cost = 0")

@@ -14,7 +14,7 @@ import pytest
 
 import artifacts
 import cases
-from conftest import fit
+from conftest import fit, plans_as_notices, skip_without_jit
 from test_band_schemas import EDGE_BANDS
 
 VERSION = 9  # schema 1 plus the edge bands: categories, ladders over sums on learned thresholds
@@ -145,9 +145,8 @@ def _chunked_fit_plans(dsn, options: str = "", setting: str | None = None) -> tu
     with psycopg.connect(dsn, autocommit=True, options=options) as c:
         plans = []
         c.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
-        c.execute("LOAD 'auto_explain'")
-        c.execute("SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; "
-                  "SET auto_explain.log_level = notice; SET woe_anchor.fit_memory = '64kB'")
+        plans_as_notices(c)
+        c.execute("SET woe_anchor.fit_memory = '64kB'")
         with c.transaction():
             if setting is not None:
                 c.execute("SELECT set_config('woe_anchor.jit', %s, true)", [setting])
@@ -167,8 +166,7 @@ def test_a_read_in_chunks_runs_compiled_unless_jit_is_turned_off(conn, dsn):
     connection's configuration turns the JIT off (jit, or jit_above_cost = -1) or the session sets
     woe_anchor.jit = off; the routines that compile never inline. (The chunked fits of
     test_both_readers_give_bit_identical_artifacts compile, the others do not: the same bits.)"""
-    if not conn.execute("SELECT pg_jit_available() FROM (SELECT set_config('jit', 'on', false)) AS s").fetchone()[0]:
-        pytest.skip("this server has no JIT provider")
+    skip_without_jit(conn)
     cases.load(conn, "rd_src", cases.make_rows(seed=101))
     reads, writes, before, after = _chunked_fit_plans(dsn)
     assert len(reads) == 1 and writes, (len(reads), len(writes))
