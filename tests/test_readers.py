@@ -161,7 +161,8 @@ def _chunked_fit_plans(dsn, options: str = "", setting: str | None = None) -> tu
 
 def test_a_read_in_chunks_runs_compiled_unless_jit_is_turned_off(conn, dsn):
     """The rows read in chunks (many rows, which the plan of a TID range scan cannot tell) run
-    compiled by the JIT; the scores' write stays interpreted. The caller's JIT settings are as they
+    compiled by the JIT; the scores' write, far below its planned cost threshold here, does not
+    (test_a_compiled_scores_write_gives_the_same_bits lowers it). The caller's JIT settings are as they
     were after the fit, in its transaction, values and sources. Nothing compiles when the
     connection's configuration turns the JIT off (jit, or jit_above_cost = -1) or the session sets
     woe_anchor.jit = off; the routines that compile never inline. (The chunked fits of
@@ -184,6 +185,44 @@ def test_a_read_in_chunks_runs_compiled_unless_jit_is_turned_off(conn, dsn):
         "WHERE p.pronamespace = 'woe_anchor_internal'::regnamespace "
         "AND p.proconfig @> '{jit=off,jit_inline_above_cost=-1}'").fetchone()[0]
     assert compiling == ["drift", "fit", "monitor", "realized"]
+
+
+FIT_ROUTINE = ("woe_anchor_internal.fit(oid, timestamptz, int, float8, float8, float8, float8, float8[], text, "
+               "boolean, boolean, boolean, boolean, int, boolean)")
+SCORES = ("SELECT generation, listing_id, t0, fold_id, is_oof, float8send(woe_logit), float8send(woe_p) "
+          "FROM ml.woe_anchor_scores_v1 WHERE model_key = %s ORDER BY generation, listing_id, t0")
+FIGURES = ("SELECT oof_auc, insample_auc, eval_auc, oof_logloss, eval_logloss, score_bins::text "
+           "FROM ml.woe_anchor_model_registry_v1 WHERE model_key = %s")
+
+
+@pytest.mark.parametrize("params", [{}, {"n_folds": 20}, {"oof": False}], ids=["five_folds", "twenty_folds", "in_sample"])
+def test_a_compiled_scores_write_gives_the_same_bits(conn, params):
+    """Past a planned cost (the fit's jit_above_cost, about 700k rows) the scores' write runs
+    compiled by the JIT; its lookups are two-dimensional arrays of (fit, combination), so what
+    compiles does not grow with the folds. With that cost lowered to 0 the write compiles on these
+    few rows, as auto_explain shows, and every score and quality figure is the same as interpreted."""
+    skip_without_jit(conn)
+    cases.load(conn, "rd_src", cases.make_rows(seed=103))
+    fit(conn, "rd_src", model_key="rd_interpreted", replace=True, activate=False, **params)
+    config = conn.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure", [FIT_ROUTINE]).fetchone()[0]
+    kept = dict(item.split("=", 1) for item in config)
+    plans_as_notices(conn)
+    try:
+        conn.execute(f"ALTER FUNCTION {FIT_ROUTINE} SET jit_above_cost = 0 SET jit_optimize_above_cost = 0")
+        conn.notices.clear()
+        fit(conn, "rd_src", model_key="rd_compiled_write", replace=True, activate=False, **params)
+    finally:
+        conn.execute("SET auto_explain.log_min_duration = -1")
+        conn.execute(f"ALTER FUNCTION {FIT_ROUTINE} SET jit_above_cost = {int(kept['jit_above_cost'])} "
+                     f"SET jit_optimize_above_cost = {int(kept['jit_optimize_above_cost'])}")
+    writes = [n for n in conn.notices if "CREATE TABLE" in n and "woe_logit" in n]
+    assert len(writes) == 1 and "JIT:" in writes[0] and "Optimization true" in writes[0], writes
+    interpreted, compiled = ([conn.execute(q, [key]).fetchall() for q in (SCORES, FIGURES)]
+                             for key in ("rd_interpreted", "rd_compiled_write"))
+    assert compiled == interpreted and interpreted[0] and interpreted[1][0][1] is not None
+    assert conn.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure", [FIT_ROUTINE]).fetchone()[0] == config
+    for key in ("rd_interpreted", "rd_compiled_write"):
+        conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
 
 
 def test_temp_file_limit_bounds_the_chunks_on_disk(conn):

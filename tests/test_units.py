@@ -661,7 +661,9 @@ def test_quality_groups_merge_to_the_per_row_figures():
     # few distinct table values, so different combinations tie on a logit
     final = ([0.25], [rng.integers(-2, 3, 6).tolist(), rng.integers(-2, 3, 4).tolist()])
     oof = ([0.5, -0.5, 0.0], [rng.integers(-2, 3, 18).tolist(), rng.integers(-2, 3, 12).tolist()])
-    got = rowset.quality_sets(r, plan, oof, final)
+    groups = rowset.quality_groups(r, plan)
+    got = rowset.quality_sets(groups, plan, oof, final)
+    assert rowset.quality_sets(groups, plan, None, final)["oof"][0].size == 0
     train, y = r.train, (r.flags & rowset.Y) > 0
     per_row = {"insample": (rowset.logits(r.combos, plan, final, np.zeros(n, dtype=np.int64)), train),
                "eval": (rowset.logits(r.combos, plan, final, np.zeros(n, dtype=np.int64)), ~train),

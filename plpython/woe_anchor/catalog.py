@@ -29,10 +29,10 @@ MAX_DAYS = 1_000_000
 # never inlined) once its planned cost passes this (passes.compiled_pass): the compile takes about
 # 0.3 s on 2 cores for schema 1 and repays itself from about 700k rows on (1M rows: realized's
 # statement 0.80 -> 0.66 s, the fit's read 1.02 -> 0.92 s; 4.6M rows read in chunks by one process,
-# 6.2 -> 4.0 s). Inlining costs more to compile than it saves. The scores' write and the scoring
-# stay interpreted: their expressions hold every fit's lookup arrays, whose compile grows with the
-# folds while the rows' work does not (1M rows, 5 folds: the write 0.86 s interpreted, 1.25 s
-# compiled; a 20-fold fit took 1.9 times as long as a 5-fold one with its write compiled).
+# 6.2 -> 4.0 s). Inlining costs more to compile than it saves. The scores' write compiles past the
+# same cost: its lookups are two-dimensional arrays of (fit, combination), constants the JIT does
+# not compile, so what it compiles does not grow with the folds (a CASE branch per fit did: a
+# 20-fold fit took 1.9 times a 5-fold one). 4.4M rows: 4.47 -> 3.82 s. The scoring stays interpreted.
 COMPILED_PASS_COST = 250000
 
 # the parameters of how a model learns (docs/contract.md 3-7): name, SQL type, default literal

@@ -276,7 +276,8 @@ def write_scores_here(plpy, st, packs: list, fold: str, lookups, fold_ids, phase
     """The scores of every TRAIN SOLD row in one CREATE TABLE AS into a staging table of the
     caller's, on this server: (staging tables, shard tables: none, rows written)."""
     staging = staging_table(plpy)
-    n_scored = plpy.execute(st.scores(packs, staging, fold, *lookups, fold_ids)).nrows()
+    with passes.compiled_pass(plpy):
+        n_scored = plpy.execute(st.scores(packs, staging, fold, *lookups, fold_ids)).nrows()
     phases.done("scores_write")
     return [staging], [], n_scored
 

@@ -96,7 +96,9 @@ class LocalRows:
         self.plpy, self.qualified = plpy, qualified
         self.ship = self.plan = self.spill = None
         self.chunks: spill.Kept | None = None
-        self.banding = self.weights = self.blocks = None
+        self.groups: spill.Kept | None = None    # per chunk, rowset.quality_groups
+        self.days = np.zeros(0, dtype=np.int64)  # the distinct TRAIN SOLD days, gathered by the read
+        self.banding = None
 
     def default_cutoff(self) -> str | None:
         latest = f"max(s.sold_time) FILTER (WHERE isfinite(s.sold_time)) - {EVAL_WINDOW}"
@@ -126,6 +128,7 @@ class LocalRows:
                 total = rowset.add_statistics(total, part)
                 for i, v in vals.items():
                     values.setdefault(i, spill.Kept(self.spill)).append([v])
+                self.days = np.union1d(self.days, r.train_days())
                 self.chunks.append(r.arrays())
                 del r, row
         out = rowset.statistics(total, lambda i: values[i].column(0), schema)
@@ -160,35 +163,26 @@ class LocalRows:
                                  check=lambda: self.plpy.execute("SELECT"))
         return list(zip(cuts[:-1], cuts[1:]))
 
-    def _each(self, band: bool = True):
-        """Every chunk's rows: banded and weighed once ``prepare`` said how, in blocks once known."""
-        for arrays in self.chunks:
-            r = rowset.RowSet.from_arrays(arrays, len(self.plan))
-            if band and self.banding is not None:
-                r.band_deferred(*self.banding)
-            if self.weights is not None:
-                r.weigh(*self.weights)
-            if self.blocks is not None:
-                r.put_in_blocks(*self.blocks)
-            yield r
-
     def prepare(self, schema, plan: list, learned: dict, ref_epoch: float, half_life_days) -> None:
         self.banding = (schema, plan, self.ship, learned)
 
     def train_days(self, stats: dict) -> np.ndarray:
-        days = np.zeros(0, dtype=np.int64)
-        for r in self._each(band=False):
-            days = np.union1d(days, r.train_days())
-        return days
+        return self.days
 
     def pack_sums(self, st: Statements, plan: list, fold: str, days, block_of_day, ref_epoch: float,
                   half_life_days) -> dict:
-        self.blocks = (days, block_of_day)
-        self.weights = (ref_epoch, half_life_days)
+        """The sums, and in the same pass each chunk's quality groups (they need no mapping), so
+        the rows are gone through once after the read."""
         sums = rowset.PackSums(plan, int(np.max(block_of_day, initial=0)) + 1)
-        for r in self._each():
+        self.groups = spill.Kept(self.spill)
+        for arrays in self.chunks:
+            r = rowset.RowSet.from_arrays(arrays, len(plan))
+            r.band_deferred(*self.banding)
+            r.weigh(ref_epoch, half_life_days)
+            r.put_in_blocks(days, block_of_day)
             sums.add(r)
-        self.weights = None  # only the sums need them
+            self.groups.append(rowset.quality_groups(r, plan))
+        self.chunks = None  # the rows are done with: their groups stay
         return sums.result()
 
     def write_scores(self, st: Statements, plan: list, fold: str, lookups, fold_ids, phases,
@@ -199,16 +193,16 @@ class LocalRows:
 
     def quality_sets(self, st: Statements, plan: list, fold: str, oof, final) -> dict:
         runs = {name: spill.Kept(self.spill) for name in ("oof", "insample", "eval")}
-        for r in self._each():
-            for name, groups in rowset.quality_sets(r, plan, oof, final).items():
-                runs[name].append(quality.merged(*groups))
+        for groups in self.groups:
+            for name, sets in rowset.quality_sets(groups, plan, oof, final).items():
+                runs[name].append(quality.merged(*sets))
         return {name: kept.runs() for name, kept in runs.items()}
 
     def finish(self) -> None:
         self.close()  # the rows' memory and files go before persisting
 
     def close(self) -> None:
-        self.chunks = None
+        self.chunks = self.groups = None
         if self.spill is not None:
             self.spill.close()
             self.spill = None

@@ -11,8 +11,10 @@ learned thresholds). From those rows numpy takes
 * the per-pack sums a sharded fit gets from ``Statements.sums`` on its
   shards (``pack_sums``), from which ``fold_sums`` builds every band's
   per-fold statistics, with exact weight sums on both paths;
-* once the mapping is known, every row's OOF, in-sample and eval logit
-  (``quality_sets``): the quality figures need no second read.
+* in the same pass as the sums, the groups of rows that share a logit in
+  each scored set (``quality_groups``), whose OOF, in-sample and eval logits
+  ``quality_sets`` computes once the mapping is known: the quality figures
+  need no second read.
 """
 from __future__ import annotations
 
@@ -413,36 +415,49 @@ def logits(combos: list, plan: list[pk.Pack], lookups: tuple, fit: np.ndarray) -
     return out
 
 
-def quality_sets(r: RowSet, plan: list[pk.Pack], oof: tuple | None, final: tuple) -> dict:
-    """Per scored set ('oof', 'insample', 'eval'): (logit, n_pos, n_neg) per group of rows with one logit.
+def quality_groups(r: RowSet, plan: list[pk.Pack]) -> list[np.ndarray]:
+    """The rows of the scored sets as groups that share a logit, with their label counts: what
+    ``quality_sets`` needs once the mapping is known, taken in the pass that adds up the sums.
 
     Rows with the same combinations (and, out of fold, the same block) share
     their logit: numbering those groups takes linear time, and only the
-    groups' logits are computed and later sorted (``quality.merged``).
+    groups' logits are computed later. Arrays: each pack's combination per
+    group, then per set ('insample', 'eval', 'oof') the groups with rows in it
+    and their positive and negative rows; out of fold, a group is a
+    combination group (``number``) within one block.
     """
     train = r.train
     y = (r.flags & Y) > 0
     group, n_groups, combos = dense_groups([(c, pack.size) for c, pack in zip(r.combos, plan)], len(y))
-    final_logit = logits(combos, plan, final, np.zeros(n_groups, dtype=np.int64))
-    out = {name: _counted(group[mine], y[mine], final_logit) for name, mine in (("insample", train), ("eval", ~train))}
+    out = [*combos, *_counted(group[train], y[train], n_groups), *_counted(group[~train], y[~train], n_groups)]
+    block = r.block[train]
+    group, n_oof, (number, block) = dense_groups([(group[train], n_groups), (block, int(block.max(initial=0)) + 1)],
+                                                 len(block))
+    kept, n_pos, n_neg = _counted(group, y[train], n_oof)
+    return out + [number[kept], block[kept], n_pos, n_neg]
+
+
+def quality_sets(groups: list[np.ndarray], plan: list[pk.Pack], oof: tuple | None, final: tuple) -> dict:
+    """Per scored set ('oof', 'insample', 'eval'): (logit, n_pos, n_neg) of ``quality_groups``'
+    groups with rows in it, their logits computed once per group."""
+    n = len(plan)
+    combos = groups[:n]
+    ins, ins_pos, ins_neg, ev, ev_pos, ev_neg, number, block, oof_pos, oof_neg = groups[n:]
+    final_logit = logits(combos, plan, final, np.zeros(len(combos[0]), dtype=np.int64))
+    out = {"insample": (final_logit[ins], ins_pos, ins_neg), "eval": (final_logit[ev], ev_pos, ev_neg)}
     if oof is None:
         out["oof"] = (np.zeros(0), np.zeros(0), np.zeros(0))
     else:
-        # out of fold, a group is a combination group within one block
-        block = r.block[train]
-        group, n_groups, (number, block) = dense_groups([(group[train], n_groups),
-                                                          (block, int(block.max(initial=0)) + 1)], len(block))
-        oof_logit = logits([c[number] for c in combos], plan, oof, block)
-        out["oof"] = _counted(group, y[train], oof_logit)
+        out["oof"] = (logits([c[number] for c in combos], plan, oof, block), oof_pos, oof_neg)
     return out
 
 
-def _counted(group: np.ndarray, y: np.ndarray, logit: np.ndarray) -> tuple:
-    """(logit, n_pos, n_neg) of the groups with rows in this set."""
-    n_pos = np.bincount(group, y, len(logit))
-    n_neg = np.bincount(group, ~y, len(logit))
-    kept = (n_pos + n_neg) > 0
-    return logit[kept], n_pos[kept], n_neg[kept]
+def _counted(group: np.ndarray, y: np.ndarray, n_groups: int) -> tuple:
+    """(the groups with rows in this set, their n_pos, their n_neg)."""
+    n_pos = np.bincount(group, y, n_groups)
+    n_neg = np.bincount(group, ~y, n_groups)
+    kept = np.flatnonzero((n_pos + n_neg) > 0)
+    return kept, n_pos[kept], n_neg[kept]
 
 
 def dense_groups(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, int, list[np.ndarray]]:

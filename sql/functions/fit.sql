@@ -7,7 +7,7 @@ CREATE FUNCTION woe_anchor_internal.fit(
 RETURNS text
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
--- the read of the rows compiles past a size (passes.compiled_pass), nothing else does
+-- the read of the rows and the scores' write compile past a size (passes.compiled_pass), nothing else does
 @COMPILED_PASSES@
 -- the few sorts and hash tables of a fit stay in memory up to this, whatever N is
 SET work_mem = '64MB'
