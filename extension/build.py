@@ -98,9 +98,8 @@ def render(version, sql_files, modules, upgrade=False):
     # routines whose band passes compile (passes.compiled_pass) declare every JIT setting it changes:
     # PostgreSQL puts each back as the caller had it when the routine returns; jit stays off for
     # their other statements
-    values["@COMPILED_PASSES@"] = "\n".join([
-        "SET jit = off", f"SET jit_above_cost = {catalog.COMPILED_PASS_COST}",
-        f"SET jit_optimize_above_cost = {catalog.COMPILED_PASS_COST}", "SET jit_inline_above_cost = -1"])
+    values["@COMPILED_PASSES@"] = "\n".join(
+        ["SET jit = off"] + [f"SET {name} = {value}" for name, value in catalog.COMPILED_PASS_SETTINGS.items()])
     values["@LEARNING_PARAMETERS@"] = ",\n".join(f"    {name} {kind} DEFAULT {default}"
                                                   for name, kind, default in catalog.LEARNING_PARAMETERS)
     if any("@BUILT_IN_SCHEMAS@" in Path(f).read_text() for f in sql_files):

@@ -171,7 +171,8 @@ def test_a_read_in_chunks_runs_compiled_unless_jit_is_turned_off(conn, dsn):
     cases.load(conn, "rd_src", cases.make_rows(seed=101))
     reads, writes, before, after = _chunked_fit_plans(dsn)
     assert len(reads) == 1 and writes, (len(reads), len(writes))
-    assert "JIT:" in reads[0] and "Optimization true" in reads[0], reads[0][-400:]
+    assert "JIT:" in reads[0] and "Optimization true, Expressions" in reads[0], reads[0][-400:]
+    assert "Inlining true" in reads[0], "a read in chunks, one process's, inlines"
     assert not any("JIT:" in w for w in writes)
     assert after == before and "(jit_above_cost,100000,default)" in before, before
     for options, setting in (("-c jit=off", None), ("-c jit_above_cost=-1", None), ("", "off")):
@@ -216,7 +217,7 @@ def test_a_compiled_scores_write_gives_the_same_bits(conn, params):
         conn.execute(f"ALTER FUNCTION {FIT_ROUTINE} SET jit_above_cost = {int(kept['jit_above_cost'])} "
                      f"SET jit_optimize_above_cost = {int(kept['jit_optimize_above_cost'])}")
     writes = [n for n in conn.notices if "CREATE TABLE" in n and "woe_logit" in n]
-    assert len(writes) == 1 and "JIT:" in writes[0] and "Optimization true" in writes[0], writes
+    assert len(writes) == 1 and "JIT:" in writes[0] and "Inlining false, Optimization true" in writes[0], writes
     interpreted, compiled = ([conn.execute(q, [key]).fetchall() for q in (SCORES, FIGURES)]
                              for key in ("rd_interpreted", "rd_compiled_write"))
     assert compiled == interpreted and interpreted[0] and interpreted[1][0][1] is not None

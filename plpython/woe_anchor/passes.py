@@ -31,7 +31,7 @@ import os
 from . import bands as b
 from . import packs as pk
 from . import errors
-from .catalog import COMPILED_PASS_COST, EVAL_WINDOW
+from .catalog import COMPILED_PASS_SETTINGS, EVAL_WINDOW
 from .sqlgen import Compiler, float_lit, quote_literal
 
 # floor of epoch days: the UTC date as an integer, cheaper than AT TIME ZONE + ::date
@@ -77,13 +77,13 @@ JIT_SETTING = "woe_anchor.jit"
 
 @contextlib.contextmanager
 def compiled_pass(plpy, always: bool = False):
-    """The statement inside compiled by the JIT (optimized, never inlined) when its planned cost
-    passes ``catalog.COMPILED_PASS_COST``, or ``always`` (a read known to be large whose plan
-    cannot tell, as a TID range scan's cannot).
+    """The statement inside compiled by the JIT (optimized, not inlined) when its planned cost
+    passes ``catalog.COMPILED_PASS_COST``; or ``always``, optimized and inlined: a read known to
+    be large whose plan cannot tell, as a TID range scan's cannot, and which one process runs.
 
-    The routines around these passes declare the JIT settings (``@COMPILED_PASSES@``: jit off, the
-    costs, no inlining), so PostgreSQL puts the caller's back when they return; this turns jit on
-    for one statement and off again. Nothing compiles when the configuration turns the JIT off
+    The routines around these passes declare the JIT settings (``@COMPILED_PASSES@``: jit off,
+    ``catalog.COMPILED_PASS_SETTINGS``), so PostgreSQL puts the caller's back when they return;
+    this turns jit on for one statement and off again. Nothing compiles when the configuration turns the JIT off
     (``jit = off`` or ``jit_above_cost = -1`` in the server's, database's or role's settings or the
     connection's options), or the session sets ``woe_anchor.jit = off``; a server without a JIT
     provider compiles nothing either way.
@@ -98,11 +98,11 @@ def compiled_pass(plpy, always: bool = False):
     if not state["configured"] or chosen == "off":
         yield
         return
-    costs = ("jit_above_cost", "jit_optimize_above_cost")
-    plpy.execute("SET LOCAL jit = on" + "".join(f"; SET LOCAL {name} = 0" for name in costs if always))
+    plpy.execute("SET LOCAL jit = on"
+                 + "".join(f"; SET LOCAL {name} = 0" for name in COMPILED_PASS_SETTINGS if always))
     yield
-    plpy.execute("SET LOCAL jit = off"
-                 + "".join(f"; SET LOCAL {name} = {COMPILED_PASS_COST}" for name in costs if always))
+    plpy.execute("SET LOCAL jit = off" + "".join(f"; SET LOCAL {name} = {value}"
+                                                  for name, value in COMPILED_PASS_SETTINGS.items() if always))
 
 
 def array_lit(values, kind: str, width: int | None = None) -> str:
