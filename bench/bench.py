@@ -284,7 +284,7 @@ def _line(r):
 
 def _report(rows, version):
     out = [f"# Benchmark results\n\n{version}; {os.cpu_count()} cores; server defaults "
-           f"(the fit sets work_mem = 64MB for itself and compiles only its read of the rows, with the JIT); "
+           f"(the fit sets work_mem = 64MB for itself and compiles its read of the rows and its write of the scores, with the JIT); "
            f"woe_anchor.fit_memory at its default.\n",
            "| rows | floor s | fit s | fit / floor | floor, model_key last s | fit / that floor | peak backend MiB "
            "| 20 / 5 folds | trainer-style s | trainer / fit | best-effort s | best-effort / fit |",

@@ -165,7 +165,8 @@ def test_a_read_in_chunks_runs_compiled_unless_jit_is_turned_off(conn, dsn):
     (test_a_compiled_scores_write_gives_the_same_bits lowers it). The caller's JIT settings are as they
     were after the fit, in its transaction, values and sources. Nothing compiles when the
     connection's configuration turns the JIT off (jit, or jit_above_cost = -1) or the session sets
-    woe_anchor.jit = off; the routines that compile never inline. (The chunked fits of
+    woe_anchor.jit = off; the routines that compile declare no inlining, which the chunked read,
+    one process's, turns on for itself. (The chunked fits of
     test_both_readers_give_bit_identical_artifacts compile, the others do not: the same bits.)"""
     skip_without_jit(conn)
     cases.load(conn, "rd_src", cases.make_rows(seed=101))

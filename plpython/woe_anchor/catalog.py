@@ -25,14 +25,14 @@ CENSORED_HOURS = 504
 # million days (2,700 years) before now is still after the first timestamptz
 MAX_DAYS = 1_000_000
 
-# A pass that bands every row of a large window runs its expressions compiled (LLVM JIT, optimized,
-# never inlined) once its planned cost passes this (passes.compiled_pass): the compile takes about
-# 0.3 s on 2 cores for schema 1 and repays itself from about 700k rows on (1M rows: realized's
-# statement 0.80 -> 0.66 s, the fit's read 1.02 -> 0.92 s; 4.6M rows read in chunks by one process,
-# 6.2 -> 4.0 s). Inlining costs more to compile than it saves. The scores' write compiles past the
-# same cost: its lookups are two-dimensional arrays of (fit, combination), constants the JIT does
-# not compile, so what it compiles does not grow with the folds (a CASE branch per fit did: a
-# 20-fold fit took 1.9 times a 5-fold one). 4.4M rows: 4.47 -> 3.82 s. The scoring stays interpreted.
+# A pass that bands every row of a large window runs its expressions compiled (LLVM JIT, optimized)
+# once its planned cost passes this (passes.compiled_pass): the compile takes about 0.3 s on 2 cores
+# for schema 1 and repays itself from about 700k rows on (1M rows: realized's statement 0.80 -> 0.66
+# s, the fit's read 1.02 -> 0.92 s; 4.6M rows read in chunks by one process, 6.2 -> 4.0 s). Inlining
+# costs a parallel pass more to compile than it saves. The scores' write compiles past the same
+# cost: its lookups are two-dimensional arrays of (fit, combination), constants the JIT does not
+# compile, so what it compiles does not grow with the folds (a CASE branch per fit did: a 20-fold
+# fit took 1.9 times a 5-fold one); 4.4M rows: 4.47 -> 3.82 s. The scoring stays interpreted.
 COMPILED_PASS_COST = 250000
 # What the routines that compile declare (@COMPILED_PASSES@, besides jit = off) and a pass put back:
 # the costs above, and no inlining, except in a read known to be large (passes.compiled_pass's

@@ -83,10 +83,10 @@ def compiled_pass(plpy, always: bool = False):
 
     The routines around these passes declare the JIT settings (``@COMPILED_PASSES@``: jit off,
     ``catalog.COMPILED_PASS_SETTINGS``), so PostgreSQL puts the caller's back when they return;
-    this turns jit on for one statement and off again. Nothing compiles when the configuration turns the JIT off
-    (``jit = off`` or ``jit_above_cost = -1`` in the server's, database's or role's settings or the
-    connection's options), or the session sets ``woe_anchor.jit = off``; a server without a JIT
-    provider compiles nothing either way.
+    this turns jit on for one statement and off again. Nothing compiles when the configuration
+    turns the JIT off (``jit = off`` or ``jit_above_cost = -1`` in the server's, database's or
+    role's settings or the connection's options), or the session sets ``woe_anchor.jit = off``; a
+    server without a JIT provider compiles nothing either way.
     """
     state = plpy.execute(
         "SELECT (SELECT s.reset_val = 'on' FROM pg_catalog.pg_settings AS s WHERE s.name = 'jit') AND "

@@ -71,7 +71,16 @@ def merged_runs(runs: list, block: int | None = None):
                 at[k] += cut
                 # keep the unread part only: ``at`` is where the held block starts
             held[k] = rest
-        yield merged(*(np.concatenate(parts) for parts in zip(*taken)))
+        yield taken[0] if len(runs) == 1 else merged_ascending_runs(*(np.concatenate(parts) for parts in zip(*taken)))
+
+
+def merged_ascending_runs(logit: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> tuple:
+    """``merged`` of groups that come as runs each ascending already, one after another: a
+    stable sort merges the runs (timsort finds them) rather than sorting every group anew."""
+    order = np.argsort(logit, kind="stable")
+    ordered = logit[order]
+    first = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))) if len(ordered) else order
+    return (ordered[first], *(np.add.reduceat(n[order], first) if len(first) else n[:0] for n in (n_pos, n_neg)))
 
 
 class ArrayRun:
