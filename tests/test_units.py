@@ -661,9 +661,14 @@ def test_quality_groups_merge_to_the_per_row_figures():
     # few distinct table values, so different combinations tie on a logit
     final = ([0.25], [rng.integers(-2, 3, 6).tolist(), rng.integers(-2, 3, 4).tolist()])
     oof = ([0.5, -0.5, 0.0], [rng.integers(-2, 3, 18).tolist(), rng.integers(-2, 3, 12).tolist()])
-    groups = rowset.quality_groups(r, plan)
+    groups = rowset.quality_groups(r, plan, out_of_fold=True)
     got = rowset.quality_sets(groups, plan, oof, final)
     assert rowset.quality_sets(groups, plan, None, final)["oof"][0].size == 0
+    in_sample = rowset.quality_groups(r, plan, out_of_fold=False)
+    assert all(a.tolist() == b.tolist() for name in ("insample", "eval")
+               for a, b in zip(rowset.quality_sets(in_sample, plan, None, final)[name], got[name]))
+    with pytest.raises(ValueError, match="without folds"):
+        rowset.quality_sets(in_sample, plan, oof, final)
     train, y = r.train, (r.flags & rowset.Y) > 0
     per_row = {"insample": (rowset.logits(r.combos, plan, final, np.zeros(n, dtype=np.int64)), train),
                "eval": (rowset.logits(r.combos, plan, final, np.zeros(n, dtype=np.int64)), ~train),
@@ -720,6 +725,25 @@ def test_spilled_arrays_read_back_from_a_file_without_a_name(tmp_path, monkeypat
     assert all(len(a) == 0 for a in run.read(len(run), len(run) + 5))
     assert store.bytes == sum(a.nbytes for c in chunks for a in c) + sum(g.nbytes for g in groups)
     store.close()
+
+
+def test_a_successor_file_shares_temp_file_limit_until_the_first_closes(tmp_path, monkeypatch):
+    """The groups' file is held to temp_file_limit together with the rows' file while both are
+    open, then alone."""
+    from woe_anchor import spill
+    monkeypatch.chdir(tmp_path)
+    rows = spill.Spill(limit=1000)
+    rows.put([np.zeros(75, dtype=np.int64)])   # 600 bytes
+    groups = rows.successor()
+    groups.put([np.zeros(50, dtype=np.int64)])   # 1000 in all: at the limit, allowed
+    with pytest.raises(errors.Refusal) as refused:
+        groups.put([np.zeros(1, dtype=np.int64)])
+    assert refused.value.sqlstate == errors.CONFIGURATION_LIMIT_EXCEEDED
+    rows.close()
+    groups.beside = 0
+    groups.put([np.zeros(75, dtype=np.int64)])   # 1000 bytes in this file alone
+    assert groups.bytes == 1000 and os.listdir(tmp_path / "base" / "pgsql_tmp") == []
+    groups.close()
 
 
 def test_a_full_disk_is_a_refusal_not_lost_bytes(tmp_path, monkeypatch):

@@ -173,16 +173,28 @@ class LocalRows:
                   half_life_days) -> dict:
         """The sums, and in the same pass each chunk's quality groups (they need no mapping), so
         the rows are gone through once after the read."""
-        sums = rowset.PackSums(plan, int(np.max(block_of_day, initial=0)) + 1)
+        n_blocks = int(np.max(block_of_day, initial=0)) + 1
+        sums = rowset.PackSums(plan, n_blocks)
+        # the groups go to a file of their own, and the rows' file closes after this pass: the disk
+        # holds the rows and the groups, then the groups and the quality runs, never all three
+        rows_file = self.spill
+        if rows_file is not None:
+            self.spill = rows_file.successor()
         self.groups = spill.Kept(self.spill)
-        for arrays in self.chunks:
-            r = rowset.RowSet.from_arrays(arrays, len(plan))
-            r.band_deferred(*self.banding)
-            r.weigh(ref_epoch, half_life_days)
-            r.put_in_blocks(days, block_of_day)
-            sums.add(r)
-            self.groups.append(rowset.quality_groups(r, plan))
-        self.chunks = None  # the rows are done with: their groups stay
+        try:
+            for arrays in self.chunks:
+                r = rowset.RowSet.from_arrays(arrays, len(plan))
+                r.band_deferred(*self.banding)
+                r.weigh(ref_epoch, half_life_days)
+                r.put_in_blocks(days, block_of_day)
+                sums.add(r)
+                # out of fold means blocks: several of them (one block is the final fit alone)
+                self.groups.append(rowset.quality_groups(r, plan, out_of_fold=n_blocks > 1))
+        finally:
+            self.chunks = None  # the rows are done with, whatever happened: their groups stay
+            if rows_file is not None:
+                rows_file.close()
+                self.spill.beside = 0
         return sums.result()
 
     def write_scores(self, st: Statements, plan: list, fold: str, lookups, fold_ids, phases,

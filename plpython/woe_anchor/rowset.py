@@ -415,49 +415,60 @@ def logits(combos: list, plan: list[pk.Pack], lookups: tuple, fit: np.ndarray) -
     return out
 
 
-def quality_groups(r: RowSet, plan: list[pk.Pack]) -> list[np.ndarray]:
+def quality_groups(r: RowSet, plan: list[pk.Pack], out_of_fold: bool) -> list[np.ndarray]:
     """The rows of the scored sets as groups that share a logit, with their label counts: what
     ``quality_sets`` needs once the mapping is known, taken in the pass that adds up the sums.
 
     Rows with the same combinations (and, out of fold, the same block) share
     their logit: numbering those groups takes linear time, and only the
-    groups' logits are computed later. Arrays: each pack's combination per
+    groups' logits are computed later. Arrays, in int32 (a chunk holds fewer
+    than 2^31 rows) to keep them small on disk: each pack's combination per
     group, then per set ('insample', 'eval', 'oof') the groups with rows in it
-    and their positive and negative rows; out of fold, a group is a
-    combination group (``number``) within one block.
+    and their positive and negative rows; out of fold (when ``out_of_fold``,
+    else empty), a group is a combination group (``number``) within one block.
     """
     train = r.train
     y = (r.flags & Y) > 0
     group, n_groups, combos = dense_groups([(c, pack.size) for c, pack in zip(r.combos, plan)], len(y))
-    out = [*combos, *_counted(group[train], y[train], n_groups), *_counted(group[~train], y[~train], n_groups)]
+    out = [c.astype(np.int32) for c in combos]
+    out += [*_counted(group[train], y[train], n_groups), *_counted(group[~train], y[~train], n_groups)]
+    if not out_of_fold:
+        return out + [np.zeros(0, dtype=np.int32)] * 4
     block = r.block[train]
     group, n_oof, (number, block) = dense_groups([(group[train], n_groups), (block, int(block.max(initial=0)) + 1)],
                                                  len(block))
     kept, n_pos, n_neg = _counted(group, y[train], n_oof)
-    return out + [number[kept], block[kept], n_pos, n_neg]
+    return out + [number[kept].astype(np.int32), block[kept].astype(np.int32), n_pos, n_neg]
 
 
 def quality_sets(groups: list[np.ndarray], plan: list[pk.Pack], oof: tuple | None, final: tuple) -> dict:
     """Per scored set ('oof', 'insample', 'eval'): (logit, n_pos, n_neg) of ``quality_groups``'
-    groups with rows in it, their logits computed once per group."""
+    groups with rows in it, their logits computed once per group, their counts as float64."""
     n = len(plan)
     combos = groups[:n]
     ins, ins_pos, ins_neg, ev, ev_pos, ev_neg, number, block, oof_pos, oof_neg = groups[n:]
     final_logit = logits(combos, plan, final, np.zeros(len(combos[0]), dtype=np.int64))
-    out = {"insample": (final_logit[ins], ins_pos, ins_neg), "eval": (final_logit[ev], ev_pos, ev_neg)}
+
+    def counts(*c):
+        return tuple(x.astype(np.float64) for x in c)
+
+    out = {"insample": (final_logit[ins], *counts(ins_pos, ins_neg)),
+           "eval": (final_logit[ev], *counts(ev_pos, ev_neg))}
     if oof is None:
         out["oof"] = (np.zeros(0), np.zeros(0), np.zeros(0))
+    elif len(number) or not len(ins):
+        out["oof"] = (logits([c[number] for c in combos], plan, oof, block), *counts(oof_pos, oof_neg))
     else:
-        out["oof"] = (logits([c[number] for c in combos], plan, oof, block), oof_pos, oof_neg)
+        raise ValueError("out-of-fold figures asked of groups counted without folds")
     return out
 
 
 def _counted(group: np.ndarray, y: np.ndarray, n_groups: int) -> tuple:
-    """(the groups with rows in this set, their n_pos, their n_neg)."""
+    """(the groups with rows in this set, their n_pos, their n_neg), as int32."""
     n_pos = np.bincount(group, y, n_groups)
     n_neg = np.bincount(group, ~y, n_groups)
     kept = np.flatnonzero((n_pos + n_neg) > 0)
-    return kept, n_pos[kept], n_neg[kept]
+    return kept.astype(np.int32), n_pos[kept].astype(np.int32), n_neg[kept].astype(np.int32)
 
 
 def dense_groups(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, int, list[np.ndarray]]:
