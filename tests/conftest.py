@@ -9,6 +9,7 @@ as docs/install.md says, and run everywhere else.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -93,3 +94,28 @@ def plans_as_notices(conn) -> None:
     conn.execute("LOAD 'auto_explain'")
     conn.execute("SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; "
                  "SET auto_explain.log_level = notice")
+
+
+def routine_config(conn, routine: str) -> list:
+    """A routine's proconfig (its SET clauses), ``routine`` as regprocedure text."""
+    return conn.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure", [routine]).fetchone()[0]
+
+
+@contextlib.contextmanager
+def compiling_at_any_cost(conn, *routines: str):
+    """Inside, the routines compile past a planned cost of 0 (their jit_above_cost and
+    jit_optimize_above_cost lowered), and every plan of the session comes as a notice
+    (``plans_as_notices``, cleared on entry); on the way out both are undone, the costs set back
+    to the routines' own values."""
+    kept = {r: dict(item.split("=", 1) for item in routine_config(conn, r)) for r in routines}
+    plans_as_notices(conn)
+    try:
+        for r in routines:
+            conn.execute(f"ALTER FUNCTION {r} SET jit_above_cost = 0 SET jit_optimize_above_cost = 0")
+        conn.notices.clear()
+        yield
+    finally:
+        conn.execute("SET auto_explain.log_min_duration = -1")
+        for r, config in kept.items():
+            conn.execute(f"ALTER FUNCTION {r} SET jit_above_cost = {int(config['jit_above_cost'])} "
+                         f"SET jit_optimize_above_cost = {int(config['jit_optimize_above_cost'])}")

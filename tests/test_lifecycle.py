@@ -11,7 +11,7 @@ import pytest
 
 import cases
 import reference
-from conftest import fit, plans_as_notices, skip_without_jit
+from conftest import compiling_at_any_cost, fit, routine_config, skip_without_jit
 
 POLICY = {"min_oof_auc": 0.55, "max_auc_drop": 0.02, "min_train_sold": 1000}
 # 40 of the 50 days: the 7 days after it hold enough sales of both classes to measure an AUC
@@ -300,25 +300,13 @@ def test_drift_and_realized_compiled_give_the_same_bits(conn, lifecycle):
         return [conn.execute(q, args).fetchall() for q, args in queries]
 
     interpreted = figures()
-    configs = {f: conn.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure", [f]).fetchone()[0]
-               for f in MONITORING_ROUTINES}
-    plans_as_notices(conn)
-    try:
-        for f in MONITORING_ROUTINES:
-            conn.execute(f"ALTER FUNCTION {f} SET jit_above_cost = 0 SET jit_optimize_above_cost = 0")
-        conn.notices.clear()
+    configs = [routine_config(conn, f) for f in MONITORING_ROUTINES]
+    with compiling_at_any_cost(conn, *MONITORING_ROUTINES):
         compiled = figures()
-    finally:
-        conn.execute("SET auto_explain.log_min_duration = -1")
-        for f, config in configs.items():
-            kept = dict(item.split("=", 1) for item in config)
-            conn.execute(f"ALTER FUNCTION {f} SET jit_above_cost = {int(kept['jit_above_cost'])} "
-                         f"SET jit_optimize_above_cost = {int(kept['jit_optimize_above_cost'])}")
     plans = [n for n in conn.notices if "JIT:" in n and "Optimization true" in n]
     assert any("GROUPING SETS" in n for n in plans) and any("date_bin" in n for n in plans), len(plans)
     assert compiled == interpreted and all(interpreted)
-    assert [conn.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure", [f]).fetchone()[0]
-            for f in MONITORING_ROUTINES] == list(configs.values())
+    assert [routine_config(conn, f) for f in MONITORING_ROUTINES] == configs
 
 
 def test_realized_weeks_are_utc_mondays_at_their_edges(conn, lifecycle):

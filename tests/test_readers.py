@@ -14,7 +14,7 @@ import pytest
 
 import artifacts
 import cases
-from conftest import fit, plans_as_notices, skip_without_jit
+from conftest import compiling_at_any_cost, fit, plans_as_notices, routine_config, skip_without_jit
 from test_band_schemas import EDGE_BANDS
 
 VERSION = 9  # schema 1 plus the edge bands: categories, ladders over sums on learned thresholds
@@ -206,23 +206,15 @@ def test_a_compiled_scores_write_gives_the_same_bits(conn, params):
     skip_without_jit(conn)
     cases.load(conn, "rd_src", cases.make_rows(seed=103))
     fit(conn, "rd_src", model_key="rd_interpreted", replace=True, activate=False, **params)
-    config = conn.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure", [FIT_ROUTINE]).fetchone()[0]
-    kept = dict(item.split("=", 1) for item in config)
-    plans_as_notices(conn)
-    try:
-        conn.execute(f"ALTER FUNCTION {FIT_ROUTINE} SET jit_above_cost = 0 SET jit_optimize_above_cost = 0")
-        conn.notices.clear()
+    config = routine_config(conn, FIT_ROUTINE)
+    with compiling_at_any_cost(conn, FIT_ROUTINE):
         fit(conn, "rd_src", model_key="rd_compiled_write", replace=True, activate=False, **params)
-    finally:
-        conn.execute("SET auto_explain.log_min_duration = -1")
-        conn.execute(f"ALTER FUNCTION {FIT_ROUTINE} SET jit_above_cost = {int(kept['jit_above_cost'])} "
-                     f"SET jit_optimize_above_cost = {int(kept['jit_optimize_above_cost'])}")
     writes = [n for n in conn.notices if "CREATE TABLE" in n and "woe_logit" in n]
     assert len(writes) == 1 and "JIT:" in writes[0] and "Inlining false, Optimization true" in writes[0], writes
     interpreted, compiled = ([conn.execute(q, [key]).fetchall() for q in (SCORES, FIGURES)]
                              for key in ("rd_interpreted", "rd_compiled_write"))
     assert compiled == interpreted and interpreted[0] and interpreted[1][0][1] is not None
-    assert conn.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure", [FIT_ROUTINE]).fetchone()[0] == config
+    assert routine_config(conn, FIT_ROUTINE) == config
     for key in ("rd_interpreted", "rd_compiled_write"):
         conn.execute("SELECT ml.woe_anchor_drop_model(%s)", [key])
 

@@ -740,7 +740,6 @@ def test_a_successor_file_shares_temp_file_limit_until_the_first_closes(tmp_path
         groups.put([np.zeros(1, dtype=np.int64)])
     assert refused.value.sqlstate == errors.CONFIGURATION_LIMIT_EXCEEDED
     rows.close()
-    groups.beside = 0
     groups.put([np.zeros(75, dtype=np.int64)])   # 1000 bytes in this file alone
     assert groups.bytes == 1000 and os.listdir(tmp_path / "base" / "pgsql_tmp") == []
     groups.close()

@@ -194,7 +194,6 @@ class LocalRows:
             self.chunks = None  # the rows are done with, whatever happened: their groups stay
             if rows_file is not None:
                 rows_file.close()
-                self.spill.beside = 0
         return sums.result()
 
     def write_scores(self, st: Statements, plan: list, fold: str, lookups, fold_ids, phases,

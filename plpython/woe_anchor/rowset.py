@@ -430,7 +430,7 @@ def quality_groups(r: RowSet, plan: list[pk.Pack], out_of_fold: bool) -> list[np
     train = r.train
     y = (r.flags & Y) > 0
     group, n_groups, combos = dense_groups([(c, pack.size) for c, pack in zip(r.combos, plan)], len(y))
-    out = [c.astype(np.int32) for c in combos]
+    out = [c.astype(np.int32, copy=False) for c in combos]
     out += [*_counted(group[train], y[train], n_groups), *_counted(group[~train], y[~train], n_groups)]
     if not out_of_fold:
         return out + [np.zeros(0, dtype=np.int32)] * 4

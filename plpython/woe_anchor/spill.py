@@ -40,11 +40,12 @@ def temp_dir(tablespace: int | None, major: int) -> str:
 
 
 class Spill:
-    def __init__(self, directory: str = DEFAULT_DIR, limit: int | None = None, check=None, beside: int = 0):
+    def __init__(self, directory: str = DEFAULT_DIR, limit: int | None = None, check=None,
+                 beside: "Spill | None" = None):
         self.directory = directory
-        self.limit = limit   # bytes (temp_file_limit), None: no limit
-        self.check = check   # called before each read: a cancel is acted on only inside the server's calls
-        self.beside = beside  # bytes the fit holds in its other file while this one is written
+        self.limit = limit    # bytes (temp_file_limit), None: no limit
+        self.check = check    # called before each read: a cancel is acted on only inside the server's calls
+        self.beside = beside  # the fit's other file, counted against the limit while it is open
         self.bytes = 0
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -56,7 +57,7 @@ class Spill:
         """Append arrays (one-dimensional) to the file."""
         layout = []
         size = sum(np.asarray(a).nbytes for a in arrays)
-        if self.limit is not None and self.beside + self.bytes + size > self.limit:
+        if self.limit is not None and (self.beside.held if self.beside else 0) + self.bytes + size > self.limit:
             raise errors.Refusal(errors.CONFIGURATION_LIMIT_EXCEEDED,
                                  f"the fit's temporary file would exceed temp_file_limit ({self.limit // 1024}kB)",
                                  hint="Raise temp_file_limit, or woe_anchor.fit_memory to hold more rows in memory.")
@@ -72,11 +73,16 @@ class Spill:
             raise _refusal(e) from None
         return Stored(self, tuple(layout))
 
+    @property
+    def held(self) -> int:
+        """Bytes of disk the file holds: none once closed."""
+        return 0 if self.file.closed else self.bytes
+
     def successor(self) -> "Spill":
         """A second file, for what the fit keeps once this one's arrays are read for the last time:
-        held to temp_file_limit together with this one until this one closes (``beside`` is set
-        back to 0 then), so the two never hold more than one file may."""
-        return Spill(self.directory, self.limit, self.check, beside=self.bytes)
+        held to temp_file_limit together with this one until this one closes, so the two never
+        hold more than one file may."""
+        return Spill(self.directory, self.limit, self.check, beside=self)
 
     def read(self, offset: int, size: int) -> bytes:
         if self.check is not None:
