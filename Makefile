@@ -21,7 +21,7 @@ SQL_SOURCES  = sql/header.sql $(TABLE_SOURCES) $(MIGRATION_CHAIN) $(FUNCTION_SOU
 MIGRATIONS   = $(wildcard sql/migrations/*--$(EXTVERSION).sql)
 UPGRADES     = $(patsubst sql/migrations/%.sql,extension/woe_anchor--%.sql,$(MIGRATIONS))
 # Dependency order: a module comes after every module it imports.
-PY_MODULES   = $(addprefix plpython/woe_anchor/, catalog.py errors.py bands.py sqlgen.py woe.py quality.py spill.py \
+PY_MODULES   = $(addprefix plpython/woe_anchor/, catalog.py errors.py bands.py sqlgen.py woe.py quality.py spill.py heap.py \
                packs.py source.py schemas.py passes.py policy.py persist.py rowset.py sharded.py readers.py legacy.py inference.py gate.py fit.py monitor.py views.py)
 
 DATA_built   = extension/$(EXTENSION)--$(EXTVERSION).sql $(UPGRADES)

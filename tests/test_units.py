@@ -5,6 +5,9 @@ import dataclasses
 import json
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -725,6 +728,37 @@ def test_spilled_arrays_read_back_from_a_file_without_a_name(tmp_path, monkeypat
     assert all(len(a) == 0 for a in run.read(len(run), len(run) + 5))
     assert store.bytes == sum(a.nbytes for c in chunks for a in c) + sum(g.nbytes for g in groups)
     store.close()
+
+
+_HEAP_PROBE = """
+import numpy as np
+from woe_anchor import heap
+def anon():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("RssAnon")).split()[1]) // 1024
+def freed_block_held():
+    base = anon()
+    block = np.ones(3_000_000)   # 23 MiB, touched
+    del block
+    return anon() - base
+mapped = freed_block_held()   # glibc's own thresholds: mapped, and unmapped when freed
+with heap.kept_for_reuse():
+    base = anon()
+    kept = freed_block_held()
+    held = anon() - base
+print(mapped, kept, held, anon() - base)
+"""
+
+
+def test_a_fit_keeps_freed_heap_for_reuse_and_gives_it_back_at_the_end():
+    from woe_anchor import heap
+    if heap._glibc() is None:
+        pytest.skip("not glibc: kept_for_reuse does nothing")
+    out = subprocess.run([sys.executable, "-c", _HEAP_PROBE], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "plpython")))
+    mapped, kept, held, after = (int(x) for x in out.stdout.split())
+    assert mapped < 4, "by default a freed block this large goes back to the kernel"
+    assert kept >= 20 and held >= 20, "inside, the freed block stays in the heap for the next chunk"
+    assert after < held - 20, "at the end the heap is trimmed"
 
 
 def test_a_successor_file_shares_temp_file_limit_until_the_first_closes(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ the WOE, score and persist.
     passes     the fit's set-based statements (statistics, sums, rows, scores, quality)
     rowset     the per-row read decoded and aggregated in numpy, chunk by chunk
     spill      a fit's chunks of rows kept on disk past its memory bound
+    heap       the backend's freed C heap kept for reuse while a fit runs
     sharded    the fan-out over shards (dblink) and its reader
     readers    the reader interface: LocalRows (rowset) and ShardedRows (sharded)
     woe        WOE of every fit from per-fold sums (docs/contract.md 4, 6, 7)

@@ -15,7 +15,7 @@ import unicodedata
 
 import numpy as np
 
-from . import (bands, errors, gate, inference, packs, passes, persist, policy, quality, readers, rowset, schemas,
+from . import (bands, errors, gate, heap, inference, packs, passes, persist, policy, quality, readers, rowset, schemas,
                source, woe)
 from .catalog import EVAL_WINDOW, REGISTRY
 from .errors import Refusal
@@ -163,7 +163,7 @@ class Phases:
 
 def fit(plpy, version: str, code_sha256: str, **params) -> str:
     """Entry point of the procedure; returns the model key."""
-    with passes.workers_beside_a_busy_leader(plpy):
+    with passes.workers_beside_a_busy_leader(plpy), heap.kept_for_reuse():
         return errors.reported(plpy, _fit, plpy, version, code_sha256, params)
 
 
