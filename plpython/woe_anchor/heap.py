@@ -2,9 +2,9 @@
 
 A fit allocates and frees the same large blocks over and over: each chunk's
 column values as the server aggregates them, their copies as Python bytes,
-the numpy arrays decoded from them. glibc hands a freed block of more than
-its trim threshold back to the kernel, so the next chunk touches fresh pages
-again, and each first touch is a page fault that zeroes a page: 5M rows
+the numpy arrays decoded from them. glibc unmaps a freed block above its
+mmap threshold and trims free space past its trim threshold at the top of
+the heap, so the next chunk touches fresh pages again, and each first touch is a page fault that zeroes a page: 5M rows
 took about 300,000 faults and 2.7 s of system time in one 10.6 s fit. Held
 in the heap instead, the blocks are used again (about 145,000 faults).
 
